@@ -1,0 +1,1 @@
+//! cbam-compiler: host-side ONNX import, CBAM recognition, quantization and blob writing.
