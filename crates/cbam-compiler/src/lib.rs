@@ -1,1 +1,54 @@
-//! cbam-compiler: host-side ONNX import, CBAM recognition, quantization and blob writing.
+//! cbam-compiler: host-side ONNX import, CBAM recognition, calibration, int8 quantization,
+//! memory planning and the writers of the `.cbam` blob and the QDQ ONNX.
+//!
+//! Data flow: [`import`] (ONNX -> [`ir::Graph`]) -> [`passes`] (BN folding, activation
+//! fusion, CBAM matching) -> [`float_run`] + [`calib`] (ranges from tract runs) ->
+//! [`quant`] (core op list with int8 parameters) -> [`plan`] (arena offsets) -> [`blob`] / [`qdq`].
+
+pub mod ir;
+
+// Import and graph passes.
+pub mod float_run;
+pub mod import;
+pub mod inspect;
+pub mod passes;
+
+// Quantization and writers.
+pub mod blob;
+pub mod calib;
+pub mod pipeline;
+pub mod plan;
+pub mod qdq;
+pub mod quant;
+pub mod report;
+
+// Input data (npy, ImageFolder, IDX).
+pub mod data;
+
+// Channel pruning driven by CBAM attention.
+pub mod prune;
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory, then a rename,
+/// so a failed or interrupted run never leaves a half-written output behind.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".to_string());
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
