@@ -1,0 +1,136 @@
+//! Runs one kernel N times on fixed data, for instruction counting under callgrind
+//! (`bench.sh` runs it with N and N + 10 and takes the difference, so set-up cancels out).
+//!
+//! Usage: `kernel_bench conv|cbam ITERATIONS`
+//! - conv: CONV2D 3x3, stride 1, pad 1, 16 -> 32 channels on a 14x14 map (903,168 MACs);
+//! - cbam: the fused CBAM op on a 14x14x32 map, Cr = 4, k = 7 (6,272 elements).
+
+use cbam_core::cbam::{cbam, cbam_scratch_size, CbamMlp, CbamParams, PoolOrder};
+use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+use cbam_core::kernels::{ChannelQuant, Shape};
+use cbam_core::le::I32Le;
+use cbam_core::math::{ActRange, Requant};
+use std::hint::black_box;
+use std::process::ExitCode;
+
+/// Deterministic pseudo-random bytes (no dependency, identical on every run).
+fn bytes(n: usize, seed: u32) -> Vec<i8> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 24) as i8
+        })
+        .collect()
+}
+
+fn words(values: impl Iterator<Item = i32>) -> Vec<u8> {
+    values.flat_map(i32::to_le_bytes).collect()
+}
+
+fn bench_conv(iterations: usize) -> Result<(), cbam_core::Error> {
+    let (h, w, ci, co) = (14, 14, 16, 32);
+    let input = bytes(h * w * ci, 1);
+    let weights = bytes(co * 9 * ci, 2);
+    let bias = words((0..co as i32).map(|i| i * 37 - 500));
+    let mult = words((0..co).map(|_| 1_518_500_250));
+    let shift = words((0..co).map(|_| -9));
+    let p = Conv2dParams {
+        geometry: ConvGeometry::square(3, 1),
+        weights: &weights,
+        quant: ChannelQuant {
+            in_zp: -3,
+            out_zp: 5,
+            act: ActRange::FULL,
+            bias: I32Le::new(&bias),
+            mult: I32Le::new(&mult),
+            shift: I32Le::new(&shift),
+        },
+    };
+    let mut out = vec![0i8; h * w * co];
+    for _ in 0..iterations {
+        conv2d(
+            &p,
+            Shape::new(h, w, ci),
+            black_box(&input),
+            Shape::new(h, w, co),
+            &mut out,
+        )?;
+        black_box(&out);
+    }
+    Ok(())
+}
+
+fn bench_cbam(iterations: usize) -> Result<(), cbam_core::Error> {
+    let (h, w, c, cr, k) = (14, 14, 32, 4, 7);
+    let lut: [i8; 256] = std::array::from_fn(|i| (i as i32 - 128) as i8);
+    let w1 = bytes(cr * c, 3);
+    let w2 = bytes(c * cr, 4);
+    let ws = bytes(k * k * 2, 5);
+    let b1 = words((0..cr as i32).map(|i| i * 100));
+    let b2 = words((0..c as i32).map(|i| i * 10 - 150));
+    let m = |n: usize| words((0..n).map(|_| 1_288_490_189));
+    let s = |n: usize| words((0..n).map(|_| -10));
+    let (m1, s1, m2, s2) = (m(cr), s(cr), m(c), s(c));
+    let p = CbamParams {
+        c,
+        cr,
+        k,
+        order: PoolOrder::MeanMax,
+        mlp: CbamMlp {
+            w1: &w1,
+            b1: I32Le::new(&b1),
+            m1: I32Le::new(&m1),
+            s1: I32Le::new(&s1),
+            zp_h: -128,
+            w2: &w2,
+            b2: I32Le::new(&b2),
+            m2: I32Le::new(&m2),
+            s2: I32Le::new(&s2),
+            zp_z: 0,
+        },
+        lut_c: &lut,
+        f1: Requant::new(1 << 30, -7),
+        zp_f1: -10,
+        ws: &ws,
+        bs: 120,
+        rs: Requant::new(1 << 30, -9),
+        zp_s: 0,
+        lut_s: &lut,
+        out: Requant::new(1 << 30, -7),
+        zp_in: -20,
+        zp_out: -15,
+    };
+    let original = bytes(h * w * c, 6);
+    let mut data = original.clone();
+    let mut scratch = vec![0i8; cbam_scratch_size(c, cr, h, w).unwrap_or(0)];
+    for _ in 0..iterations {
+        // In place: restore the input so every iteration does the same work.
+        data.copy_from_slice(&original);
+        cbam(&p, Shape::new(h, w, c), black_box(&mut data), &mut scratch)?;
+        black_box(&data);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let iterations = args.get(2).and_then(|n| n.parse().ok());
+    let result = match (args.get(1).map(String::as_str), iterations) {
+        (Some("conv"), Some(n)) => bench_conv(n),
+        (Some("cbam"), Some(n)) => bench_cbam(n),
+        _ => {
+            eprintln!("usage: kernel_bench conv|cbam ITERATIONS");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kernel_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

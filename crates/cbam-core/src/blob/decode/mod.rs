@@ -1,0 +1,136 @@
+//! Turns a checked op record into the kernel call it stands for, validating every
+//! parameter and shape against FORMAT.md on the way.
+//!
+//! - `words`: reading parameter words and the constant arrays they point at;
+//! - `params`: one validating constructor per op code.
+
+mod params;
+mod words;
+
+use super::header::Header;
+use super::op_record::{op_record, OpRecord};
+use super::tensor::{tensor, Tensor};
+use crate::cbam::{cbam_scratch_size, CbamParams};
+use crate::error::Error;
+use crate::kernels::add::{AddParams, In2Channels};
+use crate::kernels::conv2d::{Conv2dParams, ConvGeometry};
+use crate::kernels::depthwise::DepthwiseParams;
+use crate::kernels::fully_connected::FullyConnectedParams;
+use crate::kernels::global_pool::GlobalAvgPoolParams;
+use crate::kernels::mul::{MulBroadcast, MulParams};
+use crate::kernels::pool::{PoolKind, PoolParams};
+use crate::kernels::sigmoid::SigmoidLut;
+use crate::math::Requant;
+use words::Words;
+
+/// The kernel an op runs, with its parameters borrowed from the blob.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kernel<'a> {
+    Conv2d(Conv2dParams<'a>),
+    Depthwise(DepthwiseParams<'a>),
+    FullyConnected(FullyConnectedParams<'a>),
+    Pool(PoolKind, PoolParams),
+    GlobalAvgPool(GlobalAvgPoolParams),
+    GlobalMaxPool,
+    Add(AddParams, In2Channels<'a>),
+    Mul(MulParams, MulBroadcast),
+    /// Per input: `None` copies, `Some` requantizes.
+    Concat([Option<Requant>; 4]),
+    Sigmoid(&'a SigmoidLut),
+    Cbam(CbamParams<'a>),
+}
+
+/// A fully validated op: its tensors and its kernel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Op<'a> {
+    pub record: OpRecord<'a>,
+    pub inputs: [Option<Tensor<'a>>; 4],
+    pub output: Tensor<'a>,
+    pub kernel: Kernel<'a>,
+}
+
+impl<'a> Op<'a> {
+    /// Input `slot`; slots below `n_inputs` are always present after decoding.
+    pub fn input(&self, slot: usize) -> Result<&Tensor<'a>, Error> {
+        self.inputs
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Error::BadInputCount {
+                op: self.record.index,
+                found: self.record.n_inputs as u16,
+            })
+    }
+
+    /// The scratch bytes the core needs for this op.
+    pub fn required_scratch(&self) -> Result<usize, Error> {
+        match &self.kernel {
+            Kernel::Cbam(p) => {
+                cbam_scratch_size(p.c, p.cr, self.output.shape.h, self.output.shape.w).ok_or(
+                    Error::ShapeOverflow {
+                        what: "CBAM scratch",
+                    },
+                )
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Multiply-accumulates per run (informational; saturates rather than overflowing).
+    pub fn macs(&self) -> u64 {
+        let n = |v: usize| v as u64;
+        let out = self.output.shape;
+        let out_len = n(out.len().unwrap_or(0));
+        let taps = |g: &ConvGeometry| n(g.kh).saturating_mul(n(g.kw));
+        match &self.kernel {
+            Kernel::Conv2d(p) => {
+                let in_c = n(self.inputs[0].map_or(0, |t| t.shape.c));
+                out_len
+                    .saturating_mul(taps(&p.geometry))
+                    .saturating_mul(in_c)
+            }
+            Kernel::Depthwise(p) => out_len.saturating_mul(taps(&p.geometry)),
+            Kernel::FullyConnected(p) => n(p.weights.len()),
+            Kernel::Mul(..) => out_len,
+            Kernel::Cbam(p) => {
+                // Two first-layer passes and one second layer, the 2-channel k x k conv per
+                // pixel, and the two scaling multiplies per element.
+                let mlp = n(p.c).saturating_mul(n(p.cr)).saturating_mul(3);
+                let spatial = n(out.pixels().unwrap_or(0)).saturating_mul(n(p.ws.len()));
+                mlp.saturating_add(spatial)
+                    .saturating_add(out_len.saturating_mul(2))
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Decodes and validates op `index` and the tensors it touches.
+pub(crate) fn decode_op<'a>(blob: &'a [u8], header: &Header, index: u16) -> Result<Op<'a>, Error> {
+    let record = op_record(blob, header, index)?;
+    let mut inputs = [None; 4];
+    for (slot, &t) in inputs.iter_mut().zip(record.inputs()) {
+        *slot = Some(tensor(blob, header, t)?);
+    }
+    let output = tensor(blob, header, record.output)?;
+    let words = Words {
+        blob,
+        words: record.params,
+        op: index,
+    };
+    let in0 = inputs[0].ok_or(Error::BadInputCount {
+        op: index,
+        found: 0,
+    })?;
+    let io = params::Io {
+        in0: &in0,
+        inputs: &inputs,
+        out: &output,
+    };
+    let kernel = params::kernel(&words, record.code, &io)?;
+    Ok(Op {
+        record,
+        inputs,
+        output,
+        kernel,
+    })
+}

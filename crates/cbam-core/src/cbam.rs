@@ -1,0 +1,304 @@
+//! CBAM (op 12): channel then spatial attention, fused and in place (FORMAT.md, op 12).
+//!
+//! `F' = Mc(F) * F`, `F'' = Ms(F') * F'`, computed over the feature map in place with
+//! `3C + 2Cr + 3hw` bytes of scratch: pooled vectors, hidden vectors, channel attention, the
+//! two pooled spatial maps (interleaved, so the spatial convolution is the CONV2D kernel)
+//! and the spatial attention map. Never a second `h*w*C` tensor.
+
+use crate::error::Error;
+use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+use crate::kernels::sigmoid::{lookup, SigmoidLut};
+use crate::kernels::{check_len, dot_with_offset, ChannelQuant, Shape};
+use crate::le::I32Le;
+use crate::math::{div_round_half_away, requantize_to_i8, saturate_i8, ActRange, Requant};
+
+/// Which pooled map is input channel 0 of the spatial convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolOrder {
+    /// `[mean; max]` (the paper).
+    MeanMax,
+    /// `[max; mean]`.
+    MaxMean,
+}
+
+/// The shared MLP of the channel attention.
+#[derive(Clone, Copy, Debug)]
+pub struct CbamMlp<'a> {
+    /// `[Cr][C]`.
+    pub w1: &'a [i8],
+    pub b1: I32Le<'a>,
+    pub m1: I32Le<'a>,
+    pub s1: I32Le<'a>,
+    pub zp_h: i32,
+    /// `[C][Cr]`.
+    pub w2: &'a [i8],
+    /// Twice the second layer's bias (both branches share the layer).
+    pub b2: I32Le<'a>,
+    pub m2: I32Le<'a>,
+    pub s2: I32Le<'a>,
+    pub zp_z: i32,
+}
+
+/// Every parameter of the fused op (words of FORMAT.md op 12 plus the tensors' zero points).
+#[derive(Clone, Copy, Debug)]
+pub struct CbamParams<'a> {
+    pub c: usize,
+    pub cr: usize,
+    /// Odd spatial kernel size; padding `k/2`, stride 1.
+    pub k: usize,
+    pub order: PoolOrder,
+    pub mlp: CbamMlp<'a>,
+    pub lut_c: &'a SigmoidLut,
+    pub f1: Requant,
+    pub zp_f1: i32,
+    /// `[k][k][2]`.
+    pub ws: &'a [i8],
+    pub bs: i32,
+    pub rs: Requant,
+    pub zp_s: i32,
+    pub lut_s: &'a SigmoidLut,
+    pub out: Requant,
+    pub zp_in: i32,
+    pub zp_out: i32,
+}
+
+/// Scratch bytes the fused op needs, or `None` on overflow.
+pub fn cbam_scratch_size(c: usize, cr: usize, h: usize, w: usize) -> Option<usize> {
+    let vectors = c.checked_mul(3)?.checked_add(cr.checked_mul(2)?)?;
+    vectors.checked_add(h.checked_mul(w)?.checked_mul(3)?)
+}
+
+/// The attention maps left in scratch after the op (int8, scale 1/256, zero point -128).
+#[derive(Debug)]
+pub struct CbamAttention<'s> {
+    /// `a[c]`.
+    pub channel: &'s [i8],
+    /// `as[y, x]`, row-major.
+    pub spatial: &'s [i8],
+}
+
+/// The scratch region cut into its named parts.
+struct Scratch<'s> {
+    pa: &'s mut [i8],
+    pm: &'s mut [i8],
+    hid_a: &'s mut [i8],
+    hid_m: &'s mut [i8],
+    att_c: &'s mut [i8],
+    /// The pooled spatial maps interleaved as an `(h, w, 2)` tensor in the model's order.
+    maps: &'s mut [i8],
+    att_s: &'s mut [i8],
+}
+
+impl<'s> Scratch<'s> {
+    fn split(scratch: &'s mut [i8], c: usize, cr: usize, hw: usize) -> Option<Self> {
+        let (pa, rest) = scratch.split_at_mut_checked(c)?;
+        let (pm, rest) = rest.split_at_mut_checked(c)?;
+        let (hid_a, rest) = rest.split_at_mut_checked(cr)?;
+        let (hid_m, rest) = rest.split_at_mut_checked(cr)?;
+        let (att_c, rest) = rest.split_at_mut_checked(c)?;
+        let (maps, rest) = rest.split_at_mut_checked(hw.checked_mul(2)?)?;
+        let (att_s, _) = rest.split_at_mut_checked(hw)?;
+        Some(Self {
+            pa,
+            pm,
+            hid_a,
+            hid_m,
+            att_c,
+            maps,
+            att_s,
+        })
+    }
+}
+
+fn check(p: &CbamParams, shape: Shape, data: &[i8]) -> Result<usize, Error> {
+    let bad = |what| Err(Error::SliceLength { what });
+    if shape.c != p.c || p.c == 0 || p.k.is_multiple_of(2) {
+        return bad("cbam channels or kernel size");
+    }
+    check_len(data.len(), shape.len(), "cbam feature map")?;
+    let Some(hw) = shape.pixels().filter(|&n| n > 0) else {
+        return bad("cbam empty map");
+    };
+    let m = &p.mlp;
+    let (c, cr) = (p.c, p.cr);
+    check_len(m.w1.len(), cr.checked_mul(c), "cbam w1")?;
+    check_len(m.w2.len(), cr.checked_mul(c), "cbam w2")?;
+    if [m.b1.len(), m.m1.len(), m.s1.len()] != [cr; 3]
+        || [m.b2.len(), m.m2.len(), m.s2.len()] != [c; 3]
+    {
+        return bad("cbam MLP bias/mult/shift");
+    }
+    check_len(
+        p.ws.len(),
+        p.k.checked_mul(p.k).and_then(|n| n.checked_mul(2)),
+        "cbam spatial weights",
+    )?;
+    Ok(hw)
+}
+
+/// Runs the fused CBAM block over `data` (`shape`, input quantization) in place, leaving the
+/// output (`zp_out`) in `data` and the attention maps in `scratch`.
+pub fn cbam<'s>(
+    p: &CbamParams,
+    shape: Shape,
+    data: &mut [i8],
+    scratch: &'s mut [i8],
+) -> Result<CbamAttention<'s>, Error> {
+    let hw = check(p, shape, data)?;
+    let needed = cbam_scratch_size(p.c, p.cr, shape.h, shape.w).ok_or(Error::SliceLength {
+        what: "cbam scratch",
+    })?;
+    let scratch = scratch.get_mut(..needed).ok_or(Error::SliceLength {
+        what: "cbam scratch",
+    })?;
+    let s = Scratch::split(scratch, p.c, p.cr, hw).ok_or(Error::SliceLength {
+        what: "cbam scratch",
+    })?;
+
+    pool_channels(p, data, hw, s.pa, s.pm);
+    mlp_hidden(p, s.pa, s.hid_a);
+    mlp_hidden(p, s.pm, s.hid_m);
+    channel_attention(p, s.hid_a, s.hid_m, s.att_c);
+    scale_channels_and_pool(p, data, s.att_c, s.maps);
+    spatial_attention(p, shape, s.maps, s.att_s)?;
+    scale_pixels(p, data, s.att_s);
+    Ok(CbamAttention {
+        channel: s.att_c,
+        spatial: s.att_s,
+    })
+}
+
+/// Step 1: per-channel average (rounded, input quantization) and maximum.
+fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: &mut [i8]) {
+    let count = i32::try_from(hw).unwrap_or(i32::MAX);
+    for (ch, (a, m)) in pa.iter_mut().zip(pm.iter_mut()).enumerate() {
+        let mut sum = 0i32;
+        let mut max = i8::MIN;
+        for &v in data.iter().skip(ch).step_by(p.c) {
+            sum = sum.wrapping_add(i32::from(v).wrapping_sub(p.zp_in));
+            max = max.max(v);
+        }
+        *a = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_in));
+        *m = max;
+    }
+}
+
+/// Step 2: the first MLP layer with its ReLU (clamp at the hidden zero point).
+fn mlp_hidden(p: &CbamParams, pooled: &[i8], hidden: &mut [i8]) {
+    let m = &p.mlp;
+    let relu = ActRange::from_words(m.zp_h, i32::from(i8::MAX));
+    let rows = m.w1.chunks_exact(p.c);
+    let quant = m.b1.iter().zip(m.m1.iter().zip(m.s1.iter()));
+    for ((h, w), (b, (mult, shift))) in hidden.iter_mut().zip(rows).zip(quant) {
+        let acc = b.wrapping_add(dot_with_offset(pooled, w, -p.zp_in));
+        *h = requantize_to_i8(acc, Requant::new(mult, shift), m.zp_h, relu);
+    }
+}
+
+/// Step 3 and 4a: the shared second layer over both branches, then the sigmoid table.
+fn channel_attention(p: &CbamParams, hid_a: &[i8], hid_m: &[i8], att: &mut [i8]) {
+    let m = &p.mlp;
+    let quant = m.b2.iter().zip(m.m2.iter().zip(m.s2.iter()));
+    // `chunks_exact(0)` panics; with Cr = 0 every row is empty anyway.
+    let row_len = p.cr.max(1);
+    let rows =
+        m.w2.chunks_exact(row_len)
+            .chain(core::iter::repeat(&[][..]));
+    for ((a, w), (b, (mult, shift))) in att.iter_mut().zip(rows).zip(quant) {
+        let dot = hid_a
+            .iter()
+            .zip(hid_m)
+            .zip(w)
+            .fold(0i32, |acc, ((&ha, &hm), &wv)| {
+                let both = i32::from(ha)
+                    .wrapping_sub(m.zp_h)
+                    .wrapping_add(i32::from(hm).wrapping_sub(m.zp_h));
+                acc.wrapping_add(both.wrapping_mul(i32::from(wv)))
+            });
+        let z = requantize_to_i8(
+            b.wrapping_add(dot),
+            Requant::new(mult, shift),
+            m.zp_z,
+            ActRange::FULL,
+        );
+        *a = lookup(p.lut_c, z);
+    }
+}
+
+/// Steps 4b and 5: `F' = F * a[c]` in place, and per pixel the channel mean and max of `F'`
+/// written as the two channels of `maps` in the model's order.
+fn scale_channels_and_pool(p: &CbamParams, data: &mut [i8], att: &[i8], maps: &mut [i8]) {
+    let count = i32::try_from(p.c).unwrap_or(i32::MAX);
+    let mean_first = p.order == PoolOrder::MeanMax;
+    for (px, pair) in data.chunks_exact_mut(p.c).zip(maps.chunks_exact_mut(2)) {
+        let mut sum = 0i32;
+        let mut top = i8::MIN;
+        for (v, &a) in px.iter_mut().zip(att) {
+            let prod = i32::from(*v)
+                .wrapping_sub(p.zp_in)
+                .wrapping_mul(i32::from(a) + 128);
+            let f1 = requantize_to_i8(prod, p.f1, p.zp_f1, ActRange::FULL);
+            *v = f1;
+            sum = sum.wrapping_add(i32::from(f1).wrapping_sub(p.zp_f1));
+            top = top.max(f1);
+        }
+        let mean = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_f1));
+        let (first, second) = if mean_first { (mean, top) } else { (top, mean) };
+        if let [a, b] = pair {
+            *a = first;
+            *b = second;
+        }
+    }
+}
+
+/// Steps 6 and 7a: the `k x k` convolution of the two maps (the CONV2D kernel with one
+/// output channel, padding `k/2`), then the sigmoid table, per pixel.
+fn spatial_attention(
+    p: &CbamParams,
+    shape: Shape,
+    maps: &[i8],
+    att: &mut [i8],
+) -> Result<(), Error> {
+    let (bias, mult, shift) = (
+        p.bs.to_le_bytes(),
+        p.rs.mult.to_le_bytes(),
+        p.rs.shift.to_le_bytes(),
+    );
+    let conv = Conv2dParams {
+        geometry: ConvGeometry::square(p.k, p.k / 2),
+        weights: p.ws,
+        quant: ChannelQuant {
+            in_zp: p.zp_f1,
+            out_zp: p.zp_s,
+            act: ActRange::FULL,
+            bias: I32Le::new(&bias),
+            mult: I32Le::new(&mult),
+            shift: I32Le::new(&shift),
+        },
+    };
+    conv2d(
+        &conv,
+        Shape::new(shape.h, shape.w, 2),
+        maps,
+        Shape::new(shape.h, shape.w, 1),
+        att,
+    )?;
+    for v in att.iter_mut() {
+        *v = lookup(p.lut_s, *v);
+    }
+    Ok(())
+}
+
+/// Step 7b: `F'' = F' * as[y, x]` in place, into the output quantization.
+fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
+    for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+        let factor = i32::from(a) + 128;
+        for v in px.iter_mut() {
+            let prod = i32::from(*v).wrapping_sub(p.zp_f1).wrapping_mul(factor);
+            *v = requantize_to_i8(prod, p.out, p.zp_out, ActRange::FULL);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
