@@ -7,6 +7,7 @@
 
 use crate::error::Error;
 use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+use crate::kernels::requant::{OutputRequant, ProductRequant};
 use crate::kernels::sigmoid::{lookup, SigmoidLut};
 use crate::kernels::{check_len, dot_with_offset, ChannelQuant, Shape};
 use crate::le::I32Le;
@@ -228,20 +229,44 @@ fn channel_attention(p: &CbamParams, hid_a: &[i8], hid_m: &[i8], att: &mut [i8])
 /// Steps 4b and 5: `F' = F * a[c]` in place, and per pixel the channel mean and max of `F'`
 /// written as the two channels of `maps` in the model's order.
 fn scale_channels_and_pool(p: &CbamParams, data: &mut [i8], att: &[i8], maps: &mut [i8]) {
+    let zp_in = p.zp_in;
+    match (ProductRequant::new(p.f1, p.zp_f1), i8::try_from(zp_in)) {
+        (Some(rq), Ok(_)) => scale_and_pool_with(p, data, att, maps, |v, a| {
+            let x = i32::from(v) - zp_in;
+            rq.apply_doubled(x * (2 * (i32::from(a) + 128)))
+        }),
+        _ => {
+            let rq = OutputRequant::new(p.f1, p.zp_f1, ActRange::FULL);
+            scale_and_pool_with(p, data, att, maps, |v, a| {
+                let x = i32::from(v).wrapping_sub(zp_in);
+                rq.apply(x.wrapping_mul(i32::from(a) + 128))
+            })
+        }
+    }
+}
+
+/// [`scale_channels_and_pool`] with `scale(F, a) = F'` (exact for any input).
+#[inline(always)]
+fn scale_and_pool_with(
+    p: &CbamParams,
+    data: &mut [i8],
+    att: &[i8],
+    maps: &mut [i8],
+    scale: impl Fn(i8, i8) -> i8,
+) {
     let count = i32::try_from(p.c).unwrap_or(i32::MAX);
     let mean_first = p.order == PoolOrder::MeanMax;
     for (px, pair) in data.chunks_exact_mut(p.c).zip(maps.chunks_exact_mut(2)) {
         let mut sum = 0i32;
         let mut top = i8::MIN;
         for (v, &a) in px.iter_mut().zip(att) {
-            let prod = i32::from(*v)
-                .wrapping_sub(p.zp_in)
-                .wrapping_mul(i32::from(a) + 128);
-            let f1 = requantize_to_i8(prod, p.f1, p.zp_f1, ActRange::FULL);
+            let f1 = scale(*v, a);
             *v = f1;
-            sum = sum.wrapping_add(i32::from(f1).wrapping_sub(p.zp_f1));
+            sum = sum.wrapping_add(i32::from(f1));
             top = top.max(f1);
         }
+        // sum (f1 - zp) over C channels, with the zero point taken out once.
+        let sum = sum.wrapping_sub(p.zp_f1.wrapping_mul(count));
         let mean = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_f1));
         let (first, second) = if mean_first { (mean, top) } else { (top, mean) };
         if let [a, b] = pair {
@@ -291,11 +316,27 @@ fn spatial_attention(
 
 /// Step 7b: `F'' = F' * as[y, x]` in place, into the output quantization.
 fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
-    for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
-        let factor = i32::from(a) + 128;
-        for v in px.iter_mut() {
-            let prod = i32::from(*v).wrapping_sub(p.zp_f1).wrapping_mul(factor);
-            *v = requantize_to_i8(prod, p.out, p.zp_out, ActRange::FULL);
+    let zp_f1 = p.zp_f1;
+    match (ProductRequant::new(p.out, p.zp_out), i8::try_from(zp_f1)) {
+        (Some(rq), Ok(_)) => {
+            for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+                // 2 (v - zp) k = v * 2k - zp * 2k: one multiply-accumulate per element.
+                let k2 = 2 * (i32::from(a) + 128);
+                let base = -zp_f1 * k2;
+                for v in px.iter_mut() {
+                    *v = rq.apply_doubled(i32::from(*v) * k2 + base);
+                }
+            }
+        }
+        _ => {
+            let rq = OutputRequant::new(p.out, p.zp_out, ActRange::FULL);
+            for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+                let factor = i32::from(a) + 128;
+                for v in px.iter_mut() {
+                    let prod = i32::from(*v).wrapping_sub(zp_f1).wrapping_mul(factor);
+                    *v = rq.apply(prod);
+                }
+            }
         }
     }
 }

@@ -1,12 +1,14 @@
 //! CONV2D (op 1): any kernel size, stride, dilation and explicit padding, NHWC, OHWI weights.
 //!
 //! [`conv2d`] is the wrapper callers use: it picks the pointwise path for 1x1 stride-1
-//! unpadded convolutions and the general path otherwise. An architecture-specific fast path
-//! (e.g. Cortex-M4 SMLAD) belongs beside these two and is chosen here, in one place.
+//! unpadded convolutions and the general path otherwise. Both compute four output channels
+//! per pass over the input; the inner products come from [`super::dot`], which picks the
+//! Cortex-M4 DSP version where the target has it.
 
-use super::{check_len, dot_with_offset, ChannelQuant, Shape};
+use super::channel_groups::{for_each_channel, RowLayer};
+use super::dot::{dot1, dot4};
+use super::{check_len, ChannelQuant, Shape};
 use crate::error::Error;
-use crate::math::requantize_to_i8;
 
 /// Kernel window, stride, dilation and explicit padding (shared with depthwise and pools).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,12 +94,6 @@ fn axis_out(
     Some(room / stride + 1)
 }
 
-/// Maps a padded-space coordinate to an input row/column, or `None` inside the padding.
-#[inline]
-pub(crate) fn unpad(padded: usize, pad: usize, size: usize) -> Option<usize> {
-    padded.checked_sub(pad).filter(|&i| i < size)
-}
-
 /// Parameters of a CONV2D op.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dParams<'a> {
@@ -161,22 +157,36 @@ pub fn conv2d(
 
 /// 1x1, stride 1, unpadded: every output pixel is a matrix-vector product of one input pixel.
 fn pointwise(p: &Conv2dParams, in_c: usize, input: &[i8], out_c: usize, output: &mut [i8]) {
-    let q = &p.quant;
-    for (in_px, out_px) in input.chunks_exact(in_c).zip(output.chunks_exact_mut(out_c)) {
-        for ((out, w), (bias, rq)) in out_px
-            .iter_mut()
-            .zip(p.weights.chunks_exact(in_c))
-            .zip(q.channels())
-        {
-            let acc = bias.wrapping_add(dot_with_offset(in_px, w, -q.in_zp));
-            *out = requantize_to_i8(acc, rq, q.out_zp, q.act);
-        }
-    }
+    let off = p.quant.in_zp.wrapping_neg();
+    for_each_channel(
+        RowLayer {
+            quant: &p.quant,
+            weights: p.weights,
+            per_out: in_c,
+            output,
+            out_c,
+        },
+        || input.chunks_exact(in_c),
+        |px, rows| dot4(px, rows, off),
+        |px, row| dot1(px, row, off),
+    );
 }
 
 /// The taps `k` of one window axis whose input coordinate `start + k * dil - pad` lies in
 /// `0..size`, as a half-open range (contiguous because the coordinate grows with `k`).
-fn valid_taps(start: usize, k: usize, dil: usize, pad: usize, size: usize) -> (usize, usize) {
+pub(crate) fn valid_taps(
+    start: usize,
+    k: usize,
+    dil: usize,
+    pad: usize,
+    size: usize,
+) -> (usize, usize) {
+    if dil == 1 {
+        // The common case, without the divisions.
+        let lo = pad.saturating_sub(start).min(k);
+        let hi = (pad + size).saturating_sub(start).min(k);
+        return (lo, hi.max(lo));
+    }
     // First tap at or past the padding: ceil((pad - start) / dil).
     let lo = pad.saturating_sub(start).div_ceil(dil).min(k);
     // Taps with start + k*dil < pad + size.
@@ -184,52 +194,171 @@ fn valid_taps(start: usize, k: usize, dil: usize, pad: usize, size: usize) -> (u
     (lo, hi.max(lo))
 }
 
-fn general(p: &Conv2dParams, in_shape: Shape, input: &[i8], out_shape: Shape, output: &mut [i8]) {
-    let g = &p.geometry;
-    let q = &p.quant;
-    let in_c = in_shape.c;
-    let per_out = g.kh * g.kw * in_c;
-    let mut out_pixels = output.chunks_exact_mut(out_shape.c);
-    for oy in 0..out_shape.h {
-        let y0 = oy * g.stride_h;
-        let (ky_lo, ky_hi) = valid_taps(y0, g.kh, g.dil_h, g.pad_top, in_shape.h);
-        for ox in 0..out_shape.w {
-            let x0 = ox * g.stride_w;
-            let (kx_lo, kx_hi) = valid_taps(x0, g.kw, g.dil_w, g.pad_left, in_shape.w);
-            let Some(out_px) = out_pixels.next() else {
-                return;
-            };
-            // Without dilation the valid taps of a row are adjacent in both the input row
-            // and the weights, so they form one dot product.
-            let run = if g.dil_w == 1 {
-                (kx_hi - kx_lo) * in_c
-            } else {
-                in_c
-            };
-            let step = if g.dil_w == 1 {
-                kx_hi.max(kx_lo + 1) - kx_lo
-            } else {
-                1
-            };
-            for ((out, w_o), (bias, rq)) in out_px
-                .iter_mut()
-                .zip(p.weights.chunks_exact(per_out))
-                .zip(q.channels())
-            {
-                let mut acc = bias;
-                for ky in ky_lo..ky_hi {
-                    let iy = y0 + ky * g.dil_h - g.pad_top;
-                    for kx in (kx_lo..kx_hi).step_by(step) {
-                        let ix = x0 + kx * g.dil_w - g.pad_left;
-                        let x = &input[(iy * in_shape.w + ix) * in_c..][..run];
-                        let w = &w_o[(ky * g.kw + kx) * in_c..][..run];
-                        acc = acc.wrapping_add(dot_with_offset(x, w, -q.in_zp));
-                    }
-                }
-                *out = requantize_to_i8(acc, rq, q.out_zp, q.act);
+/// The part of one output pixel's window that lies inside the input, as runs of bytes that
+/// are contiguous in both the input and every weight row.
+struct Window {
+    /// Valid kernel rows.
+    ky: (usize, usize),
+    /// Valid kernel columns.
+    kx: (usize, usize),
+    /// Input row and column of tap (0, 0), in padded coordinates.
+    y0: usize,
+    x0: usize,
+    /// Bytes per run, and kernel columns per run.
+    run: usize,
+    step: usize,
+}
+
+impl Window {
+    fn new(g: &ConvGeometry, in_shape: Shape, oy: usize, ox: usize) -> Self {
+        let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
+        let ky = valid_taps(y0, g.kh, g.dil_h, g.pad_top, in_shape.h);
+        let kx = valid_taps(x0, g.kw, g.dil_w, g.pad_left, in_shape.w);
+        // Without dilation the valid taps of a kernel row are adjacent in both the input
+        // row and the weights, so they form one run.
+        let (run, step) = if g.dil_w == 1 {
+            ((kx.1 - kx.0) * in_shape.c, (kx.1 - kx.0).max(1))
+        } else {
+            (in_shape.c, 1)
+        };
+        Self {
+            ky,
+            kx,
+            y0,
+            x0,
+            run,
+            step,
+        }
+    }
+
+    /// Calls `f(input run, offset of the run in a weight row)` for every run.
+    #[inline(always)]
+    fn for_each_run<'i>(
+        &self,
+        g: &ConvGeometry,
+        in_shape: Shape,
+        input: &'i [i8],
+        mut f: impl FnMut(&'i [i8], usize),
+    ) {
+        for ky in self.ky.0..self.ky.1 {
+            let iy = self.y0 + ky * g.dil_h - g.pad_top;
+            for kx in (self.kx.0..self.kx.1).step_by(self.step) {
+                let ix = self.x0 + kx * g.dil_w - g.pad_left;
+                let x = &input[(iy * in_shape.w + ix) * in_shape.c..][..self.run];
+                f(x, (ky * g.kw + kx) * in_shape.c);
             }
         }
     }
+}
+
+/// Windows of at most this many bytes are gathered into a stack buffer (see
+/// [`gathered`]).
+const GATHER_MAX: usize = 64;
+
+fn general(p: &Conv2dParams, in_shape: Shape, input: &[i8], out_shape: Shape, output: &mut [i8]) {
+    let g = &p.geometry;
+    let per_out = g.kh * g.kw * in_shape.c;
+    if per_out <= GATHER_MAX {
+        if let Ok(pad) = i8::try_from(p.quant.in_zp) {
+            gathered(p, in_shape, input, out_shape, output, pad);
+            return;
+        }
+    }
+    let off = p.quant.in_zp.wrapping_neg();
+    let (out_h, out_w) = (out_shape.h, out_shape.w);
+    for_each_channel(
+        RowLayer {
+            quant: &p.quant,
+            weights: p.weights,
+            per_out,
+            output,
+            out_c: out_shape.c,
+        },
+        || (0..out_h).flat_map(move |oy| (0..out_w).map(move |ox| (oy, ox))),
+        |(oy, ox), rows| {
+            let win = Window::new(g, in_shape, oy, ox);
+            let mut acc = [0i32; 4];
+            win.for_each_run(g, in_shape, input, |x, at| {
+                let w = rows.map(|r| &r[at..][..win.run]);
+                for (a, v) in acc.iter_mut().zip(dot4(x, w, off)) {
+                    *a = a.wrapping_add(v);
+                }
+            });
+            acc
+        },
+        |(oy, ox), row| {
+            let win = Window::new(g, in_shape, oy, ox);
+            let mut acc = 0i32;
+            win.for_each_run(g, in_shape, input, |x, at| {
+                acc = acc.wrapping_add(dot1(x, &row[at..][..win.run], off));
+            });
+            acc
+        },
+    );
+}
+
+/// Small windows (few input channels, e.g. a first layer on a grey image): each window is
+/// copied into one contiguous stack buffer with padding taps set to the input zero point,
+/// whose `(x - zp) * w` is exactly 0. One inner product per output channel then replaces
+/// `kh` short runs that would be mostly loop overhead.
+fn gathered(
+    p: &Conv2dParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+    pad: i8,
+) {
+    let g = &p.geometry;
+    let off = p.quant.in_zp.wrapping_neg();
+    let per_out = g.kh * g.kw * in_shape.c;
+    let (out_h, out_w) = (out_shape.h, out_shape.w);
+    // One buffer per closure: both are alive at once.
+    let (mut buf4, mut buf1) = ([0i8; GATHER_MAX], [0i8; GATHER_MAX]);
+    let in_c = in_shape.c;
+    // Byte by byte: the runs are a few bytes long, too short for memcpy/memset calls.
+    let gather = |buf: &mut [i8; GATHER_MAX], oy: usize, ox: usize| {
+        let mut dst = buf.iter_mut();
+        for ky in 0..g.kh {
+            let iy = unpad(oy * g.stride_h + ky * g.dil_h, g.pad_top, in_shape.h);
+            for kx in 0..g.kw {
+                let ix = unpad(ox * g.stride_w + kx * g.dil_w, g.pad_left, in_shape.w);
+                let src = match (iy, ix) {
+                    (Some(iy), Some(ix)) => input.get((iy * in_shape.w + ix) * in_c..),
+                    _ => None,
+                };
+                for i in 0..in_c {
+                    if let Some(d) = dst.next() {
+                        *d = src.and_then(|s| s.get(i)).copied().unwrap_or(pad);
+                    }
+                }
+            }
+        }
+    };
+    for_each_channel(
+        RowLayer {
+            quant: &p.quant,
+            weights: p.weights,
+            per_out,
+            output,
+            out_c: out_shape.c,
+        },
+        || (0..out_h).flat_map(move |oy| (0..out_w).map(move |ox| (oy, ox))),
+        |(oy, ox), rows| {
+            gather(&mut buf4, oy, ox);
+            dot4(buf4.get(..per_out).unwrap_or_default(), rows, off)
+        },
+        |(oy, ox), row| {
+            gather(&mut buf1, oy, ox);
+            dot1(buf1.get(..per_out).unwrap_or_default(), row, off)
+        },
+    );
+}
+
+/// Maps a padded-space coordinate to an input row/column, or `None` inside the padding.
+#[inline]
+fn unpad(padded: usize, pad: usize, size: usize) -> Option<usize> {
+    padded.checked_sub(pad).filter(|&i| i < size)
 }
 
 #[cfg(test)]

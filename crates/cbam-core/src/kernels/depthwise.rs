@@ -1,9 +1,9 @@
 //! DEPTHWISE_CONV2D (op 2): each output channel `o` filters input channel `o / multiplier`.
 
-use super::conv2d::{unpad, ConvGeometry};
+use super::conv2d::{valid_taps, ConvGeometry};
+use super::dot::mac_lanes4_row;
 use super::{check_len, ChannelQuant, Shape};
 use crate::error::Error;
-use crate::math::requantize_to_i8;
 
 /// Parameters of a DEPTHWISE_CONV2D op.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +51,167 @@ pub fn depthwise_conv2d(
     if out_shape.c == 0 {
         return Ok(());
     }
+    if p.depth_multiplier == 1 {
+        multiplier_one(p, in_shape, input, out_shape, output);
+    } else {
+        any_multiplier(p, in_shape, input, out_shape, output);
+    }
+    Ok(())
+}
+
+/// The valid kernel rows and columns of output pixel `(oy, ox)`.
+fn taps(g: &ConvGeometry, in_shape: Shape, oy: usize, ox: usize) -> [(usize, usize); 2] {
+    [
+        valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h),
+        valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_shape.w),
+    ]
+}
+
+/// Depth multiplier 1 (the common case): channel `o` reads input channel `o`, so four
+/// adjacent channels are four adjacent bytes in both the input and the weights. Channels
+/// are the outer loop so that each one's requantizer is decoded once per layer.
+fn multiplier_one(
+    p: &DepthwiseParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+) {
+    let q = &p.quant;
+    let c = out_shape.c;
+    let off = q.in_zp.wrapping_neg();
+    let mut quant = q.outputs();
+    let mut first = 0;
+    while first + 4 <= c {
+        let (Some(q0), Some(q1), Some(q2), Some(q3)) =
+            (quant.next(), quant.next(), quant.next(), quant.next())
+        else {
+            return;
+        };
+        let stages = [q0, q1, q2, q3];
+        for_each_tap_set(p, in_shape, out_shape, output, |taps, out_px| {
+            let mut acc = [0i32; 4];
+            taps.for_each_row(|x_at, w_at, n| {
+                let x = input.get(x_at + first..).unwrap_or(&[]);
+                let w = p.weights.get(w_at + first..).unwrap_or(&[]);
+                mac_lanes4_row(&mut acc, (x, taps.x_step), (w, c), n, off);
+            });
+            if let Some(outs) = out_px.get_mut(first..first + 4) {
+                for ((out, a), (bias, rq)) in outs.iter_mut().zip(acc).zip(&stages) {
+                    *out = rq.apply(bias.wrapping_add(a));
+                }
+            }
+        });
+        first += 4;
+    }
+    for ch in first..c {
+        let Some((bias, rq)) = quant.next() else {
+            return;
+        };
+        for_each_tap_set(p, in_shape, out_shape, output, |taps, out_px| {
+            let mut acc = bias;
+            taps.for_each(|xi, wi| {
+                let x = input.get(xi + ch).copied().unwrap_or(0);
+                let w = p.weights.get(wi + ch).copied().unwrap_or(0);
+                acc = acc.wrapping_add(i32::from(x).wrapping_add(off).wrapping_mul(i32::from(w)));
+            });
+            if let Some(out) = out_px.get_mut(ch) {
+                *out = rq.apply(acc);
+            }
+        });
+    }
+}
+
+/// The window taps of one output pixel that lie inside the input (depth multiplier 1).
+struct Taps<'g> {
+    g: &'g ConvGeometry,
+    /// Input bytes between horizontally adjacent taps.
+    x_step: usize,
+    in_w: usize,
+    c: usize,
+    oy: usize,
+    ox: usize,
+    ky: (usize, usize),
+    kx: (usize, usize),
+}
+
+impl Taps<'_> {
+    /// Calls `body(input offset, weight offset, taps)` for every kernel row's first valid
+    /// tap (channel 0) with the number of valid taps in the row.
+    #[inline(always)]
+    fn for_each_row(&self, mut body: impl FnMut(usize, usize, usize)) {
+        let g = self.g;
+        let n = self.kx.1 - self.kx.0;
+        if n == 0 {
+            // Every column is padding; `ix` below would not exist.
+            return;
+        }
+        let ix = self.ox * g.stride_w + self.kx.0 * g.dil_w - g.pad_left;
+        for ky in self.ky.0..self.ky.1 {
+            let iy = self.oy * g.stride_h + ky * g.dil_h - g.pad_top;
+            body(
+                (iy * self.in_w + ix) * self.c,
+                (ky * g.kw + self.kx.0) * self.c,
+                n,
+            );
+        }
+    }
+
+    /// Calls `body(input offset, weight offset)` (of channel 0) for every tap.
+    #[inline(always)]
+    fn for_each(&self, mut body: impl FnMut(usize, usize)) {
+        let g = self.g;
+        for ky in self.ky.0..self.ky.1 {
+            let iy = self.oy * g.stride_h + ky * g.dil_h - g.pad_top;
+            for kx in self.kx.0..self.kx.1 {
+                let ix = self.ox * g.stride_w + kx * g.dil_w - g.pad_left;
+                body((iy * self.in_w + ix) * self.c, (ky * g.kw + kx) * self.c);
+            }
+        }
+    }
+}
+
+/// Calls `f(taps, output pixel)` for every output pixel.
+#[inline(always)]
+fn for_each_tap_set(
+    p: &DepthwiseParams,
+    in_shape: Shape,
+    out_shape: Shape,
+    output: &mut [i8],
+    mut f: impl FnMut(&Taps, &mut [i8]),
+) {
+    let g = &p.geometry;
+    let c = out_shape.c;
+    let mut out_pixels = output.chunks_exact_mut(c);
+    for oy in 0..out_shape.h {
+        for ox in 0..out_shape.w {
+            let Some(out_px) = out_pixels.next() else {
+                return;
+            };
+            let [ky, kx] = taps(g, in_shape, oy, ox);
+            let taps = Taps {
+                g,
+                x_step: (g.dil_w * c).max(1),
+                in_w: in_shape.w,
+                c,
+                oy,
+                ox,
+                ky,
+                kx,
+            };
+            f(&taps, out_px);
+        }
+    }
+}
+
+/// Any depth multiplier: output channel `o` filters input channel `o / multiplier`.
+fn any_multiplier(
+    p: &DepthwiseParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+) {
     let g = &p.geometry;
     let q = &p.quant;
     let (in_c, out_c, dm) = (in_shape.c, out_shape.c, p.depth_multiplier);
@@ -58,32 +219,25 @@ pub fn depthwise_conv2d(
     for oy in 0..out_shape.h {
         for ox in 0..out_shape.w {
             let Some(out_px) = out_pixels.next() else {
-                return Ok(());
+                return;
             };
-            for (o, (out, (bias, rq))) in out_px.iter_mut().zip(q.channels()).enumerate() {
+            let [(ky_lo, ky_hi), (kx_lo, kx_hi)] = taps(g, in_shape, oy, ox);
+            for (o, (out, (bias, rq))) in out_px.iter_mut().zip(q.outputs()).enumerate() {
                 let ic = o / dm;
                 let mut acc = bias;
-                for ky in 0..g.kh {
-                    let Some(iy) = unpad(oy * g.stride_h + ky * g.dil_h, g.pad_top, in_shape.h)
-                    else {
-                        continue;
-                    };
-                    for kx in 0..g.kw {
-                        let Some(ix) =
-                            unpad(ox * g.stride_w + kx * g.dil_w, g.pad_left, in_shape.w)
-                        else {
-                            continue;
-                        };
+                for ky in ky_lo..ky_hi {
+                    let iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
+                    for kx in kx_lo..kx_hi {
+                        let ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
                         let x = i32::from(input[(iy * in_shape.w + ix) * in_c + ic]);
                         let w = i32::from(p.weights[(ky * g.kw + kx) * out_c + o]);
                         acc = acc.wrapping_add(x.wrapping_sub(q.in_zp).wrapping_mul(w));
                     }
                 }
-                *out = requantize_to_i8(acc, rq, q.out_zp, q.act);
+                *out = rq.apply(acc);
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

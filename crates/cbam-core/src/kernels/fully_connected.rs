@@ -1,6 +1,8 @@
 //! FULLY_CONNECTED (op 3): the input read as a flat NHWC vector, weights `[n_out][n_in]`.
 
-use super::{check_len, dot_with_offset, ChannelQuant};
+use super::channel_groups::{for_each_channel, RowLayer};
+use super::dot::{dot1, dot4};
+use super::{check_len, ChannelQuant};
 use crate::error::Error;
 use crate::math::requantize_to_i8;
 
@@ -32,15 +34,20 @@ pub fn fully_connected(
         }
         return Ok(());
     }
-    let q = &p.quant;
-    for ((out, w), (bias, rq)) in output
-        .iter_mut()
-        .zip(p.weights.chunks_exact(n_in))
-        .zip(q.channels())
-    {
-        let acc = bias.wrapping_add(dot_with_offset(input, w, -q.in_zp));
-        *out = requantize_to_i8(acc, rq, q.out_zp, q.act);
-    }
+    let off = p.quant.in_zp.wrapping_neg();
+    // One "pixel" whose n_out outputs are the whole output vector.
+    for_each_channel(
+        RowLayer {
+            quant: &p.quant,
+            weights: p.weights,
+            per_out: n_in,
+            output,
+            out_c: n_out,
+        },
+        || core::iter::once(input),
+        |x, rows| dot4(x, rows, off),
+        |x, row| dot1(x, row, off),
+    );
     Ok(())
 }
 

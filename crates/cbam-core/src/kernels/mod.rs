@@ -1,4 +1,5 @@
-//! The int8 kernels, one module per op, each the portable reference implementation.
+//! The int8 kernels, one module per op. The inner products they share live in [`dot`]
+//! (portable) with a Cortex-M4/M7 DSP version in `arm_dsp`, chosen in `dot` only.
 //!
 //! Every kernel checks its slice lengths against its shapes on entry (returning
 //! [`Error::SliceLength`]) so that all indexing after that point is in bounds by
@@ -6,13 +7,18 @@
 //! in debug builds on adversarial weights.
 
 pub mod add;
+#[cfg(cbam_arm_dsp)]
+mod arm_dsp;
+mod channel_groups;
 pub mod concat;
 pub mod conv2d;
 pub mod depthwise;
+pub(crate) mod dot;
 pub mod fully_connected;
 pub mod global_pool;
 pub mod mul;
 pub mod pool;
+pub(crate) mod requant;
 pub mod sigmoid;
 
 #[cfg(test)]
@@ -64,13 +70,7 @@ pub(crate) fn check_len(
 /// `sum (x + x_offset) * w` over two equally long slices, with int32 wrap-around.
 #[inline]
 pub(crate) fn dot_with_offset(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
-    x.iter().zip(w).fold(0i32, |acc, (&a, &b)| {
-        acc.wrapping_add(
-            i32::from(a)
-                .wrapping_add(x_offset)
-                .wrapping_mul(i32::from(b)),
-        )
-    })
+    dot::dot1(x, w, x_offset)
 }
 
 /// Per-output-channel bias and requantizers with the tensors' zero points and the clamp:
@@ -106,5 +106,12 @@ impl ChannelQuant<'_> {
             .iter()
             .zip(self.mult.iter().zip(self.shift.iter()))
             .map(|(b, (m, s))| (b, crate::math::Requant::new(m, s)))
+    }
+
+    /// `(bias, output stage)` per output channel, for the hot loops.
+    #[inline]
+    pub(crate) fn outputs(&self) -> impl Iterator<Item = (i32, requant::OutputRequant)> + '_ {
+        self.channels()
+            .map(|(b, rq)| (b, requant::OutputRequant::new(rq, self.out_zp, self.act)))
     }
 }
