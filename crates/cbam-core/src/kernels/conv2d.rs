@@ -7,6 +7,7 @@
 
 use super::channel_groups::{for_each_channel, RowLayer};
 use super::dot::{dot1, dot4};
+use super::requant::OutputRequant;
 use super::{check_len, ChannelQuant, Shape};
 use crate::error::Error;
 
@@ -156,6 +157,8 @@ pub fn conv2d(
 }
 
 /// 1x1, stride 1, unpadded: every output pixel is a matrix-vector product of one input pixel.
+// Out of line for the same reason as `windowed`.
+#[inline(never)]
 fn pointwise(p: &Conv2dParams, in_c: usize, input: &[i8], out_c: usize, output: &mut [i8]) {
     let off = p.quant.in_zp.wrapping_neg();
     for_each_channel(
@@ -264,6 +267,23 @@ fn general(p: &Conv2dParams, in_shape: Shape, input: &[i8], out_shape: Shape, ou
             return;
         }
     }
+    windowed(p, in_shape, input, out_shape, output, per_out);
+}
+
+/// Any window: the inner products run over the window's valid runs in place.
+// The three paths stay out of line: inlined together, the hot loops get a worse register
+// allocation on Cortex-M4, and a caller's constant shapes (the benchmark's) would be folded
+// into them where the runtime's, read from the blob, are not.
+#[inline(never)]
+fn windowed(
+    p: &Conv2dParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+    per_out: usize,
+) {
+    let g = &p.geometry;
     let off = p.quant.in_zp.wrapping_neg();
     let (out_h, out_w) = (out_shape.h, out_shape.w);
     for_each_channel(
@@ -301,6 +321,8 @@ fn general(p: &Conv2dParams, in_shape: Shape, input: &[i8], out_shape: Shape, ou
 /// copied into one contiguous stack buffer with padding taps set to the input zero point,
 /// whose `(x - zp) * w` is exactly 0. One inner product per output channel then replaces
 /// `kh` short runs that would be mostly loop overhead.
+// Out of line for the same reasons as `windowed`.
+#[inline(never)]
 fn gathered(
     p: &Conv2dParams,
     in_shape: Shape,
@@ -313,11 +335,30 @@ fn gathered(
     let off = p.quant.in_zp.wrapping_neg();
     let per_out = g.kh * g.kw * in_shape.c;
     let (out_h, out_w) = (out_shape.h, out_shape.w);
-    // One buffer per closure: both are alive at once.
-    let (mut buf4, mut buf1) = ([0i8; GATHER_MAX], [0i8; GATHER_MAX]);
     let in_c = in_shape.c;
+    let run = g.kw * in_c;
+    let row_step = g.dil_h * in_shape.w * in_c;
+    let span_h = (g.kh - 1) * g.dil_h;
     // Byte by byte: the runs are a few bytes long, too short for memcpy/memset calls.
     let gather = |buf: &mut [i8; GATHER_MAX], oy: usize, ox: usize| {
+        let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
+        if let (Some(iy), Some(ix), 1) = (
+            unpad(y0, g.pad_top, in_shape.h.saturating_sub(span_h)),
+            unpad(x0, g.pad_left, (in_shape.w + 1).saturating_sub(g.kw)),
+            g.dil_w,
+        ) {
+            // A whole window without horizontal dilation: one run per kernel row.
+            let mut at = (iy * in_shape.w + ix) * in_c;
+            for dst in buf.chunks_exact_mut(run).take(g.kh) {
+                if let Some(src) = input.get(at..at + run) {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v;
+                    }
+                }
+                at += row_step;
+            }
+            return;
+        }
         let mut dst = buf.iter_mut();
         for ky in 0..g.kh {
             let iy = unpad(oy * g.stride_h + ky * g.dil_h, g.pad_top, in_shape.h);
@@ -335,24 +376,78 @@ fn gathered(
             }
         }
     };
-    for_each_channel(
-        RowLayer {
-            quant: &p.quant,
-            weights: p.weights,
-            per_out,
-            output,
-            out_c: out_shape.c,
-        },
-        || (0..out_h).flat_map(move |oy| (0..out_w).map(move |ox| (oy, ox))),
-        |(oy, ox), rows| {
-            gather(&mut buf4, oy, ox);
-            dot4(buf4.get(..per_out).unwrap_or_default(), rows, off)
-        },
-        |(oy, ox), row| {
-            gather(&mut buf1, oy, ox);
-            dot1(buf1.get(..per_out).unwrap_or_default(), row, off)
-        },
-    );
+    let out_c = out_shape.c;
+    let mut buf = [0i8; GATHER_MAX];
+    let mut quant = p.quant.outputs();
+    let Some(placeholder) = p.quant.outputs().next() else {
+        return;
+    };
+    let mut stages = [placeholder; GATHER_BLOCK];
+    // Channel blocks outside, pixels inside: each window is gathered once per block
+    // instead of once per group of four, with the block's requantizers decoded up front.
+    for (block, weights) in p.weights.chunks(GATHER_BLOCK * per_out).enumerate() {
+        let first = block * GATHER_BLOCK;
+        let n = weights.len() / per_out;
+        for stage in stages.iter_mut().take(n) {
+            let Some(next) = quant.next() else {
+                return;
+            };
+            *stage = next;
+        }
+        let mut out_pixels = output.chunks_exact_mut(out_c);
+        for oy in 0..out_h {
+            for ox in 0..out_w {
+                let Some(outs) = out_pixels
+                    .next()
+                    .and_then(|px| px.get_mut(first..first + n))
+                else {
+                    return;
+                };
+                gather(&mut buf, oy, ox);
+                let x = buf.get(..per_out).unwrap_or_default();
+                block_outputs(x, weights, per_out, off, &stages, outs);
+            }
+        }
+    }
+}
+
+/// Channels per block of [`gathered`]: enough for the 16 of a typical first layer in one.
+const GATHER_BLOCK: usize = 16;
+
+/// One pixel's outputs of a channel block: `x` against every row of `weights`, four rows
+/// at a time, each requantized by its stage into `outs`.
+#[inline(always)]
+fn block_outputs(
+    x: &[i8],
+    weights: &[i8],
+    per_out: usize,
+    off: i32,
+    stages: &[(i32, OutputRequant); GATHER_BLOCK],
+    outs: &mut [i8],
+) {
+    let mut groups = weights.chunks_exact(4 * per_out);
+    let mut out_groups = outs.chunks_exact_mut(4);
+    for ((group, out), st) in (&mut groups)
+        .zip(&mut out_groups)
+        .zip(stages.chunks_exact(4))
+    {
+        let mut rows = group.chunks_exact(per_out);
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        else {
+            return;
+        };
+        let acc = dot4(x, [r0, r1, r2, r3], off);
+        for ((o, a), (bias, rq)) in out.iter_mut().zip(acc).zip(st) {
+            *o = rq.apply(bias.wrapping_add(a));
+        }
+    }
+    let whole = weights.len() / per_out / 4 * 4;
+    let rest = groups.remainder().chunks_exact(per_out);
+    let rest_stages = stages.get(whole..).unwrap_or_default();
+    for ((row, o), (bias, rq)) in rest.zip(out_groups.into_remainder()).zip(rest_stages) {
+        *o = rq.apply(bias.wrapping_add(dot1(x, row, off)));
+    }
 }
 
 /// Maps a padded-space coordinate to an input row/column, or `None` inside the padding.
@@ -430,7 +525,8 @@ mod tests {
         let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
             return;
         };
-        let outs = Shape::new(oh, ow, rng.range(1, 9));
+        // Past 16 output channels the small-window path works in several blocks.
+        let outs = Shape::new(oh, ow, rng.range(1, 36));
         let input = rng.i8s(ins.len().unwrap());
         let weights = rng.i8s(outs.c * g.kh * g.kw * ins.c);
         let qt = QuantData::random(rng, outs.c);

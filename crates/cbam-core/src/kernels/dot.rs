@@ -119,6 +119,60 @@ pub(crate) fn mac_lanes4_row(
     }
 }
 
+/// Lane-wise `acc[i] += sum x[i] * w[i]` (no input offset) over a whole 3x3 window of
+/// four adjacent depthwise channels: input taps `step` bytes apart within a row and `row`
+/// bytes apart between rows, weight taps `step` apart. Returns `false`, touching nothing,
+/// when a slice is too short for the window.
+#[inline(always)]
+pub(crate) fn mac_lanes4_3x3(
+    acc: &mut [i32; 4],
+    x: &[i8],
+    row: usize,
+    w: &[i8],
+    step: usize,
+) -> bool {
+    #[cfg(cbam_arm_dsp)]
+    {
+        super::arm_dsp::mac_lanes4_3x3(acc, x, row, w, step)
+    }
+    #[cfg(not(cbam_arm_dsp))]
+    {
+        portable_mac_lanes4_3x3(acc, x, row, w, step)
+    }
+}
+
+/// Portable version of [`mac_lanes4_3x3`].
+#[cfg_attr(cbam_arm_dsp, allow(dead_code))]
+#[inline(always)]
+pub(crate) fn portable_mac_lanes4_3x3(
+    acc: &mut [i32; 4],
+    x: &[i8],
+    row: usize,
+    w: &[i8],
+    step: usize,
+) -> bool {
+    let x_need = row.checked_mul(2).zip(step.checked_mul(2));
+    let x_need = x_need.and_then(|(r, s)| r.checked_add(s)?.checked_add(4));
+    let w_need = step.checked_mul(8).and_then(|n| n.checked_add(4));
+    match (x_need, w_need) {
+        (Some(xn), Some(wn)) if x.len() >= xn && w.len() >= wn => {}
+        _ => return false,
+    }
+    let (mut x_at, mut w_at) = (0, 0);
+    for _ in 0..3 {
+        for kx in 0..3 {
+            let xv = x.get(x_at + kx * step..).and_then(<[i8]>::first_chunk);
+            let wv = w.get(w_at + kx * step..).and_then(<[i8]>::first_chunk);
+            if let (Some(xv), Some(wv)) = (xv, wv) {
+                portable_mac_lanes4(acc, xv, wv, 0);
+            }
+        }
+        x_at += row;
+        w_at += 3 * step;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,3 +207,90 @@ pub(crate) fn mac_lanes4_row<const TAPS: usize>(
     *acc = [a0, a1, a2, a3];
     true
 }
+
+/// The instructions of one offset-free depthwise tap: four input bytes at `[{px}{at}]` and
+/// four weights at `[{pw}{at}]`, widened to 16-bit lanes and multiplied lane by lane.
+macro_rules! plain_lanes4_tap {
+    ($at:literal) => {
+        concat!(
+            "ldr {xw}, [{px}",
+            $at,
+            "]\n",
+            "ldr {ww}, [{pw}",
+            $at,
+            "]\n",
+            "sxtb16 {xe}, {xw}\n",
+            "sxtb16 {xw}, {xw}, ror #8\n",
+            "sxtb16 {we}, {ww}\n",
+            "sxtb16 {ww}, {ww}, ror #8\n",
+            "smlabb {a0}, {xe}, {we}, {a0}\n",
+            "smlatt {a2}, {xe}, {we}, {a2}\n",
+            "smlabb {a1}, {xw}, {ww}, {a1}\n",
+            "smlatt {a3}, {xw}, {ww}, {a3}\n",
+        )
+    };
+}
+
+/// One kernel row of three taps, then both pointers move to the next row.
+macro_rules! plain_lanes4_row3 {
+    () => {
+        concat!(
+            plain_lanes4_tap!(""),
+            plain_lanes4_tap!(", {step}"),
+            plain_lanes4_tap!(", {step}, lsl #1"),
+            "add {px}, {px}, {row}\n",
+            "add {pw}, {pw}, {step}, lsl #1\n",
+            "add {pw}, {pw}, {step}\n",
+        )
+    };
+}
+
+/// Lane-wise `acc[i] += sum x[i] * w[i]` over a whole 3x3 window of four adjacent channels
+/// without the input offset (the caller folds `offset * sum w` into the bias): the input
+/// taps are `step` bytes apart within a row and `row` bytes apart between rows, the
+/// weights `step` and `3 * step`. Returns `false`, touching nothing, when a slice is too
+/// short for the window.
+#[inline(always)]
+pub(crate) fn mac_lanes4_3x3(
+    acc: &mut [i32; 4],
+    x: &[i8],
+    row: usize,
+    w: &[i8],
+    step: usize,
+) -> bool {
+    let x_need = row
+        .checked_mul(2)
+        .zip(step.checked_mul(2))
+        .and_then(|(r, s)| r.checked_add(s)?.checked_add(4));
+    let w_need = step.checked_mul(8).and_then(|n| n.checked_add(4));
+    match (x_need, w_need) {
+        (Some(xn), Some(wn)) if x.len() >= xn && w.len() >= wn => {}
+        _ => return false,
+    }
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    // SAFETY: reads 4 bytes at `ky * row + kx * step` of `x` and at `(3 * ky + kx) * step`
+    // of `w` for ky, kx in 0..3, all checked above to lie inside the slices; unaligned
+    // word loads are allowed on Armv7E-M. Writes only its register operands.
+    unsafe {
+        asm!(
+            plain_lanes4_row3!(),
+            plain_lanes4_row3!(),
+            plain_lanes4_row3!(),
+            px = inout(reg) x.as_ptr() => _,
+            pw = inout(reg) w.as_ptr() => _,
+            step = in(reg) step,
+            row = in(reg) row,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            xw = out(reg) _,
+            ww = out(reg) _,
+            xe = out(reg) _,
+            we = out(reg) _,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    *acc = [a0, a1, a2, a3];
+    true
+}
