@@ -1,0 +1,29 @@
+//! The cbam firmware, written once for every board.
+//!
+//! A board crate does only the wiring: it provides a latency [`Counter`], a
+//! status LED (`embedded_hal::digital::OutputPin`), a delay
+//! (`embedded_hal::delay::DelayNs`) and an [`Exit`], then calls [`run`] with the
+//! model blob, a static arena and the build-generated [`TestSet`]. The app
+//! validates the blob, checks the arena, runs every embedded image, compares
+//! each output with the host core's, logs with `defmt` and exits pass/fail.
+#![cfg_attr(not(test), no_std)]
+
+#[macro_use]
+mod log;
+
+pub mod arena;
+pub mod counter;
+pub mod input;
+#[cfg(feature = "kernel-bench")]
+pub mod kernel_bench;
+pub mod layers;
+pub mod region;
+pub mod runner;
+pub mod summary;
+pub mod testset;
+
+pub use arena::StaticArena;
+pub use counter::{Counter, CounterKind};
+pub use runner::{run, AppError, Board, Buffers, Exit, Identity};
+pub use summary::Summary;
+pub use testset::TestSet;

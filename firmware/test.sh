@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Builds and runs every cbam firmware; exits non-zero on any mismatch or build failure.
+#
+#   firmware/test.sh            # blob: $CBAM_BLOB or models/fmnist_cbam.cbam
+#
+# - host unit tests of the shared crates (app, build-support);
+# - QEMU runs, each must end in PASS with every embedded image bit-exact with
+#   the host core: cortex-m on mps2-an386 (M4F) and mps2-an385 (M3, and the
+#   thumbv6m build on it), riscv-virt;
+# - link-only builds of the real boards (nucleo-f411re, nrf52840dk, rpi-pico
+#   thumbv6m) and of the ESP32-C3 firmware;
+# - a table: board, instructions per inference, per MAC, arena, code, blob bytes.
+# Needs what scripts/setup.sh installs (targets, QEMU, defmt-print, llvm-tools).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+CBAM_BLOB=$(realpath -m "${CBAM_BLOB:-$repo/models/fmnist_cbam.cbam}")
+export CBAM_BLOB
+logs=${CBAM_FIRMWARE_LOGS:-$here/target/test-logs}
+mkdir -p "$logs"
+size_tool="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-size"
+
+if [ ! -f "$CBAM_BLOB" ]; then
+  echo "test.sh: no model blob at $CBAM_BLOB; build it (models/README) or set CBAM_BLOB" >&2
+  exit 1
+fi
+if [ ! -x "$size_tool" ]; then
+  echo "test.sh: $size_tool missing; run scripts/setup.sh (rustup component llvm-tools)" >&2
+  exit 1
+fi
+
+failures=0
+rows=()
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# section_sum ELF SECTION... : sum of the named sections' sizes.
+section_sum() {
+  local elf=$1
+  shift
+  "$size_tool" -A "$elf" | awk -v want=" $* " 'index(want, " " $1 " ") { s += $2 } END { print s + 0 }'
+}
+
+# add_row BOARD ELF LOG: one table row from an ELF and (for QEMU runs) its log.
+add_row() {
+  local board=$1 elf=$2 log=${3:-}
+  local per_inf="-" per_mac="-" arena="-" unit=""
+  if [ -n "$log" ]; then
+    local result
+    result=$(grep -o 'CBAM-RESULT .*' "$log" | tail -n1)
+    per_inf=$(sed -n 's/.* per_inference=\([0-9]*\).*/\1/p' <<<"$result")
+    unit=$(sed -n 's/.* unit=\([a-z]*\).*/\1/p' <<<"$result")
+    arena=$(sed -n 's/.* arena=\([0-9]*\).*/\1/p' <<<"$result")
+    local macs
+    macs=$(sed -n 's/.* macs=\([0-9]*\).*/\1/p' <<<"$result")
+    if [ -n "$macs" ] && [ "$macs" -gt 0 ]; then
+      per_mac=$(awk -v a="$per_inf" -v b="$macs" 'BEGIN { printf "%.2f", a / b }')
+    fi
+  fi
+  local code blob
+  code=$(section_sum "$elf" .vector_table .boot2 .init .trap .text .rwtext .rodata .data .flash.appdesc)
+  blob=$(section_sum "$elf" .cbam_model)
+  [ "$blob" -eq 0 ] && blob="$(stat -c %s "$CBAM_BLOB") (in code)"
+  rows+=("$(printf '%-16s %14s %-12s %8s %8s %10s %s' "$board" "$per_inf" "$unit" "$per_mac" "$arena" "$code" "$blob")")
+}
+
+# qemu_run NAME DIR CARGO-ARGS...: cargo run under QEMU, checks PASS and bit-exactness.
+qemu_run() {
+  local name=$1 dir=$2
+  shift 2
+  local log="$logs/$name.log"
+  echo "== $name: cargo run --release $*"
+  (cd "$here/$dir" && cargo run --release "$@") >"$log" 2>&1
+  local status=$?
+  grep -E 'counter check|accuracy|latency|CBAM-RESULT|PASS|FAIL|ERROR|error' "$log" | sed 's/^/   /'
+  if [ $status -ne 0 ]; then
+    fail "$name exited with $status (log: $log)"
+    return
+  fi
+  local result images exact
+  result=$(grep -o 'CBAM-RESULT .*' "$log" | tail -n1)
+  images=$(sed -n 's/.* images=\([0-9]*\).*/\1/p' <<<"$result")
+  exact=$(sed -n 's/.* exact=\([0-9]*\).*/\1/p' <<<"$result")
+  if [ -z "$images" ] || [ "$images" != "$exact" ] || ! grep -q 'compared=true' <<<"$result"; then
+    fail "$name: outputs not bit-exact with the host core ($exact of $images; log: $log)"
+    return
+  fi
+  add_row "$name" "$(elf_path "$dir" "$@")" "$log"
+}
+
+# build_only NAME DIR CARGO-ARGS...: must compile and link.
+build_only() {
+  local name=$1 dir=$2
+  shift 2
+  local log="$logs/$name.log"
+  echo "== $name: cargo build --release $*"
+  if ! (cd "$here/$dir" && cargo build --release "$@") >"$log" 2>&1; then
+    tail -n 20 "$log" | sed 's/^/   /'
+    fail "$name did not build (log: $log)"
+    return 1
+  fi
+  add_row "$name" "$(elf_path "$dir" "$@")"
+}
+
+# elf_path DIR CARGO-ARGS...: the ELF cargo wrote for these arguments.
+elf_path() {
+  local dir=$1
+  shift
+  local target
+  target=$(sed -n 's/^target = "\(.*\)"/\1/p' "$here/$dir/.cargo/config.toml" | head -n1)
+  while [ $# -gt 0 ]; do
+    [ "$1" = "--target" ] && target=$2
+    shift
+  done
+  echo "$here/$dir/target/$target/release/cbam-firmware-$dir"
+}
+
+echo "== host unit tests (app, build-support)"
+for crate in app build-support; do
+  if ! (cd "$here/$crate" && cargo test --quiet) >"$logs/unit-$crate.log" 2>&1; then
+    tail -n 20 "$logs/unit-$crate.log" | sed 's/^/   /'
+    fail "unit tests of firmware/$crate (log: $logs/unit-$crate.log)"
+  else
+    grep 'test result' "$logs/unit-$crate.log" | head -n1 | sed 's/^/   /'
+  fi
+done
+
+qemu_run mps2-an386 cortex-m
+qemu_run mps2-an385 cortex-m --no-default-features --features mps2-an385 --target thumbv7m-none-eabi
+# Cortex-M0/M0+ code (thumbv6m, the portable path) executed on QEMU's M3: v6-M
+# is a subset of v7-M, and QEMU's only M0 machine (microbit) has 16 KB of RAM.
+qemu_run thumbv6m@an385 cortex-m --no-default-features --features mps2-an385 --target thumbv6m-none-eabi
+qemu_run riscv-virt riscv-virt
+build_only nucleo-f411re cortex-m --no-default-features --features nucleo-f411re --target thumbv7em-none-eabihf
+build_only nrf52840dk cortex-m --no-default-features --features nrf52840dk --target thumbv7em-none-eabihf
+build_only rpi-pico cortex-m --no-default-features --features rpi-pico --target thumbv6m-none-eabi
+build_only esp32c3-devkit esp32c3 && "$here/esp32c3/size.sh" | sed 's/^/   /'
+# The benchmark calls the core's kernels directly: keep it building.
+echo "== kernel-bench: cargo build --release --features kernel-bench"
+if ! (cd "$here/cortex-m" && cargo build --release --features kernel-bench) >"$logs/kernel-bench.log" 2>&1; then
+  tail -n 20 "$logs/kernel-bench.log" | sed 's/^/   /'
+  fail "the kernel benchmark did not build (log: $logs/kernel-bench.log)"
+fi
+
+echo
+echo "blob: $CBAM_BLOB ($(stat -c %s "$CBAM_BLOB") bytes); code = vector table + text + rodata (incl. the embedded test images) + data"
+printf '%-16s %14s %-12s %8s %8s %10s %s\n' board per-inference counter per-MAC arena code blob
+for row in "${rows[@]}"; do echo "$row"; done
+echo
+if [ $failures -ne 0 ]; then
+  echo "firmware: $failures failure(s)"
+  exit 1
+fi
+echo "firmware: all builds and QEMU runs passed"
