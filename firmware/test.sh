@@ -129,6 +129,14 @@ for crate in app build-support; do
   fi
 done
 
+# The Cortex-M4 DSP kernels against an i64 reference on random shapes (bit-exact).
+echo "== kernel-tests (DSP path on mps2-an386): cargo run --release"
+if (cd "$here/kernel-tests" && cargo run --release) >"$logs/kernel-tests.log" 2>&1; then
+  grep -E 'PASS' "$logs/kernel-tests.log" | sed 's/^/   /'
+else
+  tail -n 20 "$logs/kernel-tests.log" | sed 's/^/   /'
+  fail "DSP kernels differ from the reference on thumbv7em (log: $logs/kernel-tests.log)"
+fi
 qemu_run mps2-an386 cortex-m
 qemu_run mps2-an385 cortex-m --no-default-features --features mps2-an385 --target thumbv7m-none-eabi
 # Cortex-M0/M0+ code (thumbv6m, the portable path) executed on QEMU's M3: v6-M

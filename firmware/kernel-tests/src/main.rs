@@ -1,0 +1,254 @@
+//! Randomized bit-exactness test of cbam-core's conv2d / depthwise / fully connected on
+//! Cortex-M4 (DSP path) against a naive i64 reference, under QEMU with semihosting.
+#![no_std]
+#![no_main]
+
+use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
+use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
+use cbam_core::kernels::{ChannelQuant, Shape};
+use cbam_core::le::I32Le;
+use cbam_core::math::{multiply_by_quantized_multiplier, ActRange};
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    debug::exit(debug::EXIT_FAILURE);
+    // Semihosting exit does not return under QEMU; park the core if it ever does.
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+struct Rng(u32);
+impl Rng {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() as usize) % (hi - lo)
+    }
+    fn int(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next() % ((hi - lo + 1) as u32)) as i32
+    }
+    fn fill(&mut self, b: &mut [i8]) {
+        for v in b {
+            *v = self.next() as i8;
+        }
+    }
+}
+
+const MAXC: usize = 40;
+struct Q {
+    bias: [i32; MAXC],
+    mult: [i32; MAXC],
+    shift: [i32; MAXC],
+    bb: [u8; 4 * MAXC],
+    mb: [u8; 4 * MAXC],
+    sb: [u8; 4 * MAXC],
+    in_zp: i32,
+    out_zp: i32,
+    act: ActRange,
+}
+impl Q {
+    fn new(r: &mut Rng, n: usize) -> Self {
+        let mut q = Q {
+            bias: [0; MAXC],
+            mult: [0; MAXC],
+            shift: [0; MAXC],
+            bb: [0; 4 * MAXC],
+            mb: [0; 4 * MAXC],
+            sb: [0; 4 * MAXC],
+            in_zp: r.int(-128, 127),
+            out_zp: r.int(-128, 127),
+            act: ActRange::FULL,
+        };
+        if r.next() & 1 == 1 {
+            let lo = r.int(-128, 20);
+            q.act = ActRange::from_words(lo, r.int(lo, 127));
+        }
+        for c in 0..n {
+            q.bias[c] = r.int(-20000, 20000);
+            q.mult[c] = if r.next().is_multiple_of(20) {
+                0
+            } else {
+                r.int(1 << 30, i32::MAX)
+            };
+            q.shift[c] = r.int(-14, 1);
+            q.bb[4 * c..4 * c + 4].copy_from_slice(&q.bias[c].to_le_bytes());
+            q.mb[4 * c..4 * c + 4].copy_from_slice(&q.mult[c].to_le_bytes());
+            q.sb[4 * c..4 * c + 4].copy_from_slice(&q.shift[c].to_le_bytes());
+        }
+        q
+    }
+    fn cq(&self, n: usize) -> ChannelQuant<'_> {
+        ChannelQuant {
+            in_zp: self.in_zp,
+            out_zp: self.out_zp,
+            act: self.act,
+            bias: I32Le::new(&self.bb[..4 * n]),
+            mult: I32Le::new(&self.mb[..4 * n]),
+            shift: I32Le::new(&self.sb[..4 * n]),
+        }
+    }
+    fn finish(&self, o: usize, acc: i64) -> i8 {
+        let v = multiply_by_quantized_multiplier(acc as i32, self.mult[o], self.shift[o])
+            .saturating_add(self.out_zp);
+        v.max(i32::from(self.act.min)).min(i32::from(self.act.max)) as i8
+    }
+}
+
+static mut INPUT: [i8; 4096] = [0; 4096];
+static mut WEIGHTS: [i8; 16384] = [0; 16384];
+static mut OUT: [i8; 8192] = [0; 8192];
+
+#[entry]
+fn main() -> ! {
+    let (input, weights, out) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(INPUT),
+            &mut *core::ptr::addr_of_mut!(WEIGHTS),
+            &mut *core::ptr::addr_of_mut!(OUT),
+        )
+    };
+    let mut r = Rng(0x1234_5679);
+    let mut checked = 0u32;
+    for case in 0..600 {
+        let depthwise = case % 3 == 1;
+        let fc = case % 3 == 2;
+        if fc {
+            let (n_in, n_out) = (r.range(1, 200), r.range(1, 20));
+            r.fill(&mut input[..n_in]);
+            r.fill(&mut weights[..n_in * n_out]);
+            let q = Q::new(&mut r, n_out);
+            let p = FullyConnectedParams {
+                weights: &weights[..n_in * n_out],
+                quant: q.cq(n_out),
+            };
+            fully_connected(&p, &input[..n_in], &mut out[..n_out]).unwrap();
+            for o in 0..n_out {
+                let mut acc = i64::from(q.bias[o]);
+                for i in 0..n_in {
+                    acc += i64::from(weights[o * n_in + i])
+                        * (i64::from(input[i]) - i64::from(q.in_zp));
+                }
+                if out[o] != q.finish(o, acc) {
+                    hprintln!("FC mismatch case {} o {}", case, o);
+                    debug::exit(debug::EXIT_FAILURE);
+                }
+                checked += 1;
+            }
+            continue;
+        }
+        let g = ConvGeometry {
+            kh: r.range(1, 5),
+            kw: r.range(1, 5),
+            stride_h: r.range(1, 3),
+            stride_w: r.range(1, 3),
+            dil_h: r.range(1, 3),
+            dil_w: r.range(1, 3),
+            pad_top: r.range(0, 3),
+            pad_left: r.range(0, 3),
+            pad_bottom: r.range(0, 3),
+            pad_right: r.range(0, 3),
+        };
+        let g = if case % 5 == 0 {
+            ConvGeometry::square(3, 1)
+        } else {
+            g
+        };
+        let ins = Shape::new(r.range(1, 10), r.range(1, 10), r.range(1, 33));
+        let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+            continue;
+        };
+        let dm = if depthwise { 1 } else { 0 };
+        let outs = Shape::new(oh, ow, if depthwise { ins.c } else { r.range(1, 17) });
+        let n_in = ins.h * ins.w * ins.c;
+        let n_out = oh * ow * outs.c;
+        let n_w = if depthwise {
+            g.kh * g.kw * outs.c
+        } else {
+            outs.c * g.kh * g.kw * ins.c
+        };
+        if n_in > input.len() || n_out > out.len() || n_w > weights.len() {
+            continue;
+        }
+        r.fill(&mut input[..n_in]);
+        r.fill(&mut weights[..n_w]);
+        let q = Q::new(&mut r, outs.c);
+        if depthwise {
+            let p = DepthwiseParams {
+                geometry: g,
+                depth_multiplier: 1,
+                weights: &weights[..n_w],
+                quant: q.cq(outs.c),
+            };
+            depthwise_conv2d(&p, ins, &input[..n_in], outs, &mut out[..n_out]).unwrap();
+        } else {
+            let p = Conv2dParams {
+                geometry: g,
+                weights: &weights[..n_w],
+                quant: q.cq(outs.c),
+            };
+            conv2d(&p, ins, &input[..n_in], outs, &mut out[..n_out]).unwrap();
+        }
+        let _ = dm;
+        for oy in 0..oh as i64 {
+            for ox in 0..ow as i64 {
+                for o in 0..outs.c {
+                    let mut acc = i64::from(q.bias[o]);
+                    for ky in 0..g.kh as i64 {
+                        for kx in 0..g.kw as i64 {
+                            let iy =
+                                oy * g.stride_h as i64 + ky * g.dil_h as i64 - g.pad_top as i64;
+                            let ix =
+                                ox * g.stride_w as i64 + kx * g.dil_w as i64 - g.pad_left as i64;
+                            if iy < 0 || ix < 0 || iy >= ins.h as i64 || ix >= ins.w as i64 {
+                                continue;
+                            }
+                            let px = (iy as usize * ins.w + ix as usize) * ins.c;
+                            if depthwise {
+                                let w = weights[(ky as usize * g.kw + kx as usize) * outs.c + o];
+                                acc +=
+                                    i64::from(w) * (i64::from(input[px + o]) - i64::from(q.in_zp));
+                            } else {
+                                for i in 0..ins.c {
+                                    let w = weights[((o * g.kh + ky as usize) * g.kw
+                                        + kx as usize)
+                                        * ins.c
+                                        + i];
+                                    acc += i64::from(w)
+                                        * (i64::from(input[px + i]) - i64::from(q.in_zp));
+                                }
+                            }
+                        }
+                    }
+                    let idx = (oy as usize * ow + ox as usize) * outs.c + o;
+                    if out[idx] != q.finish(o, acc) {
+                        hprintln!(
+                            "mismatch case {} dw {} {:?} {:?}",
+                            case,
+                            depthwise,
+                            g.kh,
+                            ins.c
+                        );
+                        debug::exit(debug::EXIT_FAILURE);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    hprintln!(
+        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected)",
+        checked
+    );
+    debug::exit(debug::EXIT_SUCCESS);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
