@@ -1,0 +1,165 @@
+//! The board table `firmware/boards.toml`, embedded at build time so that an installed
+//! `cbam` binary knows the same memory maps the firmware was linked with.
+
+use serde::Deserialize;
+
+use super::error::FlashError;
+
+/// The firmware's own board table; the single source of flash/RAM/model-region addresses.
+const BOARDS_TOML: &str = include_str!("../../../../firmware/boards.toml");
+
+/// Where a board keeps the model blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPlacement {
+    /// A dedicated flash region: a new model is written without touching the firmware.
+    Region,
+    /// Linked into the firmware image: a new model means rebuilding the firmware.
+    Embedded,
+}
+
+/// One `[[board]]` entry (the fields `cbam flash` needs; the rest is for the firmware).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Board {
+    pub name: String,
+    /// probe-rs chip name; empty for boards that only exist under QEMU.
+    pub chip: String,
+    pub firmware_dir: String,
+    pub flash_origin: u64,
+    pub flash_size: u64,
+    pub ram_origin: u64,
+    pub ram_size: u64,
+    pub model_placement: ModelPlacement,
+    pub model_origin: Option<u64>,
+    pub model_size: Option<u64>,
+}
+
+impl Board {
+    /// QEMU-only boards have no probe-rs chip: nothing to flash.
+    pub fn is_emulated(&self) -> bool {
+        self.chip.is_empty()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BoardTable {
+    board: Vec<Board>,
+}
+
+/// The boards compiled into this binary.
+pub fn builtin() -> Result<Vec<Board>, FlashError> {
+    parse(BOARDS_TOML)
+}
+
+fn parse(text: &str) -> Result<Vec<Board>, FlashError> {
+    let table: BoardTable =
+        toml::from_str(text).map_err(|e| FlashError::BoardTable(e.to_string()))?;
+    for board in &table.board {
+        check_consistent(board)?;
+    }
+    Ok(table.board)
+}
+
+/// Rejects a table entry whose model region is missing or sticks out of its flash, so the
+/// fit check never reasons about an impossible layout.
+fn check_consistent(board: &Board) -> Result<(), FlashError> {
+    let bad = |why: &str| FlashError::BoardTable(format!("board `{}`: {why}", board.name));
+    if board.model_placement == ModelPlacement::Region {
+        let (Some(origin), Some(size)) = (board.model_origin, board.model_size) else {
+            return Err(bad(
+                "model_placement = \"region\" needs model_origin and model_size",
+            ));
+        };
+        let flash_end = board.flash_origin.saturating_add(board.flash_size);
+        if origin < board.flash_origin || origin.saturating_add(size) > flash_end {
+            return Err(bad("the model region lies outside the board's flash"));
+        }
+    }
+    Ok(())
+}
+
+/// Finds a board by its `--board` name (case-insensitive).
+pub fn by_name<'b>(boards: &'b [Board], name: &str) -> Result<&'b Board, FlashError> {
+    boards
+        .iter()
+        .find(|b| b.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| FlashError::UnknownBoard {
+            name: name.to_string(),
+            known: boards.iter().map(|b| b.name.clone()).collect(),
+        })
+}
+
+/// The first board built around `chip` (probe-rs names compare case-insensitively).
+pub fn by_chip<'b>(boards: &'b [Board], chip: &str) -> Option<&'b Board> {
+    boards
+        .iter()
+        .find(|b| !b.is_emulated() && b.chip.eq_ignore_ascii_case(chip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_table_parses_and_has_real_and_emulated_boards() {
+        let boards = builtin().unwrap();
+        assert!(boards.iter().any(Board::is_emulated));
+        assert!(boards.iter().any(|b| !b.is_emulated()));
+        assert!(boards
+            .iter()
+            .any(|b| b.model_placement == ModelPlacement::Region));
+    }
+
+    #[test]
+    fn lookup_by_name_and_chip_ignores_case() {
+        let boards = builtin().unwrap();
+        let first_real = boards.iter().find(|b| !b.is_emulated()).unwrap();
+        let by_n = by_name(&boards, &first_real.name.to_uppercase()).unwrap();
+        assert_eq!(by_n, first_real);
+        let by_c = by_chip(&boards, &first_real.chip.to_lowercase()).unwrap();
+        assert_eq!(by_c, first_real);
+    }
+
+    #[test]
+    fn unknown_board_lists_the_known_ones() {
+        let boards = builtin().unwrap();
+        let err = by_name(&boards, "no-such-board").unwrap_err().to_string();
+        assert!(err.contains("no-such-board"), "{err}");
+        assert!(err.contains(&boards[0].name), "{err}");
+    }
+
+    #[test]
+    fn a_region_outside_flash_is_rejected() {
+        let text = r#"
+            [[board]]
+            name = "bad"
+            chip = "X"
+            firmware_dir = "cortex-m"
+            flash_origin = 0
+            flash_size = 0x1000
+            ram_origin = 0x2000_0000
+            ram_size = 0x1000
+            model_placement = "region"
+            model_origin = 0x0800
+            model_size = 0x1000
+        "#;
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("outside"), "{err}");
+    }
+
+    #[test]
+    fn a_region_board_without_an_origin_is_rejected() {
+        let text = r#"
+            [[board]]
+            name = "bad"
+            chip = "X"
+            firmware_dir = "cortex-m"
+            flash_origin = 0
+            flash_size = 0x1000
+            ram_origin = 0x2000_0000
+            ram_size = 0x1000
+            model_placement = "region"
+        "#;
+        assert!(parse(text).is_err());
+    }
+}
