@@ -152,7 +152,9 @@ pub enum Op {
     ChannelMean,
     /// Max over the channel axis, keepdims.
     ChannelMax,
-    Add { act: Activation },
+    Add {
+        act: Activation,
+    },
     Mul,
     Concat,
     Sigmoid,

@@ -1,0 +1,80 @@
+//! ONNX -> [`Graph`]: decodes the file with tract-onnx's protobuf types and walks the
+//! graph node by node. Constants (initializers, `Constant` nodes, folded shape
+//! arithmetic) become weights; every other value becomes an IR tensor with the ONNX name,
+//! batch fixed to 1. Shapes are inferred here, op by op; anything outside the accepted
+//! op set is an [`ImportError::Unsupported`] naming the node.
+
+mod attrs;
+mod builder;
+mod constant;
+mod error;
+mod model;
+mod ops_nn;
+mod ops_shape;
+mod window;
+
+use std::path::Path;
+
+use prost::Message;
+use tract_onnx::pb::ModelProto;
+
+pub use error::ImportError;
+
+use crate::ir::Graph;
+
+/// Reads and imports the ONNX model at `path`.
+pub fn load_onnx(path: &Path) -> Result<Graph, ImportError> {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let proto = decode_model(&bytes, path)?;
+    let mut graph = import_model(&proto, path.parent())?;
+    if let Some(name) = path.file_name() {
+        graph.meta.source_name = name.to_string_lossy().into_owned();
+    }
+    Ok(graph)
+}
+
+/// Decodes ONNX protobuf bytes; `path` is only used in the error.
+pub fn decode_model(bytes: &[u8], path: &Path) -> Result<ModelProto, ImportError> {
+    let path = path.to_path_buf();
+    let proto = ModelProto::decode(bytes).map_err(|e| {
+        let why = e.to_string();
+        // A protobuf cut short runs out of bytes mid-field; anything else is not protobuf.
+        if why.contains("buffer underflow") || bytes.is_empty() {
+            ImportError::Truncated {
+                path: path.clone(),
+                why,
+            }
+        } else {
+            ImportError::NotOnnx {
+                path: path.clone(),
+                why,
+            }
+        }
+    })?;
+    if proto.ir_version <= 0 || proto.graph.is_none() {
+        return Err(ImportError::NotOnnx {
+            path,
+            why: "no ir_version or no graph".to_string(),
+        });
+    }
+    Ok(proto)
+}
+
+/// Name and full NCHW shape (batch fixed to 1) of the model's image input.
+pub fn input_of(proto: &ModelProto) -> Result<(String, Vec<usize>), ImportError> {
+    model::input_of(proto)
+}
+
+/// Imports a decoded model. `model_dir` resolves external tensor data, if any.
+pub fn import_model(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Graph, ImportError> {
+    model::import(proto, model_dir)
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! The walk over a whole ONNX model: metadata, the image input, dead-node removal and
+//! per-op dispatch.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+use tract_onnx::pb::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+
+use super::builder::{Importer, NodeCtx, Value};
+use super::constant::decode_tensor;
+use super::{ops_nn, ops_shape, ImportError};
+use crate::ir::{Graph, ModelMeta, Op};
+
+pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Graph, ImportError> {
+    let graph = proto.graph.as_ref().ok_or_else(|| ImportError::BadGraph {
+        why: "is missing".into(),
+    })?;
+    let opset = proto
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .unwrap_or(0);
+    let mut meta = read_meta(proto)?;
+    meta.opset = opset;
+    meta.source_name = graph.name.clone();
+
+    let input = image_input(graph)?;
+    let [output] = graph.output.as_slice() else {
+        return Err(ImportError::BadGraph {
+            why: format!("has {} outputs", graph.output.len()),
+        });
+    };
+
+    let live = live_nodes(&graph.node, &output.name);
+    let mut imp = Importer::new(model_dir, opset, &live);
+    let used: HashSet<&str> = live
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    for t in graph
+        .initializer
+        .iter()
+        .filter(|t| used.contains(t.name.as_str()))
+    {
+        let c = decode_tensor(t, model_dir).map_err(|why| ImportError::BadTensor {
+            name: t.name.clone(),
+            why,
+        })?;
+        imp.define(&t.name, Value::Const(c));
+    }
+    let input_id = imp.new_tensor(&input.name, input_shape(input)?)?;
+    for (i, node) in live.iter().enumerate() {
+        let name = if node.name.is_empty() {
+            format!("{}_{i}", node.op_type)
+        } else {
+            node.name.clone()
+        };
+        translate(&mut imp, &NodeCtx { proto: node, name })?;
+    }
+    let output_id = match imp.lookup(&output.name) {
+        Some(Value::Tensor(id)) => *id,
+        Some(Value::Const(_)) => {
+            return Err(ImportError::BadGraph {
+                why: "output is a constant".into(),
+            })
+        }
+        None => {
+            return Err(ImportError::MissingInput {
+                node: "graph output".into(),
+                input: output.name.clone(),
+            })
+        }
+    };
+    Ok(Graph {
+        tensors: imp.tensors,
+        nodes: imp.nodes,
+        input: input_id,
+        output: output_id,
+        meta,
+    })
+}
+
+/// The one run-time input (old exporters also list the initializers as graph inputs).
+fn image_input(graph: &GraphProto) -> Result<&ValueInfoProto, ImportError> {
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+        .collect();
+    match inputs.as_slice() {
+        [input] => Ok(input),
+        _ => {
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            Err(ImportError::BadGraph {
+                why: format!("has {} run-time inputs {names:?}", names.len()),
+            })
+        }
+    }
+}
+
+/// Name and full NCHW shape (batch 1) of the model's image input.
+pub(crate) fn input_of(proto: &ModelProto) -> Result<(String, Vec<usize>), ImportError> {
+    let graph = proto.graph.as_ref().ok_or_else(|| ImportError::BadGraph {
+        why: "is missing".into(),
+    })?;
+    let input = image_input(graph)?;
+    Ok((input.name.clone(), input_shape(input)?))
+}
+
+/// Nodes the output depends on, in graph order. Exporters leave dead nodes behind
+/// (e.g. the ArgMax half of `torch.max(x, 1)`); they cannot change the result.
+fn live_nodes<'a>(nodes: &'a [NodeProto], output: &str) -> Vec<&'a NodeProto> {
+    let mut needed: HashSet<&str> = HashSet::from([output]);
+    let mut live: Vec<&NodeProto> = Vec::new();
+    for node in nodes.iter().rev() {
+        if node.output.iter().any(|o| needed.contains(o.as_str())) {
+            needed.extend(node.input.iter().map(String::as_str));
+            live.push(node);
+        }
+    }
+    live.reverse();
+    live
+}
+
+/// The input's shape with the batch dimension (symbolic in dynamo exports) fixed to 1.
+fn input_shape(input: &ValueInfoProto) -> Result<Vec<usize>, ImportError> {
+    let bad = |why: String| ImportError::BadInput {
+        input: input.name.clone(),
+        why,
+    };
+    let tensor = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t,
+        _ => return Err(bad("is not a tensor".into())),
+    };
+    if tensor.elem_type != 1 {
+        return Err(bad(format!(
+            "has element type {}; a float32 image input is expected",
+            tensor.elem_type
+        )));
+    }
+    let dims = tensor
+        .shape
+        .as_ref()
+        .map(|s| s.dim.as_slice())
+        .unwrap_or(&[]);
+    if dims.len() < 2 {
+        return Err(bad(format!(
+            "has rank {}; an NCHW image input is expected",
+            dims.len()
+        )));
+    }
+    dims.iter()
+        .enumerate()
+        .map(|(i, d)| match (i, &d.value) {
+            (0, Some(Dim::DimValue(1 | 0)) | Some(Dim::DimParam(_)) | None) => Ok(1),
+            (0, Some(Dim::DimValue(b))) => Err(bad(format!(
+                "has a fixed batch of {b}; export with batch 1 or a dynamic batch axis"
+            ))),
+            (_, Some(Dim::DimValue(v))) if *v > 0 => Ok(*v as usize),
+            (_, other) => Err(bad(format!(
+                "dimension {i} is {other:?}, not a fixed size; export with a fixed image size"
+            ))),
+        })
+        .collect()
+}
+
+fn floats(key: &str, value: &str) -> Result<Vec<f32>, ImportError> {
+    value
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f32>()
+                .map_err(|e| ImportError::BadMetadata {
+                    key: key.into(),
+                    why: format!("{v:?}: {e}"),
+                })
+        })
+        .collect()
+}
+
+/// `cbam.mean`, `cbam.std`, `cbam.labels` from `metadata_props`.
+fn read_meta(proto: &ModelProto) -> Result<ModelMeta, ImportError> {
+    let mut meta = ModelMeta::default();
+    for prop in &proto.metadata_props {
+        match prop.key.as_str() {
+            "cbam.mean" => meta.mean = floats(&prop.key, &prop.value)?,
+            "cbam.std" => meta.std = floats(&prop.key, &prop.value)?,
+            "cbam.labels" => {
+                meta.labels = prop
+                    .value
+                    .split(',')
+                    .map(|l| l.trim().to_string())
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    if let Some(zero) = meta.std.iter().find(|s| **s <= 0.0 || !s.is_finite()) {
+        return Err(ImportError::BadMetadata {
+            key: "cbam.std".into(),
+            why: format!("{zero} is not a positive number"),
+        });
+    }
+    Ok(meta)
+}
+
+fn translate(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
+    if !(n.proto.domain.is_empty() || n.proto.domain == "ai.onnx") {
+        return Err(n.unsupported(format!("custom domain {:?}", n.proto.domain)));
+    }
+    match n.op_type() {
+        "Conv" => ops_nn::conv(imp, n),
+        "Gemm" => ops_nn::gemm(imp, n),
+        "MatMul" => ops_nn::matmul(imp, n),
+        "BatchNormalization" => ops_nn::batch_norm(imp, n),
+        "Relu" => ops_nn::unary(imp, n, Op::Relu),
+        "Sigmoid" => ops_nn::unary(imp, n, Op::Sigmoid),
+        "Softmax" => ops_nn::unary(imp, n, Op::Softmax),
+        "Clip" => ops_nn::clip(imp, n),
+        "Add" => ops_nn::binary(imp, n, true),
+        "Mul" => ops_nn::binary(imp, n, false),
+        "GlobalAveragePool" => ops_nn::global_pool(imp, n, false),
+        "GlobalMaxPool" => ops_nn::global_pool(imp, n, true),
+        "AveragePool" => ops_nn::pool(imp, n, false),
+        "MaxPool" => ops_nn::pool(imp, n, true),
+        "ReduceMean" => ops_nn::reduce(imp, n, false),
+        "ReduceMax" => ops_nn::reduce(imp, n, true),
+        "Concat" => ops_shape::concat(imp, n),
+        "Constant" => ops_shape::constant(imp, n),
+        "Shape" => ops_shape::shape(imp, n),
+        "Gather" => ops_shape::gather(imp, n),
+        "Slice" => ops_shape::slice(imp, n),
+        "Cast" => ops_shape::cast(imp, n),
+        "Transpose" => ops_shape::transpose(imp, n),
+        "Unsqueeze" => ops_shape::unsqueeze(imp, n),
+        "Squeeze" => ops_shape::squeeze(imp, n),
+        "Flatten" => ops_shape::flatten(imp, n),
+        "Reshape" => ops_shape::reshape(imp, n),
+        "Identity" | "Dropout" => ops_shape::identity(imp, n),
+        "Expand" => ops_shape::expand(imp, n),
+        _ => Err(
+            n.unsupported("no translation for this op (see import/model.rs for the supported set)")
+        ),
+    }
+}

@@ -1,0 +1,281 @@
+use std::path::Path;
+
+use super::testing::{int, ints, CbamStyle, OnnxBuilder};
+use super::{decode_model, import_model, load_onnx, ImportError};
+use crate::ir::{Activation, Graph, Op};
+
+fn import(b: &OnnxBuilder, out: &str) -> Result<Graph, ImportError> {
+    import_model(&b.build(out), None)
+}
+
+fn ops(g: &Graph) -> Vec<&'static str> {
+    g.nodes
+        .iter()
+        .map(|n| match n.op {
+            Op::Conv(_) => "Conv",
+            Op::Linear(_) => "Linear",
+            Op::BatchNorm(_) => "BatchNorm",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AvgPool(_) => "AvgPool",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::GlobalMaxPool => "GlobalMaxPool",
+            Op::ChannelMean => "ChannelMean",
+            Op::ChannelMax => "ChannelMax",
+            Op::Add { .. } => "Add",
+            Op::Mul => "Mul",
+            Op::Concat => "Concat",
+            Op::Sigmoid => "Sigmoid",
+            Op::Relu => "Relu",
+            Op::Clip(..) => "Clip",
+            Op::Flatten => "Flatten",
+            Op::Identity => "Identity",
+            Op::Softmax => "Softmax",
+            Op::Cbam(_) => "Cbam",
+        })
+        .collect()
+}
+
+#[test]
+fn imports_a_small_classifier_with_shapes() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 1, 28, 28], 13);
+    let c = b.conv("x", 1, 4, 3, true);
+    let r = b.node("Relu", &[&c], vec![]);
+    let p = b.node(
+        "MaxPool",
+        &[&r],
+        vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+    );
+    let f = b.node("Flatten", &[&p], vec![int("axis", 1)]);
+    let out = b.gemm(&f, 4 * 14 * 14, 10, true);
+    let g = import(&b, &out)?;
+    assert_eq!(ops(&g), ["Conv", "Relu", "MaxPool", "Flatten", "Linear"]);
+    let shapes: Vec<&[usize]> = g
+        .nodes
+        .iter()
+        .map(|n| g.tensors[n.output].shape.as_slice())
+        .collect();
+    assert_eq!(
+        shapes,
+        [&[4, 28, 28][..], &[4, 28, 28], &[4, 14, 14], &[784], &[10]]
+    );
+    assert_eq!(g.tensors[g.input].shape, [1, 28, 28]);
+    assert_eq!(g.tensors[g.output].name, out);
+    Ok(())
+}
+
+#[test]
+fn same_upper_padding_and_strides() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 2, 7, 7], 13);
+    let w = b.rand(&[3, 2, 3, 3]);
+    let attrs = vec![
+        ints("strides", &[2, 2]),
+        super::testing::string("auto_pad", "SAME_UPPER"),
+    ];
+    let out = b.node("Conv", &["x", &w], attrs);
+    let g = import(&b, &out)?;
+    assert_eq!(g.tensors[g.output].shape, [3, 4, 4]);
+    let Op::Conv(conv) = &g.nodes[0].op else {
+        panic!("expected a conv")
+    };
+    // 7 -> 4 with stride 2 and k 3 needs 2 pixels of padding in total, split evenly.
+    assert_eq!(conv.pads, [1, 1, 1, 1]);
+    assert_eq!(conv.bias, vec![0.0; 3]);
+    Ok(())
+}
+
+#[test]
+fn folds_the_legacy_view_chain() -> Result<(), ImportError> {
+    // x.view(x.size(0), -1) in the legacy exporter: Shape -> Gather(0) -> Unsqueeze -> Concat -> Reshape.
+    let mut b = OnnxBuilder::new(&[-1, 2, 3, 3], 13);
+    let shape = b.node("Shape", &["x"], vec![]);
+    let zero = b.init_i64(&[0]);
+    let batch = b.node("Gather", &[&shape, &zero], vec![int("axis", 0)]);
+    let minus_one = b.init_i64(&[-1]);
+    let target = b.node("Concat", &[&batch, &minus_one], vec![int("axis", 0)]);
+    let flat = b.node("Reshape", &["x", &target], vec![]);
+    let out = b.gemm(&flat, 18, 5, false);
+    let g = import(&b, &out)?;
+    assert_eq!(ops(&g), ["Flatten", "Linear"]);
+    assert_eq!(g.tensors[g.nodes[0].output].shape, [18]);
+    Ok(())
+}
+
+#[test]
+fn reduce_axes_as_attribute_and_as_input() -> Result<(), ImportError> {
+    for opset in [13, 17, 18] {
+        let mut b = OnnxBuilder::new(&[1, 4, 5, 5], opset);
+        let spatial = b.reduce("ReduceMean", "x", &[2, 3], 1);
+        let channel = b.reduce("ReduceMax", &spatial, &[1], 0);
+        let g = import(&b, &channel)?;
+        assert_eq!(ops(&g), ["GlobalAvgPool", "ChannelMax"], "opset {opset}");
+        assert_eq!(g.tensors[g.output].shape, [1, 1], "opset {opset}");
+    }
+    Ok(())
+}
+
+#[test]
+fn matmul_then_add_is_one_linear() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 3], 17);
+    let w = b.init(&[3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let bias = b.init(&[2], vec![0.5, -0.5]);
+    let m = b.node("MatMul", &["x", &w], vec![]);
+    let out = b.node("Add", &[&m, &bias], vec![]);
+    let g = import(&b, &out)?;
+    let Op::Linear(l) = &g.nodes[0].op else {
+        panic!("expected a linear")
+    };
+    assert_eq!(g.nodes.len(), 1);
+    assert_eq!(l.weight, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    assert_eq!(l.bias, vec![0.5, -0.5]);
+    assert_eq!(g.tensors[g.output].name, out);
+    Ok(())
+}
+
+#[test]
+fn clip_bounds_from_attributes_or_inputs() -> Result<(), ImportError> {
+    let mut old = OnnxBuilder::new(&[1, 3], 9);
+    let out = old.node(
+        "Clip",
+        &["x"],
+        vec![
+            super::testing::float("min", 0.0),
+            super::testing::float("max", 6.0),
+        ],
+    );
+    assert_eq!(import(&old, &out)?.nodes[0].op, Op::Clip(0.0, 6.0));
+    let mut new = OnnxBuilder::new(&[1, 3], 13);
+    let lo = new.init(&[], vec![0.0]);
+    let out = new.node("Clip", &["x", &lo, ""], vec![]);
+    assert_eq!(
+        import(&new, &out)?.nodes[0].op,
+        Op::Clip(0.0, f32::INFINITY)
+    );
+    Ok(())
+}
+
+#[test]
+fn unsupported_op_is_named() {
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let out = b.node("LeakyRelu", &["x"], vec![]);
+    match import(&b, &out) {
+        Err(ImportError::Unsupported { op_type, node, .. }) => {
+            assert_eq!(op_type, "LeakyRelu");
+            assert_eq!(node, "/LeakyRelu_0");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[test]
+fn dead_argmax_of_torch_max_is_dropped() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let max = b.reduce("ReduceMax", "x", &[1], 1);
+    b.node("ArgMax", &["x"], vec![int("axis", 1)]);
+    let g = import(&b, &max)?;
+    assert_eq!(ops(&g), ["ChannelMax"]);
+    Ok(())
+}
+
+#[test]
+fn batch_dimension_rules() {
+    let symbolic = OnnxBuilder::new(&[-1, 3, 4, 4], 18);
+    let out = "x".to_string();
+    assert!(matches!(import(&symbolic, &out), Ok(g) if g.tensors[g.input].shape == [3, 4, 4]));
+    let fixed = OnnxBuilder::new(&[2, 3, 4, 4], 18);
+    assert!(matches!(
+        import(&fixed, &out),
+        Err(ImportError::BadInput { .. })
+    ));
+    let symbolic_h = OnnxBuilder::new(&[1, 3, -1, 4], 18);
+    assert!(matches!(
+        import(&symbolic_h, &out),
+        Err(ImportError::BadInput { .. })
+    ));
+}
+
+#[test]
+fn missing_input_is_an_error() {
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let out = b.node("Relu", &["nowhere"], vec![]);
+    assert!(
+        matches!(import(&b, &out), Err(ImportError::MissingInput { input, .. }) if input == "nowhere")
+    );
+}
+
+#[test]
+fn metadata_is_read() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    b.meta = vec![
+        ("cbam.mean".into(), "0.485, 0.456,0.406".into()),
+        ("cbam.std".into(), "0.229,0.224,0.225".into()),
+        ("cbam.labels".into(), "cat,dog".into()),
+    ];
+    let g = import(&b, "x")?;
+    assert_eq!(g.meta.mean, vec![0.485, 0.456, 0.406]);
+    assert_eq!(g.meta.labels, vec!["cat", "dog"]);
+    assert_eq!(g.meta.opset, 13);
+    b.meta = vec![("cbam.std".into(), "0.2,abc".into())];
+    assert!(matches!(
+        import(&b, "x"),
+        Err(ImportError::BadMetadata { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn bad_files_are_told_apart() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let text = dir.path().join("notes.onnx");
+    std::fs::write(
+        &text,
+        "this is not a model, just some text that is long enough",
+    )?;
+    assert!(
+        matches!(load_onnx(&text), Err(ImportError::NotOnnx { .. })),
+        "{:?}",
+        load_onnx(&text)
+    );
+    let (b, out) = OnnxBuilder::cbam_classifier(&CbamStyle::default(), 13);
+    let bytes = b.bytes(&out);
+    let cut = dir.path().join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2])?;
+    assert!(
+        matches!(load_onnx(&cut), Err(ImportError::Truncated { .. })),
+        "{:?}",
+        load_onnx(&cut)
+    );
+    assert!(matches!(
+        load_onnx(&dir.path().join("absent.onnx")),
+        Err(ImportError::Io { .. })
+    ));
+    let whole = dir.path().join("whole.onnx");
+    std::fs::write(&whole, &bytes)?;
+    assert_eq!(load_onnx(&whole)?.meta.source_name, "whole.onnx");
+    assert!(decode_model(&bytes, Path::new("mem")).is_ok());
+    Ok(())
+}
+
+#[test]
+fn every_cbam_export_style_imports() -> Result<(), ImportError> {
+    use super::testing::PoolStyle::*;
+    for pool in [Global, Reduce, FullKernel] {
+        for conv_mlp in [true, false] {
+            for opset in [13, 18] {
+                let style = CbamStyle {
+                    pool,
+                    conv_mlp,
+                    expand: !conv_mlp,
+                    squeeze_channel_pool: conv_mlp,
+                    spatial_bn: conv_mlp,
+                    ..CbamStyle::default()
+                };
+                let (b, out) = OnnxBuilder::cbam_classifier(&style, opset);
+                let g = import(&b, &out)?;
+                assert_eq!(g.tensors[g.output].shape, [4], "{style:?}");
+                assert!(g.nodes.iter().all(|n| n.op != Op::Identity), "{style:?}");
+                assert!(matches!(&g.nodes[0].op, Op::Conv(c) if c.act == Activation::None));
+            }
+        }
+    }
+    Ok(())
+}
