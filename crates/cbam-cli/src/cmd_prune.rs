@@ -1,0 +1,394 @@
+//! `cbam prune`: rank channels by CBAM channel attention (or filter L1 norm) on calibration
+//! data, remove the weakest from the float ONNX, and report what that cost and saved.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cbam_compiler::data::{self, DataSource, Dataset};
+use cbam_compiler::prune::{
+    self, plot, Analysis, Criterion, MinChannels, PruneOptions, Selection, SurgeryOptions,
+};
+use clap::{Args, ValueEnum};
+
+use crate::model_file;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CriterionArg {
+    /// Mean CBAM channel attention on the calibration set
+    Attention,
+    /// L1 norm of the producer conv's filters (baseline; works without CBAM)
+    L1,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    about = "Remove the channels CBAM's channel attention rarely attends to",
+    after_help = "\
+Examples:
+  # look first: attention table and one bar chart per block
+  cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 \\
+      --stats-only --plots plots/ --ratio 0.4
+  # remove 40% of every block's channels, measure float accuracy before/after
+  cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 --ratio 0.4 \\
+      --data models/data/test64_images.u8 --labels models/data/test64_labels.u8 \\
+      --out res.pruned.onnx --report prune.json
+  # prune until the model needs at most 7.5 M multiply-accumulates
+  cbam prune models/fmnist_cbam.onnx --calib calib.npy --macs-budget 7500000
+
+Exactly one of --ratio, --threshold, --macs-budget selects channels (optional with
+--stats-only, where it only draws the cut). Channels joined by a residual Add are computed
+only where kept and scattered back to full width before the Add. Nothing is written when
+an error occurs."
+)]
+pub struct PruneArgs {
+    /// The float ONNX model
+    #[arg(value_name = "MODEL.onnx")]
+    pub model: PathBuf,
+    /// Calibration data (same formats as `cbam eval --data`)
+    #[arg(long, value_name = "DATA")]
+    pub calib: PathBuf,
+    /// Use only the first N calibration samples
+    #[arg(long, value_name = "N")]
+    pub calib_limit: Option<usize>,
+    /// Fraction of channels to remove, strictly between 0 and 1
+    #[arg(long, value_name = "R", conflicts_with_all = ["threshold", "macs_budget"])]
+    pub ratio: Option<f64>,
+    /// With --ratio: rank all blocks' channels together instead of per block
+    #[arg(long, requires = "ratio")]
+    pub global: bool,
+    /// Remove channels whose mean score is below T
+    #[arg(long, value_name = "T", conflicts_with = "macs_budget")]
+    pub threshold: Option<f32>,
+    /// Remove lowest-ranked channels until the model needs at most N MACs
+    #[arg(long, value_name = "N")]
+    pub macs_budget: Option<u64>,
+    /// Channels every block keeps: a count (8) or a percentage of the block (25%)
+    #[arg(long, value_name = "N|P%", default_value = "25%", value_parser = parse_min_channels)]
+    pub min_channels: MinChannels,
+    /// What ranks channels
+    #[arg(long, value_enum, default_value_t = CriterionArg::Attention)]
+    pub criterion: CriterionArg,
+    /// Do not rescale the spatial attention's channel mean by K/N after pruning
+    #[arg(long)]
+    pub no_mean_compensation: bool,
+    /// Labelled data for float accuracy before/after
+    #[arg(long, value_name = "DATA")]
+    pub data: Option<PathBuf>,
+    /// Labels for --data (.npy, IDX or .u8)
+    #[arg(long, value_name = "L", requires = "data")]
+    pub labels: Option<PathBuf>,
+    /// Use only the first N samples of --data
+    #[arg(long, value_name = "N", requires = "data")]
+    pub limit: Option<usize>,
+    /// Pruned model path (default: MODEL.pruned.onnx)
+    #[arg(long, value_name = "OUT.onnx")]
+    pub out: Option<PathBuf>,
+    /// Write the JSON report here
+    #[arg(long, value_name = "R.json")]
+    pub report: Option<PathBuf>,
+    /// Only print the statistics table (and write --plots); no pruned model
+    #[arg(long)]
+    pub stats_only: bool,
+    /// Directory for one PNG bar chart per block
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+}
+
+fn parse_min_channels(text: &str) -> Result<MinChannels, String> {
+    let text = text.trim();
+    if let Some(pct) = text.strip_suffix('%') {
+        let p: f64 = pct
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a percentage like 25%"))?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!("{p}% is outside 0..100%"));
+        }
+        return Ok(MinChannels::Fraction(p / 100.0));
+    }
+    text.parse::<usize>()
+        .map(MinChannels::Count)
+        .map_err(|_| format!("`{text}` is neither a channel count (8) nor a percentage (25%)"))
+}
+
+impl PruneArgs {
+    fn selection(&self) -> Option<Selection> {
+        if let Some(ratio) = self.ratio {
+            return Some(Selection::Ratio {
+                ratio,
+                global: self.global,
+            });
+        }
+        if let Some(t) = self.threshold {
+            return Some(Selection::Threshold(t));
+        }
+        self.macs_budget.map(Selection::MacsBudget)
+    }
+
+    fn criterion(&self) -> Criterion {
+        match self.criterion {
+            CriterionArg::Attention => Criterion::Attention,
+            CriterionArg::L1 => Criterion::L1,
+        }
+    }
+
+    fn out_path(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| self.model.with_extension("pruned.onnx"))
+    }
+}
+
+fn load_inputs(model: &Path, source: DataSource, what: &str) -> Result<Dataset> {
+    let bytes = model_file::read(model)?;
+    let spec = model_file::onnx_input_spec(model, &bytes)?;
+    let shown = source.data.display().to_string();
+    let set =
+        data::load(&source, &spec).with_context(|| format!("cannot load {what} data {shown}"))?;
+    if set.is_empty() {
+        bail!("{what} data {shown} holds no samples");
+    }
+    Ok(set)
+}
+
+pub fn run(args: &PruneArgs) -> Result<()> {
+    let selection = args.selection();
+    if let Some(sel) = &selection {
+        prune::select::validate(sel)?;
+    } else if !args.stats_only {
+        bail!("choose how many channels to remove: --ratio R, --threshold T or --macs-budget N (or use --stats-only)");
+    }
+    let proto = prune::load_proto(&args.model)?;
+    let calib_source = DataSource {
+        data: args.calib.clone(),
+        labels: None,
+        limit: args.calib_limit,
+    };
+    let calib = load_inputs(&args.model, calib_source, "calibration")?;
+    let calib: Vec<Vec<f32>> = calib.samples.into_iter().map(|s| s.input).collect();
+    let options = PruneOptions {
+        criterion: args.criterion(),
+        selection: selection.unwrap_or(Selection::Ratio {
+            ratio: 0.5,
+            global: false,
+        }),
+        min_channels: args.min_channels,
+        surgery: SurgeryOptions {
+            compensate_spatial_mean: !args.no_mean_compensation,
+        },
+    };
+    if args.stats_only {
+        return stats_only(args, &proto, &calib, &options, selection.is_some());
+    }
+    let eval = match &args.data {
+        Some(path) => {
+            let source = DataSource {
+                data: path.clone(),
+                labels: args.labels.clone(),
+                limit: args.limit,
+            };
+            let set = load_inputs(&args.model, source, "evaluation")?;
+            if !set.has_labels() {
+                bail!(
+                    "--data {} has no labels; pass --labels for accuracy",
+                    path.display()
+                );
+            }
+            let labels: Vec<usize> = set.samples.iter().filter_map(|s| s.label).collect();
+            Some((
+                set.samples.into_iter().map(|s| s.input).collect::<Vec<_>>(),
+                labels,
+            ))
+        }
+        None => None,
+    };
+    let outcome = prune::prune(
+        &proto,
+        &calib,
+        eval.as_ref().map(|(x, y)| (x.as_slice(), y.as_slice())),
+        &options,
+    )?;
+    let report_json = serde_json::to_vec_pretty(&outcome.report)?;
+    let out = args.out_path();
+    cbam_compiler::write_atomic(&out, &prune::encode_proto(&outcome.model))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    if let Some(path) = &args.report {
+        cbam_compiler::write_atomic(path, &report_json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print_summary(&outcome.report, &out);
+    Ok(())
+}
+
+fn print_summary(r: &prune::report::PruneReport, out: &Path) {
+    println!(
+        "{:<28} {:>8} {:>6} {:>8}  residual",
+        "block", "channels", "kept", "removed"
+    );
+    for b in &r.blocks {
+        let residual = if b.scattered_adds.is_empty() {
+            "-".to_string()
+        } else {
+            b.scattered_adds.join(",")
+        };
+        let skipped = b
+            .skipped
+            .as_ref()
+            .map(|s| format!("  (skipped: {s})"))
+            .unwrap_or_default();
+        println!(
+            "{:<28} {:>8} {:>6} {:>8}  {residual}{skipped}",
+            b.name,
+            b.channels,
+            b.kept,
+            b.removed_channels.len()
+        );
+    }
+    println!(
+        "MACs {} -> {} (-{:.1}%), params {} -> {} (-{:.1}%)",
+        r.before.macs,
+        r.after.macs,
+        r.macs_reduction_pct,
+        r.before.params,
+        r.after.params,
+        r.params_reduction_pct
+    );
+    if let Some(a) = &r.accuracy {
+        println!(
+            "float accuracy on {} samples: {:.2}% -> {:.2}%",
+            a.samples, a.before_pct, a.after_pct
+        );
+    }
+    if let Some(c) = &r.comparison {
+        let acc = c
+            .accuracy_after_pct
+            .map(|a| format!(", float accuracy {a:.2}%"))
+            .unwrap_or_default();
+        println!(
+            "{} ranking at the same counts: MACs {}{acc}",
+            c.criterion, c.after.macs
+        );
+    }
+    println!("wrote {}", out.display());
+}
+
+fn stats_only(
+    args: &PruneArgs,
+    proto: &prune::onnx_pb::ModelProto,
+    calib: &[Vec<f32>],
+    options: &PruneOptions,
+    preview_cut: bool,
+) -> Result<()> {
+    let analysis = prune::analyze(proto, calib, options.criterion)?;
+    let removed = if preview_cut {
+        prune::select_channels(&analysis, options)?
+    } else {
+        vec![Vec::new(); analysis.groups.len()]
+    };
+    let threshold = match options.selection {
+        Selection::Threshold(t) if preview_cut => Some(t),
+        _ => None,
+    };
+    let mut charts = Vec::new();
+    for (i, (group, cut)) in analysis.groups.iter().zip(&removed).enumerate() {
+        print_group_table(group, cut);
+        if args.plots.is_some() {
+            let scores = group.scores(options.criterion);
+            let p10 = group
+                .attention
+                .as_ref()
+                .map(|a| a.p10.clone())
+                .unwrap_or_else(|| scores.clone());
+            let img = plot::attention_chart(&plot::ChartInput {
+                mean: &scores,
+                p10: &p10,
+                removed: cut,
+                threshold,
+            });
+            charts.push((chart_name(i, &group.name), plot::encode_png(&img)?));
+        }
+    }
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, png) in charts {
+            let path = dir.join(name);
+            cbam_compiler::write_atomic(&path, &png)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    print_blocked(&analysis);
+    Ok(())
+}
+
+fn chart_name(index: usize, block: &str) -> String {
+    let clean: String = block
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect::<String>()
+        .trim_matches('_')
+        .to_string();
+    format!("block{index:02}_{clean}.png")
+}
+
+fn print_group_table(group: &prune::Group, cut: &[usize]) {
+    println!(
+        "\n{} ({} channels, feature `{}`)",
+        group.name, group.channels, group.feature
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>10}  cut",
+        "channel", "mean", "p10", "l1"
+    );
+    let mean = group.attention.as_ref().map(|a| a.mean.clone());
+    let p10 = group.attention.as_ref().map(|a| a.p10.clone());
+    let mut order: Vec<usize> = (0..group.channels).collect();
+    let key = mean.clone().unwrap_or_else(|| group.l1.clone());
+    order.sort_by(|&a, &b| {
+        key.get(a)
+            .unwrap_or(&0.0)
+            .total_cmp(key.get(b).unwrap_or(&0.0))
+    });
+    let fmt = |v: Option<&Vec<f32>>, c: usize| {
+        v.and_then(|v| v.get(c))
+            .map(|x| format!("{x:.4}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    for c in order {
+        let mark = if cut.contains(&c) { "x" } else { "" };
+        println!(
+            "{c:>7} {:>10} {:>10} {:>10}  {mark}",
+            fmt(mean.as_ref(), c),
+            fmt(p10.as_ref(), c),
+            fmt(Some(&group.l1), c)
+        );
+    }
+}
+
+fn print_blocked(analysis: &Analysis) {
+    for g in analysis.groups.iter().filter(|g| g.blocked.is_some()) {
+        println!(
+            "note: {} cannot be pruned: {}",
+            g.name,
+            g.blocked.clone().unwrap_or_default()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_channels_parses_counts_and_percentages() {
+        assert_eq!(parse_min_channels("8"), Ok(MinChannels::Count(8)));
+        assert_eq!(parse_min_channels("25%"), Ok(MinChannels::Fraction(0.25)));
+        assert!(parse_min_channels("150%").is_err());
+        assert!(parse_min_channels("many").is_err());
+    }
+
+    #[test]
+    fn chart_names_are_file_safe() {
+        assert_eq!(chart_name(1, "/r1/cbam/"), "block01_r1_cbam.png");
+    }
+}

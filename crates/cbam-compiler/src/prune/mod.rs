@@ -1,0 +1,128 @@
+//! `cbam prune`: remove the channels that CBAM's channel attention rarely attends to.
+//!
+//! 1. [`analyze`]: find the CBAM blocks in the ONNX graph ([`blocks`]), run the float model
+//!    on the calibration set through tract and summarise each block's channel attention `Mc`
+//!    (mean and 10th percentile per channel, [`criteria`]); also the L1 norm of the filters
+//!    producing each channel, the classic baseline.
+//! 2. [`select_channels`]: ratio (per block or global), threshold or MAC budget, never below a
+//!    per-block floor ([`select`]).
+//! 3. [`apply_cuts`]: structural removal on the ONNX protobuf ([`surgery`]); the result is an
+//!    ordinary float ONNX model that tract, onnxruntime and PyTorch load.
+//!
+//! "The same channels zeroed" (the reference the tests compare against) is the original
+//! model with the removed channels' producer filters, biases and BatchNorm shift set to
+//! zero. The pruned model equals it except for the spatial attention's channel mean, which
+//! averages over `K` instead of `N` channels: [`SurgeryOptions::compensate_spatial_mean`]
+//! (on by default) rescales the spatial conv's weights on that input by `K/N`, which makes
+//! the two equal wherever the channel max is unaffected (a ReLU before the block keeps all
+//! values >= 0, so zeros never win the max).
+
+pub mod blocks;
+pub mod cost;
+pub mod criteria;
+pub mod float_eval;
+pub mod onnx_util;
+pub mod plot;
+pub mod select;
+pub mod shapes;
+pub mod surgery;
+
+pub mod report;
+mod run;
+
+pub use blocks::CbamSite;
+pub use cost::Cost;
+pub use criteria::AttentionStats;
+pub use run::{
+    analyze, apply_cuts, prune, select_channels, zero_channels, Analysis, Group, PruneOutcome,
+};
+pub use select::{MinChannels, Selection};
+pub use surgery::{scatter_kept_list, CutOutcome, SurgeryOptions, SCATTER_SUFFIX};
+/// tract-onnx's ONNX protobuf types, re-exported for callers of this module.
+pub use tract_onnx::pb as onnx_pb;
+
+use std::path::Path;
+
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::Framework;
+
+/// What ranks channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Criterion {
+    /// Mean CBAM channel attention over the calibration set.
+    Attention,
+    /// L1 norm of the producer conv's filters.
+    L1,
+}
+
+impl std::fmt::Display for Criterion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Criterion::Attention => "attention",
+            Criterion::L1 => "l1",
+        })
+    }
+}
+
+/// Everything `cbam prune` needs besides the model and the data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PruneOptions {
+    pub criterion: Criterion,
+    pub selection: Selection,
+    pub min_channels: MinChannels,
+    pub surgery: SurgeryOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("cannot read ONNX model `{path}`: {reason}")]
+    Load { path: String, reason: String },
+    #[error("tract failed: {0}")]
+    Tract(String),
+    #[error("cannot prune this graph: {0}")]
+    Unsupported(String),
+    #[error("channels are coupled outside the block: {0}")]
+    Coupled(String),
+    #[error("a sample has {got} values but the model input is {expected:?} (C, H, W) = {} values; use data of the model's input shape", expected.iter().product::<usize>())]
+    InputShape { expected: Vec<usize>, got: usize },
+    #[error("the {0} set is empty; give at least one sample")]
+    EmptyData(&'static str),
+    #[error(
+        "--ratio must be strictly between 0 and 1 (the fraction of channels to remove), got {0}"
+    )]
+    BadRatio(f64),
+    #[error("--threshold must be a finite number, got {0}")]
+    BadThreshold(f32),
+    #[error("threshold {threshold} would remove every channel of block `{block}` (its best channel scores {best}); use a threshold below {best}")]
+    ThresholdRemovesAll {
+        threshold: f32,
+        block: String,
+        best: f32,
+    },
+    #[error("a MAC budget of {budget} cannot be met{}; raise --macs-budget or lower --min-channels", best.map(|b| format!(" (the floors allow at best {b} MACs)")).unwrap_or_default())]
+    BudgetUnreachable { budget: u64, best: Option<u64> },
+    #[error("no CBAM block found: there is no channel attention to rank channels by; use --criterion l1 to rank by the L1 norm of conv filters")]
+    NoCbam,
+    #[error("no prunable channel group found ({0})")]
+    NothingPrunable(String),
+    #[error(
+        "the model input shape is not fixed in the ONNX file; re-export with a static input shape"
+    )]
+    DynamicInput,
+}
+
+/// Reads an ONNX file into tract-onnx's protobuf types.
+pub fn load_proto(path: &Path) -> Result<ModelProto, PruneError> {
+    tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| PruneError::Load {
+            path: path.display().to_string(),
+            reason: format!("{e:#}"),
+        })
+}
+
+/// Serialises a model to ONNX bytes (write them with [`crate::write_atomic`]).
+pub fn encode_proto(model: &ModelProto) -> Vec<u8> {
+    prost::Message::encode_to_vec(model)
+}

@@ -1,0 +1,247 @@
+//! `cbam prune` end to end on the example models: the pruned float ONNX against the
+//! original with the same channels zeroed, residual-coupled pruning, and bad input.
+
+use std::path::{Path, PathBuf};
+
+use cbam_compiler::prune::float_eval::FloatRunner;
+use cbam_compiler::prune::{
+    self, Analysis, Criterion, MinChannels, PruneError, PruneOptions, Selection, SurgeryOptions,
+    SCATTER_SUFFIX,
+};
+
+fn model_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("models")
+        .join(name)
+}
+
+/// The first `n` calibration images, normalised as the models expect.
+fn calib(n: usize) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(model_path("data/calib256_images.u8")).expect("calibration images");
+    bytes
+        .chunks_exact(28 * 28)
+        .take(n)
+        .map(|img| {
+            img.iter()
+                .map(|&p| (p as f32 / 255.0 - 0.286) / 0.353)
+                .collect()
+        })
+        .collect()
+}
+
+fn options(selection: Selection, compensate: bool) -> PruneOptions {
+    PruneOptions {
+        criterion: Criterion::Attention,
+        selection,
+        min_channels: MinChannels::default(),
+        surgery: SurgeryOptions {
+            compensate_spatial_mean: compensate,
+        },
+    }
+}
+
+/// Largest |a - b| over the logits of `samples`, relative to the largest |logit|.
+fn max_rel_diff(a: &FloatRunner, b: &FloatRunner, samples: &[Vec<f32>]) -> f32 {
+    let (mut diff, mut scale) = (0f32, 1e-6f32);
+    for x in samples {
+        let (ya, yb) = (a.run(x).expect("run a"), b.run(x).expect("run b"));
+        for (p, q) in ya[0].iter().zip(&yb[0]) {
+            diff = diff.max((p - q).abs());
+            scale = scale.max(p.abs());
+        }
+    }
+    diff / scale
+}
+
+/// The original with every pruned block's removed channels zeroed at their producer.
+fn zeroed_reference(analysis: &Analysis, removed: &[Vec<usize>]) -> prune::onnx_pb::ModelProto {
+    let mut reference = analysis.proto.clone();
+    for (group, cut) in analysis.groups.iter().zip(removed) {
+        reference = prune::zero_channels(&reference, &group.feature, cut).expect("zeroing");
+    }
+    reference
+}
+
+/// Leaves the pruned model in Cargo's per-test scratch dir, for loading it in onnxruntime.
+fn keep_for_inspection(model: &prune::onnx_pb::ModelProto, name: &str) {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    cbam_compiler::write_atomic(&path, &prune::encode_proto(model)).expect("write pruned model");
+}
+
+fn pruned_vs_zeroed(
+    model: &str,
+    compensate: bool,
+) -> (f32, Analysis, prune::onnx_pb::ModelProto, Vec<Vec<usize>>) {
+    let proto = prune::load_proto(&model_path(model)).expect("model loads");
+    let samples = calib(16);
+    let analysis = prune::analyze(&proto, &samples, Criterion::Attention).expect("analysis");
+    let opts = options(
+        Selection::Ratio {
+            ratio: 0.5,
+            global: false,
+        },
+        compensate,
+    );
+    let removed = prune::select_channels(&analysis, &opts).expect("selection");
+    let (pruned, _) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
+    let reference = zeroed_reference(&analysis, &removed);
+    let a = FloatRunner::new(&pruned, &analysis.input_chw, &[]).expect("pruned runs");
+    let b = FloatRunner::new(&reference, &analysis.input_chw, &[]).expect("reference runs");
+    (max_rel_diff(&a, &b, &samples), analysis, pruned, removed)
+}
+
+#[test]
+fn pruned_plain_model_equals_original_with_the_same_channels_zeroed() {
+    let (diff, analysis, pruned, removed) = pruned_vs_zeroed("fmnist_cbam.onnx", true);
+    assert_eq!(analysis.groups.len(), 3, "three CBAM blocks");
+    assert!(removed.iter().all(|r| !r.is_empty()));
+    assert!(
+        diff < 1e-4,
+        "pruned vs zeroed reference differ by {diff} (relative)"
+    );
+    let before = prune::cost::model_cost(&analysis.proto, &analysis.shapes);
+    let after = prune::cost::model_cost(&pruned, &analysis.shapes);
+    assert!(
+        after.macs < before.macs && after.params < before.params,
+        "{before:?} -> {after:?}"
+    );
+    keep_for_inspection(&pruned, "fmnist_cbam.pruned.onnx");
+}
+
+#[test]
+fn without_mean_compensation_the_spatial_mean_is_the_only_difference() {
+    let (compensated, ..) = pruned_vs_zeroed("fmnist_cbam.onnx", true);
+    let (plain, ..) = pruned_vs_zeroed("fmnist_cbam.onnx", false);
+    println!("relative logit difference to zeroed reference: compensated {compensated:e}, uncompensated {plain:e}");
+    assert!(
+        plain > 10.0 * compensated.max(1e-7),
+        "uncompensated {plain} vs compensated {compensated}"
+    );
+}
+
+#[test]
+fn residual_blocks_are_pruned_through_a_scatter_before_the_add() {
+    let (diff, analysis, pruned, removed) = pruned_vs_zeroed("fmnist_cbam_res.onnx", true);
+    println!("residual model: pruned vs zeroed reference relative logit difference {diff:e}");
+    let g = pruned.graph.as_ref().expect("graph");
+    let scatters: Vec<_> = g
+        .node
+        .iter()
+        .filter(|n| n.name.ends_with(SCATTER_SUFFIX))
+        .collect();
+    assert_eq!(
+        scatters.len(),
+        analysis.groups.len(),
+        "one scatter per residual block"
+    );
+    for (scatter, (group, cut)) in scatters.iter().zip(analysis.groups.iter().zip(&removed)) {
+        let kept = prune::scatter_kept_list(g, &scatter.input[1]).expect("0/1 scatter weight");
+        assert_eq!(kept, prune::select::kept_from_removed(group.channels, cut));
+        let add = g
+            .node
+            .iter()
+            .find(|n| n.input.contains(&scatter.output[0]))
+            .expect("scatter feeds a node");
+        assert_eq!(add.op_type, "Add");
+    }
+    // CBAM's input is not ReLU'd here, so at a pixel where every kept channel is negative the
+    // reference's zeroed channels win the channel max; elsewhere the two are equal.
+    assert!(diff < 1e-3, "relative difference {diff}");
+    keep_for_inspection(&pruned, "fmnist_cbam_res.pruned.onnx");
+}
+
+#[test]
+fn attention_ratio_and_budget_reach_a_quarter_fewer_macs_on_the_residual_model() {
+    let proto = prune::load_proto(&model_path("fmnist_cbam_res.onnx")).expect("model loads");
+    let samples = calib(8);
+    let analysis = prune::analyze(&proto, &samples, Criterion::Attention).expect("analysis");
+    let before = prune::cost::model_cost(&analysis.proto, &analysis.shapes).macs;
+    let budget = before * 3 / 4;
+    let opts = options(Selection::MacsBudget(budget), true);
+    let removed = prune::select_channels(&analysis, &opts).expect("budget selection");
+    let (pruned, _) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
+    let after = prune::cost::model_cost(&pruned, &analysis.shapes).macs;
+    assert!(after <= budget, "{after} > {budget}");
+    for (group, cut) in analysis.groups.iter().zip(&removed) {
+        assert!(group.channels - cut.len() >= MinChannels::default().floor(group.channels));
+    }
+}
+
+fn expect_err(model: &str, samples: &[Vec<f32>], opts: PruneOptions) -> PruneError {
+    let proto = prune::load_proto(&model_path(model)).expect("model loads");
+    match prune::prune(&proto, samples, None, &opts) {
+        Ok(_) => panic!("pruning {model} with {opts:?} should fail"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let samples = calib(4);
+    for ratio in [0.0, 1.0, 1.5, -0.2] {
+        let e = expect_err(
+            "fmnist_cbam.onnx",
+            &samples,
+            options(
+                Selection::Ratio {
+                    ratio,
+                    global: false,
+                },
+                true,
+            ),
+        );
+        assert!(matches!(e, PruneError::BadRatio(_)), "{e}");
+        assert!(e.to_string().contains("between 0 and 1"), "{e}");
+    }
+    let e = expect_err(
+        "fmnist_cbam.onnx",
+        &samples,
+        options(Selection::Threshold(2.0), true),
+    );
+    assert!(matches!(e, PruneError::ThresholdRemovesAll { .. }), "{e}");
+
+    let e = expect_err(
+        "variants/fmnist_plain.onnx",
+        &samples,
+        options(
+            Selection::Ratio {
+                ratio: 0.3,
+                global: false,
+            },
+            true,
+        ),
+    );
+    assert!(matches!(e, PruneError::NoCbam), "{e}");
+    assert!(e.to_string().contains("--criterion l1"), "{e}");
+
+    let wrong: Vec<Vec<f32>> = vec![vec![0.0; 32 * 32]; 2];
+    let e = expect_err(
+        "fmnist_cbam.onnx",
+        &wrong,
+        options(
+            Selection::Ratio {
+                ratio: 0.3,
+                global: false,
+            },
+            true,
+        ),
+    );
+    assert!(matches!(e, PruneError::InputShape { got: 1024, .. }), "{e}");
+}
+
+#[test]
+fn l1_criterion_prunes_a_model_without_cbam() {
+    let proto = prune::load_proto(&model_path("variants/fmnist_plain.onnx")).expect("model loads");
+    let mut opts = options(
+        Selection::Ratio {
+            ratio: 0.25,
+            global: false,
+        },
+        true,
+    );
+    opts.criterion = Criterion::L1;
+    let outcome = prune::prune(&proto, &calib(2), None, &opts).expect("l1 pruning");
+    assert!(!outcome.report.blocks.is_empty());
+    assert!(outcome.report.after.macs < outcome.report.before.macs);
+}
