@@ -1,0 +1,348 @@
+//! `cbam run`: classify frames from a camera, an image, a directory of images or a Y4M video
+//! with tract (ONNX) or the int8 core (`.cbam`); per-frame top-k and latency, then
+//! throughput and latency percentiles; optional attention overlays.
+
+pub mod backend;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use crate::camera::Camera;
+use crate::frames::{self, FileFrames, Frame, Next};
+use crate::overlay;
+use backend::{BackendKind, Inference, ModelFile, Runner};
+use stats::Summary;
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    about = "Classify camera frames, images or a video with tract or the int8 core; FPS, latency, attention overlays",
+    after_help = "\
+Examples:
+  # the int8 core on a USB webcam, 100 frames, with attention overlays
+  cbam run model.cbam --camera /dev/video0 --frames 100 --overlay overlays/
+  # tract on a directory of images, JSON for scripts
+  cbam run models/fmnist_cbam.onnx --input models/data/images/ --json
+  # the QDQ int8 model through tract on a video (Y4M: ffmpeg -i in.mp4 -pix_fmt yuv420p in.y4m)
+  cbam run model.int8.onnx --input clip.y4m --top-k 5
+
+MODEL: a float or QDQ .onnx (tract) or a .cbam blob (int8 core); --backend, when given,
+must match it. Frames are centre-cropped to the model's aspect ratio, resized and converted
+to grayscale or RGB as the model takes; ONNX models are normalised with their cbam.mean /
+cbam.std metadata, raw-pixel blobs take pixel - 128. In a directory an unreadable image is
+skipped with a warning; a single unreadable image is an error. Latency is per frame from
+the decoded frame to the scores (crop, resize, normalise, inference). Ctrl-C stops a camera
+run and still prints the summary."
+)]
+pub struct RunArgs {
+    /// The model: float or QDQ .onnx (tract) or .cbam blob (int8 core)
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// V4L2 camera device, e.g. /dev/video0
+    #[arg(
+        long,
+        value_name = "DEV",
+        conflicts_with = "input",
+        required_unless_present = "input"
+    )]
+    pub camera: Option<PathBuf>,
+    /// An image (PNG/JPEG), a directory of images or a .y4m video
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+    /// The engine; defaults to what MODEL is (tract for .onnx, core for .cbam)
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Write one PNG per frame with the last CBAM block's attention over the input
+    #[arg(long, value_name = "DIR")]
+    pub overlay: Option<PathBuf>,
+    /// Stop after N frames (default: all frames of the input; a camera runs until Ctrl-C)
+    #[arg(long, value_name = "N")]
+    pub frames: Option<usize>,
+    /// Print one JSON document at the end instead of a line per frame
+    #[arg(long)]
+    pub json: bool,
+    /// How many classes to show per frame
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub top_k: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Class {
+    class: usize,
+    label: String,
+    score: f32,
+}
+
+#[derive(Debug, Serialize)]
+struct FrameReport {
+    index: usize,
+    source: String,
+    top_k: Vec<Class>,
+    latency_ms: f64,
+    /// The core's int8 output, for bit-exact comparisons between machines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_q: Option<Vec<i8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overlay: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    backend: BackendKind,
+    input: String,
+    frames: Vec<FrameReport>,
+    summary: Summary,
+    notes: Vec<String>,
+    warnings: Vec<String>,
+}
+
+enum Source {
+    Files(FileFrames),
+    Camera(Box<Camera>),
+}
+
+impl Source {
+    fn open(args: &RunArgs) -> Result<(Self, String)> {
+        match (&args.camera, &args.input) {
+            (Some(dev), _) => {
+                let camera = Camera::open(dev)?;
+                let name = camera.describe();
+                Ok((Source::Camera(Box::new(camera)), name))
+            }
+            (None, Some(path)) => {
+                let files = FileFrames::open(path)
+                    .with_context(|| format!("cannot open input {}", path.display()))?;
+                Ok((Source::Files(files), path.display().to_string()))
+            }
+            (None, None) => bail!("pass --camera DEV or --input PATH"),
+        }
+    }
+
+    fn next(&mut self) -> Result<Next> {
+        match self {
+            Source::Files(f) => Ok(f.next_frame()?),
+            Source::Camera(c) => Ok(c.next_frame()),
+        }
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    if args.frames == Some(0) {
+        bail!("--frames 0 would run nothing; pass --frames N with N >= 1, or leave it out to run every frame");
+    }
+    if args.top_k == 0 {
+        bail!("--top-k 0 would show no class; pass --top-k K with K >= 1");
+    }
+    let file = ModelFile::open(&args.model, args.backend)?;
+    let mut notes = Vec::new();
+    let mut runner = Runner::new(&file, args.overlay.is_some(), &mut notes)?;
+    if let Some(dir) = &args.overlay {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the overlay directory {}", dir.display()))?;
+    }
+    let (mut source, input_name) = Source::open(args)?;
+    let stop = stop_flag(matches!(source, Source::Camera(_)));
+    let mut run = RunState::default();
+    let started = Instant::now();
+    while args.frames.is_none_or(|n| run.frames.len() < n) && !stop.load(Ordering::Relaxed) {
+        let frame = match source.next() {
+            Ok(Next::Frame(frame)) => frame,
+            Ok(Next::Skipped(why)) => {
+                run.warn(format!("skipped: {why}"));
+                continue;
+            }
+            Ok(Next::EndedEarly(why)) => {
+                run.warn(why);
+                break;
+            }
+            Ok(Next::End) => break,
+            Err(e) => {
+                // Reading the input failed midway: report what ran, then fail.
+                if !run.frames.is_empty() {
+                    finish(args, &file, &input_name, run, started, notes)?;
+                }
+                return Err(e);
+            }
+        };
+        let report = process(args, &mut runner, frame, run.frames.len(), &mut notes)?;
+        if !args.json {
+            println!("{}", render_frame(&report));
+        }
+        run.frames.push(report);
+    }
+    if run.frames.is_empty() {
+        bail!("{input_name}: no frame could be read, so nothing ran (see the warnings above)");
+    }
+    finish(args, &file, &input_name, run, started, notes)
+}
+
+#[derive(Default)]
+struct RunState {
+    frames: Vec<FrameReport>,
+    warnings: Vec<String>,
+}
+
+impl RunState {
+    /// Printed now and, with --json, kept in the document too.
+    fn warn(&mut self, message: String) {
+        eprintln!("warning: {message}");
+        self.warnings.push(message);
+    }
+}
+
+/// Ctrl-C ends a camera run cleanly; files end on their own, so they keep the default.
+fn stop_flag(install: bool) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    if install {
+        let f = flag.clone();
+        if ctrlc::set_handler(move || f.store(true, Ordering::Relaxed)).is_err() {
+            eprintln!("note: cannot catch Ctrl-C; stop with --frames N");
+        }
+    }
+    flag
+}
+
+fn process(
+    args: &RunArgs,
+    runner: &mut Runner<'_>,
+    frame: Frame,
+    index: usize,
+    notes: &mut Vec<String>,
+) -> Result<FrameReport> {
+    let [c, h, w] = runner.input_chw();
+    let start = Instant::now();
+    let fitted = frames::fit(&frame.image, c, h, w).map_err(anyhow::Error::msg)?;
+    let with_attention = args.overlay.is_some();
+    let inference = runner
+        .infer(&fitted.pixels_chw, with_attention)
+        .with_context(|| format!("frame {index} ({})", frame.source))?;
+    let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+    if let Some(note) = fitted.note {
+        note_once(notes, note);
+    }
+    let top_k = top_k(&inference, args.top_k, runner);
+    let overlay = match &args.overlay {
+        Some(dir) => Some(write_overlay(
+            dir,
+            index,
+            &fitted.preview,
+            &inference,
+            &top_k,
+            notes,
+        )?),
+        None => None,
+    };
+    Ok(FrameReport {
+        index,
+        source: frame.source,
+        top_k,
+        latency_ms,
+        output_q: inference.output_q,
+        overlay,
+    })
+}
+
+/// Notes repeat for every frame of the same size; the user needs each once.
+fn note_once(notes: &mut Vec<String>, note: String) {
+    if !notes.contains(&note) {
+        eprintln!("note: {note}");
+        notes.push(note);
+    }
+}
+
+fn top_k(inference: &Inference, k: usize, runner: &Runner<'_>) -> Vec<Class> {
+    let mut order: Vec<usize> = (0..inference.scores.len()).collect();
+    // Highest first; the lower index first on ties, as argmax does; NaN last.
+    order.sort_by(|&a, &b| {
+        let score = |i: usize| inference.scores.get(i).copied().unwrap_or(f32::NAN);
+        let (x, y) = (score(a), score(b));
+        y.partial_cmp(&x)
+            .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+            .then(a.cmp(&b))
+    });
+    order
+        .into_iter()
+        .take(k)
+        .map(|class| Class {
+            class,
+            label: runner.label(class),
+            score: inference.scores.get(class).copied().unwrap_or(f32::NAN),
+        })
+        .collect()
+}
+
+fn write_overlay(
+    dir: &Path,
+    index: usize,
+    preview: &image::RgbImage,
+    inference: &Inference,
+    top: &[Class],
+    notes: &mut Vec<String>,
+) -> Result<String> {
+    let caption = top
+        .first()
+        .map(|c| format!("{} {:.2}", c.label, c.score))
+        .unwrap_or_default();
+    let last = inference.attention.last();
+    if last.is_none() {
+        note_once(
+            notes,
+            "no attention map for this model: overlays show the input and class only".into(),
+        );
+    }
+    let image = overlay::panel(preview, last, &caption);
+    let path = dir.join(format!("frame_{index:05}.png"));
+    image
+        .save(&path)
+        .with_context(|| format!("cannot write the overlay {}", path.display()))?;
+    Ok(path.display().to_string())
+}
+
+fn render_frame(r: &FrameReport) -> String {
+    let classes: Vec<String> = r
+        .top_k
+        .iter()
+        .map(|c| format!("{} {:.3}", c.label, c.score))
+        .collect();
+    format!(
+        "frame {:>4}  {:>8.2} ms  {}  [{}]",
+        r.index,
+        r.latency_ms,
+        classes.join(" | "),
+        r.source
+    )
+}
+
+fn finish(
+    args: &RunArgs,
+    file: &ModelFile,
+    input: &str,
+    run: RunState,
+    started: Instant,
+    notes: Vec<String>,
+) -> Result<()> {
+    let latencies: Vec<f64> = run.frames.iter().map(|f| f.latency_ms).collect();
+    let summary = Summary::new(&latencies, started.elapsed().as_secs_f64());
+    if args.json {
+        let report = Report {
+            model: file.path.display().to_string(),
+            backend: file.backend,
+            input: input.to_string(),
+            frames: run.frames,
+            summary,
+            notes,
+            warnings: run.warnings,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", summary.render());
+    }
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! The two ways `cbam run` and `cbam attention` execute a model on one frame: tract (float
+//! or QDQ ONNX) and the int8 core (`.cbam` blob), each returning class scores and the
+//! spatial attention map of every CBAM block.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cbam_compiler::data::{self, Sample};
+use cbam_compiler::float_run::FloatModel;
+use cbam_compiler::ir::Op;
+use cbam_compiler::{import, passes};
+
+use crate::model_file::{self, ModelKind};
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// tract, for float and QDQ .onnx models
+    Tract,
+    /// the int8 core, for .cbam blobs
+    Core,
+}
+
+/// A spatial attention map, values in 0..1, row-major `h x w`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionMap {
+    pub h: usize,
+    pub w: usize,
+    pub values: Vec<f32>,
+}
+
+/// What one frame produced.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// Class scores, as the model outputs them (probabilities or logits).
+    pub scores: Vec<f32>,
+    /// The core's raw int8 output (bit-exact comparisons across machines); none for tract.
+    pub output_q: Option<Vec<i8>>,
+    /// One map per CBAM block, in graph order; empty unless requested.
+    pub attention: Vec<AttentionMap>,
+}
+
+/// A model file read into memory, with the engine that will run it.
+pub struct ModelFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub backend: BackendKind,
+}
+
+impl ModelFile {
+    /// Reads `path`; `requested` must match what the file is (tract cannot run a blob, the
+    /// core cannot run ONNX), so a mismatch says which file the user wants instead.
+    pub fn open(path: &Path, requested: Option<BackendKind>) -> Result<Self> {
+        let bytes = model_file::read(path)?;
+        let actual = match model_file::kind_of(path, &bytes) {
+            ModelKind::Onnx => BackendKind::Tract,
+            ModelKind::Blob => BackendKind::Core,
+        };
+        match (requested, actual) {
+            (Some(BackendKind::Core), BackendKind::Tract) => bail!(
+                "--backend core runs .cbam blobs but {} is ONNX; make a blob with \
+                 `cbam quantize {} --calib CALIB --out model.cbam` or use --backend tract",
+                path.display(),
+                path.display()
+            ),
+            (Some(BackendKind::Tract), BackendKind::Core) => bail!(
+                "--backend tract runs .onnx models but {} is a .cbam blob; pass the float \
+                 .onnx or the QDQ .int8.onnx that `cbam quantize --qdq` wrote",
+                path.display()
+            ),
+            _ => {}
+        }
+        Ok(ModelFile {
+            path: path.to_path_buf(),
+            bytes,
+            backend: actual,
+        })
+    }
+}
+
+/// How 8-bit pixels become the model input.
+#[derive(Debug, Clone)]
+struct Normalisation {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl Normalisation {
+    fn float_input(&self, pixels_chw: &[u8], plane: usize) -> Vec<f32> {
+        pixels_chw
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let c = i.checked_div(plane).unwrap_or(0);
+                let mean = self.mean.get(c).copied().unwrap_or(0.0);
+                let std = self.std.get(c).copied().unwrap_or(1.0);
+                (f32::from(p) / 255.0 - mean) / std
+            })
+            .collect()
+    }
+}
+
+/// A model ready to run frame after frame.
+pub enum Runner<'b> {
+    Tract(TractRunner),
+    Core(CoreRunner<'b>),
+}
+
+pub struct TractRunner {
+    model: FloatModel,
+    chw: [usize; 3],
+    norm: Normalisation,
+    labels: Vec<String>,
+    attention: Vec<AttentionValue>,
+}
+
+/// Where tract finds one block's spatial attention.
+struct AttentionValue {
+    name: String,
+    /// Known from the float IR; for QDQ models guessed from the map size.
+    hw: Option<(usize, usize)>,
+    /// The value is the pre-sigmoid logit (float models), so apply the sigmoid here.
+    logit: bool,
+}
+
+pub struct CoreRunner<'b> {
+    model: cbam_core::Model<'b>,
+    arena: Vec<u8>,
+    output: Vec<i8>,
+    labels: Vec<String>,
+}
+
+impl<'b> Runner<'b> {
+    /// `with_attention`: locate the attention values (costs a graph import for ONNX).
+    /// Notes for the user (e.g. no attention found) are pushed to `notes`.
+    pub fn new(file: &'b ModelFile, with_attention: bool, notes: &mut Vec<String>) -> Result<Self> {
+        match file.backend {
+            BackendKind::Tract => Ok(Runner::Tract(TractRunner::new(
+                file,
+                with_attention,
+                notes,
+            )?)),
+            BackendKind::Core => Ok(Runner::Core(CoreRunner::new(file, notes)?)),
+        }
+    }
+
+    /// `[C, H, W]` of the model input.
+    pub fn input_chw(&self) -> [usize; 3] {
+        match self {
+            Runner::Tract(t) => t.chw,
+            Runner::Core(c) => {
+                let i = c.model.input();
+                [i.c, i.h, i.w]
+            }
+        }
+    }
+
+    pub fn label(&self, class: usize) -> String {
+        let labels = match self {
+            Runner::Tract(t) => &t.labels,
+            Runner::Core(c) => &c.labels,
+        };
+        labels
+            .get(class)
+            .cloned()
+            .unwrap_or_else(|| format!("class {class}"))
+    }
+
+    /// Runs one frame given as `[C, H, W]` pixels at the model's input size.
+    pub fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
+        match self {
+            Runner::Tract(t) => t.infer(pixels_chw, with_attention),
+            Runner::Core(c) => c.infer(pixels_chw, with_attention),
+        }
+    }
+}
+
+impl TractRunner {
+    fn new(file: &ModelFile, with_attention: bool, notes: &mut Vec<String>) -> Result<Self> {
+        let path = &file.path;
+        let spec = model_file::onnx_input_spec(path, &file.bytes)?;
+        let proto = import::decode_model(&file.bytes, path)?;
+        let labels = proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == "cbam.labels")
+            .map(|p| p.value.split(',').map(|l| l.trim().to_string()).collect())
+            .unwrap_or_default();
+        let model = FloatModel::from_proto(&proto, path.parent())
+            .with_context(|| format!("tract cannot run {}", path.display()))?;
+        let attention = if with_attention {
+            attention_values(&proto, path, notes)
+        } else {
+            Vec::new()
+        };
+        Ok(TractRunner {
+            model,
+            chw: spec.shape,
+            norm: Normalisation {
+                mean: spec.mean,
+                std: spec.std,
+            },
+            labels,
+            attention,
+        })
+    }
+
+    fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
+        let [_, h, w] = self.chw;
+        let input = self.norm.float_input(pixels_chw, h * w);
+        if !with_attention || self.attention.is_empty() {
+            let scores = self
+                .model
+                .run(&input)
+                .context("tract failed on the frame")?;
+            return Ok(Inference {
+                scores,
+                output_q: None,
+                attention: Vec::new(),
+            });
+        }
+        let mut names: Vec<String> = vec![self.model.output_name().to_string()];
+        names.extend(self.attention.iter().map(|a| a.name.clone()));
+        let mut values = self
+            .model
+            .run_with_values(&input, &names)
+            .context("tract failed on the frame")?;
+        let scores = values.remove(self.model.output_name()).unwrap_or_default();
+        let mut maps = Vec::new();
+        for a in &self.attention {
+            let raw = values.remove(&a.name).unwrap_or_default();
+            let (mh, mw) = a.hw.unwrap_or_else(|| guess_hw(raw.len(), h, w));
+            if mh * mw != raw.len() || raw.is_empty() {
+                continue;
+            }
+            let values = if a.logit {
+                raw.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect()
+            } else {
+                raw
+            };
+            maps.push(AttentionMap {
+                h: mh,
+                w: mw,
+                values,
+            });
+        }
+        Ok(Inference {
+            scores,
+            output_q: None,
+            attention: maps,
+        })
+    }
+}
+
+/// The spatial attention values of an ONNX model: from the float IR's CBAM blocks, or, for
+/// a QDQ model (which the float importer does not take), the `<block>__as` values the QDQ
+/// writer names after the quantized sigmoid output.
+fn attention_values(
+    proto: &tract_onnx::pb::ModelProto,
+    path: &Path,
+    notes: &mut Vec<String>,
+) -> Vec<AttentionValue> {
+    let from_ir = import::import_model(proto, path.parent())
+        .ok()
+        .and_then(|g| passes::optimize(g).ok())
+        .map(|g| {
+            g.nodes
+                .iter()
+                .filter_map(|node| match &node.op {
+                    Op::Cbam(c) => {
+                        let shape = &g.tensors.get(node.output)?.shape;
+                        let hw = match shape.as_slice() {
+                            [_, h, w] => Some((*h, *w)),
+                            _ => None,
+                        };
+                        Some(AttentionValue {
+                            name: c.values.spatial_logit.clone(),
+                            hw,
+                            logit: true,
+                        })
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if !from_ir.is_empty() {
+        return from_ir;
+    }
+    let qdq: Vec<AttentionValue> = proto
+        .graph
+        .iter()
+        .flat_map(|g| g.node.iter())
+        .flat_map(|n| n.output.iter())
+        .filter(|name| name.ends_with("__as"))
+        .map(|name| AttentionValue {
+            name: name.clone(),
+            hw: None,
+            logit: false,
+        })
+        .collect();
+    if qdq.is_empty() {
+        notes.push(format!(
+            "{}: no CBAM block recognised, so there is no attention map to draw",
+            path.display()
+        ));
+    }
+    qdq
+}
+
+/// `h x w` of a map of `len` values inside an `ih x iw` input: the size with the input's
+/// aspect ratio (downsampling keeps it), checked by the caller.
+fn guess_hw(len: usize, ih: usize, iw: usize) -> (usize, usize) {
+    let h = ((len * ih) as f64 / iw.max(1) as f64)
+        .sqrt()
+        .round()
+        .max(1.0) as usize;
+    (h, len / h)
+}
+
+impl<'b> CoreRunner<'b> {
+    fn new(file: &'b ModelFile, notes: &mut Vec<String>) -> Result<Self> {
+        let model = model_file::parse_blob(&file.path, &file.bytes)?;
+        if !model.input_is_raw_pixels() {
+            notes.push(format!(
+                "{}: the blob's input is not raw pixels; frames are fed as pixel/255",
+                file.path.display()
+            ));
+        }
+        Ok(CoreRunner {
+            arena: vec![0u8; model.arena_size()],
+            output: vec![0i8; model.output().len()],
+            labels: model.labels().map(str::to_string).collect(),
+            model,
+        })
+    }
+
+    fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
+        let info = self.model.input();
+        let norm = Normalisation {
+            mean: Vec::new(),
+            std: Vec::new(),
+        };
+        let sample = Sample {
+            input: norm.float_input(pixels_chw, info.h * info.w),
+            pixels: Some(pixels_chw.to_vec()),
+            label: None,
+        };
+        let q = data::core_input_for(&sample, &info, self.model.input_is_raw_pixels())
+            .context("the frame does not fit the blob's input")?;
+        let mut maps = MapCollector {
+            enabled: with_attention,
+            maps: Vec::new(),
+        };
+        self.model
+            .run_observed(&mut self.arena, &q, &mut self.output, &mut maps)
+            .map_err(|e| anyhow::anyhow!("the int8 core failed on the frame: {e}"))?;
+        let out = self.model.output();
+        Ok(Inference {
+            scores: self.output.iter().map(|&v| out.dequantize(v)).collect(),
+            output_q: Some(self.output.clone()),
+            attention: maps.maps,
+        })
+    }
+}
+
+struct MapCollector {
+    enabled: bool,
+    maps: Vec<AttentionMap>,
+}
+
+impl cbam_core::Observer for MapCollector {
+    fn cbam_attention(
+        &mut self,
+        _index: usize,
+        _channel: &[i8],
+        spatial: &[i8],
+        h: usize,
+        w: usize,
+    ) {
+        if self.enabled {
+            // Scale 1/256, zero point -128 (the core's sigmoid output).
+            let values = spatial
+                .iter()
+                .map(|&q| (f32::from(q) + 128.0) / 256.0)
+                .collect();
+            self.maps.push(AttentionMap { h, w, values });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_size_follows_the_input_aspect() {
+        assert_eq!(guess_hw(49, 28, 28), (7, 7));
+        assert_eq!(guess_hw(8 * 4, 16, 8), (8, 4));
+    }
+
+    #[test]
+    fn normalisation_is_per_channel() {
+        let n = Normalisation {
+            mean: vec![0.5, 0.0],
+            std: vec![0.5, 1.0],
+        };
+        assert_eq!(
+            n.float_input(&[255, 0, 255, 0], 2),
+            vec![1.0, -1.0, 1.0, 0.0]
+        );
+    }
+}

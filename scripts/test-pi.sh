@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The Pi path for real: cross-builds `cbam` for aarch64, runs it under qemu-aarch64 on the
+# committed test images (models/data/images) with both backends, and compares with the
+# x86 host binary: bit for bit for the int8 core (its int8 outputs and classes), within a
+# float tolerance for tract (float and QDQ). Also draws an attention overlay on aarch64.
+#
+#   scripts/test-pi.sh            (camera support is built when libclang is present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+step() { printf '\n=== %s\n' "$*"; }
+
+CAMERA=()
+ldconfig -p | grep -q 'libclang.*\.so' || CAMERA=(--no-camera)
+step "cross-build cbam for aarch64 ${CAMERA[*]:-}"
+PI_BIN="$ROOT/$(bash scripts/pi-build.sh --dev "${CAMERA[@]}" | tail -n 1)"
+step "host build"
+cargo build -p cbam-cli --bin cbam
+HOST_BIN="$ROOT/target/debug/cbam"
+QEMU=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
+"${QEMU[@]}" "$PI_BIN" --version
+
+OUT="$ROOT/target/pi-test"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+IMAGES=models/data/images
+
+compare() { # compare KIND HOST.json PI.json
+  python3 - "$@" <<'PY'
+import json, sys
+kind, host_path, pi_path = sys.argv[1:4]
+host, pi = json.load(open(host_path)), json.load(open(pi_path))
+hf, pf = host["frames"], pi["frames"]
+assert len(hf) == len(pf) > 0, f"{len(hf)} host frames vs {len(pf)} aarch64 frames"
+worst = 0.0
+for h, p in zip(hf, pf):
+    hc = [c["class"] for c in h["top_k"]]
+    pc = [c["class"] for c in p["top_k"]]
+    if kind == "core":
+        assert h["output_q"] == p["output_q"], f'{h["source"]}: int8 outputs differ\n{h["output_q"]}\n{p["output_q"]}'
+        assert hc == pc, f'{h["source"]}: classes {hc} vs {pc}'
+    else:
+        assert hc[0] == pc[0], f'{h["source"]}: top-1 {hc[0]} vs {pc[0]}'
+        for a, b in zip(h["top_k"], p["top_k"]):
+            if a["class"] == b["class"]:
+                worst = max(worst, abs(a["score"] - b["score"]))
+        assert worst <= 1e-3, f'{h["source"]}: score differs by {worst}'
+print(f"  {kind}: {len(hf)} frames equal" + (" bit for bit" if kind == "core" else f" (max score diff {worst:.2e})"))
+PY
+}
+
+for m in fmnist_cbam fmnist_cbam_res; do
+  step "$m"
+  "$HOST_BIN" quantize "models/$m.onnx" --calib models/data/calib256_images.u8 \
+    --out "$OUT/$m.cbam" --qdq "$OUT/$m.int8.onnx" >/dev/null
+  for variant in core float qdq; do
+    case $variant in
+      core) model="$OUT/$m.cbam" ;;
+      float) model="models/$m.onnx" ;;
+      qdq) model="$OUT/$m.int8.onnx" ;;
+    esac
+    "$HOST_BIN" run "$model" --input "$IMAGES" --json --top-k 3 >"$OUT/$m.$variant.host.json"
+    "${QEMU[@]}" "$PI_BIN" run "$model" --input "$IMAGES" --json --top-k 3 >"$OUT/$m.$variant.pi.json"
+    compare "$([ $variant = core ] && echo core || echo tract)" "$OUT/$m.$variant.host.json" "$OUT/$m.$variant.pi.json"
+  done
+  "${QEMU[@]}" "$PI_BIN" attention "$OUT/$m.cbam" "$IMAGES/test_000.png" \
+    --compare "models/$m.onnx" -o "$OUT/$m.attention.pi.png" >/dev/null
+  "$HOST_BIN" attention "$OUT/$m.cbam" "$IMAGES/test_000.png" -o "$OUT/$m.attention.core.host.png" >/dev/null
+  "${QEMU[@]}" "$PI_BIN" attention "$OUT/$m.cbam" "$IMAGES/test_000.png" -o "$OUT/$m.attention.core.pi.png" >/dev/null
+  if cmp -s "$OUT/$m.attention.core.host.png" "$OUT/$m.attention.core.pi.png"; then
+    echo "  core attention PNG identical on x86 and aarch64"
+  else
+    echo "  core attention PNG differs between x86 and aarch64" >&2
+    exit 1
+  fi
+done
+echo
+echo "aarch64 under qemu-user matches the x86 host (outputs in $OUT)"
