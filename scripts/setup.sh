@@ -26,7 +26,7 @@ done
 
 # --- Debian packages ------------------------------------------------------
 need_pkgs=""
-for p in qemu-system-arm qemu-system-misc qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross dataset-fashion-mnist; do
+for p in qemu-system-arm qemu-system-misc qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross dataset-fashion-mnist valgrind libclang1-14 libclang-common-14-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then

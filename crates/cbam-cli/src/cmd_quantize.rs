@@ -1,0 +1,277 @@
+//! `cbam quantize`: float ONNX + calibration data -> int8 `.cbam` blob, optional QDQ ONNX
+//! and a JSON report. Outputs are written atomically, only after everything succeeded.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use cbam_compiler::calib::CalibMethod;
+use cbam_compiler::data::{self, DataSource};
+use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
+use cbam_compiler::write_atomic;
+use clap::{Args, ValueEnum};
+
+use crate::model_file;
+use crate::progress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Observed minimum and maximum
+    Minmax,
+    /// Clip both tails at --percentile
+    Percentile,
+    /// Clip range with the least int8 mean squared error
+    Mse,
+    /// Clip threshold with the least KL divergence (TensorRT's entropy calibration)
+    Entropy,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    about = "Quantize a float ONNX model to an int8 .cbam blob (and optionally a QDQ ONNX)",
+    after_help = "\
+Examples:
+  cbam quantize models/example.onnx \\
+      --calib /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --limit 512 \\
+      --out example.cbam --qdq example.int8.onnx --report example.report.json
+  cbam quantize model.onnx --calib calib_images/ --method percentile --out model.cbam
+
+The calibration DATA takes the same forms as `cbam eval --data`: a .npy float32 array
+[N,C,H,W], an ImageFolder DIR/<class>/*.png|jpg, an IDX images file or a .u8 file.
+A few hundred representative images are typical. Nothing is written unless quantization
+succeeds; each output is replaced atomically."
+)]
+pub struct QuantizeArgs {
+    /// The float ONNX model
+    #[arg(value_name = "MODEL.onnx")]
+    pub model: PathBuf,
+    /// Calibration data
+    #[arg(long, value_name = "DATA")]
+    pub calib: PathBuf,
+    /// Labels of the calibration data (only checked for consistency)
+    #[arg(long, value_name = "L")]
+    pub calib_labels: Option<PathBuf>,
+    /// Where to write the int8 blob
+    #[arg(long, value_name = "OUT.cbam")]
+    pub out: PathBuf,
+    /// Also write a QDQ ONNX with the same scales (for tract / onnxruntime)
+    #[arg(long, value_name = "OUT.onnx")]
+    pub qdq: Option<PathBuf>,
+    /// How activation ranges are chosen from the calibration values
+    #[arg(long, value_enum, default_value_t = Method::Minmax)]
+    pub method: Method,
+    /// Percentile kept by --method percentile
+    #[arg(long, default_value_t = 99.99, value_name = "P")]
+    pub percentile: f64,
+    /// Write the JSON report (per-layer ranges and SQNR, arena/blob/weight bytes)
+    #[arg(long, value_name = "R.json")]
+    pub report: Option<PathBuf>,
+    /// Use only the first N calibration samples
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+impl QuantizeArgs {
+    fn calib_method(&self) -> Result<CalibMethod> {
+        Ok(match self.method {
+            Method::Minmax => CalibMethod::MinMax,
+            Method::Mse => CalibMethod::Mse,
+            Method::Entropy => CalibMethod::Entropy,
+            Method::Percentile => {
+                ensure!(
+                    self.percentile > 50.0 && self.percentile <= 100.0,
+                    "--percentile {} is outside (50, 100]; 99.9 or 99.99 are typical",
+                    self.percentile
+                );
+                CalibMethod::Percentile(self.percentile)
+            }
+        })
+    }
+
+    fn outputs(&self) -> Vec<&Path> {
+        let mut outs = vec![self.out.as_path()];
+        outs.extend(self.qdq.as_deref());
+        outs.extend(self.report.as_deref());
+        outs
+    }
+}
+
+pub fn run(args: &QuantizeArgs) -> Result<()> {
+    let method = args.calib_method()?;
+    check_outputs(args)?;
+    let bytes = model_file::read(&args.model)?;
+    let spec = model_file::onnx_input_spec(&args.model, &bytes)?;
+    let source = DataSource {
+        data: args.calib.clone(),
+        labels: args.calib_labels.clone(),
+        limit: args.limit,
+    };
+    let dataset = data::load(&source, &spec)
+        .with_context(|| format!("cannot load calibration data {}", args.calib.display()))?;
+    ensure!(
+        !dataset.is_empty(),
+        "{} holds no calibration samples (or --limit is 0); give a few hundred images",
+        args.calib.display()
+    );
+    for note in &dataset.notes {
+        eprintln!("note: {note}");
+    }
+    let inputs: Vec<Vec<f32>> = dataset.samples.into_iter().map(|s| s.input).collect();
+
+    let opts = QuantizeOptions {
+        method,
+        qdq: args.qdq.is_some(),
+        ..QuantizeOptions::default()
+    };
+    let bar = progress::bar(inputs.len(), "calibrating");
+    let compiled = pipeline::quantize(&args.model, &inputs, &opts, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .with_context(|| format!("cannot quantize {}", args.model.display()))?;
+    bar.finish_and_clear();
+
+    write_outputs(args, &compiled)?;
+    print!("{}", summary(args, &compiled));
+    Ok(())
+}
+
+/// Fails before the slow part when an output cannot be written where asked.
+fn check_outputs(args: &QuantizeArgs) -> Result<()> {
+    for out in args.outputs() {
+        if out == args.model {
+            bail!(
+                "output {} is the input model; choose another file name",
+                out.display()
+            );
+        }
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        ensure!(
+            dir.is_dir(),
+            "cannot write {}: directory {} does not exist; create it first",
+            out.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_outputs(args: &QuantizeArgs, compiled: &Compiled) -> Result<()> {
+    let write = |path: &Path, bytes: &[u8]| {
+        write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write(&args.out, &compiled.blob)?;
+    if let (Some(path), Some(qdq)) = (&args.qdq, &compiled.qdq) {
+        write(path, qdq)?;
+    }
+    if let Some(path) = &args.report {
+        let json = serde_json::to_vec_pretty(&compiled.report)?;
+        write(path, &json)?;
+    }
+    Ok(())
+}
+
+fn summary(args: &QuantizeArgs, compiled: &Compiled) -> String {
+    let r = &compiled.report;
+    let mut text = format!(
+        "wrote {} ({} bytes: {} weight bytes; arena {} bytes; {} MACs)\n",
+        args.out.display(),
+        r.blob_bytes,
+        r.weight_bytes,
+        r.arena_bytes,
+        r.macs
+    );
+    if let Some(path) = &args.qdq {
+        text.push_str(&format!("wrote {}\n", path.display()));
+    }
+    if let Some(path) = &args.report {
+        text.push_str(&format!("wrote {}\n", path.display()));
+    }
+    text.push_str(&format!(
+        "calibration: {} on {} images; input {}\n",
+        r.method,
+        r.calibration_images,
+        if r.input.raw_pixels {
+            "takes raw pixels (q = pixel - 128)"
+        } else {
+            "is quantized from the normalised float"
+        }
+    ));
+    if let Some(a) = r.top1_agreement {
+        text.push_str(&format!(
+            "top-1 agreement int8 vs float on {} calibration images: {:.2}%\n",
+            r.sqnr_images,
+            a * 100.0
+        ));
+    }
+    for note in &r.notes {
+        text.push_str(&format!("note: {note}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: QuantizeArgs,
+    }
+
+    #[test]
+    fn method_and_percentile_parse() {
+        let cli = Cli::try_parse_from([
+            "q",
+            "m.onnx",
+            "--calib",
+            "c.npy",
+            "--out",
+            "m.cbam",
+            "--method",
+            "percentile",
+            "--percentile",
+            "99.9",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.args.calib_method().unwrap(),
+            CalibMethod::Percentile(99.9)
+        );
+        let bad = Cli::try_parse_from([
+            "q",
+            "m.onnx",
+            "--calib",
+            "c",
+            "--out",
+            "o",
+            "--method",
+            "percentile",
+            "--percentile",
+            "20",
+        ])
+        .unwrap();
+        assert!(bad.args.calib_method().is_err());
+    }
+
+    #[test]
+    fn refuses_to_overwrite_the_model_or_write_into_a_missing_directory() {
+        let cli = Cli::try_parse_from(["q", "m.onnx", "--calib", "c", "--out", "m.onnx"]).unwrap();
+        assert!(check_outputs(&cli.args).is_err());
+        let cli = Cli::try_parse_from([
+            "q",
+            "m.onnx",
+            "--calib",
+            "c",
+            "--out",
+            "/no/such/dir/m.cbam",
+        ])
+        .unwrap();
+        let msg = check_outputs(&cli.args).unwrap_err().to_string();
+        assert!(msg.contains("/no/such/dir"), "{msg}");
+    }
+}

@@ -1,0 +1,224 @@
+//! From 8-bit pixels to the model's float input: channel conversion, resize and the model's
+//! pixel normalisation `(pixel / 255 - mean[c]) / std[c]`.
+
+use image::{imageops::FilterType, DynamicImage};
+
+use super::{DataError, Sample};
+use crate::ir::Graph;
+
+/// What a sample must look like to be the model's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    /// `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// Per-channel mean and std of the normalisation, one entry per channel.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl InputSpec {
+    /// `mean`/`std` may be empty (plain `pixel / 255`), one value for every channel, or one
+    /// value per channel.
+    pub fn new(shape: [usize; 3], mean: &[f32], std: &[f32]) -> Result<Self, DataError> {
+        let channels = shape[0];
+        let mean = per_channel(mean, channels, 0.0, "mean")?;
+        let std = per_channel(std, channels, 1.0, "std")?;
+        if let Some(bad) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(DataError::Meta {
+                why: format!("std {bad} is not a positive number"),
+            });
+        }
+        Ok(InputSpec { shape, mean, std })
+    }
+
+    /// The input shape and `cbam.mean`/`cbam.std` metadata of an imported model.
+    pub fn from_graph(graph: &Graph) -> Result<Self, DataError> {
+        let shape = graph
+            .tensors
+            .get(graph.input)
+            .map(|t| t.shape.clone())
+            .unwrap_or_default();
+        let chw: [usize; 3] =
+            shape
+                .as_slice()
+                .try_into()
+                .map_err(|_| DataError::NotAnImageModel {
+                    shape: shape.clone(),
+                })?;
+        InputSpec::new(chw, &graph.meta.mean, &graph.meta.std)
+    }
+
+    pub fn channels(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn height(&self) -> usize {
+        self.shape[1]
+    }
+
+    pub fn width(&self) -> usize {
+        self.shape[2]
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A sample from pixels already in the model's layout `[C, H, W]`.
+    pub(crate) fn sample_from_chw(&self, pixels: Vec<u8>) -> Sample {
+        let plane = self.height() * self.width();
+        let input = pixels
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let c = i.checked_div(plane).unwrap_or(0);
+                let mean = self.mean.get(c).copied().unwrap_or(0.0);
+                let std = self.std.get(c).copied().unwrap_or(1.0);
+                (f32::from(p) / 255.0 - mean) / std
+            })
+            .collect();
+        Sample {
+            input,
+            pixels: Some(pixels),
+            label: None,
+        }
+    }
+
+    /// A sample from a decoded image of any size and colour type. Returns whether it had
+    /// to be resized, so the caller can tell the user once.
+    pub(crate) fn sample_from_image(
+        &self,
+        image: DynamicImage,
+    ) -> Result<(Sample, bool), DataError> {
+        let (w, h) = (self.width(), self.height());
+        let resized = image.width() as usize != w || image.height() as usize != h;
+        let image = if resized {
+            image.resize_exact(w as u32, h as u32, FilterType::Triangle)
+        } else {
+            image
+        };
+        let pixels = match self.channels() {
+            1 => image.to_luma8().into_raw(),
+            3 => hwc_to_chw(&image.to_rgb8().into_raw(), h * w, 3),
+            channels => return Err(DataError::Channels { channels }),
+        };
+        Ok((self.sample_from_chw(pixels), resized))
+    }
+
+    /// A sample from a grayscale `h x w` image, the form IDX and `.u8` files store.
+    pub(crate) fn sample_from_gray(
+        &self,
+        pixels: Vec<u8>,
+        h: usize,
+        w: usize,
+    ) -> Result<(Sample, bool), DataError> {
+        if self.channels() == 1 && h == self.height() && w == self.width() {
+            return Ok((self.sample_from_chw(pixels), false));
+        }
+        let gray = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            let at = y as usize * w + x as usize;
+            image::Luma([pixels.get(at).copied().unwrap_or(0)])
+        });
+        self.sample_from_image(DynamicImage::ImageLuma8(gray))
+    }
+
+    /// The note a dataset carries when `count` images of `from` size were resized.
+    pub(crate) fn resize_note(&self, count: usize, from: (usize, usize)) -> String {
+        format!(
+            "{count} image(s) of {}x{} resized to the model input {}x{} (bilinear)",
+            from.1,
+            from.0,
+            self.width(),
+            self.height()
+        )
+    }
+}
+
+fn per_channel(
+    values: &[f32],
+    channels: usize,
+    default: f32,
+    what: &str,
+) -> Result<Vec<f32>, DataError> {
+    match values.len() {
+        0 => Ok(vec![default; channels]),
+        1 => Ok(vec![values[0]; channels]),
+        n if n == channels => Ok(values.to_vec()),
+        n => Err(DataError::Meta {
+            why: format!("the model's cbam.{what} has {n} values for {channels} input channels"),
+        }),
+    }
+}
+
+fn hwc_to_chw(hwc: &[u8], plane: usize, channels: usize) -> Vec<u8> {
+    let mut chw = vec![0u8; hwc.len()];
+    for (i, &v) in hwc.iter().enumerate() {
+        let (p, c) = (i / channels, i % channels);
+        if let Some(dst) = chw.get_mut(c * plane + p) {
+            *dst = v;
+        }
+    }
+    chw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_with_per_channel_mean_and_std() {
+        let spec = InputSpec::new([2, 1, 2], &[0.5, 0.0], &[0.5, 2.0]).unwrap();
+        let s = spec.sample_from_chw(vec![255, 0, 255, 51]);
+        assert_eq!(s.input, vec![1.0, -1.0, 0.5, 0.1]);
+        assert_eq!(s.pixels, Some(vec![255, 0, 255, 51]));
+    }
+
+    #[test]
+    fn empty_meta_means_pixel_over_255() {
+        let spec = InputSpec::new([1, 1, 1], &[], &[]).unwrap();
+        assert_eq!(spec.sample_from_chw(vec![255]).input, vec![1.0]);
+    }
+
+    #[test]
+    fn rejects_meta_of_the_wrong_length_and_zero_std() {
+        assert!(InputSpec::new([1, 2, 2], &[0.1, 0.2, 0.3], &[]).is_err());
+        assert!(InputSpec::new([1, 2, 2], &[], &[0.0]).is_err());
+    }
+
+    #[test]
+    fn rgb_image_becomes_planar_and_is_resized_when_needed() {
+        let spec = InputSpec::new([3, 1, 2], &[], &[]).unwrap();
+        let rgb = image::RgbImage::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        let (s, resized) = spec
+            .sample_from_image(DynamicImage::ImageRgb8(rgb))
+            .unwrap();
+        assert!(!resized);
+        assert_eq!(s.pixels, Some(vec![1, 4, 2, 5, 3, 6]));
+
+        let big = image::GrayImage::from_pixel(4, 2, image::Luma([200]));
+        let (s, resized) = spec
+            .sample_from_image(DynamicImage::ImageLuma8(big))
+            .unwrap();
+        assert!(resized);
+        assert_eq!(s.pixels, Some(vec![200; 6]));
+    }
+
+    #[test]
+    fn gray_source_for_an_rgb_model_repeats_the_channel() {
+        let spec = InputSpec::new([3, 1, 1], &[], &[]).unwrap();
+        let (s, resized) = spec.sample_from_gray(vec![7], 1, 1).unwrap();
+        assert!(!resized);
+        assert_eq!(s.pixels, Some(vec![7, 7, 7]));
+    }
+
+    #[test]
+    fn four_channel_models_cannot_take_images() {
+        let spec = InputSpec::new([4, 1, 1], &[], &[]).unwrap();
+        let err = spec.sample_from_gray(vec![7], 1, 1).unwrap_err();
+        assert!(matches!(err, DataError::Channels { channels: 4 }));
+    }
+}

@@ -1,0 +1,111 @@
+//! ONNX -> blob -> core, measured against tract: the float model's top-1, the core's top-1
+//! and logits, and the QDQ ONNX's logits on the same inputs.
+
+use std::path::Path;
+
+use cbam_compiler::data::{self, DataSource, Dataset};
+use cbam_compiler::float_run::FloatModel;
+use cbam_compiler::import;
+use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
+
+pub type Error = Box<dyn std::error::Error>;
+
+/// What one model scored on one data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fidelity {
+    pub n: usize,
+    /// Top-1 agreement int8 core vs tract float, 0..1.
+    pub agreement: f64,
+    pub float_accuracy: f64,
+    pub int8_accuracy: f64,
+    /// Top-1 agreement of the QDQ ONNX (tract) with the int8 core, 0..1.
+    pub qdq_agreement: f64,
+    /// Largest |QDQ logit - core logit| over all samples, in output quantization steps.
+    pub qdq_max_steps: f64,
+    /// Fraction of logits where QDQ and core differ by more than one step.
+    pub qdq_beyond_one_step: f64,
+}
+
+/// Loads `n` samples of `images`/`labels` shaped for the ONNX model at `onnx`.
+pub fn load_data(
+    onnx: &Path,
+    images: &Path,
+    labels: Option<&Path>,
+    n: usize,
+) -> Result<Dataset, Error> {
+    let graph = import::load_onnx(onnx)?;
+    let source = DataSource {
+        data: images.to_path_buf(),
+        labels: labels.map(Path::to_path_buf),
+        limit: Some(n),
+    };
+    Ok(data::load_for_graph(&source, &graph)?)
+}
+
+/// Quantizes `onnx` with `calib` (also writing the QDQ ONNX).
+pub fn quantize(onnx: &Path, calib: &Dataset) -> Result<Compiled, Error> {
+    let inputs: Vec<Vec<f32>> = calib.samples.iter().map(|s| s.input.clone()).collect();
+    let opts = QuantizeOptions {
+        qdq: true,
+        ..QuantizeOptions::default()
+    };
+    Ok(pipeline::quantize(onnx, &inputs, &opts, &mut |_, _| {})?)
+}
+
+fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if values.get(best).is_some_and(|b| v > b) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Runs every sample of `test` through tract (float), the core (blob) and tract (QDQ).
+pub fn measure(
+    onnx: &Path,
+    compiled: &Compiled,
+    qdq_path: &Path,
+    test: &Dataset,
+) -> Result<Fidelity, Error> {
+    let float = FloatModel::load(onnx)?;
+    let qdq = FloatModel::load(qdq_path)?;
+    let core = cbam_core::Model::parse(&compiled.blob).map_err(|e| format!("blob: {e}"))?;
+    let out_info = core.output();
+    let mut arena = vec![0u8; core.arena_size()];
+    let mut logits = vec![0i8; out_info.len()];
+
+    let (mut agree, mut float_ok, mut int8_ok, mut qdq_agree) = (0usize, 0usize, 0usize, 0usize);
+    let (mut max_steps, mut beyond, mut compared) = (0f64, 0usize, 0usize);
+    for sample in &test.samples {
+        let input = data::core_input_for(sample, &core.input(), core.input_is_raw_pixels())?;
+        core.run(&mut arena, &input, &mut logits)
+            .map_err(|e| format!("core: {e}"))?;
+        let f = argmax(&float.run(&sample.input)?);
+        let q = argmax(&logits);
+        agree += usize::from(f == q);
+        float_ok += usize::from(sample.label == Some(f));
+        int8_ok += usize::from(sample.label == Some(q));
+
+        let qdq_logits = qdq.run(&sample.input)?;
+        qdq_agree += usize::from(argmax(&qdq_logits) == q);
+        for (&real, &int) in qdq_logits.iter().zip(&logits) {
+            let steps =
+                f64::from(real / out_info.scale) - f64::from(i32::from(int) - out_info.zero_point);
+            max_steps = max_steps.max(steps.abs());
+            beyond += usize::from(steps.abs() > 1.0 + 1e-3);
+            compared += 1;
+        }
+    }
+    let n = test.samples.len().max(1) as f64;
+    Ok(Fidelity {
+        n: test.samples.len(),
+        agreement: agree as f64 / n,
+        float_accuracy: float_ok as f64 / n,
+        int8_accuracy: int8_ok as f64 / n,
+        qdq_agreement: qdq_agree as f64 / n,
+        qdq_max_steps: max_steps,
+        qdq_beyond_one_step: beyond as f64 / compared.max(1) as f64,
+    })
+}
