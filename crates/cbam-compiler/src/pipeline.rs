@@ -1,1 +1,532 @@
-//! (in progress)
+//! `quantize`: ONNX file + calibration images -> `.cbam` blob, optional QDQ ONNX, report.
+//!
+//! import -> passes -> tract float runs observed by the calibrator -> lowering -> arena
+//! plan -> blob; then the blob runs on the int8 core beside tract on a few calibration
+//! images to measure per-layer SQNR and top-1 agreement for the report.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::blob::{self, BlobError, BlobMeta};
+use crate::calib::{CalibMethod, Calibrator, Ranges};
+use crate::float_run::{FloatModel, FloatRunError};
+use crate::import::{self, ImportError};
+use crate::ir::Graph;
+use crate::passes::{self, PassError};
+use crate::plan::{self, PlanError};
+use crate::qdq::{self, QdqError};
+use crate::quant::{self, LowerOptions, QModel, QuantError};
+use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeOptions {
+    pub method: CalibMethod,
+    /// Also write the QDQ ONNX.
+    pub qdq: bool,
+    /// Calibration images also run on the core for the report's SQNR and agreement.
+    pub sqnr_images: usize,
+    /// The `name` metadata; the ONNX file stem when `None`.
+    pub name: Option<String>,
+    pub lower: LowerOptions,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        QuantizeOptions {
+            method: CalibMethod::MinMax,
+            qdq: false,
+            sqnr_images: 16,
+            name: None,
+            lower: LowerOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub blob: Vec<u8>,
+    pub qdq: Option<Vec<u8>>,
+    pub report: QuantReport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error("optimising {path}: {source}")]
+    Passes { path: String, source: PassError },
+    #[error(transparent)]
+    FloatRun(#[from] FloatRunError),
+    #[error("no calibration images: give at least one (a few hundred is typical)")]
+    NoCalibration,
+    #[error(
+        "calibration image {index} has {got} values, the model input {expected:?} needs {}; \
+         check the data's shape and channel count",
+        expected.iter().product::<usize>()
+    )]
+    CalibShape {
+        index: usize,
+        got: usize,
+        expected: Vec<usize>,
+    },
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Qdq(#[from] QdqError),
+    #[error(
+        "the int8 core rejected the blob it was just given: {0} (a compiler bug; please report it)"
+    )]
+    Core(String),
+}
+
+/// Quantizes the ONNX model at `onnx` with `calib_inputs` (NCHW float, normalised as the
+/// model expects). `progress(done, total)` is called after every image run.
+pub fn quantize(
+    onnx: &Path,
+    calib_inputs: &[Vec<f32>],
+    opts: &QuantizeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Compiled, PipelineError> {
+    let graph =
+        passes::optimize(import::load_onnx(onnx)?).map_err(|source| PipelineError::Passes {
+            path: onnx.display().to_string(),
+            source,
+        })?;
+    let float = FloatModel::load(onnx)?;
+    check_inputs(&float, calib_inputs)?;
+    let sqnr_images = opts.sqnr_images.min(calib_inputs.len());
+    let total = calib_inputs.len() + sqnr_images;
+
+    let ranges = calibrate(&graph, &float, calib_inputs, opts.method, &mut |done| {
+        progress(done, total)
+    })?;
+    let model = quant::lower(&graph, &ranges, &opts.lower)?;
+    let plan = plan::plan(&model)?;
+    let meta = BlobMeta {
+        name: opts.name.clone().unwrap_or_else(|| {
+            onnx.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        labels: graph.meta.labels.clone(),
+        source: onnx
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        calibration: opts.method.to_string(),
+    };
+    let blob = blob::write(&model, &plan, &meta)?;
+    let fidelity = measure(
+        &model,
+        &blob,
+        &float,
+        &calib_inputs[..sqnr_images],
+        &mut |done| progress(calib_inputs.len() + done, total),
+    )?;
+    let qdq = if opts.qdq {
+        Some(qdq::write(&graph, &model)?)
+    } else {
+        None
+    };
+    let input_q = model
+        .tensors
+        .get(model.input)
+        .map(|t| t.q)
+        .unwrap_or(quant::QParams {
+            scale: 1.0,
+            zero_point: 0,
+        });
+    let report = QuantReport {
+        source: meta.source.clone(),
+        method: opts.method.to_string(),
+        calibration_images: calib_inputs.len(),
+        sqnr_images,
+        top1_agreement: fidelity.agreement,
+        arena_bytes: plan.arena_size as usize,
+        scratch_bytes: plan.scratch_size as usize,
+        blob_bytes: blob.len(),
+        weight_bytes: model.ops.iter().map(|o| o.kind.weight_bytes()).sum(),
+        macs: model.macs,
+        input: InputReport {
+            scale: input_q.scale,
+            zero_point: input_q.zero_point,
+            raw_pixels: model.input_is_pixels,
+        },
+        layers: report::layer_rows(&model, &ranges, Some(&fidelity.sqnr)),
+        notes: notes(&graph, &model),
+    };
+    Ok(Compiled { blob, qdq, report })
+}
+
+fn check_inputs(float: &FloatModel, inputs: &[Vec<f32>]) -> Result<(), PipelineError> {
+    if inputs.is_empty() {
+        return Err(PipelineError::NoCalibration);
+    }
+    let expected = float.input_shape().to_vec();
+    let need: usize = expected.iter().product();
+    match inputs.iter().position(|x| x.len() != need) {
+        Some(index) => Err(PipelineError::CalibShape {
+            index,
+            got: inputs[index].len(),
+            expected,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every ONNX value the lowering may ask a range for: node outputs and CBAM internals.
+fn observed_names(graph: &Graph) -> Vec<String> {
+    let mut names: Vec<String> = graph
+        .nodes
+        .iter()
+        .filter_map(|n| graph.tensors.get(n.output).map(|t| t.name.clone()))
+        .collect();
+    for node in &graph.nodes {
+        if let crate::ir::Op::Cbam(c) = &node.op {
+            let v = &c.values;
+            names.extend(
+                [
+                    &v.hidden_avg,
+                    &v.hidden_max,
+                    &v.channel_logit,
+                    &v.channel_scaled,
+                    &v.spatial_logit,
+                ]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .cloned(),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn calibrate(
+    graph: &Graph,
+    float: &FloatModel,
+    inputs: &[Vec<f32>],
+    method: CalibMethod,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Ranges, PipelineError> {
+    let names = observed_names(graph);
+    let input_name = graph
+        .tensors
+        .get(graph.input)
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let mut calibrator = Calibrator::default();
+    for (i, image) in inputs.iter().enumerate() {
+        calibrator.observe(&input_name, image);
+        let values = float.run_with_values(image, &names)?;
+        for (name, v) in &values {
+            calibrator.observe(name, v);
+        }
+        progress(i + 1);
+    }
+    Ok(calibrator.ranges(method))
+}
+
+struct Fidelity {
+    sqnr: SqnrAccumulator,
+    agreement: Option<f64>,
+}
+
+/// Captures every op's int8 output during a core run.
+struct Capture {
+    outputs: Vec<Vec<i8>>,
+}
+
+impl cbam_core::Observer for Capture {
+    fn op_end(&mut self, index: usize, _code: cbam_core::OpCode, output: &[i8]) {
+        if let Some(slot) = self.outputs.get_mut(index) {
+            slot.clear();
+            slot.extend_from_slice(output);
+        }
+    }
+}
+
+/// Runs `images` on tract and on the core: per-op SQNR and top-1 agreement.
+fn measure(
+    model: &QModel,
+    blob: &[u8],
+    float: &FloatModel,
+    images: &[Vec<f32>],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Fidelity, PipelineError> {
+    let core = cbam_core::Model::parse(blob).map_err(|e| PipelineError::Core(e.to_string()))?;
+    let mut arena = vec![0u8; core.arena_size()];
+    let names: Vec<String> = model
+        .ops
+        .iter()
+        .filter_map(|o| model.tensors.get(o.output).map(|t| t.name.clone()))
+        .collect();
+    let input_t = &model.tensors[model.input];
+    let output_t = &model.tensors[model.output];
+    let mut sqnr = SqnrAccumulator::new(model.ops.len());
+    let mut agree = 0usize;
+    for (n, image) in images.iter().enumerate() {
+        let values: HashMap<String, Vec<f32>> = float.run_with_values(image, &names)?;
+        let nhwc = report::nchw_to_nhwc(image, input_t.shape);
+        let input: Vec<i8> = nhwc.iter().map(|x| input_t.q.quantize(*x)).collect();
+        let mut out = vec![0i8; output_t.len()];
+        let mut capture = Capture {
+            outputs: vec![Vec::new(); model.ops.len()],
+        };
+        core.run_observed(&mut arena, &input, &mut out, &mut capture)
+            .map_err(|e| PipelineError::Core(e.to_string()))?;
+        for (i, op) in model.ops.iter().enumerate() {
+            let t = &model.tensors[op.output];
+            if let (Some(f), Some(q)) = (values.get(&t.name), capture.outputs.get(i)) {
+                let f = report::nchw_to_nhwc(f, t.shape);
+                let dq: Vec<f32> = q.iter().map(|v| t.q.dequantize(*v)).collect();
+                sqnr.add(i, &f, &dq);
+            }
+        }
+        let float_out = values.get(&output_t.name).cloned().unwrap_or_default();
+        if argmax_f32(&float_out) == cbam_core::argmax(&out) {
+            agree += 1;
+        }
+        progress(n + 1);
+    }
+    Ok(Fidelity {
+        sqnr,
+        agreement: (!images.is_empty()).then(|| agree as f64 / images.len() as f64),
+    })
+}
+
+fn argmax_f32(v: &[f32]) -> Option<usize> {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+}
+
+fn notes(graph: &Graph, model: &QModel) -> Vec<String> {
+    let mut notes = Vec::new();
+    if graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, crate::ir::Op::Softmax))
+    {
+        notes.push(
+            "the final Softmax is dropped: the blob outputs int8 logits; argmax (the class) is unchanged"
+                .to_string(),
+        );
+    }
+    if model.input_is_pixels {
+        notes.push(
+            "input: the device feeds q = pixel - 128 (mean/std folded into the input scale)".into(),
+        );
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::testing::{CbamStyle, OnnxBuilder};
+    use prost::Message;
+
+    fn synthetic_onnx(dir: &Path, style: &CbamStyle) -> std::path::PathBuf {
+        let (mut b, out) = OnnxBuilder::cbam_classifier(style, 13);
+        b.meta = vec![
+            ("cbam.mean".into(), "0.5".into()),
+            ("cbam.std".into(), "0.25".into()),
+        ];
+        let path = dir.join("synthetic.onnx");
+        std::fs::write(&path, b.build(&out).encode_to_vec()).unwrap();
+        path
+    }
+
+    fn images(n: usize) -> Vec<Vec<f32>> {
+        (0..n as u64)
+            .map(|s| {
+                crate::quant::testing::weights(64, s + 1, 1.0)
+                    .iter()
+                    .map(|v| ((v + 1.0) * 127.5).round() / 255.0)
+                    .map(|p| (p - 0.5) / 0.25)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn synthetic_model_quantizes_end_to_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for (style, method) in [
+            (CbamStyle::default(), CalibMethod::MinMax),
+            (
+                CbamStyle {
+                    max_first: true,
+                    ..CbamStyle::default()
+                },
+                CalibMethod::Percentile(99.9),
+            ),
+        ] {
+            let onnx = synthetic_onnx(dir.path(), &style);
+            let mut calls = 0;
+            let opts = QuantizeOptions {
+                method,
+                qdq: true,
+                sqnr_images: 8,
+                ..Default::default()
+            };
+            let out = quantize(&onnx, &images(32), &opts, &mut |_, _| calls += 1).unwrap();
+            assert_eq!(calls, 40);
+            let r = &out.report;
+            assert_eq!(r.blob_bytes, out.blob.len());
+            assert!(r.layers.iter().any(|l| l.op == "CBAM"), "{:?}", r.layers);
+            assert!(r.top1_agreement.unwrap() >= 0.75, "{r:?}");
+            for layer in &r.layers {
+                let db = layer.sqnr_db.unwrap_or(0.0);
+                assert!(db > 15.0, "layer {} SQNR {db:.1} dB", layer.node);
+            }
+            assert!(out.qdq.is_some_and(|q| !q.is_empty()));
+            assert!(serde_json::to_string(r).unwrap().contains("\"method\""));
+        }
+    }
+
+    #[test]
+    fn wrong_calibration_shape_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let onnx = synthetic_onnx(dir.path(), &CbamStyle::default());
+        let err = quantize(
+            &onnx,
+            &[vec![0.0; 10]],
+            &QuantizeOptions::default(),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PipelineError::CalibShape {
+                    index: 0,
+                    got: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = quantize(&onnx, &[], &QuantizeOptions::default(), &mut |_, _| {}).unwrap_err();
+        assert!(matches!(err, PipelineError::NoCalibration));
+    }
+
+    /// Full Fashion-MNIST fidelity of `models/fmnist_cbam.onnx`: int8 (core) vs float
+    /// (tract) top-1 agreement and accuracy over the 10,000 test images.
+    /// `cargo test --release -p cbam-compiler fmnist_fidelity -- --ignored --nocapture`
+    /// (`CBAM_MODEL`, `CBAM_METHOD` = minmax|percentile|mse|entropy, `CBAM_LIMIT` override).
+    #[test]
+    #[ignore = "minutes of tract runs; a benchmark, not a unit test"]
+    fn fmnist_fidelity() {
+        use crate::data::{self, DataSource};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let model =
+            std::env::var("CBAM_MODEL").unwrap_or_else(|_| "models/fmnist_cbam.onnx".into());
+        let onnx = root.join(model);
+        let method = match std::env::var("CBAM_METHOD").as_deref() {
+            Ok("percentile") => CalibMethod::Percentile(99.99),
+            Ok("mse") => CalibMethod::Mse,
+            Ok("entropy") => CalibMethod::Entropy,
+            _ => CalibMethod::MinMax,
+        };
+        let limit = std::env::var("CBAM_LIMIT")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let graph = passes::optimize(import::load_onnx(&onnx).unwrap()).unwrap();
+        let fm = Path::new("/usr/share/datasets/fashion-mnist");
+        let calib = data::load_for_graph(
+            &DataSource {
+                data: fm.join("train-images-idx3-ubyte.gz"),
+                labels: None,
+                limit: Some(512),
+            },
+            &graph,
+        )
+        .unwrap();
+        let test = data::load_for_graph(
+            &DataSource {
+                data: fm.join("t10k-images-idx3-ubyte.gz"),
+                labels: Some(fm.join("t10k-labels-idx1-ubyte.gz")),
+                limit,
+            },
+            &graph,
+        )
+        .unwrap();
+        let inputs: Vec<Vec<f32>> = calib.samples.iter().map(|s| s.input.clone()).collect();
+        let opts = QuantizeOptions {
+            method,
+            qdq: true,
+            ..Default::default()
+        };
+        let out = quantize(&onnx, &inputs, &opts, &mut |_, _| {}).unwrap();
+        let qdq_bytes = out.qdq.clone().unwrap_or_default();
+        if let Ok(path) = std::env::var("CBAM_QDQ_OUT") {
+            std::fs::write(path, &qdq_bytes).unwrap();
+        }
+        let qdq_proto = tract_onnx::pb::ModelProto::decode(qdq_bytes.as_slice()).unwrap();
+        let qdq = FloatModel::from_proto(&qdq_proto, None).unwrap();
+        let core = cbam_core::Model::parse(&out.blob).unwrap();
+        let float = FloatModel::load(&onnx).unwrap();
+        let mut arena = vec![0u8; core.arena_size()];
+        let info = core.input();
+        let mut logits = vec![0i8; core.output().len()];
+        let (mut agree, mut correct_q, mut correct_f) = (0, 0, 0);
+        let (mut qdq_agree, mut worst_step) = (0, 0);
+        let out_q = core.output();
+        for s in &test.samples {
+            let x = data::core_input(
+                s,
+                [info.h, info.w, info.c],
+                info.scale,
+                info.zero_point,
+                true,
+            )
+            .unwrap();
+            core.run(&mut arena, &x, &mut logits).unwrap();
+            let q = cbam_core::argmax(&logits);
+            let f = argmax_f32(&float.run(&s.input).unwrap());
+            let qdq_logits = qdq.run(&s.input).unwrap();
+            qdq_agree += usize::from(argmax_f32(&qdq_logits) == q);
+            for (a, b) in qdq_logits.iter().zip(&logits) {
+                let step = i32::from(crate::data::quantize(*a, out_q.scale, out_q.zero_point));
+                worst_step = worst_step.max((step - i32::from(*b)).abs());
+            }
+            agree += usize::from(q == f);
+            correct_q += usize::from(q == s.label);
+            correct_f += usize::from(f == s.label);
+        }
+        let n = test.samples.len() as f64;
+        println!(
+            "{}: method {} n {} agreement {:.4} acc float {:.4} int8 {:.4} arena {} blob {}",
+            onnx.display(),
+            out.report.method,
+            n,
+            agree as f64 / n,
+            correct_f as f64 / n,
+            correct_q as f64 / n,
+            out.report.arena_bytes,
+            out.report.blob_bytes
+        );
+        println!(
+            "QDQ (tract) vs core: top-1 agreement {:.4}, largest logit difference {} steps",
+            qdq_agree as f64 / n,
+            worst_step
+        );
+        for l in &out.report.layers {
+            println!(
+                "  {:>2} {:<18} {:<28} sqnr {:?}",
+                l.index,
+                l.op,
+                l.node,
+                l.sqnr_db.map(|d| (d * 10.0).round() / 10.0)
+            );
+        }
+    }
+}

@@ -1,1 +1,321 @@
-//! (in progress)
+//! Arena planning: every activation tensor and the shared scratch region get a byte offset
+//! in one caller-provided arena, reusing memory between tensors whose lifetimes do not
+//! overlap.
+//!
+//! Lifetimes come from the op order: a tensor lives from the op that writes it to the last
+//! op that reads it (the model input from op 0, the model output to the end). Offsets are
+//! assigned greedily, largest buffer first, into the smallest gap that fits (best fit),
+//! every offset 16-byte aligned. A CBAM op writes in place over its input when nothing
+//! else reads that input.
+
+use crate::quant::{QModel, QOpKind};
+
+pub const ALIGN: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Arena offset of each quantized tensor.
+    pub offsets: Vec<u32>,
+    /// Scratch bytes each op needs (FORMAT.md op record `scratch_len`).
+    pub op_scratch: Vec<u32>,
+    pub scratch_off: u32,
+    pub scratch_size: u32,
+    pub arena_size: u32,
+    /// Ops whose output aliases their input.
+    pub in_place: Vec<usize>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("the model needs an arena of {bytes} bytes, beyond the format's 4 GiB limit")]
+    ArenaTooLarge { bytes: usize },
+    #[error("the core cannot size the scratch of op `{op}`: {reason}")]
+    Scratch { op: String, reason: String },
+    #[error("tensor `{tensor}` is read by op {op} before any op writes it")]
+    ReadBeforeWrite { tensor: String, op: usize },
+}
+
+/// A block of arena memory alive over ops `start..=end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffer {
+    pub size: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Buffer {
+    fn overlaps_in_time(&self, other: &Buffer) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+fn align_up(x: usize) -> usize {
+    x.div_ceil(ALIGN) * ALIGN
+}
+
+/// Assigns 16-aligned offsets so that buffers alive at the same time never share bytes.
+pub fn assign_offsets(buffers: &[Buffer]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].size), buffers[i].start, i));
+    let mut offsets = vec![0usize; buffers.len()];
+    let mut placed: Vec<usize> = Vec::with_capacity(buffers.len());
+    for &i in &order {
+        let buf = buffers[i];
+        let mut live: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&j| buffers[j].overlaps_in_time(&buf) && buffers[j].size > 0)
+            .map(|&j| (offsets[j], offsets[j] + buffers[j].size))
+            .collect();
+        live.sort_unstable();
+        let mut best: Option<(usize, usize)> = None; // (gap, offset)
+        let mut cursor = 0;
+        for (start, end) in live {
+            let candidate = align_up(cursor);
+            if start >= candidate + buf.size {
+                let gap = start - candidate;
+                if best.is_none_or(|(g, _)| gap < g) {
+                    best = Some((gap, candidate));
+                }
+            }
+            cursor = cursor.max(end);
+        }
+        offsets[i] = best.map_or(align_up(cursor), |(_, off)| off);
+        placed.push(i);
+    }
+    offsets
+}
+
+/// Scratch bytes the core needs for op `index` of `model`, asked of the core itself so
+/// the reader's check (`scratch_len` equals its own answer) holds by construction.
+pub fn scratch_len(model: &QModel, index: usize) -> Result<usize, PlanError> {
+    let Some(op) = model.ops.get(index) else {
+        return Ok(0);
+    };
+    let Some(code) = cbam_core::OpCode::from_u16(op.kind.code()) else {
+        return Ok(0);
+    };
+    // Only the CBAM op needs scratch; its size depends on C and Cr (words 0 and 1).
+    let words = match &op.kind {
+        QOpKind::Cbam(p) => vec![to_i32(p.channels), to_i32(p.hidden)],
+        _ => Vec::new(),
+    };
+    let shape = |t: usize| {
+        let [h, w, c] = model.tensors.get(t).map(|t| t.shape).unwrap_or([0; 3]);
+        (h, w, c)
+    };
+    let inputs: Vec<(usize, usize, usize)> = op.inputs.iter().map(|&t| shape(t)).collect();
+    cbam_core::scratch_size(code, &words, &inputs, shape(op.output)).map_err(|e| {
+        PlanError::Scratch {
+            op: op.node.clone(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+fn to_i32(x: usize) -> i32 {
+    i32::try_from(x).unwrap_or(i32::MAX)
+}
+
+/// Plans `model`'s arena.
+pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
+    let n_ops = model.ops.len();
+    let (start, end) = lifetimes(model)?;
+    // In place: a CBAM op whose input is read by nothing else and is not the model input
+    // or output shares the input's buffer.
+    let mut owner: Vec<usize> = (0..model.tensors.len()).collect();
+    let mut in_place = Vec::new();
+    for (i, op) in model.ops.iter().enumerate() {
+        let Some(&input) = op.inputs.first() else {
+            continue;
+        };
+        let readers = model
+            .ops
+            .iter()
+            .filter(|o| o.inputs.contains(&input))
+            .count();
+        if matches!(op.kind, QOpKind::Cbam(_))
+            && readers == 1
+            && input != model.input
+            && input != model.output
+            && end[input] == i
+        {
+            owner[op.output] = owner[input];
+            in_place.push(i);
+        }
+    }
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut buffer_of = vec![usize::MAX; model.tensors.len()];
+    for t in 0..model.tensors.len() {
+        let root = owner[t];
+        if buffer_of[root] == usize::MAX {
+            buffers.push(Buffer {
+                size: 0,
+                start: start[t],
+                end: end[t],
+            });
+            buffer_of[root] = buffers.len() - 1;
+        }
+        let b = &mut buffers[buffer_of[root]];
+        b.size = b.size.max(model.tensors[t].len());
+        b.start = b.start.min(start[t]);
+        b.end = b.end.max(end[t]);
+        buffer_of[t] = buffer_of[root];
+    }
+    let op_scratch = (0..n_ops)
+        .map(|i| scratch_len(model, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let scratch_size = op_scratch.iter().copied().max().unwrap_or(0);
+    let users: Vec<usize> = (0..n_ops).filter(|&i| op_scratch[i] > 0).collect();
+    let scratch_buffer = match (users.first(), users.last()) {
+        (Some(&first), Some(&last)) => {
+            buffers.push(Buffer {
+                size: scratch_size,
+                start: first,
+                end: last,
+            });
+            Some(buffers.len() - 1)
+        }
+        _ => None,
+    };
+    let offsets = assign_offsets(&buffers);
+    let arena = buffers
+        .iter()
+        .zip(&offsets)
+        .map(|(b, o)| o + b.size)
+        .max()
+        .unwrap_or(0);
+    let to_u32 = |x: usize| u32::try_from(x).map_err(|_| PlanError::ArenaTooLarge { bytes: arena });
+    Ok(Plan {
+        offsets: buffer_of
+            .iter()
+            .map(|&b| to_u32(offsets[b]))
+            .collect::<Result<_, _>>()?,
+        op_scratch: op_scratch
+            .iter()
+            .map(|&s| to_u32(s))
+            .collect::<Result<_, _>>()?,
+        scratch_off: to_u32(scratch_buffer.map_or(0, |b| offsets[b]))?,
+        scratch_size: to_u32(scratch_size)?,
+        arena_size: to_u32(arena)?,
+        in_place,
+    })
+}
+
+/// Per tensor: the first and last op index at which it must hold its value.
+fn lifetimes(model: &QModel) -> Result<(Vec<usize>, Vec<usize>), PlanError> {
+    let n = model.tensors.len();
+    let last_op = model.ops.len().saturating_sub(1);
+    let mut start = vec![usize::MAX; n];
+    let mut end = vec![0usize; n];
+    if let Some(s) = start.get_mut(model.input) {
+        *s = 0;
+    }
+    for (i, op) in model.ops.iter().enumerate() {
+        for &t in &op.inputs {
+            if start.get(t).is_none_or(|s| *s == usize::MAX) {
+                return Err(PlanError::ReadBeforeWrite {
+                    tensor: model
+                        .tensors
+                        .get(t)
+                        .map(|t| t.name.clone())
+                        .unwrap_or_default(),
+                    op: i,
+                });
+            }
+            end[t] = end[t].max(i);
+        }
+        if let Some(s) = start.get_mut(op.output) {
+            *s = (*s).min(i);
+            end[op.output] = end[op.output].max(i);
+        }
+    }
+    if let Some(e) = end.get_mut(model.output) {
+        *e = last_op;
+    }
+    // Tensors no op writes or reads (none in a lowered model) get an empty lifetime.
+    for (s, e) in start.iter_mut().zip(end.iter_mut()) {
+        if *s == usize::MAX {
+            *s = 0;
+            *e = 0;
+        }
+    }
+    Ok((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{lower, testing::small_cbam_graph, LowerOptions};
+    use proptest::prelude::*;
+
+    fn assert_disjoint(buffers: &[Buffer], offsets: &[usize]) {
+        for (i, a) in buffers.iter().enumerate() {
+            assert_eq!(offsets[i] % ALIGN, 0);
+            for (j, b) in buffers.iter().enumerate().skip(i + 1) {
+                if a.size == 0 || b.size == 0 || !a.overlaps_in_time(b) {
+                    continue;
+                }
+                let (ra, rb) = (
+                    offsets[i]..offsets[i] + a.size,
+                    offsets[j]..offsets[j] + b.size,
+                );
+                assert!(
+                    ra.end <= rb.start || rb.end <= ra.start,
+                    "buffers {i} {a:?}@{ra:?} and {j} {b:?}@{rb:?} overlap"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn live_buffers_never_overlap(
+            raw in prop::collection::vec((1usize..5000, 0usize..40, 0usize..10), 1..60)
+        ) {
+            let buffers: Vec<Buffer> = raw
+                .iter()
+                .map(|&(size, start, len)| Buffer { size, start, end: start + len })
+                .collect();
+            let offsets = assign_offsets(&buffers);
+            assert_disjoint(&buffers, &offsets);
+        }
+    }
+
+    #[test]
+    fn dead_buffers_are_reused() {
+        // A chain: each buffer dies when the next is written.
+        let buffers: Vec<Buffer> = (0..6)
+            .map(|i| Buffer {
+                size: 1000,
+                start: i,
+                end: i + 1,
+            })
+            .collect();
+        let offsets = assign_offsets(&buffers);
+        assert_disjoint(&buffers, &offsets);
+        let top = offsets.iter().max().copied().unwrap_or(0) + 1000;
+        assert_eq!(
+            top,
+            1008 + 1000,
+            "a chain needs two slots (second one aligned)"
+        );
+    }
+
+    #[test]
+    fn small_model_plan_is_tight_and_cbam_is_in_place() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let p = plan(&m).unwrap();
+        // Ops: conv, cbam (in place), maxpool, fc.
+        assert_eq!(p.in_place, vec![1]);
+        assert_eq!(p.offsets[m.ops[1].output], p.offsets[m.ops[1].inputs[0]]);
+        assert!(p.op_scratch[1] > 0 && p.scratch_size == p.op_scratch[1]);
+        // Conv out 256 B + input 64 B live together; scratch lives only during CBAM.
+        let scratch_end = (p.scratch_off + p.scratch_size) as usize;
+        assert!(p.arena_size as usize >= scratch_end);
+        assert!(p.arena_size <= 256 + 64 + 16 + p.scratch_size + 16, "{p:?}");
+        // Scratch is disjoint from the CBAM tensor while CBAM runs.
+        let cbam_t = p.offsets[m.ops[1].output] as usize..p.offsets[m.ops[1].output] as usize + 256;
+        assert!(scratch_end <= cbam_t.start || p.scratch_off as usize >= cbam_t.end);
+    }
+}

@@ -1,0 +1,199 @@
+use super::*;
+use crate::quant::testing::{self, small_cbam_graph};
+
+#[test]
+fn small_graph_lowers_to_core_ops() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
+    // Conv, CBAM, MaxPool, FC; Flatten aliases, Softmax is dropped.
+    assert_eq!(codes, vec![1, 12, 4, 3]);
+    assert_eq!(m.tensors[m.output].shape, [1, 1, 3]);
+    assert_eq!(m.tensors[m.output].name, "logits");
+    assert_eq!(m.tensor_map[6], Some(m.output));
+    assert!(m.input_is_pixels);
+    assert_eq!(m.tensors[m.input].shape, [8, 8, 1]);
+    // Pixel normalisation: scale 1/(255*std), zero point round(255*mean) - 128.
+    let iq = m.tensors[m.input].q;
+    assert!((iq.scale - 1.0 / (255.0 * 0.353)).abs() < 1e-6);
+    assert_eq!(iq.zero_point, (255.0f32 * 0.286).round() as i32 - 128);
+}
+
+#[test]
+fn relu_clamp_and_pool_quantization() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let QOpKind::Conv(conv) = &m.ops[0].kind else {
+        panic!("first op is not a conv")
+    };
+    let out_q = m.tensors[m.ops[0].output].q;
+    assert_eq!(out_q.zero_point, -128);
+    assert_eq!(
+        conv.clamp,
+        Clamp {
+            min: -128,
+            max: 127
+        }
+    );
+    // Pool output shares the CBAM output's quantization.
+    assert_eq!(m.tensors[m.ops[2].output].q, m.tensors[m.ops[1].output].q);
+}
+
+#[test]
+fn conv_weights_are_ohwi_and_requantizers_match_scales() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let QOpKind::Conv(conv) = &m.ops[0].kind else {
+        panic!("first op is not a conv")
+    };
+    let Op::Conv(float) = &g.nodes[0].op else {
+        panic!()
+    };
+    // in_c = 1, so OHWI == OIHW; check the quantized weight dequantizes close to float.
+    for (i, (q, f)) in conv.weights.iter().zip(&float.weight).enumerate() {
+        let s = conv.weight_scales[i / 9];
+        assert!((f32::from(*q) * s - f).abs() <= s / 2.0 + 1e-7);
+    }
+    let (s_in, s_out) = (
+        m.tensors[m.input].q.scale,
+        m.tensors[m.ops[0].output].q.scale,
+    );
+    for c in 0..4 {
+        let real = math::multiplier_value(conv.mult[c], conv.shift[c]);
+        let want = f64::from(s_in) * f64::from(conv.weight_scales[c]) / f64::from(s_out);
+        assert!((real - want).abs() < want * 1e-8);
+    }
+}
+
+#[test]
+fn fc_after_spatial_tensor_permutes_to_nhwc() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let QOpKind::FullyConnected(fc) = &m.ops[3].kind else {
+        panic!("last op is not FC")
+    };
+    let Op::Linear(float) = &g.nodes[4].op else {
+        panic!()
+    };
+    // Input [c=4,h=4,w=4]: ONNX column c*16 + y*4 + x sits at NHWC column (y*4 + x)*4 + c.
+    let (c, y, x) = (3, 1, 2);
+    let onnx_col = c * 16 + y * 4 + x;
+    let nhwc_col = (y * 4 + x) * 4 + c;
+    for row in 0..3 {
+        let s = fc.weight_scales[row];
+        let expected = math::quantize_weight(float.weight[row * 64 + onnx_col], s);
+        assert_eq!(fc.weights[row * 64 + nhwc_col], expected);
+    }
+}
+
+#[test]
+fn cbam_params_follow_the_format() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let QOpKind::Cbam(p) = &m.ops[1].kind else {
+        panic!("second op is not CBAM")
+    };
+    assert_eq!((p.channels, p.hidden, p.kernel, p.order), (4, 2, 3, 1));
+    assert_eq!(p.w1.len(), 8);
+    assert_eq!(p.w2.len(), 8);
+    assert_eq!(p.ws.len(), 18);
+    assert_eq!(p.hidden_q.zero_point, -128);
+    assert!(p.b2.iter().all(|b| b % 2 == 0));
+    let s_in = m.tensors[m.ops[1].inputs[0]].q.scale;
+    let want = f64::from(s_in) / 256.0 / f64::from(p.f1_q.scale);
+    assert!((math::multiplier_value(p.f1.mult, p.f1.shift) - want).abs() < want * 1e-8);
+    // Spatial weights HWI: tap (dy, dx), channel i of ONNX [1][i][dy][dx].
+    let Op::Cbam(block) = &g.nodes[1].op else {
+        panic!()
+    };
+    let (dy, dx, i) = (2, 1, 1);
+    let f = block.spatial.weight[i * 9 + dy * 3 + dx];
+    assert_eq!(
+        p.ws[(dy * 3 + dx) * 2 + i],
+        math::quantize_weight(f, p.ws_scale)
+    );
+}
+
+#[test]
+fn missing_range_names_tensor_and_node() {
+    let (g, mut r) = small_cbam_graph();
+    r.remove("cbam1.logit");
+    let err = lower(&g, &r, &LowerOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        QuantError::MissingRange {
+            node: "Cbam_1".into(),
+            tensor: "cbam1.logit".into()
+        }
+    );
+}
+
+#[test]
+fn unsupported_ops_are_named() {
+    let (mut g, r) = small_cbam_graph();
+    g.nodes[2].op = Op::ChannelMax;
+    let err = lower(&g, &r, &LowerOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, QuantError::Unsupported { ref node, .. } if node == "MaxPool_2"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("MaxPool_2"));
+}
+
+#[test]
+fn grouped_conv_that_is_not_depthwise_is_rejected() {
+    let (mut g, r) = small_cbam_graph();
+    let mut c = testing::conv(1, 4, 3, 1, crate::ir::Activation::Relu);
+    c.groups = 2;
+    g.nodes[0].op = Op::Conv(c);
+    assert!(matches!(
+        lower(&g, &r, &LowerOptions::default()),
+        Err(QuantError::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn uniform_normalisation_offset_folds_into_the_first_conv_bias() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let QOpKind::Conv(conv) = &m.ops[0].kind else {
+        panic!()
+    };
+    let Op::Conv(float) = &g.nodes[0].op else {
+        panic!()
+    };
+    let iq = m.tensors[m.input].q;
+    let offset = (iq.zero_point as f32 - (255.0 * 0.286 - 128.0)) * iq.scale;
+    for o in 0..4 {
+        let wsum: f32 = float.weight[o * 9..o * 9 + 9].iter().sum();
+        let want = float.bias[o] + offset * wsum;
+        let got = conv.bias[o] as f32 * iq.scale * conv.weight_scales[o];
+        assert!(
+            (got - want).abs() < iq.scale * conv.weight_scales[o],
+            "{o}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn add_uses_tflite_scheme() {
+    let q1 = QParams {
+        scale: 0.02,
+        zero_point: 3,
+    };
+    let q2 = QParams {
+        scale: 0.05,
+        zero_point: -7,
+    };
+    let out = QParams {
+        scale: 0.06,
+        zero_point: 0,
+    };
+    let twice = 2.0 * 0.05f64;
+    let in1 = Requant::from_real(f64::from(q1.scale) / twice);
+    let real = math::multiplier_value(in1.mult, in1.shift);
+    assert!((real - 0.2).abs() < 1e-6);
+    let o = Requant::from_real(twice / ((1 << 20) as f64 * f64::from(out.scale)));
+    assert!(math::multiplier_value(o.mult, o.shift) > 0.0);
+    let _ = q2;
+}

@@ -1,0 +1,59 @@
+//! Quantization: from the float IR and calibrated ranges to the core's int8 op list.
+//!
+//! [`math`] holds the TFLite fixed-point helpers, [`model`] the quantized op list in
+//! FORMAT.md terms, [`lower`] the per-op lowering and [`cbam`] the fused attention block.
+
+pub mod cbam;
+pub mod input;
+pub mod lower;
+pub mod math;
+pub mod model;
+
+pub use lower::lower;
+pub use math::QParams;
+pub use model::*;
+
+/// What the lowering may decide beyond the graph and its ranges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowerOptions {
+    /// With the model's `mean`/`std` known, quantize the input so the device feeds
+    /// `q = pixel - 128` (FORMAT.md flag bit 0). Without mean/std this has no effect.
+    pub pixel_input: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { pixel_input: true }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QuantError {
+    #[error("node `{node}` ({op}) cannot be quantized for the int8 core: {reason}")]
+    Unsupported {
+        node: String,
+        op: String,
+        reason: String,
+    },
+    #[error(
+        "no calibration range for tensor `{tensor}` (output of node `{node}`); \
+         calibration must observe every value the lowering quantizes"
+    )]
+    MissingRange { node: String, tensor: String },
+    #[error("node `{node}`: {detail}")]
+    Shape { node: String, detail: String },
+    #[error("node `{node}` reads tensor `{tensor}` before any op produces it")]
+    NotProduced { node: String, tensor: String },
+    #[error(
+        "the model's per-channel mean/std can only be folded into a first Conv that alone \
+         reads the input; {detail}. Re-export with uniform normalisation or a leading Conv"
+    )]
+    InputNormalisation { detail: String },
+    #[error("the graph output `{tensor}` is not produced by any lowered op")]
+    NoOutput { tensor: String },
+    #[error("the model needs {count} tensors or ops; the blob format holds at most 65535")]
+    TooLarge { count: usize },
+}
+
+#[cfg(test)]
+pub mod testing;
