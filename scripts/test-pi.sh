@@ -4,14 +4,16 @@
 # x86 host binary: bit for bit for the int8 core (its int8 outputs and classes), within a
 # float tolerance for tract (float and QDQ). Also draws an attention overlay on aarch64.
 #
-#   scripts/test-pi.sh            (camera support is built when libclang is present)
+#   scripts/test-pi.sh            (PI_CAMERA=1 also cross-builds V4L2 camera support)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 step() { printf '\n=== %s\n' "$*"; }
 
-CAMERA=()
-ldconfig -p | grep -q 'libclang.*\.so' || CAMERA=(--no-camera)
+# The camera feature needs bindgen against the aarch64 kernel headers; the suite keeps to
+# the capture-free build so it stays fast, and the camera code is unit-tested on the host.
+CAMERA=(--no-camera)
+[ "${PI_CAMERA:-0}" = 1 ] && CAMERA=()
 step "cross-build cbam for aarch64 ${CAMERA[*]:-}"
 PI_BIN="$ROOT/$(bash scripts/pi-build.sh --dev "${CAMERA[@]}" | tail -n 1)"
 step "host build"

@@ -35,5 +35,8 @@ done
 step "firmware under QEMU (Cortex-M, RISC-V) and real-board builds"
 CBAM_BLOB="$ROOT/target/blobs/fmnist_cbam.cbam" bash firmware/test.sh
 
+step "the Pi build: aarch64 under qemu-user, compared with the host"
+bash scripts/test-pi.sh
+
 echo
 echo "all test steps passed"

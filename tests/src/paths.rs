@@ -85,5 +85,7 @@ pub fn fashion_mnist_test() -> Option<TestSet> {
 pub fn calibration_images() -> Option<PathBuf> {
     let train = Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
     let committed = workspace_root().join("models/data/calib256_images.u8");
-    [train.to_path_buf(), committed].into_iter().find(|p| p.is_file())
+    [train.to_path_buf(), committed]
+        .into_iter()
+        .find(|p| p.is_file())
 }

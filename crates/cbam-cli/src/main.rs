@@ -89,7 +89,10 @@ mod tests {
         for sub in cli.get_subcommands_mut() {
             let name = sub.get_name().to_string();
             let help = sub.render_long_help().to_string();
-            assert!(help.contains("cbam "), "`cbam {name} --help` shows no example:\n{help}");
+            assert!(
+                help.contains("cbam "),
+                "`cbam {name} --help` shows no example:\n{help}"
+            );
         }
     }
 }
