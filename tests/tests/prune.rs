@@ -1,5 +1,6 @@
 //! `cbam prune` end to end on the example models: the pruned float ONNX against the
-//! original with the same channels zeroed, residual-coupled pruning, and bad input.
+//! original with the same channels zeroed, residual-coupled pruning, the pruned residual
+//! model quantized to a blob whose ADDs scatter the kept channels, and bad input.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use cbam_compiler::prune::{
     self, Analysis, Criterion, MinChannels, PruneError, PruneOptions, Selection, SurgeryOptions,
     SCATTER_SUFFIX,
 };
+use cbam_e2e::{fidelity, paths};
 
 fn model_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -244,4 +246,103 @@ fn l1_criterion_prunes_a_model_without_cbam() {
     let outcome = prune::prune(&proto, &calib(2), None, &opts).expect("l1 pruning");
     assert!(!outcome.report.blocks.is_empty());
     assert!(outcome.report.after.macs < outcome.report.before.macs);
+}
+
+/// Op code of ADD (FORMAT.md).
+const OP_ADD: u16 = 8;
+
+fn u16_at(blob: &[u8], off: usize) -> usize {
+    let b = blob.get(off..off + 2).expect("inside the blob");
+    usize::from(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(blob: &[u8], off: usize) -> usize {
+    let b = blob.get(off..off + 4).expect("inside the blob");
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// `(c, full_c, has kept list)` of the second input of every ADD, read from the tensor and
+/// op tables as FORMAT.md lays them out (the core's API does not expose op inputs).
+fn add_second_inputs(blob: &[u8]) -> Vec<(usize, usize, bool)> {
+    let (n_ops, tensors_off, ops_off) = (u16_at(blob, 30), u32_at(blob, 32), u32_at(blob, 36));
+    (0..n_ops)
+        .map(|i| ops_off + 32 * i)
+        .filter(|op| u16_at(blob, *op) == usize::from(OP_ADD))
+        .map(|op| {
+            let t = tensors_off + 32 * u16_at(blob, op + 6);
+            (
+                u16_at(blob, t + 4),
+                u16_at(blob, t + 6),
+                u32_at(blob, t + 12) != 0,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_model() {
+    let proto = prune::load_proto(&model_path("fmnist_cbam_res.onnx")).expect("model loads");
+    let opts = options(
+        Selection::Ratio {
+            ratio: 0.5,
+            global: false,
+        },
+        true,
+    );
+    let outcome = prune::prune(&proto, &calib(16), None, &opts).expect("pruning");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pruned = dir.path().join("fmnist_cbam_res.pruned.onnx");
+    cbam_compiler::write_atomic(&pruned, &prune::encode_proto(&outcome.model))
+        .expect("write pruned model");
+
+    let calib_images = paths::calibration_images().expect("calibration images");
+    let calib = fidelity::load_data(&pruned, &calib_images, None, 64).expect("calibration data");
+    let compiled = fidelity::quantize(&pruned, &calib).expect("quantize the pruned model");
+
+    let adds = add_second_inputs(&compiled.blob);
+    let scattering: Vec<_> = adds.iter().filter(|(_, _, kept)| *kept).collect();
+    assert!(
+        !scattering.is_empty(),
+        "no ADD scatters a pruned input: {adds:?}"
+    );
+    for (c, full_c, _) in &scattering {
+        assert!(
+            c < full_c,
+            "pruned ADD input stores {c} of {full_c} channels"
+        );
+    }
+    // Each scatter conv and its Add became one ADD: a conv left in place would feed the Add
+    // a dense tensor, with no kept list.
+    let scatter_nodes = outcome
+        .model
+        .graph
+        .as_ref()
+        .expect("graph")
+        .node
+        .iter()
+        .filter(|n| n.name.ends_with(SCATTER_SUFFIX))
+        .count();
+    assert_eq!(scattering.len(), scatter_nodes, "{adds:?}");
+
+    let qdq_path = dir.path().join("fmnist_cbam_res.pruned.int8.onnx");
+    std::fs::write(&qdq_path, compiled.qdq.as_ref().expect("QDQ requested")).expect("write QDQ");
+    let test = paths::fashion_mnist_test().expect("Fashion-MNIST test images");
+    let data =
+        fidelity::load_data(&pruned, &test.images, Some(&test.labels), 200).expect("test data");
+    let m = fidelity::measure(&pruned, &compiled, &qdq_path, &data).expect("measure");
+    println!(
+        "pruned residual model, {} scattering ADDs: {m:?}",
+        scattering.len()
+    );
+    assert!(
+        m.agreement >= 0.97,
+        "pruned int8 core vs pruned float top-1 agreement {:.3} < 0.97 on {} images",
+        m.agreement,
+        m.n
+    );
+    assert!(
+        m.qdq_agreement >= 0.97,
+        "QDQ vs core agreement {:.3}",
+        m.qdq_agreement
+    );
 }

@@ -12,11 +12,15 @@ use prost::Message;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
     tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 
-use crate::ir::{Activation, Cbam, Conv, Graph, Linear, Node, Op, Pool, SpatialOrder, TensorId};
+use crate::ir::{
+    Activation, Cbam, Conv, Graph, Linear, ModelMeta, Node, Op, Pool, SpatialOrder, TensorId,
+};
 use crate::quant::math::{quantize_per_channel, quantize_weight, QParams};
+use crate::quant::scatter::selection_kept;
 use crate::quant::{CbamParams, QModel, QOpKind};
 
 const OPSET: i64 = 13;
@@ -69,6 +73,7 @@ pub fn write(graph: &Graph, model: &QModel) -> Result<Vec<u8>, QdqError> {
             domain: String::new(),
             version: OPSET,
         }],
+        metadata_props: metadata_props(&graph.meta),
         producer_name: "cbam-compiler".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(GraphProto {
@@ -82,6 +87,24 @@ pub fn write(graph: &Graph, model: &QModel) -> Result<Vec<u8>, QdqError> {
         ..Default::default()
     };
     Ok(proto.encode_to_vec())
+}
+
+/// The float model's pixel convention and labels, in the `cbam.*` keys import reads, so
+/// tools running the QDQ model normalise and name classes as for the float one.
+fn metadata_props(meta: &ModelMeta) -> Vec<StringStringEntryProto> {
+    let join = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
+    [
+        ("cbam.mean", join(&meta.mean)),
+        ("cbam.std", join(&meta.std)),
+        ("cbam.labels", meta.labels.join(",")),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+    .map(|(key, value)| StringStringEntryProto {
+        key: key.into(),
+        value,
+    })
+    .collect()
 }
 
 fn value_info(name: &str, dims: Option<&[i64]>) -> ValueInfoProto {
@@ -251,6 +274,18 @@ impl Emitter<'_> {
             })
     }
 
+    /// A pruning scatter the lowering folded into its Add (so it has no quantized output).
+    fn folded_scatter(&self, node: &Node, c: &Conv) -> bool {
+        let unquantized = self
+            .model
+            .tensor_map
+            .get(node.output)
+            .copied()
+            .flatten()
+            .is_none();
+        unquantized && selection_kept(c).is_some()
+    }
+
     fn set_name(&mut self, id: TensorId, name: String) {
         if let Some(slot) = self.names.get_mut(id) {
             *slot = name;
@@ -318,6 +353,14 @@ impl Emitter<'_> {
         let x = self.input_name(node, 0);
         let raw = format!("{}__float", self.out_name(node));
         match &node.op {
+            Op::Conv(c) if self.folded_scatter(node, c) => {
+                // The core adds the branch straight from its kept list; the 0/1 float conv
+                // does the same exactly, so the branch keeps its own quantization.
+                let w = self.f32s(&format!("{raw}__w"), &[c.out_c, c.in_c, 1, 1], &c.weight);
+                self.node("Conv", &[&x, &w], &raw, vec![ints("kernel_shape", &[1, 1])]);
+                self.set_name(node.output, raw);
+                Ok(())
+            }
             Op::Conv(c) => {
                 let s_in = self.input_q(node)?.scale;
                 let y = self.conv(&raw, &x, c, s_in);
@@ -561,5 +604,36 @@ mod tests {
         // Same scales; the core's integer rounding differs from float QDQ by at most a
         // couple of steps after several layers.
         assert!(worst <= 2, "QDQ vs core differ by {worst} steps");
+    }
+
+    #[test]
+    fn the_float_models_normalisation_and_labels_survive_into_the_qdq_model() {
+        let (mut g, r) = small_cbam_graph();
+        g.meta.mean = vec![0.286, 0.5];
+        g.meta.std = vec![0.353, 0.25];
+        g.meta.labels = vec!["a".into(), "b".into(), "c".into()];
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let proto = ModelProto::decode(write(&g, &m).unwrap().as_slice()).unwrap();
+        let prop = |key: &str| {
+            proto
+                .metadata_props
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.clone())
+                .unwrap_or_default()
+        };
+        let floats =
+            |key: &str| -> Vec<f32> { prop(key).split(',').map(|v| v.parse().unwrap()).collect() };
+        assert_eq!(floats("cbam.mean"), g.meta.mean);
+        assert_eq!(floats("cbam.std"), g.meta.std);
+        assert_eq!(prop("cbam.labels"), "a,b,c");
+
+        g.meta = ModelMeta::default();
+        let proto = ModelProto::decode(write(&g, &m).unwrap().as_slice()).unwrap();
+        assert!(
+            proto.metadata_props.is_empty(),
+            "{:?}",
+            proto.metadata_props
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Lowering the float IR to the core's int8 op list, one IR node at a time.
 
+use std::collections::HashMap;
+
 use super::input::{fold_affine_into_conv, plan_input, InputPlan};
 use super::math::{self, QParams};
 use super::model::*;
@@ -31,6 +33,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, opts: &LowerOptions) -> Result<QMod
         map: vec![None; graph.tensors.len()],
         macs: 0,
         input_affine: None,
+        scatters: HashMap::new(),
     };
     let input = lowering.add_tensor("(model input)", graph.input, input_plan.q)?;
     lowering.input_affine = input_affine_target(graph, &input_plan)?;
@@ -111,6 +114,8 @@ pub(super) struct Lowering<'a> {
     map: Vec<Option<QTensorId>>,
     pub(super) macs: u64,
     input_affine: Option<AffineTarget>,
+    /// Scatter convs folded into their Add: output tensor -> (branch tensor, kept list).
+    scatters: HashMap<TensorId, (TensorId, Vec<u16>)>,
 }
 
 impl Lowering<'_> {
@@ -222,7 +227,15 @@ impl Lowering<'_> {
 
     fn lower_node(&mut self, node: &Node) -> Result<(), QuantError> {
         match &node.op {
-            Op::Conv(conv) => self.lower_conv(node, conv),
+            Op::Conv(conv) => match self.foldable_scatter(node, conv) {
+                Some(kept) => {
+                    // Lowered with its Add; the branch's range is the scattered range.
+                    let branch = node.inputs.first().copied().unwrap_or(usize::MAX);
+                    self.scatters.insert(node.output, (branch, kept));
+                    Ok(())
+                }
+                None => self.lower_conv(node, conv),
+            },
             Op::Linear(linear) => self.lower_linear(node, linear),
             Op::MaxPool(pool) | Op::AvgPool(pool) => self.lower_pool(node, pool),
             Op::GlobalAvgPool => self.lower_global_avg(node),
@@ -416,19 +429,74 @@ impl Lowering<'_> {
         }
     }
 
-    fn lower_add(&mut self, node: &Node, act: Activation) -> Result<(), QuantError> {
-        let (a, b) = self.two_inputs(node)?;
-        let (ta, tb) = (&self.tensors[a], &self.tensors[b]);
-        if ta.shape != tb.shape {
-            return Err(shape_err(
-                node,
-                format!(
-                    "Add of shapes {:?} and {:?} (broadcast Add is not supported)",
-                    ta.shape, tb.shape
-                ),
-            ));
+    /// The kept list of a pruning scatter conv that the core's ADD can do instead: a 0/1
+    /// selection whose output only one Add reads, widening a dense, unpruned tensor.
+    fn foldable_scatter(&self, node: &Node, conv: &ir::Conv) -> Option<Vec<u16>> {
+        let kept = super::scatter::selection_kept(conv)?;
+        let [branch] = node.inputs.as_slice() else {
+            return None;
+        };
+        let branch_q = self.map.get(*branch).copied().flatten()?;
+        let t = self.tensors.get(branch_q)?;
+        if t.kept.is_some() || *branch == self.graph.input || t.shape[2] != conv.in_c {
+            return None;
         }
-        let (qa, qb) = (ta.q, tb.q);
+        if node.output == self.graph.output {
+            return None;
+        }
+        let mut readers = self
+            .graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().map(move |i| (n, *i)))
+            .filter(|(_, i)| *i == node.output);
+        match (readers.next(), readers.next()) {
+            // The core scatters one input of an ADD only, so a second scatter stays a conv.
+            (Some((add, _)), None)
+                if matches!(add.op, Op::Add { .. })
+                    && !add.inputs.iter().any(|i| self.scatters.contains_key(i)) =>
+            {
+                Some(kept)
+            }
+            _ => None,
+        }
+    }
+
+    fn lower_add(&mut self, node: &Node, act: Activation) -> Result<(), QuantError> {
+        let scattered = node
+            .inputs
+            .iter()
+            .position(|i| self.scatters.contains_key(i));
+        let (a, b) = match (scattered, node.inputs.as_slice()) {
+            (Some(slot), [x, y]) => {
+                let (dense, scatter) = if slot == 0 { (*y, *x) } else { (*x, *y) };
+                let (branch, kept) = self
+                    .scatters
+                    .get(&scatter)
+                    .cloned()
+                    .ok_or_else(|| shape_err(node, "lost its scatter".into()))?;
+                let dense = self.input(node, dense)?;
+                let branch = self.input(node, branch)?;
+                self.mark_pruned(node, dense, branch, kept)?;
+                // Addition commutes: the core takes the pruned tensor as its second input.
+                (dense, branch)
+            }
+            _ => {
+                let (a, b) = self.two_inputs(node)?;
+                let (ta, tb) = (&self.tensors[a], &self.tensors[b]);
+                if ta.shape != tb.shape {
+                    return Err(shape_err(
+                        node,
+                        format!(
+                            "Add of shapes {:?} and {:?} (broadcast Add is not supported)",
+                            ta.shape, tb.shape
+                        ),
+                    ));
+                }
+                (a, b)
+            }
+        };
+        let (qa, qb) = (self.tensors[a].q, self.tensors[b].q);
         let out_q = self.output_q(node)?;
         // TFLite's Add: both inputs are brought to twice the larger scale with 20 bits of
         // headroom, summed, then rescaled to the output.
@@ -444,6 +512,35 @@ impl Lowering<'_> {
             clamp: clamp_for(act, out_q),
         };
         self.push(node, vec![a, b], out_q, QOpKind::Add(params))
+    }
+
+    /// Gives the scatter's branch tensor its kept list, after checking it lands on `dense`.
+    fn mark_pruned(
+        &mut self,
+        node: &Node,
+        dense: QTensorId,
+        branch: QTensorId,
+        kept: Vec<u16>,
+    ) -> Result<(), QuantError> {
+        let [h, w, full_c] = self.tensors[dense].shape;
+        let t = &mut self.tensors[branch];
+        let fits = t.shape[..2] == [h, w]
+            && t.shape[2] == kept.len()
+            && kept.last().is_some_and(|last| usize::from(*last) < full_c);
+        if !fits {
+            return Err(shape_err(
+                node,
+                format!(
+                    "scatters a {:?} branch with {} kept channels onto {:?}",
+                    t.shape,
+                    kept.len(),
+                    [h, w, full_c]
+                ),
+            ));
+        }
+        t.full_c = full_c;
+        t.kept = Some(kept);
+        Ok(())
     }
 
     fn lower_mul(&mut self, node: &Node) -> Result<(), QuantError> {

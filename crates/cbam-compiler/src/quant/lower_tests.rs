@@ -197,3 +197,133 @@ fn add_uses_tflite_scheme() {
     assert!(math::multiplier_value(o.mult, o.shift) > 0.0);
     let _ = q2;
 }
+
+/// input [1,8,8] -> Conv3x3+ReLU `trunk` [4] -> Conv1x1 `branch` [2] -> `scatter` [4]
+/// (weights `scatter_w`) -> Add with `trunk` (in the given order) -> GAP -> Linear 4->3.
+fn residual_scatter_graph(scatter_w: Vec<f32>, scatter_first: bool) -> (Graph, Ranges) {
+    let tensor = |name: &str, shape: &[usize]| ir::TensorDef {
+        name: name.into(),
+        shape: shape.to_vec(),
+    };
+    let node = |name: &str, op: Op, inputs: Vec<usize>, output: usize| Node {
+        name: name.into(),
+        op,
+        inputs,
+        output,
+    };
+    let mut scatter = testing::conv(2, 4, 1, 0, Activation::None);
+    scatter.weight = scatter_w;
+    scatter.bias = Vec::new();
+    let add_inputs = if scatter_first {
+        vec![3, 1]
+    } else {
+        vec![1, 3]
+    };
+    let graph = Graph {
+        tensors: vec![
+            tensor("input", &[1, 8, 8]),
+            tensor("trunk", &[4, 8, 8]),
+            tensor("branch", &[2, 8, 8]),
+            tensor("scattered", &[4, 8, 8]),
+            tensor("sum", &[4, 8, 8]),
+            tensor("gap", &[4]),
+            tensor("logits", &[3]),
+        ],
+        nodes: vec![
+            node(
+                "trunk",
+                Op::Conv(testing::conv(1, 4, 3, 1, Activation::Relu)),
+                vec![0],
+                1,
+            ),
+            node(
+                "branch",
+                Op::Conv(testing::conv(4, 2, 1, 3, Activation::None)),
+                vec![1],
+                2,
+            ),
+            node("add/cbam_prune_scatter", Op::Conv(scatter), vec![2], 3),
+            node(
+                "add",
+                Op::Add {
+                    act: Activation::Relu,
+                },
+                add_inputs,
+                4,
+            ),
+            node("gap", Op::GlobalAvgPool, vec![4], 5),
+            node(
+                "fc",
+                Op::Linear(testing::linear(4, 3, 7, Activation::None)),
+                vec![5],
+                6,
+            ),
+        ],
+        input: 0,
+        output: 6,
+        meta: ir::ModelMeta::default(),
+    };
+    let mut ranges = Ranges::new();
+    for (name, min, max) in [
+        ("input", -1.0, 1.0),
+        ("trunk", 0.0, 3.0),
+        ("branch", -2.0, 2.0),
+        ("scattered", -2.0, 2.0),
+        ("sum", 0.0, 4.0),
+        ("gap", 0.0, 2.0),
+        ("logits", -4.0, 4.0),
+    ] {
+        ranges.insert(name.into(), Range { min, max });
+    }
+    (graph, ranges)
+}
+
+/// `[4][2]` weights placing branch channels 0, 1 in channels 1, 3.
+const SELECT_1_3: [f32; 8] = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+
+#[test]
+fn a_pruning_scatter_and_its_add_lower_to_one_add_with_a_kept_list() {
+    for scatter_first in [false, true] {
+        let (g, r) = residual_scatter_graph(SELECT_1_3.to_vec(), scatter_first);
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
+        assert_eq!(codes, vec![1, 1, 8, 6, 3], "scatter first: {scatter_first}");
+        let add = &m.ops[2];
+        let (trunk, branch) = (m.ops[0].output, m.ops[1].output);
+        assert_eq!(add.inputs, vec![trunk, branch], "the pruned tensor is in2");
+        let b = &m.tensors[branch];
+        assert_eq!((b.shape, b.full_c), ([8, 8, 2], 4));
+        assert_eq!(b.kept, Some(vec![1, 3]));
+        // The branch keeps its own range; the scatter's range is not used.
+        assert_eq!(b.q, QParams::from_range(-2.0, 2.0));
+        assert_eq!(m.macs, 64 * 4 * 9 + 64 * 2 * 4 + 4 * 3);
+
+        let plan = crate::plan::plan(&m).unwrap();
+        let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
+        let core = cbam_core::Model::parse(&blob).unwrap();
+        let mut arena = vec![0u8; core.arena_size()];
+        let mut out = [0i8; 3];
+        core.run(&mut arena, &[5i8; 64], &mut out).unwrap();
+    }
+}
+
+#[test]
+fn a_conv_that_is_not_a_pure_selection_stays_a_conv() {
+    let mut scaled = SELECT_1_3;
+    scaled[2] = 0.5;
+    let (g, r) = residual_scatter_graph(scaled.to_vec(), false);
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
+    assert_eq!(codes, vec![1, 1, 1, 8, 6, 3]);
+    assert!(m.tensors.iter().all(|t| t.kept.is_none()));
+}
+
+#[test]
+fn a_scatter_read_by_more_than_its_add_stays_a_conv() {
+    let (mut g, r) = residual_scatter_graph(SELECT_1_3.to_vec(), false);
+    // The Add sums the scattered value with itself: two readings, nothing to scatter onto.
+    g.nodes[3].inputs = vec![3, 3];
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
+    assert_eq!(codes, vec![1, 1, 1, 8, 6, 3]);
+}

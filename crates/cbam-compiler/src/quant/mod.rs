@@ -1,13 +1,15 @@
 //! Quantization: from the float IR and calibrated ranges to the core's int8 op list.
 //!
 //! [`math`] holds the TFLite fixed-point helpers, [`model`] the quantized op list in
-//! FORMAT.md terms, [`lower`] the per-op lowering and [`cbam`] the fused attention block.
+//! FORMAT.md terms, [`lower`] the per-op lowering, [`cbam`] the fused attention block and [`scatter`]
+//! the pruned-residual scatter that folds into ADD.
 
 pub mod cbam;
 pub mod input;
 pub mod lower;
 pub mod math;
 pub mod model;
+pub mod scatter;
 
 pub use lower::lower;
 pub use math::QParams;
