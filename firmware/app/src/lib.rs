@@ -24,6 +24,6 @@ pub mod testset;
 
 pub use arena::StaticArena;
 pub use counter::{Counter, CounterKind};
-pub use runner::{run, AppError, Board, Buffers, Exit, Identity};
+pub use runner::{run, run_on_stack, AppError, Board, Buffers, Exit, Identity};
 pub use summary::Summary;
 pub use testset::TestSet;

@@ -68,6 +68,31 @@ pub struct Identity<'a> {
     pub run_tag: &'a str,
 }
 
+/// [`run`] with the input and output buffers on the stack, sized by the build script's
+/// constants, so a board's entry point is its wiring plus this one call.
+pub fn run_on_stack<C, L, D, X, const IN: usize, const OUT: usize>(
+    board: Board<C, L, D, X>,
+    blob: &[u8],
+    arena: &mut [u8],
+    set: &TestSet<'_>,
+    id: Identity<'_>,
+) -> !
+where
+    C: Counter,
+    L: OutputPin,
+    D: DelayNs,
+    X: Exit,
+{
+    let mut input = [0i8; IN];
+    let mut output = [0i8; OUT];
+    let buffers = Buffers {
+        arena,
+        input: &mut input,
+        output: &mut output,
+    };
+    run(board, blob, buffers, set, id)
+}
+
 /// Runs the test set on `blob`, reports it, signals on the LED and exits.
 pub fn run<C, L, D, X>(
     mut board: Board<C, L, D, X>,

@@ -6,7 +6,7 @@
 
 mod cycles;
 
-use cbam_firmware_app::{Buffers, Exit, Identity, StaticArena};
+use cbam_firmware_app::{Exit, Identity, StaticArena};
 use esp_hal::delay::Delay;
 use esp_hal::gpio::{Level, Output, OutputConfig};
 use esp_println as _;
@@ -49,21 +49,14 @@ fn main() -> ! {
     };
     // SAFETY: the entry point runs once; nothing else takes the arena.
     let arena = unsafe { CBAM_ARENA.take() };
-    let mut input = [0i8; testset::INPUT_LEN];
-    let mut output = [0i8; testset::OUTPUT_LEN];
-    let buffers = Buffers {
-        arena,
-        input: &mut input,
-        output: &mut output,
-    };
     let id = Identity {
         board: testset::BOARD,
         run_tag: testset::RUN_TAG,
     };
-    cbam_firmware_app::run(
+    cbam_firmware_app::run_on_stack::<_, _, _, _, { testset::INPUT_LEN }, { testset::OUTPUT_LEN }>(
         board,
         testset::model_blob(),
-        buffers,
+        arena,
         &testset::test_set(),
         id,
     )
