@@ -208,23 +208,17 @@ fn fit_buffers<'b>(
         .get_mut(..needed)
         .ok_or(AppError::ArenaTooSmall { needed, available })?;
     let input_len = model.input().len();
-    let input = buffers
-        .input
-        .get_mut(..input_len)
-        .filter(|_| input_len == set.input_len);
-    let input = input.ok_or(AppError::InputShape {
-        model: input_len,
-        images: set.input_len,
-    })?;
+    let input =
+        exact_prefix(buffers.input, input_len, set.input_len).ok_or(AppError::InputShape {
+            model: input_len,
+            images: set.input_len,
+        })?;
     let output_len = model.output().len();
-    let output = buffers
-        .output
-        .get_mut(..output_len)
-        .filter(|_| output_len == set.output_len);
-    let output = output.ok_or(AppError::OutputShape {
-        model: output_len,
-        expected: set.output_len,
-    })?;
+    let output =
+        exact_prefix(buffers.output, output_len, set.output_len).ok_or(AppError::OutputShape {
+            model: output_len,
+            expected: set.output_len,
+        })?;
     if set.is_empty() {
         return Err(AppError::NoImages);
     }
@@ -233,6 +227,11 @@ fn fit_buffers<'b>(
         input,
         output,
     })
+}
+
+/// The first `len` elements of `buf`, when the model's length equals the test set's.
+fn exact_prefix(buf: &mut [i8], len: usize, expected: usize) -> Option<&mut [i8]> {
+    buf.get_mut(..len).filter(|_| len == expected)
 }
 
 /// One more inference (on whatever input is in the buffer) with every op
