@@ -1,14 +1,15 @@
 //! ONNX -> blob -> core for every example model, checked against tract's float results on
 //! the Fashion-MNIST test set, and the QDQ ONNX (run by tract) against the core.
 //!
-//! QDQ vs core is not bit for bit: tract runs the float ops between each
-//! QuantizeLinear/DequantizeLinear pair in f32 and rounds once per pair, whereas the core
-//! requantizes integer accumulators with Q31 multipliers, rounds at every fixed-point step
-//! and evaluates sigmoids through 256-entry tables. So an intermediate activation can land
-//! one step apart, and later layers can grow that difference (a weight larger than the
-//! scale ratio turns one step in into several out). Measured on the example models: most
-//! logits agree within one output step, a few percent differ by up to five (the 3x3-spatial
-//! and bias-free-MLP variants), and top-1 agrees on >= 99.6%; the bounds below say so.
+//! QDQ vs core is not bit for bit end to end. The QDQ model computes the CBAM blocks,
+//! pooling, sigmoid tables and the input exactly as the core does, but keeps convs, Gemm
+//! and Add as the standard float-op-between-Q/DQ pattern: QuantizeLinear rounds once, half
+//! to even, where the core's Q31 requantization rounds twice, so about 0.05-0.15% of a
+//! conv's outputs land one step apart (`qdq_layers.rs` checks every op on identical int8
+//! inputs), and later layers can widen that. Measured on the example models (100-1000
+//! images each): 12-23% of logits differ by one step, at most 3 steps (the 3x3-spatial
+//! variant; 2 elsewhere), at most 1% by more than one; top-1 agrees on >= 99.8%. The
+//! bounds below allow a small margin over that.
 
 use std::path::Path;
 
@@ -77,7 +78,7 @@ fn check(model: &Path, m: &Fidelity) {
         m.qdq_agreement
     );
     assert!(
-        m.qdq_beyond_one_step <= 0.10 && m.qdq_max_steps <= 6.0,
+        m.qdq_beyond_one_step <= 0.02 && m.qdq_max_steps <= 4.0,
         "{name}: QDQ logits differ from the core's by up to {:.1} steps, {:.2}% beyond one step",
         m.qdq_max_steps,
         m.qdq_beyond_one_step * 100.0
