@@ -1,13 +1,14 @@
 //! `cbam prune` end to end on the example models: the pruned float ONNX against the
-//! original with the same channels zeroed, residual-coupled pruning, the pruned residual
+//! original with the same channels zeroed (attended and internal channels), residual-coupled
+//! pruning, the least-squares reconstruction against the plain cut, the pruned residual
 //! model quantized to a blob whose ADDs scatter the kept channels, and bad input.
 
 use std::path::{Path, PathBuf};
 
 use cbam_compiler::prune::float_eval::FloatRunner;
 use cbam_compiler::prune::{
-    self, Analysis, Criterion, MinChannels, PruneError, PruneOptions, Selection, SurgeryOptions,
-    SCATTER_SUFFIX,
+    self, Analysis, Criterion, GroupKind, MinChannels, PruneError, PruneOptions,
+    ReconstructOptions, Scope, Selection, SurgeryOptions, SCATTER_SUFFIX,
 };
 use cbam_e2e::{fidelity, paths};
 
@@ -32,6 +33,7 @@ fn calib(n: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Plain cuts (no reconstruction) of the CBAM feature maps, the residual-coupled channels.
 fn options(selection: Selection, compensate: bool) -> PruneOptions {
     PruneOptions {
         criterion: Criterion::Attention,
@@ -40,6 +42,15 @@ fn options(selection: Selection, compensate: bool) -> PruneOptions {
         surgery: SurgeryOptions {
             compensate_spatial_mean: compensate,
         },
+        scope: Scope::Attended,
+        reconstruct: None,
+    }
+}
+
+fn ratio(r: f64) -> Selection {
+    Selection::Ratio {
+        ratio: r,
+        global: false,
     }
 }
 
@@ -75,16 +86,18 @@ fn pruned_vs_zeroed(
     model: &str,
     compensate: bool,
 ) -> (f32, Analysis, prune::onnx_pb::ModelProto, Vec<Vec<usize>>) {
+    let mut opts = options(ratio(0.5), compensate);
+    opts.scope = Scope::Attended;
+    pruned_vs_zeroed_with(model, opts)
+}
+
+fn pruned_vs_zeroed_with(
+    model: &str,
+    opts: PruneOptions,
+) -> (f32, Analysis, prune::onnx_pb::ModelProto, Vec<Vec<usize>>) {
     let proto = prune::load_proto(&model_path(model)).expect("model loads");
     let samples = calib(16);
     let analysis = prune::analyze(&proto, &samples, Criterion::Attention).expect("analysis");
-    let opts = options(
-        Selection::Ratio {
-            ratio: 0.5,
-            global: false,
-        },
-        compensate,
-    );
     let removed = prune::select_channels(&analysis, &opts).expect("selection");
     let (pruned, _) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
     let reference = zeroed_reference(&analysis, &removed);
@@ -96,8 +109,21 @@ fn pruned_vs_zeroed(
 #[test]
 fn pruned_plain_model_equals_original_with_the_same_channels_zeroed() {
     let (diff, analysis, pruned, removed) = pruned_vs_zeroed("fmnist_cbam.onnx", true);
-    assert_eq!(analysis.groups.len(), 3, "three CBAM blocks");
-    assert!(removed.iter().all(|r| !r.is_empty()));
+    let attended = |(g, _): &(&prune::Group, &Vec<usize>)| g.kind == GroupKind::Attended;
+    let pairs: Vec<_> = analysis.groups.iter().zip(&removed).collect();
+    assert_eq!(
+        pairs.iter().filter(|p| attended(p)).count(),
+        3,
+        "three CBAM blocks"
+    );
+    assert!(pairs
+        .iter()
+        .filter(|p| attended(p))
+        .all(|(_, r)| !r.is_empty()));
+    assert!(pairs
+        .iter()
+        .filter(|p| !attended(p))
+        .all(|(_, r)| r.is_empty()));
     assert!(
         diff < 1e-4,
         "pruned vs zeroed reference differ by {diff} (relative)"
@@ -132,12 +158,18 @@ fn residual_blocks_are_pruned_through_a_scatter_before_the_add() {
         .iter()
         .filter(|n| n.name.ends_with(SCATTER_SUFFIX))
         .collect();
+    let attended: Vec<_> = analysis
+        .groups
+        .iter()
+        .zip(&removed)
+        .filter(|(g, _)| g.kind == GroupKind::Attended)
+        .collect();
     assert_eq!(
         scatters.len(),
-        analysis.groups.len(),
+        attended.len(),
         "one scatter per residual block"
     );
-    for (scatter, (group, cut)) in scatters.iter().zip(analysis.groups.iter().zip(&removed)) {
+    for (scatter, (group, cut)) in scatters.iter().zip(attended) {
         let kept = prune::scatter_kept_list(g, &scatter.input[1]).expect("0/1 scatter weight");
         assert_eq!(kept, prune::select::kept_from_removed(group.channels, cut));
         let add = g
@@ -160,13 +192,125 @@ fn attention_ratio_and_budget_reach_a_quarter_fewer_macs_on_the_residual_model()
     let analysis = prune::analyze(&proto, &samples, Criterion::Attention).expect("analysis");
     let before = prune::cost::model_cost(&analysis.proto, &analysis.shapes).macs;
     let budget = before * 3 / 4;
-    let opts = options(Selection::MacsBudget(budget), true);
+    let mut opts = options(Selection::MacsBudget(budget), true);
+    opts.scope = Scope::Internal;
     let removed = prune::select_channels(&analysis, &opts).expect("budget selection");
     let (pruned, _) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
     let after = prune::cost::model_cost(&pruned, &analysis.shapes).macs;
     assert!(after <= budget, "{after} > {budget}");
     for (group, cut) in analysis.groups.iter().zip(&removed) {
         assert!(group.channels - cut.len() >= MinChannels::default().floor(group.channels));
+    }
+}
+
+#[test]
+fn internal_channels_are_removed_outright_and_equal_the_zeroed_original() {
+    let mut opts = options(ratio(0.5), true);
+    opts.scope = Scope::Internal;
+    let (diff, analysis, pruned, removed) = pruned_vs_zeroed_with("fmnist_cbam_res.onnx", opts);
+    println!("internal cut: pruned vs zeroed reference relative logit difference {diff:e}");
+    // conv1 -> ReLU -> conv2 carries a zeroed channel as exact zeros: only float summation
+    // order differs.
+    assert!(diff < 1e-5, "relative difference {diff}");
+    let g = pruned.graph.as_ref().expect("graph");
+    assert!(
+        !g.node.iter().any(|n| n.name.ends_with(SCATTER_SUFFIX)),
+        "internal cuts need no scatter"
+    );
+    let internal: Vec<_> = analysis
+        .groups
+        .iter()
+        .zip(&removed)
+        .filter(|(g, _)| g.kind == GroupKind::Internal)
+        .collect();
+    assert_eq!(internal.len(), 3, "conv1 of each residual block");
+    for (group, cut) in &internal {
+        assert_eq!(cut.len(), group.channels / 2, "{}", group.name);
+        let scores = group
+            .propagated
+            .as_ref()
+            .expect("attention propagated through conv2");
+        assert_eq!(scores.len(), group.channels);
+    }
+    let before = prune::cost::model_cost(&analysis.proto, &analysis.shapes);
+    let after = prune::cost::model_cost(&pruned, &analysis.shapes);
+    // Half of conv1's outputs and half of conv2's inputs: about half of the blocks' MACs.
+    let cut = prune::report::reduction_pct(before.macs, after.macs);
+    assert!(
+        (40.0..50.0).contains(&cut),
+        "MACs {before:?} -> {after:?} ({cut:.1}%)"
+    );
+}
+
+/// Sum over samples of |y_a - y_b|² for value `name`, and of |y_b|².
+fn layer_error(
+    a: &prune::onnx_pb::ModelProto,
+    b: &prune::onnx_pb::ModelProto,
+    input_chw: &[usize],
+    name: &str,
+    samples: &[Vec<f32>],
+) -> (f64, f64) {
+    let names = [name.to_string()];
+    let ra = FloatRunner::new(a, input_chw, &names).expect("a runs");
+    let rb = FloatRunner::new(b, input_chw, &names).expect("b runs");
+    let (mut err, mut energy) = (0f64, 0f64);
+    for x in samples {
+        let (ya, yb) = (ra.run(x).expect("run a"), rb.run(x).expect("run b"));
+        for (p, q) in ya[1].iter().zip(&yb[1]) {
+            err += f64::from(p - q).powi(2);
+            energy += f64::from(*q).powi(2);
+        }
+    }
+    (err, energy)
+}
+
+#[test]
+fn reconstruction_reduces_the_consumer_error_on_images_it_was_not_fitted_on() {
+    let proto = prune::load_proto(&model_path("fmnist_cbam_res.onnx")).expect("model loads");
+    let all = calib(48);
+    let (fit_on, held_out) = all.split_at(32);
+    let analysis = prune::analyze(&proto, fit_on, Criterion::Attention).expect("analysis");
+    let mut opts = options(ratio(0.4), true);
+    opts.scope = Scope::Internal;
+    let removed = prune::select_channels(&analysis, &opts).expect("selection");
+    let (plain, outcomes) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
+    let mut refit = plain.clone();
+    let reports = prune::reconstruct(
+        &analysis,
+        &removed,
+        &outcomes,
+        &mut refit,
+        fit_on,
+        ReconstructOptions::default(),
+    )
+    .expect("reconstruction");
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    // Each block's conv2 output, against the unpruned model's.
+    for report in &reports {
+        let conv = analysis
+            .proto
+            .graph
+            .as_ref()
+            .and_then(|g| g.node.iter().find(|n| n.name == report.conv))
+            .expect("conv in the original");
+        let out = &conv.output[0];
+        let (plain_err, energy) =
+            layer_error(&plain, &analysis.proto, &analysis.input_chw, out, held_out);
+        let (refit_err, _) =
+            layer_error(&refit, &analysis.proto, &analysis.input_chw, out, held_out);
+        println!(
+            "{}: held-out relative error {:.4} plain -> {:.4} refitted (fit rows: {:.4} -> {:.4})",
+            report.conv,
+            plain_err / energy,
+            refit_err / energy,
+            report.rel_error_before,
+            report.rel_error_after
+        );
+        assert!(
+            refit_err < 0.5 * plain_err,
+            "{}: refit {refit_err} vs plain {plain_err}",
+            report.conv
+        );
     }
 }
 
@@ -235,14 +379,9 @@ fn bad_input_gives_clear_errors() {
 #[test]
 fn l1_criterion_prunes_a_model_without_cbam() {
     let proto = prune::load_proto(&model_path("variants/fmnist_plain.onnx")).expect("model loads");
-    let mut opts = options(
-        Selection::Ratio {
-            ratio: 0.25,
-            global: false,
-        },
-        true,
-    );
+    let mut opts = options(ratio(0.25), true);
     opts.criterion = Criterion::L1;
+    opts.scope = Scope::All;
     let outcome = prune::prune(&proto, &calib(2), None, &opts).expect("l1 pruning");
     assert!(!outcome.report.blocks.is_empty());
     assert!(outcome.report.after.macs < outcome.report.before.macs);
@@ -279,16 +418,14 @@ fn add_second_inputs(blob: &[u8]) -> Vec<(usize, usize, bool)> {
         .collect()
 }
 
+/// Both kinds of cut on the residual model: CBAM feature maps (scattered before the Add)
+/// and each block's internal conv1 outputs (refitted conv2).
 #[test]
 fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_model() {
     let proto = prune::load_proto(&model_path("fmnist_cbam_res.onnx")).expect("model loads");
-    let opts = options(
-        Selection::Ratio {
-            ratio: 0.5,
-            global: false,
-        },
-        true,
-    );
+    let mut opts = options(ratio(0.5), true);
+    opts.scope = Scope::All;
+    opts.reconstruct = Some(ReconstructOptions::default());
     let outcome = prune::prune(&proto, &calib(16), None, &opts).expect("pruning");
     let dir = tempfile::tempdir().expect("temp dir");
     let pruned = dir.path().join("fmnist_cbam_res.pruned.onnx");

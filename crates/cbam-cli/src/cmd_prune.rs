@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cbam_compiler::data::{self, DataSource, Dataset};
 use cbam_compiler::prune::{
-    self, plot, Analysis, Criterion, MinChannels, PruneOptions, Selection, SurgeryOptions,
+    self, plot, Analysis, Criterion, MinChannels, PruneOptions, ReconstructOptions, Scope,
+    Selection, SurgeryOptions,
 };
 use clap::{Args, ValueEnum};
 
@@ -18,6 +19,16 @@ pub enum CriterionArg {
     Attention,
     /// L1 norm of the producer conv's filters (baseline; works without CBAM)
     L1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelsArg {
+    /// Conv outputs used only inside a block (a residual block's conv1): removed outright
+    Internal,
+    /// CBAM feature maps (residual-coupled: scattered back before the Add)
+    Attended,
+    /// Both kinds
+    All,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -32,13 +43,17 @@ Examples:
   cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 --ratio 0.4 \\
       --data models/data/test64_images.u8 --labels models/data/test64_labels.u8 \\
       --out res.pruned.onnx --report prune.json
-  # prune until the model needs at most 7.5 M multiply-accumulates
+  # prune until the model needs at most 7.5 M multiply-accumulates (or 75% of its MACs)
   cbam prune models/fmnist_cbam.onnx --calib calib.npy --macs-budget 7500000
+  cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 --macs-budget 75%
 
 Exactly one of --ratio, --threshold, --macs-budget selects channels (optional with
---stats-only, where it only draws the cut). Channels joined by a residual Add are computed
-only where kept and scattered back to full width before the Add. Nothing is written when
-an error occurs."
+--stats-only, where it only draws the cut). By default only channels inside a block are
+removed (a residual block's conv1 outputs, ranked by CBAM attention propagated through
+conv2) and the conv reading them is refitted by least squares on the calibration images;
+--channels attended|all also cuts CBAM feature maps, which a residual Add couples: those
+are computed only where kept and scattered back to full width before the Add. Nothing is
+written when an error occurs."
 )]
 pub struct PruneArgs {
     /// The float ONNX model
@@ -56,21 +71,33 @@ pub struct PruneArgs {
     /// With --ratio: rank all blocks' channels together instead of per block
     #[arg(long, requires = "ratio")]
     pub global: bool,
-    /// Remove channels whose mean score is below T
+    /// Remove channels scoring below T: mean attention for CBAM feature maps, attention
+    /// propagated through the consumer conv relative to the block's best (0..1) for internal
+    /// channels
     #[arg(long, value_name = "T", conflicts_with = "macs_budget")]
     pub threshold: Option<f32>,
-    /// Remove lowest-ranked channels until the model needs at most N MACs
-    #[arg(long, value_name = "N")]
-    pub macs_budget: Option<u64>,
+    /// Remove channels until the model needs at most N MACs, or P% of its MACs; spent
+    /// where the measured damage per MAC saved is least
+    #[arg(long, value_name = "N|P%", value_parser = parse_budget)]
+    pub macs_budget: Option<Selection>,
     /// Channels every block keeps: a count (8) or a percentage of the block (25%)
     #[arg(long, value_name = "N|P%", default_value = "25%", value_parser = parse_min_channels)]
     pub min_channels: MinChannels,
     /// What ranks channels
     #[arg(long, value_enum, default_value_t = CriterionArg::Attention)]
     pub criterion: CriterionArg,
+    /// Which channels may be removed
+    #[arg(long, value_enum, default_value_t = ChannelsArg::Internal)]
+    pub channels: ChannelsArg,
     /// Do not rescale the spatial attention's channel mean by K/N after pruning
     #[arg(long)]
     pub no_mean_compensation: bool,
+    /// Plain cut: do not refit the convs that lose input channels on the calibration set
+    #[arg(long)]
+    pub no_reconstruct: bool,
+    /// Ridge term of the refit, relative to the mean feature energy
+    #[arg(long, value_name = "L", default_value_t = ReconstructOptions::default().ridge)]
+    pub ridge: f64,
     /// Labelled data for float accuracy before/after
     #[arg(long, value_name = "DATA")]
     pub data: Option<PathBuf>,
@@ -92,6 +119,20 @@ pub struct PruneArgs {
     /// Directory for one PNG bar chart per block
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+}
+
+fn parse_budget(text: &str) -> Result<Selection, String> {
+    let text = text.trim();
+    if let Some(pct) = text.strip_suffix('%') {
+        let p: f64 = pct
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a percentage like 75%"))?;
+        return Ok(Selection::MacsFraction(p / 100.0));
+    }
+    text.parse::<u64>()
+        .map(Selection::MacsBudget)
+        .map_err(|_| format!("`{text}` is neither a MAC count (7500000) nor a percentage (75%)"))
 }
 
 fn parse_min_channels(text: &str) -> Result<MinChannels, String> {
@@ -122,7 +163,7 @@ impl PruneArgs {
         if let Some(t) = self.threshold {
             return Some(Selection::Threshold(t));
         }
-        self.macs_budget.map(Selection::MacsBudget)
+        self.macs_budget
     }
 
     fn criterion(&self) -> Criterion {
@@ -130,6 +171,27 @@ impl PruneArgs {
             CriterionArg::Attention => Criterion::Attention,
             CriterionArg::L1 => Criterion::L1,
         }
+    }
+
+    fn scope(&self) -> Scope {
+        match self.channels {
+            ChannelsArg::Internal => Scope::Internal,
+            ChannelsArg::Attended => Scope::Attended,
+            ChannelsArg::All => Scope::All,
+        }
+    }
+
+    fn reconstruct(&self) -> Result<Option<ReconstructOptions>> {
+        if self.no_reconstruct {
+            return Ok(None);
+        }
+        if !(self.ridge.is_finite() && self.ridge > 0.0) {
+            bail!("--ridge must be a positive number, got {}", self.ridge);
+        }
+        Ok(Some(ReconstructOptions {
+            ridge: self.ridge,
+            ..ReconstructOptions::default()
+        }))
     }
 
     fn out_path(&self) -> PathBuf {
@@ -176,6 +238,8 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         surgery: SurgeryOptions {
             compensate_spatial_mean: !args.no_mean_compensation,
         },
+        scope: args.scope(),
+        reconstruct: args.reconstruct()?,
     };
     if args.stats_only {
         return stats_only(args, &proto, &calib, &options, selection.is_some());
@@ -333,14 +397,18 @@ fn chart_name(index: usize, block: &str) -> String {
 
 fn print_group_table(group: &prune::Group, cut: &[usize]) {
     println!(
-        "\n{} ({} channels, feature `{}`)",
-        group.name, group.channels, group.feature
+        "\n{} ({:?}, {} channels, feature `{}`)",
+        group.name, group.kind, group.channels, group.feature
     );
     println!(
         "{:>7} {:>10} {:>10} {:>10}  cut",
         "channel", "mean", "p10", "l1"
     );
-    let mean = group.attention.as_ref().map(|a| a.mean.clone());
+    let mean = group
+        .attention
+        .as_ref()
+        .map(|a| a.mean.clone())
+        .or_else(|| group.propagated.clone());
     let p10 = group.attention.as_ref().map(|a| a.p10.clone());
     let mut order: Vec<usize> = (0..group.channels).collect();
     let key = mean.clone().unwrap_or_else(|| group.l1.clone());
@@ -385,6 +453,16 @@ mod tests {
         assert_eq!(parse_min_channels("25%"), Ok(MinChannels::Fraction(0.25)));
         assert!(parse_min_channels("150%").is_err());
         assert!(parse_min_channels("many").is_err());
+    }
+
+    #[test]
+    fn budget_parses_counts_and_percentages() {
+        assert_eq!(
+            parse_budget("7500000"),
+            Ok(Selection::MacsBudget(7_500_000))
+        );
+        assert_eq!(parse_budget("75%"), Ok(Selection::MacsFraction(0.75)));
+        assert!(parse_budget("lots").is_err());
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! `cbam prune`: remove the channels that CBAM's channel attention rarely attends to.
 //!
-//! 1. [`analyze`]: find the CBAM blocks in the ONNX graph ([`blocks`]), run the float model
-//!    on the calibration set through tract and summarise each block's channel attention `Mc`
-//!    (mean and 10th percentile per channel, [`criteria`]); also the L1 norm of the filters
-//!    producing each channel, the classic baseline.
+//! 1. [`analyze`]: find the channel groups and gather their statistics on the calibration
+//!    set. *Attended* groups are CBAM feature maps ([`blocks`]): each channel's attention
+//!    `Mc` (mean and 10th percentile, [`criteria`]). *Internal* groups are conv outputs used
+//!    only inside a block, such as a residual block's `conv1` ([`internal`]): attention
+//!    propagated through the conv that reads them. Both also carry the L1 norm of the
+//!    producing filters, the classic baseline.
 //! 2. [`select_channels`]: ratio (per block or global), threshold or MAC budget, never below a
-//!    per-block floor ([`select`]).
+//!    per-block floor ([`select`]); a MAC budget is spent where the measured damage per MAC
+//!    saved is least ([`sensitivity`]).
 //! 3. [`apply_cuts`]: structural removal on the ONNX protobuf ([`surgery`]); the result is an
 //!    ordinary float ONNX model that tract, onnxruntime and PyTorch load.
+//! 4. [`reconstruct()`]: refit each conv that lost input channels by ridge least squares on
+//!    the calibration images, so that its output matches the unpruned model's
+//!    ([`reconstruct`](mod@reconstruct)); this is what makes a cut usable without fine-tuning.
 //!
 //! "The same channels zeroed" (the reference the tests compare against) is the original
 //! model with the removed channels' producer filters, biases and BatchNorm shift set to
@@ -17,13 +23,18 @@
 //! the two equal wherever the channel max is unaffected (a ReLU before the block keeps all
 //! values >= 0, so zeros never win the max).
 
+pub mod activations;
 pub mod blocks;
 pub mod cost;
 pub mod criteria;
 pub mod float_eval;
+pub mod internal;
+pub mod lstsq;
 pub mod onnx_util;
 pub mod plot;
+pub mod reconstruct;
 pub mod select;
+pub mod sensitivity;
 pub mod shapes;
 pub mod surgery;
 
@@ -33,8 +44,10 @@ mod run;
 pub use blocks::CbamSite;
 pub use cost::Cost;
 pub use criteria::AttentionStats;
+pub use reconstruct::{ReconstructOptions, ReconstructionReport};
 pub use run::{
-    analyze, apply_cuts, prune, select_channels, zero_channels, Analysis, Group, PruneOutcome,
+    analyze, apply_cuts, prune, reconstruct, select_channels, zero_channels, Analysis, Group,
+    PruneOutcome,
 };
 pub use select::{MinChannels, Selection};
 pub use surgery::{scatter_kept_list, CutOutcome, SurgeryOptions, SCATTER_SUFFIX};
@@ -65,6 +78,37 @@ impl std::fmt::Display for Criterion {
     }
 }
 
+/// Where a group of channels sits, which decides how it can be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// A CBAM block's feature map: the channels attention scales (residual-coupled in a
+    /// ResNet block, then scattered back before the Add).
+    Attended,
+    /// A conv output used only inside a block (a residual block's `conv1`), removed outright.
+    Internal,
+}
+
+/// Which groups a selection may take channels from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Attended,
+    Internal,
+    All,
+}
+
+impl Scope {
+    pub fn includes(self, kind: GroupKind) -> bool {
+        matches!(
+            (self, kind),
+            (Scope::All, _)
+                | (Scope::Attended, GroupKind::Attended)
+                | (Scope::Internal, GroupKind::Internal)
+        )
+    }
+}
+
 /// Everything `cbam prune` needs besides the model and the data.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PruneOptions {
@@ -72,6 +116,9 @@ pub struct PruneOptions {
     pub selection: Selection,
     pub min_channels: MinChannels,
     pub surgery: SurgeryOptions,
+    pub scope: Scope,
+    /// Refit the convs that lost input channels on the calibration set (`None`: plain cut).
+    pub reconstruct: Option<ReconstructOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +149,8 @@ pub enum PruneError {
     },
     #[error("a MAC budget of {budget} cannot be met{}; raise --macs-budget or lower --min-channels", best.map(|b| format!(" (the floors allow at best {b} MACs)")).unwrap_or_default())]
     BudgetUnreachable { budget: u64, best: Option<u64> },
+    #[error("a MAC budget in percent must be strictly between 0% and 100% of the model's MACs, got {}%", .0 * 100.0)]
+    BadBudgetFraction(f64),
     #[error("no CBAM block found: there is no channel attention to rank channels by; use --criterion l1 to rank by the L1 norm of conv filters")]
     NoCbam,
     #[error("no prunable channel group found ({0})")]

@@ -4,6 +4,8 @@ use serde::Serialize;
 
 use super::cost::Cost;
 use super::criteria::AttentionStats;
+use super::reconstruct::ReconstructionReport;
+use super::{GroupKind, Scope};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {
@@ -12,6 +14,10 @@ pub struct PruneReport {
     pub min_channels: String,
     pub calibration_samples: usize,
     pub spatial_mean_compensated: bool,
+    /// Which groups the selection took channels from.
+    pub scope: Scope,
+    /// Convs refitted on the calibration set after the cut (empty: plain cut).
+    pub reconstruction: Vec<ReconstructionReport>,
     pub blocks: Vec<BlockReport>,
     pub before: Cost,
     pub after: Cost,
@@ -28,6 +34,7 @@ pub struct BlockReport {
     pub name: String,
     /// ONNX value whose channels were cut.
     pub feature: String,
+    pub kind: GroupKind,
     pub channels: usize,
     pub kept: usize,
     pub removed_channels: Vec<usize>,
@@ -37,6 +44,8 @@ pub struct BlockReport {
     /// Why the block was left alone, if it was.
     pub skipped: Option<String>,
     pub attention: Option<AttentionStats>,
+    /// Internal groups: attention propagated through the consumer conv (relative, 0..1).
+    pub propagated_attention: Option<Vec<f32>>,
     pub l1: Vec<f32>,
 }
 

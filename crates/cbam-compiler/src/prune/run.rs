@@ -6,27 +6,37 @@ use super::blocks::find_cbam_sites;
 use super::cost::{model_cost, Cost};
 use super::criteria::{attention_stats, producer_l1, AttentionStats};
 use super::float_eval::accuracy;
+use super::internal::{find_internal_sites, propagated_scores};
 use super::onnx_util::{
     const_tensor_mut, dims_usize, materialize_constant_identities, set_tensor_f32, tensor_f32,
     GraphIndex,
 };
+use super::reconstruct::{
+    reconstruct_consumers, ReconstructOptions, ReconstructTarget, ReconstructionReport,
+};
 use super::report::{
     jaccard, reduction_pct, AccuracyReport, BlockReport, ComparisonReport, PruneReport,
 };
-use super::select::{self, MinChannels, Selection};
+use super::select::{self, Selection};
+use super::sensitivity::{allocation_order, probe_depths, Reference, SensitivityCurve};
 use super::shapes::{declared_input_chw, value_shapes, ShapeMap};
 use super::surgery::{cut_channels, CutOutcome, SurgeryOptions};
-use super::{Criterion, PruneError, PruneOptions};
+use super::{Criterion, GroupKind, PruneError, PruneOptions};
 
-/// A set of channels pruned together: a CBAM block's feature map (or, for `--criterion l1`
-/// on a model without CBAM, a conv's output).
+/// A set of channels pruned together: a CBAM block's feature map, or a conv output that
+/// stays inside a block (see [`super::internal`]); for `--criterion l1` on a model without
+/// CBAM, every conv output that no residual Add couples.
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
     /// ONNX value whose channels are cut.
     pub feature: String,
     pub channels: usize,
+    pub kind: GroupKind,
     pub attention: Option<AttentionStats>,
+    /// Internal groups: downstream attention propagated through the consumer conv,
+    /// relative to the group's best channel.
+    pub propagated: Option<Vec<f32>>,
     pub l1: Vec<f32>,
     /// Why the group cannot be pruned (found by a trial cut), if so.
     pub blocked: Option<String>,
@@ -35,10 +45,16 @@ pub struct Group {
 impl Group {
     /// Scores under `criterion` (higher = more important).
     pub fn scores(&self, criterion: Criterion) -> Vec<f32> {
-        match (criterion, &self.attention) {
-            (Criterion::Attention, Some(a)) => a.mean.clone(),
+        match (criterion, &self.attention, &self.propagated) {
+            (Criterion::Attention, Some(a), _) => a.mean.clone(),
+            (Criterion::Attention, None, Some(p)) => p.clone(),
             _ => self.l1.clone(),
         }
+    }
+
+    /// Whether `--threshold`, charts and tables read these scores on the attention scale.
+    pub fn has_attention_scores(&self) -> bool {
+        self.attention.is_some() || self.propagated.is_some()
     }
 }
 
@@ -52,6 +68,8 @@ pub struct Analysis {
     pub shapes: ShapeMap,
     pub groups: Vec<Group>,
     pub calibration_samples: usize,
+    /// The calibration samples, for selections that measure (`--macs-budget`).
+    pub calib: Vec<Vec<f32>>,
 }
 
 /// The pruned model and its report.
@@ -95,41 +113,37 @@ fn trial_cut(
         .map(|e| e.to_string())
 }
 
-/// Conv outputs that can be cut without touching a residual Add (the `--criterion l1`
-/// groups of a model without CBAM).
-fn conv_groups(proto: &ModelProto, shapes: &ShapeMap) -> Result<Vec<Group>, PruneError> {
+fn internal_groups(
+    proto: &ModelProto,
+    shapes: &ShapeMap,
+    input_chw: &[usize],
+    calib: &[Vec<f32>],
+    sites: &[super::blocks::CbamSite],
+    stats: &[AttentionStats],
+) -> Result<Vec<Group>, PruneError> {
     let g = graph(proto)?;
-    let mut groups = Vec::new();
-    for node in g.node.iter().filter(|n| n.op_type == "Conv") {
-        let Some(out) = node.output.first() else {
-            continue;
-        };
-        let Some(&[1, channels, _, _]) = shapes.get(out).map(Vec::as_slice) else {
-            continue;
-        };
-        if channels < 2 || trial_cut(proto, shapes, out, channels).is_some() {
-            continue;
-        }
-        let mut copy = proto.clone();
-        let kept: Vec<usize> = (1..channels).collect();
-        let opts = SurgeryOptions {
-            compensate_spatial_mean: false,
-        };
-        let scatters = cut_channels(&mut copy, shapes, out, channels, &kept, opts)
-            .map(|o| o.scattered_adds.len());
-        if !matches!(scatters, Ok(0)) {
-            continue;
-        }
-        groups.push(Group {
-            name: node.name.clone(),
-            feature: out.clone(),
-            channels,
-            attention: None,
-            l1: producer_l1(g, out, channels)?,
-            blocked: None,
-        });
-    }
-    Ok(groups)
+    let internal = find_internal_sites(proto, shapes, sites)?;
+    let propagated = if sites.is_empty() {
+        vec![None; internal.len()]
+    } else {
+        propagated_scores(proto, input_chw, calib, &internal, sites, stats)?
+    };
+    internal
+        .into_iter()
+        .zip(propagated)
+        .map(|(site, propagated)| {
+            Ok(Group {
+                l1: producer_l1(g, &site.feature, site.channels)?,
+                name: site.name,
+                feature: site.feature,
+                channels: site.channels,
+                kind: GroupKind::Internal,
+                attention: None,
+                propagated,
+                blocked: None,
+            })
+        })
+        .collect()
 }
 
 /// Finds the groups and gathers their statistics on `calib` (samples are `C*H*W` floats in
@@ -156,17 +170,19 @@ pub fn analyze(
         if criterion == Criterion::Attention {
             return Err(PruneError::NoCbam);
         }
-        let groups = conv_groups(proto, &shapes)?;
+        let groups = internal_groups(proto, &shapes, &input_chw, calib, &[], &[])?;
         return Ok(Analysis {
             proto: owned,
             input_chw,
             shapes,
             groups,
             calibration_samples: calib.len(),
+            calib: calib.to_vec(),
         });
     }
     let stats = attention_stats(proto, &sites, &input_chw, calib)?;
-    let mut groups = Vec::with_capacity(sites.len());
+    let internal = internal_groups(proto, &shapes, &input_chw, calib, &sites, &stats)?;
+    let mut groups = Vec::with_capacity(sites.len() + internal.len());
     for (site, stat) in sites.iter().zip(stats) {
         let blocked = trial_cut(proto, &shapes, &site.feature, site.channels);
         let l1 = producer_l1(g, &site.feature, site.channels)
@@ -175,17 +191,21 @@ pub fn analyze(
             name: site.name.clone(),
             feature: site.feature.clone(),
             channels: site.channels,
+            kind: GroupKind::Attended,
             attention: Some(stat),
+            propagated: None,
             l1,
             blocked,
         });
     }
+    groups.extend(internal);
     Ok(Analysis {
         proto: owned,
         input_chw,
         shapes,
         groups,
         calibration_samples: calib.len(),
+        calib: calib.to_vec(),
     })
 }
 
@@ -195,18 +215,15 @@ pub fn select_channels(
     options: &PruneOptions,
 ) -> Result<Vec<Vec<usize>>, PruneError> {
     select::validate(&options.selection)?;
-    let open: Vec<&Group> = analysis
-        .groups
-        .iter()
-        .filter(|g| g.blocked.is_none())
-        .collect();
+    let in_scope = |g: &Group| g.blocked.is_none() && options.scope.includes(g.kind);
+    let open: Vec<&Group> = analysis.groups.iter().filter(|g| in_scope(g)).collect();
     if open.is_empty() {
         let why = analysis
             .groups
             .iter()
             .filter_map(|g| g.blocked.clone())
             .next()
-            .unwrap_or_else(|| "the model has no conv feature maps".into());
+            .unwrap_or_else(|| format!("no group of kind {:?} in the model", options.scope));
         return Err(PruneError::NothingPrunable(why));
     }
     let scores: Vec<Vec<f32>> = open.iter().map(|g| g.scores(options.criterion)).collect();
@@ -222,8 +239,11 @@ pub fn select_channels(
             global: true,
         } => select::by_global_ratio(&scores, ratio, min),
         Selection::Threshold(t) => select::by_threshold(&scores, &names, t, min)?,
-        Selection::MacsBudget(budget) => {
-            by_budget(analysis, &open, &scores, budget, min, options.surgery)?
+        Selection::MacsBudget(budget) => by_budget(analysis, &open, &scores, budget, options)?,
+        Selection::MacsFraction(f) => {
+            let base = model_cost(&analysis.proto, &analysis.shapes).macs;
+            let budget = (f * base as f64).floor() as u64;
+            by_budget(analysis, &open, &scores, budget, options)?
         }
     };
     let mut it = chosen.into_iter();
@@ -231,7 +251,7 @@ pub fn select_channels(
         .groups
         .iter()
         .map(|g| {
-            if g.blocked.is_none() {
+            if in_scope(g) {
                 it.next().unwrap_or_default()
             } else {
                 Vec::new()
@@ -240,43 +260,109 @@ pub fn select_channels(
         .collect())
 }
 
+/// Calibration images the damage of a candidate cut is measured on.
+const DAMAGE_SAMPLES: usize = 64;
+
+/// Cuts one group alone (refitted like the final cut) at a few depths and measures the
+/// damage; returns the removal order that spends the budget where it hurts least.
+fn measured_order(
+    analysis: &Analysis,
+    open: &[&Group],
+    scores: &[Vec<f32>],
+    options: &PruneOptions,
+) -> Result<Vec<(usize, usize)>, PruneError> {
+    let damage_set: Vec<Vec<f32>> = analysis
+        .calib
+        .iter()
+        .take(DAMAGE_SAMPLES)
+        .cloned()
+        .collect();
+    let reference = Reference::new(&analysis.proto, &analysis.input_chw, &damage_set)?;
+    let base = model_cost(&analysis.proto, &analysis.shapes).macs;
+    let mut curves = Vec::with_capacity(open.len());
+    for (group, s) in open.iter().zip(scores) {
+        let max = s.len() - options.min_channels.floor(s.len());
+        let mut points = Vec::new();
+        let mut macs_per_channel = 0.0;
+        for n in probe_depths(max) {
+            let cut = select::lowest(s, n, 1);
+            let removed: Vec<Vec<usize>> = analysis
+                .groups
+                .iter()
+                .map(|g| {
+                    if g.feature == group.feature {
+                        cut.clone()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            let (mut model, outcomes) = apply_cuts(analysis, &removed, options.surgery)?;
+            if let Some(r) = options.reconstruct {
+                reconstruct(
+                    analysis,
+                    &removed,
+                    &outcomes,
+                    &mut model,
+                    &analysis.calib,
+                    r,
+                )?;
+            }
+            let saved = base.saturating_sub(model_cost(&model, &analysis.shapes).macs);
+            macs_per_channel = saved as f64 / n as f64;
+            points.push((n, reference.damage(&model)?));
+        }
+        curves.push(SensitivityCurve {
+            group: group.name.clone(),
+            points,
+            macs_per_channel,
+        });
+    }
+    let ascending: Vec<Vec<usize>> = scores.iter().map(|s| select::ascending(s)).collect();
+    Ok(allocation_order(&curves, &ascending))
+}
+
 /// Smallest global removal count whose pruned model fits `budget` MACs (binary search:
-/// MACs only fall as more channels go).
+/// MACs only fall as more channels go), taking channels in the measured order.
 fn by_budget(
     analysis: &Analysis,
     open: &[&Group],
     scores: &[Vec<f32>],
     budget: u64,
-    min: MinChannels,
-    surgery: SurgeryOptions,
+    options: &PruneOptions,
 ) -> Result<Vec<Vec<usize>>, PruneError> {
-    let order = select::global_order(scores);
-    let macs_at = |count: usize| -> Result<(u64, Vec<Vec<usize>>), PruneError> {
-        let removed = select::take_global(scores, &order, count, min);
-        let pairs: Vec<(&Group, &[usize])> = open
-            .iter()
-            .copied()
-            .zip(removed.iter().map(Vec::as_slice))
-            .collect();
-        let (model, _) = cut_groups(&analysis.proto, &analysis.shapes, &pairs, surgery)?;
-        Ok((model_cost(&model, &analysis.shapes).macs, removed))
-    };
-    let (lo_macs, none) = macs_at(0)?;
+    let min = options.min_channels;
+    let surgery = options.surgery;
+    let macs_at =
+        |order: &[(usize, usize)], count: usize| -> Result<(u64, Vec<Vec<usize>>), PruneError> {
+            let removed = select::take_global(scores, order, count, min);
+            let pairs: Vec<(&Group, &[usize])> = open
+                .iter()
+                .copied()
+                .zip(removed.iter().map(Vec::as_slice))
+                .collect();
+            let (model, _) = cut_groups(&analysis.proto, &analysis.shapes, &pairs, surgery)?;
+            Ok((model_cost(&model, &analysis.shapes).macs, removed))
+        };
+    let (lo_macs, none) = macs_at(&[], 0)?;
     if lo_macs <= budget {
         return Ok(none);
     }
     let max = select::max_removable(scores, min);
-    let (best, all) = macs_at(max)?;
+    let fallback = select::global_order(scores);
+    let (best, _) = macs_at(&fallback, max)?;
     if best > budget {
         return Err(PruneError::BudgetUnreachable {
             budget,
             best: Some(best),
         });
     }
+    let order = measured_order(analysis, open, scores, options)?;
+    let (_, all) = macs_at(&order, max)?;
     let (mut lo, mut hi, mut found) = (0usize, max, all);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        let (macs, removed) = macs_at(mid)?;
+        let (macs, removed) = macs_at(&order, mid)?;
         if macs <= budget {
             hi = mid;
             found = removed;
@@ -337,6 +423,55 @@ pub fn apply_cuts(
     value_shapes(&model, &analysis.input_chw)
         .map_err(|e| PruneError::Tract(format!("the pruned model does not load back: {e}")))?;
     Ok((model, outcomes))
+}
+
+/// Refits every conv a cut left with fewer input channels, in graph order, on the
+/// calibration samples (see [`super::reconstruct`](mod@super::reconstruct)).
+pub fn reconstruct(
+    analysis: &Analysis,
+    removed: &[Vec<usize>],
+    outcomes: &[CutOutcome],
+    model: &mut ModelProto,
+    calib: &[Vec<f32>],
+    options: ReconstructOptions,
+) -> Result<Vec<ReconstructionReport>, PruneError> {
+    let og = graph(&analysis.proto)?;
+    let cuts: Vec<(&Group, &Vec<usize>, &CutOutcome)> = analysis
+        .groups
+        .iter()
+        .zip(removed)
+        .zip(outcomes)
+        .filter(|((_, r), _)| !r.is_empty())
+        .map(|((g, r), o)| (g, r, o))
+        .collect();
+    let mut targets: Vec<ReconstructTarget> = Vec::new();
+    for conv in cuts.iter().flat_map(|(_, _, o)| &o.consumer_convs) {
+        if targets.iter().any(|t| &t.conv == conv) {
+            continue;
+        }
+        let output = og
+            .node
+            .iter()
+            .find(|n| &n.name == conv)
+            .and_then(|n| n.output.first());
+        let output_kept = cuts
+            .iter()
+            .find(|(_, _, o)| output.is_some_and(|v| o.cut_values.contains(v)))
+            .map(|(g, r, _)| select::kept_from_removed(g.channels, r));
+        targets.push(ReconstructTarget {
+            conv: conv.clone(),
+            output_kept,
+        });
+    }
+    reconstruct_consumers(
+        &analysis.proto,
+        model,
+        &targets,
+        &analysis.input_chw,
+        &analysis.shapes,
+        calib,
+        options,
+    )
 }
 
 /// Kept-channel lists in `metadata_props`, so later tools (quantizer, fine-tune recipe)
@@ -442,6 +577,7 @@ fn selection_label(s: &Selection) -> String {
         ),
         Selection::Threshold(t) => format!("threshold {t}"),
         Selection::MacsBudget(n) => format!("macs-budget {n}"),
+        Selection::MacsFraction(f) => format!("macs-budget {}% of the original", f * 100.0),
     }
 }
 
@@ -459,7 +595,11 @@ pub fn prune(
         check_samples(&analysis.input_chw, samples)?;
     }
     let removed = select_channels(&analysis, options)?;
-    let (model, outcomes) = apply_cuts(&analysis, &removed, options.surgery)?;
+    let (mut model, outcomes) = apply_cuts(&analysis, &removed, options.surgery)?;
+    let reconstruction = match options.reconstruct {
+        Some(r) => reconstruct(&analysis, &removed, &outcomes, &mut model, calib, r)?,
+        None => Vec::new(),
+    };
     let before = model_cost(&analysis.proto, &analysis.shapes);
     let after = model_cost(&model, &analysis.shapes);
     let evaluate = |m: &ModelProto| -> Result<Option<f64>, PruneError> {
@@ -475,7 +615,7 @@ pub fn prune(
         }),
         _ => None,
     };
-    let comparison = compare_other_criterion(&analysis, &removed, options, &evaluate)?;
+    let comparison = compare_other_criterion(&analysis, &removed, options, calib, &evaluate)?;
     let blocks = block_reports(&analysis, &removed, &outcomes);
     let report = PruneReport {
         criterion: options.criterion.to_string(),
@@ -483,6 +623,8 @@ pub fn prune(
         min_channels: format!("{:?}", options.min_channels),
         calibration_samples: analysis.calibration_samples,
         spatial_mean_compensated: options.surgery.compensate_spatial_mean,
+        scope: options.scope,
+        reconstruction,
         blocks,
         before,
         after,
@@ -499,9 +641,15 @@ fn compare_other_criterion(
     analysis: &Analysis,
     removed: &[Vec<usize>],
     options: &PruneOptions,
+    calib: &[Vec<f32>],
     evaluate: &dyn Fn(&ModelProto) -> Result<Option<f64>, PruneError>,
 ) -> Result<Option<ComparisonReport>, PruneError> {
-    if analysis.groups.iter().any(|g| g.attention.is_none()) {
+    let cut_groups = analysis
+        .groups
+        .iter()
+        .zip(removed)
+        .filter(|(_, r)| !r.is_empty());
+    if cut_groups.clone().any(|(g, _)| !g.has_attention_scores()) {
         return Ok(None);
     }
     let other = match options.criterion {
@@ -514,7 +662,10 @@ fn compare_other_criterion(
         .zip(removed)
         .map(|(g, r)| select::lowest(&g.scores(other), r.len(), 1))
         .collect();
-    let (model, _) = apply_cuts(analysis, &other_removed, options.surgery)?;
+    let (mut model, outcomes) = apply_cuts(analysis, &other_removed, options.surgery)?;
+    if let Some(r) = options.reconstruct {
+        reconstruct(analysis, &other_removed, &outcomes, &mut model, calib, r)?;
+    }
     let after: Cost = model_cost(&model, &analysis.shapes);
     Ok(Some(ComparisonReport {
         criterion: other.to_string(),
@@ -541,6 +692,7 @@ fn block_reports(
         .map(|((g, r), o)| BlockReport {
             name: g.name.clone(),
             feature: g.feature.clone(),
+            kind: g.kind,
             channels: g.channels,
             kept: g.channels - r.len(),
             removed_channels: r.clone(),
@@ -548,6 +700,7 @@ fn block_reports(
             scattered_adds: o.scattered_adds.clone(),
             skipped: g.blocked.clone(),
             attention: g.attention.clone(),
+            propagated_attention: g.propagated.clone(),
             l1: g.l1.clone(),
         })
         .collect()

@@ -13,6 +13,8 @@ pub enum Selection {
     Threshold(f32),
     /// Remove lowest-scoring channels (globally) until the model's MACs are at most this.
     MacsBudget(u64),
+    /// The same, with the budget a fraction of the unpruned model's MACs.
+    MacsFraction(f64),
 }
 
 /// Channels a block always keeps.
@@ -51,12 +53,15 @@ pub fn validate(selection: &Selection) -> Result<(), PruneError> {
             budget: 0,
             best: None,
         }),
+        Selection::MacsFraction(f) if !(f > 0.0 && f < 1.0) => {
+            Err(PruneError::BadBudgetFraction(f))
+        }
         _ => Ok(()),
     }
 }
 
 /// Channel indices of `scores`, lowest score first (ties by index, so results are stable).
-fn ascending(scores: &[f32]) -> Vec<usize> {
+pub fn ascending(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| {
         let (sa, sb) = (

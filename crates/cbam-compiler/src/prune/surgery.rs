@@ -59,6 +59,9 @@ pub struct CutOutcome {
     pub uncompensated_means: Vec<String>,
     /// Values whose channel count changed.
     pub cut_values: Vec<String>,
+    /// Plain convs that lost input channels but kept all their outputs: where the cut ends
+    /// and a least-squares refit can compensate (see [`super::reconstruct`](mod@super::reconstruct)).
+    pub consumer_convs: Vec<String>,
 }
 
 /// Unary ops that act per channel (or per element) and keep the channel axis.
@@ -113,6 +116,7 @@ struct Engine<'a> {
     graph_outputs: HashSet<String>,
     scatters: Vec<(usize, usize)>,
     means: Vec<usize>,
+    consumers: Vec<String>,
 }
 
 fn unsupported(node: &NodeProto, why: &str) -> PruneError {
@@ -311,6 +315,9 @@ impl Engine<'_> {
         }
         if self.cut.contains(&x) {
             self.slice_const(&w, 1, 1)?;
+            if !self.cut.contains(&y) {
+                self.consumers.push(node.name.clone());
+            }
         } else {
             self.keep_value_full(&x)?;
         }
@@ -524,12 +531,14 @@ pub fn cut_channels(
         graph_outputs,
         scatters: Vec::new(),
         means: Vec::new(),
+        consumers: Vec::new(),
     };
     engine.cut_value(seed)?;
     engine.run()?;
     check_shared_constants(&engine)?;
     let mut outcome = CutOutcome {
         cut_values: engine.cut.iter().cloned().collect(),
+        consumer_convs: engine.consumers.clone(),
         ..Default::default()
     };
     outcome.cut_values.sort();
