@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use crate::kernels::requant::{OutputRequant, ProductRequant};
+use crate::kernels::requant::{OutputRequant, SignedProductRequant};
 use crate::kernels::sigmoid::{lookup, SigmoidLut};
 use crate::kernels::{check_len, dot_with_offset, ChannelQuant, Shape};
 use crate::le::I32Le;
@@ -80,8 +80,9 @@ pub struct CbamAttention<'s> {
 
 /// The scratch region cut into its named parts.
 struct Scratch<'s> {
-    pa: &'s mut [i8],
-    pm: &'s mut [i8],
+    /// The per-channel mean, then max (`2C` bytes); once the MLP has read them, the
+    /// packed channel factors of the scaling.
+    pooled: &'s mut [i8],
     hid_a: &'s mut [i8],
     hid_m: &'s mut [i8],
     att_c: &'s mut [i8],
@@ -92,16 +93,14 @@ struct Scratch<'s> {
 
 impl<'s> Scratch<'s> {
     fn split(scratch: &'s mut [i8], c: usize, cr: usize, hw: usize) -> Option<Self> {
-        let (pa, rest) = scratch.split_at_mut_checked(c)?;
-        let (pm, rest) = rest.split_at_mut_checked(c)?;
+        let (pooled, rest) = scratch.split_at_mut_checked(c.checked_mul(2)?)?;
         let (hid_a, rest) = rest.split_at_mut_checked(cr)?;
         let (hid_m, rest) = rest.split_at_mut_checked(cr)?;
         let (att_c, rest) = rest.split_at_mut_checked(c)?;
         let (maps, rest) = rest.split_at_mut_checked(hw.checked_mul(2)?)?;
         let (att_s, _) = rest.split_at_mut_checked(hw)?;
         Some(Self {
-            pa,
-            pm,
+            pooled,
             hid_a,
             hid_m,
             att_c,
@@ -156,11 +155,12 @@ pub fn cbam<'s>(
         what: "cbam scratch",
     })?;
 
-    pool_channels(p, data, hw, s.pa, s.pm);
-    mlp_hidden(p, s.pa, s.hid_a);
-    mlp_hidden(p, s.pm, s.hid_m);
+    let (pa, pm) = s.pooled.split_at_mut(p.c);
+    pool_channels(p, data, hw, pa, pm);
+    mlp_hidden(p, pa, s.hid_a);
+    mlp_hidden(p, pm, s.hid_m);
     channel_attention(p, s.hid_a, s.hid_m, s.att_c);
-    scale_channels_and_pool(p, data, s.att_c, s.maps);
+    scale_channels_and_pool(p, data, s.att_c, s.maps, s.pooled);
     spatial_attention(p, shape, s.maps, s.att_s)?;
     scale_pixels(p, data, s.att_s);
     Ok(CbamAttention {
@@ -171,6 +171,10 @@ pub fn cbam<'s>(
 
 /// Step 1: per-channel average (rounded, input quantization) and maximum.
 fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: &mut [i8]) {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if crate::kernels::simd::cbam_pool_channels(p, data, pa, pm) {
+        return;
+    }
     let count = i32::try_from(hw).unwrap_or(i32::MAX);
     for (ch, (a, m)) in pa.iter_mut().zip(pm.iter_mut()).enumerate() {
         let mut sum = 0i32;
@@ -228,21 +232,49 @@ fn channel_attention(p: &CbamParams, hid_a: &[i8], hid_m: &[i8], att: &mut [i8])
 
 /// Steps 4b and 5: `F' = F * a[c]` in place, and per pixel the channel mean and max of `F'`
 /// written as the two channels of `maps` in the model's order.
-fn scale_channels_and_pool(p: &CbamParams, data: &mut [i8], att: &[i8], maps: &mut [i8]) {
+///
+/// Public so that the benchmark firmware can time the scaling apart from the rest of the
+/// op; [`cbam`] is the entry point. `table` is working memory of `2 * p.c` bytes for the
+/// Cortex-M4 path (shorter: the portable loop runs). Pixels past the shorter of `data`
+/// (in `p.c`-byte pixels) and `maps` (2 bytes each) are left alone; channels past `att`
+/// are not scaled.
+pub fn scale_channels_and_pool(
+    p: &CbamParams,
+    data: &mut [i8],
+    att: &[i8],
+    maps: &mut [i8],
+    table: &mut [i8],
+) {
     let zp_in = p.zp_in;
-    match (ProductRequant::new(p.f1, p.zp_f1), i8::try_from(zp_in)) {
-        (Some(rq), Ok(_)) => scale_and_pool_with(p, data, att, maps, |v, a| {
+    if p.c == 0 {
+        return;
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if crate::kernels::simd::cbam_scale_channels(p, data, att, maps) {
+        return;
+    }
+    if let (Some(rq), Ok(_)) = (
+        SignedProductRequant::new(p.f1, p.zp_f1),
+        i8::try_from(zp_in),
+    ) {
+        #[cfg(cbam_arm_dsp)]
+        if scale::channels_and_pool_packed(p, data, att, maps, table, rq) {
+            return;
+        }
+        #[cfg(not(cbam_arm_dsp))]
+        let _ = table;
+        return scale_and_pool_with(p, data, att, maps, |v, a| {
             let x = i32::from(v) - zp_in;
             rq.apply_doubled(x * (2 * (i32::from(a) + 128)))
-        }),
-        _ => {
-            let rq = OutputRequant::new(p.f1, p.zp_f1, ActRange::FULL);
-            scale_and_pool_with(p, data, att, maps, |v, a| {
-                let x = i32::from(v).wrapping_sub(zp_in);
-                rq.apply(x.wrapping_mul(i32::from(a) + 128))
-            })
-        }
+        });
     }
+    // Any other constants (a multiplier below 2^30 is only the zero multiplier in blobs
+    // from our compiler): the general requantizer.
+    let rq = OutputRequant::new(p.f1, p.zp_f1, ActRange::FULL);
+    scale_and_pool_with(p, data, att, maps, |v, a| {
+        let x = i32::from(v).wrapping_sub(zp_in);
+        rq.apply(x.wrapping_mul(i32::from(a) + 128))
+    })
 }
 
 /// [`scale_channels_and_pool`] with `scale(F, a) = F'` (exact for any input).
@@ -254,8 +286,6 @@ fn scale_and_pool_with(
     maps: &mut [i8],
     scale: impl Fn(i8, i8) -> i8,
 ) {
-    let count = i32::try_from(p.c).unwrap_or(i32::MAX);
-    let mean_first = p.order == PoolOrder::MeanMax;
     for (px, pair) in data.chunks_exact_mut(p.c).zip(maps.chunks_exact_mut(2)) {
         let mut sum = 0i32;
         let mut top = i8::MIN;
@@ -265,14 +295,25 @@ fn scale_and_pool_with(
             sum = sum.wrapping_add(i32::from(f1));
             top = top.max(f1);
         }
-        // sum (f1 - zp) over C channels, with the zero point taken out once.
-        let sum = sum.wrapping_sub(p.zp_f1.wrapping_mul(count));
-        let mean = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_f1));
-        let (first, second) = if mean_first { (mean, top) } else { (top, mean) };
-        if let [a, b] = pair {
-            *a = first;
-            *b = second;
-        }
+        store_pooled(p, sum, top, pair);
+    }
+}
+
+/// Writes one pixel's channel mean and max of `F'` into `pair`, in the model's order, from
+/// the sum and the maximum of its `C` values.
+#[inline(always)]
+pub(crate) fn store_pooled(p: &CbamParams, sum: i32, top: i8, pair: &mut [i8]) {
+    let count = i32::try_from(p.c).unwrap_or(i32::MAX);
+    // sum (f1 - zp) over C channels, with the zero point taken out once.
+    let sum = sum.wrapping_sub(p.zp_f1.wrapping_mul(count));
+    let mean = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_f1));
+    let (first, second) = match p.order {
+        PoolOrder::MeanMax => (mean, top),
+        PoolOrder::MaxMean => (top, mean),
+    };
+    if let [a, b] = pair {
+        *a = first;
+        *b = second;
     }
 }
 
@@ -315,31 +356,47 @@ fn spatial_attention(
 }
 
 /// Step 7b: `F'' = F' * as[y, x]` in place, into the output quantization.
-fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
+///
+/// Public for the benchmark firmware, like [`scale_channels_and_pool`]; pixels past the
+/// shorter of `data` (in `p.c`-byte pixels) and `att` are left alone.
+pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     let zp_f1 = p.zp_f1;
-    match (ProductRequant::new(p.out, p.zp_out), i8::try_from(zp_f1)) {
-        (Some(rq), Ok(_)) => {
-            for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
-                // 2 (v - zp) k = v * 2k - zp * 2k: one multiply-accumulate per element.
-                let k2 = 2 * (i32::from(a) + 128);
-                let base = -zp_f1 * k2;
-                for v in px.iter_mut() {
-                    *v = rq.apply_doubled(i32::from(*v) * k2 + base);
-                }
+    if p.c == 0 {
+        return;
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if crate::kernels::simd::cbam_scale_pixels(p, data, att) {
+        return;
+    }
+    if let (Some(rq), Ok(_)) = (
+        SignedProductRequant::new(p.out, p.zp_out),
+        i8::try_from(zp_f1),
+    ) {
+        #[cfg(cbam_arm_dsp)]
+        if scale::pixels_packed(p, data, att, rq) {
+            return;
+        }
+        for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+            let k2 = 2 * (i32::from(a) + 128);
+            let base = -zp_f1 * k2;
+            for v in px.iter_mut() {
+                *v = rq.apply_doubled(i32::from(*v) * k2 + base);
             }
         }
-        _ => {
-            let rq = OutputRequant::new(p.out, p.zp_out, ActRange::FULL);
-            for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
-                let factor = i32::from(a) + 128;
-                for v in px.iter_mut() {
-                    let prod = i32::from(*v).wrapping_sub(zp_f1).wrapping_mul(factor);
-                    *v = rq.apply(prod);
-                }
-            }
+        return;
+    }
+    // Any other constants: the general requantizer (see `scale_channels_and_pool`).
+    let rq = OutputRequant::new(p.out, p.zp_out, ActRange::FULL);
+    for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+        let factor = i32::from(a) + 128;
+        for v in px.iter_mut() {
+            let prod = i32::from(*v).wrapping_sub(zp_f1).wrapping_mul(factor);
+            *v = rq.apply(prod);
         }
     }
 }
 
+#[cfg(cbam_arm_dsp)]
+mod scale;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -6,7 +6,9 @@
 //! not the values, except for the clamping branches, which random data
 //! exercises as a real layer does.
 
-use cbam_core::cbam::{cbam, cbam_scratch_size, CbamMlp, CbamParams, PoolOrder};
+use cbam_core::cbam::{
+    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, CbamMlp, CbamParams, PoolOrder,
+};
 use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
 use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
 use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
@@ -324,14 +326,33 @@ fn bench_cbam<C: Counter>(buf: &mut [u8], counter: &mut C) -> Result<(), AppErro
     let (result, count) =
         counter.measure(|| cbam(&p, Shape::new(h, w, c), data, scratch).map(|_| ()));
     result?;
+    let elements = (h * w * c) as u64;
+    let label = counter.kind().label();
     report(
         "fused CBAM 14x14x32 (whole op)",
         count,
-        (h * w * c) as u64,
+        elements,
         "element",
         0,
-        counter.kind().label(),
+        label,
     );
+    // The two scalings alone (issue 6's "channel+spatial scaling"), on fresh noise: the
+    // channel one includes the per-pixel channel mean/max it is fused with.
+    let att_c = carve.take(c)?;
+    let att_s = carve.take(h * w)?;
+    let maps = carve.take(2 * h * w)?;
+    let table = carve.take(2 * c)?;
+    let ((), count) = counter.measure(|| scale_channels_and_pool(&p, data, att_c, maps, table));
+    report(
+        "CBAM channel scaling + channel mean/max",
+        count,
+        elements,
+        "element",
+        0,
+        label,
+    );
+    let ((), count) = counter.measure(|| scale_pixels(&p, data, att_s));
+    report("CBAM spatial scaling", count, elements, "element", 0, label);
     Ok(())
 }
 

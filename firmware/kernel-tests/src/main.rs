@@ -1,14 +1,19 @@
 //! Randomized bit-exactness test of cbam-core's conv2d / depthwise / fully connected on
-//! Cortex-M4 (DSP path) against a naive i64 reference, under QEMU with semihosting.
+//! Cortex-M4 (DSP path) against a naive i64 reference, and of the fused CBAM op's two
+//! scalings over their whole input domain, under QEMU with semihosting.
 #![no_std]
 #![no_main]
 
+use cbam_core::cbam::{scale_channels_and_pool, scale_pixels, CbamMlp, CbamParams, PoolOrder};
 use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
 use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
 use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
 use cbam_core::kernels::{ChannelQuant, Shape};
 use cbam_core::le::I32Le;
-use cbam_core::math::{multiply_by_quantized_multiplier, ActRange};
+use cbam_core::math::{
+    div_round_half_away, multiply_by_quantized_multiplier, requantize_to_i8, saturate_i8, ActRange,
+    Requant,
+};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 
@@ -243,12 +248,138 @@ fn main() -> ! {
             }
         }
     }
+    checked += cbam_scalings(&mut r);
     hprintln!(
-        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected)",
+        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected, CBAM scalings)",
         checked
     );
     debug::exit(debug::EXIT_SUCCESS);
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// Channels of the scaling tests: every int8 attention value once, plus three channels
+/// past a multiple of four (the packed loops' tail).
+const SCALE_C: usize = 259;
+/// Pixels: every int8 spatial attention value once.
+const SCALE_HW: usize = 256;
+
+static mut SCALE_DATA: [i8; SCALE_C * SCALE_HW] = [0; SCALE_C * SCALE_HW];
+
+/// The two CBAM scalings over their whole domain (every int8 input against every
+/// attention value) for many requantizer sets, including multipliers of exactly 2^30
+/// and below it (the general path), against `requantize_to_i8`.
+fn cbam_scalings(r: &mut Rng) -> u32 {
+    let data = unsafe { &mut *core::ptr::addr_of_mut!(SCALE_DATA) };
+    let mut checked = 0;
+    let fixed = [1 << 30, (1 << 30) + 1, i32::MAX, (1 << 30) - 1];
+    for set in 0..24 {
+        let mult = match fixed.get(set) {
+            Some(&m) => m,
+            None => r.int(1 << 30, i32::MAX),
+        };
+        let shift = match set % 6 {
+            0 => -1,
+            1 => -22,
+            _ => r.int(-14, -1),
+        };
+        let zp_a = r.int(-128, 127);
+        let zp_b = r.int(-128, 127);
+        checked += scaling_set(data, Requant::new(mult, shift), zp_a, zp_b);
+    }
+    checked
+}
+
+/// One requantizer: the channel scaling from zero point `zp_a` into `zp_b`, and the
+/// spatial scaling from `zp_b` into `zp_a`, both with the requantizer `rq`.
+fn scaling_set(data: &mut [i8], rq: Requant, zp_a: i32, zp_b: i32) -> u32 {
+    let lut = [0i8; 256];
+    let empty = I32Le::new(&[]);
+    let p = CbamParams {
+        c: SCALE_C,
+        cr: 0,
+        k: 1,
+        order: PoolOrder::MaxMean,
+        mlp: CbamMlp {
+            w1: &[],
+            b1: empty,
+            m1: empty,
+            s1: empty,
+            zp_h: 0,
+            w2: &[],
+            b2: empty,
+            m2: empty,
+            s2: empty,
+            zp_z: 0,
+        },
+        lut_c: &lut,
+        f1: rq,
+        zp_f1: zp_b,
+        ws: &[0, 0],
+        bs: 0,
+        rs: rq,
+        zp_s: 0,
+        lut_s: &lut,
+        out: rq,
+        zp_in: zp_a,
+        zp_out: zp_a,
+    };
+    let value = |px: usize, ch: usize| (px * 7 + ch) as u8 as i8;
+    let attention: [i8; SCALE_C] = core::array::from_fn(|i| i as u8 as i8);
+    let expect = |v: i8, a: i8, zp_from: i32, zp_to: i32| {
+        let x = (i32::from(v) - zp_from) * (i32::from(a) + 128);
+        requantize_to_i8(x, rq, zp_to, ActRange::FULL)
+    };
+    let mut checked = 0;
+
+    for (px, pixel) in data.chunks_exact_mut(SCALE_C).enumerate() {
+        for (ch, v) in pixel.iter_mut().enumerate() {
+            *v = value(px, ch);
+        }
+    }
+    let mut maps = [0i8; 2 * SCALE_HW];
+    let mut table = [0i8; 2 * SCALE_C];
+    scale_channels_and_pool(&p, data, &attention, &mut maps, &mut table);
+    for (px, pixel) in data.chunks_exact(SCALE_C).enumerate() {
+        let (mut sum, mut top) = (0i32, i8::MIN);
+        for (ch, &out) in pixel.iter().enumerate() {
+            let want = expect(value(px, ch), attention[ch], zp_a, zp_b);
+            if out != want {
+                hprintln!("CBAM channel scaling mismatch {:?} px {} ch {}", rq, px, ch);
+                debug::exit(debug::EXIT_FAILURE);
+            }
+            sum += i32::from(want) - zp_b;
+            top = top.max(want);
+            checked += 1;
+        }
+        let mean = saturate_i8(div_round_half_away(sum, SCALE_C as i32).saturating_add(zp_b));
+        if maps[2 * px..2 * px + 2] != [top, mean] {
+            hprintln!("CBAM channel pooling mismatch {:?} px {}", rq, px);
+            debug::exit(debug::EXIT_FAILURE);
+        }
+    }
+
+    for (px, pixel) in data.chunks_exact_mut(SCALE_C).enumerate() {
+        for (ch, v) in pixel.iter_mut().enumerate() {
+            *v = value(px, ch);
+        }
+    }
+    let spatial: [i8; SCALE_HW] = core::array::from_fn(|i| i as u8 as i8);
+    let q = CbamParams {
+        zp_f1: zp_a,
+        zp_out: zp_b,
+        ..p
+    };
+    scale_pixels(&q, data, &spatial);
+    for (px, pixel) in data.chunks_exact(SCALE_C).enumerate() {
+        for (ch, &out) in pixel.iter().enumerate() {
+            if out != expect(value(px, ch), spatial[px], zp_a, zp_b) {
+                hprintln!("CBAM spatial scaling mismatch {:?} px {} ch {}", rq, px, ch);
+                debug::exit(debug::EXIT_FAILURE);
+            }
+            checked += 1;
+        }
+    }
+    checked
 }

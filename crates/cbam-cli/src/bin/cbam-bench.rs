@@ -3,13 +3,17 @@
 //! on the `.cbam` blob. A benchmark, not a test: it prints numbers and never fails on them.
 //!
 //! Each engine gets one untimed warm-up pass (tract compiles its plan lazily), then the
-//! passes are timed round-robin so a noisy neighbour on a shared machine slows all three.
+//! passes are timed round-robin so a noisy neighbour on a shared machine slows all three,
+//! and each engine's frames/s is that of its median pass, which one slow pass cannot move.
+//! Every engine times inference only: tract's inputs are normalised and the core's
+//! quantized before the clock starts, as a camera pipeline would prepare the next frame
+//! while the current one runs.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cbam_compiler::data::{self, DataSource, Dataset, InputSpec};
+use cbam_compiler::data::{self, DataSource, InputSpec};
 use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::import;
 use clap::Parser;
@@ -41,9 +45,9 @@ struct Args {
     rounds: usize,
 }
 
-/// One engine: runs a sample, returns its top-1 class (so the work cannot be optimised away
-/// and the engines' agreement is visible).
-type Engine<'a> = Box<dyn FnMut(&data::Sample) -> Result<usize> + 'a>;
+/// One engine: runs sample `i`, returns its top-1 class (so the work cannot be optimised
+/// away and the engines' agreement is visible).
+type Engine<'a> = Box<dyn FnMut(usize) -> Result<usize> + 'a>;
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -72,54 +76,63 @@ fn main() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.blob.display()))?;
     let (mut arena, mut out) = (vec![0u8; blob.arena_size()], vec![0i8; blob.output().len()]);
     let (info, raw) = (blob.input(), blob.input_is_raw_pixels());
+    let quantized = dataset
+        .samples
+        .iter()
+        .map(|s| data::core_input_for(s, &info, raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sample = |i: usize| dataset.samples.get(i).context("sample index out of range");
 
     let mut engines: Vec<(&str, Engine)> = vec![
         (
             "tract float",
-            Box::new(|s: &data::Sample| top1(&float.run(&s.input)?)),
+            Box::new(|i| top1(&float.run(&sample(i)?.input)?)),
         ),
         (
             "tract QDQ int8",
-            Box::new(|s: &data::Sample| top1(&qdq.run(&s.input)?)),
+            Box::new(|i| top1(&qdq.run(&sample(i)?.input)?)),
         ),
         (
             "int8 core",
-            Box::new(|s: &data::Sample| {
-                let q = data::core_input_for(s, &info, raw)?;
-                blob.run(&mut arena, &q, &mut out)
+            Box::new(|i| {
+                let q = quantized.get(i).context("sample index out of range")?;
+                blob.run(&mut arena, q, &mut out)
                     .map_err(|e| anyhow::anyhow!("core: {e}"))?;
                 cbam_core::argmax(&out).context("empty output")
             }),
         ),
     ];
-    let mut elapsed = vec![Duration::ZERO; engines.len()];
-    let mut agree = vec![0usize; engines.len()];
-    let mut reference = Vec::new();
-    for (i, (_, engine)) in engines.iter_mut().enumerate() {
-        let classes = pass(engine, &dataset)?;
-        if i == 0 {
-            reference = classes.clone();
-        }
-        agree[i] = classes
-            .iter()
-            .zip(&reference)
-            .filter(|(a, b)| a == b)
-            .count();
+    let mut passes = vec![Vec::with_capacity(args.rounds); engines.len()];
+    // The untimed warm-up pass also gives each engine's agreement with the first's.
+    let mut agree = Vec::with_capacity(engines.len());
+    let mut reference = None;
+    for (_, engine) in engines.iter_mut() {
+        let classes = pass(engine, dataset.len())?;
+        let reference = reference.get_or_insert_with(|| classes.clone());
+        agree.push(
+            classes
+                .iter()
+                .zip(reference.iter())
+                .filter(|(a, b)| a == b)
+                .count(),
+        );
     }
     for _ in 0..args.rounds {
         for (i, (_, engine)) in engines.iter_mut().enumerate() {
             let start = Instant::now();
-            pass(engine, &dataset)?;
-            elapsed[i] += start.elapsed();
+            pass(engine, dataset.len())?;
+            if let Some(times) = passes.get_mut(i) {
+                times.push(start.elapsed());
+            }
         }
     }
-    let frames = (dataset.len() * args.rounds) as f64;
-    let fps: Vec<f64> = elapsed
-        .iter()
-        .map(|e| frames / e.as_secs_f64().max(1e-9))
+    let frames = dataset.len() as f64;
+    let fps: Vec<f64> = passes
+        .iter_mut()
+        .map(|times| frames / median(times).as_secs_f64().max(1e-9))
         .collect();
     println!(
-        "{} on {} ({} images x {} rounds), {}",
+        "{} on {} ({} images x {} rounds, median round), {}",
         args.float.display(),
         args.data.display(),
         dataset.len(),
@@ -130,27 +143,28 @@ fn main() -> Result<()> {
         "{:<16} {:>10} {:>10} {:>16} {:>14}",
         "engine", "frames/s", "ms/frame", "vs tract float", "top-1 = float"
     );
-    for (i, (name, _)) in engines.iter().enumerate() {
-        let base = fps.first().copied().unwrap_or(1.0);
+    let base = fps.first().copied().unwrap_or(1.0);
+    for (((name, _), fps), agree) in engines.iter().zip(&fps).zip(&agree) {
         println!(
             "{:<16} {:>10.1} {:>10.3} {:>15.2}x {:>9}/{}",
             name,
-            fps[i],
-            1e3 / fps[i],
-            fps[i] / base,
-            agree[i],
+            fps,
+            1e3 / fps,
+            fps / base,
+            agree,
             dataset.len()
         );
     }
     Ok(())
 }
 
-fn pass(engine: &mut Engine, dataset: &Dataset) -> Result<Vec<usize>> {
-    let mut classes = Vec::with_capacity(dataset.len());
-    for sample in &dataset.samples {
-        classes.push(engine(sample)?);
-    }
-    Ok(classes)
+fn pass(engine: &mut Engine, samples: usize) -> Result<Vec<usize>> {
+    (0..samples).map(engine).collect()
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
 fn top1(scores: &[f32]) -> Result<usize> {

@@ -70,6 +70,10 @@ pub fn add(
     match in2_channels {
         In2Channels::Dense => {
             check_len(in2.len(), shape.len(), "add input 2")?;
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            if super::simd::add_dense(p, in1, in2, out) {
+                return Ok(());
+            }
             for ((o, &a), &b) in out.iter_mut().zip(in1).zip(in2) {
                 let sa = AddParams::scaled(a, p.in1_zp, p.left_shift, p.in1);
                 let sb = AddParams::scaled(b, p.in2_zp, p.left_shift, p.in2);

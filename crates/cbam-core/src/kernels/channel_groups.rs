@@ -6,8 +6,7 @@
 //! of once per pixel, keeps the group's four weight rows hot, and lets the inner product
 //! load each input byte once for four channels.
 
-use super::requant::OutputRequant;
-use super::ChannelQuant;
+use super::requant::{ActBytes, OutputStage};
 
 /// Splits `group` (four consecutive weight rows of `len` bytes) into its rows.
 #[inline(always)]
@@ -19,7 +18,8 @@ fn four_rows(group: &[i8], len: usize) -> Option<[&[i8]; 4]> {
 /// An accumulating layer's weights, one row of `per_out` bytes per output channel, and
 /// its output tensor of `out_c`-byte pixels.
 pub(crate) struct RowLayer<'a, 'o> {
-    pub quant: &'a ChannelQuant<'a>,
+    /// The layer's activation range, for the packed output clamp.
+    pub act: ActBytes,
     pub weights: &'a [i8],
     pub per_out: usize,
     pub output: &'o mut [i8],
@@ -27,18 +27,19 @@ pub(crate) struct RowLayer<'a, 'o> {
 }
 
 /// For every output channel, `clamp(requant(bias + acc) + zp)` at every output pixel
-/// (`pixels` yields one descriptor per output pixel). `four(pixel, rows)` gives the
-/// accumulators of four channels whose weight rows are `rows`; `one(pixel, row)` those of
-/// a single channel (the last `out_c % 4`).
+/// (`pixels` yields one descriptor per output pixel), with the channels' `stages` in
+/// order. `four(pixel, rows)` gives the accumulators of four channels whose weight rows
+/// are `rows`; `one(pixel, row)` those of a single channel (the last `out_c % 4`).
 #[inline(always)]
-pub(crate) fn for_each_channel<P: Copy, I: Iterator<Item = P>>(
+pub(crate) fn for_each_channel<S: OutputStage, P: Copy, I: Iterator<Item = P>>(
     layer: RowLayer,
+    mut quant: impl Iterator<Item = S>,
     pixels: impl Fn() -> I,
     mut four: impl FnMut(P, [&[i8]; 4]) -> [i32; 4],
     mut one: impl FnMut(P, &[i8]) -> i32,
 ) {
     let RowLayer {
-        quant: q,
+        act,
         weights,
         per_out,
         output,
@@ -47,7 +48,6 @@ pub(crate) fn for_each_channel<P: Copy, I: Iterator<Item = P>>(
     if per_out == 0 || out_c == 0 {
         return; // the callers handle empty shapes; chunks of 0 would panic
     }
-    let mut quant = q.outputs();
     let mut first = 0;
     let mut groups = weights.chunks_exact(4 * per_out);
     for group in &mut groups {
@@ -63,28 +63,24 @@ pub(crate) fn for_each_channel<P: Copy, I: Iterator<Item = P>>(
         let stages = [q0, q1, q2, q3];
         for (pixel, out_px) in pixels().zip(output.chunks_exact_mut(out_c)) {
             let acc = four(pixel, rows);
-            if let Some(outs) = out_px.get_mut(first..first + 4) {
-                for ((out, a), (bias, rq)) in outs.iter_mut().zip(acc).zip(&stages) {
-                    *out = finish(rq, *bias, a);
-                }
+            if let Some(outs) = out_px
+                .get_mut(first..)
+                .and_then(<[i8]>::first_chunk_mut::<4>)
+            {
+                *outs = S::finish4(&stages, acc, act);
             }
         }
         first += 4;
     }
     for row in groups.remainder().chunks_exact(per_out) {
-        let Some((bias, rq)) = quant.next() else {
+        let Some(stage) = quant.next() else {
             return;
         };
         for (pixel, out_px) in pixels().zip(output.chunks_exact_mut(out_c)) {
             if let Some(out) = out_px.get_mut(first) {
-                *out = finish(&rq, bias, one(pixel, row));
+                *out = stage.finish(one(pixel, row));
             }
         }
         first += 1;
     }
-}
-
-#[inline(always)]
-fn finish(rq: &OutputRequant, bias: i32, acc: i32) -> i8 {
-    rq.apply(bias.wrapping_add(acc))
 }

@@ -2,7 +2,7 @@
 
 use super::conv2d::{valid_taps, ConvGeometry};
 use super::dot::{mac_lanes4_3x3, mac_lanes4_row};
-use super::requant::OutputRequant;
+use super::requant::{ActBytes, OutputStage};
 use super::{check_len, ChannelQuant, Shape};
 use crate::error::Error;
 
@@ -52,10 +52,14 @@ pub fn depthwise_conv2d(
     if out_shape.c == 0 {
         return Ok(());
     }
-    if p.depth_multiplier == 1 {
-        multiplier_one(p, in_shape, input, out_shape, output);
-    } else {
-        any_multiplier(p, in_shape, input, out_shape, output);
+    let q = &p.quant;
+    // The fast path with the short requantizer only; other constants (rare) take the
+    // general loop rather than a second copy of it.
+    match q.bounded_stages(q.max_abs_dot(p.geometry.kh * p.geometry.kw)) {
+        Some(stages) if p.depth_multiplier == 1 => {
+            multiplier_one(p, in_shape, input, out_shape, output, stages)
+        }
+        _ => any_multiplier(p, in_shape, input, out_shape, output),
     }
     Ok(())
 }
@@ -74,17 +78,16 @@ fn taps(g: &ConvGeometry, in_shape: Shape, oy: usize, ox: usize) -> [(usize, usi
 // Out of line so that no caller's constant shapes are folded into it: the runtime's shapes
 // come from the blob (and the benchmark measures what the runtime gets).
 #[inline(never)]
-fn multiplier_one(
+fn multiplier_one<S: OutputStage>(
     p: &DepthwiseParams,
     in_shape: Shape,
     input: &[i8],
     out_shape: Shape,
     output: &mut [i8],
+    mut quant: impl Iterator<Item = S>,
 ) {
-    let q = &p.quant;
     let c = out_shape.c;
-    let off = q.in_zp.wrapping_neg();
-    let mut quant = q.outputs();
+    let off = p.quant.in_zp.wrapping_neg();
     let mut first = 0;
     while first + 4 <= c {
         let (Some(q0), Some(q1), Some(q2), Some(q3)) =
@@ -92,9 +95,21 @@ fn multiplier_one(
         else {
             return;
         };
-        let stages = [q0, q1, q2, q3];
+        let stages = Stages4 {
+            stages: [q0, q1, q2, q3],
+            act: ActBytes::new(p.quant.act),
+        };
         let interior = Interior::new(&p.geometry, in_shape, out_shape);
         // The border pixels here, the (many more) interior ones below.
+        let group = Group {
+            first,
+            stages: &stages,
+        };
+        if border_3x3(p, in_shape, input, out_shape, output, &interior, &group) {
+            interior_group(p, in_shape, input, &interior, output, first, &stages);
+            first += 4;
+            continue;
+        }
         for_each_tap_set(p, in_shape, out_shape, output, &interior, |taps, out_px| {
             let mut acc = [0i32; 4];
             taps.for_each_row(|x_at, w_at, n| {
@@ -108,7 +123,7 @@ fn multiplier_one(
         first += 4;
     }
     for ch in first..c {
-        let Some((bias, rq)) = quant.next() else {
+        let Some(stage) = quant.next() else {
             return;
         };
         for_each_tap_set(
@@ -118,7 +133,7 @@ fn multiplier_one(
             output,
             &Interior::NONE,
             |taps, out_px| {
-                let mut acc = bias;
+                let mut acc = 0i32;
                 taps.for_each(|xi, wi| {
                     let x = input.get(xi + ch).copied().unwrap_or(0);
                     let w = p.weights.get(wi + ch).copied().unwrap_or(0);
@@ -126,21 +141,96 @@ fn multiplier_one(
                         acc.wrapping_add(i32::from(x).wrapping_add(off).wrapping_mul(i32::from(w)));
                 });
                 if let Some(out) = out_px.get_mut(ch) {
-                    *out = rq.apply(acc);
+                    *out = stage.finish(acc);
                 }
             },
         );
     }
 }
 
-/// Writes `clamp(requant(bias + acc) + zp)` for four adjacent channels.
-#[inline(always)]
-fn store4(outs: Option<&mut [i8]>, acc: [i32; 4], stages: &[(i32, OutputRequant); 4]) {
-    if let Some(outs) = outs {
-        for ((out, a), (bias, rq)) in outs.iter_mut().zip(acc).zip(stages) {
-            *out = rq.apply(bias.wrapping_add(a));
+/// Four adjacent channels from `first` and their output stages.
+struct Group<'s, S> {
+    first: usize,
+    stages: &'s Stages4<S>,
+}
+
+/// The border pixels of four channels of a whole 3x3 window without dilation: each
+/// window is gathered into 36 bytes (four channels per tap) with the taps outside the
+/// input set to the input zero point, whose `(x - zp) * w` is exactly 0, so the interior's
+/// 3x3 loop and its offset term serve the border too. `false`, touching nothing, for other
+/// windows or a zero point outside int8.
+fn border_3x3<S: OutputStage>(
+    p: &DepthwiseParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+    interior: &Interior,
+    group: &Group<S>,
+) -> bool {
+    let g = &p.geometry;
+    let c = in_shape.c;
+    let Ok(pad) = i8::try_from(p.quant.in_zp) else {
+        return false;
+    };
+    if (g.kh, g.kw, g.dil_h, g.dil_w) != (3, 3, 1, 1) {
+        return false;
+    }
+    let Some(weights) = p.weights.get(group.first..) else {
+        return false;
+    };
+    // The group's weights in the gathered layout: tap t at 4 * t.
+    let mut w = [0i8; 36];
+    for (tap, dst) in weights.chunks(c.max(1)).zip(w.chunks_exact_mut(4)) {
+        if let Some(src) = tap.first_chunk::<4>() {
+            dst.copy_from_slice(src);
         }
     }
+    let off = p.quant.in_zp.wrapping_neg();
+    let offset_term = window_sums(&w, 4, 9).map(|s| s.wrapping_mul(off));
+    let mut x = [0i8; 36];
+    let mut out_pixels = output.chunks_exact_mut(out_shape.c);
+    for oy in 0..out_shape.h {
+        for ox in 0..out_shape.w {
+            let Some(out_px) = out_pixels.next() else {
+                return true;
+            };
+            if interior.contains(oy, ox) {
+                continue;
+            }
+            for (t, dst) in x.chunks_exact_mut(4).enumerate() {
+                let iy = (oy * g.stride_h + t / 3).checked_sub(g.pad_top);
+                let ix = (ox * g.stride_w + t % 3).checked_sub(g.pad_left);
+                let src = match (iy, ix) {
+                    (Some(iy), Some(ix)) if iy < in_shape.h && ix < in_shape.w => input
+                        .get((iy * in_shape.w + ix) * c + group.first..)
+                        .and_then(<[i8]>::first_chunk::<4>),
+                    _ => None,
+                };
+                dst.copy_from_slice(src.unwrap_or(&[pad; 4]));
+            }
+            let mut acc = offset_term;
+            if mac_lanes4_3x3(&mut acc, &x, 12, &w, 4) {
+                let at = group.first;
+                store4(out_px.get_mut(at..at + 4), acc, group.stages);
+            }
+        }
+    }
+    true
+}
+
+/// Writes `clamp(requant(bias + acc) + zp)` for four adjacent channels.
+#[inline(always)]
+fn store4<S: OutputStage>(outs: Option<&mut [i8]>, acc: [i32; 4], stages: &Stages4<S>) {
+    if let Some(outs) = outs.and_then(|o| o.first_chunk_mut::<4>()) {
+        *outs = S::finish4(&stages.stages, acc, stages.act);
+    }
+}
+
+/// The output stages of four adjacent channels and the layer's activation range.
+struct Stages4<S> {
+    stages: [S; 4],
+    act: ActBytes,
 }
 
 /// The output pixels whose whole window lies inside the input, as half-open row and
@@ -208,14 +298,14 @@ fn whole_windows(
 
 /// Four channels from `first` at every interior output pixel: the window offsets are
 /// fixed, so the input offset only moves by one stride per pixel and no tap is clipped.
-fn interior_group(
+fn interior_group<S: OutputStage>(
     p: &DepthwiseParams,
     in_shape: Shape,
     input: &[i8],
     interior: &Interior,
     output: &mut [i8],
     first: usize,
-    stages: &[(i32, OutputRequant); 4],
+    stages: &Stages4<S>,
 ) {
     let g = &p.geometry;
     let c = in_shape.c;
@@ -230,6 +320,18 @@ fn interior_group(
     // term is the same at every interior pixel: computed once, it frees the offset's
     // register and instructions in the 3x3 loop (exact, as all of it wraps modulo 2^32).
     let offset_term = window_sums(weights, c, g.kh * g.kw).map(|s| s.wrapping_mul(off));
+    #[cfg(cbam_arm_dsp)]
+    if whole_3x3 {
+        let rows = InteriorRows {
+            g,
+            in_shape,
+            interior,
+            first,
+        };
+        if rows.run_3x3(input, weights, output, offset_term, stages) {
+            return;
+        }
+    }
     for oy in interior.rows.0..interior.rows.1 {
         let iy = oy * g.stride_h - g.pad_top;
         let ix0 = interior.cols.0 * g.stride_w - g.pad_left;
@@ -253,6 +355,78 @@ fn interior_group(
             store4(output.get_mut(at..at + 4), acc, stages);
             x_at += g.stride_w * c;
         }
+    }
+}
+
+/// The interior of one group of four channels, row by row, for the Cortex-M4 3x3 loop.
+#[cfg(cbam_arm_dsp)]
+struct InteriorRows<'a> {
+    g: &'a ConvGeometry,
+    in_shape: Shape,
+    interior: &'a Interior,
+    first: usize,
+}
+
+#[cfg(cbam_arm_dsp)]
+impl InteriorRows<'_> {
+    /// Every interior pixel of a whole 3x3 window without dilation. The bytes each output
+    /// row reads and writes are checked once for the row, so the per-pixel loop is the
+    /// window's 27 multiply-accumulates and the output stage. `false` when a row does not
+    /// fit the slices (the caller then takes the checked loop).
+    fn run_3x3<S: OutputStage>(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        output: &mut [i8],
+        offset_term: [i32; 4],
+        stages: &Stages4<S>,
+    ) -> bool {
+        use super::arm_dsp::mac_lanes4_3x3_run;
+        let (g, c, first) = (self.g, self.in_shape.c, self.first);
+        let (cols, out_w) = (self.interior.cols, self.interior.out_w);
+        let n = cols.1 - cols.0;
+        let row_step = self.in_shape.w * c;
+        let x_step = g.stride_w * c;
+        let out_len = output.len();
+        // A row's input from its first window and its output bytes.
+        let span = |oy: usize| -> Option<(usize, usize, usize)> {
+            let iy = (oy * g.stride_h).checked_sub(g.pad_top)?;
+            let ix0 = (cols.0 * g.stride_w).checked_sub(g.pad_left)?;
+            let x0 = (iy * self.in_shape.w + ix0) * c + first;
+            let out0 = ((oy * out_w) + cols.0) * c + first;
+            let out_end = out0.checked_add(n.checked_sub(1)? * c + 4)?;
+            (out_end <= out_len).then_some((x0, out0, out_end))
+        };
+        let rows = self.interior.rows.0..self.interior.rows.1;
+        if rows.clone().any(|oy| span(oy).is_none()) {
+            return n == 0;
+        }
+        for oy in rows {
+            let Some((x0, out0, out_end)) = span(oy) else {
+                return true;
+            };
+            let (Some(x), Some(outs)) = (input.get(x0..), output.get_mut(out0..out_end)) else {
+                return true;
+            };
+            let mut outs = outs.chunks_mut(c);
+            let done = mac_lanes4_3x3_run(
+                (x, n, x_step),
+                row_step,
+                (weights, c),
+                offset_term,
+                |_, acc| {
+                    if let Some(out) = outs.next().and_then(<[i8]>::first_chunk_mut::<4>) {
+                        *out = S::finish4(&stages.stages, acc, stages.act);
+                    }
+                },
+            );
+            if !done {
+                // The caller's checked loop then computes every interior pixel (again, for
+                // the rows done here, with the same values).
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -372,9 +546,9 @@ fn any_multiplier(
                 return;
             };
             let [(ky_lo, ky_hi), (kx_lo, kx_hi)] = taps(g, in_shape, oy, ox);
-            for (o, (out, (bias, rq))) in out_px.iter_mut().zip(q.outputs()).enumerate() {
+            for (o, (out, stage)) in out_px.iter_mut().zip(q.exact_stages()).enumerate() {
                 let ic = o / dm;
-                let mut acc = bias;
+                let mut acc = 0i32;
                 for ky in ky_lo..ky_hi {
                     let iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
                     for kx in kx_lo..kx_hi {
@@ -384,7 +558,7 @@ fn any_multiplier(
                         acc = acc.wrapping_add(x.wrapping_sub(q.in_zp).wrapping_mul(w));
                     }
                 }
-                *out = rq.apply(acc);
+                *out = stage.finish(acc);
             }
         }
     }

@@ -69,11 +69,22 @@ pub(crate) fn dot1(x: &[i8], w: &[i8], offset: i32) -> i32 {
 
 /// `[dot1(x, w[0]), .., dot1(x, w[3])]`: four output channels over one input run, so the
 /// input is loaded once per four weights.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot4(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
     #[cfg(cbam_arm_dsp)]
     if PACKED_OFFSET.contains(&offset) {
         return super::arm_dsp::dot4(x, w, offset);
+    }
+    portable_dot4(x, w, offset)
+}
+
+/// [`dot4`] for runs of a few words (small gathered windows), where the DSP version's
+/// two-pass form is cheaper than its single-pass one.
+#[inline(always)]
+pub(crate) fn dot4_short(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
+    #[cfg(cbam_arm_dsp)]
+    if PACKED_OFFSET.contains(&offset) {
+        return super::arm_dsp::dot4_short(x, w, offset);
     }
     portable_dot4(x, w, offset)
 }

@@ -1,10 +1,10 @@
 //! FULLY_CONNECTED (op 3): the input read as a flat NHWC vector, weights `[n_out][n_in]`.
 
-use super::channel_groups::{for_each_channel, RowLayer};
 use super::dot::{dot1, dot4};
+use super::requant::{BoundedStage, OutputStage};
 use super::{check_len, ChannelQuant};
 use crate::error::Error;
-use crate::math::requantize_to_i8;
+use crate::math::{requantize_to_i8, Requant};
 
 /// Parameters of a FULLY_CONNECTED op.
 #[derive(Clone, Copy, Debug)]
@@ -34,21 +34,51 @@ pub fn fully_connected(
         }
         return Ok(());
     }
-    let off = p.quant.in_zp.wrapping_neg();
-    // One "pixel" whose n_out outputs are the whole output vector.
-    for_each_channel(
-        RowLayer {
-            quant: &p.quant,
-            weights: p.weights,
-            per_out: n_in,
-            output,
-            out_c: n_out,
-        },
-        || core::iter::once(input),
-        |x, rows| dot4(x, rows, off),
-        |x, row| dot1(x, row, off),
-    );
+    rows_times_vector(&p.quant, p.weights, input, output);
     Ok(())
+}
+
+/// `output[o] = finish_o(dot(input, row o))` over the rows of `weights`, four at a time.
+///
+/// With a single "pixel" there is no loop to hoist the output stages out of, so each
+/// channel builds its own as it is needed: the short [`BoundedStage`] where it qualifies,
+/// else the general requantizer (both give the same bits).
+fn rows_times_vector(q: &ChannelQuant, weights: &[i8], input: &[i8], output: &mut [i8]) {
+    let n_in = input.len();
+    let off = q.in_zp.wrapping_neg();
+    let max_dot = q.max_abs_dot(n_in);
+    // Indexed words rather than the zipped iterators: cheaper per channel here.
+    let finish = |o: usize, dot: i32| {
+        let (Some(bias), Some(mult), Some(shift)) = (q.bias.get(o), q.mult.get(o), q.shift.get(o))
+        else {
+            return 0;
+        };
+        let rq = Requant::new(mult, shift);
+        match BoundedStage::new(bias, rq, q.out_zp, q.act, max_dot) {
+            Some(stage) => stage.finish(dot),
+            None => requantize_to_i8(bias.wrapping_add(dot), rq, q.out_zp, q.act),
+        }
+    };
+    let mut groups = weights.chunks_exact(4 * n_in);
+    let mut out_groups = output.chunks_exact_mut(4);
+    let mut o = 0;
+    for (group, outs) in (&mut groups).zip(&mut out_groups) {
+        let mut rows = group.chunks_exact(n_in);
+        let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+            (rows.next(), rows.next(), rows.next(), rows.next())
+        else {
+            return;
+        };
+        for (out, dot) in outs.iter_mut().zip(dot4(input, [r0, r1, r2, r3], off)) {
+            *out = finish(o, dot);
+            o += 1;
+        }
+    }
+    let rest = groups.remainder().chunks_exact(n_in);
+    for (row, out) in rest.zip(out_groups.into_remainder()) {
+        *out = finish(o, dot1(input, row, off));
+        o += 1;
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,25 @@
 //! construction. Accumulation wraps like TFLite's int32 arithmetic instead of panicking
 //! in debug builds on adversarial weights.
 
+/// Evaluates `$run` with `$stages` bound to the layer's output stages: the short
+/// [`requant::BoundedStage`]s when every channel qualifies for accumulators `bias + dot`
+/// with `|dot| <= $max_abs_dot`, else the general [`requant::ExactStage`]s. `$run` is
+/// compiled once per kind, so each copy of a kernel loop has its stage inlined.
+macro_rules! with_stages {
+    ($quant:expr, $max_abs_dot:expr, |$stages:ident| $run:expr) => {
+        match $quant.bounded_stages($max_abs_dot) {
+            Some($stages) => $run,
+            None => {
+                let $stages = $quant.exact_stages();
+                $run
+            }
+        }
+    };
+}
+
 pub mod add;
 #[cfg(cbam_arm_dsp)]
-mod arm_dsp;
+pub(crate) mod arm_dsp;
 mod channel_groups;
 pub mod concat;
 pub mod conv2d;
@@ -20,6 +36,8 @@ pub mod mul;
 pub mod pool;
 pub(crate) mod requant;
 pub mod sigmoid;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod simd;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -108,10 +126,34 @@ impl ChannelQuant<'_> {
             .map(|(b, (m, s))| (b, crate::math::Requant::new(m, s)))
     }
 
-    /// `(bias, output stage)` per output channel, for the hot loops.
+    /// The general output stage of every channel, for the hot loops.
     #[inline]
-    pub(crate) fn outputs(&self) -> impl Iterator<Item = (i32, requant::OutputRequant)> + '_ {
-        self.channels()
-            .map(|(b, rq)| (b, requant::OutputRequant::new(rq, self.out_zp, self.act)))
+    pub(crate) fn exact_stages(&self) -> impl Iterator<Item = requant::ExactStage> + '_ {
+        self.channels().map(|(bias, rq)| requant::ExactStage {
+            bias,
+            rq: requant::OutputRequant::new(rq, self.out_zp, self.act),
+        })
+    }
+
+    /// The short output stage of every channel, or `None` unless every channel qualifies
+    /// for it when `|dot| <= max_abs_dot` (see [`requant::BoundedStage`]).
+    #[inline]
+    pub(crate) fn bounded_stages(
+        &self,
+        max_abs_dot: u64,
+    ) -> Option<impl Iterator<Item = requant::BoundedStage> + '_> {
+        let stage = move |(bias, rq)| {
+            requant::BoundedStage::new(bias, rq, self.out_zp, self.act, max_abs_dot)
+        };
+        if self.channels().map(stage).any(|s| s.is_none()) {
+            return None;
+        }
+        Some(self.channels().filter_map(stage))
+    }
+
+    /// The largest `|sum (x - in_zp) * w|` over `terms` products of int8 `x` and `w`.
+    pub(crate) fn max_abs_dot(&self, terms: usize) -> u64 {
+        let x = u64::from(self.in_zp.unsigned_abs()) + 128;
+        (terms as u64).saturating_mul(x * 128)
     }
 }

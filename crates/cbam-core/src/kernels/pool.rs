@@ -21,7 +21,7 @@ pub enum PoolKind {
 }
 
 /// The rows (or columns) of the input a window starting at padded coordinate `start` covers.
-fn window(start: usize, k: usize, pad: usize, size: usize) -> (usize, usize) {
+pub(crate) fn window(start: usize, k: usize, pad: usize, size: usize) -> (usize, usize) {
     let lo = start.max(pad) - pad;
     let hi = (start + k).min(pad + size).saturating_sub(pad);
     (lo.min(size), hi.max(lo).min(size))
@@ -50,6 +50,10 @@ pub fn pool2d(
     check_len(output.len(), out_shape.len(), "pool output")?;
     let c = in_shape.c;
     if c == 0 {
+        return Ok(());
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if kind == PoolKind::Max && super::simd::max_pool(p, in_shape, input, out_shape, output) {
         return Ok(());
     }
     let mut out_pixels = output.chunks_exact_mut(c);

@@ -64,14 +64,173 @@ impl OutputRequant {
     }
 }
 
-/// The requantization of a product `x = (v - zp) * k` of an int8 `v`, an int8 zero point and
-/// a factor `k` in `0..=256` (the CBAM scalings), into int8 with the whole int8 range, in
-/// fewer steps than [`OutputRequant`] and with the same bits.
+/// The output stage of one channel, bias included: what the accumulating kernels are
+/// generic over, so that a layer whose accumulators are provably small gets
+/// [`BoundedStage`] and any other layer the general [`ExactStage`], with the same bits.
+pub(crate) trait OutputStage: Copy {
+    /// `clamp(requant(bias + dot) + zp)` with int32 wrap-around in `bias + dot`.
+    fn finish(&self, dot: i32) -> i8;
+
+    /// [`OutputStage::finish`] of four channels at once (four adjacent output bytes);
+    /// `act` is the activation range the stages were built with.
+    #[inline(always)]
+    fn finish4(stages: &[Self; 4], dots: [i32; 4], act: ActBytes) -> [i8; 4] {
+        let _ = act;
+        let [s0, s1, s2, s3] = stages;
+        let [d0, d1, d2, d3] = dots;
+        [s0.finish(d0), s1.finish(d1), s2.finish(d2), s3.finish(d3)]
+    }
+}
+
+/// A layer's activation range with its bounds in all four bytes of a word, for the
+/// packed clamp of [`OutputStage::finish4`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ActBytes {
+    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
+    lo: u32,
+    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
+    hi: u32,
+}
+
+impl ActBytes {
+    pub(crate) fn new(act: ActRange) -> Self {
+        let splat = |b: i8| u32::from(b as u8).wrapping_mul(0x0101_0101);
+        Self {
+            lo: splat(act.min),
+            hi: splat(act.max),
+        }
+    }
+}
+
+/// The general stage: any accumulator, any per-channel constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExactStage {
+    pub(crate) bias: i32,
+    pub(crate) rq: OutputRequant,
+}
+
+impl OutputStage for ExactStage {
+    #[inline(always)]
+    fn finish(&self, dot: i32) -> i8 {
+        self.rq.apply(self.bias.wrapping_add(dot))
+    }
+}
+
+/// [`ExactStage`]'s result in about a third of the instructions, for a channel whose
+/// accumulators obey `|bias + dot| < 2^30` (with room for the rounding constant, checked
+/// by [`BoundedStage::new`]). There no saturation and no wrap-around can happen, so:
+/// the doubling high multiply of `acc` is `(2 * acc * mult + 2^31) >> 32` (one `SMMULR`
+/// on Armv7E-M, any sign of `mult`); the rounding divide by `2^r`, half away from zero,
+/// is `(h + 2^(r-1) - [h < 0]) >> r`; and the zero point joins the rounding constant as
+/// `zp * 2^r`. A left shift (a multiplier of 1 or more) is not covered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BoundedStage {
+    /// `2 * bias`.
+    bias2: i32,
+    mult: i32,
+    /// `2^(r-1) + zp * 2^r`.
+    round: i32,
+    right: u32,
+    min: i32,
+    max: i32,
+}
+
+/// The accumulators [`BoundedStage`] takes: `|acc| < 2^30`, so `2 * acc` fits.
+const BOUNDED_ACC: u32 = 1 << 30;
+
+impl BoundedStage {
+    /// `None` unless `|bias| + max_abs_dot < 2^30`, the shift is a right shift of 1 to 30
+    /// after TFLite's clamping and the rounding constant leaves room for every `h`.
+    // 32-bit arithmetic only: the fully connected kernel builds one per output.
+    pub(crate) fn new(
+        bias: i32,
+        rq: Requant,
+        zp: i32,
+        act: ActRange,
+        max_abs_dot: u64,
+    ) -> Option<Self> {
+        let dot = u32::try_from(max_abs_dot).ok()?;
+        let acc_bound = bias.unsigned_abs().checked_add(dot)?;
+        let right = u32::try_from(rq.shift.clamp(-31, 30).checked_neg()?).ok()?;
+        if acc_bound >= BOUNDED_ACC || !(1..=30).contains(&right) {
+            return None;
+        }
+        // |h| <= |acc| + 1, and the sum below must stay inside i32.
+        let unit = 1i32 << right;
+        let round = zp.checked_mul(unit)?.checked_add(unit >> 1)?;
+        let worst = (acc_bound + 2).checked_add(round.unsigned_abs())?;
+        if worst > i32::MAX as u32 {
+            return None;
+        }
+        Some(Self {
+            bias2: bias.wrapping_mul(2),
+            mult: rq.mult,
+            round,
+            right,
+            min: i32::from(act.min),
+            max: i32::from(act.max),
+        })
+    }
+}
+
+impl BoundedStage {
+    /// The output before the activation clamp.
+    #[inline(always)]
+    fn unclamped(&self, dot: i32) -> i32 {
+        // 2 * (bias + dot), one shifted-operand add on Arm.
+        let acc2 = self.bias2.wrapping_add(dot.wrapping_shl(1));
+        let h = mul_high_rounded(acc2, self.mult);
+        let t = h
+            .wrapping_add(self.round)
+            .wrapping_sub(((h as u32) >> 31) as i32);
+        t >> self.right
+    }
+
+    /// [`BoundedStage::unclamped`] saturated to int8 (one `SSAT` on Arm).
+    #[cfg(cbam_arm_dsp)]
+    #[inline(always)]
+    fn saturated(&self, dot: i32) -> i32 {
+        self.unclamped(dot)
+            .clamp(i32::from(i8::MIN), i32::from(i8::MAX))
+    }
+}
+
+impl OutputStage for BoundedStage {
+    #[inline(always)]
+    fn finish(&self, dot: i32) -> i8 {
+        self.unclamped(dot).max(self.min).min(self.max) as i8
+    }
+
+    /// On Armv7E-M the four activation clamps run on the packed bytes: two `SSUB8`/`SEL`
+    /// pairs instead of four pairs of compare-and-select (the activation range lies inside
+    /// int8, so saturating each value first changes nothing).
+    #[cfg(cbam_arm_dsp)]
+    #[inline(always)]
+    fn finish4(stages: &[Self; 4], dots: [i32; 4], act: ActBytes) -> [i8; 4] {
+        let [s0, s1, s2, s3] = stages;
+        let [d0, d1, d2, d3] = dots;
+        let v = [
+            s0.saturated(d0),
+            s1.saturated(d1),
+            s2.saturated(d2),
+            s3.saturated(d3),
+        ];
+        let v = u32::from_le_bytes(v.map(|x| x as u8));
+        super::arm_dsp::clamp_bytes(v, act.lo, act.hi)
+            .to_le_bytes()
+            .map(|b| b as i8)
+    }
+}
+
+/// The constants of a product requantization: `x = (v - zp) * k` of an int8 `v`, an int8
+/// zero point and a factor `k` in `0..=256` (the CBAM scalings), into int8 with the whole
+/// int8 range, in fewer steps than [`OutputRequant`] and with the same bits (applied by
+/// [`SignedProductRequant`]).
 ///
 /// With `|x| < 2^17` nothing can saturate, so: the doubling high multiply of `x` is
-/// `(2x * mult + 2^31) >> 32` (one `SMMULR` on Armv7E-M); the rounding divide by `2^r`,
-/// half away from zero, is `(h + 2^(r-1) - [h < 0]) >> r`; and the output zero point is
-/// added before the shift as `zp * 2^r`.
+/// `(2x * mult + 2^31) >> 32`; the rounding divide by `2^r`, half away from zero, is
+/// `(h + 2^(r-1) - [h < 0]) >> r`; and the output zero point is added before the shift as
+/// `zp * 2^r`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ProductRequant {
     mult: i32,
@@ -95,15 +254,72 @@ impl ProductRequant {
             right,
         })
     }
+}
+
+/// [`ProductRequant`] for a multiplier of `2^30` or more (TFLite's normalised range), one
+/// instruction shorter: the sign correction is taken from `x2` before the multiply, and
+/// the rounding constant joins the multiply as the accumulator of one `SMMLAR`
+/// (`(ra * 2^32 + a * b + 2^31) >> 32 = h + ra` for an integer `ra`).
+///
+/// The doubling high multiply `h = floor((x * mult + 2^30) / 2^31)` is negative exactly
+/// when `x2 + sign_offset < 0`: above `2^30`, `x <= -1` already gives
+/// `x * mult + 2^30 < 0` (offset 0); at exactly `2^30`, `h = floor((x + 1) / 2)`, negative
+/// from `x = -2`, i.e. `x2 = -4` (offset 2, and `x2` is even).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignedProductRequant {
+    mult: i32,
+    bias: i32,
+    right: u32,
+    sign_offset: i32,
+}
+
+impl SignedProductRequant {
+    /// `None` when `rq` does not suit [`ProductRequant`] or its multiplier is below `2^30`.
+    pub(crate) fn new(rq: Requant, zp: i32) -> Option<Self> {
+        let p = ProductRequant::new(rq, zp)?;
+        let sign_offset = match p.mult {
+            m if m > 1 << 30 => 0,
+            m if m == 1 << 30 => 2,
+            _ => return None,
+        };
+        Some(Self {
+            mult: p.mult,
+            bias: p.bias,
+            right: p.right,
+            sign_offset,
+        })
+    }
+
+    /// `h + 2^(r-1) + zp * 2^r - [h < 0]`, before the shift, for `x2 = 2 * x`.
+    #[inline(always)]
+    fn unshifted(&self, x2: i32) -> i32 {
+        #[cfg(cbam_arm_dsp)]
+        {
+            // The sign from `x2`, the rounding constant as the accumulator: one `SMMLAR`.
+            let negative = x2.wrapping_add(self.sign_offset) < 0;
+            let ra = self.bias.wrapping_sub(i32::from(negative));
+            super::arm_dsp::smmlar(x2, self.mult, ra)
+        }
+        #[cfg(not(cbam_arm_dsp))]
+        {
+            // Without `SMMLAR` the sign is cheaper to take from `h` itself (same value).
+            let h = mul_high_rounded(x2, self.mult);
+            h.wrapping_add(self.bias)
+                .wrapping_sub(((h as u32) >> 31) as i32)
+        }
+    }
 
     /// `clamp(requant(x) + zp, -128, 127)` for `x2 = 2 * x`, `|x| <= 2^16 + 2^8`.
     #[inline(always)]
     pub(crate) fn apply_doubled(&self, x2: i32) -> i8 {
-        let h = mul_high_rounded(x2, self.mult);
-        let t = h
-            .wrapping_add(self.bias)
-            .wrapping_sub(((h as u32) >> 31) as i32);
-        (t >> self.right).clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
+        (self.unshifted(x2) >> self.right).clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
+    }
+
+    /// `(mult, 2^(r-1) + zp * 2^r, r, sign offset)`, for the packed loops that take them
+    /// apart.
+    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (i32, i32, u32, i32) {
+        (self.mult, self.bias, self.right, self.sign_offset)
     }
 }
 
@@ -153,7 +369,7 @@ mod tests {
 
     fn product_same(v: i8, zp_in: i8, k: i32, mult: i32, shift: i32, zp: i32) {
         let rq = Requant::new(mult, shift);
-        let Some(fast) = ProductRequant::new(rq, zp) else {
+        let Some(fast) = SignedProductRequant::new(rq, zp) else {
             return;
         };
         let x = (i32::from(v) - i32::from(zp_in)) * k;
@@ -169,7 +385,7 @@ mod tests {
         for &(v, zp_in) in &[(127i8, -128i8), (-128, 127), (0, 0), (-1, 0), (1, 0)] {
             for k in [0, 1, 255, 256] {
                 for shift in -23..=1 {
-                    for mult in [0, 1, 1 << 30, i32::MAX] {
+                    for mult in [1 << 30, (1 << 30) + 1, i32::MAX] {
                         for zp in [-128, 0, 127] {
                             product_same(v, zp_in, k, mult, shift, zp);
                         }
@@ -178,10 +394,103 @@ mod tests {
             }
         }
         // The bounds the short form refuses.
-        assert!(ProductRequant::new(Requant::new(1 << 30, 0), 0).is_none());
-        assert!(ProductRequant::new(Requant::new(1 << 30, -23), 0).is_none());
-        assert!(ProductRequant::new(Requant::new(-1, -5), 0).is_none());
-        assert!(ProductRequant::new(Requant::new(1 << 30, -5), 128).is_none());
+        assert!(SignedProductRequant::new(Requant::new(1 << 30, 0), 0).is_none());
+        assert!(SignedProductRequant::new(Requant::new(1 << 30, -23), 0).is_none());
+        assert!(SignedProductRequant::new(Requant::new(-1, -5), 0).is_none());
+        assert!(SignedProductRequant::new(Requant::new(1 << 30, -5), 128).is_none());
+    }
+
+    /// Every int8 `v` and factor `k` in `0..=256` for one constant set: the whole domain
+    /// of a CBAM scaling.
+    fn signed_product_exhaustive(zp_in: i8, mult: i32, shift: i32, zp: i32) {
+        let rq = Requant::new(mult, shift);
+        let Some(fast) = SignedProductRequant::new(rq, zp) else {
+            return;
+        };
+        for v in i8::MIN..=i8::MAX {
+            for k in 0..=256 {
+                let x = (i32::from(v) - i32::from(zp_in)) * k;
+                assert_eq!(
+                    fast.apply_doubled(2 * x),
+                    requantize_to_i8(x, rq, zp, ActRange::FULL),
+                    "v={v} zp_in={zp_in} k={k} mult={mult} shift={shift} zp={zp}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn signed_product_form_over_the_whole_domain() {
+        let mut rng = crate::kernels::test_support::Rng::new(0x5165);
+        let edges = [
+            1 << 30,
+            (1 << 30) + 1,
+            (1 << 30) + 12_345,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        for shift in -22..=-1 {
+            for &mult in &edges {
+                for (zp_in, zp) in [(-128i8, -128), (127, 127), (0, 0), (-100, 37)] {
+                    signed_product_exhaustive(zp_in, mult, shift, zp);
+                }
+            }
+        }
+        for _ in 0..40 {
+            let mult = rng.int(1 << 30, i32::MAX);
+            let shift = rng.int(-22, -1);
+            signed_product_exhaustive(rng.i8(), mult, shift, rng.int(-128, 127));
+        }
+        assert!(SignedProductRequant::new(Requant::new((1 << 30) - 1, -8), 0).is_none());
+    }
+
+    /// Compares [`BoundedStage`] with the reference wherever it accepts the constants.
+    fn bounded_same(bias: i32, dot: i32, rq: Requant, zp: i32, act: ActRange, max_dot: u64) {
+        let Some(fast) = BoundedStage::new(bias, rq, zp, act, max_dot) else {
+            return;
+        };
+        assert_eq!(
+            fast.finish(dot),
+            requantize_to_i8(bias.wrapping_add(dot), rq, zp, act),
+            "bias={bias} dot={dot} rq={rq:?} zp={zp} act={act:?}"
+        );
+    }
+
+    #[test]
+    fn bounded_stage_at_the_extremes() {
+        let bound = (1u64 << 30) - 1;
+        let mults = [i32::MIN, -1, 0, 1, 1 << 30, i32::MAX];
+        let acts = [
+            ActRange::FULL,
+            ActRange::from_words(-5, 7),
+            ActRange::from_words(9, -9),
+        ];
+        for shift in -40..=2 {
+            for &m in &mults {
+                for zp in [-128, 0, 127] {
+                    for act in acts {
+                        for bias in [0i32, -(1 << 20), 1 << 20] {
+                            let max_dot = bound - u64::from(bias.unsigned_abs());
+                            for dot in [-(max_dot as i32), -1, 0, 1, max_dot as i32] {
+                                bounded_same(bias, dot, Requant::new(m, shift), zp, act, max_dot);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bounded_stage_takes_ordinary_layers_only() {
+        let rq = Requant::new(1 << 30, -8);
+        let act = ActRange::FULL;
+        assert!(BoundedStage::new(20_000, rq, 5, act, 1 << 24).is_some());
+        assert!(BoundedStage::new(i32::MIN, rq, 5, act, 0).is_none());
+        assert!(BoundedStage::new(0, rq, 5, act, 1 << 30).is_none());
+        assert!(BoundedStage::new(0, Requant::new(1 << 30, 0), 5, act, 1).is_none());
+        assert!(BoundedStage::new(0, Requant::new(1 << 30, 3), 5, act, 1).is_none());
+        assert!(BoundedStage::new(0, rq, i32::MAX, act, 1).is_none());
     }
 
     proptest! {
@@ -189,6 +498,20 @@ mod tests {
         fn product_form_matches_math(v in any::<i8>(), zp_in in any::<i8>(), k in 0i32..=256,
                                      mult in 0i32..=i32::MAX, shift in -22i32..=-1, zp in any::<i8>()) {
             product_same(v, zp_in, k, mult, shift, i32::from(zp));
+        }
+
+        #[test]
+        fn bounded_stage_matches_math(bias in -(1i32 << 29)..(1 << 29), bound_bits in 0u32..30,
+                                      frac in 0u64..=1000, mult in any::<i32>(),
+                                      shift in -40i32..=1, zp in -300i32..300,
+                                      lo in -130i32..130, hi in -130i32..130) {
+            let max_dot = (1u64 << bound_bits) - 1;
+            // Spread over the whole allowed range, both signs, endpoints included.
+            let mag = (max_dot * frac / 1000) as i32;
+            let act = ActRange::from_words(lo, hi);
+            for dot in [mag, -mag] {
+                bounded_same(bias, dot, Requant::new(mult, shift), zp, act, max_dot);
+            }
         }
 
         #[test]

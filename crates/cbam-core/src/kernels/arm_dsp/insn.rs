@@ -95,3 +95,16 @@ pub(crate) fn smmulr(a: i32, b: i32) -> i32 {
     }
     r
 }
+
+/// `(ra * 2^32 + a * b + 2^31) >> 32`: the rounded most significant word of the product
+/// plus `ra`, wrapping.
+#[inline(always)]
+pub(crate) fn smmlar(a: i32, b: i32, ra: i32) -> i32 {
+    let r: i32;
+    // SAFETY: as for `unary!`.
+    unsafe {
+        asm!("smmlar {r}, {a}, {b}, {ra}", r = out(reg) r, a = in(reg) a, b = in(reg) b,
+            ra = in(reg) ra, options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}

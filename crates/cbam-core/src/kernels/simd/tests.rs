@@ -1,0 +1,462 @@
+//! Every SIMD entry point against the portable kernel, on random shapes and parameters
+//! (odd channel counts, tails, padding, dilation, several channel blocks, extreme
+//! multipliers, shifts and zero points). Run on x86_64 natively and on aarch64 under
+//! qemu-user (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
+
+use super::backend::{Backend, ChannelBlock, TensorRequant, BLOCK};
+use super::conv;
+use crate::kernels::conv2d::{general, pointwise, Conv2dParams, ConvGeometry};
+use crate::kernels::requant::OutputRequant;
+use crate::kernels::test_support::{QuantData, Rng};
+use crate::kernels::Shape;
+use crate::math::{ActRange, Requant};
+use std::vec::Vec;
+
+/// This machine's backend; the tests insist on one (every x86_64 CPU they run on has AVX2,
+/// and NEON is aarch64's baseline), so they cannot pass by testing nothing.
+fn backend() -> impl Backend {
+    match super::backend() {
+        Some(b) => b,
+        None => panic!("no SIMD backend on this machine: the SIMD tests would test nothing"),
+    }
+}
+
+fn portable(p: &Conv2dParams, ins: Shape, input: &[i8], outs: Shape) -> Vec<i8> {
+    let mut out = std::vec![0i8; outs.len().unwrap_or(0)];
+    if p.geometry.is_pointwise() {
+        pointwise(p, ins.c, input, outs.c, &mut out);
+    } else {
+        general(p, ins, input, outs, &mut out);
+    }
+    out
+}
+
+/// Random per-channel quantization with the extremes mixed in.
+fn extreme_quant(rng: &mut Rng, channels: usize) -> QuantData {
+    let mut q = QuantData::random(rng, channels);
+    if rng.range(0, 3) == 0 {
+        for o in 0..channels {
+            q.mult[o] = match rng.range(0, 5) {
+                0 => i32::MAX,
+                1 => 0,
+                2 => rng.next_u64() as i32,
+                _ => q.mult[o],
+            };
+            q.shift[o] = match rng.range(0, 4) {
+                0 => rng.int(-31, 30),
+                1 => *[-31, 30, -40, 40, 0].get(rng.range(0, 5)).unwrap_or(&0),
+                _ => q.shift[o],
+            };
+            q.bias[o] = match rng.range(0, 6) {
+                0 => rng.next_u64() as i32,
+                _ => q.bias[o],
+            };
+        }
+    }
+    q.in_zp = match rng.range(0, 8) {
+        0 => rng.int(-32_639, 32_639),
+        1 => *[-128, 127, 32_639, -32_639, 32_640]
+            .get(rng.range(0, 5))
+            .unwrap_or(&0),
+        _ => q.in_zp,
+    };
+    q.out_zp = match rng.range(0, 8) {
+        0 => rng.int(-(1 << 16), 1 << 16),
+        1 => *[-(1 << 16), 1 << 16, (1 << 16) + 1]
+            .get(rng.range(0, 3))
+            .unwrap_or(&0),
+        _ => q.out_zp,
+    };
+    q
+}
+
+fn random_geometry(rng: &mut Rng) -> ConvGeometry {
+    match rng.range(0, 4) {
+        0 => ConvGeometry::square(1, 0),
+        1 => ConvGeometry::square(3, 1),
+        _ => ConvGeometry {
+            kh: rng.range(1, 8),
+            kw: rng.range(1, 8),
+            stride_h: rng.range(1, 3),
+            stride_w: rng.range(1, 3),
+            dil_h: rng.range(1, 3),
+            dil_w: rng.range(1, 3),
+            pad_top: rng.range(0, 4),
+            pad_left: rng.range(0, 4),
+            pad_bottom: rng.range(0, 4),
+            pad_right: rng.range(0, 4),
+        },
+    }
+}
+
+fn conv_case(rng: &mut Rng, b: impl Backend) {
+    let g = random_geometry(rng);
+    let in_c = match rng.range(0, 4) {
+        0 => rng.range(1, 4),
+        1 => rng.range(1, 70),
+        _ => 8 * rng.range(1, 9),
+    };
+    let ins = Shape::new(rng.range(1, 10), rng.range(1, 10), in_c);
+    let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+        return;
+    };
+    // Now and then more channels than one constant block holds.
+    let out_c = if rng.range(0, 10) == 0 {
+        rng.range(BLOCK - 3, BLOCK + 9)
+    } else {
+        rng.range(1, 40)
+    };
+    let outs = Shape::new(oh, ow, out_c);
+    let input = rng.i8s(ins.len().unwrap_or(0));
+    let weights = rng.i8s(out_c * g.kh * g.kw * in_c);
+    let qt = extreme_quant(rng, out_c);
+    let bytes = qt.bytes();
+    let p = Conv2dParams {
+        geometry: g,
+        weights: &weights,
+        quant: qt.channel_quant(&bytes),
+    };
+    let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+    let taken = conv::conv2d(b, &p, ins, &input, outs, &mut fast);
+    let in_range = (-32_639..=32_639).contains(&qt.in_zp) && qt.out_zp.abs() <= 1 << 16;
+    assert_eq!(taken, in_range && g.kh * g.kw * in_c <= conv::MAX_WINDOW);
+    if taken {
+        assert_eq!(
+            fast,
+            portable(&p, ins, &input, outs),
+            "{g:?} {ins:?} {outs:?} in_zp={} out_zp={}",
+            qt.in_zp,
+            qt.out_zp
+        );
+    }
+}
+
+#[test]
+fn conv2d_matches_portable_on_random_shapes() {
+    let b = backend();
+    let mut rng = Rng::new(0x51DC0);
+    for _ in 0..600 {
+        conv_case(&mut rng, b);
+    }
+}
+
+#[test]
+fn conv2d_declines_windows_past_its_buffer() {
+    let b = backend();
+    let g = ConvGeometry::square(3, 1);
+    let ins = Shape::new(2, 2, conv::MAX_WINDOW / 9 + 1);
+    let qt = QuantData::random(&mut Rng::new(5), 1);
+    let bytes = qt.bytes();
+    let weights = std::vec![1i8; 9 * ins.c];
+    let p = Conv2dParams {
+        geometry: g,
+        weights: &weights,
+        quant: qt.channel_quant(&bytes),
+    };
+    let mut out = [0i8; 4];
+    assert!(!conv::conv2d(
+        b,
+        &p,
+        ins,
+        &std::vec![0; 4 * ins.c],
+        Shape::new(2, 2, 1),
+        &mut out
+    ));
+}
+
+#[test]
+fn requant_matches_output_requant_at_the_extremes() {
+    let b = backend();
+    let mut rng = Rng::new(0x2E9);
+    let edges = [
+        i32::MIN,
+        i32::MIN + 1,
+        -65_536,
+        -1,
+        0,
+        1,
+        65_536,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+    for round in 0..4000 {
+        let n = rng.range(1, 13);
+        let acc: Vec<i32> = (0..n)
+            .map(|_| match rng.range(0, 3) {
+                0 => *edges.get(rng.range(0, edges.len())).unwrap_or(&0),
+                1 => rng.int(-100_000, 100_000),
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let mult: Vec<i32> = (0..n)
+            .map(|_| match rng.range(0, 3) {
+                0 => *edges.get(rng.range(0, edges.len())).unwrap_or(&0),
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let shift: Vec<i32> = (0..n).map(|_| rng.int(-40, 40)).collect();
+        let zp = if round % 2 == 0 {
+            rng.int(-128, 127)
+        } else {
+            rng.int(-(1 << 16), 1 << 16)
+        };
+        let act = ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130));
+        let words = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let zeros = words(&std::vec![0; n]);
+        let (m, s) = (words(&mult), words(&shift));
+        let q = crate::kernels::ChannelQuant {
+            in_zp: 0,
+            out_zp: zp,
+            act,
+            bias: crate::le::I32Le::new(&zeros),
+            mult: crate::le::I32Le::new(&m),
+            shift: crate::le::I32Le::new(&s),
+        };
+        let block = ChannelBlock::new(&q, 0, n);
+        let mut fast = std::vec![0i8; n];
+        b.requant(&acc, &block, &mut fast);
+        for i in 0..n {
+            let rq = OutputRequant::new(Requant::new(mult[i], shift[i]), zp, act);
+            assert_eq!(
+                fast[i],
+                rq.apply(acc[i]),
+                "acc={} mult={} shift={} zp={zp} {act:?}",
+                acc[i],
+                mult[i],
+                shift[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn widen_adds_the_offset_over_any_length() {
+    let b = backend();
+    let mut rng = Rng::new(0x1D);
+    for _ in 0..500 {
+        let n = rng.range(0, 80);
+        let src = rng.i8s(n);
+        let offset = rng.int(-32_639, 32_639) as i16;
+        let extra = rng.range(0, 20);
+        let mut dst = std::vec![7i16; n + extra];
+        b.widen(&mut dst, &src, offset);
+        for (i, &d) in dst.iter().enumerate() {
+            let expected = src.get(i).map_or(7, |&s| i16::from(s) + offset);
+            assert_eq!(d, expected, "n={n} i={i}");
+        }
+    }
+}
+
+/// A per-tensor requantizer anywhere in the encodable range, with the extremes mixed in.
+fn tensor_requant(rng: &mut Rng) -> (Requant, i32) {
+    let mult = match rng.range(0, 4) {
+        0 => *[0, 1, 1 << 30, i32::MAX].get(rng.range(0, 4)).unwrap_or(&0),
+        _ => rng.int(0, i32::MAX),
+    };
+    let shift = match rng.range(0, 3) {
+        0 => rng.int(-31, 30),
+        _ => rng.int(-22, 0),
+    };
+    let zp = match rng.range(0, 4) {
+        0 => rng.int(-(1 << 16), 1 << 16),
+        _ => rng.int(-128, 127),
+    };
+    (Requant::new(mult, shift), zp)
+}
+
+fn scaled(v: i8, zp: i8, a: i8, rq: Requant, out_zp: i32) -> i8 {
+    let prod = (i32::from(v) - i32::from(zp)) * (i32::from(a) + 128);
+    crate::math::requantize_to_i8(prod, rq, out_zp, ActRange::FULL)
+}
+
+#[test]
+fn cbam_scalings_match_requantize_to_i8() {
+    let b = backend();
+    let mut rng = Rng::new(0xCBA);
+    for _ in 0..3000 {
+        let n = rng.range(0, 90);
+        let (rq, out_zp) = tensor_requant(&mut rng);
+        let Some(t) = TensorRequant::new(rq, out_zp) else {
+            panic!("zero point {out_zp} refused");
+        };
+        let (v, att, zp) = (rng.i8s(n), rng.i8s(n), rng.i8());
+        let expected: Vec<i8> = v
+            .iter()
+            .zip(&att)
+            .map(|(&x, &a)| scaled(x, zp, a, rq, out_zp))
+            .collect();
+
+        let mut lanes = v.clone();
+        let (sum, top) = b.scale_by_lanes(&mut lanes, &att, zp, &t);
+        assert_eq!(lanes, expected, "{rq:?} out_zp={out_zp} zp={zp}");
+        let sum_ref = expected
+            .iter()
+            .fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
+        assert_eq!(
+            (sum, top),
+            (sum_ref, expected.iter().copied().max().unwrap_or(i8::MIN))
+        );
+
+        let a = rng.i8();
+        let mut one = v.clone();
+        b.scale_by_one(&mut one, a, zp, &t);
+        let expected: Vec<i8> = v.iter().map(|&x| scaled(x, zp, a, rq, out_zp)).collect();
+        assert_eq!(one, expected, "{rq:?} out_zp={out_zp} zp={zp} a={a}");
+    }
+    assert!(TensorRequant::new(Requant::new(1 << 30, -3), (1 << 16) + 1).is_none());
+}
+
+#[test]
+fn channel_sums_match_scalar_loops() {
+    let b = backend();
+    let mut rng = Rng::new(0x5C);
+    for _ in 0..500 {
+        let (c, hw) = (rng.range(1, 70), rng.range(0, 60));
+        let data = rng.i8s(c * hw);
+        let (mut sums, mut maxs) = (std::vec![7i32; c], std::vec![7i8; c]);
+        b.channel_sums(&data, &mut sums, &mut maxs);
+        for ch in 0..c {
+            let column = data.iter().skip(ch).step_by(c);
+            let sum = column
+                .clone()
+                .fold(0i32, |s, &v| s.wrapping_add(i32::from(v)));
+            assert_eq!(sums[ch], sum, "c={c} hw={hw} ch={ch}");
+            assert_eq!(
+                maxs[ch],
+                column.copied().max().unwrap_or(i8::MIN),
+                "c={c} hw={hw}"
+            );
+        }
+    }
+}
+
+#[test]
+fn add_matches_the_portable_formula_at_the_extremes() {
+    use crate::kernels::add::AddParams;
+    use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8};
+    let b = backend();
+    let mut rng = Rng::new(0xADD5);
+    for _ in 0..2000 {
+        let rq = |rng: &mut Rng| {
+            let mult = match rng.range(0, 3) {
+                0 => *[0, 1 << 30, i32::MAX].get(rng.range(0, 3)).unwrap_or(&0),
+                _ => rng.int(0, i32::MAX),
+            };
+            Requant::new(mult, rng.int(-31, 30))
+        };
+        let zp = |rng: &mut Rng| match rng.range(0, 4) {
+            0 => rng.next_u64() as i32,
+            _ => rng.int(-128, 127),
+        };
+        let p = AddParams {
+            left_shift: *[0, 20, 30, 31, 40].get(rng.range(0, 5)).unwrap_or(&20),
+            in1_zp: zp(&mut rng),
+            in1: rq(&mut rng),
+            in2_zp: zp(&mut rng),
+            in2: rq(&mut rng),
+            out: rq(&mut rng),
+            out_zp: rng.int(-(1 << 16), 1 << 16),
+            act: ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130)),
+        };
+        let n = rng.range(0, 40);
+        let (x, y) = (rng.i8s(n), rng.i8s(n));
+        let mut out = std::vec![0i8; n];
+        assert!(super::add::add_dense(b, &p, &x, &y, &mut out));
+        let scaled = |v: i8, zp: i32, rq: Requant| {
+            let shifted = i32::from(v)
+                .wrapping_sub(zp)
+                .saturating_mul(1 << p.left_shift.min(30));
+            multiply_by_quantized_multiplier(shifted, rq.mult, rq.shift)
+        };
+        for i in 0..n {
+            let sum = scaled(x[i], p.in1_zp, p.in1).saturating_add(scaled(y[i], p.in2_zp, p.in2));
+            assert_eq!(
+                out[i],
+                requantize_to_i8(sum, p.out, p.out_zp, p.act),
+                "{p:?} i={i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn max_pool_matches_a_reference() {
+    use crate::kernels::pool::PoolParams;
+    let mut rng = Rng::new(0x9001);
+    for _ in 0..400 {
+        let g = ConvGeometry {
+            dil_h: 1,
+            dil_w: 1,
+            ..random_geometry(&mut rng)
+        };
+        let ins = Shape::new(rng.range(1, 9), rng.range(1, 9), rng.range(1, 40));
+        let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+            continue;
+        };
+        let outs = Shape::new(oh, ow, ins.c);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let act = ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130));
+        let p = PoolParams { geometry: g, act };
+        let mut out = std::vec![0i8; outs.len().unwrap_or(0)];
+        assert!(super::pool::max_pool(&p, ins, &input, outs, &mut out));
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..ins.c {
+                    let mut top = i32::from(i8::MIN);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.stride_h + ky).checked_sub(g.pad_top);
+                            let ix = (ox * g.stride_w + kx).checked_sub(g.pad_left);
+                            if let (Some(iy), Some(ix)) = (iy, ix) {
+                                if iy < ins.h && ix < ins.w {
+                                    top = top.max(i32::from(input[(iy * ins.w + ix) * ins.c + ch]));
+                                }
+                            }
+                        }
+                    }
+                    assert_eq!(
+                        out[(oy * ow + ox) * ins.c + ch],
+                        act.apply(top),
+                        "{g:?} {ins:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_channel_maps_to_one_channel_match_portable() {
+    let b = backend();
+    let mut rng = Rng::new(0x5A7);
+    for _ in 0..300 {
+        let k = 2 * rng.range(0, 5) + 1;
+        let g = ConvGeometry {
+            pad_top: rng.range(0, k),
+            pad_left: rng.range(0, k),
+            pad_bottom: rng.range(0, k),
+            pad_right: rng.range(0, k),
+            ..ConvGeometry::square(k, 0)
+        };
+        // Up to 60 x 60: larger than the stack copy holds, so both paths run.
+        let side = if rng.range(0, 6) == 0 { 60 } else { 20 };
+        let ins = Shape::new(rng.range(1, side), rng.range(1, side), 2);
+        let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+            continue;
+        };
+        let outs = Shape::new(oh, ow, 1);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(k * k * 2);
+        let qt = extreme_quant(&mut rng, 1);
+        let bytes = qt.bytes();
+        let p = Conv2dParams {
+            geometry: g,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+        if conv::conv2d(b, &p, ins, &input, outs, &mut fast) {
+            assert_eq!(fast, portable(&p, ins, &input, outs), "{g:?} {ins:?}");
+        }
+    }
+}
