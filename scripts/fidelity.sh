@@ -9,6 +9,8 @@
 #   scripts/fidelity.sh                      # every example model
 #   scripts/fidelity.sh models/a.onnx        # one model
 #   PROFILE=debug LIMIT=1000 scripts/fidelity.sh   # quicker, fewer test images
+#   METHOD=mse scripts/fidelity.sh           # another calibration method
+#   QUANTIZE_ARGS=--no-bias-correction scripts/fidelity.sh   # without bias correction
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ PROFILE=${PROFILE:-release}
 CALIB=${CALIB:-512}
 LIMIT=${LIMIT:-}
 METHOD=${METHOD:-minmax}
+QUANTIZE_ARGS=${QUANTIZE_ARGS:-}
 
 for f in t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz train-images-idx3-ubyte.gz; do
   [ -f "$DATA/$f" ] || { echo "missing $DATA/$f: run scripts/setup.sh" >&2; exit 1; }
@@ -60,7 +63,8 @@ status=0
 for m in "${models[@]}"; do
   stem=$(basename "$m" .onnx)
   "$CBAM" quantize "$m" --calib "$DATA/train-images-idx3-ubyte.gz" --limit "$CALIB" \
-      --method "$METHOD" --out "$work/$stem.cbam" > "$work/$stem.quantize.log"
+      --method "$METHOD" $QUANTIZE_ARGS --out "$work/$stem.cbam" --report "$work/$stem.report.json" \
+      > "$work/$stem.quantize.log"
   "$CBAM" eval "$work/$stem.cbam" --reference "$m" \
       --data "$DATA/t10k-images-idx3-ubyte.gz" --labels "$DATA/t10k-labels-idx1-ubyte.gz" \
       "${limit_args[@]}" --json > "$work/$stem.json"
@@ -75,5 +79,8 @@ print(f"{stem:<28} {r['n']:>6} {agree*100:>9.2f}% {f*100:>8.2f}% {q*100:>8.2f}% 
 sys.exit(0 if ok else 1)
 PY
 done
+if [ -f "$work/$stem.report.json" ]; then
+  python3 -c 'import json,sys; print("quantizer: " + "; ".join(json.load(open(sys.argv[1]))["techniques"]))' "$work/$stem.report.json"
+fi
 echo "calibration: $METHOD on the first $CALIB training images; target: agreement >= 99.50 %, loss <= 0.20 pp"
 exit $status

@@ -34,6 +34,7 @@ Examples:
       --calib /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --limit 512 \\
       --out example.cbam --qdq example.int8.onnx --report example.report.json
   cbam quantize model.onnx --calib calib_images/ --method percentile --out model.cbam
+  cbam quantize model.onnx --calib calib.npy --out model.cbam --no-bias-correction
 
 The calibration DATA takes the same forms as `cbam eval --data`: a .npy float32 array
 [N,C,H,W], an ImageFolder DIR/<class>/*.png|jpg, an IDX images file or a .u8 file.
@@ -68,6 +69,18 @@ pub struct QuantizeArgs {
     /// Use only the first N calibration samples
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Skip the empirical bias correction (on by default: each conv/linear bias is shifted
+    /// by the mean int8-vs-float error measured on the calibration images)
+    #[arg(long)]
+    pub no_bias_correction: bool,
+    /// Round weights to nearest instead of choosing up or down by each layer's output
+    /// error on the calibration images (the choice is made in the bias-correction pass)
+    #[arg(long)]
+    pub nearest_rounding: bool,
+    /// Also choose each activation's range among minmax, percentile and MSE by the output
+    /// logit error (slower; off by default: it did not help the example models)
+    #[arg(long)]
+    pub range_search: bool,
 }
 
 impl QuantizeArgs {
@@ -120,6 +133,9 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let opts = QuantizeOptions {
         method,
         qdq: args.qdq.is_some(),
+        bias_correction: !args.no_bias_correction,
+        optimise_rounding: !args.nearest_rounding && !args.no_bias_correction,
+        range_search: args.range_search,
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");
@@ -206,6 +222,9 @@ fn summary(args: &QuantizeArgs, compiled: &Compiled) -> String {
             a * 100.0
         ));
     }
+    for technique in r.techniques.iter().skip(1) {
+        text.push_str(&format!("applied: {technique}\n"));
+    }
     for note in &r.notes {
         text.push_str(&format!("note: {note}\n"));
     }
@@ -256,6 +275,22 @@ mod tests {
         ])
         .unwrap();
         assert!(bad.args.calib_method().is_err());
+    }
+
+    #[test]
+    fn bias_correction_is_on_unless_turned_off() {
+        let base = ["q", "m.onnx", "--calib", "c", "--out", "m.cbam"];
+        let on = Cli::try_parse_from(base).unwrap();
+        assert!(!on.args.no_bias_correction && !on.args.nearest_rounding);
+        assert!(!on.args.range_search);
+        let flags = [
+            "--no-bias-correction",
+            "--nearest-rounding",
+            "--range-search",
+        ];
+        let off = Cli::try_parse_from(base.iter().chain(&flags)).unwrap();
+        assert!(off.args.no_bias_correction && off.args.nearest_rounding);
+        assert!(off.args.range_search);
     }
 
     #[test]

@@ -15,6 +15,11 @@ use crate::ir::Graph;
 use crate::passes::{self, PassError};
 use crate::plan::{self, PlanError};
 use crate::qdq::{self, QdqError};
+use crate::quant::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
+use crate::quant::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
+use crate::quant::sigmoid_inputs::{
+    clip_to_sigmoid_span, sigmoid_input_names, SATURATES_HIGH, SATURATES_LOW,
+};
 use crate::quant::{self, LowerOptions, QModel, QuantError};
 use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
 
@@ -28,6 +33,13 @@ pub struct QuantizeOptions {
     /// The `name` metadata; the ONNX file stem when `None`.
     pub name: Option<String>,
     pub lower: LowerOptions,
+    /// Empirical bias correction of every conv and linear layer on the calibration images.
+    pub bias_correction: bool,
+    /// Per-tensor choice among minmax, percentile and MSE ranges by the output error.
+    pub range_search: bool,
+    /// Round each conv/linear weight up or down by the layer's output error (a part of
+    /// the bias correction pass, so it needs `bias_correction`).
+    pub optimise_rounding: bool,
 }
 
 impl Default for QuantizeOptions {
@@ -38,6 +50,12 @@ impl Default for QuantizeOptions {
             sqnr_images: 16,
             name: None,
             lower: LowerOptions::default(),
+            // Off for library callers: the pass costs a core run per layer and image, which
+            // the debug-build end-to-end suite cannot afford for every model variant.
+            // `cbam quantize` turns bias correction and rounding on (the measured best).
+            bias_correction: false,
+            range_search: false,
+            optimise_rounding: false,
         }
     }
 }
@@ -74,6 +92,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
+    RangeSearch(#[from] RangeSearchError),
+    #[error(transparent)]
+    BiasCorrection(#[from] BiasCorrectionError),
+    #[error(transparent)]
     Blob(#[from] BlobError),
     #[error(transparent)]
     Qdq(#[from] QdqError),
@@ -101,9 +123,11 @@ pub fn quantize(
     let sqnr_images = opts.sqnr_images.min(calib_inputs.len());
     let total = calib_inputs.len() + sqnr_images;
 
-    let ranges = calibrate(&graph, &float, calib_inputs, opts.method, &mut |done| {
+    let calibrator = calibrate(&graph, &float, calib_inputs, &mut |done| {
         progress(done, total)
     })?;
+    let tuned = tune(&graph, &float, &calibrator, calib_inputs, opts)?;
+    let (graph, ranges) = (tuned.graph, tuned.ranges);
     let model = quant::lower(&graph, &ranges, &opts.lower)?;
     let plan = plan::plan(&model)?;
     let meta = BlobMeta {
@@ -156,10 +180,108 @@ pub fn quantize(
             zero_point: input_q.zero_point,
             raw_pixels: model.input_is_pixels,
         },
+        techniques: tuned.techniques,
+        range_choices: tuned.range_choices,
+        bias_correction: tuned.bias_correction,
         layers: report::layer_rows(&model, &ranges, Some(&fidelity.sqnr)),
         notes: notes(&graph, &model),
     };
     Ok(Compiled { blob, qdq, report })
+}
+
+/// The graph and ranges the lowering uses, after every host-side refinement of the plain
+/// calibration, and what each refinement did.
+struct Tuned {
+    graph: Graph,
+    ranges: Ranges,
+    techniques: Vec<String>,
+    range_choices: Vec<RangeChoice>,
+    bias_correction: Vec<CorrectedLayer>,
+}
+
+/// Images the range search runs per candidate: enough to rank ranges, few enough that a
+/// search over every tensor stays within seconds.
+const RANGE_SEARCH_IMAGES: usize = 256;
+
+/// Narrows the sigmoid inputs, optionally searches per-tensor ranges, then corrects biases
+/// (last, because the correction measures the int8 model as it will be lowered).
+fn tune(
+    graph: &Graph,
+    float: &FloatModel,
+    calibrator: &Calibrator,
+    calib_inputs: &[Vec<f32>],
+    opts: &QuantizeOptions,
+) -> Result<Tuned, PipelineError> {
+    let mut ranges = calibrator.ranges(opts.method);
+    let sigmoid_inputs = sigmoid_input_names(graph);
+    let clip = |r: &mut Ranges| {
+        clip_to_sigmoid_span(r, &sigmoid_inputs);
+    };
+    let mut techniques = vec![format!("calibration ranges: {}", opts.method)];
+    if clip_to_sigmoid_span(&mut ranges, &sigmoid_inputs) > 0 {
+        techniques.push(format!(
+            "sigmoid inputs narrowed to the table's unsaturated span [{SATURATES_LOW}, {SATURATES_HIGH}]"
+        ));
+    }
+    let mut range_choices = Vec::new();
+    if opts.range_search {
+        let images = &calib_inputs[..calib_inputs.len().min(RANGE_SEARCH_IMAGES)];
+        let float_logits = images
+            .iter()
+            .map(|i| float.run(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = SearchInputs {
+            graph,
+            calibrator,
+            opts: &opts.lower,
+            images,
+            float_logits: &float_logits,
+            adjust: &clip,
+        };
+        let candidates = [
+            CalibMethod::MinMax,
+            CalibMethod::Percentile(99.99),
+            CalibMethod::Percentile(99.9),
+            CalibMethod::Mse,
+        ];
+        (ranges, range_choices) = range_search::search(&inputs, &ranges, &candidates)?;
+        techniques.push(format!(
+            "per-tensor range search by output logit error on {} images: {} tensor(s) changed",
+            images.len(),
+            range_choices.len()
+        ));
+    }
+    let (graph, bias_correction) = if opts.bias_correction {
+        let (g, layers) = bias_correction::correct_biases(
+            graph,
+            &ranges,
+            &opts.lower,
+            float,
+            calib_inputs,
+            opts.optimise_rounding,
+        )?;
+        if opts.optimise_rounding {
+            techniques.push(format!(
+                "weight rounding by layer output error: {} weight(s) off nearest",
+                layers.iter().map(|l| l.rounding_flips).sum::<usize>()
+            ));
+        }
+        techniques.push(format!(
+            "empirical bias correction of {} conv/linear layer(s) on {} images",
+            layers.len(),
+            calib_inputs.len()
+        ));
+        (g, layers)
+    } else {
+        (graph.clone(), Vec::new())
+    };
+    Ok(Tuned {
+        graph,
+        ranges,
+        techniques,
+        range_choices,
+        bias_correction,
+    })
 }
 
 fn check_inputs(float: &FloatModel, inputs: &[Vec<f32>]) -> Result<(), PipelineError> {
@@ -211,9 +333,8 @@ fn calibrate(
     graph: &Graph,
     float: &FloatModel,
     inputs: &[Vec<f32>],
-    method: CalibMethod,
     progress: &mut dyn FnMut(usize),
-) -> Result<Ranges, PipelineError> {
+) -> Result<Calibrator, PipelineError> {
     let names = observed_names(graph);
     let input_name = graph
         .tensors
@@ -229,7 +350,7 @@ fn calibrate(
         }
         progress(i + 1);
     }
-    Ok(calibrator.ranges(method))
+    Ok(calibrator)
 }
 
 struct Fidelity {
@@ -359,14 +480,15 @@ mod tests {
     #[test]
     fn synthetic_model_quantizes_end_to_end() {
         let dir = tempfile::tempdir().unwrap();
-        for (style, method) in [
-            (CbamStyle::default(), CalibMethod::MinMax),
+        for (style, method, tuned) in [
+            (CbamStyle::default(), CalibMethod::MinMax, true),
             (
                 CbamStyle {
                     max_first: true,
                     ..CbamStyle::default()
                 },
                 CalibMethod::Percentile(99.9),
+                false,
             ),
         ] {
             let onnx = synthetic_onnx(dir.path(), &style);
@@ -375,6 +497,8 @@ mod tests {
                 method,
                 qdq: true,
                 sqnr_images: 8,
+                bias_correction: tuned,
+                optimise_rounding: tuned,
                 ..Default::default()
             };
             let out = quantize(&onnx, &images(32), &opts, &mut |_, _| calls += 1).unwrap();
@@ -389,6 +513,10 @@ mod tests {
             }
             assert!(out.qdq.is_some_and(|q| !q.is_empty()));
             assert!(serde_json::to_string(r).unwrap().contains("\"method\""));
+            assert_eq!(!r.bias_correction.is_empty(), tuned, "{:?}", r.techniques);
+            let says = |what: &str| r.techniques.iter().any(|t| t.contains(what));
+            assert_eq!(says("bias correction"), tuned, "{:?}", r.techniques);
+            assert_eq!(says("weight rounding"), tuned, "{:?}", r.techniques);
         }
     }
 
@@ -421,7 +549,8 @@ mod tests {
     /// Full Fashion-MNIST fidelity of `models/fmnist_cbam.onnx`: int8 (core) vs float
     /// (tract) top-1 agreement and accuracy over the 10,000 test images.
     /// `cargo test --release -p cbam-compiler fmnist_fidelity -- --ignored --nocapture`
-    /// (`CBAM_MODEL`, `CBAM_METHOD` = minmax|percentile|mse|entropy, `CBAM_LIMIT` override).
+    /// (`CBAM_MODEL`, `CBAM_METHOD` = minmax|percentile|mse|entropy, `CBAM_LIMIT` override;
+    /// `CBAM_PLAIN=1` without bias correction and rounding, as the library default).
     #[test]
     #[ignore = "minutes of tract runs; a benchmark, not a unit test"]
     fn fmnist_fidelity() {
@@ -460,9 +589,12 @@ mod tests {
         )
         .unwrap();
         let inputs: Vec<Vec<f32>> = calib.samples.iter().map(|s| s.input.clone()).collect();
+        let tuned = std::env::var("CBAM_PLAIN").is_err();
         let opts = QuantizeOptions {
             method,
             qdq: true,
+            bias_correction: tuned,
+            optimise_rounding: tuned,
             ..Default::default()
         };
         let out = quantize(&onnx, &inputs, &opts, &mut |_, _| {}).unwrap();

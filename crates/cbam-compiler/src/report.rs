@@ -20,6 +20,12 @@ pub struct QuantReport {
     pub weight_bytes: usize,
     pub macs: u64,
     pub input: InputReport,
+    /// Every host-side choice beyond the plain calibration method, in the order applied.
+    pub techniques: Vec<String>,
+    /// Tensors whose range the per-tensor search moved off `method`.
+    pub range_choices: Vec<crate::quant::range_search::RangeChoice>,
+    /// The bias shift of every corrected layer (empty without bias correction).
+    pub bias_correction: Vec<crate::quant::bias_correction::CorrectedLayer>,
     pub layers: Vec<LayerReport>,
     pub notes: Vec<String>,
 }

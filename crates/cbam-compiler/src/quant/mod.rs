@@ -4,12 +4,17 @@
 //! FORMAT.md terms, [`lower`] the per-op lowering, [`cbam`] the fused attention block and [`scatter`]
 //! the pruned-residual scatter that folds into ADD.
 
+pub mod bias_correction;
 pub mod cbam;
+pub mod channel_means;
 pub mod input;
 pub mod lower;
 pub mod math;
 pub mod model;
+pub mod range_search;
+pub mod rounding;
 pub mod scatter;
+pub mod sigmoid_inputs;
 
 pub use lower::lower;
 pub use math::QParams;

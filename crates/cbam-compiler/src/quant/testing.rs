@@ -1,7 +1,10 @@
 //! Hand-built IR graphs for the quantization, planning and writer tests (the ONNX import
-//! is tested separately; these do not depend on it).
+//! is tested separately; these do not depend on it), and the importer's synthetic ONNX
+//! classifier with tract for the tests that measure the int8 model against float.
 
-use crate::calib::{Range, Ranges};
+use crate::calib::{Calibrator, Range, Ranges};
+use crate::float_run::FloatModel;
+use crate::import::testing::{CbamStyle, OnnxBuilder};
 use crate::ir::*;
 
 /// Deterministic weights in [-scale, scale).
@@ -150,4 +153,49 @@ pub fn small_cbam_graph() -> (Graph, Ranges) {
         ranges.insert(name.into(), Range { min, max });
     }
     (graph, ranges)
+}
+
+/// The importer's synthetic CBAM classifier as graph and tract model, with 24 inputs.
+pub fn synthetic_classifier() -> (Graph, FloatModel, Vec<Vec<f32>>) {
+    let (b, out) = OnnxBuilder::cbam_classifier(&CbamStyle::default(), 13);
+    let proto = b.build(&out);
+    let graph = crate::import::import_model(&proto, None).unwrap();
+    let graph = crate::passes::optimize(graph).unwrap();
+    let float = FloatModel::from_proto(&proto, None).unwrap();
+    let images = (0..24u64)
+        .map(|s| crate::quant::testing::weights(64, s + 1, 1.5))
+        .collect();
+    (graph, float, images)
+}
+
+/// Histograms of every value the lowering quantizes, from tract runs over `images`.
+pub fn calibrate_synthetic(graph: &Graph, float: &FloatModel, images: &[Vec<f32>]) -> Calibrator {
+    let mut names: Vec<String> = graph.tensors.iter().map(|t| t.name.clone()).collect();
+    for node in &graph.nodes {
+        if let Op::Cbam(c) = &node.op {
+            let v = &c.values;
+            names.extend([
+                v.hidden_avg.clone(),
+                v.hidden_max.clone(),
+                v.channel_logit.clone(),
+                v.channel_scaled.clone(),
+                v.spatial_logit.clone(),
+            ]);
+        }
+    }
+    let input = graph.tensors[graph.input].name.clone();
+    names.retain(|n| {
+        *n != input
+            && float
+                .run_with_values(&images[0], std::slice::from_ref(n))
+                .is_ok()
+    });
+    let mut calib = Calibrator::default();
+    for image in images {
+        calib.observe(&input, image);
+        for (name, v) in float.run_with_values(image, &names).unwrap() {
+            calib.observe(&name, &v);
+        }
+    }
+    calib
 }
