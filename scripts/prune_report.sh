@@ -2,6 +2,8 @@
 # Reproduces the `cbam prune` numbers of issue 5 on the residual example model: MACs
 # before/after, float and int8 accuracy before/after (no fine-tuning) on the test set, and
 # attention ranking vs L1-norm ranking at the same MAC budget and at the same per-block ratio.
+# Then the same default cut (--channels auto, --macs-budget BUDGET) on the plain CBAM CNN
+# (PLAIN_MODEL; set it empty to skip, about 1 min).
 #
 #   scripts/prune_report.sh                       # all 10,000 test images (about 5 min)
 #   LIMIT=1000 BUDGET=70% RATIO=0.35 scripts/prune_report.sh
@@ -16,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL=${MODEL:-models/fmnist_cbam_res.onnx}
+PLAIN_MODEL=${PLAIN_MODEL-models/fmnist_cbam.onnx}
 BUDGET=${BUDGET:-75%}
 RATIO=${RATIO:-0.3}
 LIMIT=${LIMIT:-10000}
@@ -67,6 +70,22 @@ for name in "${names[@]}"; do
     run $CBAM eval "$OUT/$name.cbam" --data "$TEST_X" --labels "$TEST_Y" --limit "$LIMIT" --json > "$OUT/eval.$name.json"
 done
 
+# 3b. the plain CBAM CNN (no residual Add): the default scope cuts its CBAM feature maps
+if [[ -n $PLAIN_MODEL ]]; then
+    run $CBAM prune "$PLAIN_MODEL" --calib "$CALIB" --macs-budget "$BUDGET" \
+        --data "$TEST_X" --labels "$TEST_Y" --limit "$LIMIT" \
+        --out "$OUT/plain.pruned.onnx" --report "$OUT/prune.plain.json" > "$OUT/prune.plain.txt"
+    for src in "$PLAIN_MODEL" "$OUT/plain.pruned.onnx"; do
+        name=plain.original
+        [[ $src != "$PLAIN_MODEL" ]] && name=plain.pruned
+        run $CBAM quantize "$src" --calib "$CALIB" --out "$OUT/$name.cbam" > /dev/null
+        run $CBAM eval "$OUT/$name.cbam" --data "$TEST_X" --labels "$TEST_Y" --limit "$LIMIT" \
+            --json > "$OUT/eval.$name.json"
+    done
+else
+    rm -f "$OUT/prune.plain.json"
+fi
+
 # 4. optional: what the fine-tune recipe recovers on the default (attention, budget) cut
 if [[ -n ${FINETUNE_EPOCHS:-} ]]; then
     PYTHON=${PYTHON:-/opt/torchenv/bin/python}
@@ -102,6 +121,16 @@ for name in names[1:]:
     print(f"{name}: {r['selection']}, {r['scope']} channels; kept {kept}")
     for rec in r["reconstruction"]:
         print(f"    refit {rec['conv']}: relative output error {rec['rel_error_before']:.3f} -> {rec['rel_error_after']:.3f}")
+try:
+    r = load("prune.plain.json")
+    before, after = (100 * load(f"eval.plain.{n}.json")["accuracy"] for n in ("original", "pruned"))
+    acc = r.get("accuracy") or {}
+    kept = ", ".join(f"{b['name'].strip('/')} {b['kept']}/{b['channels']}" for b in r["blocks"] if b["kept"] < b["channels"])
+    print(f"\nplain CBAM CNN, {r['selection']}, {r['scope']} channels: MACs {r['before']['macs']} -> {r['after']['macs']}"
+          f" (-{r['macs_reduction_pct']:.1f}%); float {acc.get('before_pct', float('nan')):.2f}% -> {acc.get('after_pct', float('nan')):.2f}%;"
+          f" int8 {before:.2f}% -> {after:.2f}% ({before - after:.2f} pp); kept {kept}")
+except FileNotFoundError:
+    pass
 try:
     ft = open(f"{out}/finetune.txt").read().strip().splitlines()
     int8 = 100 * load("eval.attention.budget.ft.json")["accuracy"]

@@ -281,7 +281,10 @@ fn reconstruction_reduces_the_consumer_error_on_images_it_was_not_fitted_on() {
         &outcomes,
         &mut refit,
         fit_on,
-        ReconstructOptions::default(),
+        ReconstructOptions {
+            downstream: 0,
+            ..ReconstructOptions::default()
+        },
     )
     .expect("reconstruction");
     assert_eq!(reports.len(), 3, "{reports:?}");
@@ -376,15 +379,103 @@ fn bad_input_gives_clear_errors() {
     assert!(matches!(e, PruneError::InputShape { got: 1024, .. }), "{e}");
 }
 
+/// The default scope on a plain CBAM CNN: its feature maps are coupled by no Add, so they
+/// are cut outright and their consumers refitted (then the next conv down).
+#[test]
+fn default_scope_prunes_a_plain_cbam_cnn() {
+    let proto = prune::load_proto(&model_path("fmnist_cbam.onnx")).expect("model loads");
+    let mut opts = options(ratio(0.3), true);
+    opts.scope = Scope::default();
+    opts.reconstruct = Some(ReconstructOptions::default());
+    let outcome = prune::prune(&proto, &calib(8), None, &opts).expect("default-scope pruning");
+    let report = &outcome.report;
+    assert_eq!(report.scope, Scope::Auto);
+    assert_eq!(report.blocks.len(), 3, "{:?}", report.blocks);
+    for b in &report.blocks {
+        assert_eq!(b.kind, GroupKind::Attended, "{}", b.name);
+        assert!(!b.residual_coupled, "{}", b.name);
+        assert!(b.scattered_adds.is_empty(), "{}", b.name);
+        assert_eq!(
+            b.removed_channels.len(),
+            (b.channels as f64 * 0.3).round() as usize
+        );
+    }
+    let refitted: Vec<&str> = report
+        .reconstruction
+        .iter()
+        .map(|r| r.conv.as_str())
+        .collect();
+    // conv3 and conv4 read pruned maps; cbam3's spatial conv is the conv after conv3.
+    for conv in [
+        "/conv3/conv3.0/Conv",
+        "/conv4/conv4.0/Conv",
+        "/cbam3/spatial/conv/Conv",
+    ] {
+        assert!(refitted.contains(&conv), "{conv} not in {refitted:?}");
+    }
+    assert!(report.after.macs < report.before.macs * 3 / 4);
+}
+
+/// The default scope on the residual model: each block's conv1 outputs only, never the
+/// CBAM feature maps a residual Add couples.
+#[test]
+fn default_scope_leaves_residual_coupled_channels_alone() {
+    let proto = prune::load_proto(&model_path("fmnist_cbam_res.onnx")).expect("model loads");
+    let analysis = prune::analyze(&proto, &calib(8), Criterion::Attention).expect("analysis");
+    let mut opts = options(ratio(0.3), true);
+    opts.scope = Scope::default();
+    let removed = prune::select_channels(&analysis, &opts).expect("selection");
+    let mut kinds = (0, 0);
+    for (group, cut) in analysis.groups.iter().zip(&removed) {
+        match group.kind {
+            GroupKind::Attended => {
+                assert!(group.residual_coupled, "{} is coupled", group.name);
+                assert!(cut.is_empty(), "{} cut: {cut:?}", group.name);
+                kinds.0 += 1;
+            }
+            GroupKind::Internal => {
+                assert!(!group.residual_coupled, "{}", group.name);
+                assert!(!cut.is_empty(), "{} not cut", group.name);
+                kinds.1 += 1;
+            }
+        }
+    }
+    assert_eq!(kinds, (3, 3), "three CBAM blocks and three conv1 outputs");
+    let (pruned, outcomes) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
+    assert!(outcomes.iter().all(|o| o.scattered_adds.is_empty()));
+    let g = pruned.graph.as_ref().expect("graph");
+    assert!(!g.node.iter().any(|n| n.name.ends_with(SCATTER_SUFFIX)));
+}
+
+#[test]
+fn a_scope_with_no_group_says_which_scope_to_use_instead() {
+    let samples = calib(4);
+    let mut opts = options(ratio(0.3), true);
+    opts.scope = Scope::Internal;
+    let e = expect_err("fmnist_cbam.onnx", &samples, opts);
+    assert!(matches!(e, PruneError::NothingPrunable(_)), "{e}");
+    assert!(e.to_string().contains("--channels auto"), "{e}");
+
+    opts.scope = Scope::default();
+    let e = expect_err("variants/fmnist_plain.onnx", &samples, opts);
+    assert!(matches!(e, PruneError::NoCbam), "{e}");
+    assert!(e.to_string().contains("--criterion l1"), "{e}");
+}
+
 #[test]
 fn l1_criterion_prunes_a_model_without_cbam() {
     let proto = prune::load_proto(&model_path("variants/fmnist_plain.onnx")).expect("model loads");
-    let mut opts = options(ratio(0.25), true);
-    opts.criterion = Criterion::L1;
-    opts.scope = Scope::All;
-    let outcome = prune::prune(&proto, &calib(2), None, &opts).expect("l1 pruning");
-    assert!(!outcome.report.blocks.is_empty());
-    assert!(outcome.report.after.macs < outcome.report.before.macs);
+    for scope in [Scope::All, Scope::default()] {
+        let mut opts = options(ratio(0.25), true);
+        opts.criterion = Criterion::L1;
+        opts.scope = scope;
+        let outcome = prune::prune(&proto, &calib(2), None, &opts).expect("l1 pruning");
+        assert!(!outcome.report.blocks.is_empty(), "{scope}");
+        assert!(
+            outcome.report.after.macs < outcome.report.before.macs,
+            "{scope}"
+        );
+    }
 }
 
 /// Op code of ADD (FORMAT.md).

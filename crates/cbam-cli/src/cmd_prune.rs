@@ -23,11 +23,14 @@ pub enum CriterionArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ChannelsArg {
-    /// Conv outputs used only inside a block (a residual block's conv1): removed outright
+    /// Every group removable outright: channels inside a block and CBAM feature maps no
+    /// residual Add couples (a plain CNN's)
+    Auto,
+    /// Conv outputs used only inside a block (a residual block's conv1)
     Internal,
-    /// CBAM feature maps (residual-coupled: scattered back before the Add)
+    /// CBAM feature maps, residual-coupled ones included (scattered back before the Add)
     Attended,
-    /// Both kinds
+    /// Every group, residual-coupled ones included
     All,
 }
 
@@ -46,14 +49,26 @@ Examples:
   # prune until the model needs at most 7.5 M multiply-accumulates (or 75% of its MACs)
   cbam prune models/fmnist_cbam.onnx --calib calib.npy --macs-budget 7500000
   cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 --macs-budget 75%
+  # which channels may go: only inside residual blocks, or also the residual-coupled ones
+  cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 \\
+      --channels internal --ratio 0.3
+  cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 \\
+      --channels attended --ratio 0.5 --no-reconstruct
+  cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 \\
+      --channels all --macs-budget 70%
+  # a model without CBAM: rank by filter L1 norm
+  cbam prune models/variants/fmnist_plain.onnx --calib models/data/calib256_images.u8 \\
+      --criterion l1 --ratio 0.3
 
 Exactly one of --ratio, --threshold, --macs-budget selects channels (optional with
---stats-only, where it only draws the cut). By default only channels inside a block are
-removed (a residual block's conv1 outputs, ranked by CBAM attention propagated through
-conv2) and the conv reading them is refitted by least squares on the calibration images;
---channels attended|all also cuts CBAM feature maps, which a residual Add couples: those
-are computed only where kept and scattered back to full width before the Add. Nothing is
-written when an error occurs."
+--stats-only, where it only draws the cut). By default (--channels auto) every channel that
+can be removed outright may go: a residual block's conv1 outputs (ranked by CBAM attention
+propagated through conv2) and the CBAM feature maps of a plain CNN, which no residual Add
+couples; the conv reading them, and the next conv down, are refitted by least squares on
+the calibration images.
+--channels attended|all also cut CBAM feature maps that a residual Add couples: those are
+computed only where kept and scattered back to full width before the Add, where no refit
+can compensate them. Nothing is written when an error occurs."
 )]
 pub struct PruneArgs {
     /// The float ONNX model
@@ -87,7 +102,7 @@ pub struct PruneArgs {
     #[arg(long, value_enum, default_value_t = CriterionArg::Attention)]
     pub criterion: CriterionArg,
     /// Which channels may be removed
-    #[arg(long, value_enum, default_value_t = ChannelsArg::Internal)]
+    #[arg(long, value_enum, default_value_t = ChannelsArg::Auto)]
     pub channels: ChannelsArg,
     /// Do not rescale the spatial attention's channel mean by K/N after pruning
     #[arg(long)]
@@ -98,6 +113,10 @@ pub struct PruneArgs {
     /// Ridge term of the refit, relative to the mean feature energy
     #[arg(long, value_name = "L", default_value_t = ReconstructOptions::default().ridge)]
     pub ridge: f64,
+    /// Also refit the plain convs up to N convs after each refitted one, on the pruned
+    /// model's inputs (absorbs the error the first refit lets through)
+    #[arg(long, value_name = "N", default_value_t = ReconstructOptions::default().downstream)]
+    pub refit_downstream: usize,
     /// Labelled data for float accuracy before/after
     #[arg(long, value_name = "DATA")]
     pub data: Option<PathBuf>,
@@ -175,6 +194,7 @@ impl PruneArgs {
 
     fn scope(&self) -> Scope {
         match self.channels {
+            ChannelsArg::Auto => Scope::Auto,
             ChannelsArg::Internal => Scope::Internal,
             ChannelsArg::Attended => Scope::Attended,
             ChannelsArg::All => Scope::All,
@@ -190,6 +210,7 @@ impl PruneArgs {
         }
         Ok(Some(ReconstructOptions {
             ridge: self.ridge,
+            downstream: self.refit_downstream,
             ..ReconstructOptions::default()
         }))
     }

@@ -7,13 +7,15 @@
 //!    propagated through the conv that reads them. Both also carry the L1 norm of the
 //!    producing filters, the classic baseline.
 //! 2. [`select_channels`]: ratio (per block or global), threshold or MAC budget, never below a
-//!    per-block floor ([`select`]); a MAC budget is spent where the measured damage per MAC
-//!    saved is least ([`sensitivity`]).
+//!    per-block floor ([`select`]), over the groups [`Scope`] admits (by default every group
+//!    that can be removed outright, not the residual-coupled ones); a MAC budget is spent
+//!    where the measured damage per MAC saved is least ([`sensitivity`]).
 //! 3. [`apply_cuts`]: structural removal on the ONNX protobuf ([`surgery`]); the result is an
 //!    ordinary float ONNX model that tract, onnxruntime and PyTorch load.
 //! 4. [`reconstruct()`]: refit each conv that lost input channels by ridge least squares on
 //!    the calibration images, so that its output matches the unpruned model's
-//!    ([`reconstruct`](mod@reconstruct)); this is what makes a cut usable without fine-tuning.
+//!    ([`reconstruct`](mod@reconstruct)), then the next conv down ([`downstream`]); this is
+//!    what makes a cut usable without fine-tuning.
 //!
 //! "The same channels zeroed" (the reference the tests compare against) is the original
 //! model with the removed channels' producer filters, biases and BatchNorm shift set to
@@ -27,6 +29,7 @@ pub mod activations;
 pub mod blocks;
 pub mod cost;
 pub mod criteria;
+pub mod downstream;
 pub mod float_eval;
 pub mod internal;
 pub mod lstsq;
@@ -90,22 +93,43 @@ pub enum GroupKind {
 }
 
 /// Which groups a selection may take channels from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Every group that can be removed outright: internal groups, and CBAM feature maps no
+    /// residual Add couples (a plain CNN's). Coupled channels are left alone because the
+    /// Add still receives the skip path's value there, which no refit can compensate.
+    #[default]
+    Auto,
+    /// CBAM feature maps only, residual-coupled ones included (scattered before the Add).
     Attended,
+    /// Internal groups only.
     Internal,
+    /// Every group, residual-coupled ones included.
     All,
 }
 
 impl Scope {
-    pub fn includes(self, kind: GroupKind) -> bool {
-        matches!(
-            (self, kind),
-            (Scope::All, _)
-                | (Scope::Attended, GroupKind::Attended)
-                | (Scope::Internal, GroupKind::Internal)
-        )
+    /// Whether a group of `kind` may lose channels; `residual_coupled` says a residual Add
+    /// couples its channels (they would have to be scattered back).
+    pub fn includes(self, kind: GroupKind, residual_coupled: bool) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Auto => kind == GroupKind::Internal || !residual_coupled,
+            Scope::Attended => kind == GroupKind::Attended,
+            Scope::Internal => kind == GroupKind::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Auto => "auto",
+            Scope::Attended => "attended",
+            Scope::Internal => "internal",
+            Scope::All => "all",
+        })
     }
 }
 
@@ -153,7 +177,7 @@ pub enum PruneError {
     BadBudgetFraction(f64),
     #[error("no CBAM block found: there is no channel attention to rank channels by; use --criterion l1 to rank by the L1 norm of conv filters")]
     NoCbam,
-    #[error("no prunable channel group found ({0})")]
+    #[error("no prunable channel group found: {0}")]
     NothingPrunable(String),
     #[error(
         "the model input shape is not fixed in the ONNX file; re-export with a static input shape"
@@ -174,4 +198,20 @@ pub fn load_proto(path: &Path) -> Result<ModelProto, PruneError> {
 /// Serialises a model to ONNX bytes (write them with [`crate::write_atomic`]).
 pub fn encode_proto(model: &ModelProto) -> Vec<u8> {
     prost::Message::encode_to_vec(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_scope_takes_everything_removable_outright() {
+        assert!(Scope::Auto.includes(GroupKind::Internal, false));
+        assert!(Scope::Auto.includes(GroupKind::Attended, false));
+        assert!(!Scope::Auto.includes(GroupKind::Attended, true));
+        assert!(Scope::All.includes(GroupKind::Attended, true));
+        assert!(Scope::Attended.includes(GroupKind::Attended, true));
+        assert!(!Scope::Internal.includes(GroupKind::Attended, false));
+        assert_eq!(Scope::default(), Scope::Auto);
+    }
 }

@@ -7,9 +7,13 @@
 //! im2col rows: features are the kept input channels' values under each kernel tap plus a
 //! constant 1 (the bias absorbs the removed channels' mean contribution), targets are the
 //! *original* model's conv output at the same pixel. Inputs come from the pruned model as
-//! it stands (earlier cuts already applied and reconstructed), so each fit also corrects
-//! the error that upstream cuts let through. The ridge pulls toward the plainly sliced
-//! weights, so a poorly determined direction stays where it was.
+//! it stands (earlier cuts already applied and reconstructed, a pruned CBAM's attention
+//! recomputed over the kept channels), so each fit also corrects the error that upstream
+//! cuts let through. The ridge pulls toward the plainly sliced weights, so a poorly
+//! determined direction stays where it was. By default the next plain conv after each
+//! refitted one is refitted the same way ([`ReconstructOptions::downstream`]): on the plain
+//! example model at -27% MACs that takes float accuracy on 2,000 held-out training images
+//! from 90.15% to 90.50% (unpruned 91.30%).
 
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto};
 
@@ -29,6 +33,9 @@ pub struct ReconstructOptions {
     pub ridge: f64,
     /// At most this many im2col rows (pixels) per conv, spread evenly over the samples.
     pub max_rows: usize,
+    /// Also refit the plain convs this many convs further down from each conv that lost
+    /// input channels (see [`super::downstream`]).
+    pub downstream: usize,
 }
 
 impl Default for ReconstructOptions {
@@ -36,6 +43,7 @@ impl Default for ReconstructOptions {
         ReconstructOptions {
             ridge: 3e-2,
             max_rows: 12_000,
+            downstream: 1,
         }
     }
 }
@@ -515,6 +523,7 @@ mod tests {
             ReconstructOptions {
                 ridge: 1e-9,
                 max_rows: 10_000,
+                downstream: 0,
             },
         )
         .expect("fit");

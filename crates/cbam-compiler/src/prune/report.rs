@@ -39,6 +39,8 @@ pub struct BlockReport {
     pub kept: usize,
     pub removed_channels: Vec<usize>,
     pub kept_channels: Vec<usize>,
+    /// A residual Add couples these channels (cut only under `--channels attended|all`).
+    pub residual_coupled: bool,
     /// Residual Adds that receive this branch through a scatter conv.
     pub scattered_adds: Vec<String>,
     /// Why the block was left alone, if it was.

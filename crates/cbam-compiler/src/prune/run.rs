@@ -5,6 +5,7 @@ use tract_onnx::pb::ModelProto;
 use super::blocks::find_cbam_sites;
 use super::cost::{model_cost, Cost};
 use super::criteria::{attention_stats, producer_l1, AttentionStats};
+use super::downstream::downstream_convs;
 use super::float_eval::accuracy;
 use super::internal::{find_internal_sites, propagated_scores};
 use super::onnx_util::{
@@ -21,7 +22,7 @@ use super::select::{self, Selection};
 use super::sensitivity::{allocation_order, probe_depths, Reference, SensitivityCurve};
 use super::shapes::{declared_input_chw, value_shapes, ShapeMap};
 use super::surgery::{cut_channels, CutOutcome, SurgeryOptions};
-use super::{Criterion, GroupKind, PruneError, PruneOptions};
+use super::{Criterion, GroupKind, PruneError, PruneOptions, Scope};
 
 /// A set of channels pruned together: a CBAM block's feature map, or a conv output that
 /// stays inside a block (see [`super::internal`]); for `--criterion l1` on a model without
@@ -40,6 +41,9 @@ pub struct Group {
     pub l1: Vec<f32>,
     /// Why the group cannot be pruned (found by a trial cut), if so.
     pub blocked: Option<String>,
+    /// A residual Add couples these channels: a cut computes them only where kept and
+    /// scatters them back to full width (found by a trial cut).
+    pub residual_coupled: bool,
 }
 
 impl Group {
@@ -55,6 +59,11 @@ impl Group {
     /// Whether `--threshold`, charts and tables read these scores on the attention scale.
     pub fn has_attention_scores(&self) -> bool {
         self.attention.is_some() || self.propagated.is_some()
+    }
+
+    /// Whether a selection under `scope` may take channels from this group.
+    pub fn in_scope(&self, scope: Scope) -> bool {
+        self.blocked.is_none() && scope.includes(self.kind, self.residual_coupled)
     }
 }
 
@@ -96,21 +105,19 @@ fn graph(model: &ModelProto) -> Result<&tract_onnx::pb::GraphProto, PruneError> 
         .ok_or_else(|| PruneError::Unsupported("the ONNX model has no graph".into()))
 }
 
-/// Tries a one-channel cut on a copy: the reason the group cannot be pruned, if any.
+/// Tries a one-channel cut on a copy: what it did, or why the group cannot be pruned.
 fn trial_cut(
     proto: &ModelProto,
     shapes: &ShapeMap,
     feature: &str,
     channels: usize,
-) -> Option<String> {
+) -> Result<CutOutcome, String> {
     let mut copy = proto.clone();
     let kept: Vec<usize> = (1..channels).collect();
     let options = SurgeryOptions {
         compensate_spatial_mean: false,
     };
-    cut_channels(&mut copy, shapes, feature, channels, &kept, options)
-        .err()
-        .map(|e| e.to_string())
+    cut_channels(&mut copy, shapes, feature, channels, &kept, options).map_err(|e| e.to_string())
 }
 
 fn internal_groups(
@@ -141,6 +148,7 @@ fn internal_groups(
                 attention: None,
                 propagated,
                 blocked: None,
+                residual_coupled: false,
             })
         })
         .collect()
@@ -184,7 +192,7 @@ pub fn analyze(
     let internal = internal_groups(proto, &shapes, &input_chw, calib, &sites, &stats)?;
     let mut groups = Vec::with_capacity(sites.len() + internal.len());
     for (site, stat) in sites.iter().zip(stats) {
-        let blocked = trial_cut(proto, &shapes, &site.feature, site.channels);
+        let trial = trial_cut(proto, &shapes, &site.feature, site.channels);
         let l1 = producer_l1(g, &site.feature, site.channels)
             .unwrap_or_else(|_| vec![0.0; site.channels]);
         groups.push(Group {
@@ -195,7 +203,8 @@ pub fn analyze(
             attention: Some(stat),
             propagated: None,
             l1,
-            blocked,
+            residual_coupled: trial.as_ref().is_ok_and(|o| !o.scattered_adds.is_empty()),
+            blocked: trial.err(),
         });
     }
     groups.extend(internal);
@@ -215,16 +224,13 @@ pub fn select_channels(
     options: &PruneOptions,
 ) -> Result<Vec<Vec<usize>>, PruneError> {
     select::validate(&options.selection)?;
-    let in_scope = |g: &Group| g.blocked.is_none() && options.scope.includes(g.kind);
+    let in_scope = |g: &Group| g.in_scope(options.scope);
     let open: Vec<&Group> = analysis.groups.iter().filter(|g| in_scope(g)).collect();
     if open.is_empty() {
-        let why = analysis
-            .groups
-            .iter()
-            .filter_map(|g| g.blocked.clone())
-            .next()
-            .unwrap_or_else(|| format!("no group of kind {:?} in the model", options.scope));
-        return Err(PruneError::NothingPrunable(why));
+        return Err(PruneError::NothingPrunable(nothing_prunable_reason(
+            &analysis.groups,
+            options.scope,
+        )));
     }
     let scores: Vec<Vec<f32>> = open.iter().map(|g| g.scores(options.criterion)).collect();
     let names: Vec<String> = open.iter().map(|g| g.name.clone()).collect();
@@ -258,6 +264,40 @@ pub fn select_channels(
             }
         })
         .collect())
+}
+
+/// Why no group is open under `scope`, and what to try instead.
+pub fn nothing_prunable_reason(groups: &[Group], scope: Scope) -> String {
+    let blocked: Vec<String> = groups
+        .iter()
+        .filter(|g| scope.includes(g.kind, g.residual_coupled))
+        .filter_map(|g| g.blocked.as_ref().map(|b| format!("{}: {b}", g.name)))
+        .collect();
+    if !blocked.is_empty() {
+        return format!(
+            "every group in scope `{scope}` is blocked ({})",
+            blocked.join("; ")
+        );
+    }
+    let any = |pred: &dyn Fn(&Group) -> bool| groups.iter().any(pred);
+    let coupled = any(&|g| g.residual_coupled && g.blocked.is_none());
+    let internal = any(&|g| g.kind == GroupKind::Internal && g.blocked.is_none());
+    let attended = any(&|g| g.kind == GroupKind::Attended && g.blocked.is_none());
+    match scope {
+        Scope::Internal if attended => "no conv output stays inside a block (there are no \
+            residual blocks); use --channels auto (the default) to prune CBAM feature maps"
+            .into(),
+        Scope::Attended if internal => "the model has no CBAM feature map that can be cut; \
+            use --channels auto (the default) to prune the channels inside its blocks"
+            .into(),
+        Scope::Auto if coupled => "every CBAM feature map is coupled by a residual Add and no \
+            block has internal channels; use --channels attended to cut the coupled channels \
+            (computed only where kept and scattered back before the Add)"
+            .into(),
+        _ => "the model has no conv output whose channels can be removed; with no CBAM block, \
+            try --criterion l1"
+            .into(),
+    }
 }
 
 /// Calibration images the damage of a candidate cut is measured on.
@@ -462,6 +502,23 @@ pub fn reconstruct(
             conv: conv.clone(),
             output_kept,
         });
+    }
+    let cut_consumers: Vec<String> = targets.iter().map(|t| t.conv.clone()).collect();
+    let cut_values: Vec<&String> = cuts.iter().flat_map(|(_, _, o)| &o.cut_values).collect();
+    for conv in downstream_convs(og, &cut_consumers, options.downstream) {
+        // A conv whose output a cut narrowed is refitted through its own cut, if at all.
+        let narrowed = og
+            .node
+            .iter()
+            .find(|n| n.name == conv)
+            .and_then(|n| n.output.first())
+            .is_some_and(|v| cut_values.contains(&v));
+        if !narrowed {
+            targets.push(ReconstructTarget {
+                conv,
+                output_kept: None,
+            });
+        }
     }
     reconstruct_consumers(
         &analysis.proto,
@@ -697,6 +754,7 @@ fn block_reports(
             kept: g.channels - r.len(),
             removed_channels: r.clone(),
             kept_channels: select::kept_from_removed(g.channels, r),
+            residual_coupled: g.residual_coupled,
             scattered_adds: o.scattered_adds.clone(),
             skipped: g.blocked.clone(),
             attention: g.attention.clone(),
@@ -704,4 +762,44 @@ fn block_reports(
             l1: g.l1.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(name: &str, kind: GroupKind, residual_coupled: bool) -> Group {
+        Group {
+            name: name.into(),
+            feature: name.into(),
+            channels: 8,
+            kind,
+            attention: None,
+            propagated: None,
+            l1: vec![1.0; 8],
+            blocked: None,
+            residual_coupled,
+        }
+    }
+
+    #[test]
+    fn nothing_prunable_points_to_the_scope_that_has_groups() {
+        let coupled = vec![group("/r1/cbam/", GroupKind::Attended, true)];
+        assert!(!coupled[0].in_scope(Scope::Auto));
+        assert!(coupled[0].in_scope(Scope::Attended));
+        let why = nothing_prunable_reason(&coupled, Scope::Auto);
+        assert!(why.contains("--channels attended"), "{why}");
+
+        let plain = vec![group("/cbam2/", GroupKind::Attended, false)];
+        let why = nothing_prunable_reason(&plain, Scope::Internal);
+        assert!(why.contains("--channels auto"), "{why}");
+
+        let mut blocked = group("/cbam2/", GroupKind::Attended, false);
+        blocked.blocked = Some("consumer is a Reshape".into());
+        let why = nothing_prunable_reason(&[blocked], Scope::Auto);
+        assert!(why.contains("consumer is a Reshape"), "{why}");
+
+        let why = nothing_prunable_reason(&[], Scope::Auto);
+        assert!(why.contains("--criterion l1"), "{why}");
+    }
 }
