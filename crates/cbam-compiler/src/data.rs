@@ -119,7 +119,8 @@ pub struct Sample {
     /// normalised as the model expects.
     pub input: Vec<f32>,
     /// The 8-bit pixels the input was computed from, `[C, H, W]` flattened, after any
-    /// channel conversion and resize. `None` for `.npy` data, which has no pixels.
+    /// channel conversion and resize. For `.npy` data: `None`, or under a per-channel
+    /// normalisation the pixels the input stands for ([`InputSpec::pixels_of`]).
     pub pixels: Option<Vec<u8>>,
     /// The class index, when the source has labels.
     pub label: Option<usize>,

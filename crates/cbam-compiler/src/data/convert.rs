@@ -48,6 +48,34 @@ impl InputSpec {
         InputSpec::new(chw, &graph.meta.mean, &graph.meta.std)
     }
 
+    /// Whether every channel has its own mean or std. Such a normalisation cannot live in
+    /// one input scale, so a blob with raw-pixel input takes the pixels themselves.
+    pub fn is_per_channel(&self) -> bool {
+        let differs = |v: &[f32]| v.windows(2).any(|p| p[0] != p[1]);
+        differs(&self.mean) || differs(&self.std)
+    }
+
+    /// The 8-bit pixels a normalised `[C, H, W]` input stands for (rounded and clamped:
+    /// exactly what a camera would have delivered for it).
+    pub fn pixels_of(&self, input: &[f32]) -> Vec<u8> {
+        let plane = self.height() * self.width();
+        input
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let c = i.checked_div(plane).unwrap_or(0);
+                let mean = self.mean.get(c).copied().unwrap_or(0.0);
+                let std = self.std.get(c).copied().unwrap_or(1.0);
+                let pixel = ((x * std + mean) * 255.0).round();
+                if pixel.is_nan() {
+                    0
+                } else {
+                    pixel.clamp(0.0, 255.0) as u8
+                }
+            })
+            .collect()
+    }
+
     pub fn channels(&self) -> usize {
         self.shape[0]
     }

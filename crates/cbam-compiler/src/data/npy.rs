@@ -61,8 +61,8 @@ pub(crate) fn load_inputs(
         .data
         .chunks_exact(per_sample * 4)
         .take(source_len.min(limit))
-        .map(|chunk| Sample {
-            input: chunk
+        .map(|chunk| {
+            let input: Vec<f32> = chunk
                 .chunks_exact(4)
                 .map(|b| {
                     let b = [b[0], b[1], b[2], b[3]];
@@ -72,9 +72,15 @@ pub(crate) fn load_inputs(
                         f32::from_le_bytes(b)
                     }
                 })
-                .collect(),
-            pixels: None,
-            label: None,
+                .collect();
+            // A uniform normalisation is carried by the blob's input scale; a per-channel one
+            // is not, so the core needs the pixels back.
+            let pixels = spec.is_per_channel().then(|| spec.pixels_of(&input));
+            Sample {
+                input,
+                pixels,
+                label: None,
+            }
         })
         .collect();
     Ok(Dataset {
@@ -288,6 +294,20 @@ mod tests {
         assert_eq!(ds.samples[0].pixels, None);
         let limited = load_inputs(&path, &spec, 1).unwrap();
         assert_eq!((limited.len(), limited.source_len), (1, 2));
+    }
+
+    #[test]
+    fn per_channel_normalisation_recovers_the_pixels_for_the_core() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rgb.npy");
+        let spec = InputSpec::new([3, 1, 1], &[0.485, 0.456, 0.406], &[0.229, 0.224, 0.225])
+            .unwrap();
+        let pixels = vec![0u8, 128, 255];
+        let input = spec.sample_from_chw(pixels.clone()).input;
+        std::fs::write(&path, encode("<f4", &[1, 3, 1, 1], &f32_bytes(&input))).unwrap();
+        let ds = load_inputs(&path, &spec, usize::MAX).unwrap();
+        assert_eq!(ds.samples[0].pixels, Some(pixels));
+        assert_eq!(ds.samples[0].input, input);
     }
 
     #[test]
