@@ -300,8 +300,8 @@ mod tests {
     fn per_channel_normalisation_recovers_the_pixels_for_the_core() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rgb.npy");
-        let spec = InputSpec::new([3, 1, 1], &[0.485, 0.456, 0.406], &[0.229, 0.224, 0.225])
-            .unwrap();
+        let spec =
+            InputSpec::new([3, 1, 1], &[0.485, 0.456, 0.406], &[0.229, 0.224, 0.225]).unwrap();
         let pixels = vec![0u8, 128, 255];
         let input = spec.sample_from_chw(pixels.clone()).input;
         std::fs::write(&path, encode("<f4", &[1, 3, 1, 1], &f32_bytes(&input))).unwrap();
