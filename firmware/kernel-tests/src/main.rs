@@ -1,5 +1,6 @@
 //! Randomized bit-exactness test of cbam-core's conv2d / depthwise / fully connected on
-//! Cortex-M4 (DSP path) against a naive i64 reference, and of the fused CBAM op's two
+//! Cortex-M4 (DSP path) against a naive i64 reference (fully connected also on blob-like
+//! unaligned constants), and of the fused CBAM op's two
 //! scalings over their whole input domain, under QEMU with semihosting.
 #![no_std]
 #![no_main]
@@ -248,6 +249,7 @@ fn main() -> ! {
             }
         }
     }
+    checked += fc_in_place(&mut r, input, weights, out);
     checked += cbam_scalings(&mut r);
     hprintln!(
         "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected, CBAM scalings)",
@@ -257,6 +259,74 @@ fn main() -> ! {
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// Bytes of one per-channel constant array at any of the four alignments.
+const CONST_BYTES: usize = 4 * MAXC + 3;
+static mut FC_CONSTS: [u8; 3 * CONST_BYTES] = [0; 3 * CONST_BYTES];
+
+/// FULLY_CONNECTED as the runtime calls it on a blob read in place: weights and the
+/// three per-channel arrays at every byte alignment (the DSP path loads them as
+/// unaligned words), output counts that mix the four-, two- and one-row passes, the
+/// benchmark's 64->10 layer first, and constants on both the short and the general
+/// output stage.
+fn fc_in_place(r: &mut Rng, input: &mut [i8], weights: &mut [i8], out: &mut [i8]) -> u32 {
+    let consts = unsafe { &mut *core::ptr::addr_of_mut!(FC_CONSTS) };
+    let mut checked = 0;
+    for case in 0..240 {
+        let (n_in, n_out) = match case {
+            0 => (64, 10),
+            _ => (r.range(1, 131), r.range(1, MAXC + 1)),
+        };
+        let (w_at, c_at) = (case % 4, (case / 4) % 4);
+        let mut q = Q::new(r, n_out);
+        if case % 5 == 4 {
+            // Biases near the short stage's bound and beyond it.
+            for b in &mut q.bias[..n_out] {
+                *b = r.int(-(1 << 30), 1 << 30);
+            }
+        }
+        r.fill(&mut input[..n_in]);
+        let w = &mut weights[w_at..w_at + n_in * n_out];
+        r.fill(w);
+        let (bias, rest) = consts.split_at_mut(CONST_BYTES);
+        let (mult, shift) = rest.split_at_mut(CONST_BYTES);
+        let words = c_at..c_at + 4 * n_out;
+        for (o, ((b, m), s)) in bias[words.clone()]
+            .chunks_exact_mut(4)
+            .zip(mult[words.clone()].chunks_exact_mut(4))
+            .zip(shift[words.clone()].chunks_exact_mut(4))
+            .enumerate()
+        {
+            b.copy_from_slice(&q.bias[o].to_le_bytes());
+            m.copy_from_slice(&q.mult[o].to_le_bytes());
+            s.copy_from_slice(&q.shift[o].to_le_bytes());
+        }
+        let p = FullyConnectedParams {
+            weights: w,
+            quant: ChannelQuant {
+                in_zp: q.in_zp,
+                out_zp: q.out_zp,
+                act: q.act,
+                bias: I32Le::new(&bias[words.clone()]),
+                mult: I32Le::new(&mult[words.clone()]),
+                shift: I32Le::new(&shift[words]),
+            },
+        };
+        fully_connected(&p, &input[..n_in], &mut out[..n_out]).unwrap();
+        for o in 0..n_out {
+            let mut acc = i64::from(q.bias[o]);
+            for i in 0..n_in {
+                acc += i64::from(w[o * n_in + i]) * (i64::from(input[i]) - i64::from(q.in_zp));
+            }
+            if out[o] != q.finish(o, acc) {
+                hprintln!("FC in place mismatch case {} o {}", case, o);
+                debug::exit(debug::EXIT_FAILURE);
+            }
+            checked += 1;
+        }
+    }
+    checked
 }
 
 /// Channels of the scaling tests: every int8 attention value once, plus three channels

@@ -48,6 +48,19 @@ pub(crate) fn portable_dot4(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
+/// Portable version of [`dot2`].
+#[inline]
+pub(crate) fn portable_dot2(x: &[i8], w: [&[i8]; 2], offset: i32) -> [i32; 2] {
+    let (mut a0, mut a1) = (0i32, 0i32);
+    for (&xv, (&v0, &v1)) in x.iter().zip(w[0].iter().zip(w[1])) {
+        // One load and one offset add of the input serve both output channels.
+        let xo = i32::from(xv).wrapping_add(offset);
+        a0 = a0.wrapping_add(xo.wrapping_mul(i32::from(v0)));
+        a1 = a1.wrapping_add(xo.wrapping_mul(i32::from(v1)));
+    }
+    [a0, a1]
+}
+
 /// Portable version of [`mac_lanes4`].
 #[inline(always)]
 pub(crate) fn portable_mac_lanes4(acc: &mut [i32; 4], x: &[i8; 4], w: &[i8; 4], offset: i32) {
@@ -76,6 +89,62 @@ pub(crate) fn dot4(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
         return super::arm_dsp::dot4(x, w, offset);
     }
     portable_dot4(x, w, offset)
+}
+
+/// [`dot4`] of four consecutive rows of `x.len()` bytes each at the start of `rows` (a
+/// row-major weight matrix), which spares the general version its checks that the rows
+/// are evenly spaced. Rows past the end of `rows` count as empty.
+#[inline(always)]
+pub(crate) fn dot4_rows(x: &[i8], rows: &[i8], offset: i32) -> [i32; 4] {
+    #[cfg(cbam_arm_dsp)]
+    if PACKED_OFFSET.contains(&offset) {
+        return super::arm_dsp::dot4_rows(x, rows, offset);
+    }
+    portable_dot4_rows(x, rows, offset)
+}
+
+/// Portable version of [`dot4_rows`].
+// Out of line: on cores with few registers (Armv6-M) the loop then has all of them
+// instead of spilling its accumulators around the caller's live values.
+#[cfg_attr(cbam_arm_dsp, allow(dead_code))]
+#[inline(never)]
+fn portable_dot4_rows(x: &[i8], rows: &[i8], offset: i32) -> [i32; 4] {
+    // Two calls, so that the common one sees four rows exactly as long as `x` and
+    // runs a single index over all five slices.
+    match four_rows(rows, x.len()) {
+        Some(w) => portable_dot4(x, w, offset),
+        None => portable_dot4(x, split_rows(rows, x.len()), offset),
+    }
+}
+
+/// The first four rows of `n` bytes of `rows`, when `rows` holds them all.
+#[inline(always)]
+fn four_rows(rows: &[i8], n: usize) -> Option<[&[i8]; 4]> {
+    let block = rows.get(..n.checked_mul(4)?)?;
+    let (r0, rest) = block.split_at(n);
+    let (r1, rest) = rest.split_at(n);
+    let (r2, r3) = rest.split_at(n);
+    Some([r0, r1, r2, r3])
+}
+
+/// The first four rows of `n` bytes of `rows`, each empty where `rows` ends before it.
+#[inline(always)]
+pub(crate) fn split_rows(rows: &[i8], n: usize) -> [&[i8]; 4] {
+    core::array::from_fn(|i| {
+        let start = i.saturating_mul(n);
+        rows.get(start..start.saturating_add(n)).unwrap_or(&[])
+    })
+}
+
+/// `[dot1(x, w[0]), dot1(x, w[1])]`: two output channels over one input run (the rows
+/// left over after [`dot4`]), so the input is loaded once per two weights.
+#[inline(always)]
+pub(crate) fn dot2(x: &[i8], w: [&[i8]; 2], offset: i32) -> [i32; 2] {
+    #[cfg(cbam_arm_dsp)]
+    if PACKED_OFFSET.contains(&offset) {
+        return super::arm_dsp::dot2_rows(x, w, offset);
+    }
+    portable_dot2(x, w, offset)
 }
 
 /// [`dot4`] for runs of a few words (small gathered windows), where the DSP version's
@@ -218,11 +287,23 @@ mod tests {
             let w: Vec<Vec<i8>> = (0..4).map(|_| rng.i8s(n)).collect();
             let off = offsets(&mut rng);
             let four = dot4(&x, [&w[0], &w[1], &w[2], &w[3]], off);
+            let block: Vec<i8> = w.concat();
+            assert_eq!(
+                dot4_rows(&x, &block, off),
+                four,
+                "dot4_rows n={n} off={off}"
+            );
+            let two = dot2(&x, [&w[0], &w[1]], off);
+            let portable_two = portable_dot2(&x, [&w[0], &w[1]], off);
             for (j, row) in w.iter().enumerate() {
                 let expected = reference(&x, row, off);
                 assert_eq!(dot1(&x, row, off), expected, "n={n} off={off}");
                 assert_eq!(four[j], expected, "n={n} off={off} row {j}");
                 assert_eq!(portable_dot1(&x, row, off), expected);
+                if let (Some(&d), Some(&p)) = (two.get(j), portable_two.get(j)) {
+                    assert_eq!(d, expected, "dot2 n={n} off={off} row {j}");
+                    assert_eq!(p, expected, "portable_dot2 n={n} off={off} row {j}");
+                }
             }
         }
     }

@@ -119,6 +119,23 @@ fn dot2(x: &[i8], w0: &[i8], w1: &[i8], off2: u32) -> [i32; 2] {
     [a0, a1]
 }
 
+/// Two dot products of one input run against two weight rows of the same length (the
+/// rows [`dot4`] leaves over); `offset` must be in [`super::dot::PACKED_OFFSET`].
+// Out of line for the same reason as `dot4_rows`.
+#[inline(never)]
+pub(crate) fn dot2_rows(x: &[i8], w: [&[i8]; 2], offset: i32) -> [i32; 2] {
+    let [a0, a1] = dot2(x, w[0], w[1], splat_offset(offset));
+    // `dot2` stops at the shortest slice's last whole word; the tail starts there too.
+    let len = x.len().min(w[0].len()).min(w[1].len());
+    if len.is_multiple_of(4) {
+        return [a0, a1];
+    }
+    let whole = len & !3;
+    let [x, w0, w1] = [x, w[0], w[1]].map(|s| s.get(whole..).unwrap_or(&[]));
+    let [t0, t1] = super::dot::portable_dot2(x, [w0, w1], offset);
+    [a0.wrapping_add(t0), a1.wrapping_add(t1)]
+}
+
 /// The byte distance `d` with `w[i] = w[0] + i * d` (the rows of one weight tensor), when
 /// the rows are evenly spaced like that.
 #[inline(always)]
@@ -216,6 +233,23 @@ pub(crate) fn dot4(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
         _ => dot4_pairs(x, w, off2),
     };
     with_tail(x, w, offset, acc)
+}
+
+/// [`dot4`] of the four consecutive rows of `x.len()` bytes at the start of `rows`;
+/// `offset` must be in [`super::dot::PACKED_OFFSET`].
+// Out of line: the caller (one output vector) gains more from a small frame of its own
+// than from sharing this one's set-up.
+#[inline(never)]
+pub(crate) fn dot4_rows(x: &[i8], rows: &[i8], offset: i32) -> [i32; 4] {
+    let n = x.len();
+    if n.checked_mul(4).is_none_or(|need| rows.len() < need) {
+        return dot4(x, super::dot::split_rows(rows, n), offset);
+    }
+    let acc = dot4_strided(x, rows, n, n / 4, splat_offset(offset));
+    if n.is_multiple_of(4) {
+        return acc;
+    }
+    with_tail(x, super::dot::split_rows(rows, n), offset, acc)
 }
 
 /// [`dot4`] for short runs (a few words): two passes of [`dot2`], whose smaller set-up
