@@ -48,6 +48,31 @@ pub struct CorrectedLayer {
     pub max_abs_shift: f64,
     /// Weights whose int8 level the rounding optimisation moved off round-to-nearest.
     pub rounding_flips: usize,
+    /// What the shifted bias feeds.
+    #[serde(default)]
+    pub target: CorrectionTarget,
+}
+
+/// The value whose mean a bias correction matched to float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionTarget {
+    /// A conv or linear layer's pre-activation output.
+    #[default]
+    Layer,
+    /// A CBAM block's channel attention logit (the second MLP layer's bias).
+    ChannelLogit,
+    /// A CBAM block's spatial attention logit (the spatial conv's bias).
+    SpatialLogit,
+}
+
+/// Which corrections [`correct_biases`] runs besides the conv/linear biases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CorrectionPasses {
+    /// Re-round each conv/linear layer's weights by its output error first.
+    pub rounding: bool,
+    /// Also correct each CBAM block's channel and spatial pre-sigmoid logits.
+    pub attention: bool,
 }
 
 /// Images whose patches the rounding optimisation reads, and patch rows it keeps per
@@ -75,14 +100,31 @@ pub fn correct_biases(
     opts: &LowerOptions,
     float: &FloatModel,
     images: &[Vec<f32>],
-    rounding: bool,
+    passes: CorrectionPasses,
 ) -> Result<(Graph, Vec<CorrectedLayer>), BiasCorrectionError> {
     let mut targets = find_targets(graph, &super::lower(graph, ranges, opts)?);
     float_means(graph, float, images, &mut targets)?;
+    let attention = if passes.attention {
+        super::attention_bias::float_logits(graph, float, images)?
+    } else {
+        Vec::new()
+    };
+    // Blocks are corrected in execution order with the layers, so every measurement
+    // already sees the corrections upstream of it.
+    let mut blocks = attention.iter().peekable();
     let mut corrected = graph.clone();
-    let mut layers = Vec::with_capacity(targets.len());
+    let mut layers = Vec::with_capacity(targets.len() + 2 * attention.len());
     for target in &targets {
-        let flips = if rounding && roundable(graph, target) {
+        while let Some(block) = blocks.next_if(|b| b.node() < target.node) {
+            layers.extend(super::attention_bias::correct_block(
+                &mut corrected,
+                ranges,
+                opts,
+                images,
+                block,
+            )?);
+        }
+        let flips = if passes.rounding && roundable(graph, target) {
             let model = super::lower(&corrected, ranges, opts)?;
             let subset = &images[..images.len().min(ROUNDING_IMAGES)];
             let patches = gather_patches(&model, &corrected, float, target, subset)?;
@@ -103,7 +145,17 @@ pub fn correct_biases(
             mean_abs_shift: shift.iter().map(|s| s.abs()).sum::<f64>() / shift.len().max(1) as f64,
             max_abs_shift: shift.iter().fold(0.0, |m, s| m.max(s.abs())),
             rounding_flips: flips,
+            target: CorrectionTarget::Layer,
         });
+    }
+    for block in blocks {
+        layers.extend(super::attention_bias::correct_block(
+            &mut corrected,
+            ranges,
+            opts,
+            images,
+            block,
+        )?);
     }
     Ok((corrected, layers))
 }
@@ -534,8 +586,15 @@ mod tests {
         let ranges =
             calibrate_synthetic(&graph, &float, &images).ranges(crate::calib::CalibMethod::MinMax);
         let opts = LowerOptions::default();
-        let (corrected, layers) =
-            correct_biases(&graph, &ranges, &opts, &float, &images, false).unwrap();
+        let (corrected, layers) = correct_biases(
+            &graph,
+            &ranges,
+            &opts,
+            &float,
+            &images,
+            CorrectionPasses::default(),
+        )
+        .unwrap();
         assert!(!layers.is_empty());
         assert!(layers.iter().any(|l| l.max_abs_shift > 0.0), "{layers:?}");
 
@@ -580,9 +639,27 @@ mod tests {
         let calib = calibrate_synthetic(&graph, &float, &images);
         let ranges = calib.ranges(crate::calib::CalibMethod::MinMax);
         let opts = LowerOptions::default();
-        let (plain, _) = correct_biases(&graph, &ranges, &opts, &float, &images, false).unwrap();
-        let (rounded, layers) =
-            correct_biases(&graph, &ranges, &opts, &float, &images, true).unwrap();
+        let (plain, _) = correct_biases(
+            &graph,
+            &ranges,
+            &opts,
+            &float,
+            &images,
+            CorrectionPasses::default(),
+        )
+        .unwrap();
+        let (rounded, layers) = correct_biases(
+            &graph,
+            &ranges,
+            &opts,
+            &float,
+            &images,
+            CorrectionPasses {
+                rounding: true,
+                attention: false,
+            },
+        )
+        .unwrap();
         assert!(layers.iter().any(|l| l.rounding_flips > 0), "{layers:?}");
         let (a, b) = (
             super::super::lower(&plain, &ranges, &opts).unwrap(),

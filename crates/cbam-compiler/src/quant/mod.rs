@@ -4,6 +4,7 @@
 //! FORMAT.md terms, [`lower`] the per-op lowering, [`cbam`] the fused attention block and [`scatter`]
 //! the pruned-residual scatter that folds into ADD.
 
+pub mod attention_bias;
 pub mod bias_correction;
 pub mod cbam;
 pub mod channel_means;
@@ -15,6 +16,7 @@ pub mod range_search;
 pub mod rounding;
 pub mod scatter;
 pub mod sigmoid_inputs;
+pub mod top1_range;
 
 pub use lower::lower;
 pub use math::QParams;
