@@ -81,6 +81,15 @@ pub struct QuantizeArgs {
     /// logit error (slower; off by default: it did not help the example models)
     #[arg(long)]
     pub range_search: bool,
+    /// Keep the output's full min-max range (by default, with bias correction, the output
+    /// range starts just below the lowest winning logit seen in calibration: finer steps
+    /// where the top-1 is decided; the logits of unlikely classes saturate)
+    #[arg(long)]
+    pub full_output_range: bool,
+    /// Also shift the CBAM blocks' pre-sigmoid biases by their measured int8-vs-float error
+    /// (off by default: it did not help the example models on held-out images)
+    #[arg(long)]
+    pub attention_bias_correction: bool,
 }
 
 impl QuantizeArgs {
@@ -136,6 +145,8 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         bias_correction: !args.no_bias_correction,
         optimise_rounding: !args.nearest_rounding && !args.no_bias_correction,
         range_search: args.range_search,
+        top1_output_range: Some(!args.full_output_range && !args.no_bias_correction),
+        attention_bias_correction: args.attention_bias_correction && !args.no_bias_correction,
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");
@@ -282,15 +293,19 @@ mod tests {
         let base = ["q", "m.onnx", "--calib", "c", "--out", "m.cbam"];
         let on = Cli::try_parse_from(base).unwrap();
         assert!(!on.args.no_bias_correction && !on.args.nearest_rounding);
-        assert!(!on.args.range_search);
+        assert!(!on.args.range_search && !on.args.full_output_range);
+        assert!(!on.args.attention_bias_correction);
         let flags = [
             "--no-bias-correction",
             "--nearest-rounding",
             "--range-search",
+            "--full-output-range",
+            "--attention-bias-correction",
         ];
         let off = Cli::try_parse_from(base.iter().chain(&flags)).unwrap();
         assert!(off.args.no_bias_correction && off.args.nearest_rounding);
-        assert!(off.args.range_search);
+        assert!(off.args.range_search && off.args.full_output_range);
+        assert!(off.args.attention_bias_correction);
     }
 
     #[test]
