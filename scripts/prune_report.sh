@@ -49,7 +49,7 @@ configs=(
     "l1.budget --criterion l1 --macs-budget $BUDGET"
     "attention.ratio --criterion attention --ratio $RATIO"
     "l1.ratio --criterion l1 --ratio $RATIO"
-    "attention.ratio.plain --criterion attention --ratio $RATIO --no-reconstruct"
+    "attention.ratio.norefit --criterion attention --ratio $RATIO --no-reconstruct"
     "attended.ratio --criterion attention --channels attended --ratio 0.5 --no-reconstruct"
 )
 for config in "${configs[@]}"; do
