@@ -241,3 +241,110 @@ pub(crate) trait Backend: Copy {
     /// Dense ADD: `out[i] = requant(in1(a[i]) + in2(b[i]))` over the shortest slice.
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
 }
+
+/// `impl Backend for $arch` by forwarding every method to the same-named function of the
+/// invoking module's `conv` and `elementwise` submodules (`requant` goes to
+/// `conv::requant_all`). `$why` says why a value of `$arch` proves the target features
+/// those `unsafe` functions enable are present.
+macro_rules! forward_backend {
+    ($arch:ty, $why:literal) => {
+        #[doc = concat!("Sound because ", $why, ".")]
+        impl Backend for $arch {
+            #[inline]
+            fn widen(self, dst: &mut [i16], src: &[i8], offset: i16) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::widen(dst, src, offset) }
+            }
+
+            #[inline]
+            fn pixel(
+                self,
+                window: &[i16],
+                weights: &[i8],
+                per_out: usize,
+                block: &ChannelBlock,
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pixel(window, weights, per_out, block, out) }
+            }
+
+            #[inline]
+            fn pixel2(
+                self,
+                windows: [&[i16]; 2],
+                weights: &[i8],
+                per_out: usize,
+                block: &ChannelBlock,
+                outs: [&mut [i8]; 2],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pixel2(windows, weights, per_out, block, outs) }
+            }
+
+            #[inline]
+            fn pair_row(
+                self,
+                plane: &[i16],
+                wp: usize,
+                taps: &[i32],
+                kw: usize,
+                block: &ChannelBlock,
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pair_row(plane, wp, taps, kw, block, out) }
+            }
+
+            #[inline]
+            fn pixel_small(
+                self,
+                window: &[i16],
+                weights: &SmallWeights,
+                block: &ChannelBlock,
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pixel_small(window, weights, block, out) }
+            }
+
+            #[cfg(test)]
+            fn requant(self, acc: &[i32], block: &ChannelBlock, out: &mut [i8]) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::requant_all(acc, block, out) }
+            }
+
+            #[inline]
+            fn scale_by_lanes(
+                self,
+                v: &mut [i8],
+                att: &[i8],
+                zp: i8,
+                rq: &TensorRequant,
+            ) -> (i32, i8) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_by_lanes(v, att, zp, rq) }
+            }
+
+            #[inline]
+            fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_by_one(v, att, zp, rq) }
+            }
+
+            #[inline]
+            fn channel_sums(self, data: &[i8], sums: &mut [i32], maxs: &mut [i8]) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::channel_sums(data, sums, maxs) }
+            }
+
+            #[inline]
+            fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::add(a, b, out, k) }
+            }
+        }
+    };
+}
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) use forward_backend;

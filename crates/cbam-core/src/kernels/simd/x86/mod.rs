@@ -73,95 +73,10 @@ unsafe fn read_xcr0() -> u64 {
     _xgetbv(0)
 }
 
-impl Backend for Avx2 {
-    #[inline]
-    fn widen(self, dst: &mut [i16], src: &[i8], offset: i16) {
-        // SAFETY: `self` exists only on a CPU with AVX2.
-        unsafe { conv::widen(dst, src, offset) }
-    }
-
-    #[inline]
-    fn pixel(
-        self,
-        window: &[i16],
-        weights: &[i8],
-        per_out: usize,
-        block: &ChannelBlock,
-        out: &mut [i8],
-    ) {
-        // SAFETY: as in `widen`.
-        unsafe { conv::pixel(window, weights, per_out, block, out) }
-    }
-
-    #[inline]
-    fn pixel2(
-        self,
-        windows: [&[i16]; 2],
-        weights: &[i8],
-        per_out: usize,
-        block: &ChannelBlock,
-        outs: [&mut [i8]; 2],
-    ) {
-        // SAFETY: as in `widen`.
-        unsafe { conv::pixel2(windows, weights, per_out, block, outs) }
-    }
-
-    #[inline]
-    fn pair_row(
-        self,
-        plane: &[i16],
-        wp: usize,
-        taps: &[i32],
-        kw: usize,
-        block: &ChannelBlock,
-        out: &mut [i8],
-    ) {
-        // SAFETY: as in `widen`.
-        unsafe { conv::pair_row(plane, wp, taps, kw, block, out) }
-    }
-
-    #[inline]
-    fn pixel_small(
-        self,
-        window: &[i16],
-        weights: &SmallWeights,
-        block: &ChannelBlock,
-        out: &mut [i8],
-    ) {
-        // SAFETY: as in `widen`.
-        unsafe { conv::pixel_small(window, weights, block, out) }
-    }
-
-    #[cfg(test)]
-    fn requant(self, acc: &[i32], block: &ChannelBlock, out: &mut [i8]) {
-        // SAFETY: as in `widen`.
-        unsafe { conv::requant_all(acc, block, out) }
-    }
-
-    #[inline]
-    fn scale_by_lanes(self, v: &mut [i8], att: &[i8], zp: i8, rq: &TensorRequant) -> (i32, i8) {
-        // SAFETY: as in `widen`.
-        unsafe { elementwise::scale_by_lanes(v, att, zp, rq) }
-    }
-
-    #[inline]
-    fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant) {
-        // SAFETY: as in `widen`.
-        unsafe { elementwise::scale_by_one(v, att, zp, rq) }
-    }
-
-    #[inline]
-    fn channel_sums(self, data: &[i8], sums: &mut [i32], maxs: &mut [i8]) {
-        // SAFETY: as in `widen`.
-        unsafe { elementwise::channel_sums(data, sums, maxs) }
-    }
-
-    #[inline]
-    fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
-        // SAFETY: as in `widen`.
-        unsafe { elementwise::add(a, b, out, k) }
-    }
-}
+super::backend::forward_backend!(
+    Avx2,
+    "a value of Avx2 exists only on a CPU whose CPUID reported AVX2"
+);
 
 #[inline]
 #[target_feature(enable = "avx2")]
