@@ -139,6 +139,22 @@ pub struct CbamValues {
     pub spatial_logit: String,
 }
 
+impl CbamValues {
+    /// The values whose ranges the lowering reads (the pooled vectors and map keep their
+    /// input's quantization), skipping names the import could not give.
+    pub fn quantized(&self) -> impl Iterator<Item = &String> {
+        [
+            &self.hidden_avg,
+            &self.hidden_max,
+            &self.channel_logit,
+            &self.channel_scaled,
+            &self.spatial_logit,
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Conv(Conv),

@@ -354,19 +354,7 @@ fn observed_names(graph: &Graph) -> Vec<String> {
         .collect();
     for node in &graph.nodes {
         if let crate::ir::Op::Cbam(c) = &node.op {
-            let v = &c.values;
-            names.extend(
-                [
-                    &v.hidden_avg,
-                    &v.hidden_max,
-                    &v.channel_logit,
-                    &v.channel_scaled,
-                    &v.spatial_logit,
-                ]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .cloned(),
-            );
+            names.extend(c.values.quantized().cloned());
         }
     }
     names.sort();

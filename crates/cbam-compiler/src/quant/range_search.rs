@@ -103,19 +103,7 @@ fn searched_tensors(graph: &Graph) -> Vec<String> {
     let mut names = Vec::new();
     for node in &graph.nodes {
         if let Op::Cbam(c) = &node.op {
-            let v = &c.values;
-            names.extend(
-                [
-                    &v.hidden_avg,
-                    &v.hidden_max,
-                    &v.channel_logit,
-                    &v.channel_scaled,
-                    &v.spatial_logit,
-                ]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .cloned(),
-            );
+            names.extend(c.values.quantized().cloned());
         }
         // These keep their input's quantization (or none): their own range is never read.
         let keeps_input_q = matches!(
