@@ -33,6 +33,13 @@ impl<'a> I32Le<'a> {
             .chunks_exact(4)
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+
+    /// The whole words as undecoded byte quadruples (decode each with
+    /// `i32::from_le_bytes`): a kernel that walks several arrays in step checks their
+    /// lengths once and then needs no check per word.
+    pub fn words(&self) -> &'a [[u8; 4]] {
+        self.0.as_chunks::<4>().0
+    }
 }
 
 /// A read-only array of little-endian `u16` values (kept-channel lists).
@@ -111,6 +118,10 @@ mod tests {
         assert_eq!(words.get(2), None);
         assert_eq!(words.get(usize::MAX), None);
         assert_eq!(words.iter().count(), 2);
+        let quads = words.words();
+        assert_eq!(quads.len(), words.len());
+        let decoded: std::vec::Vec<i32> = quads.iter().map(|&q| i32::from_le_bytes(q)).collect();
+        assert_eq!(decoded, words.iter().collect::<std::vec::Vec<_>>());
         let halves = U16Le::new(&bytes[..5]);
         assert_eq!(
             halves.iter().collect::<std::vec::Vec<_>>(),

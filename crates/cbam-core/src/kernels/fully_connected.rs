@@ -1,9 +1,18 @@
 //! FULLY_CONNECTED (op 3): the input read as a flat NHWC vector, weights `[n_out][n_in]`.
+//!
+//! With a single "pixel" there is no pixel loop to hoist per-channel work out of: each
+//! channel's three constants are decoded and applied once, right after its dot product.
+//! With few outputs (a classifier head, a CBAM MLP) that finishing costs as much as the
+//! dot products, so it is kept short: the constant arrays are length-checked once per
+//! layer and then walked in step, and each channel takes the short output stage of
+//! [`requant::bounded_unclamped`] after two compares.
 
 use super::dot::{dot1, dot2, dot4_rows};
+use super::requant::{self, ActBytes};
 use super::{check_len, ChannelQuant};
 use crate::error::Error;
-use crate::math::{requantize_to_i8, Requant};
+use crate::le::I32Le;
+use crate::math::{requantize_to_i8, ActRange, Requant};
 
 /// Parameters of a FULLY_CONNECTED op.
 #[derive(Clone, Copy, Debug)]
@@ -19,202 +28,249 @@ pub fn fully_connected(
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    let (n_in, n_out) = (input.len(), output.len());
     check_len(
         p.weights.len(),
-        n_in.checked_mul(n_out),
+        input.len().checked_mul(output.len()),
         "fully_connected weights",
     )?;
-    p.quant.check(n_out)?;
-    if n_in == 0 {
-        // Only the bias remains.
-        for (out, (bias, rq)) in output.iter_mut().zip(p.quant.channels()) {
-            *out = requantize_to_i8(bias, rq, p.quant.out_zp, p.quant.act);
-        }
-        return Ok(());
-    }
-    rows_times_vector(&p.quant, p.weights, input, output);
+    let channels = ChannelWords::new(&p.quant, output.len())?;
+    let stage = Stage::new(&p.quant);
+    rows_times_vector(&stage, channels, p.weights, input, output);
     Ok(())
 }
 
 /// `output[o] = finish_o(dot(input, row o))` over the rows of `weights`: four rows per
-/// pass sharing each input load, then two, then one.
-///
-/// With a single "pixel" there is no loop to hoist the output stages out of, so each
-/// pass's channels are finished as their dot products are ready, through
-/// [`ShortStages`] where their constants qualify (the common case) and the general
-/// requantizer otherwise.
-fn rows_times_vector(q: &ChannelQuant, weights: &[i8], input: &[i8], output: &mut [i8]) {
-    let n_in = input.len();
-    let n_out = output.len();
-    let off = q.in_zp.wrapping_neg();
-    let short = ShortStages::new(q, q.max_abs_dot(n_in));
-    let finish = |first: usize, dots: &[i32], outs: Option<&mut [i8]>| {
-        let outs = outs.unwrap_or_default();
-        match &short {
-            Some(short) => finish_short(q, short, first, dots, outs),
-            None => finish_all_general(q, first, dots, outs),
-        }
-    };
-    // Indices rather than `chunks_exact`: the caller checked `weights.len() == n_in * n_out`,
-    // and counting groups of a constant 4 spares the divisions by a run-time length.
-    let rows_from = |o: usize| weights.get(o * n_in..).unwrap_or(&[]);
-    let mut o = 0;
-    while o + 4 <= n_out {
-        let dots = dot4_rows(input, rows_from(o), off);
-        finish(o, &dots, output.get_mut(o..o + 4));
-        o += 4;
-    }
-    if n_out - o >= 2 {
-        let [r0, r1] = [o, o + 1].map(|r| rows_from(r).get(..n_in).unwrap_or(&[]));
-        finish(o, &dot2(input, [r0, r1], off), output.get_mut(o..o + 2));
-        o += 2;
-    }
-    if o < n_out {
-        let dot = dot1(input, rows_from(o), off);
-        finish(o, &[dot], output.get_mut(o..o + 1));
-    }
-}
-
-/// `outs[i] = finish(channel first + i, dots[i])` through `short` where the channel's
-/// constants qualify.
-// Out of line: fresh registers for the constants instead of the dot loop's leftovers.
-#[inline(never)]
-fn finish_short(
-    q: &ChannelQuant,
-    short: &ShortStages,
-    first: usize,
-    dots: &[i32],
-    outs: &mut [i8],
+/// pass sharing each input load, then two, then one. `weights` holds
+/// `input.len() * output.len()` values and `channels` `output.len()` channels.
+fn rows_times_vector(
+    stage: &Stage,
+    channels: ChannelWords,
+    weights: &[i8],
+    input: &[i8],
+    output: &mut [i8],
 ) {
-    for (o, (out, &dot)) in (first..).zip(outs.iter_mut().zip(dots)) {
-        let Some((bias, rq)) = channel(q, o) else {
+    let n_in = input.len();
+    let off = stage.in_offset;
+    let mut rows = weights;
+    // A block of four rows exists only when there are four outputs, so this cannot
+    // saturate where it is used.
+    let block = n_in.saturating_mul(4);
+    let (fours, rest) = channels.groups::<4>();
+    let (out4, out_rest) = output.as_chunks_mut::<4>();
+    for (outs, group) in out4.iter_mut().zip(fours) {
+        let Some((four_rows, next)) = rows.split_at_checked(block) else {
             return;
         };
-        *out = match short.finish(bias, rq, dot) {
-            Some(v) => v,
-            None => finish_general(q, bias, rq, dot),
+        rows = next;
+        *outs = stage.finish(group, dot4_rows(input, four_rows, off));
+    }
+    let (twos, rest) = rest.groups::<2>();
+    let (out2, out1) = out_rest.as_chunks_mut::<2>();
+    for (outs, group) in out2.iter_mut().zip(twos) {
+        let Some((r0, next)) = rows.split_at_checked(n_in) else {
+            return;
         };
+        let Some((r1, next)) = next.split_at_checked(n_in) else {
+            return;
+        };
+        rows = next;
+        *outs = stage.finish(group, dot2(input, [r0, r1], off));
+    }
+    let (ones, _) = rest.groups::<1>();
+    for (out, group) in out1.iter_mut().zip(ones) {
+        let [v] = stage.finish(group, [dot1(input, rows, off)]);
+        *out = v;
     }
 }
 
-/// [`finish_short`] for a layer whose constants rule the short stage out altogether.
-#[inline(never)]
-fn finish_all_general(q: &ChannelQuant, first: usize, dots: &[i32], outs: &mut [i8]) {
-    for (o, (out, &dot)) in (first..).zip(outs.iter_mut().zip(dots)) {
-        if let Some((bias, rq)) = channel(q, o) {
-            *out = finish_general(q, bias, rq, dot);
-        }
-    }
+/// One output channel's constants.
+#[derive(Clone, Copy, Debug, Default)]
+struct Channel {
+    bias: i32,
+    mult: i32,
+    shift: i32,
 }
 
-/// Channel `o`'s bias and requantizer.
-// Indexed words, one after the other: cheaper than walking the three arrays' iterators
-// in step, whose chunk length the compiler loses across calls.
-#[inline(always)]
-fn channel(q: &ChannelQuant, o: usize) -> Option<(i32, Requant)> {
-    let bias = q.bias.get(o)?;
-    let mult = q.mult.get(o)?;
-    Some((bias, Requant::new(mult, q.shift.get(o)?)))
-}
-
-/// The short exact output stage of `requant::BoundedStage` with its qualification split
-/// in two: what depends only on the layer (the accumulator bound, the output zero point)
-/// is checked once per call here, leaving each channel two compares before its
-/// arithmetic. A fully connected layer has one accumulator per channel, so building a
-/// `BoundedStage` per channel would cost more than the channel's requantization itself.
-///
-/// The conditions are a subset of `BoundedStage`'s (`|bias| + max_dot < 2^30`, a right
-/// shift `r` in `1..=30`, `|round| + |acc| + 2 <= i32::MAX` with
-/// `round = (2 zp + 1) 2^(r-1)`), taken with `|round| < 2^29` so that the last one holds
-/// for every bias that passes the first; a channel outside them gets the general
-/// requantizer, with the same bits.
+/// The per-channel bias, multiplier and shift words of a layer, to be walked in step.
 #[derive(Clone, Copy, Debug)]
-struct ShortStages {
-    /// `|bias|` must stay below this: `2^30 - max_dot`.
-    bias_limit: u32,
-    /// `2 * zp + 1`.
-    zp2p1: i32,
-    /// `r - 1` must stay below this (at most 30), so that `|round| < 2^29`.
-    right_limit: u32,
-    min: i32,
-    max: i32,
+struct ChannelWords<'a> {
+    bias: &'a [[u8; 4]],
+    mult: &'a [[u8; 4]],
+    shift: &'a [[u8; 4]],
 }
 
-impl ShortStages {
-    /// `None` when no channel can qualify (accumulators of `2^30` or more, or a zero
-    /// point too far out for any right shift).
-    fn new(q: &ChannelQuant, max_dot: u64) -> Option<Self> {
-        let bias_limit = u32::try_from(max_dot)
-            .ok()
-            .and_then(|d| (1u32 << 30).checked_sub(d))
-            .filter(|&limit| limit > 0)?;
-        let zp2p1 = q.out_zp.checked_mul(2)?.checked_add(1)?;
-        // `|2 zp + 1| < 2^(32 - lz)`, so `e = r - 1 <= lz - 3` keeps `|round|` below
-        // `2^29` (a bit short of the exact bound, but without a division, which Armv6-M
-        // does not have).
-        let max_e = zp2p1.unsigned_abs().leading_zeros().checked_sub(3)?;
-        Some(Self {
-            bias_limit,
-            zp2p1,
-            right_limit: (max_e + 1).min(30),
-            min: i32::from(q.act.min),
-            max: i32::from(q.act.max),
+impl<'a> ChannelWords<'a> {
+    /// The words of `q`, which must hold exactly `channels` of each.
+    fn new(q: &ChannelQuant<'a>, channels: usize) -> Result<Self, Error> {
+        // Taken as the first `channels` words so that all three lengths are visibly the
+        // same number (the output's length): the loops that walk them in step with the
+        // output then need no length but that one.
+        let exact = |w: I32Le<'a>| {
+            let words = w.words().get(..channels).filter(|_| w.len() == channels);
+            words.ok_or(Error::SliceLength {
+                what: "per-channel bias/mult/shift",
+            })
+        };
+        Ok(Self {
+            bias: exact(q.bias)?,
+            mult: exact(q.mult)?,
+            shift: exact(q.shift)?,
         })
     }
 
-    /// `clamp(requant(bias + dot) + zp)`, or `None` when this channel's constants are
-    /// outside the short form (then the caller takes the general requantizer).
+    /// The channels in groups of `N` (as many groups as all three arrays hold), and the
+    /// channels left after them.
+    fn groups<const N: usize>(self) -> (impl Iterator<Item = GroupWords<'a, N>>, Self) {
+        let (bias, bias_rest) = self.bias.as_chunks::<N>();
+        let (mult, mult_rest) = self.mult.as_chunks::<N>();
+        let (shift, shift_rest) = self.shift.as_chunks::<N>();
+        let groups = bias
+            .iter()
+            .zip(mult)
+            .zip(shift)
+            .map(|((bias, mult), shift)| GroupWords { bias, mult, shift });
+        let rest = Self {
+            bias: bias_rest,
+            mult: mult_rest,
+            shift: shift_rest,
+        };
+        (groups, rest)
+    }
+}
+
+/// The words of `N` adjacent channels, decoded only where they are used: after the dot
+/// products, whose call would otherwise keep the decoded values on the stack.
+#[derive(Clone, Copy, Debug)]
+struct GroupWords<'a, const N: usize> {
+    bias: &'a [[u8; 4]; N],
+    mult: &'a [[u8; 4]; N],
+    shift: &'a [[u8; 4]; N],
+}
+
+impl<'a, const N: usize> GroupWords<'a, N> {
     #[inline(always)]
-    fn finish(&self, bias: i32, rq: Requant, dot: i32) -> Option<i8> {
-        let right = rq.shift.wrapping_neg() as u32;
-        if right.wrapping_sub(1) >= self.right_limit || bias.unsigned_abs() >= self.bias_limit {
-            return None;
+    fn channels(self) -> impl Iterator<Item = Channel> + 'a {
+        let words = self.bias.iter().zip(self.mult).zip(self.shift);
+        words.map(|((bias, mult), shift)| Channel {
+            bias: i32::from_le_bytes(*bias),
+            mult: i32::from_le_bytes(*mult),
+            shift: i32::from_le_bytes(*shift),
+        })
+    }
+}
+
+/// The largest right shift `r` the short stage takes. With an int8 output zero point,
+/// `|2 zp + 1| < 2^8`, so the rounding constant `(2 zp + 1) 2^(r-1)` stays below `2^29`;
+/// multipliers needing more (real scales under `2^-22`) take the general requantizer.
+const SHORT_MAX_RIGHT: u32 = 22;
+
+/// A layer's output stage: the short form of [`requant::bounded_unclamped`] for every
+/// channel whose accumulator and shift qualify, the general requantizer for the rest,
+/// with the same bits.
+///
+/// What [`requant::BoundedStage::new`] checks per channel is split here: the zero point
+/// once per layer, and per channel only the shift and the accumulator itself (rather
+/// than a bound on it), two compares. Building a `BoundedStage` per channel would cost
+/// more than the channel's requantization.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    /// `-in_zp`, added to every input.
+    in_offset: i32,
+    /// `2 * zp + 1`, or `None` when the zero point is outside int8 (no channel qualifies).
+    zp2p1: Option<i32>,
+    zp: i32,
+    act: ActRange,
+    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
+    act_bytes: ActBytes,
+}
+
+impl Stage {
+    fn new(q: &ChannelQuant) -> Self {
+        let zp2p1 = i8::try_from(q.out_zp).ok().map(|zp| 2 * i32::from(zp) + 1);
+        Self {
+            in_offset: q.in_zp.wrapping_neg(),
+            zp2p1,
+            zp: q.out_zp,
+            act: q.act,
+            act_bytes: ActBytes::new(q.act),
         }
-        // |bias + dot| < 2^30: doubling cannot overflow, the high multiply cannot saturate.
-        let acc2 = bias.wrapping_add(dot).wrapping_shl(1);
-        let h = mul_high_rounded(acc2, rq.mult);
-        let round = self.zp2p1.wrapping_shl(right - 1);
-        // Rounding half away from zero: one less for negative `h`.
-        let t = h
-            .wrapping_add(round)
-            .wrapping_sub(((h as u32) >> 31) as i32);
-        Some((t >> right).max(self.min).min(self.max) as i8)
     }
-}
 
-/// `(a * b + 2^31) >> 32`, one `SMMULR` on Armv7E-M.
-#[inline(always)]
-fn mul_high_rounded(a: i32, b: i32) -> i32 {
+    /// `clamp(requant(bias + dot) + zp)` for `N` adjacent channels.
+    #[inline(always)]
+    fn finish<const N: usize>(&self, group: GroupWords<N>, dots: [i32; N]) -> [i8; N] {
+        let mut v = [0i32; N];
+        for ((v, c), dot) in v.iter_mut().zip(group.channels()).zip(dots) {
+            *v = self.unclamped(c, c.bias.wrapping_add(dot));
+        }
+        self.clamp(v)
+    }
+
+    /// `requant(acc) + zp` of one channel, before the activation clamp (clamped already
+    /// where the general requantizer produced it, which the clamp leaves unchanged).
+    #[inline(always)]
+    fn unclamped(&self, c: Channel, acc: i32) -> i32 {
+        // `e = r - 1` for a right shift `r = -shift`: in `0..SHORT_MAX_RIGHT` exactly
+        // when the shift is in `-SHORT_MAX_RIGHT..=-1`.
+        let e = !c.shift as u32;
+        // `-2^30 <= acc < 2^30`, so `2 acc` fits and the high multiply cannot saturate.
+        let acc_fits = acc.wrapping_add(1 << 30) >= 0;
+        match self.zp2p1 {
+            Some(zp2p1) if e < SHORT_MAX_RIGHT && acc_fits => {
+                requant::bounded_unclamped(acc.wrapping_shl(1), c.mult, zp2p1 << e, e + 1)
+            }
+            _ => self.general(c, acc),
+        }
+    }
+
+    /// The general requantizer, out of line: layers with ordinary constants never take it.
+    #[cold]
+    #[inline(never)]
+    fn general(&self, c: Channel, acc: i32) -> i32 {
+        let rq = Requant::new(c.mult, c.shift);
+        i32::from(requantize_to_i8(acc, rq, self.zp, self.act))
+    }
+
+    /// The activation clamp of `N <= 4` values: saturated and packed, then clamped all
+    /// at once with two `SSUB8`/`SEL` pairs (the activation range lies inside int8).
     #[cfg(cbam_arm_dsp)]
-    {
-        super::arm_dsp::smmulr(a, b)
+    #[inline(always)]
+    fn clamp<const N: usize>(&self, v: [i32; N]) -> [i8; N] {
+        const { assert!(N <= 4, "four int8 values per packed word") };
+        let mut packed = [0u8; 4];
+        for (b, x) in packed.iter_mut().zip(v) {
+            *b = x.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as u8;
+        }
+        let clamped = self
+            .act_bytes
+            .clamp(u32::from_le_bytes(packed))
+            .to_le_bytes();
+        let mut out = [0i8; N];
+        for (o, b) in out.iter_mut().zip(clamped) {
+            *o = b as i8;
+        }
+        out
     }
-    #[cfg(not(cbam_arm_dsp))]
-    {
-        ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32
-    }
-}
 
-/// The general output stage, out of line: layers with ordinary constants never take it.
-#[cold]
-#[inline(never)]
-fn finish_general(q: &ChannelQuant, bias: i32, rq: Requant, dot: i32) -> i8 {
-    requantize_to_i8(bias.wrapping_add(dot), rq, q.out_zp, q.act)
+    /// The activation clamp of `N` values.
+    #[cfg(not(cbam_arm_dsp))]
+    #[inline(always)]
+    fn clamp<const N: usize>(&self, v: [i32; N]) -> [i8; N] {
+        v.map(|x| self.act.apply(x))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
-    use crate::le::I32Le;
-    use crate::math::ActRange;
+    use crate::le::i32_bytes;
 
     #[test]
     fn matches_reference_on_random_shapes() {
         let mut rng = Rng::new(0xFC);
         for _ in 0..300 {
-            let (n_in, n_out) = (rng.range(1, 200), rng.range(1, 20));
+            let (n_in, n_out) = (rng.range(0, 200), rng.range(1, 20));
             let input = rng.i8s(n_in);
             let weights = rng.i8s(n_in * n_out);
             let qt = QuantData::random(&mut rng, n_out);
@@ -236,104 +292,161 @@ mod tests {
                     qt.finish(o, i64::from(qt.bias[o]) + dot)
                 })
                 .collect();
-            assert_eq!(output, expected);
+            assert_eq!(output, expected, "n_in={n_in} n_out={n_out}");
         }
     }
 
-    /// The short stage against the reference wherever it accepts the constants, and
-    /// proof that it does accept the ordinary ones.
-    #[test]
-    fn short_stage_matches_reference_at_the_edges() {
-        let mut rng = Rng::new(0x5407);
-        let mut taken = 0;
-        for _ in 0..20_000 {
-            let max_dot = match rng.range(0, 3) {
-                0 => rng.next_u64() % (1 << 30),
-                1 => (1 << 30) - 1 - rng.next_u64() % 1000,
-                _ => rng.next_u64() % (1 << 20),
-            };
-            let out_zp = match rng.range(0, 3) {
-                0 => rng.int(-128, 127),
-                1 => rng.int(-(1 << 28), 1 << 28),
-                _ => *[i32::MIN, i32::MAX, -1, 0]
-                    .get(rng.range(0, 4))
-                    .unwrap_or(&0),
-            };
-            let (lo, hi) = (rng.int(-130, 130), rng.int(-130, 130));
-            let act = ActRange::from_words(lo, hi);
-            let q = ChannelQuant {
-                in_zp: 0,
-                out_zp,
-                act,
-                bias: I32Le::new(&[]),
-                mult: I32Le::new(&[]),
-                shift: I32Le::new(&[]),
-            };
-            let Some(short) = ShortStages::new(&q, max_dot) else {
-                continue;
-            };
-            let limit = short.bias_limit as i32;
-            let bias = match rng.range(0, 3) {
-                0 => rng.int(-limit, limit),
-                1 => *[limit - 1, 1 - limit, limit, -limit]
-                    .get(rng.range(0, 4))
-                    .unwrap_or(&0),
-                _ => rng.next_u64() as i32,
-            };
-            let dot_mag = (max_dot as i64).min(i64::from(i32::MAX)) as i32;
-            let dot = match rng.range(0, 3) {
-                0 => dot_mag,
-                1 => -dot_mag,
-                _ => rng.int(-dot_mag, dot_mag),
-            };
-            let mult = match rng.range(0, 3) {
-                0 => rng.mult(),
-                1 => rng.next_u64() as i32,
-                _ => *[i32::MIN, i32::MAX, 1 << 30, -1, 0]
-                    .get(rng.range(0, 5))
-                    .unwrap_or(&0),
-            };
-            let shift = rng.int(-33, 2);
-            let rq = Requant::new(mult, shift);
-            if let Some(v) = short.finish(bias, rq, dot) {
-                taken += 1;
-                let expected = requantize_to_i8(bias.wrapping_add(dot), rq, out_zp, act);
-                assert_eq!(
-                    v, expected,
-                    "bias={bias} dot={dot} rq={rq:?} zp={out_zp} act={act:?}"
-                );
-            }
-        }
-        assert!(taken > 2_000, "the short stage took only {taken} cases");
-    }
-
-    #[test]
-    fn short_stage_takes_ordinary_layers_only() {
-        let q = |out_zp| ChannelQuant {
-            in_zp: -3,
+    /// A one-channel layer with these constants, as the kernel sees it.
+    fn stage_of(out_zp: i32, act: ActRange) -> Stage {
+        Stage::new(&ChannelQuant {
+            in_zp: 0,
             out_zp,
-            act: ActRange::FULL,
+            act,
             bias: I32Le::new(&[]),
             mult: I32Le::new(&[]),
             shift: I32Le::new(&[]),
+        })
+    }
+
+    /// `stage.finish` of `N` channels given as values rather than blob words.
+    fn finish_values<const N: usize>(
+        stage: &Stage,
+        group: [Channel; N],
+        dots: [i32; N],
+    ) -> [i8; N] {
+        let bias = group.map(|c| c.bias.to_le_bytes());
+        let mult = group.map(|c| c.mult.to_le_bytes());
+        let shift = group.map(|c| c.shift.to_le_bytes());
+        let words = GroupWords {
+            bias: &bias,
+            mult: &mult,
+            shift: &shift,
         };
-        let short = ShortStages::new(&q(-128), q(-128).max_abs_dot(64));
-        let Some(short) = short else {
-            panic!("an ordinary 64-input layer must take the short stage");
+        stage.finish(words, dots)
+    }
+
+    /// Every combination of the short stage's edges (accumulator bounds, shift range,
+    /// zero points in and out of int8, extreme multipliers, inverted activation ranges)
+    /// against the reference, through both finishing widths.
+    #[test]
+    fn output_stage_matches_reference_at_the_edges() {
+        let accs = [
+            i32::MIN,
+            -(1 << 30) - 1,
+            -(1 << 30),
+            -(1 << 30) + 1,
+            -65_281,
+            -1,
+            0,
+            1,
+            65_281,
+            (1 << 30) - 1,
+            1 << 30,
+            i32::MAX,
+        ];
+        let mults = [i32::MIN, -1, 0, 1, 1 << 30, (1 << 30) + 1, i32::MAX];
+        let acts = [
+            ActRange::FULL,
+            ActRange::from_words(-5, 7),
+            ActRange::from_words(9, -9),
+        ];
+        for shift in -33..=2 {
+            for &mult in &mults {
+                for zp in [-129, -128, -1, 0, 127, 128, i32::MIN, i32::MAX] {
+                    for act in acts {
+                        let stage = stage_of(zp, act);
+                        let rq = Requant::new(mult, shift);
+                        let group = accs.map(|bias| Channel { bias, mult, shift });
+                        let expected = accs.map(|acc| requantize_to_i8(acc, rq, zp, act));
+                        for (chunk, want) in group.chunks(4).zip(expected.chunks(4)) {
+                            let Ok(four) = <[Channel; 4]>::try_from(chunk) else {
+                                continue;
+                            };
+                            let got = finish_values(&stage, four, [0; 4]);
+                            assert_eq!(got.as_slice(), want, "rq={rq:?} zp={zp} act={act:?}");
+                        }
+                        for (c, &want) in group.iter().zip(&expected) {
+                            let [got] = finish_values(&stage, [*c], [0]);
+                            assert_eq!(got, want, "acc={} rq={rq:?} zp={zp}", c.bias);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Random constants and accumulators, mostly inside the short stage's range.
+    #[test]
+    fn output_stage_matches_reference_on_random_constants() {
+        let mut rng = Rng::new(0x5407);
+        for _ in 0..50_000 {
+            let zp = if rng.range(0, 10) == 0 {
+                rng.int(-1000, 1000)
+            } else {
+                rng.int(-128, 127)
+            };
+            let act = ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130));
+            let stage = stage_of(zp, act);
+            let bias = rng.int(-(1 << 29), 1 << 29);
+            let dot = match rng.range(0, 3) {
+                0 => rng.int(-(1 << 16), 1 << 16),
+                1 => rng.int(-(1 << 29), 1 << 29),
+                _ => rng.next_u64() as i32,
+            };
+            let mult = if rng.bool() {
+                rng.mult()
+            } else {
+                rng.next_u64() as i32
+            };
+            let shift = rng.int(-25, 1);
+            let expected =
+                requantize_to_i8(bias.wrapping_add(dot), Requant::new(mult, shift), zp, act);
+            let [got] = finish_values(&stage, [Channel { bias, mult, shift }], [dot]);
+            assert_eq!(
+                got, expected,
+                "bias={bias} dot={dot} mult={mult} shift={shift} zp={zp}"
+            );
+        }
+    }
+
+    #[test]
+    fn groups_decode_the_words_in_step_and_leave_the_rest() {
+        let [bias, mult, shift] = [
+            [1, -2, 3, -4, 5],
+            [10, 20, 30, 40, 50],
+            [-1, -2, -3, -4, -5],
+        ]
+        .map(|v: [i32; 5]| i32_bytes(&v));
+        let q = ChannelQuant {
+            in_zp: 0,
+            out_zp: 0,
+            act: ActRange::FULL,
+            bias: I32Le::new(&bias),
+            mult: I32Le::new(&mult),
+            shift: I32Le::new(&shift),
         };
-        let rq = |shift| Requant::new(1 << 30, shift);
-        assert!(short.finish(20_000, rq(-8), 5).is_some());
-        assert!(short.finish(20_000, rq(0), 5).is_none(), "no right shift");
-        assert!(short.finish(20_000, rq(1), 5).is_none(), "a left shift");
-        assert!(short.finish(i32::MAX, rq(-8), 5).is_none(), "a huge bias");
+        let decoded = |g: GroupWords<'_, 4>| -> Vec<(i32, i32, i32)> {
+            g.channels().map(|c| (c.bias, c.mult, c.shift)).collect()
+        };
+        let Ok(words) = ChannelWords::new(&q, 5) else {
+            panic!("five channels of each word");
+        };
         assert!(
-            ShortStages::new(&q(0), 1 << 30).is_none(),
-            "accumulators too large"
+            ChannelWords::new(&q, 4).is_err(),
+            "a count that is not the arrays' length"
         );
-        assert!(
-            ShortStages::new(&q(i32::MAX), 10).is_none(),
-            "zero point out of range"
-        );
+        let (fours, rest) = words.groups::<4>();
+        let fours: Vec<_> = fours.map(decoded).collect();
+        let first = [(1, 10, -1), (-2, 20, -2), (3, 30, -3), (-4, 40, -4)];
+        assert_eq!(fours, [first.to_vec()]);
+        let (twos, rest) = rest.groups::<2>();
+        assert_eq!(twos.count(), 0);
+        let ones: Vec<Vec<(i32, i32, i32)>> = rest
+            .groups::<1>()
+            .0
+            .map(|g| g.channels().map(|c| (c.bias, c.mult, c.shift)).collect())
+            .collect();
+        assert_eq!(ones, [vec![(5, 50, -5)]]);
     }
 
     #[test]
@@ -384,6 +497,22 @@ mod tests {
             fully_connected(&p, &[0; 3], &mut [0; 2]),
             Err(Error::SliceLength {
                 what: "fully_connected weights"
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_channel_count() {
+        let qt = QuantData::random(&mut Rng::new(4), 3);
+        let bytes = qt.bytes();
+        let p = FullyConnectedParams {
+            weights: &[0; 6],
+            quant: qt.channel_quant(&bytes),
+        };
+        assert_eq!(
+            fully_connected(&p, &[0; 3], &mut [0; 2]),
+            Err(Error::SliceLength {
+                what: "per-channel bias/mult/shift"
             })
         );
     }

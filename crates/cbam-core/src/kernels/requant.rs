@@ -100,6 +100,13 @@ impl ActBytes {
             hi: splat(act.max),
         }
     }
+
+    /// The range applied to four packed signed bytes at once.
+    #[cfg(cbam_arm_dsp)]
+    #[inline(always)]
+    pub(crate) fn clamp(self, packed: u32) -> u32 {
+        super::arm_dsp::clamp_bytes(packed, self.lo, self.hi)
+    }
 }
 
 /// The general stage: any accumulator, any per-channel constants.
@@ -137,6 +144,21 @@ pub(crate) struct BoundedStage {
 
 /// The accumulators [`BoundedStage`] takes: `|acc| < 2^30`, so `2 * acc` fits.
 const BOUNDED_ACC: u32 = 1 << 30;
+
+/// The arithmetic of [`BoundedStage`], for callers that qualify their constants some
+/// other way (the fully connected kernel, per channel): `requant(acc) + zp` before the
+/// activation clamp, for `acc2 = 2 * acc` with `-2^30 <= acc < 2^30`, `right` in
+/// `1..=30` and `round = 2^(right-1) + zp * 2^right` small enough that
+/// `|round| + 2^30 + 2` fits an `i32`.
+#[inline(always)]
+pub(crate) fn bounded_unclamped(acc2: i32, mult: i32, round: i32, right: u32) -> i32 {
+    let h = mul_high_rounded(acc2, mult);
+    // Rounding half away from zero: one less for negative `h`.
+    let t = h
+        .wrapping_add(round)
+        .wrapping_sub(((h as u32) >> 31) as i32);
+    t >> right
+}
 
 impl BoundedStage {
     /// `None` unless `|bias| + max_abs_dot < 2^30`, the shift is a right shift of 1 to 30
@@ -179,11 +201,7 @@ impl BoundedStage {
     fn unclamped(&self, dot: i32) -> i32 {
         // 2 * (bias + dot), one shifted-operand add on Arm.
         let acc2 = self.bias2.wrapping_add(dot.wrapping_shl(1));
-        let h = mul_high_rounded(acc2, self.mult);
-        let t = h
-            .wrapping_add(self.round)
-            .wrapping_sub(((h as u32) >> 31) as i32);
-        t >> self.right
+        bounded_unclamped(acc2, self.mult, self.round, self.right)
     }
 
     /// [`BoundedStage::unclamped`] saturated to int8 (one `SSAT` on Arm).
@@ -216,9 +234,7 @@ impl OutputStage for BoundedStage {
             s3.saturated(d3),
         ];
         let v = u32::from_le_bytes(v.map(|x| x as u8));
-        super::arm_dsp::clamp_bytes(v, act.lo, act.hi)
-            .to_le_bytes()
-            .map(|b| b as i8)
+        act.clamp(v).to_le_bytes().map(|b| b as i8)
     }
 }
 
