@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use crate::kernels::requant::{OutputRequant, SignedProductRequant};
+use crate::kernels::requant::{OutputRequant, Pow2ProductRequant, SignedProductRequant};
 use crate::kernels::sigmoid::{lookup, SigmoidLut};
 use crate::kernels::{check_len, dot_with_offset, ChannelQuant, Shape};
 use crate::le::I32Le;
@@ -253,20 +253,24 @@ pub fn scale_channels_and_pool(
     if crate::kernels::simd::cbam_scale_channels(p, data, att, maps) {
         return;
     }
-    if let (Some(rq), Ok(_)) = (
-        SignedProductRequant::new(p.f1, p.zp_f1),
-        i8::try_from(zp_in),
-    ) {
-        #[cfg(cbam_arm_dsp)]
-        if scale::channels_and_pool_packed(p, data, att, maps, table, rq) {
-            return;
+    #[cfg(cbam_arm_dsp)]
+    if scale::channels_and_pool_packed(p, data, att, maps, table) {
+        return;
+    }
+    #[cfg(not(cbam_arm_dsp))]
+    let _ = table;
+    if i8::try_from(zp_in).is_ok() {
+        if let Some(rq) = Pow2ProductRequant::new(p.f1, p.zp_f1) {
+            return scale_and_pool_with(p, data, att, maps, |v, a| {
+                rq.apply(i32::from(v) - zp_in, i32::from(a) + 128)
+            });
         }
-        #[cfg(not(cbam_arm_dsp))]
-        let _ = table;
-        return scale_and_pool_with(p, data, att, maps, |v, a| {
-            let x = i32::from(v) - zp_in;
-            rq.apply_doubled(x * (2 * (i32::from(a) + 128)))
-        });
+        if let Some(rq) = SignedProductRequant::new(p.f1, p.zp_f1) {
+            return scale_and_pool_with(p, data, att, maps, |v, a| {
+                let x = i32::from(v) - zp_in;
+                rq.apply_doubled(x * (2 * (i32::from(a) + 128)))
+            });
+        }
     }
     // Any other constants (a multiplier below 2^30 is only the zero multiplier in blobs
     // from our compiler): the general requantizer.
@@ -368,14 +372,26 @@ pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     if crate::kernels::simd::cbam_scale_pixels(p, data, att) {
         return;
     }
+    #[cfg(cbam_arm_dsp)]
+    if scale::pixels_packed(p, data, att) {
+        return;
+    }
+    if let (Some(rq), Ok(_)) = (
+        Pow2ProductRequant::new(p.out, p.zp_out),
+        i8::try_from(zp_f1),
+    ) {
+        for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+            let k = i32::from(a) + 128;
+            for v in px.iter_mut() {
+                *v = rq.apply(i32::from(*v) - zp_f1, k);
+            }
+        }
+        return;
+    }
     if let (Some(rq), Ok(_)) = (
         SignedProductRequant::new(p.out, p.zp_out),
         i8::try_from(zp_f1),
     ) {
-        #[cfg(cbam_arm_dsp)]
-        if scale::pixels_packed(p, data, att, rq) {
-            return;
-        }
         for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
             let k2 = 2 * (i32::from(a) + 128);
             let base = -zp_f1 * k2;

@@ -339,7 +339,8 @@ static mut SCALE_DATA: [i8; SCALE_C * SCALE_HW] = [0; SCALE_C * SCALE_HW];
 
 /// The two CBAM scalings over their whole domain (every int8 input against every
 /// attention value) for many requantizer sets, including multipliers of exactly 2^30
-/// and below it (the general path), against `requantize_to_i8`.
+/// and below it (the general path) and the compiler's power-of-two form, against
+/// `requantize_to_i8`.
 fn cbam_scalings(r: &mut Rng) -> u32 {
     let data = unsafe { &mut *core::ptr::addr_of_mut!(SCALE_DATA) };
     let mut checked = 0;
@@ -356,21 +357,67 @@ fn cbam_scalings(r: &mut Rng) -> u32 {
         };
         let zp_a = r.int(-128, 127);
         let zp_b = r.int(-128, 127);
-        checked += scaling_set(data, Requant::new(mult, shift), zp_a, zp_b);
+        let set = ScalingSet::new(Requant::new(mult, shift), zp_a, zp_b);
+        checked += scaling_set(data, set, SCALE_C, PoolOrder::MaxMean);
+    }
+    // The compiler's power-of-two multipliers on a block after a ReLU (input zero point
+    // -128): the packed loops of `arm_dsp::pow2`, every right shift they take, with 259
+    // channels (a pixel at a time, a tail) and 256 (all pixels in one loop, both orders);
+    // then on an input of either sign.
+    for right in 1..=7 {
+        for (c, order) in [
+            (SCALE_C, PoolOrder::MaxMean),
+            (256, PoolOrder::MeanMax),
+            (256, PoolOrder::MaxMean),
+        ] {
+            let zp_b = if right % 2 == 0 {
+                -128
+            } else {
+                r.int(-128, 127)
+            };
+            let set = ScalingSet::new(Requant::new(1 << 30, -right), -128, zp_b);
+            checked += scaling_set(data, set, c, order);
+        }
+        // Input of either sign (no ReLU before the block).
+        let set = ScalingSet::new(
+            Requant::new(1 << 30, -right),
+            r.int(-127, 127),
+            r.int(-128, 127),
+        );
+        checked += scaling_set(data, set, 256, PoolOrder::MeanMax);
     }
     checked
 }
 
+/// The constants of [`scaling_set`].
+struct ScalingSet {
+    rq: Requant,
+    zp_a: i32,
+    zp_b: i32,
+}
+
+impl ScalingSet {
+    fn new(rq: Requant, zp_a: i32, zp_b: i32) -> Self {
+        Self { rq, zp_a, zp_b }
+    }
+}
+
+/// The factor table of the channel scaling, word-aligned like scratch in an arena.
+#[repr(align(4))]
+struct FactorTable([i8; 2 * SCALE_C]);
+
 /// One requantizer: the channel scaling from zero point `zp_a` into `zp_b`, and the
 /// spatial scaling from `zp_b` into `zp_a`, both with the requantizer `rq`.
-fn scaling_set(data: &mut [i8], rq: Requant, zp_a: i32, zp_b: i32) -> u32 {
+fn scaling_set(data: &mut [i8], set: ScalingSet, c: usize, order: PoolOrder) -> u32 {
+    let ScalingSet { rq, zp_a, zp_b } = set;
+    let data = &mut data[..c * SCALE_HW];
     let lut = [0i8; 256];
     let empty = I32Le::new(&[]);
     let p = CbamParams {
-        c: SCALE_C,
+        c,
         cr: 0,
         k: 1,
-        order: PoolOrder::MaxMean,
+        order,
         mlp: CbamMlp {
             w1: &[],
             b1: empty,
@@ -403,15 +450,15 @@ fn scaling_set(data: &mut [i8], rq: Requant, zp_a: i32, zp_b: i32) -> u32 {
     };
     let mut checked = 0;
 
-    for (px, pixel) in data.chunks_exact_mut(SCALE_C).enumerate() {
+    for (px, pixel) in data.chunks_exact_mut(c).enumerate() {
         for (ch, v) in pixel.iter_mut().enumerate() {
             *v = value(px, ch);
         }
     }
     let mut maps = [0i8; 2 * SCALE_HW];
-    let mut table = [0i8; 2 * SCALE_C];
-    scale_channels_and_pool(&p, data, &attention, &mut maps, &mut table);
-    for (px, pixel) in data.chunks_exact(SCALE_C).enumerate() {
+    let mut table = FactorTable([0; 2 * SCALE_C]);
+    scale_channels_and_pool(&p, data, &attention[..c], &mut maps, &mut table.0);
+    for (px, pixel) in data.chunks_exact(c).enumerate() {
         let (mut sum, mut top) = (0i32, i8::MIN);
         for (ch, &out) in pixel.iter().enumerate() {
             let want = expect(value(px, ch), attention[ch], zp_a, zp_b);
@@ -423,14 +470,18 @@ fn scaling_set(data: &mut [i8], rq: Requant, zp_a: i32, zp_b: i32) -> u32 {
             top = top.max(want);
             checked += 1;
         }
-        let mean = saturate_i8(div_round_half_away(sum, SCALE_C as i32).saturating_add(zp_b));
-        if maps[2 * px..2 * px + 2] != [top, mean] {
+        let mean = saturate_i8(div_round_half_away(sum, c as i32).saturating_add(zp_b));
+        let pair = match order {
+            PoolOrder::MaxMean => [top, mean],
+            PoolOrder::MeanMax => [mean, top],
+        };
+        if maps[2 * px..2 * px + 2] != pair {
             hprintln!("CBAM channel pooling mismatch {:?} px {}", rq, px);
             debug::exit(debug::EXIT_FAILURE);
         }
     }
 
-    for (px, pixel) in data.chunks_exact_mut(SCALE_C).enumerate() {
+    for (px, pixel) in data.chunks_exact_mut(c).enumerate() {
         for (ch, v) in pixel.iter_mut().enumerate() {
             *v = value(px, ch);
         }
@@ -442,7 +493,7 @@ fn scaling_set(data: &mut [i8], rq: Requant, zp_a: i32, zp_b: i32) -> u32 {
         ..p
     };
     scale_pixels(&q, data, &spatial);
-    for (px, pixel) in data.chunks_exact(SCALE_C).enumerate() {
+    for (px, pixel) in data.chunks_exact(c).enumerate() {
         for (ch, &out) in pixel.iter().enumerate() {
             if out != expect(value(px, ch), spatial[px], zp_a, zp_b) {
                 hprintln!("CBAM spatial scaling mismatch {:?} px {} ch {}", rq, px, ch);

@@ -1,12 +1,20 @@
-//! The Cortex-M4 path of the two scalings: the packed loops of
-//! `kernels::arm_dsp::scale` over each pixel's whole words, the portable arithmetic of
-//! [`SignedProductRequant`] over the last `C % 4` channels.
+//! The Cortex-M4 path of the two scalings: the packed loops of `kernels::arm_dsp::pow2`
+//! (a power-of-two multiplier on a block whose input never goes below its zero point, what
+//! the compiler emits for a block after a ReLU) or else `kernels::arm_dsp::scale` over each
+//! pixel's whole words, the portable arithmetic over the last `C % 4` channels.
 
-use super::{store_pooled, CbamParams};
+use super::{store_pooled, CbamParams, PoolOrder};
+use crate::kernels::arm_dsp::pow2::{self, Pow2Scale};
 use crate::kernels::arm_dsp::scale::{
     channel_factor_words, scale_by_channel, scale_by_factor, PackedScale,
 };
-use crate::kernels::requant::SignedProductRequant;
+use crate::kernels::requant::{Pow2ProductRequant, SignedProductRequant};
+
+/// The block's input is never below its zero point: `x = v - zp_in >= 0` for every int8
+/// `v`, and so `F'` never goes below its own zero point either (`x * k >= 0`).
+fn input_never_below_zero_point(p: &CbamParams) -> bool {
+    p.zp_in == i32::from(i8::MIN)
+}
 
 /// The packed form of `rq` for values with input zero point `zp_in`.
 fn packed(rq: &SignedProductRequant, zp_in: i32) -> PackedScale {
@@ -23,9 +31,76 @@ fn packed(rq: &SignedProductRequant, zp_in: i32) -> PackedScale {
 }
 
 /// `scale_channels_and_pool` with the packed loops; `false`, touching nothing, when they
-/// do not apply (more than 512 channels, `att` or `table` too short). The caller has
-/// checked that `p.zp_in` is an int8.
+/// do not apply (constants outside both packed forms, more than 512 channels, `att` or
+/// `table` too short).
 pub(super) fn channels_and_pool_packed(
+    p: &CbamParams,
+    data: &mut [i8],
+    att: &[i8],
+    maps: &mut [i8],
+    table: &mut [i8],
+) -> bool {
+    if i8::try_from(p.zp_in).is_err() {
+        return false;
+    }
+    if let Some(rq) = Pow2ProductRequant::new(p.f1, p.zp_f1) {
+        if input_never_below_zero_point(p) && pow2_channels(p, data, att, maps, table, rq) {
+            return true;
+        }
+    }
+    match SignedProductRequant::new(p.f1, p.zp_f1) {
+        Some(rq) => signed_channels(p, data, att, maps, table, rq),
+        None => false,
+    }
+}
+
+/// The channel scaling of [`pow2::scale_by_channel`]; `false`, touching nothing, when
+/// `att` or `table` is too short.
+fn pow2_channels(
+    p: &CbamParams,
+    data: &mut [i8],
+    att: &[i8],
+    maps: &mut [i8],
+    table: &mut [i8],
+    rq: Pow2ProductRequant,
+) -> bool {
+    let c = p.c;
+    let Some(att) = att.get(..c) else {
+        return false;
+    };
+    if !pow2::channel_factor_words(att, rq.steps(), table) {
+        return false;
+    }
+    let table = table.get(..c / 4 * 8).unwrap_or_default();
+    let scale = Pow2Scale::new(p.zp_in, p.zp_f1, rq.steps());
+    let max_first = p.order == PoolOrder::MaxMean;
+    if pow2::scale_channel_pixels(data, c, table, maps, scale, p.zp_f1, max_first) {
+        return true;
+    }
+    let whole = c / 4 * 4;
+    let att_tail = att.get(whole..).unwrap_or_default();
+    // The unsigned bytes `v + 128` of the whole words sum to the int8 sum plus this.
+    let offset = 128 * whole as i32;
+    for (px, pair) in data.chunks_exact_mut(c).zip(maps.chunks_exact_mut(2)) {
+        let (head, tail) = px.split_at_mut(whole);
+        // `pow2_channels` has checked the table against the channel count.
+        let Some((sum_u, top_u)) = pow2::scale_by_channel(head, table, scale) else {
+            return true;
+        };
+        let mut sum = sum_u as i32 - offset;
+        let mut top = top_u.to_le_bytes().into_iter().max().unwrap_or(0) as i32 - 128;
+        for (v, &a) in tail.iter_mut().zip(att_tail) {
+            *v = rq.apply(i32::from(*v) - p.zp_in, i32::from(a) + 128);
+            sum += i32::from(*v);
+            top = top.max(i32::from(*v));
+        }
+        store_pooled(p, sum, top as i8, pair);
+    }
+    true
+}
+
+/// The channel scaling of [`scale_by_channel`] for a [`SignedProductRequant`].
+fn signed_channels(
     p: &CbamParams,
     data: &mut [i8],
     att: &[i8],
@@ -80,14 +155,19 @@ fn channel_pixels(layer: &Layer, data: &mut [i8], att: &[i8], maps: &mut [i8], t
     }
 }
 
-/// `scale_pixels` with the packed loop; `false`, touching nothing, when it does not apply.
-/// The caller has checked that `p.zp_f1` is an int8.
-pub(super) fn pixels_packed(
-    p: &CbamParams,
-    data: &mut [i8],
-    att: &[i8],
-    rq: SignedProductRequant,
-) -> bool {
+/// `scale_pixels` with the packed loops; `false`, touching nothing, when they do not
+/// apply (constants outside both packed forms).
+pub(super) fn pixels_packed(p: &CbamParams, data: &mut [i8], att: &[i8]) -> bool {
+    if i8::try_from(p.zp_f1).is_err() {
+        return false;
+    }
+    if let Some(rq) = Pow2ProductRequant::new(p.out, p.zp_out) {
+        pow2_pixels(p, data, att, rq);
+        return true;
+    }
+    let Some(rq) = SignedProductRequant::new(p.out, p.zp_out) else {
+        return false;
+    };
     let scale = packed(&rq, p.zp_f1);
     let layer = Layer { p, scale, rq };
     spatial_pixels(&layer, data, att);
@@ -103,6 +183,42 @@ fn spatial_pixels(layer: &Layer, data: &mut [i8], att: &[i8]) {
         let base = -p.zp_f1 * k2;
         for v in px.iter_mut().skip(done) {
             *v = rq.apply_doubled(i32::from(*v) * k2 + base);
+        }
+    }
+}
+
+/// The spatial scaling of [`pow2::scale_by_factor`], or of
+/// [`pow2::scale_by_factor_signed`] when `F'` can be below its zero point.
+fn pow2_pixels(p: &CbamParams, data: &mut [i8], att: &[i8], rq: Pow2ProductRequant) {
+    // Two loops rather than a test per pixel: the packed loop's registers stay put.
+    if input_never_below_zero_point(p) {
+        let scale = Pow2Scale::new(p.zp_f1, p.zp_out, rq.steps());
+        pow2_pixels_with(p, data, att, rq, |px, k| {
+            pow2::scale_by_factor(px, k, scale)
+        });
+    } else {
+        let (zp, bias, steps) = (p.zp_f1, rq.bias(), rq.steps());
+        pow2_pixels_with(p, data, att, rq, |px, k| {
+            pow2::scale_by_factor_signed(px, k, zp, bias, steps)
+        });
+    }
+}
+
+/// Every pixel through `whole_words`, which scales a pixel's whole words and returns how
+/// many bytes it did; the rest of each pixel portably.
+#[inline(always)]
+fn pow2_pixels_with(
+    p: &CbamParams,
+    data: &mut [i8],
+    att: &[i8],
+    rq: Pow2ProductRequant,
+    whole_words: impl Fn(&mut [i8], u32) -> usize,
+) {
+    for (px, &a) in data.chunks_exact_mut(p.c).zip(att) {
+        let k = i32::from(a) + 128;
+        let done = whole_words(px, k as u32);
+        for v in px.iter_mut().skip(done) {
+            *v = rq.apply(i32::from(*v) - p.zp_f1, k);
         }
     }
 }

@@ -163,7 +163,7 @@ pub(crate) fn bounded_unclamped(acc2: i32, mult: i32, round: i32, right: u32) ->
 impl BoundedStage {
     /// `None` unless `|bias| + max_abs_dot < 2^30`, the shift is a right shift of 1 to 30
     /// after TFLite's clamping and the rounding constant leaves room for every `h`.
-    // 32-bit arithmetic only: the fully connected kernel builds one per output.
+    // 32-bit arithmetic only: the conv kernels build one per output channel and call.
     pub(crate) fn new(
         bias: i32,
         rq: Requant,
@@ -339,6 +339,60 @@ impl SignedProductRequant {
     }
 }
 
+/// A CBAM scaling whose multiplier is exactly `2^(j-8)` (`mult = 2^30`, right shift
+/// `r = 7 - j` in `1..=7`), what the compiler emits by default: the TFLite arithmetic of
+/// [`OutputRequant`] on `x = v - zp_in`, `k = a + 128`, collapsed to one product and one
+/// shift with the same bits.
+///
+/// The doubling high multiply by `2^30` is `h = floor((xk + 1) / 2)` for every sign, and
+/// rounding `h` by `2^r` half away from zero is then `floor((xk + 2^r + 1) / 2^(r+1))` for
+/// `h >= 0` and `floor((xk + 2^r - 1) / 2^(r+1))` for `h < 0`. Scaled by `2^j` to a shift
+/// of 8: `t = x * (k << j) + 2^7 + 2^j + zp * 2^8 - [x < 0] * 2^(j+1)`, output
+/// `clamp(t >> 8)`. Taking the sign from `x` instead of `h` only differs at `xk` in
+/// `{0, -1}`, where both constants give the same quotient for `j <= 6`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pow2ProductRequant {
+    /// `j`.
+    steps: u32,
+    /// `2^7 + 2^j + zp * 2^8`.
+    bias: i32,
+}
+
+impl Pow2ProductRequant {
+    /// `None` unless `rq` is `2^30` with a right shift in `1..=7` and `zp` an int8.
+    pub(crate) fn new(rq: Requant, zp: i32) -> Option<Self> {
+        let right = u32::try_from(rq.shift.checked_neg()?).ok()?;
+        if rq.mult != 1 << 30 || !(1..=7).contains(&right) || i8::try_from(zp).is_err() {
+            return None;
+        }
+        let steps = 7 - right;
+        Some(Self {
+            steps,
+            bias: (1 << 7) + (1 << steps) + (zp << 8),
+        })
+    }
+
+    /// `clamp(requant(x * k) + zp)` for `x` in `-255..=255` and `k` in `0..=255`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, x: i32, k: i32) -> i8 {
+        let sign = (x >> 31) << (self.steps + 1);
+        let t = x * (k << self.steps) + self.bias + sign;
+        (t >> 8).clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
+    }
+
+    /// `j`, the left shift of the factor.
+    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
+    pub(crate) fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// `2^7 + 2^j + zp * 2^8`.
+    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
+    pub(crate) fn bias(&self) -> i32 {
+        self.bias
+    }
+}
+
 /// `(a * b + 2^31) >> 32`.
 #[inline(always)]
 fn mul_high_rounded(a: i32, b: i32) -> i32 {
@@ -433,6 +487,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every `x` an int8 pair can give (`v - zp_in` in `-255..=255`) and every factor, for
+    /// every shift the form takes and zero points at the edges.
+    #[test]
+    fn pow2_product_form_over_the_whole_domain() {
+        for right in 1..=7 {
+            let rq = Requant::new(1 << 30, -right);
+            for zp in [-128, -100, -1, 0, 5, 127] {
+                let Some(fast) = Pow2ProductRequant::new(rq, zp) else {
+                    panic!("right shift {right} zp {zp} refused");
+                };
+                for x in -255..=255 {
+                    for k in 0..=255 {
+                        assert_eq!(
+                            fast.apply(x, k),
+                            requantize_to_i8(x * k, rq, zp, ActRange::FULL),
+                            "x={x} k={k} right={right} zp={zp}"
+                        );
+                    }
+                }
+            }
+        }
+        for rq in [
+            Requant::new(1 << 30, 0),
+            Requant::new(1 << 30, -8),
+            Requant::new((1 << 30) + 1, -7),
+        ] {
+            assert!(Pow2ProductRequant::new(rq, 0).is_none());
+        }
+        assert!(Pow2ProductRequant::new(Requant::new(1 << 30, -7), 128).is_none());
     }
 
     #[test]

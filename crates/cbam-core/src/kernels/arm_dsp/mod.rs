@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 mod insn;
+pub(crate) mod pow2;
 pub(crate) mod scale;
 
 use core::arch::asm;
