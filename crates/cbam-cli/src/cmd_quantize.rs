@@ -7,6 +7,7 @@ use anyhow::{bail, ensure, Context, Result};
 use cbam_compiler::calib::CalibMethod;
 use cbam_compiler::data::{self, DataSource};
 use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
+use cbam_compiler::quant::LowerOptions;
 use cbam_compiler::write_atomic;
 use clap::{Args, ValueEnum};
 
@@ -90,6 +91,11 @@ pub struct QuantizeArgs {
     /// (off by default: it did not help the example models on held-out images)
     #[arg(long)]
     pub attention_bias_correction: bool,
+    /// Keep each CBAM scaling's calibrated output scale (by default it is rounded down to
+    /// the block input's scale times a power of two, so the scalings requantize with a
+    /// shift: the fast path of the Cortex-M4 kernels)
+    #[arg(long)]
+    pub calibrated_cbam_scales: bool,
 }
 
 impl QuantizeArgs {
@@ -147,6 +153,10 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         range_search: args.range_search,
         top1_output_range: Some(!args.full_output_range && !args.no_bias_correction),
         attention_bias_correction: args.attention_bias_correction && !args.no_bias_correction,
+        lower: LowerOptions {
+            cbam_pow2_scales: !args.calibrated_cbam_scales,
+            ..LowerOptions::default()
+        },
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");
@@ -294,8 +304,9 @@ mod tests {
         let on = Cli::try_parse_from(base).unwrap();
         assert!(!on.args.no_bias_correction && !on.args.nearest_rounding);
         assert!(!on.args.range_search && !on.args.full_output_range);
-        assert!(!on.args.attention_bias_correction);
+        assert!(!on.args.attention_bias_correction && !on.args.calibrated_cbam_scales);
         let flags = [
+            "--calibrated-cbam-scales",
             "--no-bias-correction",
             "--nearest-rounding",
             "--range-search",
@@ -305,7 +316,7 @@ mod tests {
         let off = Cli::try_parse_from(base.iter().chain(&flags)).unwrap();
         assert!(off.args.no_bias_correction && off.args.nearest_rounding);
         assert!(off.args.range_search && off.args.full_output_range);
-        assert!(off.args.attention_bias_correction);
+        assert!(off.args.attention_bias_correction && off.args.calibrated_cbam_scales);
     }
 
     #[test]

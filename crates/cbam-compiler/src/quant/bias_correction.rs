@@ -638,7 +638,13 @@ mod tests {
         let (graph, float, images) = synthetic_classifier();
         let calib = calibrate_synthetic(&graph, &float, &images);
         let ranges = calib.ranges(crate::calib::CalibMethod::MinMax);
-        let opts = LowerOptions::default();
+        // The CBAM block at its calibrated scales: on this random 64-input model the
+        // power-of-two scales' coarser steps (up to 2x) outweigh what re-rounding the
+        // conv weights gains, so the end-to-end error would not isolate the rounding.
+        let opts = LowerOptions {
+            cbam_pow2_scales: false,
+            ..LowerOptions::default()
+        };
         let (plain, _) = correct_biases(
             &graph,
             &ranges,

@@ -15,8 +15,8 @@ pub(super) fn lower_cbam(
     node: &Node,
     input: QTensorId,
     cbam: &Cbam,
-    out_q: QParams,
-) -> Result<CbamParams, QuantError> {
+    out_calibrated: QParams,
+) -> Result<(CbamParams, QParams), QuantError> {
     check_block(node, cbam)?;
     let in_t = &l.tensors[input];
     let (in_q, [h, w, c]) = (in_t.q, in_t.shape);
@@ -30,7 +30,13 @@ pub(super) fn lower_cbam(
     let v = &cbam.values;
     let hidden_q = union_q(l, node, &v.hidden_avg, &v.hidden_max)?;
     let logit_q = l.range_q(&node.name, &v.channel_logit)?;
-    let f1_q = l.range_q(&node.name, &v.channel_scaled)?;
+    let f1_calibrated = l.range_q(&node.name, &v.channel_scaled)?;
+    let (f1_q, out_q) = if l.opts.cbam_pow2_scales {
+        let f1_q = pow2_scaled(in_q, f1_calibrated);
+        (f1_q, pow2_scaled(f1_q, out_calibrated))
+    } else {
+        (f1_calibrated, out_calibrated)
+    };
     let spatial_q = l.range_q(&node.name, &v.spatial_logit)?;
 
     let w1 = math::quantize_per_channel(&cbam.mlp1.weight, hidden);
@@ -56,7 +62,7 @@ pub(super) fn lower_cbam(
 
     let attention = 1.0 / 256.0;
     l.macs += (2 * 2 * channels * hidden + h * w * (k * k * 2 + 3 * channels)) as u64;
-    Ok(CbamParams {
+    let params = CbamParams {
         channels,
         hidden,
         kernel: k,
@@ -88,7 +94,38 @@ pub(super) fn lower_cbam(
         spatial_q,
         lut_s: Box::new(math::sigmoid_lut(spatial_q)),
         out: Requant::from_real(f64::from(f1_q.scale) * attention / f64::from(out_q.scale)),
-    })
+    };
+    Ok((params, out_q))
+}
+
+/// The deepest right shift a pinned scaling keeps (`2^30 * 2^-7`, factor `k/256`): the
+/// Cortex-M4 kernels take shifts `1..=7`, i.e. `j` in `0..=6`.
+const MAX_POW2_STEPS: i32 = 6;
+
+/// Quantization of a scaling's output whose scale is `input.scale * 2^-j` for the largest
+/// `j` in `0..=6` that still covers the `calibrated` range (attention is at most one, so
+/// `j = 0`, the input's own scale, always does), with the zero point that puts the
+/// calibrated minimum at -128 (a ReLU input keeps -128).
+///
+/// With it the scaling's multiplier `input.scale / 256 / scale` is exactly `2^(j-8)`.
+fn pow2_scaled(input: QParams, calibrated: QParams) -> QParams {
+    let ratio = f64::from(input.scale) / f64::from(calibrated.scale);
+    let j = if ratio.is_finite() && ratio >= 1.0 {
+        (ratio.log2().floor() as i32).clamp(0, MAX_POW2_STEPS)
+    } else {
+        0
+    };
+    let scale = input.scale / (1u32 << j) as f32;
+    let min_real = f64::from(-128 - calibrated.zero_point) * f64::from(calibrated.scale);
+    let max_real = f64::from(127 - calibrated.zero_point) * f64::from(calibrated.scale);
+    let s = f64::from(scale);
+    // The calibrated minimum at -128, unless the maximum would then not fit.
+    let highest = (127.0 - max_real / s).floor();
+    let zp = (-128.0 - min_real / s).ceil().min(highest);
+    QParams {
+        scale,
+        zero_point: (zp as i32).clamp(-128, 127),
+    }
 }
 
 /// The fused op assumes a ReLU MLP and a stride-1, same-padded odd square spatial conv.
@@ -142,5 +179,50 @@ fn shape_err(node: &Node, detail: String) -> QuantError {
     QuantError::Shape {
         node: node.name.clone(),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multiplier(input: QParams, output: QParams) -> Requant {
+        Requant::from_real(f64::from(input.scale) / 256.0 / f64::from(output.scale))
+    }
+
+    #[test]
+    fn pow2_scale_is_the_finest_that_covers_the_calibrated_range() {
+        let input = QParams::from_range(0.0, 8.0);
+        // Attention at most 0.3: two halvings (0.25 < 0.3 <= 0.5) still cover it, not three.
+        let out = pow2_scaled(input, QParams::from_range(0.0, 8.0 * 0.3));
+        assert_eq!(out.scale, input.scale / 2.0);
+        assert_eq!(out.zero_point, -128);
+        let out = pow2_scaled(input, QParams::from_range(0.0, 8.0 * 0.2));
+        assert_eq!(out.scale, input.scale / 4.0);
+        let rq = multiplier(input, out);
+        assert_eq!((rq.mult, rq.shift), (1 << 30, -5));
+    }
+
+    #[test]
+    fn pow2_scale_keeps_a_signed_range_inside_int8() {
+        let input = QParams::from_range(-3.0, 5.0);
+        let calibrated = QParams::from_range(-1.0, 1.5);
+        let out = pow2_scaled(input, calibrated);
+        assert!(out.scale >= calibrated.scale && out.scale < 2.0 * calibrated.scale);
+        let s = f64::from(out.scale);
+        assert!(f64::from(out.zero_point) + -1.0 / s >= -128.0 - 1e-9);
+        assert!(f64::from(out.zero_point) + 1.5 / s <= 127.0 + 1e-9);
+        let rq = multiplier(input, out);
+        assert_eq!(rq.mult, 1 << 30);
+    }
+
+    #[test]
+    fn pow2_scale_stops_at_six_halvings_and_never_grows() {
+        let input = QParams::from_range(0.0, 8.0);
+        let tiny = pow2_scaled(input, QParams::from_range(0.0, 1e-6));
+        assert_eq!(tiny.scale, input.scale / 64.0);
+        // A calibrated range wider than the input's (not reachable by attention <= 1).
+        let wide = pow2_scaled(input, QParams::from_range(0.0, 20.0));
+        assert_eq!(wide.scale, input.scale);
     }
 }

@@ -32,6 +32,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, opts: &LowerOptions) -> Result<QMod
         ops: Vec::new(),
         map: vec![None; graph.tensors.len()],
         macs: 0,
+        opts,
         input_affine: None,
         scatters: HashMap::new(),
     };
@@ -113,6 +114,7 @@ pub(super) struct Lowering<'a> {
     ops: Vec<QOp>,
     map: Vec<Option<QTensorId>>,
     pub(super) macs: u64,
+    pub(super) opts: &'a LowerOptions,
     input_affine: Option<AffineTarget>,
     /// Scatter convs folded into their Add: output tensor -> (branch tensor, kept list).
     scatters: HashMap<TensorId, (TensorId, Vec<u16>)>,
@@ -261,8 +263,8 @@ impl Lowering<'_> {
             Op::Softmax if node.output == self.graph.output => self.alias(node),
             Op::Cbam(cbam) => {
                 let input = self.single_input(node)?;
-                let q = self.output_q(node)?;
-                let params = super::cbam::lower_cbam(self, node, input, cbam, q)?;
+                let calibrated = self.output_q(node)?;
+                let (params, q) = super::cbam::lower_cbam(self, node, input, cbam, calibrated)?;
                 self.push(node, vec![input], q, QOpKind::Cbam(Box::new(params)))
             }
             other => Err(unsupported(node, other)),

@@ -28,11 +28,20 @@ pub struct LowerOptions {
     /// With the model's `mean`/`std` known, quantize the input so the device feeds
     /// `q = pixel - 128` (FORMAT.md flag bit 0). Without mean/std this has no effect.
     pub pixel_input: bool,
+    /// Give each CBAM scaling's output (`F'` and the block's output) a scale of its
+    /// input's scale times `2^-j`, the finest that still covers the calibrated range,
+    /// so both scalings requantize by a power of two: the same TFLite arithmetic, which
+    /// the Cortex-M4 kernels then compute in two or three instructions per element.
+    /// Off: the calibrated scales, with a general multiplier.
+    pub cbam_pow2_scales: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { pixel_input: true }
+        LowerOptions {
+            pixel_input: true,
+            cbam_pow2_scales: true,
+        }
     }
 }
 
