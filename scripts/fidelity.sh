@@ -11,6 +11,9 @@
 #   PROFILE=debug LIMIT=1000 scripts/fidelity.sh   # quicker, fewer test images
 #   METHOD=mse scripts/fidelity.sh           # another calibration method
 #   QUANTIZE_ARGS=--no-bias-correction scripts/fidelity.sh   # without bias correction
+#   SPLIT=heldout scripts/fidelity.sh        # training images 50000-59999 instead of the
+#                                            # test set (where the quantizer's defaults
+#                                            # were chosen; calibration uses the first ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ CALIB=${CALIB:-512}
 LIMIT=${LIMIT:-}
 METHOD=${METHOD:-minmax}
 QUANTIZE_ARGS=${QUANTIZE_ARGS:-}
+SPLIT=${SPLIT:-test}
 
 for f in t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz train-images-idx3-ubyte.gz; do
   [ -f "$DATA/$f" ] || { echo "missing $DATA/$f: run scripts/setup.sh" >&2; exit 1; }
@@ -55,6 +59,27 @@ mapfile -t models < <(printf '%s\n' "${models[@]}" | sort -u)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+case "$SPLIT" in
+  test)
+    eval_data="$DATA/t10k-images-idx3-ubyte.gz"
+    eval_labels="$DATA/t10k-labels-idx1-ubyte.gz"
+    ;;
+  heldout)
+    # The last 10,000 training images as raw u8 (the .u8 format `cbam eval` reads).
+    [ -f "$DATA/train-labels-idx1-ubyte.gz" ] || { echo "missing $DATA/train-labels-idx1-ubyte.gz" >&2; exit 1; }
+    python3 - "$DATA" "$work" <<'PY'
+import gzip, sys
+data, work = sys.argv[1], sys.argv[2]
+images = gzip.open(f"{data}/train-images-idx3-ubyte.gz").read()[16:]
+labels = gzip.open(f"{data}/train-labels-idx1-ubyte.gz").read()[8:]
+open(f"{work}/heldout_images.u8", "wb").write(images[50000 * 784:60000 * 784])
+open(f"{work}/heldout_labels.u8", "wb").write(labels[50000:60000])
+PY
+    eval_data="$work/heldout_images.u8"
+    eval_labels="$work/heldout_labels.u8"
+    ;;
+  *) echo "SPLIT must be test or heldout, not $SPLIT" >&2; exit 1 ;;
+esac
 limit_args=()
 [ -n "$LIMIT" ] && limit_args=(--limit "$LIMIT")
 
@@ -66,7 +91,7 @@ for m in "${models[@]}"; do
       --method "$METHOD" $QUANTIZE_ARGS --out "$work/$stem.cbam" --report "$work/$stem.report.json" \
       > "$work/$stem.quantize.log"
   "$CBAM" eval "$work/$stem.cbam" --reference "$m" \
-      --data "$DATA/t10k-images-idx3-ubyte.gz" --labels "$DATA/t10k-labels-idx1-ubyte.gz" \
+      --data "$eval_data" --labels "$eval_labels" \
       "${limit_args[@]}" --json > "$work/$stem.json"
   python3 - "$stem" "$work/$stem.json" <<'PY' || status=1
 import json, sys
@@ -82,5 +107,5 @@ done
 if [ -f "$work/$stem.report.json" ]; then
   python3 -c 'import json,sys; print("quantizer: " + "; ".join(json.load(open(sys.argv[1]))["techniques"]))' "$work/$stem.report.json"
 fi
-echo "calibration: $METHOD on the first $CALIB training images; target: agreement >= 99.50 %, loss <= 0.20 pp"
+echo "calibration: $METHOD on the first $CALIB training images; evaluation: $SPLIT split; target: agreement >= 99.50 %, loss <= 0.20 pp"
 exit $status
