@@ -321,14 +321,22 @@ pub(crate) fn store_pooled(p: &CbamParams, sum: i32, top: i8, pair: &mut [i8]) {
     }
 }
 
-/// Steps 6 and 7a: the `k x k` convolution of the two maps (the CONV2D kernel with one
-/// output channel, padding `k/2`), then the sigmoid table, per pixel.
-fn spatial_attention(
+/// Steps 6 and 7a: the `k x k` convolution of the two maps (`maps`, `(h, w, 2)`, padding
+/// `k/2`) into one channel, then the sigmoid table, per pixel, into `att` (`h * w`).
+///
+/// Public for the benchmark firmware and the device tests, like
+/// [`scale_channels_and_pool`]; [`cbam`] is the entry point.
+pub fn spatial_attention(
     p: &CbamParams,
     shape: Shape,
     maps: &[i8],
     att: &mut [i8],
 ) -> Result<(), Error> {
+    // The hosts' CONV2D kernel has its own SIMD path; the microcontrollers take the ring.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if spatial_conv::spatial_conv(p, shape, maps, att) {
+        return Ok(());
+    }
     let (bias, mult, shift) = (
         p.bs.to_le_bytes(),
         p.rs.mult.to_le_bytes(),
@@ -414,5 +422,7 @@ pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
 
 #[cfg(cbam_arm_dsp)]
 mod scale;
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
+mod spatial_conv;
 #[cfg(test)]
 pub(crate) mod tests;

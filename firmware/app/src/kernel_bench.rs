@@ -7,7 +7,8 @@
 //! exercises as a real layer does.
 
 use cbam_core::cbam::{
-    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, CbamMlp, CbamParams, PoolOrder,
+    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp,
+    CbamParams, PoolOrder,
 };
 use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
 use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
@@ -359,6 +360,19 @@ fn bench_cbam<C: Counter>(buf: &mut [u8], counter: &mut C) -> Result<(), AppErro
     );
     let ((), count) = counter.measure(|| scale_pixels(&p, data, att_s));
     report("CBAM spatial scaling", count, elements, "element", 0, label);
+    // The spatial attention between them: the 7x7 convolution of the two pooled maps
+    // into one channel, and the sigmoid table.
+    let (result, count) =
+        counter.measure(|| spatial_attention(&p, Shape::new(h, w, c), maps, att_s));
+    result?;
+    report(
+        "CBAM spatial attention conv 7x7 2->1",
+        count,
+        (h * w * k * k * 2) as u64,
+        "MAC",
+        0,
+        label,
+    );
     // A block whose input can go below its zero point (no ReLU before it, e.g. on a
     // residual branch): the scalings take the signed packed loops.
     let signed = CbamParams { zp_in: -3, ..p };

@@ -5,7 +5,9 @@
 #![no_std]
 #![no_main]
 
-use cbam_core::cbam::{scale_channels_and_pool, scale_pixels, CbamMlp, CbamParams, PoolOrder};
+use cbam_core::cbam::{
+    scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp, CbamParams, PoolOrder,
+};
 use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
 use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
 use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
@@ -251,8 +253,9 @@ fn main() -> ! {
     }
     checked += fc_in_place(&mut r, input, weights, out);
     checked += cbam_scalings(&mut r);
+    checked += cbam_spatial_attention(&mut r);
     hprintln!(
-        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected, CBAM scalings)",
+        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected, CBAM scalings, CBAM spatial attention)",
         checked
     );
     debug::exit(debug::EXIT_SUCCESS);
@@ -501,6 +504,91 @@ fn scaling_set(data: &mut [i8], set: ScalingSet, c: usize, order: PoolOrder) -> 
             }
             checked += 1;
         }
+    }
+    checked
+}
+
+/// The fused op's spatial attention (its own convolution of the two pooled maps) against
+/// the CONV2D kernel checked above plus the sigmoid table, on random maps, kernels of
+/// 1 to 11 and sizes up to 30x30, with the zero-point padding at every border.
+fn cbam_spatial_attention(r: &mut Rng) -> u32 {
+    let data = unsafe { &mut *core::ptr::addr_of_mut!(SCALE_DATA) };
+    let (maps, rest) = data.split_at_mut(2 * 30 * 30);
+    let (att, rest) = rest.split_at_mut(30 * 30);
+    let (want, rest) = rest.split_at_mut(30 * 30);
+    let (ws, _) = rest.split_at_mut(11 * 11 * 2);
+    let lut: [i8; 256] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) as i8);
+    let empty = I32Le::new(&[]);
+    let mut checked = 0;
+    for case in 0..120 {
+        let k = [1, 3, 5, 7, 9, 11][case % 6];
+        let (h, w) = (r.int(1, 30) as usize, r.int(1, 30) as usize);
+        for v in maps.iter_mut().chain(ws.iter_mut()) {
+            *v = r.int(-128, 127) as i8;
+        }
+        let p = CbamParams {
+            c: 4,
+            cr: 1,
+            k,
+            order: PoolOrder::MeanMax,
+            mlp: CbamMlp {
+                w1: &[],
+                b1: empty,
+                m1: empty,
+                s1: empty,
+                zp_h: 0,
+                w2: &[],
+                b2: empty,
+                m2: empty,
+                s2: empty,
+                zp_z: 0,
+            },
+            lut_c: &lut,
+            f1: Requant::new(1 << 30, -7),
+            zp_f1: r.int(-128, 127),
+            ws: &ws[..k * k * 2],
+            bs: r.int(-5000, 5000),
+            rs: Requant::new(r.int(1 << 30, i32::MAX), r.int(-12, -1)),
+            zp_s: r.int(-128, 127),
+            lut_s: &lut,
+            out: Requant::new(1 << 30, -7),
+            zp_in: -128,
+            zp_out: -128,
+        };
+        let (bias, mult, shift) = (
+            p.bs.to_le_bytes(),
+            p.rs.mult.to_le_bytes(),
+            p.rs.shift.to_le_bytes(),
+        );
+        let conv = Conv2dParams {
+            geometry: ConvGeometry::square(k, k / 2),
+            weights: p.ws,
+            quant: ChannelQuant {
+                in_zp: p.zp_f1,
+                out_zp: p.zp_s,
+                act: ActRange::FULL,
+                bias: I32Le::new(&bias),
+                mult: I32Le::new(&mult),
+                shift: I32Le::new(&shift),
+            },
+        };
+        let (maps, att, want) = (&maps[..2 * h * w], &mut att[..h * w], &mut want[..h * w]);
+        let ok = conv2d(&conv, Shape::new(h, w, 2), maps, Shape::new(h, w, 1), want).is_ok()
+            && spatial_attention(&p, Shape::new(h, w, 4), maps, att).is_ok();
+        for v in want.iter_mut() {
+            *v = lut[usize::from((*v as u8) ^ 0x80)];
+        }
+        if !ok || att != want {
+            hprintln!(
+                "CBAM spatial attention mismatch case {} k {} {}x{}",
+                case,
+                k,
+                h,
+                w
+            );
+            debug::exit(debug::EXIT_FAILURE);
+        }
+        checked += (h * w) as u32;
     }
     checked
 }

@@ -52,6 +52,23 @@ fn word(bytes: &[i8; 4]) -> u32 {
     u32::from_le_bytes(bytes.map(|b| b as u8))
 }
 
+/// `sum w * (v - zp)` over pairs of two-byte pixels (the CBAM spatial convolution's
+/// taps): per four bytes `(a0, a1, b0, b1)`, the weight words `(w0(a), w0(b))` and
+/// `(w1(a), w1(b))`; one `SMLAD` per map.
+#[inline(always)]
+pub(crate) fn dot_tap_pairs(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
+    let off2 = splat_offset(zp.wrapping_neg());
+    let (quads, _) = taps.as_chunks::<4>();
+    let (pairs, _) = weights.as_chunks::<2>();
+    let mut acc = 0;
+    for (q, w) in quads.iter().zip(pairs) {
+        let d = word(q);
+        acc = smlad(sxtab16(off2, d), w[0], acc);
+        acc = smlad(sxtab16_ror8(off2, d), w[1], acc);
+    }
+    acc
+}
+
 /// `sum (x + offset) * w` over equally long slices; `offset` must be in
 /// [`super::dot::PACKED_OFFSET`].
 #[inline]

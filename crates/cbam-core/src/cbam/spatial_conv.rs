@@ -1,0 +1,298 @@
+//! Step 6 on the microcontrollers: the spatial attention's `k x k` convolution of the two
+//! pooled maps into one channel, over a ring of `k` input rows padded with the zero
+//! point on the stack. Every output pixel then reads whole kernel rows of
+//! `2 * ceil(k / 2)` taps (the extra tap has weight zero) without a test per tap, and a
+//! row outside the map is simply skipped. Same sums as the CONV2D kernel, in another
+//! order (integer, so the same bits).
+
+use super::CbamParams;
+use crate::kernels::requant::OutputRequant;
+use crate::kernels::sigmoid::lookup;
+use crate::kernels::Shape;
+use crate::math::ActRange;
+
+/// The ring's stack bytes: `k` rows of `w + k` two-byte pixels (for `k = 7`, maps up to
+/// 102 pixels wide). Wider maps take the CONV2D kernel.
+const RING_BYTES: usize = 1536;
+/// The largest kernel the weight table holds (CBAM uses 7, sometimes 3 or 5).
+const MAX_K: usize = 11;
+/// Tap pairs per kernel row.
+const MAX_PAIRS: usize = MAX_K.div_ceil(2);
+
+/// The weights as 16-bit lane pairs: per kernel row, per pair of taps `(2j, 2j + 1)`, the
+/// word of map 0's two weights, then map 1's (low halfword: tap `2j`).
+struct TapWeights {
+    words: [[u32; 2 * MAX_PAIRS]; MAX_K],
+}
+
+impl TapWeights {
+    fn new(ws: &[i8], k: usize) -> Self {
+        let mut words = [[0u32; 2 * MAX_PAIRS]; MAX_K];
+        let weight = |dy: usize, dx: usize, map: usize| {
+            let w = if dx < k {
+                ws.get((dy * k + dx) * 2 + map).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            u32::from(i16::from(w) as u16)
+        };
+        for (dy, row) in words.iter_mut().enumerate().take(k) {
+            for (j, pair) in row.chunks_exact_mut(2).enumerate() {
+                for (map, word) in pair.iter_mut().enumerate() {
+                    *word = weight(dy, 2 * j, map) | weight(dy, 2 * j + 1, map) << 16;
+                }
+            }
+        }
+        Self { words }
+    }
+}
+
+/// The widest map the row of accumulators holds.
+const MAX_W: usize = 128;
+
+/// The convolution of `maps` (`(h, w, 2)`, quantization of `F'`) with the sigmoid table
+/// applied, into `att` (`h * w`). `false`, touching nothing, when the map is too wide for
+/// the ring or the kernel too large; the caller then takes the CONV2D kernel.
+pub(super) fn spatial_conv(p: &CbamParams, shape: Shape, maps: &[i8], att: &mut [i8]) -> bool {
+    let (h, w, k) = (shape.h, shape.w, p.k);
+    // The kernel sizes as constants, so that each kernel row's taps unroll.
+    match k.div_ceil(2) {
+        1 => rows::<4, 2>(p, h, w, maps, att),
+        2 => rows::<8, 4>(p, h, w, maps, att),
+        3 => rows::<12, 6>(p, h, w, maps, att),
+        4 => rows::<16, 8>(p, h, w, maps, att),
+        5 => rows::<20, 10>(p, h, w, maps, att),
+        6 => rows::<24, 12>(p, h, w, maps, att),
+        _ => false,
+    }
+}
+
+/// [`spatial_conv`] for kernels of `TAPS / 4` tap pairs (`TAPS` bytes per kernel row,
+/// `WORDS = TAPS / 2` weight words): per output row, each kernel row inside the map adds
+/// its dot products to a row of accumulators, then the row is requantized and looked up.
+fn rows<const TAPS: usize, const WORDS: usize>(
+    p: &CbamParams,
+    h: usize,
+    w: usize,
+    maps: &[i8],
+    att: &mut [i8],
+) -> bool {
+    let k = p.k;
+    let pad = k / 2;
+    let stride = 2 * (w + k);
+    let Some(ring_len) = stride.checked_mul(k).filter(|&n| n <= RING_BYTES) else {
+        return false;
+    };
+    let pixels = h * w;
+    if k == 0 || k > MAX_K || w > MAX_W || maps.len() < 2 * pixels || att.len() < pixels {
+        return false;
+    }
+    let Ok(zp) = i8::try_from(p.zp_f1) else {
+        return false;
+    };
+    let weights = TapWeights::new(p.ws, k);
+    let rq = OutputRequant::new(p.rs, p.zp_s, ActRange::FULL);
+    let mut ring_bytes = [zp; RING_BYTES];
+    let ring = &mut ring_bytes[..ring_len];
+    let load_row = |ring: &mut [i8], y: usize| {
+        let start = (y % k) * stride + 2 * pad;
+        if let (Some(dst), Some(src)) = (
+            ring.get_mut(start..start + 2 * w),
+            maps.get(2 * y * w..2 * (y + 1) * w),
+        ) {
+            dst.copy_from_slice(src);
+        }
+    };
+    for y in 0..pad.min(h) {
+        load_row(ring, y);
+    }
+    let mut acc = [0i32; MAX_W];
+    let acc = &mut acc[..w];
+    for (y, out_row) in att.chunks_exact_mut(w).take(h).enumerate() {
+        if y + pad < h {
+            load_row(ring, y + pad);
+        }
+        acc.fill(p.bs);
+        // Kernel rows whose input row is inside the map.
+        let (first, last) = (pad.saturating_sub(y), (h + pad - y).min(k));
+        for (dy, row_weights) in weights.words.iter().enumerate().take(last).skip(first) {
+            let start = ((y + dy - pad) % k) * stride;
+            let (Some(row), Some(wts)) = (
+                ring.get(start..start + stride),
+                row_weights.first_chunk::<WORDS>(),
+            ) else {
+                continue;
+            };
+            // Pixel `x` reads bytes `2x .. 2x + TAPS`, inside the row by its padding.
+            for (a, taps) in acc.iter_mut().zip(row.windows(TAPS).step_by(2)) {
+                if let Some(taps) = taps.first_chunk::<TAPS>() {
+                    *a = a.wrapping_add(dot_row(taps, wts, p.zp_f1));
+                }
+            }
+        }
+        for (out, &a) in out_row.iter_mut().zip(acc.iter()) {
+            *out = lookup(p.lut_s, rq.apply(a));
+        }
+    }
+    true
+}
+
+/// `sum w * (v - zp)` over one kernel row: `taps` holds pairs of pixels (4 bytes),
+/// `weights` their two words each.
+#[inline(always)]
+fn dot_row<const TAPS: usize, const WORDS: usize>(
+    taps: &[i8; TAPS],
+    weights: &[u32; WORDS],
+    zp: i32,
+) -> i32 {
+    #[cfg(cbam_arm_dsp)]
+    {
+        crate::kernels::arm_dsp::dot_tap_pairs(taps, weights, zp)
+    }
+    #[cfg(not(cbam_arm_dsp))]
+    {
+        let mut acc = 0i32;
+        let (quads, _) = taps.as_chunks::<4>();
+        let (pairs, _) = weights.as_chunks::<2>();
+        let lane =
+            |word: u32, high: bool| i32::from((word >> (16 * u32::from(high))) as u16 as i16);
+        for (q, [w0, w1]) in quads.iter().zip(pairs) {
+            let v = q.map(|b| i32::from(b) - zp);
+            acc += v[0] * lane(*w0, false) + v[2] * lane(*w0, true);
+            acc += v[1] * lane(*w1, false) + v[3] * lane(*w1, true);
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cbam::PoolOrder;
+    use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+    use crate::kernels::test_support::Rng;
+    use crate::kernels::ChannelQuant;
+    use crate::le::I32Le;
+    use crate::math::Requant;
+
+    /// The CONV2D kernel and the table: what `spatial_attention` computed before.
+    fn reference(p: &CbamParams, shape: Shape, maps: &[i8]) -> Vec<i8> {
+        let (bias, mult, shift) = (
+            p.bs.to_le_bytes(),
+            p.rs.mult.to_le_bytes(),
+            p.rs.shift.to_le_bytes(),
+        );
+        let conv = Conv2dParams {
+            geometry: ConvGeometry::square(p.k, p.k / 2),
+            weights: p.ws,
+            quant: ChannelQuant {
+                in_zp: p.zp_f1,
+                out_zp: p.zp_s,
+                act: ActRange::FULL,
+                bias: I32Le::new(&bias),
+                mult: I32Le::new(&mult),
+                shift: I32Le::new(&shift),
+            },
+        };
+        let mut out = vec![0i8; shape.h * shape.w];
+        conv2d(
+            &conv,
+            Shape::new(shape.h, shape.w, 2),
+            maps,
+            Shape::new(shape.h, shape.w, 1),
+            &mut out,
+        )
+        .unwrap();
+        out.iter().map(|&v| lookup(p.lut_s, v)).collect()
+    }
+
+    #[test]
+    fn matches_the_conv_kernel_on_random_maps() {
+        let mut rng = Rng::new(0x5ca7);
+        let lut: [i8; 256] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) as i8);
+        let empty = I32Le::new(&[]);
+        for case in 0..200 {
+            let k = [1, 3, 5, 7, 9, 11][case % 6];
+            let (h, w) = (rng.int(1, 20) as usize, rng.int(1, 30) as usize);
+            let ws: Vec<i8> = (0..k * k * 2).map(|_| rng.i8()).collect();
+            let maps: Vec<i8> = (0..h * w * 2).map(|_| rng.i8()).collect();
+            let p = CbamParams {
+                c: 4,
+                cr: 1,
+                k,
+                order: PoolOrder::MeanMax,
+                mlp: crate::cbam::CbamMlp {
+                    w1: &[],
+                    b1: empty,
+                    m1: empty,
+                    s1: empty,
+                    zp_h: 0,
+                    w2: &[],
+                    b2: empty,
+                    m2: empty,
+                    s2: empty,
+                    zp_z: 0,
+                },
+                lut_c: &lut,
+                f1: Requant::new(1 << 30, -7),
+                zp_f1: rng.int(-128, 127),
+                ws: &ws,
+                bs: rng.int(-5000, 5000),
+                rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
+                zp_s: rng.int(-128, 127),
+                lut_s: &lut,
+                out: Requant::new(1 << 30, -7),
+                zp_in: -128,
+                zp_out: -128,
+            };
+            let shape = Shape::new(h, w, 4);
+            let mut att = vec![0i8; h * w];
+            assert!(spatial_conv(&p, shape, &maps, &mut att), "k {k} {h}x{w}");
+            assert_eq!(att, reference(&p, shape, &maps), "k {k} {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn too_wide_or_too_large_a_kernel_is_left_to_the_conv_kernel() {
+        let lut = [0i8; 256];
+        let empty = I32Le::new(&[]);
+        let ws = [1i8; 13 * 13 * 2];
+        let mut p = CbamParams {
+            c: 4,
+            cr: 1,
+            k: 7,
+            order: PoolOrder::MaxMean,
+            mlp: crate::cbam::CbamMlp {
+                w1: &[],
+                b1: empty,
+                m1: empty,
+                s1: empty,
+                zp_h: 0,
+                w2: &[],
+                b2: empty,
+                m2: empty,
+                s2: empty,
+                zp_z: 0,
+            },
+            lut_c: &lut,
+            f1: Requant::new(1 << 30, -7),
+            zp_f1: 0,
+            ws: &ws,
+            bs: 0,
+            rs: Requant::new(1 << 30, -3),
+            zp_s: 0,
+            lut_s: &lut,
+            out: Requant::new(1 << 30, -7),
+            zp_in: 0,
+            zp_out: 0,
+        };
+        let wide = Shape::new(2, 200, 4);
+        let maps = vec![0i8; 2 * 200 * 2];
+        let mut att = vec![5i8; 2 * 200];
+        assert!(!spatial_conv(&p, wide, &maps, &mut att));
+        assert!(att.iter().all(|&v| v == 5));
+        p.k = 13;
+        let small = Shape::new(2, 2, 4);
+        assert!(!spatial_conv(&p, small, &maps, &mut att));
+    }
+}
