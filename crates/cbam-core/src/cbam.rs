@@ -169,14 +169,37 @@ pub fn cbam<'s>(
     })
 }
 
-/// Step 1: per-channel average (rounded, input quantization) and maximum.
-fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: &mut [i8]) {
+/// Step 1: per-channel average (rounded, input quantization) and maximum over the `hw`
+/// pixels of `data`, into `pa` and `pm` (`C` bytes each).
+///
+/// Public for the device tests, like [`scale_channels_and_pool`]; [`cbam`] is the entry
+/// point.
+pub fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: &mut [i8]) {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if crate::kernels::simd::cbam_pool_channels(p, data, pa, pm) {
         return;
     }
     let count = i32::try_from(hw).unwrap_or(i32::MAX);
-    for (ch, (a, m)) in pa.iter_mut().zip(pm.iter_mut()).enumerate() {
+    #[cfg(cbam_arm_dsp)]
+    let whole = {
+        // Four channels per word, down the pixels.
+        let groups = p.c / 4;
+        let data = data.get(..hw * p.c).unwrap_or_default();
+        let offset = p.zp_in.wrapping_mul(count);
+        let outs = pa.chunks_exact_mut(4).zip(pm.chunks_exact_mut(4));
+        for (g, (a4, m4)) in outs.take(groups).enumerate() {
+            let (sums, tops) = crate::kernels::arm_dsp::pool_channel_group(data, p.c, g);
+            for ((a, m), (sum, top)) in a4.iter_mut().zip(m4).zip(sums.into_iter().zip(tops)) {
+                let sum = sum.wrapping_sub(offset);
+                *a = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_in));
+                *m = top;
+            }
+        }
+        groups * 4
+    };
+    #[cfg(not(cbam_arm_dsp))]
+    let whole = 0;
+    for (ch, (a, m)) in pa.iter_mut().zip(pm.iter_mut()).enumerate().skip(whole) {
         let mut sum = 0i32;
         let mut max = i8::MIN;
         for &v in data.iter().skip(ch).step_by(p.c) {

@@ -6,7 +6,8 @@
 #![no_main]
 
 use cbam_core::cbam::{
-    scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp, CbamParams, PoolOrder,
+    pool_channels, scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp, CbamParams,
+    PoolOrder,
 };
 use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
 use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
@@ -254,8 +255,9 @@ fn main() -> ! {
     checked += fc_in_place(&mut r, input, weights, out);
     checked += cbam_scalings(&mut r);
     checked += cbam_spatial_attention(&mut r);
+    checked += cbam_channel_pooling(&mut r);
     hprintln!(
-        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected, CBAM scalings, CBAM spatial attention)",
+        "PASS: {} outputs bit-exact (conv2d, depthwise, fully connected, CBAM pooling, scalings, spatial attention)",
         checked
     );
     debug::exit(debug::EXIT_SUCCESS);
@@ -589,6 +591,76 @@ fn cbam_spatial_attention(r: &mut Rng) -> u32 {
             debug::exit(debug::EXIT_FAILURE);
         }
         checked += (h * w) as u32;
+    }
+    checked
+}
+
+/// The fused op's per-channel mean and max over the pixels against a plain loop, with
+/// channel counts that are and are not multiples of four and more than 256 pixels (where
+/// the packed sums leave their 16-bit lanes).
+fn cbam_channel_pooling(r: &mut Rng) -> u32 {
+    let data = unsafe { &mut *core::ptr::addr_of_mut!(SCALE_DATA) };
+    let lut = [0i8; 256];
+    let empty = I32Le::new(&[]);
+    let mut checked = 0;
+    for (case, (c, hw)) in [(4, 1), (32, 196), (35, 49), (8, 700), (64, 600), (6, 300)]
+        .into_iter()
+        .enumerate()
+    {
+        let zp_in = if case % 2 == 0 {
+            -128
+        } else {
+            r.int(-128, 127)
+        };
+        let extreme = case == 4;
+        for v in data[..c * hw].iter_mut() {
+            // One case all at the top, so the 256-pixel blocks sum their largest.
+            *v = if extreme { 127 } else { r.int(-128, 127) as i8 };
+        }
+        let p = CbamParams {
+            c,
+            cr: 1,
+            k: 1,
+            order: PoolOrder::MeanMax,
+            mlp: CbamMlp {
+                w1: &[],
+                b1: empty,
+                m1: empty,
+                s1: empty,
+                zp_h: 0,
+                w2: &[],
+                b2: empty,
+                m2: empty,
+                s2: empty,
+                zp_z: 0,
+            },
+            lut_c: &lut,
+            f1: Requant::new(1 << 30, -7),
+            zp_f1: 0,
+            ws: &[0, 0],
+            bs: 0,
+            rs: Requant::new(1 << 30, -7),
+            zp_s: 0,
+            lut_s: &lut,
+            out: Requant::new(1 << 30, -7),
+            zp_in,
+            zp_out: 0,
+        };
+        let (mut pa, mut pm) = ([0i8; 64], [0i8; 64]);
+        pool_channels(&p, &data[..c * hw], hw, &mut pa[..c], &mut pm[..c]);
+        for ch in 0..c {
+            let (mut sum, mut top) = (0i32, i8::MIN);
+            for &v in data[..c * hw].iter().skip(ch).step_by(c) {
+                sum += i32::from(v) - zp_in;
+                top = top.max(v);
+            }
+            let mean = saturate_i8(div_round_half_away(sum, hw as i32).saturating_add(zp_in));
+            if pa[ch] != mean || pm[ch] != top {
+                hprintln!("CBAM channel pooling mismatch case {} channel {}", case, ch);
+                debug::exit(debug::EXIT_FAILURE);
+            }
+            checked += 2;
+        }
     }
     checked
 }

@@ -52,6 +52,57 @@ fn word(bytes: &[i8; 4]) -> u32 {
     u32::from_le_bytes(bytes.map(|b| b as u8))
 }
 
+/// Byte-wise signed maximum of four int8 lanes.
+#[inline(always)]
+fn max_bytes(a: u32, b: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only DSP instructions; `SSUB8` sets the GE flags that `SEL` reads
+    // (the flags are declared clobbered by leaving out `preserves_flags`).
+    unsafe {
+        asm!(
+            "ssub8 {t}, {a}, {b}",
+            "sel {r}, {a}, {b}",
+            r = out(reg) r,
+            a = in(reg) a,
+            b = in(reg) b,
+            t = out(reg) _,
+            options(pure, nomem, nostack),
+        );
+    }
+    r
+}
+
+/// The CBAM channel pooling of channels `4g .. 4g + 4` over the pixels of `data` (`c`
+/// bytes each): their sums of int8 values and their maxima. The sums run in 16-bit lanes
+/// for at most 256 pixels at a time (`256 * 128` fits), then move to 32 bits.
+#[inline(always)]
+pub(crate) fn pool_channel_group(data: &[i8], c: usize, g: usize) -> ([i32; 4], [i8; 4]) {
+    let mut sums = [0i32; 4];
+    let mut top = 0x8080_8080u32;
+    for block in data.chunks(256 * c) {
+        let (mut even, mut odd) = (0u32, 0u32);
+        for px in block.chunks_exact(c) {
+            let Some(bytes) = px.get(4 * g..4 * g + 4).and_then(|b| b.first_chunk::<4>()) else {
+                continue;
+            };
+            let w = word(bytes);
+            even = sxtab16(even, w);
+            odd = sxtab16_ror8(odd, w);
+            top = max_bytes(top, w);
+        }
+        let lane = |x: u32, high: bool| i32::from((x >> (16 * u32::from(high))) as u16 as i16);
+        for (s, v) in sums.iter_mut().zip([
+            lane(even, false),
+            lane(odd, false),
+            lane(even, true),
+            lane(odd, true),
+        ]) {
+            *s += v;
+        }
+    }
+    (sums, top.to_le_bytes().map(|b| b as i8))
+}
+
 /// `sum w * (v - zp)` over pairs of two-byte pixels (the CBAM spatial convolution's
 /// taps): per four bytes `(a0, a1, b0, b1)`, the weight words `(w0(a), w0(b))` and
 /// `(w1(a), w1(b))`; one `SMLAD` per map.
