@@ -54,28 +54,32 @@ const MAX_W: usize = 128;
 /// applied, into `att` (`h * w`). `false`, touching nothing, when the map is too wide for
 /// the ring or the kernel too large; the caller then takes the CONV2D kernel.
 pub(super) fn spatial_conv(p: &CbamParams, shape: Shape, maps: &[i8], att: &mut [i8]) -> bool {
-    let (h, w, k) = (shape.h, shape.w, p.k);
-    // The kernel sizes as constants, so that each kernel row's taps unroll.
-    match k.div_ceil(2) {
-        1 => rows::<4, 2>(p, h, w, maps, att),
-        2 => rows::<8, 4>(p, h, w, maps, att),
-        3 => rows::<12, 6>(p, h, w, maps, att),
-        4 => rows::<16, 8>(p, h, w, maps, att),
-        5 => rows::<20, 10>(p, h, w, maps, att),
-        6 => rows::<24, 12>(p, h, w, maps, att),
-        _ => false,
+    let (h, w) = (shape.h, shape.w);
+    let taps = 4 * p.k.div_ceil(2);
+    // The common kernel sizes as constants on the M4, so that each kernel row's taps
+    // unroll; every other size (and every size elsewhere) through one loop, which keeps
+    // the code small.
+    #[cfg(cbam_arm_dsp)]
+    match taps {
+        8 => return rows(p, h, w, maps, att, taps, unrolled::<8, 4>),
+        12 => return rows(p, h, w, maps, att, taps, unrolled::<12, 6>),
+        16 => return rows(p, h, w, maps, att, taps, unrolled::<16, 8>),
+        _ => {}
     }
+    rows(p, h, w, maps, att, taps, dot_row)
 }
 
-/// [`spatial_conv`] for kernels of `TAPS / 4` tap pairs (`TAPS` bytes per kernel row,
-/// `WORDS = TAPS / 2` weight words): per output row, each kernel row inside the map adds
-/// its dot products to a row of accumulators, then the row is requantized and looked up.
-fn rows<const TAPS: usize, const WORDS: usize>(
+/// [`spatial_conv`] for kernels rows of `taps` bytes (`taps / 2` weight words) read by
+/// `dot`: per output row, each kernel row inside the map adds its dot products to a row
+/// of accumulators, then the row is requantized and looked up.
+fn rows(
     p: &CbamParams,
     h: usize,
     w: usize,
     maps: &[i8],
     att: &mut [i8],
+    taps: usize,
+    dot: impl Fn(&[i8], &[u32], i32) -> i32,
 ) -> bool {
     let k = p.k;
     let pad = k / 2;
@@ -117,17 +121,14 @@ fn rows<const TAPS: usize, const WORDS: usize>(
         let (first, last) = (pad.saturating_sub(y), (h + pad - y).min(k));
         for (dy, row_weights) in weights.words.iter().enumerate().take(last).skip(first) {
             let start = ((y + dy - pad) % k) * stride;
-            let (Some(row), Some(wts)) = (
-                ring.get(start..start + stride),
-                row_weights.first_chunk::<WORDS>(),
-            ) else {
+            let (Some(row), Some(wts)) =
+                (ring.get(start..start + stride), row_weights.get(..taps / 2))
+            else {
                 continue;
             };
-            // Pixel `x` reads bytes `2x .. 2x + TAPS`, inside the row by its padding.
-            for (a, taps) in acc.iter_mut().zip(row.windows(TAPS).step_by(2)) {
-                if let Some(taps) = taps.first_chunk::<TAPS>() {
-                    *a = a.wrapping_add(dot_row(taps, wts, p.zp_f1));
-                }
+            // Pixel `x` reads bytes `2x .. 2x + taps`, inside the row by its padding.
+            for (a, t) in acc.iter_mut().zip(row.windows(taps).step_by(2)) {
+                *a = a.wrapping_add(dot(t, wts, p.zp_f1));
             }
         }
         for (out, &a) in out_row.iter_mut().zip(acc.iter()) {
@@ -137,14 +138,20 @@ fn rows<const TAPS: usize, const WORDS: usize>(
     true
 }
 
+/// [`dot_row`] with the row's length a constant (`TAPS` bytes, `WORDS` weight words).
+#[cfg(cbam_arm_dsp)]
+#[inline(always)]
+fn unrolled<const TAPS: usize, const WORDS: usize>(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
+    match (taps.first_chunk::<TAPS>(), weights.first_chunk::<WORDS>()) {
+        (Some(t), Some(w)) => crate::kernels::arm_dsp::dot_tap_pairs(t, w, zp),
+        _ => dot_row(taps, weights, zp),
+    }
+}
+
 /// `sum w * (v - zp)` over one kernel row: `taps` holds pairs of pixels (4 bytes),
 /// `weights` their two words each.
 #[inline(always)]
-fn dot_row<const TAPS: usize, const WORDS: usize>(
-    taps: &[i8; TAPS],
-    weights: &[u32; WORDS],
-    zp: i32,
-) -> i32 {
+fn dot_row(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
     #[cfg(cbam_arm_dsp)]
     {
         crate::kernels::arm_dsp::dot_tap_pairs(taps, weights, zp)
