@@ -360,6 +360,16 @@ pub fn spatial_attention(
     if spatial_conv::spatial_conv(p, shape, maps, att) {
         return Ok(());
     }
+    spatial_attention_by_conv2d(p, shape, maps, att)
+}
+
+/// [`spatial_attention`] through the CONV2D kernel (one output channel).
+pub(crate) fn spatial_attention_by_conv2d(
+    p: &CbamParams,
+    shape: Shape,
+    maps: &[i8],
+    att: &mut [i8],
+) -> Result<(), Error> {
     let (bias, mult, shift) = (
         p.bs.to_le_bytes(),
         p.rs.mult.to_le_bytes(),

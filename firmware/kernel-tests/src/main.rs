@@ -417,35 +417,16 @@ fn scaling_set(data: &mut [i8], set: ScalingSet, c: usize, order: PoolOrder) -> 
     let ScalingSet { rq, zp_a, zp_b } = set;
     let data = &mut data[..c * SCALE_HW];
     let lut = [0i8; 256];
-    let empty = I32Le::new(&[]);
     let p = CbamParams {
-        c,
         cr: 0,
-        k: 1,
         order,
-        mlp: CbamMlp {
-            w1: &[],
-            b1: empty,
-            m1: empty,
-            s1: empty,
-            zp_h: 0,
-            w2: &[],
-            b2: empty,
-            m2: empty,
-            s2: empty,
-            zp_z: 0,
-        },
-        lut_c: &lut,
         f1: rq,
         zp_f1: zp_b,
-        ws: &[0, 0],
-        bs: 0,
         rs: rq,
-        zp_s: 0,
-        lut_s: &lut,
         out: rq,
         zp_in: zp_a,
         zp_out: zp_a,
+        ..block(&lut, c, 1, &[0, 0])
     };
     let value = |px: usize, ch: usize| (px * 7 + ch) as u8 as i8;
     let attention: [i8; SCALE_C] = core::array::from_fn(|i| i as u8 as i8);
@@ -520,7 +501,6 @@ fn cbam_spatial_attention(r: &mut Rng) -> u32 {
     let (want, rest) = rest.split_at_mut(30 * 30);
     let (ws, _) = rest.split_at_mut(11 * 11 * 2);
     let lut: [i8; 256] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) as i8);
-    let empty = I32Le::new(&[]);
     let mut checked = 0;
     for case in 0..120 {
         let k = [1, 3, 5, 7, 9, 11][case % 6];
@@ -529,33 +509,13 @@ fn cbam_spatial_attention(r: &mut Rng) -> u32 {
             *v = r.int(-128, 127) as i8;
         }
         let p = CbamParams {
-            c: 4,
-            cr: 1,
-            k,
-            order: PoolOrder::MeanMax,
-            mlp: CbamMlp {
-                w1: &[],
-                b1: empty,
-                m1: empty,
-                s1: empty,
-                zp_h: 0,
-                w2: &[],
-                b2: empty,
-                m2: empty,
-                s2: empty,
-                zp_z: 0,
-            },
-            lut_c: &lut,
-            f1: Requant::new(1 << 30, -7),
             zp_f1: r.int(-128, 127),
-            ws: &ws[..k * k * 2],
             bs: r.int(-5000, 5000),
             rs: Requant::new(r.int(1 << 30, i32::MAX), r.int(-12, -1)),
             zp_s: r.int(-128, 127),
-            lut_s: &lut,
-            out: Requant::new(1 << 30, -7),
             zp_in: -128,
             zp_out: -128,
+            ..block(&lut, 4, k, &ws[..k * k * 2])
         };
         let (bias, mult, shift) = (
             p.bs.to_le_bytes(),
@@ -601,7 +561,6 @@ fn cbam_spatial_attention(r: &mut Rng) -> u32 {
 fn cbam_channel_pooling(r: &mut Rng) -> u32 {
     let data = unsafe { &mut *core::ptr::addr_of_mut!(SCALE_DATA) };
     let lut = [0i8; 256];
-    let empty = I32Le::new(&[]);
     let mut checked = 0;
     for (case, (c, hw)) in [(4, 1), (32, 196), (35, 49), (8, 700), (64, 600), (6, 300)]
         .into_iter()
@@ -618,33 +577,8 @@ fn cbam_channel_pooling(r: &mut Rng) -> u32 {
             *v = if extreme { 127 } else { r.int(-128, 127) as i8 };
         }
         let p = CbamParams {
-            c,
-            cr: 1,
-            k: 1,
-            order: PoolOrder::MeanMax,
-            mlp: CbamMlp {
-                w1: &[],
-                b1: empty,
-                m1: empty,
-                s1: empty,
-                zp_h: 0,
-                w2: &[],
-                b2: empty,
-                m2: empty,
-                s2: empty,
-                zp_z: 0,
-            },
-            lut_c: &lut,
-            f1: Requant::new(1 << 30, -7),
-            zp_f1: 0,
-            ws: &[0, 0],
-            bs: 0,
-            rs: Requant::new(1 << 30, -7),
-            zp_s: 0,
-            lut_s: &lut,
-            out: Requant::new(1 << 30, -7),
             zp_in,
-            zp_out: 0,
+            ..block(&lut, c, 1, &[0, 0])
         };
         let (mut pa, mut pm) = ([0i8; 64], [0i8; 64]);
         pool_channels(&p, &data[..c * hw], hw, &mut pa[..c], &mut pm[..c]);
@@ -663,4 +597,39 @@ fn cbam_channel_pooling(r: &mut Rng) -> u32 {
         }
     }
     checked
+}
+
+/// A CBAM block with empty MLP and every requantizer a plain `2^30 >> 7`: each test sets
+/// what its step reads.
+fn block<'a>(lut: &'a [i8; 256], c: usize, k: usize, ws: &'a [i8]) -> CbamParams<'a> {
+    let empty = I32Le::new(&[]);
+    CbamParams {
+        c,
+        cr: 1,
+        k,
+        order: PoolOrder::MeanMax,
+        mlp: CbamMlp {
+            w1: &[],
+            b1: empty,
+            m1: empty,
+            s1: empty,
+            zp_h: 0,
+            w2: &[],
+            b2: empty,
+            m2: empty,
+            s2: empty,
+            zp_z: 0,
+        },
+        lut_c: lut,
+        f1: Requant::new(1 << 30, -7),
+        zp_f1: 0,
+        ws,
+        bs: 0,
+        rs: Requant::new(1 << 30, -7),
+        zp_s: 0,
+        lut_s: lut,
+        out: Requant::new(1 << 30, -7),
+        zp_in: 0,
+        zp_out: 0,
+    }
 }

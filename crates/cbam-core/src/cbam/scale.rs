@@ -84,11 +84,16 @@ fn pow2_channels(
     for (px, pair) in data.chunks_exact_mut(c).zip(maps.chunks_exact_mut(2)) {
         let (head, tail) = px.split_at_mut(whole);
         // `pow2_channels` has checked the table against the channel count.
-        let Some((sum_u, top_u)) = pow2::scale_by_channel(head, table, scale) else {
+        let Some((sum_u, top4)) = pow2::scale_by_channel(head, table, scale, p.zp_f1) else {
             return true;
         };
         let mut sum = sum_u as i32 - offset;
-        let mut top = top_u.to_le_bytes().into_iter().max().unwrap_or(0) as i32 - 128;
+        let mut top = top4
+            .to_le_bytes()
+            .map(|b| i32::from(b as i8))
+            .into_iter()
+            .max()
+            .unwrap_or(-128);
         for (v, &a) in tail.iter_mut().zip(att_tail) {
             *v = rq.apply(i32::from(*v) - p.zp_in, i32::from(a) + 128);
             sum += i32::from(*v);

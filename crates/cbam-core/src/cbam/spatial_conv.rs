@@ -175,101 +175,20 @@ fn dot_row(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cbam::PoolOrder;
-    use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+    use crate::cbam::{spatial_attention_by_conv2d, CbamMlp, PoolOrder};
     use crate::kernels::test_support::Rng;
-    use crate::kernels::ChannelQuant;
     use crate::le::I32Le;
     use crate::math::Requant;
 
-    /// The CONV2D kernel and the table: what `spatial_attention` computed before.
-    fn reference(p: &CbamParams, shape: Shape, maps: &[i8]) -> Vec<i8> {
-        let (bias, mult, shift) = (
-            p.bs.to_le_bytes(),
-            p.rs.mult.to_le_bytes(),
-            p.rs.shift.to_le_bytes(),
-        );
-        let conv = Conv2dParams {
-            geometry: ConvGeometry::square(p.k, p.k / 2),
-            weights: p.ws,
-            quant: ChannelQuant {
-                in_zp: p.zp_f1,
-                out_zp: p.zp_s,
-                act: ActRange::FULL,
-                bias: I32Le::new(&bias),
-                mult: I32Le::new(&mult),
-                shift: I32Le::new(&shift),
-            },
-        };
-        let mut out = vec![0i8; shape.h * shape.w];
-        conv2d(
-            &conv,
-            Shape::new(shape.h, shape.w, 2),
-            maps,
-            Shape::new(shape.h, shape.w, 1),
-            &mut out,
-        )
-        .unwrap();
-        out.iter().map(|&v| lookup(p.lut_s, v)).collect()
-    }
-
-    #[test]
-    fn matches_the_conv_kernel_on_random_maps() {
-        let mut rng = Rng::new(0x5ca7);
-        let lut: [i8; 256] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) as i8);
+    /// A block with only what the spatial attention reads set.
+    fn params<'a>(k: usize, ws: &'a [i8], lut: &'a [i8; 256], rng: &mut Rng) -> CbamParams<'a> {
         let empty = I32Le::new(&[]);
-        for case in 0..200 {
-            let k = [1, 3, 5, 7, 9, 11][case % 6];
-            let (h, w) = (rng.int(1, 20) as usize, rng.int(1, 30) as usize);
-            let ws: Vec<i8> = (0..k * k * 2).map(|_| rng.i8()).collect();
-            let maps: Vec<i8> = (0..h * w * 2).map(|_| rng.i8()).collect();
-            let p = CbamParams {
-                c: 4,
-                cr: 1,
-                k,
-                order: PoolOrder::MeanMax,
-                mlp: crate::cbam::CbamMlp {
-                    w1: &[],
-                    b1: empty,
-                    m1: empty,
-                    s1: empty,
-                    zp_h: 0,
-                    w2: &[],
-                    b2: empty,
-                    m2: empty,
-                    s2: empty,
-                    zp_z: 0,
-                },
-                lut_c: &lut,
-                f1: Requant::new(1 << 30, -7),
-                zp_f1: rng.int(-128, 127),
-                ws: &ws,
-                bs: rng.int(-5000, 5000),
-                rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
-                zp_s: rng.int(-128, 127),
-                lut_s: &lut,
-                out: Requant::new(1 << 30, -7),
-                zp_in: -128,
-                zp_out: -128,
-            };
-            let shape = Shape::new(h, w, 4);
-            let mut att = vec![0i8; h * w];
-            assert!(spatial_conv(&p, shape, &maps, &mut att), "k {k} {h}x{w}");
-            assert_eq!(att, reference(&p, shape, &maps), "k {k} {h}x{w}");
-        }
-    }
-
-    #[test]
-    fn too_wide_or_too_large_a_kernel_is_left_to_the_conv_kernel() {
-        let lut = [0i8; 256];
-        let empty = I32Le::new(&[]);
-        let ws = [1i8; 13 * 13 * 2];
-        let mut p = CbamParams {
+        CbamParams {
             c: 4,
             cr: 1,
-            k: 7,
-            order: PoolOrder::MaxMean,
-            mlp: crate::cbam::CbamMlp {
+            k,
+            order: PoolOrder::MeanMax,
+            mlp: CbamMlp {
                 w1: &[],
                 b1: empty,
                 m1: empty,
@@ -281,25 +200,60 @@ mod tests {
                 s2: empty,
                 zp_z: 0,
             },
-            lut_c: &lut,
+            lut_c: lut,
             f1: Requant::new(1 << 30, -7),
-            zp_f1: 0,
-            ws: &ws,
-            bs: 0,
-            rs: Requant::new(1 << 30, -3),
-            zp_s: 0,
-            lut_s: &lut,
+            zp_f1: rng.int(-128, 127),
+            ws,
+            bs: rng.int(-5000, 5000),
+            rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
+            zp_s: rng.int(-128, 127),
+            lut_s: lut,
             out: Requant::new(1 << 30, -7),
-            zp_in: 0,
-            zp_out: 0,
-        };
+            zp_in: -128,
+            zp_out: -128,
+        }
+    }
+
+    #[test]
+    fn matches_the_conv_kernel_on_random_maps() {
+        let mut rng = Rng::new(0x5ca7);
+        let lut: [i8; 256] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) as i8);
+        for case in 0..200 {
+            let k = [1, 3, 5, 7, 9, 11][case % 6];
+            let (h, w) = (rng.int(1, 20) as usize, rng.int(1, 30) as usize);
+            let ws: Vec<i8> = (0..k * k * 2).map(|_| rng.i8()).collect();
+            let maps: Vec<i8> = (0..h * w * 2).map(|_| rng.i8()).collect();
+            let p = params(k, &ws, &lut, &mut rng);
+            let shape = Shape::new(h, w, 4);
+            let mut att = vec![0i8; h * w];
+            assert!(spatial_conv(&p, shape, &maps, &mut att), "k {k} {h}x{w}");
+            let mut want = vec![0i8; h * w];
+            spatial_attention_by_conv2d(&p, shape, &maps, &mut want).unwrap();
+            assert_eq!(att, want, "k {k} {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn too_wide_or_too_large_a_kernel_is_left_to_the_conv_kernel() {
+        let mut rng = Rng::new(1);
+        let lut = [0i8; 256];
+        let ws = [1i8; 13 * 13 * 2];
         let wide = Shape::new(2, 200, 4);
         let maps = vec![0i8; 2 * 200 * 2];
         let mut att = vec![5i8; 2 * 200];
-        assert!(!spatial_conv(&p, wide, &maps, &mut att));
+        assert!(!spatial_conv(
+            &params(7, &ws, &lut, &mut rng),
+            wide,
+            &maps,
+            &mut att
+        ));
         assert!(att.iter().all(|&v| v == 5));
-        p.k = 13;
         let small = Shape::new(2, 2, 4);
-        assert!(!spatial_conv(&p, small, &maps, &mut att));
+        assert!(!spatial_conv(
+            &params(13, &ws, &lut, &mut rng),
+            small,
+            &maps,
+            &mut att
+        ));
     }
 }

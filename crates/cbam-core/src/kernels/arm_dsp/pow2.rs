@@ -180,12 +180,90 @@ pub(crate) fn scale_by_factor_signed(
     4 * words
 }
 
-/// The channel loop around `$products`, which leaves the four unsigned results of the
-/// word as bytes of `{a}` from the lanes `x` in `{w}` (channels 0, 2) and `{o}` (1, 3) and
-/// the factor words `{k0}` and `{k1}`. The running byte maximum lives in `r7` (the frame
-/// pointer, never an operand), saved on the stack around the loop.
+/// The four products of a word as unsigned bytes `v + 128` in `{a}`, from the lanes `x`
+/// in `{w}` (channels 0, 2) and `{o}` (1, 3) and the factor words `{k0}` and `{k1}`:
+/// without saturation (`j = 0`, output zero point -128) the second byte of each
+/// `x * k + 129`, packed by lanes.
+macro_rules! packed_products {
+    () => {
+        concat!(
+            "smlabb {a}, {w}, {k0}, {rnd}\n",
+            "smlatt {w}, {w}, {k0}, {rnd}\n",
+            "pkhbt {a}, {a}, {w}, lsl #16\n",
+            "smlabb {k0}, {o}, {k1}, {rnd}\n",
+            "smlatt {o}, {o}, {k1}, {rnd}\n",
+            "pkhbt {o}, {k0}, {o}, lsl #16\n",
+            "uxtb16 {a}, {a}, ror #8\n",
+            "uxtb16 {o}, {o}, ror #8\n",
+            "orr {a}, {a}, {o}, lsl #8\n",
+        )
+    };
+}
+
+/// As [`packed_products!`] for every other form: `USAT` of
+/// `(x * (k << j) + 2^7 + 2^j + (zp + 128) * 2^8) >> 8` per value.
+macro_rules! saturating_products {
+    () => {
+        concat!(
+            "smlabb {a}, {w}, {k0}, {rnd}\n",
+            "usat {a}, #8, {a}, asr #8\n",
+            "smlatt {w}, {w}, {k0}, {rnd}\n",
+            "usat {w}, #8, {w}, asr #8\n",
+            "orr {a}, {a}, {w}, lsl #16\n",
+            "smlabb {k0}, {o}, {k1}, {rnd}\n",
+            "usat {k0}, #8, {k0}, asr #8\n",
+            "smlatt {o}, {o}, {k1}, {rnd}\n",
+            "usat {o}, #8, {o}, asr #8\n",
+            "orr {o}, {k0}, {o}, lsl #16\n",
+            "orr {a}, {a}, {o}, lsl #8\n",
+        )
+    };
+}
+
+/// The factor words of a word with one `LDRD` (the table word-aligned).
+macro_rules! load_factors_aligned {
+    () => {
+        "ldrd {k0}, {k1}, [{pk}], #8\n"
+    };
+}
+
+/// The factor words of a word with two loads (any alignment).
+macro_rules! load_factors {
+    () => {
+        concat!("ldr {k0}, [{pk}], #4\n", "ldr {k1}, [{pk}], #4\n")
+    };
+}
+
+/// One word of the channel loops: four values scaled by `$products` (see
+/// [`packed_products!`]), summed by `USADA8`, stored as int8 and kept in the running
+/// signed byte maximum in `r7`.
+macro_rules! channel_word {
+    ($load:expr, $products:expr) => {
+        concat!(
+            "ldr {w}, [{p}]\n",
+            "sxtab16 {o}, {nz}, {w}, ror #8\n",
+            "sxtab16 {w}, {nz}, {w}\n",
+            $load,
+            $products,
+            "usada8 {s}, {a}, {zero}, {s}\n",
+            "eor {a}, {a}, #0x80808080\n",
+            "ssub8 {w}, {a}, r7\n",
+            "sel r7, {a}, r7\n",
+            "str {a}, [{p}], #4\n",
+        )
+    };
+}
+
+/// The rounding constant of the channel loops and whether the packed products apply.
+fn channel_form(steps: u32, zp_out: i32) -> (u32, bool) {
+    let round = ((1i32 << 7) + (1 << steps) + ((zp_out + 128) << 8)) as u32;
+    (round, steps == 0 && zp_out == i32::from(i8::MIN))
+}
+
+/// The word loop of one pixel around `$products`. Thirteen live values: the running
+/// maximum lives in `r7` (the frame pointer, never an operand), saved on the stack.
 macro_rules! channel_loop {
-    ($px:expr, $words:expr, $factors:expr, $c:expr, $round:expr, $($products:literal),+) => {{
+    ($px:expr, $words:expr, $factors:expr, $c:expr, $round:expr, $products:expr) => {{
         let (sum, top): (u32, u32);
         // SAFETY: reads and writes `4 * words` bytes of `px` and reads `8 * words` bytes
         // of `factors`, both checked by the caller (unaligned word access is allowed);
@@ -194,21 +272,9 @@ macro_rules! channel_loop {
         unsafe {
             asm!(
                 "push {{r7}}",
-                "mov r7, {a}",
+                "mov r7, #0x80808080",
                 "2:",
-                "ldr {w}, [{p}]",
-                "sxtab16 {o}, {nz}, {w}, ror #8",
-                "sxtab16 {w}, {nz}, {w}",
-                // Two loads, not `LDRD`: the table in scratch need not be word-aligned.
-                "ldr {k0}, [{pk}], #4",
-                "ldr {k1}, [{pk}], #4",
-                $($products,)+
-                "uqadd8 {a}, {a}, {z}",
-                "usada8 {s}, {a}, {zero}, {s}",
-                "usub8 {w}, {a}, r7",
-                "sel r7, {a}, r7",
-                "eor {a}, {a}, #0x80808080",
-                "str {a}, [{p}], #4",
+                channel_word!(load_factors!(), $products),
                 "cmp {p}, {end}",
                 "bne 2b",
                 "mov {a}, r7",
@@ -217,11 +283,10 @@ macro_rules! channel_loop {
                 end = in(reg) $px.as_mut_ptr().wrapping_add(4 * $words),
                 pk = inout(reg) $factors.as_ptr() => _,
                 nz = in(reg) $c.neg_zp2,
-                z = in(reg) $c.zp_bytes,
                 rnd = in(reg) $round,
                 zero = in(reg) 0u32,
                 s = inout(reg) 0u32 => sum,
-                a = inout(reg) 0u32 => top,
+                a = out(reg) top,
                 w = out(reg) _,
                 o = out(reg) _,
                 k0 = out(reg) _,
@@ -232,59 +297,31 @@ macro_rules! channel_loop {
     }};
 }
 
-/// Scales the whole words of one pixel in place, channel `i` by its own factor, with the
-/// factor words of [`channel_factor_words`] in `factors`. Returns the sum and the byte-wise
-/// maximum (four lanes) of the results as unsigned bytes `v + 128`, or `None`, touching
-/// nothing, when `factors` is shorter than `8 * (px.len() / 4)` bytes. Every byte must be
-/// at least the input zero point.
+/// Scales the whole words of one pixel in place into the output zero point `zp_out`,
+/// channel `i` by its own factor, with the factor words of [`channel_factor_words`] in
+/// `factors`. Returns the sum of the results as unsigned bytes `v + 128` and their
+/// byte-wise int8 maximum (four lanes), or `None`, touching nothing, when `factors` is
+/// shorter than `8 * (px.len() / 4)` bytes. Every byte must be at least the input zero
+/// point.
 #[inline(always)]
-pub(crate) fn scale_by_channel(px: &mut [i8], factors: &[i8], c: Pow2Scale) -> Option<(u32, u32)> {
+pub(crate) fn scale_by_channel(
+    px: &mut [i8],
+    factors: &[i8],
+    c: Pow2Scale,
+    zp_out: i32,
+) -> Option<(u32, u32)> {
     let words = px.len() / 4;
     if words == 0 {
-        return Some((0, 0));
+        return Some((0, 0x8080_8080));
     }
     if factors.len() < 8 * words {
         return None;
     }
-    // The rounding constant at a shift of 8 (the factors carry `2^j`).
-    let round = (1u32 << 7) + (1 << c.steps);
-    Some(if c.steps == 0 {
-        // Every result is at most 254: the second byte of each product, packed by lanes.
-        channel_loop!(
-            px,
-            words,
-            factors,
-            c,
-            round,
-            "smlabb {a}, {w}, {k0}, {rnd}",
-            "smlatt {w}, {w}, {k0}, {rnd}",
-            "pkhbt {a}, {a}, {w}, lsl #16",
-            "smlabb {k0}, {o}, {k1}, {rnd}",
-            "smlatt {o}, {o}, {k1}, {rnd}",
-            "pkhbt {o}, {k0}, {o}, lsl #16",
-            "uxtb16 {a}, {a}, ror #8",
-            "uxtb16 {o}, {o}, ror #8",
-            "orr {a}, {a}, {o}, lsl #8"
-        )
+    let (round, packed) = channel_form(c.steps, zp_out);
+    Some(if packed {
+        channel_loop!(px, words, factors, c, round, packed_products!())
     } else {
-        channel_loop!(
-            px,
-            words,
-            factors,
-            c,
-            round,
-            "smlabb {a}, {w}, {k0}, {rnd}",
-            "usat {a}, #8, {a}, asr #8",
-            "smlatt {w}, {w}, {k0}, {rnd}",
-            "usat {w}, #8, {w}, asr #8",
-            "orr {a}, {a}, {w}, lsl #16",
-            "smlabb {k0}, {o}, {k1}, {rnd}",
-            "usat {k0}, #8, {k0}, asr #8",
-            "smlatt {o}, {o}, {k1}, {rnd}",
-            "usat {o}, #8, {o}, asr #8",
-            "orr {o}, {k0}, {o}, lsl #16",
-            "orr {a}, {a}, {o}, lsl #8"
-        )
+        channel_loop!(px, words, factors, c, round, saturating_products!())
     })
 }
 
@@ -315,32 +352,12 @@ macro_rules! max_then_mean {
     };
 }
 
-/// One word of [`channel_pixels_loop!`]: four values scaled by `$products` (which leave
-/// the results as unsigned bytes `v + 128` in `{a}`), summed by `USADA8`, stored as int8
-/// and kept in the running byte maximum in `r7`.
-macro_rules! channel_word {
-    ($($products:literal),+) => {
-        concat!(
-            "ldr {w}, [{p}]\n",
-            "sxtab16 {o}, {nz}, {w}, ror #8\n",
-            "sxtab16 {w}, {nz}, {w}\n",
-            "ldrd {k0}, {k1}, [{pk}], #8\n",
-            $($products, "\n",)+
-            "usada8 {s}, {a}, {zero}, {s}\n",
-            "eor {a}, {a}, #0x80808080\n",
-            "ssub8 {w}, {a}, r7\n",
-            "sel r7, {a}, r7\n",
-            "str {a}, [{p}], #4\n",
-        )
-    };
-}
-
 /// Every pixel of the channel scaling with its pooling in one loop, two words per pass:
 /// per pixel then the largest byte, the mean (one `UDIV`) and the pair's two stores.
 /// Thirteen live values: the running maximum lives in `r7` and the [`PixelEnd`] pointer
 /// on the stack.
 macro_rules! channel_pixels_loop {
-    ($data:expr, $c:expr, $factors:expr, $scale:expr, $round:expr, $epilogue:expr, $store:ident, $($products:literal),+) => {{
+    ($data:expr, $c:expr, $factors:expr, $scale:expr, $round:expr, $epilogue:expr, $store:ident, $products:expr) => {{
         // SAFETY: the caller has checked that `data` holds whole pixels of `c` bytes
         // (`c` a non-zero multiple of eight) up to `epilogue.end`, that `maps` has two
         // bytes for each, and that `factors` is word-aligned with `2 * c` bytes. The loop
@@ -352,8 +369,8 @@ macro_rules! channel_pixels_loop {
                 "str {k1}, [sp, #-4]!",
                 "mov r7, #0x80808080",
                 "2:",
-                channel_word!($($products),+),
-                channel_word!($($products),+),
+                channel_word!(load_factors_aligned!(), $products),
+                channel_word!(load_factors_aligned!(), $products),
                 "cmp {p}, {pend}",
                 "bne 2b",
                 // The largest of the four byte maxima, in the low byte.
@@ -430,11 +447,7 @@ pub(crate) fn scale_channel_pixels(
         maps: maps.as_mut_ptr(),
         end: data.as_ptr_range().end,
     };
-    // Without saturation the output is the second byte of `x * k + 129` (the rounding
-    // constant of `r = 7`); otherwise `USAT` takes `x * (k << j) + 2^7 + 2^j +
-    // (zp + 128) * 2^8` shifted by 8 into the byte `v + 128`.
-    let packed = scale.steps == 0 && zp_out == i32::from(i8::MIN);
-    let round = ((1i32 << 7) + (1 << scale.steps) + ((zp_out + 128) << 8)) as u32;
+    let (round, packed) = channel_form(scale.steps, zp_out);
     macro_rules! run {
         ($store:ident) => {
             if packed {
@@ -446,15 +459,7 @@ pub(crate) fn scale_channel_pixels(
                     round,
                     epilogue,
                     $store,
-                    "smlabb {a}, {w}, {k0}, {rnd}",
-                    "smlatt {w}, {w}, {k0}, {rnd}",
-                    "pkhbt {a}, {a}, {w}, lsl #16",
-                    "smlabb {k0}, {o}, {k1}, {rnd}",
-                    "smlatt {o}, {o}, {k1}, {rnd}",
-                    "pkhbt {o}, {k0}, {o}, lsl #16",
-                    "uxtb16 {a}, {a}, ror #8",
-                    "uxtb16 {o}, {o}, ror #8",
-                    "orr {a}, {a}, {o}, lsl #8"
+                    packed_products!()
                 )
             } else {
                 channel_pixels_loop!(
@@ -465,17 +470,7 @@ pub(crate) fn scale_channel_pixels(
                     round,
                     epilogue,
                     $store,
-                    "smlabb {a}, {w}, {k0}, {rnd}",
-                    "usat {a}, #8, {a}, asr #8",
-                    "smlatt {w}, {w}, {k0}, {rnd}",
-                    "usat {w}, #8, {w}, asr #8",
-                    "orr {a}, {a}, {w}, lsl #16",
-                    "smlabb {k0}, {o}, {k1}, {rnd}",
-                    "usat {k0}, #8, {k0}, asr #8",
-                    "smlatt {o}, {o}, {k1}, {rnd}",
-                    "usat {o}, #8, {o}, asr #8",
-                    "orr {o}, {k0}, {o}, lsl #16",
-                    "orr {a}, {a}, {o}, lsl #8"
+                    saturating_products!()
                 )
             }
         };
