@@ -31,6 +31,10 @@ for m in fmnist_cbam fmnist_cbam_res; do
   "$CBAM" quantize "models/$m.onnx" --calib models/data/calib256_images.u8 \
     --out "target/blobs/$m.cbam"
 done
+# The committed default blob of the firmware (`cargo run` in firmware/cortex-m with no
+# CBAM_BLOB) must still be one the core reads and runs.
+"$CBAM" eval models/fmnist_cbam.cbam --data models/data/test64_images.u8 \
+  --labels models/data/test64_labels.u8
 
 step "firmware under QEMU (Cortex-M, RISC-V) and real-board builds"
 CBAM_BLOB="$ROOT/target/blobs/fmnist_cbam.cbam" bash firmware/test.sh
