@@ -403,7 +403,10 @@ pub(crate) fn spatial_attention_by_conv2d(
 /// Step 7b: `F'' = F' * as[y, x]` in place, into the output quantization.
 ///
 /// Public for the benchmark firmware, like [`scale_channels_and_pool`]; pixels past the
-/// shorter of `data` (in `p.c`-byte pixels) and `att` are left alone.
+/// shorter of `data` (in `p.c`-byte pixels) and `att` are left alone. `data` must be what
+/// the channel scaling wrote: with `p.zp_in = -128` the Cortex-M4 loop counts on no value
+/// being below `p.zp_f1`, which that scaling guarantees (other values give wrong bytes,
+/// never undefined behaviour).
 pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     let zp_f1 = p.zp_f1;
     if p.c == 0 {

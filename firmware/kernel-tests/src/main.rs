@@ -383,13 +383,15 @@ fn cbam_scalings(r: &mut Rng) -> u32 {
             let set = ScalingSet::new(Requant::new(1 << 30, -right), -128, zp_b);
             checked += scaling_set(data, set, c, order);
         }
-        // Input of either sign (no ReLU before the block).
-        let set = ScalingSet::new(
-            Requant::new(1 << 30, -right),
-            r.int(-127, 127),
-            r.int(-128, 127),
-        );
-        checked += scaling_set(data, set, 256, PoolOrder::MeanMax);
+        // Input of either sign (no ReLU before the block), both orders.
+        for order in [PoolOrder::MeanMax, PoolOrder::MaxMean] {
+            let set = ScalingSet::new(
+                Requant::new(1 << 30, -right),
+                r.int(-127, 127),
+                r.int(-128, 127),
+            );
+            checked += scaling_set(data, set, 256, order);
+        }
     }
     checked
 }

@@ -44,7 +44,11 @@ pub(super) fn channels_and_pool_packed(
         return false;
     }
     if let Some(rq) = Pow2ProductRequant::new(p.f1, p.zp_f1) {
-        if input_never_below_zero_point(p) && pow2_channels(p, data, att, maps, table, rq) {
+        if input_never_below_zero_point(p) {
+            if pow2_channels(p, data, att, maps, table, rq) {
+                return true;
+            }
+        } else if pow2_signed_channels(p, data, att, maps, table, rq) {
             return true;
         }
     }
@@ -102,6 +106,37 @@ fn pow2_channels(
         store_pooled(p, sum, top as i8, pair);
     }
     true
+}
+
+/// The channel scaling of [`pow2::scale_channel_pixels_signed`] (whole pixels of a
+/// multiple of eight channels); `false`, touching nothing, when it does not apply.
+fn pow2_signed_channels(
+    p: &CbamParams,
+    data: &mut [i8],
+    att: &[i8],
+    maps: &mut [i8],
+    table: &mut [i8],
+    rq: Pow2ProductRequant,
+) -> bool {
+    let c = p.c;
+    let Some(att) = att.get(..c) else {
+        return false;
+    };
+    if !c.is_multiple_of(8) || !pow2::channel_factor_words(att, rq.steps(), table) {
+        return false;
+    }
+    let table = table.get(..2 * c).unwrap_or_default();
+    let max_first = p.order == PoolOrder::MaxMean;
+    pow2::scale_channel_pixels_signed(
+        data,
+        c,
+        table,
+        maps,
+        p.zp_in,
+        rq.steps(),
+        p.zp_f1,
+        max_first,
+    )
 }
 
 /// The channel scaling of [`scale_by_channel`] for a [`SignedProductRequant`].

@@ -335,6 +335,11 @@ struct PixelEnd {
     maps: *mut i8,
     /// One past the last pixel.
     end: *const i8,
+    /// `C * (zp + 128)`: the unsigned bytes' sum minus this is `sum(v - zp)` (the signed
+    /// loop's mean).
+    offset: i32,
+    /// The output zero point (the signed loop's mean).
+    zp: i32,
 }
 
 /// [`channel_pixels_loop!`]'s stores of one pixel's mean (`{o}`) and max (`{w}`) in the
@@ -446,6 +451,8 @@ pub(crate) fn scale_channel_pixels(
         c: c as u32,
         maps: maps.as_mut_ptr(),
         end: data.as_ptr_range().end,
+        offset: c as i32 * (zp_out + 128),
+        zp: zp_out,
     };
     let (round, packed) = channel_form(scale.steps, zp_out);
     macro_rules! run {
@@ -479,6 +486,153 @@ pub(crate) fn scale_channel_pixels(
         run!(max_then_mean);
     } else {
         run!(mean_then_max);
+    }
+    true
+}
+
+/// One word of [`signed_pixels_loop!`] for inputs of either sign: per value `SXTAB` (`x`
+/// sign-extended, so its high halfword is `-[x < 0]`), the factor word
+/// `(k << j, 2^(j+1))` packed from the table and `{sc}`, one `SMLAD` for
+/// `x * (k << j) - [x < 0] * 2^(j+1) + 2^7 + 2^j + (zp + 128) * 2^8` and `USAT` of that
+/// shifted by 8 into the byte `v + 128`; then as in [`channel_word!`].
+macro_rules! signed_channel_word {
+    () => {
+        concat!(
+            "ldr {w}, [{p}]\n",
+            "ldr {k1}, [{pk}], #4\n",
+            "sxtab {o}, {nz}, {w}\n",
+            "pkhbt {k0}, {k1}, {sc}\n",
+            "smlad {o}, {o}, {k0}, {rnd}\n",
+            "usat {a}, #8, {o}, asr #8\n",
+            "sxtab {o}, {nz}, {w}, ror #16\n",
+            "pkhtb {k0}, {sc}, {k1}, asr #16\n",
+            "smlad {o}, {o}, {k0}, {rnd}\n",
+            "usat {o}, #8, {o}, asr #8\n",
+            "orr {a}, {a}, {o}, lsl #16\n",
+            "ldr {k1}, [{pk}], #4\n",
+            "sxtab {o}, {nz}, {w}, ror #8\n",
+            "pkhbt {k0}, {k1}, {sc}\n",
+            "smlad {o}, {o}, {k0}, {rnd}\n",
+            "usat {o}, #8, {o}, asr #8\n",
+            "orr {a}, {a}, {o}, lsl #8\n",
+            "sxtab {o}, {nz}, {w}, ror #24\n",
+            "pkhtb {k0}, {sc}, {k1}, asr #16\n",
+            "smlad {o}, {o}, {k0}, {rnd}\n",
+            "usat {o}, #8, {o}, asr #8\n",
+            "orr {a}, {a}, {o}, lsl #24\n",
+            "usada8 {s}, {a}, {zero}, {s}\n",
+            "eor {a}, {a}, #0x80808080\n",
+            "ssub8 {w}, {a}, r7\n",
+            "sel r7, {a}, r7\n",
+            "str {a}, [{p}], #4\n",
+        )
+    };
+}
+
+/// [`channel_pixels_loop!`] for inputs of either sign: the words of
+/// [`signed_channel_word!`], and the mean rounded half away from zero (it can be below the
+/// zero point).
+macro_rules! signed_pixels_loop {
+    ($data:expr, $c:expr, $factors:expr, $nz:expr, $sc:expr, $round:expr, $epilogue:expr, $store:ident) => {{
+        // SAFETY: as for `channel_pixels_loop!` (the same checks by the caller, the same
+        // memory touched).
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                "str {k1}, [sp, #-4]!",
+                "mov r7, #0x80808080",
+                "2:",
+                signed_channel_word!(),
+                signed_channel_word!(),
+                "cmp {p}, {pend}",
+                "bne 2b",
+                "ror {w}, r7, #16",
+                "ssub8 {o}, r7, {w}",
+                "sel {w}, r7, {w}",
+                "ror {o}, {w}, #8",
+                "ssub8 {a}, {w}, {o}",
+                "sel {w}, {w}, {o}",
+                // `n = sum(v - zp)`; the mean `sign(n) * ((|n| + C / 2) / C) + zp`.
+                "ldr {k1}, [sp]",
+                "ldr {k0}, [{k1}]",
+                "ldr {a}, [{k1}, #12]",
+                "subs {o}, {s}, {a}",
+                "it mi",
+                "rsbmi {o}, {o}, #0",
+                "add {o}, {o}, {k0}, lsr #1",
+                "udiv {o}, {o}, {k0}",
+                "it mi",
+                "rsbmi {o}, {o}, #0",
+                "ldr {a}, [{k1}, #16]",
+                "add {o}, {o}, {a}",
+                "ldr {a}, [{k1}, #4]",
+                $store!(),
+                "str {a}, [{k1}, #4]",
+                "sub {pk}, {pk}, {k0}, lsl #1",
+                "add {pend}, {pend}, {k0}",
+                "mov {s}, #0",
+                "mov r7, #0x80808080",
+                "ldr {a}, [{k1}, #8]",
+                "cmp {p}, {a}",
+                "bne 2b",
+                "add sp, sp, #4",
+                "pop {{r7}}",
+                p = inout(reg) $data.as_mut_ptr() => _,
+                pend = inout(reg) $data.as_mut_ptr().wrapping_add($c) => _,
+                pk = inout(reg) $factors.as_ptr() => _,
+                nz = in(reg) $nz,
+                sc = in(reg) $sc,
+                rnd = in(reg) $round,
+                zero = in(reg) 0u32,
+                s = inout(reg) 0u32 => _,
+                k1 = inout(reg) core::ptr::addr_of_mut!($epilogue) => _,
+                w = out(reg) _,
+                o = out(reg) _,
+                k0 = out(reg) _,
+                a = out(reg) _,
+            );
+        }
+    }};
+}
+
+/// [`scale_channel_pixels`] for a block whose input can be below its zero point `zp_in`
+/// (same conditions, same outputs), with the factor words of [`channel_factor_words`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scale_channel_pixels_signed(
+    data: &mut [i8],
+    c: usize,
+    factors: &[i8],
+    maps: &mut [i8],
+    zp_in: i32,
+    steps: u32,
+    zp_out: i32,
+    max_first: bool,
+) -> bool {
+    let pixels = (data.len() / c.max(1)).min(maps.len() / 2);
+    let aligned = (factors.as_ptr() as usize).is_multiple_of(4);
+    if c == 0 || !c.is_multiple_of(8) || c > 1 << 20 || factors.len() < 2 * c || !aligned {
+        return false;
+    }
+    let Some(data) = data.get_mut(..pixels * c) else {
+        return false;
+    };
+    if pixels == 0 {
+        return true;
+    }
+    let mut epilogue = PixelEnd {
+        c: c as u32,
+        maps: maps.as_mut_ptr(),
+        end: data.as_ptr_range().end,
+        offset: c as i32 * (zp_out + 128),
+        zp: zp_out,
+    };
+    let (round, _) = channel_form(steps, zp_out);
+    let nz = zp_in.wrapping_neg() as u32;
+    let sc = 2u32 << (steps + 16);
+    if max_first {
+        signed_pixels_loop!(data, c, factors, nz, sc, round, epilogue, max_then_mean);
+    } else {
+        signed_pixels_loop!(data, c, factors, nz, sc, round, epilogue, mean_then_max);
     }
     true
 }
