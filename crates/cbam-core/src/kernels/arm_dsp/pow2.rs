@@ -342,7 +342,7 @@ struct PixelEnd {
     zp: i32,
 }
 
-/// [`channel_pixels_loop!`]'s stores of one pixel's mean (`{o}`) and max (`{w}`) in the
+/// [`pixels_loop!`]'s stores of one pixel's mean (`{o}`) and max (`{w}`) in the
 /// model's order, `{a}` pointing at the pair.
 macro_rules! mean_then_max {
     () => {
@@ -357,12 +357,48 @@ macro_rules! max_then_mean {
     };
 }
 
-/// Every pixel of the channel scaling with its pooling in one loop, two words per pass:
-/// per pixel then the largest byte, the mean (one `UDIV`) and the pair's two stores.
-/// Thirteen live values: the running maximum lives in `r7` and the [`PixelEnd`] pointer
-/// on the stack.
-macro_rules! channel_pixels_loop {
-    ($data:expr, $c:expr, $factors:expr, $scale:expr, $round:expr, $epilogue:expr, $store:ident, $products:expr) => {{
+/// The mean of a pixel whose values are never below the zero point: `(sum(v + 128) +
+/// C / 2) / C` is the mean of `v - zp` rounded half up, plus `zp + 128`; an int8 in the
+/// low byte after the `EOR`. Leaves the [`PixelEnd`] pointer in `{k1}`, `C` in `{k0}`.
+macro_rules! unsigned_mean {
+    () => {
+        concat!(
+            "ldr {k1}, [sp]\n",
+            "ldr {k0}, [{k1}]\n",
+            "add {o}, {s}, {k0}, lsr #1\n",
+            "udiv {o}, {o}, {k0}\n",
+            "eor {o}, {o}, #0x80\n",
+        )
+    };
+}
+
+/// As [`unsigned_mean!`] for values of either sign: `n = sum(v - zp)`, the mean
+/// `sign(n) * ((|n| + C / 2) / C) + zp`, rounded half away from zero.
+macro_rules! signed_mean {
+    () => {
+        concat!(
+            "ldr {k1}, [sp]\n",
+            "ldr {k0}, [{k1}]\n",
+            "ldr {a}, [{k1}, #12]\n",
+            "subs {o}, {s}, {a}\n",
+            "it mi\n",
+            "rsbmi {o}, {o}, #0\n",
+            "add {o}, {o}, {k0}, lsr #1\n",
+            "udiv {o}, {o}, {k0}\n",
+            "it mi\n",
+            "rsbmi {o}, {o}, #0\n",
+            "ldr {a}, [{k1}, #16]\n",
+            "add {o}, {o}, {a}\n",
+        )
+    };
+}
+
+/// Every pixel of the channel scaling with its pooling in one loop, two words (`$word`)
+/// per pass; per pixel then the largest byte, the mean (`$mean`, one `UDIV`) and the
+/// pair's two stores (`$store`). Thirteen live values: the running maximum lives in `r7`
+/// and the [`PixelEnd`] pointer on the stack.
+macro_rules! pixels_loop {
+    ($data:expr, $c:expr, $factors:expr, $nz:expr, $round:expr, $epilogue:expr, $word:expr, $mean:expr, $store:ident, [$($operands:tt)*]) => {{
         // SAFETY: the caller has checked that `data` holds whole pixels of `c` bytes
         // (`c` a non-zero multiple of eight) up to `epilogue.end`, that `maps` has two
         // bytes for each, and that `factors` is word-aligned with `2 * c` bytes. The loop
@@ -374,8 +410,8 @@ macro_rules! channel_pixels_loop {
                 "str {k1}, [sp, #-4]!",
                 "mov r7, #0x80808080",
                 "2:",
-                channel_word!(load_factors_aligned!(), $products),
-                channel_word!(load_factors_aligned!(), $products),
+                $word,
+                $word,
                 "cmp {p}, {pend}",
                 "bne 2b",
                 // The largest of the four byte maxima, in the low byte.
@@ -385,13 +421,7 @@ macro_rules! channel_pixels_loop {
                 "ror {o}, {w}, #8",
                 "ssub8 {a}, {w}, {o}",
                 "sel {w}, {w}, {o}",
-                // The mean of `v - zp` rounded half up (no value is below the zero point),
-                // plus `zp + 128`: `(sum(v + 128) + C / 2) / C`, an int8 after the `EOR`.
-                "ldr {k1}, [sp]",
-                "ldr {k0}, [{k1}]",
-                "add {o}, {s}, {k0}, lsr #1",
-                "udiv {o}, {o}, {k0}",
-                "eor {o}, {o}, #0x80",
+                $mean,
                 "ldr {a}, [{k1}, #4]",
                 $store!(),
                 "str {a}, [{k1}, #4]",
@@ -408,7 +438,7 @@ macro_rules! channel_pixels_loop {
                 p = inout(reg) $data.as_mut_ptr() => _,
                 pend = inout(reg) $data.as_mut_ptr().wrapping_add($c) => _,
                 pk = inout(reg) $factors.as_ptr() => _,
-                nz = in(reg) $scale.neg_zp2,
+                nz = in(reg) $nz,
                 rnd = in(reg) $round,
                 zero = in(reg) 0u32,
                 s = inout(reg) 0u32 => _,
@@ -417,9 +447,36 @@ macro_rules! channel_pixels_loop {
                 o = out(reg) _,
                 k0 = out(reg) _,
                 a = out(reg) _,
+                $($operands)*
             );
         }
     }};
+}
+
+/// The whole pixels of `data` the one-loop channel scalings take, and what their loop
+/// reads per pixel; `None` when they do not apply (`c` not a non-zero multiple of eight,
+/// `factors` unaligned or shorter than `2 * c` bytes).
+fn whole_pixels<'d>(
+    data: &'d mut [i8],
+    c: usize,
+    factors: &[i8],
+    maps: &mut [i8],
+    zp_out: i32,
+) -> Option<(&'d mut [i8], PixelEnd)> {
+    let pixels = (data.len() / c.max(1)).min(maps.len() / 2);
+    let aligned = (factors.as_ptr() as usize).is_multiple_of(4);
+    if c == 0 || !c.is_multiple_of(8) || c > 1 << 20 || factors.len() < 2 * c || !aligned {
+        return None;
+    }
+    let data = data.get_mut(..pixels * c)?;
+    let end = PixelEnd {
+        c: c as u32,
+        maps: maps.as_mut_ptr(),
+        end: data.as_ptr_range().end,
+        offset: c as i32 * (zp_out + 128),
+        zp: zp_out,
+    };
+    Some((data, end))
 }
 
 /// The channel scaling of whole pixels with their channel mean and max, as
@@ -436,61 +493,40 @@ pub(crate) fn scale_channel_pixels(
     zp_out: i32,
     max_first: bool,
 ) -> bool {
-    let pixels = (data.len() / c.max(1)).min(maps.len() / 2);
-    let aligned = (factors.as_ptr() as usize).is_multiple_of(4);
-    if c == 0 || !c.is_multiple_of(8) || c > 1 << 20 || factors.len() < 2 * c || !aligned {
-        return false;
-    }
-    let Some(data) = data.get_mut(..pixels * c) else {
+    let Some((data, mut epilogue)) = whole_pixels(data, c, factors, maps, zp_out) else {
         return false;
     };
-    if pixels == 0 {
+    if data.is_empty() {
         return true;
     }
-    let mut epilogue = PixelEnd {
-        c: c as u32,
-        maps: maps.as_mut_ptr(),
-        end: data.as_ptr_range().end,
-        offset: c as i32 * (zp_out + 128),
-        zp: zp_out,
-    };
     let (round, packed) = channel_form(scale.steps, zp_out);
+    let nz = scale.neg_zp2;
     macro_rules! run {
-        ($store:ident) => {
-            if packed {
-                channel_pixels_loop!(
-                    data,
-                    c,
-                    factors,
-                    scale,
-                    round,
-                    epilogue,
-                    $store,
-                    packed_products!()
-                )
-            } else {
-                channel_pixels_loop!(
-                    data,
-                    c,
-                    factors,
-                    scale,
-                    round,
-                    epilogue,
-                    $store,
-                    saturating_products!()
-                )
-            }
+        ($store:ident, $products:ident) => {
+            pixels_loop!(
+                data,
+                c,
+                factors,
+                nz,
+                round,
+                epilogue,
+                channel_word!(load_factors_aligned!(), $products!()),
+                unsigned_mean!(),
+                $store,
+                []
+            )
         };
     }
-    if max_first {
-        run!(max_then_mean);
-    } else {
-        run!(mean_then_max);
+    match (max_first, packed) {
+        (true, true) => run!(max_then_mean, packed_products),
+        (true, false) => run!(max_then_mean, saturating_products),
+        (false, true) => run!(mean_then_max, packed_products),
+        (false, false) => run!(mean_then_max, saturating_products),
     }
     true
 }
 
-/// One word of [`signed_pixels_loop!`] for inputs of either sign: per value `SXTAB` (`x`
+/// One word of [`pixels_loop!`] for inputs of either sign: per value `SXTAB` (`x`
 /// sign-extended, so its high halfword is `-[x < 0]`), the factor word
 /// `(k << j, 2^(j+1))` packed from the table and `{sc}`, one `SMLAD` for
 /// `x * (k << j) - [x < 0] * 2^(j+1) + 2^7 + 2^j + (zp + 128) * 2^8` and `USAT` of that
@@ -529,72 +565,6 @@ macro_rules! signed_channel_word {
     };
 }
 
-/// [`channel_pixels_loop!`] for inputs of either sign: the words of
-/// [`signed_channel_word!`], and the mean rounded half away from zero (it can be below the
-/// zero point).
-macro_rules! signed_pixels_loop {
-    ($data:expr, $c:expr, $factors:expr, $nz:expr, $sc:expr, $round:expr, $epilogue:expr, $store:ident) => {{
-        // SAFETY: as for `channel_pixels_loop!` (the same checks by the caller, the same
-        // memory touched).
-        unsafe {
-            asm!(
-                "push {{r7}}",
-                "str {k1}, [sp, #-4]!",
-                "mov r7, #0x80808080",
-                "2:",
-                signed_channel_word!(),
-                signed_channel_word!(),
-                "cmp {p}, {pend}",
-                "bne 2b",
-                "ror {w}, r7, #16",
-                "ssub8 {o}, r7, {w}",
-                "sel {w}, r7, {w}",
-                "ror {o}, {w}, #8",
-                "ssub8 {a}, {w}, {o}",
-                "sel {w}, {w}, {o}",
-                // `n = sum(v - zp)`; the mean `sign(n) * ((|n| + C / 2) / C) + zp`.
-                "ldr {k1}, [sp]",
-                "ldr {k0}, [{k1}]",
-                "ldr {a}, [{k1}, #12]",
-                "subs {o}, {s}, {a}",
-                "it mi",
-                "rsbmi {o}, {o}, #0",
-                "add {o}, {o}, {k0}, lsr #1",
-                "udiv {o}, {o}, {k0}",
-                "it mi",
-                "rsbmi {o}, {o}, #0",
-                "ldr {a}, [{k1}, #16]",
-                "add {o}, {o}, {a}",
-                "ldr {a}, [{k1}, #4]",
-                $store!(),
-                "str {a}, [{k1}, #4]",
-                "sub {pk}, {pk}, {k0}, lsl #1",
-                "add {pend}, {pend}, {k0}",
-                "mov {s}, #0",
-                "mov r7, #0x80808080",
-                "ldr {a}, [{k1}, #8]",
-                "cmp {p}, {a}",
-                "bne 2b",
-                "add sp, sp, #4",
-                "pop {{r7}}",
-                p = inout(reg) $data.as_mut_ptr() => _,
-                pend = inout(reg) $data.as_mut_ptr().wrapping_add($c) => _,
-                pk = inout(reg) $factors.as_ptr() => _,
-                nz = in(reg) $nz,
-                sc = in(reg) $sc,
-                rnd = in(reg) $round,
-                zero = in(reg) 0u32,
-                s = inout(reg) 0u32 => _,
-                k1 = inout(reg) core::ptr::addr_of_mut!($epilogue) => _,
-                w = out(reg) _,
-                o = out(reg) _,
-                k0 = out(reg) _,
-                a = out(reg) _,
-            );
-        }
-    }};
-}
-
 /// [`scale_channel_pixels`] for a block whose input can be below its zero point `zp_in`
 /// (same conditions, same outputs), with the factor words of [`channel_factor_words`].
 #[allow(clippy::too_many_arguments)]
@@ -608,31 +578,35 @@ pub(crate) fn scale_channel_pixels_signed(
     zp_out: i32,
     max_first: bool,
 ) -> bool {
-    let pixels = (data.len() / c.max(1)).min(maps.len() / 2);
-    let aligned = (factors.as_ptr() as usize).is_multiple_of(4);
-    if c == 0 || !c.is_multiple_of(8) || c > 1 << 20 || factors.len() < 2 * c || !aligned {
-        return false;
-    }
-    let Some(data) = data.get_mut(..pixels * c) else {
+    let Some((data, mut epilogue)) = whole_pixels(data, c, factors, maps, zp_out) else {
         return false;
     };
-    if pixels == 0 {
+    if data.is_empty() {
         return true;
     }
-    let mut epilogue = PixelEnd {
-        c: c as u32,
-        maps: maps.as_mut_ptr(),
-        end: data.as_ptr_range().end,
-        offset: c as i32 * (zp_out + 128),
-        zp: zp_out,
-    };
     let (round, _) = channel_form(steps, zp_out);
     let nz = zp_in.wrapping_neg() as u32;
     let sc = 2u32 << (steps + 16);
+    macro_rules! run {
+        ($store:ident) => {
+            pixels_loop!(
+                data,
+                c,
+                factors,
+                nz,
+                round,
+                epilogue,
+                signed_channel_word!(),
+                signed_mean!(),
+                $store,
+                [sc = in(reg) sc,]
+            )
+        };
+    }
     if max_first {
-        signed_pixels_loop!(data, c, factors, nz, sc, round, epilogue, max_then_mean);
+        run!(max_then_mean);
     } else {
-        signed_pixels_loop!(data, c, factors, nz, sc, round, epilogue, mean_then_max);
+        run!(mean_then_max);
     }
     true
 }
