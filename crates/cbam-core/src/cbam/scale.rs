@@ -4,7 +4,7 @@
 //! pixel's whole words, the portable arithmetic over the last `C % 4` channels.
 
 use super::{store_pooled, CbamParams, PoolOrder};
-use crate::kernels::arm_dsp::pow2::{self, Pow2Scale};
+use crate::kernels::arm_dsp::pow2::{self, ChannelLayer, Pow2Scale};
 use crate::kernels::arm_dsp::scale::{
     channel_factor_words, scale_by_channel, scale_by_factor, PackedScale,
 };
@@ -44,11 +44,7 @@ pub(super) fn channels_and_pool_packed(
         return false;
     }
     if let Some(rq) = Pow2ProductRequant::new(p.f1, p.zp_f1) {
-        if input_never_below_zero_point(p) {
-            if pow2_channels(p, data, att, maps, table, rq) {
-                return true;
-            }
-        } else if pow2_signed_channels(p, data, att, maps, table, rq) {
+        if pow2_channels(p, data, att, maps, table, rq) {
             return true;
         }
     }
@@ -58,8 +54,10 @@ pub(super) fn channels_and_pool_packed(
     }
 }
 
-/// The channel scaling of [`pow2::scale_by_channel`]; `false`, touching nothing, when
-/// `att` or `table` is too short.
+/// The channel scaling of [`pow2::scale_channel_pixels`], or pixel by pixel through
+/// [`pow2::scale_by_channel`] for an input never below its zero point; `false`, touching
+/// nothing, when neither applies (`att` or `table` too short; a signed input whose
+/// channels are not a multiple of eight).
 fn pow2_channels(
     p: &CbamParams,
     data: &mut [i8],
@@ -69,25 +67,36 @@ fn pow2_channels(
     rq: Pow2ProductRequant,
 ) -> bool {
     let c = p.c;
-    let Some(att) = att.get(..c) else {
+    let unsigned = input_never_below_zero_point(p);
+    let Some(att) = att.get(..c).filter(|_| unsigned || c.is_multiple_of(8)) else {
         return false;
     };
     if !pow2::channel_factor_words(att, rq.steps(), table) {
         return false;
     }
     let table = table.get(..c / 4 * 8).unwrap_or_default();
-    let scale = Pow2Scale::new(p.zp_in, p.zp_f1, rq.steps());
-    let max_first = p.order == PoolOrder::MaxMean;
-    if pow2::scale_channel_pixels(data, c, table, maps, scale, p.zp_f1, max_first) {
+    let layer = ChannelLayer {
+        c,
+        zp_in: p.zp_in,
+        zp_out: p.zp_f1,
+        steps: rq.steps(),
+        max_first: p.order == PoolOrder::MaxMean,
+        signed: !unsigned,
+    };
+    if pow2::scale_channel_pixels(data, table, maps, layer) {
         return true;
     }
+    if !unsigned {
+        return false;
+    }
+    let scale = Pow2Scale::new(p.zp_in, p.zp_f1, rq.steps());
     let whole = c / 4 * 4;
     let att_tail = att.get(whole..).unwrap_or_default();
     // The unsigned bytes `v + 128` of the whole words sum to the int8 sum plus this.
     let offset = 128 * whole as i32;
     for (px, pair) in data.chunks_exact_mut(c).zip(maps.chunks_exact_mut(2)) {
         let (head, tail) = px.split_at_mut(whole);
-        // `pow2_channels` has checked the table against the channel count.
+        // `channel_factor_words` has checked the table against the channel count.
         let Some((sum_u, top4)) = pow2::scale_by_channel(head, table, scale, p.zp_f1) else {
             return true;
         };
@@ -106,37 +115,6 @@ fn pow2_channels(
         store_pooled(p, sum, top as i8, pair);
     }
     true
-}
-
-/// The channel scaling of [`pow2::scale_channel_pixels_signed`] (whole pixels of a
-/// multiple of eight channels); `false`, touching nothing, when it does not apply.
-fn pow2_signed_channels(
-    p: &CbamParams,
-    data: &mut [i8],
-    att: &[i8],
-    maps: &mut [i8],
-    table: &mut [i8],
-    rq: Pow2ProductRequant,
-) -> bool {
-    let c = p.c;
-    let Some(att) = att.get(..c) else {
-        return false;
-    };
-    if !c.is_multiple_of(8) || !pow2::channel_factor_words(att, rq.steps(), table) {
-        return false;
-    }
-    let table = table.get(..2 * c).unwrap_or_default();
-    let max_first = p.order == PoolOrder::MaxMean;
-    pow2::scale_channel_pixels_signed(
-        data,
-        c,
-        table,
-        maps,
-        p.zp_in,
-        rq.steps(),
-        p.zp_f1,
-        max_first,
-    )
 }
 
 /// The channel scaling of [`scale_by_channel`] for a [`SignedProductRequant`].

@@ -479,53 +479,6 @@ fn whole_pixels<'d>(
     Some((data, end))
 }
 
-/// The channel scaling of whole pixels with their channel mean and max, as
-/// [`scale_by_channel`] plus the pooled pair per pixel, in one loop. Applies to `c` a
-/// non-zero multiple of eight and a word-aligned `factors` table of `2 * c` bytes; returns
-/// `false`, touching nothing, otherwise. `maps` gets `[mean, max]` (or `[max, mean]` with
-/// `max_first`) per pixel, each pixel's values at least the input zero point.
-pub(crate) fn scale_channel_pixels(
-    data: &mut [i8],
-    c: usize,
-    factors: &[i8],
-    maps: &mut [i8],
-    scale: Pow2Scale,
-    zp_out: i32,
-    max_first: bool,
-) -> bool {
-    let Some((data, mut epilogue)) = whole_pixels(data, c, factors, maps, zp_out) else {
-        return false;
-    };
-    if data.is_empty() {
-        return true;
-    }
-    let (round, packed) = channel_form(scale.steps, zp_out);
-    let nz = scale.neg_zp2;
-    macro_rules! run {
-        ($store:ident, $products:ident) => {
-            pixels_loop!(
-                data,
-                c,
-                factors,
-                nz,
-                round,
-                epilogue,
-                channel_word!(load_factors_aligned!(), $products!()),
-                unsigned_mean!(),
-                $store,
-                []
-            )
-        };
-    }
-    match (max_first, packed) {
-        (true, true) => run!(max_then_mean, packed_products),
-        (true, false) => run!(max_then_mean, saturating_products),
-        (false, true) => run!(mean_then_max, packed_products),
-        (false, false) => run!(mean_then_max, saturating_products),
-    }
-    true
-}
-
 /// One word of [`pixels_loop!`] for inputs of either sign: per value `SXTAB` (`x`
 /// sign-extended, so its high halfword is `-[x < 0]`), the factor word
 /// `(k << j, 2^(j+1))` packed from the table and `{sc}`, one `SMLAD` for
@@ -565,30 +518,77 @@ macro_rules! signed_channel_word {
     };
 }
 
-/// [`scale_channel_pixels`] for a block whose input can be below its zero point `zp_in`
-/// (same conditions, same outputs), with the factor words of [`channel_factor_words`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn scale_channel_pixels_signed(
+/// One block's constants for [`scale_channel_pixels`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChannelLayer {
+    /// Channels: a non-zero multiple of eight.
+    pub(crate) c: usize,
+    pub(crate) zp_in: i32,
+    /// The zero point of `F'`.
+    pub(crate) zp_out: i32,
+    /// `j` in `0..=6`.
+    pub(crate) steps: u32,
+    /// `maps` gets `[max, mean]` per pixel rather than `[mean, max]`.
+    pub(crate) max_first: bool,
+    /// The input can be below its zero point (no ReLU before the block).
+    pub(crate) signed: bool,
+}
+
+/// The channel scaling of whole pixels with their channel mean and max, as
+/// [`scale_by_channel`] plus the pooled pair per pixel, in one loop; for an input that
+/// can be below its zero point, with the words of [`signed_channel_word!`] and a mean
+/// rounded half away from zero. Applies to a word-aligned `factors` table of `2 * c`
+/// bytes (see [`ChannelLayer`] for `c`); returns `false`, touching nothing, otherwise.
+pub(crate) fn scale_channel_pixels(
     data: &mut [i8],
-    c: usize,
     factors: &[i8],
     maps: &mut [i8],
-    zp_in: i32,
-    steps: u32,
-    zp_out: i32,
-    max_first: bool,
+    layer: ChannelLayer,
 ) -> bool {
+    let ChannelLayer {
+        c,
+        zp_in,
+        zp_out,
+        steps,
+        max_first,
+        signed,
+    } = layer;
     let Some((data, mut epilogue)) = whole_pixels(data, c, factors, maps, zp_out) else {
         return false;
     };
     if data.is_empty() {
         return true;
     }
-    let (round, _) = channel_form(steps, zp_out);
-    let nz = zp_in.wrapping_neg() as u32;
-    let sc = 2u32 << (steps + 16);
+    let (round, packed) = channel_form(steps, zp_out);
+    if signed {
+        let nz = zp_in.wrapping_neg() as u32;
+        let sc = 2u32 << (steps + 16);
+        macro_rules! run {
+            ($store:ident) => {
+                pixels_loop!(
+                    data,
+                    c,
+                    factors,
+                    nz,
+                    round,
+                    epilogue,
+                    signed_channel_word!(),
+                    signed_mean!(),
+                    $store,
+                    [sc = in(reg) sc,]
+                )
+            };
+        }
+        if max_first {
+            run!(max_then_mean);
+        } else {
+            run!(mean_then_max);
+        }
+        return true;
+    }
+    let nz = Pow2Scale::new(zp_in, zp_out, steps).neg_zp2;
     macro_rules! run {
-        ($store:ident) => {
+        ($store:ident, $products:ident) => {
             pixels_loop!(
                 data,
                 c,
@@ -596,17 +596,18 @@ pub(crate) fn scale_channel_pixels_signed(
                 nz,
                 round,
                 epilogue,
-                signed_channel_word!(),
-                signed_mean!(),
+                channel_word!(load_factors_aligned!(), $products!()),
+                unsigned_mean!(),
                 $store,
-                [sc = in(reg) sc,]
+                []
             )
         };
     }
-    if max_first {
-        run!(max_then_mean);
-    } else {
-        run!(mean_then_max);
+    match (max_first, packed) {
+        (true, true) => run!(max_then_mean, packed_products),
+        (true, false) => run!(max_then_mean, saturating_products),
+        (false, true) => run!(mean_then_max, packed_products),
+        (false, false) => run!(mean_then_max, saturating_products),
     }
     true
 }
