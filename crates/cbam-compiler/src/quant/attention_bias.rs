@@ -10,15 +10,13 @@
 //! the logit is unknown; those samples are left out.
 
 use super::bias_correction::{BiasCorrectionError, CorrectedLayer, CorrectionTarget};
+use super::core_run::run_each;
 use super::math::QParams;
 use super::model::{QModel, QOpKind};
 use super::LowerOptions;
-use crate::blob::{self, BlobMeta};
 use crate::calib::Ranges;
 use crate::float_run::FloatModel;
 use crate::ir::{Graph, Op};
-use crate::plan;
-use crate::report::nchw_to_nhwc;
 
 /// Fewer unsaturated samples than this leave a channel's bias alone: the mean of a handful
 /// of table-quantized logits is noise, not a shift.
@@ -188,33 +186,14 @@ fn core_attention(
     logit: Logit,
     images: &[Vec<f32>],
 ) -> Result<Vec<Vec<i8>>, BiasCorrectionError> {
-    let core_err = |e: cbam_core::Error| BiasCorrectionError::Core(e.to_string());
-    let input_t = model
-        .tensors
-        .get(model.input)
-        .ok_or_else(|| BiasCorrectionError::Core("the model has no input tensor".into()))?;
-    let plan = plan::plan(model)?;
-    let blob = blob::write(model, &plan, &BlobMeta::default())?;
-    let core = cbam_core::Model::parse(&blob).map_err(core_err)?;
-    let mut arena = vec![0u8; core.arena_size()];
-    let mut out = vec![0i8; core.output().len()];
     let mut capture = CaptureAttention {
         op: index,
         logit,
         map: Vec::new(),
     };
-    images
-        .iter()
-        .map(|image| {
-            let x: Vec<i8> = nchw_to_nhwc(image, input_t.shape)
-                .iter()
-                .map(|v| input_t.q.quantize(*v))
-                .collect();
-            core.run_observed(&mut arena, &x, &mut out, &mut capture)
-                .map_err(core_err)?;
-            Ok(std::mem::take(&mut capture.map))
-        })
-        .collect()
+    Ok(run_each(model, images, &mut capture, |c, _| {
+        std::mem::take(&mut c.map)
+    })?)
 }
 
 /// For each attention level the table produces, the mean real logit of the entries that

@@ -13,13 +13,12 @@
 //! levels), so the lowering and the QDQ writer quantize the same numbers and keep agreeing.
 
 use super::channel_means::{Geometry, TapSums};
+use super::core_run::{run_each, CoreRunError};
 use super::model::{QModel, QOpKind, QTensorId};
 use super::{LowerOptions, QuantError};
-use crate::blob::{self, BlobError, BlobMeta};
 use crate::calib::Ranges;
 use crate::float_run::{FloatModel, FloatRunError};
 use crate::ir::{Graph, Op};
-use crate::plan::{self, PlanError};
 use crate::report::nchw_to_nhwc;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +26,9 @@ pub enum BiasCorrectionError {
     #[error(transparent)]
     Quant(#[from] QuantError),
     #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    #[error(transparent)]
     FloatRun(#[from] FloatRunError),
-    #[error("bias correction: the int8 core failed on the blob it was given: {0} (a compiler bug; please report it)")]
-    Core(String),
+    #[error("bias correction: {0}")]
+    Run(#[from] CoreRunError),
     #[error("bias correction: layer `{node}` lost its shape or weights between lowerings ({detail}); a compiler bug")]
     Layer { node: String, detail: String },
 }
@@ -374,42 +369,33 @@ fn core_inputs(
     id: QTensorId,
     images: &[Vec<f32>],
 ) -> Result<Vec<Vec<i8>>, BiasCorrectionError> {
-    let input_t = model
-        .tensors
-        .get(model.input)
-        .ok_or_else(|| BiasCorrectionError::Core("the model has no input tensor".into()))?;
-    let quantize_input = |image: &[f32]| -> Vec<i8> {
-        nchw_to_nhwc(image, input_t.shape)
-            .iter()
-            .map(|x| input_t.q.quantize(*x))
-            .collect()
-    };
     if id == model.input {
-        return Ok(images.iter().map(|i| quantize_input(i)).collect());
+        let input_t = model
+            .tensors
+            .get(id)
+            .ok_or_else(|| CoreRunError::Core("the model has no input tensor".into()))?;
+        return Ok(images
+            .iter()
+            .map(|image| {
+                nchw_to_nhwc(image, input_t.shape)
+                    .iter()
+                    .map(|x| input_t.q.quantize(*x))
+                    .collect()
+            })
+            .collect());
     }
     let producer = model
         .ops
         .iter()
         .position(|o| o.output == id)
-        .ok_or_else(|| BiasCorrectionError::Core(format!("no op produces tensor #{id}")))?;
-    let plan = plan::plan(model)?;
-    let blob = blob::write(model, &plan, &BlobMeta::default())?;
-    let core =
-        cbam_core::Model::parse(&blob).map_err(|e| BiasCorrectionError::Core(e.to_string()))?;
-    let mut arena = vec![0u8; core.arena_size()];
-    let mut out = vec![0i8; core.output().len()];
+        .ok_or_else(|| CoreRunError::Core(format!("no op produces tensor #{id}")))?;
     let mut capture = CaptureOne {
         op: producer,
         output: Vec::new(),
     };
-    images
-        .iter()
-        .map(|image| {
-            core.run_observed(&mut arena, &quantize_input(image), &mut out, &mut capture)
-                .map_err(|e| BiasCorrectionError::Core(e.to_string()))?;
-            Ok(std::mem::take(&mut capture.output))
-        })
-        .collect()
+    Ok(run_each(model, images, &mut capture, |c, _| {
+        std::mem::take(&mut c.output)
+    })?)
 }
 
 /// Dense convs and linear layers; not the conv that absorbs the input normalisation (the

@@ -8,6 +8,7 @@ pub mod attention_bias;
 pub mod bias_correction;
 pub mod cbam;
 pub mod channel_means;
+pub mod core_run;
 pub mod input;
 pub mod lower;
 pub mod math;

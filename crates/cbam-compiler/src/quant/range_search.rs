@@ -8,24 +8,18 @@
 //! error of the output logits against tract's float logits is kept (greedy coordinate
 //! descent, as AIMET's and onnxruntime's range searches do per tensor).
 
+use super::core_run::{run_each, CoreRunError};
 use super::model::QModel;
 use super::{LowerOptions, QuantError};
-use crate::blob::{self, BlobError, BlobMeta};
 use crate::calib::{CalibMethod, Calibrator, Range, Ranges};
 use crate::ir::{Graph, Op};
-use crate::plan::{self, PlanError};
-use crate::report::nchw_to_nhwc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RangeSearchError {
     #[error(transparent)]
     Quant(#[from] QuantError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    #[error("range search: the int8 core failed on the blob it was given: {0} (a compiler bug; please report it)")]
-    Core(String),
+    #[error("range search: {0}")]
+    Run(#[from] CoreRunError),
 }
 
 /// A tensor whose range the search moved off the base method.
@@ -144,31 +138,16 @@ pub(super) fn run_core(
     model: &QModel,
     images: &[Vec<f32>],
 ) -> Result<Vec<Vec<f32>>, RangeSearchError> {
-    let core_err = |e: cbam_core::Error| RangeSearchError::Core(e.to_string());
-    let (Some(input_t), Some(output_t)) = (
-        model.tensors.get(model.input),
-        model.tensors.get(model.output),
-    ) else {
-        return Err(RangeSearchError::Core(
-            "the model lacks its input or output tensor".into(),
-        ));
-    };
-    let plan = plan::plan(model)?;
-    let blob = blob::write(model, &plan, &BlobMeta::default())?;
-    let core = cbam_core::Model::parse(&blob).map_err(core_err)?;
-    let mut arena = vec![0u8; core.arena_size()];
-    let mut out = vec![0i8; output_t.len()];
-    images
-        .iter()
-        .map(|image| {
-            let x: Vec<i8> = nchw_to_nhwc(image, input_t.shape)
-                .iter()
-                .map(|v| input_t.q.quantize(*v))
-                .collect();
-            core.run(&mut arena, &x, &mut out).map_err(core_err)?;
-            Ok(out.iter().map(|v| output_t.q.dequantize(*v)).collect())
-        })
-        .collect()
+    let output_t = model
+        .tensors
+        .get(model.output)
+        .ok_or_else(|| CoreRunError::Core("the model lacks its output tensor".into()))?;
+    Ok(run_each(
+        model,
+        images,
+        &mut cbam_core::NoObserver,
+        |_, out| out.iter().map(|v| output_t.q.dequantize(*v)).collect(),
+    )?)
 }
 
 #[cfg(test)]
