@@ -10,9 +10,9 @@ weights are written back into the same initializers, which keeps the file's stru
 
 Measured (CPU, one thread, seed 0, default lr 1e-3): `fmnist_cbam_res` pruned by
 `cbam prune --macs-budget 75%` (-25.1% MACs, internal channels refitted; 90.40% float
-before fine-tuning, original 90.60%) reaches 89.87% after epoch 1 (the fresh Adam state
-first disturbs the refitted weights) and 91.09% float / 90.97% int8 after epoch 2, on all
-10,000 test images (`FINETUNE_EPOCHS=2 scripts/prune_report.sh`).
+before fine-tuning, original 90.60%) reaches 90.92% float / 90.93% int8 after epoch 2, on
+all 10,000 test images (`FINETUNE_EPOCHS=2 scripts/prune_report.sh`; earlier runs of the
+same command gave 91.09% float, so take the second decimal as noise).
 
 Optional recipe: not part of set-up, tests or CI (see tools/README.md for the venv).
 """
