@@ -5,8 +5,8 @@
 //! locates every table by offset, so the order is free.
 
 use crate::blob::{HEADER_LEN, MAGIC, VERSION};
-use crate::kernels::conv2d::ConvGeometry;
 use crate::kernels::test_support::Rng;
+use crate::kernels::ConvGeometry;
 use crate::op_code::{scratch_size, OpCode};
 use std::string::String;
 use std::vec::Vec;

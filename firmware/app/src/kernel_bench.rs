@@ -7,14 +7,16 @@
 //! exercises as a real layer does.
 
 use cbam_core::cbam::{
-    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp,
-    CbamParams, PoolOrder,
+    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, spatial_attention,
 };
-use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
-use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
-use cbam_core::kernels::mul::{mul, MulBroadcast, MulParams};
-use cbam_core::kernels::{ChannelQuant, Shape};
+use cbam_core::kernels::conv2d::conv2d;
+use cbam_core::kernels::depthwise::depthwise_conv2d;
+use cbam_core::kernels::fully_connected::fully_connected;
+use cbam_core::kernels::mul::mul;
+use cbam_core::kernels::{
+    CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, MulBroadcast, MulParams, PoolOrder, Shape,
+};
 use cbam_core::le::{as_i8_mut, I32Le};
 use cbam_core::math::{ActRange, Requant};
 

@@ -5,14 +5,14 @@
 #![no_std]
 #![no_main]
 
-use cbam_core::cbam::{
-    pool_channels, scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp, CbamParams,
-    PoolOrder,
+use cbam_core::cbam::{pool_channels, scale_channels_and_pool, scale_pixels, spatial_attention};
+use cbam_core::kernels::conv2d::conv2d;
+use cbam_core::kernels::depthwise::depthwise_conv2d;
+use cbam_core::kernels::fully_connected::fully_connected;
+use cbam_core::kernels::{
+    CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, PoolOrder, Shape,
 };
-use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
-use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
-use cbam_core::kernels::{ChannelQuant, Shape};
 use cbam_core::le::I32Le;
 use cbam_core::math::{
     div_round_half_away, multiply_by_quantized_multiplier, requantize_to_i8, saturate_i8, ActRange,

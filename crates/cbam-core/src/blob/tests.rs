@@ -2,8 +2,8 @@
 //! mutation fuzz that asserts parse + run never panic.
 
 use super::*;
-use crate::kernels::conv2d::ConvGeometry;
 use crate::kernels::test_support::Rng;
+use crate::kernels::ConvGeometry;
 use crate::op_code::OpCode;
 use crate::testblob::{
     all_ops_blob, conv_params, patch_u16, patch_u32, refresh_crc, sigmoid_lut, tiny_cbam_blob,

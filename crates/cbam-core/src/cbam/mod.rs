@@ -6,62 +6,15 @@
 //! and the spatial attention map. Never a second `h*w*C` tensor.
 
 use crate::error::Error;
-use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
+use crate::kernels::conv2d::conv2d;
 use crate::kernels::requant::{OutputRequant, Pow2ProductRequant, SignedProductRequant};
-use crate::kernels::sigmoid::{lookup, SigmoidLut};
-use crate::kernels::{check_len, dot_with_offset, ChannelQuant, Shape};
+use crate::kernels::sigmoid::lookup;
+use crate::kernels::{
+    check_len, dot_with_offset, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder,
+    Shape,
+};
 use crate::le::I32Le;
 use crate::math::{div_round_half_away, requantize_to_i8, saturate_i8, ActRange, Requant};
-
-/// Which pooled map is input channel 0 of the spatial convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolOrder {
-    /// `[mean; max]` (the paper).
-    MeanMax,
-    /// `[max; mean]`.
-    MaxMean,
-}
-
-/// The shared MLP of the channel attention.
-#[derive(Clone, Copy, Debug)]
-pub struct CbamMlp<'a> {
-    /// `[Cr][C]`.
-    pub w1: &'a [i8],
-    pub b1: I32Le<'a>,
-    pub m1: I32Le<'a>,
-    pub s1: I32Le<'a>,
-    pub zp_h: i32,
-    /// `[C][Cr]`.
-    pub w2: &'a [i8],
-    /// Twice the second layer's bias (both branches share the layer).
-    pub b2: I32Le<'a>,
-    pub m2: I32Le<'a>,
-    pub s2: I32Le<'a>,
-    pub zp_z: i32,
-}
-
-/// Every parameter of the fused op (words of FORMAT.md op 12 plus the tensors' zero points).
-#[derive(Clone, Copy, Debug)]
-pub struct CbamParams<'a> {
-    pub c: usize,
-    pub cr: usize,
-    /// Odd spatial kernel size; padding `k/2`, stride 1.
-    pub k: usize,
-    pub order: PoolOrder,
-    pub mlp: CbamMlp<'a>,
-    pub lut_c: &'a SigmoidLut,
-    pub f1: Requant,
-    pub zp_f1: i32,
-    /// `[k][k][2]`.
-    pub ws: &'a [i8],
-    pub bs: i32,
-    pub rs: Requant,
-    pub zp_s: i32,
-    pub lut_s: &'a SigmoidLut,
-    pub out: Requant,
-    pub zp_in: i32,
-    pub zp_out: i32,
-}
 
 /// Scratch bytes the fused op needs, or `None` on overflow.
 pub fn cbam_scratch_size(c: usize, cr: usize, h: usize, w: usize) -> Option<usize> {

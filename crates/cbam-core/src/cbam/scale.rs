@@ -3,12 +3,13 @@
 //! the compiler emits for a block after a ReLU) or else `kernels::arm_dsp::scale` over each
 //! pixel's whole words, the portable arithmetic over the last `C % 4` channels.
 
-use super::{store_pooled, CbamParams, PoolOrder};
+use super::store_pooled;
 use crate::kernels::arm_dsp::pow2::{self, ChannelLayer, Pow2Scale};
 use crate::kernels::arm_dsp::scale::{
     channel_factor_words, scale_by_channel, scale_by_factor, PackedScale,
 };
 use crate::kernels::requant::{Pow2ProductRequant, SignedProductRequant};
+use crate::kernels::{CbamParams, PoolOrder};
 
 /// The block's input is never below its zero point: `x = v - zp_in >= 0` for every int8
 /// `v`, and so `F'` never goes below its own zero point either (`x * k >= 0`).

@@ -5,10 +5,9 @@
 //! row outside the map is simply skipped. Same sums as the CONV2D kernel, in another
 //! order (integer, so the same bits).
 
-use super::CbamParams;
 use crate::kernels::requant::OutputRequant;
 use crate::kernels::sigmoid::lookup;
-use crate::kernels::Shape;
+use crate::kernels::{CbamParams, Shape};
 use crate::math::ActRange;
 
 /// The ring's stack bytes: `k` rows of `w + k` two-byte pixels (for `k = 7`, maps up to
@@ -175,8 +174,9 @@ fn dot_row(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cbam::{spatial_attention_by_conv2d, CbamMlp, PoolOrder};
+    use crate::cbam::spatial_attention_by_conv2d;
     use crate::kernels::test_support::Rng;
+    use crate::kernels::{CbamMlp, PoolOrder};
     use crate::le::I32Le;
     use crate::math::Requant;
 

@@ -4,7 +4,7 @@ use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::cbam;
 use crate::error::Error;
 use crate::kernels::add::add;
-use crate::kernels::concat::{concat, ConcatInput};
+use crate::kernels::concat::concat;
 use crate::kernels::conv2d::conv2d;
 use crate::kernels::depthwise::depthwise_conv2d;
 use crate::kernels::fully_connected::fully_connected;
@@ -12,6 +12,7 @@ use crate::kernels::global_pool::{global_avg_pool, global_max_pool};
 use crate::kernels::mul::mul;
 use crate::kernels::pool::pool2d;
 use crate::kernels::sigmoid::sigmoid;
+use crate::kernels::ConcatInput;
 use crate::le::{as_i8, as_i8_mut, as_u8};
 use crate::op_code::OpCode;
 
@@ -171,7 +172,7 @@ impl Model<'_> {
 
 /// Up to four concat inputs gathered without allocation.
 mod concat_inputs {
-    use crate::kernels::concat::ConcatInput;
+    use crate::kernels::ConcatInput;
 
     pub struct Inputs<'a> {
         items: [ConcatInput<'a>; 4],

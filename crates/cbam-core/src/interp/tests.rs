@@ -3,17 +3,12 @@
 
 use super::*;
 use crate::cbam::tests::Owned as CbamData;
-use crate::cbam::PoolOrder;
-use crate::kernels::add::{AddParams, In2Channels};
-use crate::kernels::concat::ConcatInput;
-use crate::kernels::conv2d::{Conv2dParams, ConvGeometry};
-use crate::kernels::depthwise::DepthwiseParams;
-use crate::kernels::fully_connected::FullyConnectedParams;
-use crate::kernels::global_pool::GlobalAvgPoolParams;
-use crate::kernels::mul::{MulBroadcast, MulParams};
-use crate::kernels::pool::{PoolKind, PoolParams};
 use crate::kernels::test_support::Rng;
-use crate::kernels::{ChannelQuant, Shape};
+use crate::kernels::{
+    AddParams, ChannelQuant, ConcatInput, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind,
+    PoolOrder, PoolParams, Shape,
+};
 use crate::le::{i32_bytes, u16_bytes, I32Le, U16Le};
 use crate::math::{ActRange, Requant};
 use crate::testblob::{sigmoid_lut, BlobBuilder};

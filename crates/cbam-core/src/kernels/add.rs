@@ -3,33 +3,10 @@
 //! When the second input is a pruned tensor it stores only its kept channels; channel `n`
 //! of the output adds the stored channel `k` with `kept[k] == n`, and real zero elsewhere.
 
-use super::{check_len, Shape};
+use super::{check_len, AddParams, In2Channels, Shape};
 use crate::error::Error;
 use crate::le::U16Le;
-use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// Parameters of an ADD op (TFLite's `ArithmeticParams` for int8 add).
-#[derive(Clone, Copy, Debug)]
-pub struct AddParams {
-    pub left_shift: u32,
-    pub in1_zp: i32,
-    pub in1: Requant,
-    pub in2_zp: i32,
-    pub in2: Requant,
-    pub out: Requant,
-    pub out_zp: i32,
-    pub act: ActRange,
-}
-
-/// How the second input's channels map onto the output's.
-#[derive(Clone, Copy, Debug)]
-pub enum In2Channels<'a> {
-    /// Same channel count as the output.
-    Dense,
-    /// A pruned tensor: its stored channel `k` is output channel `kept[k]`; the list is
-    /// strictly increasing and below the output's channel count.
-    Scatter(U16Le<'a>),
-}
+use crate::math::{requantize_to_i8, Requant};
 
 impl AddParams {
     #[inline]
@@ -126,6 +103,7 @@ mod tests {
     use super::*;
     use crate::kernels::test_support::*;
     use crate::le::u16_bytes;
+    use crate::math::ActRange;
 
     fn random_params(rng: &mut Rng) -> AddParams {
         AddParams {

@@ -1,20 +1,10 @@
 //! DEPTHWISE_CONV2D (op 2): each output channel `o` filters input channel `o / multiplier`.
 
-use super::conv2d::{valid_taps, ConvGeometry};
+use super::conv2d::valid_taps;
 use super::dot::{mac_lanes4_3x3, mac_lanes4_row};
 use super::requant::{ActBytes, OutputStage};
-use super::{check_len, ChannelQuant, Shape};
+use super::{check_len, ConvGeometry, DepthwiseParams, Shape};
 use crate::error::Error;
-
-/// Parameters of a DEPTHWISE_CONV2D op.
-#[derive(Clone, Copy, Debug)]
-pub struct DepthwiseParams<'a> {
-    pub geometry: ConvGeometry,
-    pub depth_multiplier: usize,
-    /// `[kh][kw][out.c]` (TFLite's 1HWO).
-    pub weights: &'a [i8],
-    pub quant: ChannelQuant<'a>,
-}
 
 fn check(
     p: &DepthwiseParams,

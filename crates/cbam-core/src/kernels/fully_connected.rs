@@ -9,18 +9,10 @@
 
 use super::dot::{dot1, dot2, dot4_rows};
 use super::requant::{self, ActBytes};
-use super::{check_len, ChannelQuant};
+use super::{check_len, ChannelQuant, FullyConnectedParams};
 use crate::error::Error;
 use crate::le::I32Le;
 use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// Parameters of a FULLY_CONNECTED op.
-#[derive(Clone, Copy, Debug)]
-pub struct FullyConnectedParams<'a> {
-    /// `[n_out][n_in]`.
-    pub weights: &'a [i8],
-    pub quant: ChannelQuant<'a>,
-}
 
 /// Runs FULLY_CONNECTED: `output.len()` outputs from `input.len()` inputs (no scratch).
 pub fn fully_connected(

@@ -33,6 +33,7 @@ pub(crate) mod dot;
 pub mod fully_connected;
 pub mod global_pool;
 pub mod mul;
+mod params;
 pub mod pool;
 pub(crate) mod requant;
 pub mod sigmoid;
@@ -44,34 +45,11 @@ pub(crate) mod test_support;
 
 use crate::error::Error;
 
-/// An activation tensor's shape, NHWC with batch 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Shape {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-}
-
-impl Shape {
-    pub const fn new(h: usize, w: usize, c: usize) -> Self {
-        Self { h, w, c }
-    }
-
-    /// `h * w`, or `None` on overflow.
-    pub fn pixels(&self) -> Option<usize> {
-        self.h.checked_mul(self.w)
-    }
-
-    /// `h * w * c`, or `None` on overflow.
-    pub fn len(&self) -> Option<usize> {
-        self.pixels()?.checked_mul(self.c)
-    }
-
-    /// Whether the tensor has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.h == 0 || self.w == 0 || self.c == 0
-    }
-}
+pub use params::{
+    AddParams, CbamMlp, CbamParams, ChannelQuant, ConcatInput, Conv2dParams, ConvGeometry,
+    DepthwiseParams, FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast,
+    MulParams, PoolKind, PoolOrder, PoolParams, Shape, SigmoidLut,
+};
 
 /// Fails with `SliceLength { what }` unless `actual == expected` (and `expected` exists).
 pub(crate) fn check_len(
@@ -89,18 +67,6 @@ pub(crate) fn check_len(
 #[inline]
 pub(crate) fn dot_with_offset(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
     dot::dot1(x, w, x_offset)
-}
-
-/// Per-output-channel bias and requantizers with the tensors' zero points and the clamp:
-/// the quantization of every accumulating kernel (conv, depthwise, fully connected).
-#[derive(Clone, Copy, Debug)]
-pub struct ChannelQuant<'a> {
-    pub in_zp: i32,
-    pub out_zp: i32,
-    pub act: crate::math::ActRange,
-    pub bias: crate::le::I32Le<'a>,
-    pub mult: crate::le::I32Le<'a>,
-    pub shift: crate::le::I32Le<'a>,
 }
 
 impl ChannelQuant<'_> {

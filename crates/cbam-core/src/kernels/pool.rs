@@ -1,24 +1,9 @@
 //! MAX_POOL2D (op 4) and AVG_POOL2D (op 5): same quantization in and out, padding never
 //! counted (ONNX `count_include_pad=0`), averages rounded half away from zero as TFLite.
 
-use super::conv2d::ConvGeometry;
-use super::{check_len, Shape};
+use super::{check_len, PoolKind, PoolParams, Shape};
 use crate::error::Error;
-use crate::math::{div_round_half_away, ActRange};
-
-/// Parameters of a pooling op; the geometry's dilation is always 1.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolParams {
-    pub geometry: ConvGeometry,
-    pub act: ActRange,
-}
-
-/// Which reduction a pooling window applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolKind {
-    Max,
-    Average,
-}
+use crate::math::div_round_half_away;
 
 /// The rows (or columns) of the input a window starting at padded coordinate `start` covers.
 pub(crate) fn window(start: usize, k: usize, pad: usize, size: usize) -> (usize, usize) {
@@ -89,6 +74,8 @@ pub fn pool2d(
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
+    use crate::kernels::ConvGeometry;
+    use crate::math::ActRange;
 
     #[test]
     fn matches_reference_on_random_shapes() {

@@ -10,16 +10,12 @@ mod words;
 use super::header::Header;
 use super::op_record::{op_record, OpRecord};
 use super::tensor::{tensor, Tensor};
-use crate::cbam::{cbam_scratch_size, CbamParams};
+use crate::cbam::cbam_scratch_size;
 use crate::error::Error;
-use crate::kernels::add::{AddParams, In2Channels};
-use crate::kernels::conv2d::{Conv2dParams, ConvGeometry};
-use crate::kernels::depthwise::DepthwiseParams;
-use crate::kernels::fully_connected::FullyConnectedParams;
-use crate::kernels::global_pool::GlobalAvgPoolParams;
-use crate::kernels::mul::{MulBroadcast, MulParams};
-use crate::kernels::pool::{PoolKind, PoolParams};
-use crate::kernels::sigmoid::SigmoidLut;
+use crate::kernels::{
+    AddParams, CbamParams, Conv2dParams, ConvGeometry, DepthwiseParams, FullyConnectedParams,
+    GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind, PoolParams, SigmoidLut,
+};
 use crate::math::Requant;
 use words::Words;
 

@@ -3,16 +3,12 @@
 use super::words::Words;
 use super::Kernel;
 use crate::blob::tensor::Tensor;
-use crate::cbam::{CbamMlp, CbamParams, PoolOrder};
 use crate::error::Error;
-use crate::kernels::add::{AddParams, In2Channels};
-use crate::kernels::conv2d::Conv2dParams;
-use crate::kernels::depthwise::DepthwiseParams;
-use crate::kernels::fully_connected::FullyConnectedParams;
-use crate::kernels::global_pool::GlobalAvgPoolParams;
-use crate::kernels::mul::{MulBroadcast, MulParams};
-use crate::kernels::pool::{PoolKind, PoolParams};
-use crate::kernels::{ChannelQuant, Shape};
+use crate::kernels::{
+    AddParams, CbamMlp, CbamParams, ChannelQuant, Conv2dParams, DepthwiseParams,
+    FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind,
+    PoolOrder, PoolParams, Shape,
+};
 use crate::le::I32Le;
 use crate::math::Requant;
 use crate::op_code::OpCode;

@@ -2,8 +2,7 @@
 
 use crate::blob::read::region;
 use crate::error::Error;
-use crate::kernels::conv2d::ConvGeometry;
-use crate::kernels::sigmoid::SigmoidLut;
+use crate::kernels::{ConvGeometry, SigmoidLut};
 use crate::le::{as_i8, I32Le};
 use crate::math::{ActRange, Requant};
 

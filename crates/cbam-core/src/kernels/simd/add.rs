@@ -2,7 +2,7 @@
 //! portable (one pruned model's adds, a small share of its time).
 
 use super::backend::{AddLanes, Backend};
-use crate::kernels::add::AddParams;
+use crate::kernels::AddParams;
 
 /// `out = in1 + in2` element-wise for equally long slices already checked against the
 /// shape; `false` when the portable kernel must run.

@@ -2,8 +2,7 @@
 //! once per layer or op: [`ChannelBlock`] (per output channel) and [`TensorRequant`] (one
 //! per tensor).
 
-use crate::kernels::add::AddParams;
-use crate::kernels::ChannelQuant;
+use crate::kernels::{AddParams, ChannelQuant};
 use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8, Requant};
 
 /// Output channels whose constants are decoded at a time.

@@ -9,7 +9,8 @@
 //! and `a`, so the backends' 32-bit lanes hold it exactly.
 
 use super::backend::{Backend, TensorRequant};
-use crate::cbam::{store_pooled, CbamParams};
+use crate::cbam::store_pooled;
+use crate::kernels::CbamParams;
 use crate::math::{div_round_half_away, saturate_i8};
 
 /// Channel counts up to this keep their per-channel sums on the stack.

@@ -8,9 +8,9 @@
 //! buffer shared by every output channel of the pixel.
 
 use super::backend::{Backend, ChannelBlock, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
-use crate::kernels::conv2d::{valid_taps, Conv2dParams, ConvGeometry};
+use crate::kernels::conv2d::valid_taps;
 use crate::kernels::dot::PACKED_OFFSET;
-use crate::kernels::Shape;
+use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
 
 /// Longest window (`kh * kw * in_c`) the SIMD path takes: a 3x3 window over 512 channels.
 /// The buffer lives on the stack (9 KiB), which host and Pi threads have plenty of.

@@ -32,11 +32,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use super::add::AddParams;
-use super::conv2d::Conv2dParams;
-use super::pool::PoolParams;
-use super::Shape;
-use crate::cbam::CbamParams;
+use super::{AddParams, CbamParams, Conv2dParams, PoolParams, Shape};
 
 /// The backend of this machine, if it has one.
 #[cfg(target_arch = "x86_64")]

@@ -3,8 +3,8 @@
 //! select on baseline x86_64, NEON `smax` on aarch64), instead of one strided walk over
 //! the window per channel. Plain Rust: no intrinsics are needed.
 
-use crate::kernels::pool::{window, PoolParams};
-use crate::kernels::Shape;
+use crate::kernels::pool::window;
+use crate::kernels::{PoolParams, Shape};
 
 /// MAX_POOL2D over slices already checked against the shapes (dilation 1).
 pub(crate) fn max_pool(

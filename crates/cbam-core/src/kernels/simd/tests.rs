@@ -5,10 +5,10 @@
 
 use super::backend::{Backend, ChannelBlock, TensorRequant, BLOCK};
 use super::conv;
-use crate::kernels::conv2d::{general, pointwise, Conv2dParams, ConvGeometry};
+use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
 use crate::kernels::test_support::{QuantData, Rng};
-use crate::kernels::Shape;
+use crate::kernels::{AddParams, Conv2dParams, ConvGeometry, PoolParams, Shape};
 use crate::math::{ActRange, Requant};
 use std::vec::Vec;
 
@@ -332,7 +332,6 @@ fn channel_sums_match_scalar_loops() {
 
 #[test]
 fn add_matches_the_portable_formula_at_the_extremes() {
-    use crate::kernels::add::AddParams;
     use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8};
     let b = backend();
     let mut rng = Rng::new(0xADD5);
@@ -381,7 +380,6 @@ fn add_matches_the_portable_formula_at_the_extremes() {
 
 #[test]
 fn max_pool_matches_a_reference() {
-    use crate::kernels::pool::PoolParams;
     let mut rng = Rng::new(0x9001);
     for _ in 0..400 {
         let g = ConvGeometry {
