@@ -129,7 +129,7 @@ for crate in app build-support; do
   fi
 done
 
-# The Cortex-M4 DSP kernels against an i64 reference on random shapes (bit-exact).
+# cbam-core's shared kernel suite against its Cortex-M4 (Arm DSP) backend (bit-exact).
 echo "== kernel-tests (DSP path on mps2-an386): cargo run --release"
 if (cd "$here/kernel-tests" && cargo run --release) >"$logs/kernel-tests.log" 2>&1; then
   grep -E 'PASS' "$logs/kernel-tests.log" | sed 's/^/   /'

@@ -1,6 +1,8 @@
-//! Per-kernel benchmark on the layer shapes of issue 6 ("Speed on the
-//! microcontroller"), printed beside CMSIS-NN's instruction counts for the same
-//! shapes (QEMU 7.2 mps2-an386, Cortex-M4 DSP path).
+//! Per-kernel benchmark on the layer shapes of a small CNN with CBAM (conv 3x3
+//! on a 28x28 grey image, 16->32 and 32->64 convolutions, a pointwise and a
+//! depthwise layer, a 64->10 head, the fused CBAM op and its steps), printed
+//! beside CMSIS-NN's instruction counts for the same shapes (QEMU 7.2
+//! mps2-an386, Cortex-M4 DSP path). Needs cbam-core's `kernels` feature.
 //!
 //! Weights and activations are pseudo-random: the count depends on the shape,
 //! not the values, except for the clamping branches, which random data
@@ -345,7 +347,7 @@ fn bench_cbam<C: Counter>(buf: &mut [u8], counter: &mut C) -> Result<(), AppErro
         0,
         label,
     );
-    // The two scalings alone (issue 6's "channel+spatial scaling"), on fresh noise: the
+    // The two scalings alone (the channel and the spatial scaling), on fresh noise: the
     // channel one includes the per-pixel channel mean/max it is fused with.
     let att_c = carve.take(c)?;
     let att_s = carve.take(h * w)?;

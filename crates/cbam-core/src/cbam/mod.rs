@@ -6,12 +6,12 @@
 //! and the spatial attention map. Never a second `h*w*C` tensor.
 
 use crate::error::Error;
+use crate::kernels::backend::{Active, Backend};
 use crate::kernels::conv2d::conv2d;
 use crate::kernels::requant::{OutputRequant, Pow2ProductRequant, SignedProductRequant};
 use crate::kernels::sigmoid::lookup;
 use crate::kernels::{
-    check_len, dot_with_offset, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder,
-    Shape,
+    check_len, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder, Shape,
 };
 use crate::le::I32Le;
 use crate::math::{div_round_half_away, requantize_to_i8, saturate_i8, ActRange, Requant};
@@ -125,34 +125,13 @@ pub fn cbam<'s>(
 /// Step 1: per-channel average (rounded, input quantization) and maximum over the `hw`
 /// pixels of `data`, into `pa` and `pm` (`C` bytes each).
 ///
-/// Public for the device tests, like [`scale_channels_and_pool`]; [`cbam`] is the entry
+/// Public for the benchmarks, like [`scale_channels_and_pool`]; [`cbam`] is the entry
 /// point.
 pub fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: &mut [i8]) {
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if crate::kernels::simd::cbam_pool_channels(p, data, pa, pm) {
-        return;
-    }
     let count = i32::try_from(hw).unwrap_or(i32::MAX);
-    #[cfg(cbam_arm_dsp)]
-    let whole = {
-        // Four channels per word, down the pixels.
-        let groups = p.c / 4;
-        let data = data.get(..hw * p.c).unwrap_or_default();
-        let offset = p.zp_in.wrapping_mul(count);
-        let outs = pa.chunks_exact_mut(4).zip(pm.chunks_exact_mut(4));
-        for (g, (a4, m4)) in outs.take(groups).enumerate() {
-            let (sums, tops) = crate::kernels::arm_dsp::pool_channel_group(data, p.c, g);
-            for ((a, m), (sum, top)) in a4.iter_mut().zip(m4).zip(sums.into_iter().zip(tops)) {
-                let sum = sum.wrapping_sub(offset);
-                *a = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_in));
-                *m = top;
-            }
-        }
-        groups * 4
-    };
-    #[cfg(not(cbam_arm_dsp))]
-    let whole = 0;
-    for (ch, (a, m)) in pa.iter_mut().zip(pm.iter_mut()).enumerate().skip(whole) {
+    // The backend's channels first (all of them, some groups, or none), the rest here.
+    let done = Active::cbam_pool_channels(p, data, hw, pa, pm);
+    for (ch, (a, m)) in pa.iter_mut().zip(pm.iter_mut()).enumerate().skip(done) {
         let mut sum = 0i32;
         let mut max = i8::MIN;
         for &v in data.iter().skip(ch).step_by(p.c) {
@@ -171,7 +150,7 @@ fn mlp_hidden(p: &CbamParams, pooled: &[i8], hidden: &mut [i8]) {
     let rows = m.w1.chunks_exact(p.c);
     let quant = m.b1.iter().zip(m.m1.iter().zip(m.s1.iter()));
     for ((h, w), (b, (mult, shift))) in hidden.iter_mut().zip(rows).zip(quant) {
-        let acc = b.wrapping_add(dot_with_offset(pooled, w, -p.zp_in));
+        let acc = b.wrapping_add(Active::dot1(pooled, w, -p.zp_in));
         *h = requantize_to_i8(acc, Requant::new(mult, shift), m.zp_h, relu);
     }
 }
@@ -209,11 +188,11 @@ fn channel_attention(p: &CbamParams, hid_a: &[i8], hid_m: &[i8], att: &mut [i8])
 /// Steps 4b and 5: `F' = F * a[c]` in place, and per pixel the channel mean and max of `F'`
 /// written as the two channels of `maps` in the model's order.
 ///
-/// Public so that the benchmark firmware can time the scaling apart from the rest of the
-/// op; [`cbam`] is the entry point. `table` is working memory of `2 * p.c` bytes for the
-/// Cortex-M4 path (shorter: the portable loop runs). Pixels past the shorter of `data`
-/// (in `p.c`-byte pixels) and `maps` (2 bytes each) are left alone; channels past `att`
-/// are not scaled.
+/// Public so that the benchmarks can time the scaling apart from the rest of the op;
+/// [`cbam`] is the entry point. `table` is working memory of `2 * p.c` bytes for a
+/// backend's packed loops (shorter: the portable loop runs). Pixels past the shorter of
+/// `data` (in `p.c`-byte pixels) and `maps` (2 bytes each) are left alone; channels past
+/// `att` are not scaled.
 pub fn scale_channels_and_pool(
     p: &CbamParams,
     data: &mut [i8],
@@ -225,24 +204,17 @@ pub fn scale_channels_and_pool(
     if p.c == 0 {
         return;
     }
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if crate::kernels::simd::cbam_scale_channels(p, data, att, maps) {
+    if Active::cbam_scale_channels(p, data, att, maps, table) {
         return;
     }
-    #[cfg(cbam_arm_dsp)]
-    if scale::channels_and_pool_packed(p, data, att, maps, table) {
-        return;
-    }
-    #[cfg(not(cbam_arm_dsp))]
-    let _ = table;
     if i8::try_from(zp_in).is_ok() {
         if let Some(rq) = Pow2ProductRequant::new(p.f1, p.zp_f1) {
-            return scale_and_pool_with(p, data, att, maps, |v, a| {
+            return scale_and_pool_by(p, data, att, maps, |v, a| {
                 rq.apply(i32::from(v) - zp_in, i32::from(a) + 128)
             });
         }
         if let Some(rq) = SignedProductRequant::new(p.f1, p.zp_f1) {
-            return scale_and_pool_with(p, data, att, maps, |v, a| {
+            return scale_and_pool_by(p, data, att, maps, |v, a| {
                 let x = i32::from(v) - zp_in;
                 rq.apply_doubled(x * (2 * (i32::from(a) + 128)))
             });
@@ -251,7 +223,7 @@ pub fn scale_channels_and_pool(
     // Any other constants (a multiplier below 2^30 is only the zero multiplier in blobs
     // from our compiler): the general requantizer.
     let rq = OutputRequant::new(p.f1, p.zp_f1, ActRange::FULL);
-    scale_and_pool_with(p, data, att, maps, |v, a| {
+    scale_and_pool_by(p, data, att, maps, |v, a| {
         let x = i32::from(v).wrapping_sub(zp_in);
         rq.apply(x.wrapping_mul(i32::from(a) + 128))
     })
@@ -259,7 +231,7 @@ pub fn scale_channels_and_pool(
 
 /// [`scale_channels_and_pool`] with `scale(F, a) = F'` (exact for any input).
 #[inline(always)]
-fn scale_and_pool_with(
+fn scale_and_pool_by(
     p: &CbamParams,
     data: &mut [i8],
     att: &[i8],
@@ -300,17 +272,16 @@ pub(crate) fn store_pooled(p: &CbamParams, sum: i32, top: i8, pair: &mut [i8]) {
 /// Steps 6 and 7a: the `k x k` convolution of the two maps (`maps`, `(h, w, 2)`, padding
 /// `k/2`) into one channel, then the sigmoid table, per pixel, into `att` (`h * w`).
 ///
-/// Public for the benchmark firmware and the device tests, like
-/// [`scale_channels_and_pool`]; [`cbam`] is the entry point.
+/// Public for the benchmarks, like [`scale_channels_and_pool`]; [`cbam`] is the entry
+/// point.
 pub fn spatial_attention(
     p: &CbamParams,
     shape: Shape,
     maps: &[i8],
     att: &mut [i8],
 ) -> Result<(), Error> {
-    // The hosts' CONV2D kernel has its own SIMD path; the microcontrollers take the ring.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    if spatial_conv::spatial_conv(p, shape, maps, att) {
+    // The backend's ring of rows, or else the CONV2D kernel.
+    if Active::cbam_spatial_conv(p, shape, maps, att) {
         return Ok(());
     }
     spatial_attention_by_conv2d(p, shape, maps, att)
@@ -355,22 +326,17 @@ pub(crate) fn spatial_attention_by_conv2d(
 
 /// Step 7b: `F'' = F' * as[y, x]` in place, into the output quantization.
 ///
-/// Public for the benchmark firmware, like [`scale_channels_and_pool`]; pixels past the
-/// shorter of `data` (in `p.c`-byte pixels) and `att` are left alone. `data` must be what
-/// the channel scaling wrote: with `p.zp_in = -128` the Cortex-M4 loop counts on no value
-/// being below `p.zp_f1`, which that scaling guarantees (other values give wrong bytes,
-/// never undefined behaviour).
+/// Public for the benchmarks, like [`scale_channels_and_pool`]; pixels past the shorter of
+/// `data` (in `p.c`-byte pixels) and `att` are left alone. `data` must be what the channel
+/// scaling wrote: with `p.zp_in = -128` a backend's `Backend::cbam_scale_pixels` may count
+/// on no value being below `p.zp_f1`, which that scaling guarantees (other values give
+/// wrong bytes, never undefined behaviour).
 pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     let zp_f1 = p.zp_f1;
     if p.c == 0 {
         return;
     }
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if crate::kernels::simd::cbam_scale_pixels(p, data, att) {
-        return;
-    }
-    #[cfg(cbam_arm_dsp)]
-    if scale::pixels_packed(p, data, att) {
+    if Active::cbam_scale_pixels(p, data, att) {
         return;
     }
     if let (Some(rq), Ok(_)) = (
@@ -409,9 +375,6 @@ pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     }
 }
 
-#[cfg(cbam_arm_dsp)]
-mod scale;
-#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
-mod spatial_conv;
+pub(crate) mod spatial_conv;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,5 +1,7 @@
-//! The int8 kernels, one module per op. The inner products they share live in [`dot`]
-//! (portable) with a Cortex-M4/M7 DSP version in `arm_dsp`, chosen in `dot` only.
+//! The int8 kernels, one module per op, with their parameters in one file (`params`).
+//! Each kernel is written once over the entry points of the backend this build selected
+//! (`backend`: inner products, output stages, a few whole steps), whose portable versions
+//! are the reference; no kernel names an architecture.
 //!
 //! Every kernel checks its slice lengths against its shapes on entry (returning
 //! [`Error::SliceLength`]) so that all indexing after that point is in bounds by
@@ -23,8 +25,7 @@ macro_rules! with_stages {
 }
 
 pub mod add;
-#[cfg(cbam_arm_dsp)]
-pub(crate) mod arm_dsp;
+pub(crate) mod backend;
 mod channel_groups;
 pub mod concat;
 pub mod conv2d;
@@ -37,11 +38,9 @@ mod params;
 pub mod pool;
 pub(crate) mod requant;
 pub mod sigmoid;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) mod simd;
 
-#[cfg(test)]
-pub(crate) mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 use crate::error::Error;
 
@@ -61,12 +60,6 @@ pub(crate) fn check_len(
         Some(n) if n == actual => Ok(()),
         _ => Err(Error::SliceLength { what }),
     }
-}
-
-/// `sum (x + x_offset) * w` over two equally long slices, with int32 wrap-around.
-#[inline]
-pub(crate) fn dot_with_offset(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
-    dot::dot1(x, w, x_offset)
 }
 
 impl ChannelQuant<'_> {

@@ -28,7 +28,9 @@ impl Shape {
         self.pixels()?.checked_mul(self.c)
     }
 
-    /// Whether the tensor has no elements.
+    /// Whether the tensor has no elements (for users of the kernel API; the crate itself
+    /// checks the dimensions it needs).
+    #[cfg(feature = "kernels")]
     pub fn is_empty(&self) -> bool {
         self.h == 0 || self.w == 0 || self.c == 0
     }

@@ -1,6 +1,7 @@
 //! MAX_POOL2D (op 4) and AVG_POOL2D (op 5): same quantization in and out, padding never
 //! counted (ONNX `count_include_pad=0`), averages rounded half away from zero as TFLite.
 
+use super::backend::{Active, Backend};
 use super::{check_len, PoolKind, PoolParams, Shape};
 use crate::error::Error;
 use crate::math::div_round_half_away;
@@ -37,8 +38,7 @@ pub fn pool2d(
     if c == 0 {
         return Ok(());
     }
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if kind == PoolKind::Max && super::simd::max_pool(p, in_shape, input, out_shape, output) {
+    if kind == PoolKind::Max && Active::max_pool(p, in_shape, input, out_shape, output) {
         return Ok(());
     }
     let mut out_pixels = output.chunks_exact_mut(c);

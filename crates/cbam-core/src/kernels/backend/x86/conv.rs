@@ -2,8 +2,8 @@
 
 use super::requant::{requant4, requant_lanes, Lanes};
 use super::{load16, load_lanes, load_lanes8, pack8};
-use crate::kernels::simd::backend::{ChannelBlock, SmallWeights, SMALL_PAIRS};
-use crate::kernels::simd::conv::row_from;
+use crate::kernels::backend::simd::conv::row_from;
+use crate::kernels::backend::simd::isa::{ChannelBlock, SmallWeights, SMALL_PAIRS};
 use core::arch::x86_64::*;
 
 #[target_feature(enable = "avx2")]

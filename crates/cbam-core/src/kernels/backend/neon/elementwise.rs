@@ -2,7 +2,7 @@
 
 use super::requant::{requant_lanes, scale_lanes, Lanes};
 use super::{load8, pack8};
-use crate::kernels::simd::backend::{AddLanes, TensorRequant};
+use crate::kernels::backend::simd::isa::{AddLanes, TensorRequant};
 use crate::math::{requantize_to_i8, ActRange};
 use core::arch::aarch64::*;
 

@@ -2,7 +2,7 @@
 //! and [`crate::math::multiply_by_quantized_multiplier`].
 
 use super::{load_lanes, pack8};
-use crate::kernels::simd::backend::{ChannelBlock, TensorRequant};
+use crate::kernels::backend::simd::isa::{ChannelBlock, TensorRequant};
 use core::arch::aarch64::*;
 
 /// Per-lane requantization constants (see [`requant_lanes`]).

@@ -1,26 +1,46 @@
-//! Every SIMD entry point against the portable kernel, on random shapes and parameters
-//! (odd channel counts, tails, padding, dilation, several channel blocks, extreme
-//! multipliers, shifts and zero points). Run on x86_64 natively and on aarch64 under
-//! qemu-user (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
+//! The instruction sets' arithmetic ([`Isa`]) and the host CONV2D's choice of cases,
+//! instantiated per instruction set by [`isa_tests!`]; the shared backend suite covers the
+//! kernels built on them. Run on x86_64 natively and on aarch64 under qemu-user
+//! (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
 
-use super::backend::{Backend, ChannelBlock, TensorRequant, BLOCK};
 use super::conv;
+use super::isa::{ChannelBlock, Isa, TensorRequant};
 use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
-use crate::kernels::test_support::{QuantData, Rng};
-use crate::kernels::{AddParams, Conv2dParams, ConvGeometry, PoolParams, Shape};
+use crate::kernels::test_support::{random_conv_shapes, QuantData, Rng};
+use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
 use crate::math::{ActRange, Requant};
 use std::vec::Vec;
 
-/// This machine's backend; the tests insist on one (every x86_64 CPU they run on has AVX2,
-/// and NEON is aarch64's baseline), so they cannot pass by testing nothing.
-fn backend() -> impl Backend {
-    match super::backend() {
-        Some(b) => b,
-        None => panic!("no SIMD backend on this machine: the SIMD tests would test nothing"),
-    }
+/// `#[test]`s of the instruction set `$isa`, which the machine must have (every x86_64
+/// CPU they run on has AVX2, and NEON is aarch64's baseline), so that they cannot pass by
+/// testing nothing.
+macro_rules! isa_tests {
+    ($isa:ty) => {
+        fn isa() -> $isa {
+            <$isa as $crate::kernels::backend::simd::Isa>::detect()
+                .expect("this machine lacks the instruction set under test")
+        }
+        $crate::kernels::backend::simd::tests::isa_tests!(@each isa;
+            conv2d_takes_the_cases_it_is_exact_for,
+            conv2d_declines_windows_past_its_buffer,
+            requant_matches_output_requant_at_the_extremes,
+            widen_adds_the_offset_over_any_length,
+            cbam_scalings_match_requantize_to_i8,
+            channel_sums_match_scalar_loops,
+            two_channel_maps_to_one_channel_match_portable,
+        );
+    };
+    (@each $isa:ident; $($test:ident),+ $(,)?) => {$(
+        #[test]
+        fn $test() {
+            $crate::kernels::backend::simd::tests::$test($isa());
+        }
+    )+};
 }
+pub(crate) use isa_tests;
 
+/// The CONV2D kernel's own paths, which on the hosts run the portable inner products.
 fn portable(p: &Conv2dParams, ins: Shape, input: &[i8], outs: Shape) -> Vec<i8> {
     let mut out = std::vec![0i8; outs.len().unwrap_or(0)];
     if p.geometry.is_pointwise() {
@@ -31,85 +51,14 @@ fn portable(p: &Conv2dParams, ins: Shape, input: &[i8], outs: Shape) -> Vec<i8> 
     out
 }
 
-/// Random per-channel quantization with the extremes mixed in.
-fn extreme_quant(rng: &mut Rng, channels: usize) -> QuantData {
-    let mut q = QuantData::random(rng, channels);
-    if rng.range(0, 3) == 0 {
-        for o in 0..channels {
-            q.mult[o] = match rng.range(0, 5) {
-                0 => i32::MAX,
-                1 => 0,
-                2 => rng.next_u64() as i32,
-                _ => q.mult[o],
-            };
-            q.shift[o] = match rng.range(0, 4) {
-                0 => rng.int(-31, 30),
-                1 => *[-31, 30, -40, 40, 0].get(rng.range(0, 5)).unwrap_or(&0),
-                _ => q.shift[o],
-            };
-            q.bias[o] = match rng.range(0, 6) {
-                0 => rng.next_u64() as i32,
-                _ => q.bias[o],
-            };
-        }
-    }
-    q.in_zp = match rng.range(0, 8) {
-        0 => rng.int(-32_639, 32_639),
-        1 => *[-128, 127, 32_639, -32_639, 32_640]
-            .get(rng.range(0, 5))
-            .unwrap_or(&0),
-        _ => q.in_zp,
-    };
-    q.out_zp = match rng.range(0, 8) {
-        0 => rng.int(-(1 << 16), 1 << 16),
-        1 => *[-(1 << 16), 1 << 16, (1 << 16) + 1]
-            .get(rng.range(0, 3))
-            .unwrap_or(&0),
-        _ => q.out_zp,
-    };
-    q
-}
-
-fn random_geometry(rng: &mut Rng) -> ConvGeometry {
-    match rng.range(0, 4) {
-        0 => ConvGeometry::square(1, 0),
-        1 => ConvGeometry::square(3, 1),
-        _ => ConvGeometry {
-            kh: rng.range(1, 8),
-            kw: rng.range(1, 8),
-            stride_h: rng.range(1, 3),
-            stride_w: rng.range(1, 3),
-            dil_h: rng.range(1, 3),
-            dil_w: rng.range(1, 3),
-            pad_top: rng.range(0, 4),
-            pad_left: rng.range(0, 4),
-            pad_bottom: rng.range(0, 4),
-            pad_right: rng.range(0, 4),
-        },
-    }
-}
-
-fn conv_case(rng: &mut Rng, b: impl Backend) {
-    let g = random_geometry(rng);
-    let in_c = match rng.range(0, 4) {
-        0 => rng.range(1, 4),
-        1 => rng.range(1, 70),
-        _ => 8 * rng.range(1, 9),
-    };
-    let ins = Shape::new(rng.range(1, 10), rng.range(1, 10), in_c);
-    let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+fn conv_case(rng: &mut Rng, b: impl Isa) {
+    let Some((g, ins, outs)) = random_conv_shapes(rng) else {
         return;
     };
-    // Now and then more channels than one constant block holds.
-    let out_c = if rng.range(0, 10) == 0 {
-        rng.range(BLOCK - 3, BLOCK + 9)
-    } else {
-        rng.range(1, 40)
-    };
-    let outs = Shape::new(oh, ow, out_c);
+    let (in_c, out_c) = (ins.c, outs.c);
     let input = rng.i8s(ins.len().unwrap_or(0));
     let weights = rng.i8s(out_c * g.kh * g.kw * in_c);
-    let qt = extreme_quant(rng, out_c);
+    let qt = QuantData::extreme(rng, out_c);
     let bytes = qt.bytes();
     let p = Conv2dParams {
         geometry: g,
@@ -131,18 +80,16 @@ fn conv_case(rng: &mut Rng, b: impl Backend) {
     }
 }
 
-#[test]
-fn conv2d_matches_portable_on_random_shapes() {
-    let b = backend();
+/// The vector CONV2D takes every case its arithmetic is exact for and its buffer holds,
+/// and no other; what it takes matches the portable kernel.
+pub(crate) fn conv2d_takes_the_cases_it_is_exact_for(b: impl Isa) {
     let mut rng = Rng::new(0x51DC0);
     for _ in 0..600 {
         conv_case(&mut rng, b);
     }
 }
 
-#[test]
-fn conv2d_declines_windows_past_its_buffer() {
-    let b = backend();
+pub(crate) fn conv2d_declines_windows_past_its_buffer(b: impl Isa) {
     let g = ConvGeometry::square(3, 1);
     let ins = Shape::new(2, 2, conv::MAX_WINDOW / 9 + 1);
     let qt = QuantData::random(&mut Rng::new(5), 1);
@@ -164,9 +111,7 @@ fn conv2d_declines_windows_past_its_buffer() {
     ));
 }
 
-#[test]
-fn requant_matches_output_requant_at_the_extremes() {
-    let b = backend();
+pub(crate) fn requant_matches_output_requant_at_the_extremes(b: impl Isa) {
     let mut rng = Rng::new(0x2E9);
     let edges = [
         i32::MIN,
@@ -229,9 +174,7 @@ fn requant_matches_output_requant_at_the_extremes() {
     }
 }
 
-#[test]
-fn widen_adds_the_offset_over_any_length() {
-    let b = backend();
+pub(crate) fn widen_adds_the_offset_over_any_length(b: impl Isa) {
     let mut rng = Rng::new(0x1D);
     for _ in 0..500 {
         let n = rng.range(0, 80);
@@ -269,9 +212,7 @@ fn scaled(v: i8, zp: i8, a: i8, rq: Requant, out_zp: i32) -> i8 {
     crate::math::requantize_to_i8(prod, rq, out_zp, ActRange::FULL)
 }
 
-#[test]
-fn cbam_scalings_match_requantize_to_i8() {
-    let b = backend();
+pub(crate) fn cbam_scalings_match_requantize_to_i8(b: impl Isa) {
     let mut rng = Rng::new(0xCBA);
     for _ in 0..3000 {
         let n = rng.range(0, 90);
@@ -306,9 +247,7 @@ fn cbam_scalings_match_requantize_to_i8() {
     assert!(TensorRequant::new(Requant::new(1 << 30, -3), (1 << 16) + 1).is_none());
 }
 
-#[test]
-fn channel_sums_match_scalar_loops() {
-    let b = backend();
+pub(crate) fn channel_sums_match_scalar_loops(b: impl Isa) {
     let mut rng = Rng::new(0x5C);
     for _ in 0..500 {
         let (c, hw) = (rng.range(1, 70), rng.range(0, 60));
@@ -330,102 +269,7 @@ fn channel_sums_match_scalar_loops() {
     }
 }
 
-#[test]
-fn add_matches_the_portable_formula_at_the_extremes() {
-    use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8};
-    let b = backend();
-    let mut rng = Rng::new(0xADD5);
-    for _ in 0..2000 {
-        let rq = |rng: &mut Rng| {
-            let mult = match rng.range(0, 3) {
-                0 => *[0, 1 << 30, i32::MAX].get(rng.range(0, 3)).unwrap_or(&0),
-                _ => rng.int(0, i32::MAX),
-            };
-            Requant::new(mult, rng.int(-31, 30))
-        };
-        let zp = |rng: &mut Rng| match rng.range(0, 4) {
-            0 => rng.next_u64() as i32,
-            _ => rng.int(-128, 127),
-        };
-        let p = AddParams {
-            left_shift: *[0, 20, 30, 31, 40].get(rng.range(0, 5)).unwrap_or(&20),
-            in1_zp: zp(&mut rng),
-            in1: rq(&mut rng),
-            in2_zp: zp(&mut rng),
-            in2: rq(&mut rng),
-            out: rq(&mut rng),
-            out_zp: rng.int(-(1 << 16), 1 << 16),
-            act: ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130)),
-        };
-        let n = rng.range(0, 40);
-        let (x, y) = (rng.i8s(n), rng.i8s(n));
-        let mut out = std::vec![0i8; n];
-        assert!(super::add::add_dense(b, &p, &x, &y, &mut out));
-        let scaled = |v: i8, zp: i32, rq: Requant| {
-            let shifted = i32::from(v)
-                .wrapping_sub(zp)
-                .saturating_mul(1 << p.left_shift.min(30));
-            multiply_by_quantized_multiplier(shifted, rq.mult, rq.shift)
-        };
-        for i in 0..n {
-            let sum = scaled(x[i], p.in1_zp, p.in1).saturating_add(scaled(y[i], p.in2_zp, p.in2));
-            assert_eq!(
-                out[i],
-                requantize_to_i8(sum, p.out, p.out_zp, p.act),
-                "{p:?} i={i}"
-            );
-        }
-    }
-}
-
-#[test]
-fn max_pool_matches_a_reference() {
-    let mut rng = Rng::new(0x9001);
-    for _ in 0..400 {
-        let g = ConvGeometry {
-            dil_h: 1,
-            dil_w: 1,
-            ..random_geometry(&mut rng)
-        };
-        let ins = Shape::new(rng.range(1, 9), rng.range(1, 9), rng.range(1, 40));
-        let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
-            continue;
-        };
-        let outs = Shape::new(oh, ow, ins.c);
-        let input = rng.i8s(ins.len().unwrap_or(0));
-        let act = ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130));
-        let p = PoolParams { geometry: g, act };
-        let mut out = std::vec![0i8; outs.len().unwrap_or(0)];
-        assert!(super::pool::max_pool(&p, ins, &input, outs, &mut out));
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for ch in 0..ins.c {
-                    let mut top = i32::from(i8::MIN);
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let iy = (oy * g.stride_h + ky).checked_sub(g.pad_top);
-                            let ix = (ox * g.stride_w + kx).checked_sub(g.pad_left);
-                            if let (Some(iy), Some(ix)) = (iy, ix) {
-                                if iy < ins.h && ix < ins.w {
-                                    top = top.max(i32::from(input[(iy * ins.w + ix) * ins.c + ch]));
-                                }
-                            }
-                        }
-                    }
-                    assert_eq!(
-                        out[(oy * ow + ox) * ins.c + ch],
-                        act.apply(top),
-                        "{g:?} {ins:?}"
-                    );
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn two_channel_maps_to_one_channel_match_portable() {
-    let b = backend();
+pub(crate) fn two_channel_maps_to_one_channel_match_portable(b: impl Isa) {
     let mut rng = Rng::new(0x5A7);
     for _ in 0..300 {
         let k = 2 * rng.range(0, 5) + 1;
@@ -445,7 +289,7 @@ fn two_channel_maps_to_one_channel_match_portable() {
         let outs = Shape::new(oh, ow, 1);
         let input = rng.i8s(ins.len().unwrap_or(0));
         let weights = rng.i8s(k * k * 2);
-        let qt = extreme_quant(&mut rng, 1);
+        let qt = QuantData::extreme(&mut rng, 1);
         let bytes = qt.bytes();
         let p = Conv2dParams {
             geometry: g,

@@ -2,8 +2,8 @@
 
 use super::requant::{requant4, requant_lanes, Lanes};
 use super::{load_lanes, load_window, pack8};
-use crate::kernels::simd::backend::{ChannelBlock, SmallWeights};
-use crate::kernels::simd::conv::row_from;
+use crate::kernels::backend::simd::conv::row_from;
+use crate::kernels::backend::simd::isa::{ChannelBlock, SmallWeights};
 use core::arch::aarch64::*;
 
 #[target_feature(enable = "neon")]

@@ -11,14 +11,15 @@
 mod conv;
 mod elementwise;
 mod requant;
-use super::backend::{AddLanes, Backend, ChannelBlock, SmallWeights, TensorRequant};
+use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
 use core::arch::aarch64::*;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Neon;
 
-super::backend::forward_backend!(
+super::simd::isa::forward_isa!(
     Neon,
+    detect: Some(Neon),
     "NEON is enabled for every aarch64 target this module is compiled for"
 );
 
@@ -59,4 +60,13 @@ fn load8(bytes: &[i8; 8]) -> (int32x4_t, int32x4_t) {
     // SAFETY: reads exactly the 8 bytes of the array.
     let wide = vmovl_s8(unsafe { vld1_s8(bytes.as_ptr()) });
     (vmovl_s16(vget_low_s16(wide)), vmovl_high_s16(wide))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::simd::Simd;
+    use super::Neon;
+
+    crate::kernels::backend::suite::backend_suite!(Simd<Neon>, true);
+    crate::kernels::backend::simd::tests::isa_tests!(Neon);
 }

@@ -1,127 +1,20 @@
-//! Cortex-M4/M7 (Armv7E-M) fast path: the dot-product primitives of [`super::dot`] on the
-//! DSP extension's packed 16-bit multiply-accumulates.
+//! The inner products of [`crate::kernels::dot`] on the DSP extension's packed 16-bit
+//! multiply-accumulates.
 //!
 //! Each 32-bit load brings four int8 values; `SXTAB16` sign-extends the even and the odd
 //! bytes into two 16-bit lanes while adding the input offset, `SXTB16` does the same for
 //! the weights, and one `SMLAD` then adds two products to an accumulator. Every lane value
-//! fits 16 bits (an int8 plus an offset the caller has range-checked), every product fits
-//! 32 bits and the accumulation wraps modulo 2^32 exactly like the portable path's
+//! fits 16 bits (an int8 plus an offset in `PACKED_OFFSET`, which the callers check), every
+//! product fits 32 bits and the accumulation wraps modulo 2^32 exactly like the portable
 //! `wrapping_add`, so results are bit-identical (SMLAD's sticky Q flag is never read).
 
-#![allow(unsafe_code)]
-
-mod insn;
-pub(crate) mod pow2;
-pub(crate) mod scale;
-
+use super::insn::{smlabb, smlad, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8};
+use super::{splat_offset, word};
+use crate::kernels::dot;
 use core::arch::asm;
-use insn::{smlabb, smlad, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8};
-pub(crate) use insn::{smmlar, smmulr};
-
-/// Byte-wise `min(max(v, lo), hi)` of four signed bytes (in that order, so an inverted
-/// range gives `hi`, like [`crate::math::ActRange::apply`]).
-#[inline(always)]
-pub(crate) fn clamp_bytes(v: u32, lo: u32, hi: u32) -> u32 {
-    let r: u32;
-    // SAFETY: register-only DSP instructions; `SSUB8` sets the GE flags that `SEL` reads
-    // (the flags are declared clobbered by leaving out `preserves_flags`).
-    unsafe {
-        asm!(
-            "ssub8 {t}, {v}, {lo}",
-            "sel {v}, {v}, {lo}",
-            "ssub8 {t}, {hi}, {v}",
-            "sel {v}, {v}, {hi}",
-            v = inout(reg) v => r,
-            lo = in(reg) lo,
-            hi = in(reg) hi,
-            t = out(reg) _,
-            options(pure, nomem, nostack),
-        );
-    }
-    r
-}
-
-/// The offset in both 16-bit lanes, for `SXTAB16`.
-#[inline(always)]
-fn splat_offset(offset: i32) -> u32 {
-    (offset as u32 & 0xFFFF).wrapping_mul(0x0001_0001)
-}
-
-#[inline(always)]
-fn word(bytes: &[i8; 4]) -> u32 {
-    u32::from_le_bytes(bytes.map(|b| b as u8))
-}
-
-/// Byte-wise signed maximum of four int8 lanes.
-#[inline(always)]
-fn max_bytes(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: register-only DSP instructions; `SSUB8` sets the GE flags that `SEL` reads
-    // (the flags are declared clobbered by leaving out `preserves_flags`).
-    unsafe {
-        asm!(
-            "ssub8 {t}, {a}, {b}",
-            "sel {r}, {a}, {b}",
-            r = out(reg) r,
-            a = in(reg) a,
-            b = in(reg) b,
-            t = out(reg) _,
-            options(pure, nomem, nostack),
-        );
-    }
-    r
-}
-
-/// The CBAM channel pooling of channels `4g .. 4g + 4` over the pixels of `data` (`c`
-/// bytes each): their sums of int8 values and their maxima. The sums run in 16-bit lanes
-/// for at most 256 pixels at a time (`256 * 128` fits), then move to 32 bits.
-#[inline(always)]
-pub(crate) fn pool_channel_group(data: &[i8], c: usize, g: usize) -> ([i32; 4], [i8; 4]) {
-    let mut sums = [0i32; 4];
-    let mut top = 0x8080_8080u32;
-    for block in data.chunks(256 * c) {
-        let (mut even, mut odd) = (0u32, 0u32);
-        for px in block.chunks_exact(c) {
-            let Some(bytes) = px.get(4 * g..4 * g + 4).and_then(|b| b.first_chunk::<4>()) else {
-                continue;
-            };
-            let w = word(bytes);
-            even = sxtab16(even, w);
-            odd = sxtab16_ror8(odd, w);
-            top = max_bytes(top, w);
-        }
-        let lane = |x: u32, high: bool| i32::from((x >> (16 * u32::from(high))) as u16 as i16);
-        for (s, v) in sums.iter_mut().zip([
-            lane(even, false),
-            lane(odd, false),
-            lane(even, true),
-            lane(odd, true),
-        ]) {
-            *s += v;
-        }
-    }
-    (sums, top.to_le_bytes().map(|b| b as i8))
-}
-
-/// `sum w * (v - zp)` over pairs of two-byte pixels (the CBAM spatial convolution's
-/// taps): per four bytes `(a0, a1, b0, b1)`, the weight words `(w0(a), w0(b))` and
-/// `(w1(a), w1(b))`; one `SMLAD` per map.
-#[inline(always)]
-pub(crate) fn dot_tap_pairs(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
-    let off2 = splat_offset(zp.wrapping_neg());
-    let (quads, _) = taps.as_chunks::<4>();
-    let (pairs, _) = weights.as_chunks::<2>();
-    let mut acc = 0;
-    for (q, w) in quads.iter().zip(pairs) {
-        let d = word(q);
-        acc = smlad(sxtab16(off2, d), w[0], acc);
-        acc = smlad(sxtab16_ror8(off2, d), w[1], acc);
-    }
-    acc
-}
 
 /// `sum (x + offset) * w` over equally long slices; `offset` must be in
-/// [`super::dot::PACKED_OFFSET`].
+/// `PACKED_OFFSET`.
 #[inline]
 pub(crate) fn dot1(x: &[i8], w: &[i8], offset: i32) -> i32 {
     let off2 = splat_offset(offset);
@@ -133,7 +26,7 @@ pub(crate) fn dot1(x: &[i8], w: &[i8], offset: i32) -> i32 {
         acc = smlad(sxtab16(off2, xw), sxtb16(ww), acc);
         acc = smlad(sxtab16_ror8(off2, xw), sxtb16_ror8(ww), acc);
     }
-    acc.wrapping_add(super::dot::portable_dot1(xt, wt, offset))
+    acc.wrapping_add(dot::dot1(xt, wt, offset))
 }
 
 /// Two dot products of one input run against two weight rows, over the first
@@ -189,7 +82,7 @@ fn dot2(x: &[i8], w0: &[i8], w1: &[i8], off2: u32) -> [i32; 2] {
 }
 
 /// Two dot products of one input run against two weight rows of the same length (the
-/// rows [`dot4`] leaves over); `offset` must be in [`super::dot::PACKED_OFFSET`].
+/// rows [`dot4`] leaves over); `offset` must be in `PACKED_OFFSET`.
 // Out of line for the same reason as `dot4_rows`.
 #[inline(never)]
 pub(crate) fn dot2_rows(x: &[i8], w: [&[i8]; 2], offset: i32) -> [i32; 2] {
@@ -201,7 +94,7 @@ pub(crate) fn dot2_rows(x: &[i8], w: [&[i8]; 2], offset: i32) -> [i32; 2] {
     }
     let whole = len & !3;
     let [x, w0, w1] = [x, w[0], w[1]].map(|s| s.get(whole..).unwrap_or(&[]));
-    let [t0, t1] = super::dot::portable_dot2(x, [w0, w1], offset);
+    let [t0, t1] = dot::dot2(x, [w0, w1], offset);
     [a0.wrapping_add(t0), a1.wrapping_add(t1)]
 }
 
@@ -290,7 +183,7 @@ fn dot4_strided(x: &[i8], w0: &[i8], stride: usize, words: usize, off2: u32) -> 
 }
 
 /// Four dot products of one input run against four weight rows of the same length;
-/// `offset` must be in [`super::dot::PACKED_OFFSET`].
+/// `offset` must be in `PACKED_OFFSET`.
 #[inline(always)]
 pub(crate) fn dot4(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
     let off2 = splat_offset(offset);
@@ -305,20 +198,20 @@ pub(crate) fn dot4(x: &[i8], w: [&[i8]; 4], offset: i32) -> [i32; 4] {
 }
 
 /// [`dot4`] of the four consecutive rows of `x.len()` bytes at the start of `rows`;
-/// `offset` must be in [`super::dot::PACKED_OFFSET`].
+/// `offset` must be in `PACKED_OFFSET`.
 // Out of line: the caller (one output vector) gains more from a small frame of its own
 // than from sharing this one's set-up.
 #[inline(never)]
 pub(crate) fn dot4_rows(x: &[i8], rows: &[i8], offset: i32) -> [i32; 4] {
     let n = x.len();
     if n.checked_mul(4).is_none_or(|need| rows.len() < need) {
-        return dot4(x, super::dot::split_rows(rows, n), offset);
+        return dot4(x, dot::split_rows(rows, n), offset);
     }
     let acc = dot4_strided(x, rows, n, n / 4, splat_offset(offset));
     if n.is_multiple_of(4) {
         return acc;
     }
-    with_tail(x, super::dot::split_rows(rows, n), offset, acc)
+    with_tail(x, dot::split_rows(rows, n), offset, acc)
 }
 
 /// [`dot4`] for short runs (a few words): two passes of [`dot2`], whose smaller set-up
@@ -342,7 +235,7 @@ fn with_tail(x: &[i8], w: [&[i8]; 4], offset: i32, acc: [i32; 4]) -> [i32; 4] {
     let [a0, a1, a2, a3] = acc;
     let whole = x.len() & !3;
     let tails = w.map(|r| r.get(whole..).unwrap_or(&[]));
-    let tail = super::dot::portable_dot4(x.get(whole..).unwrap_or(&[]), tails, offset);
+    let tail = dot::dot4(x.get(whole..).unwrap_or(&[]), tails, offset);
     [
         a0.wrapping_add(tail[0]),
         a1.wrapping_add(tail[1]),
@@ -352,7 +245,7 @@ fn with_tail(x: &[i8], w: [&[i8]; 4], offset: i32, acc: [i32; 4]) -> [i32; 4] {
 }
 
 /// Lane-wise `acc[i] += (x[i] + offset) * w[i]` for four adjacent channels (depthwise);
-/// `offset` must be in [`super::dot::PACKED_OFFSET`].
+/// `offset` must be in `PACKED_OFFSET`.
 #[inline(always)]
 pub(crate) fn mac_lanes4(acc: &mut [i32; 4], x: &[i8; 4], w: &[i8; 4], offset: i32) {
     let off2 = splat_offset(offset);

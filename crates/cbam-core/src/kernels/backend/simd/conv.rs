@@ -1,15 +1,15 @@
 //! The architecture-independent half of the SIMD CONV2D: which bytes of the input form an
 //! output pixel's window, and the loops over pixels and channel blocks. The arithmetic is
-//! the [`Backend`]'s.
+//! the [`Isa`]'s.
 //!
 //! Each output pixel's window is widened once into an `i16` buffer with the input offset
 //! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes), so the
 //! backend's inner loop is a plain `i16 x i8` dot product over a contiguous, zero-padded
 //! buffer shared by every output channel of the pixel.
 
-use super::backend::{Backend, ChannelBlock, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
+use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
+use crate::kernels::backend::PACKED_OFFSET;
 use crate::kernels::conv2d::valid_taps;
-use crate::kernels::dot::PACKED_OFFSET;
 use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
 
 /// Longest window (`kh * kw * in_c`) the SIMD path takes: a 3x3 window over 512 channels.
@@ -23,11 +23,11 @@ pub(crate) fn row_from(weights: &[i8], per_out: usize, row: usize) -> &[i8] {
     weights.get(row * per_out..).unwrap_or_default()
 }
 
-/// CONV2D with the backend, for slices already checked against the shapes. Returns
+/// CONV2D with the instruction set `isa`, for slices already checked against the shapes. Returns
 /// `false`, writing nothing, when the parameters are outside what the SIMD path is exact
 /// for or its buffer holds; the caller then runs the portable kernel.
-pub(crate) fn conv2d<B: Backend>(
-    backend: B,
+pub(crate) fn conv2d<I: Isa>(
+    isa: I,
     p: &Conv2dParams,
     in_shape: Shape,
     input: &[i8],
@@ -53,8 +53,7 @@ pub(crate) fn conv2d<B: Backend>(
     {
         return false;
     }
-    if let Some(done) = two_channels_to_one(backend, p, in_shape, input, out_shape, output, offset)
-    {
+    if let Some(done) = two_channels_to_one(isa, p, in_shape, input, out_shape, output, offset) {
         return done;
     }
     let (mut buffer, mut second) = ([0i16; MAX_WINDOW], [0i16; MAX_WINDOW]);
@@ -88,24 +87,24 @@ pub(crate) fn conv2d<B: Backend>(
             let Some(out) = px.get_mut(first..first + n) else {
                 return true;
             };
-            windows.gather(backend, window, per_out, at / w, at % w);
+            windows.gather(isa, window, per_out, at / w, at % w);
             match (&small, pixels.next()) {
                 (Some(t), next) => {
-                    backend.pixel_small(window, t, &block, out);
+                    isa.pixel_small(window, t, &block, out);
                     if let Some(out2) = next.and_then(|px| px.get_mut(first..first + n)) {
-                        windows.gather(backend, window, per_out, (at + 1) / w, (at + 1) % w);
-                        backend.pixel_small(window, t, &block, out2);
+                        windows.gather(isa, window, per_out, (at + 1) / w, (at + 1) % w);
+                        isa.pixel_small(window, t, &block, out2);
                     }
                 }
                 (None, Some(next)) => {
                     let Some(out2) = next.get_mut(first..first + n) else {
                         return true;
                     };
-                    windows.gather(backend, window2, per_out, (at + 1) / w, (at + 1) % w);
+                    windows.gather(isa, window2, per_out, (at + 1) / w, (at + 1) % w);
                     let windows = [&window[..], &window2[..]];
-                    backend.pixel2(windows, weights, per_out, &block, [out, out2]);
+                    isa.pixel2(windows, weights, per_out, &block, [out, out2]);
                 }
-                (None, None) => backend.pixel(window, weights, per_out, &block, out),
+                (None, None) => isa.pixel(window, weights, per_out, &block, out),
             }
             at += 2;
         }
@@ -126,7 +125,7 @@ impl Windows<'_> {
     /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`
     /// order and 0 for taps in the padding, into `window[..per_out]`.
     #[inline]
-    fn gather<B: Backend>(&self, b: B, window: &mut [i16], per_out: usize, oy: usize, ox: usize) {
+    fn gather<I: Isa>(&self, isa: I, window: &mut [i16], per_out: usize, oy: usize, ox: usize) {
         let (g, s) = (self.g, self.in_shape);
         let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
         let ky = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h);
@@ -160,7 +159,7 @@ impl Windows<'_> {
                         *d = i16::from(x).wrapping_add(self.offset);
                     }
                 } else {
-                    b.widen(dst, src, self.offset);
+                    isa.widen(dst, src, self.offset);
                 }
             }
         }
@@ -181,8 +180,8 @@ const MAX_TAPS: usize = 64;
 /// shape or too large for the stack copy.
 // Out of line so that its 16 KiB copy is not part of every other convolution's frame.
 #[inline(never)]
-fn two_channels_to_one<B: Backend>(
-    backend: B,
+fn two_channels_to_one<I: Isa>(
+    isa: I,
     p: &Conv2dParams,
     in_shape: Shape,
     input: &[i8],
@@ -207,7 +206,7 @@ fn two_channels_to_one<B: Backend>(
     let row = 2 * in_shape.w;
     for (y, src) in input.chunks_exact(row.max(1)).enumerate() {
         let at = 2 * ((y + g.pad_top) * wp + g.pad_left);
-        backend.widen(plane.get_mut(at..at + row)?, src, offset);
+        isa.widen(plane.get_mut(at..at + row)?, src, offset);
     }
     let mut taps = [0i32; MAX_TAPS];
     for (t, pair) in taps.iter_mut().zip(p.weights.chunks_exact(2)) {
@@ -220,7 +219,7 @@ fn two_channels_to_one<B: Backend>(
     let block = ChannelBlock::new(&p.quant, 0, 1);
     for (oy, out) in output.chunks_exact_mut(out_shape.w.max(1)).enumerate() {
         let from = plane.get(2 * oy * wp..)?;
-        backend.pair_row(from, wp, taps, g.kw, &block, out);
+        isa.pair_row(from, wp, taps, g.kw, &block, out);
     }
     Some(true)
 }

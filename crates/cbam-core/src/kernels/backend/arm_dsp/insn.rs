@@ -1,8 +1,9 @@
-//! One DSP instruction per function, so the compiler still allocates the registers.
+//! One DSP instruction (or one `SSUB8`/`SEL` pair) per function, so the compiler still
+//! allocates the registers.
 //!
 //! These instructions only read their register operands and write their destination (the
-//! multiply-accumulates may also set the sticky Q flag, which nothing reads), so they are
-//! `pure, nomem, nostack`.
+//! multiply-accumulates may also set the sticky Q flag, which nothing reads; `SSUB8` sets
+//! the GE flags that its `SEL` reads), so they are `pure, nomem, nostack`.
 
 use core::arch::asm;
 
@@ -86,7 +87,7 @@ mac!(
 
 /// `(a * b + 2^31) >> 32`: the rounded most significant word of the product.
 #[inline(always)]
-pub(crate) fn smmulr(a: i32, b: i32) -> i32 {
+pub(super) fn smmulr(a: i32, b: i32) -> i32 {
     let r: i32;
     // SAFETY: as for `unary!`.
     unsafe {
@@ -99,12 +100,55 @@ pub(crate) fn smmulr(a: i32, b: i32) -> i32 {
 /// `(ra * 2^32 + a * b + 2^31) >> 32`: the rounded most significant word of the product
 /// plus `ra`, wrapping.
 #[inline(always)]
-pub(crate) fn smmlar(a: i32, b: i32, ra: i32) -> i32 {
+pub(super) fn smmlar(a: i32, b: i32, ra: i32) -> i32 {
     let r: i32;
     // SAFETY: as for `unary!`.
     unsafe {
         asm!("smmlar {r}, {a}, {b}, {ra}", r = out(reg) r, a = in(reg) a, b = in(reg) b,
             ra = in(reg) ra, options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// Byte-wise `min(max(v, lo), hi)` of four signed bytes (in that order, so an inverted
+/// range gives `hi`, like [`crate::math::ActRange::apply`]).
+#[inline(always)]
+pub(super) fn clamp_bytes(v: u32, lo: u32, hi: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only DSP instructions; `SSUB8` sets the GE flags that `SEL` reads
+    // (the flags are declared clobbered by leaving out `preserves_flags`).
+    unsafe {
+        asm!(
+            "ssub8 {t}, {v}, {lo}",
+            "sel {v}, {v}, {lo}",
+            "ssub8 {t}, {hi}, {v}",
+            "sel {v}, {v}, {hi}",
+            v = inout(reg) v => r,
+            lo = in(reg) lo,
+            hi = in(reg) hi,
+            t = out(reg) _,
+            options(pure, nomem, nostack),
+        );
+    }
+    r
+}
+
+/// Byte-wise signed maximum of four int8 lanes.
+#[inline(always)]
+pub(super) fn max_bytes(a: u32, b: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only DSP instructions; `SSUB8` sets the GE flags that `SEL` reads
+    // (the flags are declared clobbered by leaving out `preserves_flags`).
+    unsafe {
+        asm!(
+            "ssub8 {t}, {a}, {b}",
+            "sel {r}, {a}, {b}",
+            r = out(reg) r,
+            a = in(reg) a,
+            b = in(reg) b,
+            t = out(reg) _,
+            options(pure, nomem, nostack),
+        );
     }
     r
 }

@@ -8,7 +8,7 @@
 //! product `(v - zp) * (a + 128)`, which is below `2^17` in magnitude for int8 `v`, `zp`
 //! and `a`, so the backends' 32-bit lanes hold it exactly.
 
-use super::backend::{Backend, TensorRequant};
+use super::isa::{Isa, TensorRequant};
 use crate::cbam::store_pooled;
 use crate::kernels::CbamParams;
 use crate::math::{div_round_half_away, saturate_i8};
@@ -18,8 +18,8 @@ const MAX_CHANNELS: usize = 1024;
 
 /// Step 1 (`pool_channels`): per channel, the rounded mean (input quantization) into `pa`
 /// and the maximum into `pm`.
-pub(crate) fn pool_channels<B: Backend>(
-    b: B,
+pub(crate) fn pool_channels<I: Isa>(
+    isa: I,
     p: &CbamParams,
     data: &[i8],
     pa: &mut [i8],
@@ -36,7 +36,7 @@ pub(crate) fn pool_channels<B: Backend>(
     let (Some(sums), Some(maxs)) = (sums.get_mut(..c), maxs.get_mut(..c)) else {
         return false;
     };
-    b.channel_sums(data, sums, maxs);
+    isa.channel_sums(data, sums, maxs);
     let count = i32::try_from(hw).unwrap_or(i32::MAX);
     // sum (v - zp) = sum v - hw * zp, both wrapping like the portable loop.
     let zp_total = p.zp_in.wrapping_mul(count);
@@ -54,8 +54,8 @@ pub(crate) fn pool_channels<B: Backend>(
 
 /// Steps 4b and 5 (`scale_channels_and_pool`) over the op's whole map: `att` holds `p.c`
 /// channel attentions and `maps` two bytes per pixel.
-pub(crate) fn scale_channels_and_pool<B: Backend>(
-    b: B,
+pub(crate) fn scale_channels_and_pool<I: Isa>(
+    isa: I,
     p: &CbamParams,
     data: &mut [i8],
     att: &[i8],
@@ -70,7 +70,7 @@ pub(crate) fn scale_channels_and_pool<B: Backend>(
         return false;
     }
     for (px, pair) in data.chunks_exact_mut(c).zip(maps.chunks_exact_mut(2)) {
-        let (sum, top) = b.scale_by_lanes(px, att, zp_in, &rq);
+        let (sum, top) = isa.scale_by_lanes(px, att, zp_in, &rq);
         store_pooled(p, sum, top, pair);
     }
     true
@@ -78,7 +78,7 @@ pub(crate) fn scale_channels_and_pool<B: Backend>(
 
 /// Step 7b (`scale_pixels`) over the op's whole map: `att` holds one spatial attention per
 /// pixel.
-pub(crate) fn scale_pixels<B: Backend>(b: B, p: &CbamParams, data: &mut [i8], att: &[i8]) -> bool {
+pub(crate) fn scale_pixels<I: Isa>(isa: I, p: &CbamParams, data: &mut [i8], att: &[i8]) -> bool {
     let c = p.c;
     let (Ok(zp_f1), Some(rq)) = (i8::try_from(p.zp_f1), TensorRequant::new(p.out, p.zp_out)) else {
         return false;
@@ -87,7 +87,7 @@ pub(crate) fn scale_pixels<B: Backend>(b: B, p: &CbamParams, data: &mut [i8], at
         return false;
     }
     for (px, &a) in data.chunks_exact_mut(c).zip(att) {
-        b.scale_by_one(px, a, zp_f1, &rq);
+        isa.scale_by_one(px, a, zp_f1, &rq);
     }
     true
 }

@@ -18,7 +18,7 @@
 mod conv;
 mod elementwise;
 mod requant;
-use super::backend::{AddLanes, Backend, ChannelBlock, SmallWeights, TensorRequant};
+use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
 use core::arch::x86_64::*;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -73,8 +73,9 @@ unsafe fn read_xcr0() -> u64 {
     _xgetbv(0)
 }
 
-super::backend::forward_backend!(
+super::simd::isa::forward_isa!(
     Avx2,
+    detect: Avx2::detect(),
     "a value of Avx2 exists only on a CPU whose CPUID reported AVX2"
 );
 
@@ -148,4 +149,13 @@ fn load8(bytes: &[i8; 8]) -> __m256i {
 #[target_feature(enable = "avx2")]
 fn store8(dst: &mut [i8; 8], v: [i8; 8]) {
     *dst = v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::simd::Simd;
+    use super::Avx2;
+
+    crate::kernels::backend::suite::backend_suite!(Simd<Avx2>, Avx2::detect().is_some());
+    crate::kernels::backend::simd::tests::isa_tests!(Avx2);
 }

@@ -243,6 +243,7 @@ pub(crate) fn scale_by_channel(px: &mut [i8], factors: &[i8], c: PackedScale) ->
 /// Writes the factor table of [`scale_by_channel`] for the factors `k2` into `table`
 /// (`2 * k2.len()` bytes for a multiple of four channels; extra channels are left out).
 /// Returns `false`, writing nothing, when `table` is too short.
+#[inline]
 pub(crate) fn channel_factor_words(
     k2: impl Iterator<Item = i32> + Clone,
     table: &mut [i8],

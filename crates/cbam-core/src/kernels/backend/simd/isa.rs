@@ -1,4 +1,4 @@
-//! What every architecture provides ([`Backend`]) and the constants it works from, decoded
+//! What every instruction set provides ([`Isa`]) and the constants it works from, decoded
 //! once per layer or op: [`ChannelBlock`] (per output channel) and [`TensorRequant`] (one
 //! per tensor).
 
@@ -55,10 +55,10 @@ impl ChannelBlock {
     }
 }
 
-/// Windows of up to `2 * SMALL_PAIRS` taps take [`Backend::pixel_small`].
+/// Windows of up to `2 * SMALL_PAIRS` taps take [`Isa::pixel_small`].
 pub(crate) const SMALL_PAIRS: usize = 16;
 
-/// A block's weights transposed for [`Backend::pixel_small`]: word `j * lanes + o` holds
+/// A block's weights transposed for [`Isa::pixel_small`]: word `j * lanes + o` holds
 /// channel `o`'s taps `2j` (low half) and `2j + 1` (high half) as `i16`, so that one
 /// vector load brings one tap pair of consecutive channels. Channels past the block's
 /// (up to `lanes`, a multiple of 8) and taps past the window are zero.
@@ -167,8 +167,12 @@ impl AddLanes {
     }
 }
 
-/// The arithmetic of one architecture.
-pub(crate) trait Backend: Copy {
+/// The vector arithmetic of one instruction set (AVX2, NEON). A value of the type proves
+/// that the CPU has the instructions.
+pub(crate) trait Isa: Copy {
+    /// The instruction set, when this CPU has it.
+    fn detect() -> Option<Self>;
+
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
 
@@ -185,7 +189,7 @@ pub(crate) trait Backend: Copy {
         out: &mut [i8],
     );
 
-    /// [`Backend::pixel`] for two output pixels at once, so that each weight load serves
+    /// [`Isa::pixel`] for two output pixels at once, so that each weight load serves
     /// both: `windows` and `outs` are the two pixels' windows and outputs.
     fn pixel2(
         self,
@@ -211,7 +215,7 @@ pub(crate) trait Backend: Copy {
         out: &mut [i8],
     );
 
-    /// [`Backend::pixel`] for a window of at most `2 * SMALL_PAIRS` taps, with the block's
+    /// [`Isa::pixel`] for a window of at most `2 * SMALL_PAIRS` taps, with the block's
     /// weights transposed (`out.len() <= weights.lanes`).
     fn pixel_small(
         self,
@@ -241,14 +245,19 @@ pub(crate) trait Backend: Copy {
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
 }
 
-/// `impl Backend for $arch` by forwarding every method to the same-named function of the
-/// invoking module's `conv` and `elementwise` submodules (`requant` goes to
-/// `conv::requant_all`). `$why` says why a value of `$arch` proves the target features
-/// those `unsafe` functions enable are present.
-macro_rules! forward_backend {
-    ($arch:ty, $why:literal) => {
+/// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
+/// same-named function of the invoking module's `conv` and `elementwise` submodules
+/// (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch` proves the
+/// target features those `unsafe` functions enable are present.
+macro_rules! forward_isa {
+    ($arch:ty, detect: $detect:expr, $why:literal) => {
         #[doc = concat!("Sound because ", $why, ".")]
-        impl Backend for $arch {
+        impl Isa for $arch {
+            #[inline]
+            fn detect() -> Option<Self> {
+                $detect
+            }
+
             #[inline]
             fn widen(self, dst: &mut [i16], src: &[i8], offset: i16) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
@@ -345,5 +354,4 @@ macro_rules! forward_backend {
         }
     };
 }
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use forward_backend;
+pub(crate) use forward_isa;

@@ -25,6 +25,7 @@ pub(crate) struct Pow2Scale {
 }
 
 impl Pow2Scale {
+    #[inline]
     pub(crate) fn new(zp_in: i32, zp_out: i32, steps: u32) -> Self {
         let neg_zp = (zp_in.wrapping_neg() as u32) & 0xFFFF;
         let zp_byte = (zp_out.wrapping_add(128) as u32) & 0xFF;
@@ -255,6 +256,7 @@ macro_rules! channel_word {
 }
 
 /// The rounding constant of the channel loops and whether the packed products apply.
+#[inline]
 fn channel_form(steps: u32, zp_out: i32) -> (u32, bool) {
     let round = ((1i32 << 7) + (1 << steps) + ((zp_out + 128) << 8)) as u32;
     (round, steps == 0 && zp_out == i32::from(i8::MIN))
@@ -342,7 +344,7 @@ struct PixelEnd {
     zp: i32,
 }
 
-/// [`pixels_loop!`]'s stores of one pixel's mean (`{o}`) and max (`{w}`) in the
+/// `pixels_loop!`'s stores of one pixel's mean (`{o}`) and max (`{w}`) in the
 /// model's order, `{a}` pointing at the pair.
 macro_rules! mean_then_max {
     () => {
@@ -456,6 +458,7 @@ macro_rules! pixels_loop {
 /// The whole pixels of `data` the one-loop channel scalings take, and what their loop
 /// reads per pixel; `None` when they do not apply (`c` not a non-zero multiple of eight,
 /// `factors` unaligned or shorter than `2 * c` bytes).
+#[inline]
 fn whole_pixels<'d>(
     data: &'d mut [i8],
     c: usize,
@@ -479,7 +482,7 @@ fn whole_pixels<'d>(
     Some((data, end))
 }
 
-/// One word of [`pixels_loop!`] for inputs of either sign: per value `SXTAB` (`x`
+/// One word of `pixels_loop!` for inputs of either sign: per value `SXTAB` (`x`
 /// sign-extended, so its high halfword is `-[x < 0]`), the factor word
 /// `(k << j, 2^(j+1))` packed from the table and `{sc}`, one `SMLAD` for
 /// `x * (k << j) - [x < 0] * 2^(j+1) + 2^7 + 2^j + (zp + 128) * 2^8` and `USAT` of that
@@ -539,6 +542,7 @@ pub(crate) struct ChannelLayer {
 /// can be below its zero point, with the words of [`signed_channel_word!`] and a mean
 /// rounded half away from zero. Applies to a word-aligned `factors` table of `2 * c`
 /// bytes (see [`ChannelLayer`] for `c`); returns `false`, touching nothing, otherwise.
+#[inline]
 pub(crate) fn scale_channel_pixels(
     data: &mut [i8],
     factors: &[i8],
@@ -616,6 +620,7 @@ pub(crate) fn scale_channel_pixels(
 /// `table`: per group of four channels the halfwords `(k0, k2)` and `(k1, k3)`, each
 /// `k = (a + 128) << j`. Returns `false`, writing nothing, when `table` is shorter than
 /// `2 * (att.len() / 4 * 4)` bytes.
+#[inline]
 pub(crate) fn channel_factor_words(att: &[i8], steps: u32, table: &mut [i8]) -> bool {
     let groups = att.len() / 4;
     let Some(table) = table.get_mut(..8 * groups) else {
