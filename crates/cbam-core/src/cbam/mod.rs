@@ -127,6 +127,10 @@ pub fn cbam<'s>(
 ///
 /// Public for the benchmarks, like [`scale_channels_and_pool`]; [`cbam`] is the entry
 /// point.
+// Out of line, like the other steps [`cbam`] calls: inlined into it (which happens once they
+// are private to the crate, without the `kernels` feature, each having one caller), the
+// steps' loops get a worse register allocation on every target.
+#[inline(never)]
 pub fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: &mut [i8]) {
     let count = i32::try_from(hw).unwrap_or(i32::MAX);
     // The backend's channels first (all of them, some groups, or none), the rest here.
@@ -193,6 +197,8 @@ fn channel_attention(p: &CbamParams, hid_a: &[i8], hid_m: &[i8], att: &mut [i8])
 /// backend's packed loops (shorter: the portable loop runs). Pixels past the shorter of
 /// `data` (in `p.c`-byte pixels) and `maps` (2 bytes each) are left alone; channels past
 /// `att` are not scaled.
+// Out of line: see `pool_channels`.
+#[inline(never)]
 pub fn scale_channels_and_pool(
     p: &CbamParams,
     data: &mut [i8],
@@ -274,6 +280,8 @@ pub(crate) fn store_pooled(p: &CbamParams, sum: i32, top: i8, pair: &mut [i8]) {
 ///
 /// Public for the benchmarks, like [`scale_channels_and_pool`]; [`cbam`] is the entry
 /// point.
+// Out of line: see `pool_channels`.
+#[inline(never)]
 pub fn spatial_attention(
     p: &CbamParams,
     shape: Shape,
@@ -331,6 +339,8 @@ pub(crate) fn spatial_attention_by_conv2d(
 /// scaling wrote: with `p.zp_in = -128` a backend's `Backend::cbam_scale_pixels` may count
 /// on no value being below `p.zp_f1`, which that scaling guarantees (other values give
 /// wrong bytes, never undefined behaviour).
+// Out of line: see `pool_channels`.
+#[inline(never)]
 pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     let zp_f1 = p.zp_f1;
     if p.c == 0 {
