@@ -4,6 +4,7 @@ float accuracy on all 10,000 test images and update models/manifest.json.
 
     python tools/train_rgb.py --model rgb_resnet_cbam64 --epochs 3
     python tools/train_rgb.py --model rgb_mbv2_cbam96 --epochs 3
+    python tools/train_rgb.py --model rgb_resnet_cbam64 --resume --epochs 1 --lr 1e-3   # continue
     python tools/train_rgb.py --model rgb_mbv2_cbam96 --export-only          # from the checkpoint
     python tools/train_rgb.py --model rgb_mbv2_cbam96 --untrained --skip-eval # seeded random weights
 
@@ -141,6 +142,7 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--export-only", action="store_true", help="export tools/checkpoints/MODEL.pt, no training")
     mode.add_argument("--untrained", action="store_true", help="export seeded random weights, no training")
+    mode.add_argument("--resume", action="store_true", help="continue training from tools/checkpoints/MODEL.pt")
     parser.add_argument("--skip-eval", action="store_true", help="do not measure test accuracy (manifest gets null)")
     args = parser.parse_args()
     if args.epochs < 1 or args.batch < 1:
@@ -161,6 +163,12 @@ def main() -> int:
         model.load_state_dict(ckpt["state_dict"])
         commands, train_seconds = ckpt["commands"], ckpt.get("train_seconds")
     elif not args.untrained:
+        if args.resume:
+            if not ckpt_path.exists():
+                parser.error(f"--resume needs {ckpt_path}: train first")
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(ckpt["state_dict"])
+            commands, train_seconds = ckpt["commands"], ckpt.get("train_seconds") or 0
         started = time.time()
         subset = None
         if args.train_count is not None:
@@ -169,9 +177,9 @@ def main() -> int:
         print(f"made {len(train_images)} training images at {size}x{size} in {time.time() - started:.0f}s", flush=True)
         started = time.time()
         train(model, (train_images, train_labels), args.epochs, args.lr, args.batch, args.seed)
-        train_seconds = round(time.time() - started)
+        train_seconds = (train_seconds or 0) + round(time.time() - started)
         del train_images
-        commands = [shlex.join(["python", "tools/train_rgb.py", *sys.argv[1:]])]
+        commands = [*commands, shlex.join(["python", "tools/train_rgb.py", *sys.argv[1:]])]
         CHECKPOINTS.mkdir(parents=True, exist_ok=True)
         torch.save({"model": args.model, "state_dict": model.state_dict(), "epochs": args.epochs,
                     "commands": commands, "train_seconds": train_seconds}, ckpt_path)

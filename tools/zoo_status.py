@@ -5,6 +5,9 @@ with every error message verbatim.
     cargo build --release -p cbam-cli
     python tools/zoo_status.py [--cbam target/release/cbam] [--only NAME ...] [--work /tmp/cbam_status]
 
+With --only, the rows of the other models are kept from models/zoo/STATUS.json (the
+machine-readable form of the table, written on every run).
+
 Calibration: the 256 RGB calibration images (tools/rgb_fmnist.py) at each input size, as a
 normalised float32 NCHW .npy (the CLI has no --mean/--std yet); evaluation: the first 256
 RGB test images, same form. numpy only: no torch.
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -64,7 +66,7 @@ def run(cmd: list[str]) -> tuple[int, str, float]:
 def error_text(out: str) -> str:
     """The error as the CLI printed it (its 'Error:' line and the cause lines after it)."""
     lines = out.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("Error")), max(0, len(lines) - 6))
+    start = next((i for i, line in enumerate(lines) if line.lower().startswith("error")), max(0, len(lines) - 6))
     return " / ".join(line.strip() for line in lines[start:] if line.strip())
 
 
@@ -78,11 +80,12 @@ def status(model: Path, cbam: str, work: Path) -> dict:
     blob = work / f"{model.stem}.cbam"
     blob.unlink(missing_ok=True)
     row: dict = {"model": str(model.relative_to(REPO)), "size": size}
-    code, out, secs = run([cbam, "inspect", str(model)])
+    code, out, secs = run([cbam, "inspect", str(model), "--json"])
     row["inspect"] = "ok" if code == 0 else f"exit {code}: {error_text(out)}"
     if code == 0:
-        blocks = re.findall(r"(\d+) CBAM block", out)
-        row["inspect_summary"] = f"{blocks[0]} CBAM blocks" if blocks else ""
+        report = json.loads(out[out.index("{"):])
+        ops = sorted({n["op"] for n in report["nodes"]})
+        row["inspect_summary"] = f"{report['cbam_blocks']} CBAM fused; core ops: {' '.join(ops)}"
     code, out, secs = run([cbam, "quantize", str(model), "--calib", str(calib), "--out", str(blob)])
     row["quantize"] = f"ok ({secs:.0f} s)" if code == 0 else f"exit {code}: {error_text(out)}"
     row["quantize_seconds"] = round(secs, 1)
@@ -116,7 +119,7 @@ def write(rows: list[dict], path: Path, cbam_version: str) -> None:
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        inspect = r["inspect"] if r["inspect"] != "ok" else f"ok, {r.get('inspect_summary') or 'no CBAM block reported'}"
+        inspect = r["inspect"] if r["inspect"] != "ok" else f"ok: {r['inspect_summary']}"
         lines.append(f"| `{r['model']}` | 3x{r['size']}x{r['size']} | {cell(inspect)} | {cell(r['quantize'])} | "
                      f"{cell(r['eval'])} |")
     path.write_text("\n".join(lines) + "\n")
@@ -137,8 +140,15 @@ def main() -> int:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     rows = [status(m, args.cbam, args.work) for m in models]
+    saved = args.out.with_suffix(".json")
+    if args.only and saved.exists():
+        # Keep what an earlier run found for the models not run now.
+        done = {r["model"] for r in rows}
+        rows = [r for r in json.loads(saved.read_text()) if r["model"] not in done] + rows
+        order = {str(m.relative_to(REPO)): i for i, m in enumerate(sorted(REPO.glob("models/rgb_*.onnx")) + sorted(ZOO.glob("*.onnx")))}
+        rows.sort(key=lambda r: order.get(r["model"], len(order)))
     write(rows, args.out, f"{version} built at commit {commit}")
-    (args.work / "status.json").write_text(json.dumps(rows, indent=2))
+    saved.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 
