@@ -22,6 +22,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_onnx  # noqa: E402
 import rgb_fmnist  # noqa: E402
 
 
@@ -44,28 +45,35 @@ class Images(CalibrationDataReader):
         return {self.name: self.x[self.i - 1 : self.i]}
 
 
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def top1(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x[i : i + 1]})[0].argmax(1) for i in range(len(x))])
 
 
-def quantize(model_path: Path, qdq_path: Path, calib: np.ndarray) -> None:
+def pre_process(model_path: Path, prepared: Path) -> str:
+    """onnxruntime's recommended pre-processing; its symbolic shape inference fails on some
+    dynamo exports, then it runs without it. Returns what was done."""
+    try:
+        quant_pre_process(str(model_path), str(prepared))
+        return "quant_pre_process"
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises TypeError/Exception here
+        print(f"quant_pre_process failed ({type(err).__name__}: {err}); retrying with skip_symbolic_shape=True",
+              file=sys.stderr)
+    quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+    return "quant_pre_process(skip_symbolic_shape=True)"
+
+
+def quantize(model_path: Path, qdq_path: Path, calib: np.ndarray) -> str:
     name = onnx.load(str(model_path)).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(model_path), str(prepared))
+        done = pre_process(model_path, prepared)
         quantize_static(
             str(prepared), str(qdq_path), Images(name, calib),
             quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=CalibrationMethod.MinMax,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         )
+    return done
 
 
 def main() -> int:
@@ -83,13 +91,14 @@ def main() -> int:
     x = rgb_fmnist.to_input(test_images)
     with tempfile.TemporaryDirectory() as tmp:
         qdq_path = args.qdq or Path(tmp) / "qdq.onnx"
-        quantize(args.model, qdq_path, calib)
-        float_top1 = top1(session(args.model), x)
-        int8_top1 = top1(session(qdq_path), x)
+        pre = quantize(args.model, qdq_path, calib)
+        float_top1 = top1(eval_onnx.session(args.model), x)
+        int8_top1 = top1(eval_onnx.session(qdq_path), x)
     result = {
         "model": str(args.model),
         "test_images": int(len(x)),
         "calibration_images": int(len(calib)),
+        "pre_processing": pre,
         "float_accuracy": round(float(np.mean(float_top1 == test_labels)), 4),
         "ort_int8_accuracy": round(float(np.mean(int8_top1 == test_labels)), 4),
         "ort_int8_float_agreement": round(float(np.mean(int8_top1 == float_top1)), 4),

@@ -32,6 +32,7 @@ import eval_onnx  # noqa: E402
 import export  # noqa: E402
 import rgb_fmnist  # noqa: E402
 import rgb_models  # noqa: E402
+import train as train_gray  # noqa: E402
 
 MODELS = export.MODELS
 CHECKPOINTS = export.CHECKPOINTS
@@ -49,16 +50,6 @@ def augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     padded = F.pad(x, (shift,) * 4, mode="replicate")
     h, w = x.shape[2], x.shape[3]
     return padded[:, :, shift + dy : shift + dy + h, shift + dx : shift + dx + w]
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(images), 500):
-        logits = model(batch_input(images[start : start + 500]))
-        correct += int((logits.argmax(1).numpy() == labels[start : start + 500]).sum())
-    return correct / len(images)
 
 
 def train(model, train_set, epochs: int, lr: float, batch: int, seed: int) -> None:
@@ -106,13 +97,6 @@ def export_onnx(model: torch.nn.Module, exporter: str, opset: int, size: int, pa
     onnx.checker.check_model(onnx_model, full_check=True)
 
 
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def ort_logits(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
@@ -121,7 +105,7 @@ def ort_logits(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
 
 
 def ort_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    sess = session(path)
+    sess = eval_onnx.session(path)
     correct = 0
     for start in range(0, len(images), 1000):
         logits = ort_logits(sess, rgb_fmnist.to_input(images[start : start + 1000]))
@@ -145,12 +129,7 @@ def main() -> int:
     mode.add_argument("--resume", action="store_true", help="continue training from tools/checkpoints/MODEL.pt")
     parser.add_argument("--skip-eval", action="store_true", help="do not measure test accuracy (manifest gets null)")
     args = parser.parse_args()
-    if args.epochs < 1 or args.batch < 1:
-        parser.error("--epochs and --batch must be positive")
-
-    torch.set_num_threads(min(args.threads, 2))
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    train_gray.check_and_seed(parser, args)
     build, size, exporter, opset = rgb_models.MODELS[args.model]
     model = build()
     ckpt_path = CHECKPOINTS / f"{args.model}.pt"
@@ -192,7 +171,7 @@ def main() -> int:
     probe = rgb_fmnist.to_input(test_images[:8])
     with torch.no_grad():
         expected = model(torch.from_numpy(probe)).numpy()
-    diff = float(np.max(np.abs(ort_logits(session(path), probe) - expected)))
+    diff = float(np.max(np.abs(ort_logits(eval_onnx.session(path), probe) - expected)))
     acc = None if args.skip_eval else ort_accuracy(path, test_images, test_labels)
     onnx_model = onnx.load(str(path))
     entry = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -71,7 +72,31 @@ def error_text(out: str) -> str:
 
 
 def cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace(f"{REPO}/", "").replace("|", "\\|").replace("\n", " ")
+
+
+def cause_key(text: str) -> str:
+    """The failure's cause with node, tensor and shape names blanked, to group models by it."""
+    cause = text.split("caused by: ", 1)[-1]
+    cause = re.sub(r'"[^"]*"|`[^`]*`', "X", cause)
+    return re.sub(r"\[[0-9, ]*\]", "[..]", cause)
+
+
+def failures_by_cause(rows: list[dict]) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        step = "import" if r["inspect"] != "ok" else "quantize" if not r["quantize"].startswith("ok") else \
+            "eval" if not r["eval"].startswith("agreement") else None
+        if step is None:
+            continue
+        text = r["inspect"] if step == "import" else r[step]
+        groups.setdefault(f"{step}: {cause_key(text)}", []).append(Path(r["model"]).stem)
+    lines = ["", "## Failures grouped by cause", "", "| step: cause (names blanked) | models |", "|---|---|"]
+    for key, models in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"| {cell(key)} | {', '.join(models)} |")
+    ok = [Path(r["model"]).stem for r in rows if r["eval"].startswith("agreement")]
+    lines += ["", f"Through import, quantize and eval: {len(ok)} of {len(rows)} ({', '.join(ok)})."]
+    return lines
 
 
 def status(model: Path, cbam: str, work: Path) -> dict:
@@ -80,6 +105,7 @@ def status(model: Path, cbam: str, work: Path) -> dict:
     blob = work / f"{model.stem}.cbam"
     blob.unlink(missing_ok=True)
     row: dict = {"model": str(model.relative_to(REPO)), "size": size}
+    # Times depend on the machine's load (measured on a 2-core machine shared with builds).
     code, out, secs = run([cbam, "inspect", str(model), "--json"])
     row["inspect"] = "ok" if code == 0 else f"exit {code}: {error_text(out)}"
     if code == 0:
@@ -122,7 +148,7 @@ def write(rows: list[dict], path: Path, cbam_version: str) -> None:
         inspect = r["inspect"] if r["inspect"] != "ok" else f"ok: {r['inspect_summary']}"
         lines.append(f"| `{r['model']}` | 3x{r['size']}x{r['size']} | {cell(inspect)} | {cell(r['quantize'])} | "
                      f"{cell(r['eval'])} |")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines + failures_by_cause(rows)) + "\n")
 
 
 def main() -> int:
@@ -137,8 +163,9 @@ def main() -> int:
     if args.only:
         models = [m for m in models if m.stem in args.only]
     version = subprocess.run([args.cbam, "--version"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    # The last commit that changed the Rust sources the binary is built from.
+    commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", "crates", "Cargo.lock"],
+                            capture_output=True, text=True).stdout.strip()
     rows = [status(m, args.cbam, args.work) for m in models]
     saved = args.out.with_suffix(".json")
     if args.only and saved.exists():
@@ -147,7 +174,7 @@ def main() -> int:
         rows = [r for r in json.loads(saved.read_text()) if r["model"] not in done] + rows
         order = {str(m.relative_to(REPO)): i for i, m in enumerate(sorted(REPO.glob("models/rgb_*.onnx")) + sorted(ZOO.glob("*.onnx")))}
         rows.sort(key=lambda r: order.get(r["model"], len(order)))
-    write(rows, args.out, f"{version} built at commit {commit}")
+    write(rows, args.out, f"{version}, Rust sources of commit {commit}")
     saved.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
