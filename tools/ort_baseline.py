@@ -4,7 +4,7 @@ int8 weights, asymmetric int8 activations, MinMax calibration on the same 256 ca
 images the suite uses (models/data/rgb*/calib); then top-1 agreement of the QDQ model with
 the float model, and both accuracies, on RGB Fashion-MNIST test images (tools/rgb_fmnist.py).
 
-    python tools/ort_baseline.py models/rgb_mbv2_cbam96.onnx [--count 10000] [--qdq out.onnx] [--json]
+    python tools/ort_baseline.py models/rgb_mbv2_cbam96.onnx [--count 10000] [--qdq out.onnx] [--json] [--record]
 """
 
 from __future__ import annotations
@@ -76,12 +76,24 @@ def quantize(model_path: Path, qdq_path: Path, calib: np.ndarray) -> str:
     return done
 
 
+def record(model: Path, result: dict) -> None:
+    manifest = Path(__file__).resolve().parent.parent / "models" / "manifest.json"
+    entries = json.loads(manifest.read_text())
+    entry = next((e for e in entries if e["file"] == model.name), None)
+    if entry is None:
+        raise SystemExit(f"{model.name} has no entry in {manifest}: make it with tools/train_rgb.py first")
+    entry["ort_int8_baseline"] = {k: v for k, v in result.items() if k != "model"}
+    manifest.write_text(json.dumps(entries, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--count", type=int, default=10000, help="first N test images (default: all 10,000)")
     parser.add_argument("--qdq", type=Path, default=None, help="keep the QDQ model here")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--record", action="store_true",
+                        help="also store the result in the model's models/manifest.json entry (key ort_int8_baseline)")
     args = parser.parse_args()
     size = input_size(onnx.load(str(args.model)))
     gray, labels = rgb_fmnist.fmnist.load("train")
@@ -105,6 +117,8 @@ def main() -> int:
         "ort_int8_float_agreement_first256": round(float(np.mean(int8_top1[:256] == float_top1[:256])), 4),
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    if args.record:
+        record(args.model, result)
     return 0
 
 
