@@ -68,7 +68,7 @@ def error_text(out: str) -> str:
     """The error as the CLI printed it (its 'Error:' line and the cause lines after it)."""
     lines = out.splitlines()
     start = next((i for i, line in enumerate(lines) if line.lower().startswith("error")), max(0, len(lines) - 6))
-    return " / ".join(line.strip() for line in lines[start:] if line.strip())
+    return " / ".join(line.strip() for line in lines[start:] if line.strip()).replace(f"{REPO}/", "")
 
 
 def cell(text: str) -> str:
