@@ -3,6 +3,7 @@ PyTorch exports them, written to models/zoo/ with a README table of what each co
 
     python tools/make_zoo.py                 # every file and models/zoo/README.md
     python tools/make_zoo.py --only vgg_spatial same_upper   # some families; zoo.json keeps the rest
+    python tools/make_zoo.py --readme-only                   # README.md from zoo.json
 
 Weights are random (torch seed 0 per model); BatchNorm statistics are then measured on 64
 RGB Fashion-MNIST training images (tools/rgb_fmnist.py) at the model's input size, so the
@@ -256,6 +257,26 @@ def make_same_upper() -> dict:
             "macs": eval_onnx.count_macs(model), "bytes": path.stat().st_size, "diff": None}
 
 
+# Forms worth knowing that the op lists do not show (read from the files).
+NOTES = [
+    "",
+    "Forms the op lists do not show:",
+    "",
+    "- The dynamo exports here have a static batch of 1 (no `dynamic_shapes`); in some, a pooled",
+    "  tensor goes through `Reshape` to `[-1]` and a `Gather` (a decomposed `as_strided`; e.g. the",
+    "  adaptive max pool of `resnet_basic_paper_cbam_dynamo_op18`).",
+    "- `ZeroPad2d((0,1,0,1))` before a stride-2 conv: the legacy exporter writes a `Pad` whose pads",
+    "  are computed at run time (`ConstantOfShape`, `Concat`, `Reshape`, `Slice`, `Transpose`,",
+    "  `Cast`); the dynamo exporter folds it into the Conv as asymmetric `pads=[0,0,1,1]`.",
+    "- The official CBAM code's `view(N, -1)` and `expand_as` export (legacy) as chains of",
+    "  `Shape`, `Constant`, `Unsqueeze`, `Concat`, `Reshape` and `Expand`.",
+    "- torchvision's `SqueezeExcitation` multiplies `scale * input`: the gate is the first input of",
+    "  the `Mul`. timm's light CBAM (`lcbam`) multiplies feature maps by the constant 0.5.",
+    "- `same_upper_...` pads asymmetrically too: `auto_pad=SAME_UPPER` with stride 2 on an even",
+    "  input pads one pixel at the bottom and right only.",
+]
+
+
 def write_readme(rows: list[dict]) -> None:
     lines = [
         "# Export-variant zoo",
@@ -281,7 +302,7 @@ def write_readme(rows: list[dict]) -> None:
         diff = "n/a" if r["diff"] is None else f"{r['diff']:.2g}"
         lines.append(f"| `{r['file']}` | {r['arch']} | {r['attention']} | {r['exporter']} | 3x{r['size']}x{r['size']} | "
                      f"{r['ops']} | {r['params']:,} | {r['macs']:,} | {r['bytes']:,} | {diff} |")
-    (ZOO / "README.md").write_text("\n".join(lines) + "\n")
+    (ZOO / "README.md").write_text("\n".join(lines + NOTES) + "\n")
 
 
 def merge_rows(rows: list[dict]) -> list[dict]:
@@ -299,7 +320,11 @@ def merge_rows(rows: list[dict]) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="family names (or 'same_upper') to (re)make")
+    parser.add_argument("--readme-only", action="store_true", help="rewrite README.md from zoo.json, export nothing")
     args = parser.parse_args()
+    if args.readme_only:
+        write_readme(merge_rows([]))
+        return 0
     torch.set_num_threads(1)
     ZOO.mkdir(parents=True, exist_ok=True)
     known = {f.name for f in FAMILIES} | {"same_upper"}
