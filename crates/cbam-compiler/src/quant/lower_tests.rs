@@ -326,6 +326,17 @@ fn a_pruning_scatter_and_its_add_lower_to_one_add_with_a_kept_list() {
     }
 }
 
+/// The residual graph's ops when the branch stays a conv: trunk, branch, selection conv,
+/// dense add, global average pool, FC.
+const UNSCATTERED: [OpCode; 6] = [
+    OpCode::Conv2d,
+    OpCode::Conv2d,
+    OpCode::Conv2d,
+    OpCode::Add,
+    OpCode::GlobalAvgPool,
+    OpCode::FullyConnected,
+];
+
 #[test]
 fn a_conv_that_is_not_a_pure_selection_stays_a_conv() {
     let mut scaled = SELECT_1_3;
@@ -333,17 +344,7 @@ fn a_conv_that_is_not_a_pure_selection_stays_a_conv() {
     let (g, r) = residual_scatter_graph(scaled.to_vec(), false);
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
     let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
-    assert_eq!(
-        codes,
-        [
-            OpCode::Conv2d,
-            OpCode::Conv2d,
-            OpCode::Conv2d,
-            OpCode::Add,
-            OpCode::GlobalAvgPool,
-            OpCode::FullyConnected
-        ]
-    );
+    assert_eq!(codes, UNSCATTERED);
     assert!(m.tensors.iter().all(|t| t.kept.is_none()));
 }
 
@@ -354,15 +355,5 @@ fn a_scatter_read_by_more_than_its_add_stays_a_conv() {
     g.nodes[3].inputs = vec![3, 3];
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
     let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
-    assert_eq!(
-        codes,
-        [
-            OpCode::Conv2d,
-            OpCode::Conv2d,
-            OpCode::Conv2d,
-            OpCode::Add,
-            OpCode::GlobalAvgPool,
-            OpCode::FullyConnected
-        ]
-    );
+    assert_eq!(codes, UNSCATTERED);
 }

@@ -48,12 +48,10 @@ impl Layer {
     /// `(weights_off, [bias_off, mult_off, shift_off])` in the blob.
     fn add_to(&self, b: &mut BlobBuilder) -> (i32, PerChannelWords) {
         let weights_off = b.i8s(&self.weights);
-        let channels = PerChannelWords {
-            bias_off: b.bytes(&self.bias),
-            mult_off: b.bytes(&self.mult),
-            shift_off: b.bytes(&self.shift),
-        };
-        (weights_off, channels)
+        (
+            weights_off,
+            arrays(b, [&self.bias, &self.mult, &self.shift]),
+        )
     }
 
     fn quant(&self, in_zp: i32, out_zp: i32, act: ActRange) -> ChannelQuant<'_> {
@@ -68,6 +66,15 @@ impl Layer {
     }
 }
 
+/// Adds encoded bias, multiplier and shift arrays to the blob.
+fn arrays(b: &mut BlobBuilder, [bias, mult, shift]: [&[u8]; 3]) -> PerChannelWords {
+    PerChannelWords {
+        bias_off: b.bytes(bias),
+        mult_off: b.bytes(mult),
+        shift_off: b.bytes(shift),
+    }
+}
+
 fn cbam_words(b: &mut BlobBuilder, o: &CbamData) -> CbamWords {
     let order = match o.order {
         PoolOrder::MeanMax => 0,
@@ -79,18 +86,10 @@ fn cbam_words(b: &mut BlobBuilder, o: &CbamData) -> CbamWords {
         k: o.k as i32,
         order,
         w1_off: b.i8s(&o.w1),
-        mlp1: PerChannelWords {
-            bias_off: b.bytes(&o.b1),
-            mult_off: b.bytes(&o.m1),
-            shift_off: b.bytes(&o.s1),
-        },
+        mlp1: arrays(b, [&o.b1, &o.m1, &o.s1]),
         zp_h: o.zp_h,
         w2_off: b.i8s(&o.w2),
-        mlp2: PerChannelWords {
-            bias_off: b.bytes(&o.b2),
-            mult_off: b.bytes(&o.m2),
-            shift_off: b.bytes(&o.s2),
-        },
+        mlp2: arrays(b, [&o.b2, &o.m2, &o.s2]),
         zp_z: o.zp_z,
         lut_c_off: b.i8s(&o.lut_c),
         f1: requant_words(o.f1),

@@ -6,8 +6,8 @@ use crate::blob::tensor::Tensor;
 use crate::cbam::{CbamMlp, CbamParams, PoolOrder};
 use crate::error::Error;
 use crate::format::{
-    AddWords, CbamWords, ConcatWords, Conv2dWords, FullyConnectedWords, GlobalAvgPoolWords,
-    MulWords, OpParams, PoolWords, SigmoidWords,
+    ActWords, AddWords, CbamWords, ConcatWords, Conv2dWords, FullyConnectedWords,
+    GlobalAvgPoolWords, MulWords, OpParams, PerChannelWords, PoolWords, SigmoidWords,
 };
 use crate::kernels::add::{AddParams, In2Channels};
 use crate::kernels::conv2d::{Conv2dParams, ConvGeometry};
@@ -105,21 +105,30 @@ fn conv_common<'a>(
             "conv output h/w do not follow from input and geometry",
         ));
     }
-    let act = w.act(p.act)?;
-    let (bias, mult, shift) = w.per_channel(p.channels, os.c, CHANNEL_ARRAYS)?;
-    let quant = ChannelQuant {
+    let quant = channel_quant(w, p.channels, p.act, io)?;
+    let weights = w.i8s(p.weights_off, weights_len(&g), weights_what)?;
+    Ok((g, weights, quant))
+}
+
+/// The clamp and per-output-channel arrays of the conv ops and FULLY_CONNECTED.
+fn channel_quant<'a>(
+    w: &Checks<'a>,
+    channels: PerChannelWords,
+    act: ActWords,
+    io: &Io<'_, 'a>,
+) -> Result<ChannelQuant<'a>, Error> {
+    let act = w.act(act)?;
+    let names = ["bias array", "multiplier array", "shift array"];
+    let (bias, mult, shift) = w.per_channel(channels, io.out.shape.c, names)?;
+    Ok(ChannelQuant {
         in_zp: io.in0.zero_point,
         out_zp: io.out.zero_point,
         act,
         bias,
         mult,
         shift,
-    };
-    let weights = w.i8s(p.weights_off, weights_len(&g), weights_what)?;
-    Ok((g, weights, quant))
+    })
 }
-
-const CHANNEL_ARRAYS: [&str; 3] = ["bias array", "multiplier array", "shift array"];
 
 fn conv<'a>(w: &Checks<'a>, p: &Conv2dWords, io: &Io<'_, 'a>) -> Result<Kernel<'a>, Error> {
     let (in_c, out_c) = (io.in0.shape.c, io.out.shape.c);
@@ -174,15 +183,7 @@ fn fully_connected<'a>(
         n_in.checked_mul(os.c),
         "fully connected weights",
     )?;
-    let (bias, mult, shift) = w.per_channel(p.channels, os.c, CHANNEL_ARRAYS)?;
-    let quant = ChannelQuant {
-        in_zp: io.in0.zero_point,
-        out_zp: io.out.zero_point,
-        act: w.act(p.act)?,
-        bias,
-        mult,
-        shift,
-    };
+    let quant = channel_quant(w, p.channels, p.act, io)?;
     Ok(Kernel::FullyConnected(FullyConnectedParams {
         weights,
         quant,
