@@ -91,20 +91,25 @@ def _fixed_batch(session: ort.InferenceSession) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
-def accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    model = onnx.load(str(path))
-    mean, std = read_normalization(model)
+def session(path: Path) -> ort.InferenceSession:
+    """A single-threaded CPU session (the machine is shared with compilers)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    model = onnx.load(str(path))
+    mean, std = read_normalization(model)
+    sess = session(path)
+    name = sess.get_inputs()[0].name
     x = fmnist.to_input(images, mean, std)
-    batch = _fixed_batch(session) or 256
+    batch = _fixed_batch(sess) or 256
     correct = 0
     for start in range(0, len(x), batch):
         chunk = x[start : start + batch]
-        logits = session.run(None, {name: chunk})[0]
+        logits = sess.run(None, {name: chunk})[0]
         correct += int(np.sum(np.argmax(logits, axis=1) == labels[start : start + batch]))
     return correct / len(x)
 

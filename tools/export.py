@@ -254,10 +254,13 @@ def write_manifest(entries: list[dict]) -> None:
     by_file = {e["file"]: e for e in old}
     by_file.update({e["file"]: e for e in entries})
     order = [v.file for v in VARIANTS]
-    merged = [by_file[f] for f in order if f in by_file]
+    # Entries written by other scripts (tools/train_rgb.py) keep their place after ours.
+    merged = [by_file[f] for f in order if f in by_file] + [e for f, e in by_file.items() if f not in order]
     path.write_text(json.dumps(merged, indent=2) + "\n")
     listed = {MODELS / e["file"] for e in merged}
-    unlisted = sorted(p.relative_to(MODELS) for p in MODELS.rglob("*.onnx") if p not in listed)
+    unlisted = sorted(
+        p.relative_to(MODELS) for p in MODELS.rglob("*.onnx") if p not in listed and p.parent.name != "zoo"
+    )
     if unlisted:
         # Other tools may write ONNX files here (pruned or QDQ models); they are not ours to list.
         print(f"note: ONNX files under models/ not made by export.py, not in the manifest: {unlisted}")

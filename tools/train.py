@@ -71,6 +71,16 @@ def init_from(model: torch.nn.Module, checkpoint: dict) -> None:
     print(f"initialised from base: fresh {fresh}, dropped {dropped}")
 
 
+def check_and_seed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject non-positive counts, then the one seeded, deterministic torch set-up of every
+    training script."""
+    if args.epochs < 1 or args.batch < 1:
+        parser.error("--epochs and --batch must be positive")
+    torch.set_num_threads(min(args.threads, 2))
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def train(model, data, epochs: int, lr: float, batch: int, seed: int) -> float:
     (x_train, y_train), (x_test, y_test) = data
     rng = np.random.default_rng(seed)
@@ -113,12 +123,7 @@ def main() -> int:
                         help="with --arch: continue from tools/checkpoints/ARCH.pt instead of a fresh init")
     parser.add_argument("--no-export", action="store_true", help="only save the checkpoint")
     args = parser.parse_args()
-    if args.epochs < 1 or args.batch < 1:
-        parser.error("--epochs and --batch must be positive")
-
-    torch.set_num_threads(min(args.threads, 2))
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    check_and_seed(parser, args)
 
     history: list[str] = []
     if args.arch:

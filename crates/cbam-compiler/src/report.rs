@@ -131,9 +131,7 @@ pub fn layer_rows(
             Some(LayerReport {
                 index: i,
                 node: op.node.clone(),
-                op: cbam_core::OpCode::from_u16(op.kind.code())
-                    .map_or("?", |c| c.name())
-                    .to_string(),
+                op: op.kind.code().name().to_string(),
                 tensor: t.name.clone(),
                 shape: t.shape,
                 range: ranges.get(&t.name).copied(),

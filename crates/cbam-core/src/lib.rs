@@ -5,6 +5,11 @@
 //! [`Model::run_observed`] with an [`Observer`] (per-op hooks, CBAM attention maps);
 //! [`argmax`] picks the class. [`TensorInfo`] describes the input and the output.
 //!
+//! - [`format`]: the `.cbam` blob format (FORMAT.md) in one place: constants, records, op
+//!   codes, each op's parameter words and scratch size; the encoder behind feature `alloc`.
+//! - [`blob`]: the `.cbam` reader (validates everything before the first run); the
+//!   interpreter runs it over the kernels, one per op, and the fused CBAM block.
+//!
 //! With the `kernels` feature the kernels, the fused CBAM op and their fixed-point
 //! arithmetic are public too (modules `kernels`, `cbam`, `math`), for benchmarks that
 //! call them directly; `test-support` adds the shared kernel suite that device tests run
@@ -12,12 +17,15 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+#[cfg(any(test, feature = "alloc"))]
+extern crate alloc;
+
 pub mod blob;
 mod crc;
 mod error;
+pub mod format;
 mod interp;
 pub mod le;
-mod op_code;
 #[cfg(test)]
 mod testblob;
 
@@ -36,10 +44,8 @@ pub mod math;
 #[cfg(not(feature = "kernels"))]
 mod math;
 
-pub use blob::{
-    Model, OpInfo, TensorInfo, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
-};
+pub use blob::{Model, OpInfo, TensorInfo};
 pub use crc::crc32;
 pub use error::Error;
+pub use format::{OpCode, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION};
 pub use interp::{argmax, NoObserver, Observer};
-pub use op_code::{param_word_count, scratch_size, OpCode};

@@ -1,13 +1,22 @@
 use super::*;
 use crate::quant::testing::{self, small_cbam_graph};
+use cbam_core::OpCode;
 
 #[test]
 fn small_graph_lowers_to_core_ops() {
     let (g, r) = small_cbam_graph();
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
+    let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
     // Conv, CBAM, MaxPool, FC; Flatten aliases, Softmax is dropped.
-    assert_eq!(codes, vec![1, 12, 4, 3]);
+    assert_eq!(
+        codes,
+        [
+            OpCode::Conv2d,
+            OpCode::Cbam,
+            OpCode::MaxPool2d,
+            OpCode::FullyConnected
+        ]
+    );
     assert_eq!(m.tensors[m.output].shape, [1, 1, 3]);
     assert_eq!(m.tensors[m.output].name, "logits");
     assert_eq!(m.tensor_map[6], Some(m.output));
@@ -286,8 +295,18 @@ fn a_pruning_scatter_and_its_add_lower_to_one_add_with_a_kept_list() {
     for scatter_first in [false, true] {
         let (g, r) = residual_scatter_graph(SELECT_1_3.to_vec(), scatter_first);
         let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-        let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
-        assert_eq!(codes, vec![1, 1, 8, 6, 3], "scatter first: {scatter_first}");
+        let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                OpCode::Conv2d,
+                OpCode::Conv2d,
+                OpCode::Add,
+                OpCode::GlobalAvgPool,
+                OpCode::FullyConnected
+            ],
+            "scatter first: {scatter_first}"
+        );
         let add = &m.ops[2];
         let (trunk, branch) = (m.ops[0].output, m.ops[1].output);
         assert_eq!(add.inputs, vec![trunk, branch], "the pruned tensor is in2");
@@ -307,14 +326,25 @@ fn a_pruning_scatter_and_its_add_lower_to_one_add_with_a_kept_list() {
     }
 }
 
+/// The residual graph's ops when the branch stays a conv: trunk, branch, selection conv,
+/// dense add, global average pool, FC.
+const UNSCATTERED: [OpCode; 6] = [
+    OpCode::Conv2d,
+    OpCode::Conv2d,
+    OpCode::Conv2d,
+    OpCode::Add,
+    OpCode::GlobalAvgPool,
+    OpCode::FullyConnected,
+];
+
 #[test]
 fn a_conv_that_is_not_a_pure_selection_stays_a_conv() {
     let mut scaled = SELECT_1_3;
     scaled[2] = 0.5;
     let (g, r) = residual_scatter_graph(scaled.to_vec(), false);
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
-    assert_eq!(codes, vec![1, 1, 1, 8, 6, 3]);
+    let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
+    assert_eq!(codes, UNSCATTERED);
     assert!(m.tensors.iter().all(|t| t.kept.is_none()));
 }
 
@@ -324,6 +354,6 @@ fn a_scatter_read_by_more_than_its_add_stays_a_conv() {
     // The Add sums the scattered value with itself: two readings, nothing to scatter onto.
     g.nodes[3].inputs = vec![3, 3];
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let codes: Vec<u16> = m.ops.iter().map(|o| o.kind.code()).collect();
-    assert_eq!(codes, vec![1, 1, 1, 8, 6, 3]);
+    let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
+    assert_eq!(codes, UNSCATTERED);
 }

@@ -8,21 +8,10 @@ mod tensor;
 mod validate;
 
 use crate::error::Error;
-use crate::op_code::OpCode;
+use crate::format::{OpCode, FLAG_RAW_PIXELS};
 pub(crate) use decode::{decode_op, Kernel, Op};
 pub(crate) use header::Header;
 pub(crate) use tensor::{Span, Tensor};
-
-/// The first four bytes of every blob.
-pub const MAGIC: [u8; 4] = *b"CBAM";
-/// The format version this core reads and the compiler writes.
-pub const VERSION: u16 = 1;
-/// Bytes of the header.
-pub const HEADER_LEN: u16 = 64;
-/// Bytes of one tensor record.
-pub const TENSOR_RECORD_LEN: usize = 32;
-/// Bytes of one op record.
-pub const OP_RECORD_LEN: usize = 32;
 
 /// Shape and quantization of a model input or output tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,7 +105,7 @@ impl<'a> Model<'a> {
 
     /// Whether the input takes raw 8-bit pixels as `q = pixel - 128` (normalisation folded in).
     pub fn input_is_raw_pixels(&self) -> bool {
-        self.header.flags & header::FLAG_RAW_PIXELS != 0
+        self.header.flags & FLAG_RAW_PIXELS != 0
     }
 
     /// The value of a metadata key (`name`, `labels`, `source`, `calibration`, ...).
@@ -159,6 +148,12 @@ impl<'a> Model<'a> {
     /// The shared scratch region's size (part of [`Model::arena_size`]).
     pub fn scratch_size(&self) -> usize {
         self.header.scratch_size
+    }
+
+    /// The CRC-32 the header stores (and `parse` checked): identifies the blob, e.g. to
+    /// tell whether outputs computed at build time belong to the blob found in flash.
+    pub fn crc(&self) -> u32 {
+        self.header.crc32
     }
 }
 

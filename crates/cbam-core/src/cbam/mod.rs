@@ -16,11 +16,8 @@ use crate::kernels::{
 use crate::le::I32Le;
 use crate::math::{div_round_half_away, requantize_to_i8, saturate_i8, ActRange, Requant};
 
-/// Scratch bytes the fused op needs, or `None` on overflow.
-pub fn cbam_scratch_size(c: usize, cr: usize, h: usize, w: usize) -> Option<usize> {
-    let vectors = c.checked_mul(3)?.checked_add(cr.checked_mul(2)?)?;
-    vectors.checked_add(h.checked_mul(w)?.checked_mul(3)?)
-}
+/// Scratch bytes the fused op needs (the format's count: the memory planner asks it too).
+pub use crate::format::cbam_scratch_size;
 
 /// The attention maps left in scratch after the op (int8, scale 1/256, zero point -128).
 #[derive(Debug)]

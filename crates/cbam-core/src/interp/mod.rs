@@ -3,6 +3,7 @@
 use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::cbam;
 use crate::error::Error;
+use crate::format::OpCode;
 use crate::kernels::add::add;
 use crate::kernels::concat::concat;
 use crate::kernels::conv2d::conv2d;
@@ -14,7 +15,6 @@ use crate::kernels::pool::pool2d;
 use crate::kernels::sigmoid::sigmoid;
 use crate::kernels::ConcatInput;
 use crate::le::{as_i8, as_i8_mut, as_u8};
-use crate::op_code::OpCode;
 
 /// Hooks into a run: per-op timing on firmware, attention heatmaps on the Pi.
 pub trait Observer {
