@@ -150,25 +150,10 @@ pub(crate) fn dot_row(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::cbam::spatial_attention_by_conv2d;
     use crate::kernels::backend::{Backend, Portable};
-    use crate::kernels::test_support::{cbam_block, Rng};
+    use crate::kernels::test_support::{spatial_block, Rng};
     use crate::kernels::Shape;
-    use crate::math::Requant;
-
-    /// A block with only what the spatial attention reads set.
-    fn params<'a>(k: usize, ws: &'a [i8], lut: &'a [i8; 256], rng: &mut Rng) -> CbamParams<'a> {
-        CbamParams {
-            zp_f1: rng.int(-128, 127),
-            bs: rng.int(-5000, 5000),
-            rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
-            zp_s: rng.int(-128, 127),
-            zp_in: -128,
-            zp_out: -128,
-            ..cbam_block(lut, 4, k, ws)
-        }
-    }
 
     #[test]
     fn matches_the_conv_kernel_on_random_maps() {
@@ -179,7 +164,7 @@ mod tests {
             let (h, w) = (rng.int(1, 20) as usize, rng.int(1, 30) as usize);
             let ws: Vec<i8> = (0..k * k * 2).map(|_| rng.i8()).collect();
             let maps: Vec<i8> = (0..h * w * 2).map(|_| rng.i8()).collect();
-            let p = params(k, &ws, &lut, &mut rng);
+            let p = spatial_block(&mut rng, &lut, k, &ws);
             let shape = Shape::new(h, w, 4);
             let mut att = vec![0i8; h * w];
             assert!(
@@ -201,7 +186,7 @@ mod tests {
         let maps = vec![0i8; 2 * 200 * 2];
         let mut att = vec![5i8; 2 * 200];
         assert!(!Portable::cbam_spatial_conv(
-            &params(7, &ws, &lut, &mut rng),
+            &spatial_block(&mut rng, &lut, 7, &ws),
             wide,
             &maps,
             &mut att
@@ -209,7 +194,7 @@ mod tests {
         assert!(att.iter().all(|&v| v == 5));
         let small = Shape::new(2, 2, 4);
         assert!(!Portable::cbam_spatial_conv(
-            &params(13, &ws, &lut, &mut rng),
+            &spatial_block(&mut rng, &lut, 13, &ws),
             small,
             &maps,
             &mut att

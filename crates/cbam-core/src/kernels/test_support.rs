@@ -441,6 +441,25 @@ pub fn max_pool_reference(
     }
 }
 
+/// A 4-channel CBAM block for the spatial attention alone (steps 6 and 7a): kernel `k`
+/// (weights `ws`), random zero points, bias and requantizer, an input of zero point -128.
+pub fn spatial_block<'a>(
+    rng: &mut Rng,
+    lut: &'a [i8; 256],
+    k: usize,
+    ws: &'a [i8],
+) -> CbamParams<'a> {
+    CbamParams {
+        zp_f1: rng.int(-128, 127),
+        bs: rng.int(-5000, 5000),
+        rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
+        zp_s: rng.int(-128, 127),
+        zp_in: -128,
+        zp_out: -128,
+        ..cbam_block(lut, 4, k, ws)
+    }
+}
+
 /// A CBAM block of `c` channels with spatial kernel `k` (weights `ws`), an empty MLP and
 /// every requantizer a plain `2^30 >> 7`: each test sets what its step reads.
 pub fn cbam_block<'a>(lut: &'a [i8; 256], c: usize, k: usize, ws: &'a [i8]) -> CbamParams<'a> {

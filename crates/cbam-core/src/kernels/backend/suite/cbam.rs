@@ -5,7 +5,7 @@
 
 use super::{same, Backend, Memory, Portable};
 use crate::cbam::{self, spatial_attention_by_conv2d};
-use crate::kernels::test_support::{cbam_block, Rng};
+use crate::kernels::test_support::{cbam_block, spatial_block, Rng};
 use crate::kernels::{PoolOrder, Shape};
 use crate::math::{requantize_to_i8, ActRange, Requant};
 
@@ -257,15 +257,7 @@ pub(super) fn spatial_attention<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u
         let (maps, ws) = (&mut maps[..2 * h * w], &mut ws[..k * k * 2]);
         rng.fill(maps);
         rng.fill(ws);
-        let p = crate::kernels::CbamParams {
-            zp_f1: rng.int(-128, 127),
-            bs: rng.int(-5000, 5000),
-            rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
-            zp_s: rng.int(-128, 127),
-            zp_in: -128,
-            zp_out: -128,
-            ..cbam_block(&lut, 4, k, ws)
-        };
+        let p = spatial_block(rng, &lut, k, ws);
         let shape = Shape::new(h, w, 4);
         let [got, by_conv, ring] = &mut atts;
         let (got, by_conv, ring) = (&mut got[..h * w], &mut by_conv[..h * w], &mut ring[..h * w]);
