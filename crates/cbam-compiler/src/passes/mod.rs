@@ -15,6 +15,7 @@ mod edit;
 mod fold_bn;
 mod fold_pad;
 mod fuse_act;
+mod self_gate;
 mod simplify;
 
 pub use affine::{affine_to_conv, batchnorm_to_affine, fold_affine};
@@ -23,6 +24,7 @@ pub use conv_to_linear::conv1x1_to_linear;
 pub use fold_bn::fold_batchnorm;
 pub use fold_pad::fold_pad;
 pub use fuse_act::fuse_activations;
+pub use self_gate::fuse_self_gates;
 pub use simplify::{compact, remove_identities};
 
 use crate::ir::Graph;
@@ -41,6 +43,7 @@ pub fn optimize(graph: Graph) -> Result<Graph, PassError> {
     let g = fold_pad(g)?;
     let g = fold_batchnorm(g)?;
     let g = batchnorm_to_affine(g)?;
+    let g = fuse_self_gates(g)?;
     let g = fold_affine(g)?;
     let g = conv1x1_to_linear(g)?;
     let g = fuse_activations(g)?;
