@@ -145,9 +145,10 @@ fn rgb_example_models_keep_their_accuracy_in_int8() {
         let f = fidelity::measure(&m.onnx, &compiled, &qdq_path, &test)
             .unwrap_or_else(|e| panic!("{name}: measure: {e}"));
         eprintln!("{name}: {f:?}");
-        // Measured on these images: 0.992-0.996 agreement with 256 calibration images in
-        // the release CLI; two disagreements in 128 are allowed on top.
-        assert!(f.agreement >= 0.975, "{name}: agreement {:.4}", f.agreement);
+        // Measured with these 128 calibration images: 0.977 (MobileNetV2, 128 test images)
+        // and 0.996 (ResNet, 256); the bound leaves two more images of the smaller set, and
+        // catches a broken input normalisation (0.875 when padding read the wrong pixel).
+        assert!(f.agreement >= 0.96, "{name}: agreement {:.4}", f.agreement);
         assert!(
             f.float_accuracy > 0.75,
             "{name}: float accuracy {:.3}",
