@@ -524,8 +524,9 @@ fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_
         .expect("write pruned model");
 
     let calib_images = paths::calibration_images().expect("calibration images");
-    let calib = fidelity::load_data(&pruned, &calib_images, None, 64).expect("calibration data");
-    let compiled = fidelity::quantize(&pruned, &calib).expect("quantize the pruned model");
+    let calib =
+        fidelity::load_data(&pruned, &calib_images, None, 64, &None).expect("calibration data");
+    let compiled = fidelity::quantize(&pruned, &calib, &None).expect("quantize the pruned model");
 
     let adds = add_second_inputs(&compiled.blob);
     let scattering: Vec<_> = adds.iter().filter(|(_, _, kept)| *kept).collect();
@@ -555,8 +556,8 @@ fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_
     let qdq_path = dir.path().join("fmnist_cbam_res.pruned.int8.onnx");
     std::fs::write(&qdq_path, compiled.qdq.as_ref().expect("QDQ requested")).expect("write QDQ");
     let test = paths::fashion_mnist_test().expect("Fashion-MNIST test images");
-    let data =
-        fidelity::load_data(&pruned, &test.images, Some(&test.labels), 200).expect("test data");
+    let data = fidelity::load_data(&pruned, &test.images, Some(&test.labels), 200, &None)
+        .expect("test data");
     let m = fidelity::measure(&pruned, &compiled, &qdq_path, &data).expect("measure");
     println!(
         "pruned residual model, {} scattering ADDs: {m:?}",

@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::model_file::{self, ModelKind};
+use crate::norm::NormArgs;
 use crate::progress;
 
 #[derive(Debug, Clone, Args)]
@@ -50,6 +51,8 @@ pub struct EvalArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub norm: NormArgs,
 }
 
 /// A model opened for evaluation: its bytes and what it is.
@@ -106,9 +109,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let subject = Subject::open(&args.model)?;
     let reference = args.reference.as_deref().map(Subject::open).transpose()?;
     let mut notes = Vec::new();
-    let spec = input_spec(&subject, reference.as_ref(), &mut notes)?;
+    let spec = input_spec(&subject, reference.as_ref(), &args.norm, &mut notes)?;
     if let Some(r) = &reference {
-        let ref_spec = input_spec(r, None, &mut Vec::new())?;
+        let ref_spec = input_spec(r, None, &args.norm, &mut Vec::new())?;
         ensure!(
             ref_spec.shape == spec.shape,
             "the reference {} takes input {:?} but {} takes {:?}; compare models of the same input",
@@ -170,39 +173,38 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The model's input; a blob has no pixel normalisation of its own, so it comes from the
-/// reference model (it only matters for image data fed to a blob without raw-pixel input).
+/// The model's input and its pixel normalisation: `--mean`/`--std` when given, else the
+/// ONNX model's `cbam.mean`/`cbam.std`, or a blob's `mean`/`std` metadata (older blobs:
+/// the reference model's). It only matters for image data.
 fn input_spec(
     subject: &Subject,
     reference: Option<&Subject>,
+    norm: &NormArgs,
     notes: &mut Vec<String>,
 ) -> Result<InputSpec> {
-    match subject.kind {
-        ModelKind::Onnx => model_file::onnx_input_spec(&subject.path, &subject.bytes),
+    let spec = match subject.kind {
+        ModelKind::Onnx => model_file::onnx_input_spec(&subject.path, &subject.bytes)?,
         ModelKind::Blob => {
             let model = model_file::parse_blob(&subject.path, &subject.bytes)?;
             let input = model.input();
             let chw = [input.c, input.h, input.w];
-            let (mean, std) = match reference.filter(|r| r.kind == ModelKind::Onnx) {
-                Some(r) => {
-                    let spec = model_file::onnx_input_spec(&r.path, &r.bytes)?;
-                    (spec.mean, spec.std)
-                }
-                None => {
-                    if !model.input_is_raw_pixels() {
-                        notes.push(
-                            "the blob's input is not raw pixels and no --reference gives the \
-                             model's mean/std: image data is fed as pixel/255"
-                                .into(),
-                        );
-                    }
-                    (Vec::new(), Vec::new())
-                }
-            };
+            let (mut mean, mut std) = model_file::blob_normalisation(&subject.path, &model)?;
+            let stored = !mean.is_empty() || !std.is_empty();
+            if let Some(r) = reference.filter(|r| r.kind == ModelKind::Onnx && !stored) {
+                let spec = model_file::onnx_input_spec(&r.path, &r.bytes)?;
+                (mean, std) = (spec.mean, spec.std);
+            } else if !stored && !model.input_is_raw_pixels() && norm.given().is_none() {
+                notes.push(
+                    "the blob records no input normalisation and neither --mean/--std nor \
+                     --reference gives one: image data is fed as pixel/255"
+                        .into(),
+                );
+            }
             InputSpec::new(chw, &mean, &std)
-                .with_context(|| format!("model {}", subject.path.display()))
+                .with_context(|| format!("model {}", subject.path.display()))?
         }
-    }
+    };
+    norm.apply(spec)
 }
 
 /// Top-1 class of every sample, and the mean milliseconds per sample.

@@ -12,6 +12,7 @@ use cbam_compiler::write_atomic;
 use clap::{Args, ValueEnum};
 
 use crate::model_file;
+use crate::norm::NormArgs;
 use crate::progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +97,8 @@ pub struct QuantizeArgs {
     /// shift: the fast path of the Cortex-M4 kernels)
     #[arg(long)]
     pub calibrated_cbam_scales: bool,
+    #[command(flatten)]
+    pub norm: NormArgs,
 }
 
 impl QuantizeArgs {
@@ -127,7 +130,9 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let method = args.calib_method()?;
     check_outputs(args)?;
     let bytes = model_file::read(&args.model)?;
-    let spec = model_file::onnx_input_spec(&args.model, &bytes)?;
+    let spec = args
+        .norm
+        .apply(model_file::onnx_input_spec(&args.model, &bytes)?)?;
     let source = DataSource {
         data: args.calib.clone(),
         labels: args.calib_labels.clone(),
@@ -157,6 +162,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             cbam_pow2_scales: !args.calibrated_cbam_scales,
             ..LowerOptions::default()
         },
+        normalization: args.norm.given(),
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");

@@ -12,6 +12,7 @@ mod cmd_run;
 mod flash;
 mod frames;
 mod model_file;
+mod norm;
 mod overlay;
 mod progress;
 

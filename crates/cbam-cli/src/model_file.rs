@@ -74,6 +74,26 @@ fn parse_floats(text: &str) -> Result<Vec<f32>> {
         .collect()
 }
 
+/// The normalisation a blob was quantized with: its `mean`/`std` metadata (none: plain
+/// `pixel / 255`).
+pub fn blob_normalisation(path: &Path, model: &cbam_core::Model) -> Result<(Vec<f32>, Vec<f32>)> {
+    let read = |key: &str| -> Result<Vec<f32>> {
+        model
+            .meta(key)
+            .map(|v| {
+                parse_floats(v).with_context(|| {
+                    format!(
+                        "{}: metadata {key} = {v:?} is not a comma-separated list of numbers",
+                        path.display()
+                    )
+                })
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    Ok((read("mean")?, read("std")?))
+}
+
 /// A parsed blob, with the error saying what to do when it is not one.
 pub fn parse_blob<'b>(path: &Path, bytes: &'b [u8]) -> Result<cbam_core::Model<'b>> {
     cbam_core::Model::parse(bytes).map_err(|e| {

@@ -18,6 +18,10 @@ pub struct BlobMeta {
     pub labels: Vec<String>,
     pub source: String,
     pub calibration: String,
+    /// The input normalisation the model was quantized with (empty: plain `pixel / 255`),
+    /// so a blob whose input is not raw pixels still says how to feed it images.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
 }
 
 impl BlobMeta {
@@ -30,13 +34,27 @@ impl BlobMeta {
             .iter()
             .map(|l| line(l).replace(',', ";"))
             .collect();
-        format!(
+        let floats = |v: &[f32]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut text = format!(
             "name={}\nlabels={}\nsource={}\ncalibration={}\n",
             line(&self.name),
             labels.join(","),
             line(&self.source),
             line(&self.calibration)
-        )
+        );
+        if !self.mean.is_empty() || !self.std.is_empty() {
+            text.push_str(&format!(
+                "mean={}\nstd={}\n",
+                floats(&self.mean),
+                floats(&self.std)
+            ));
+        }
+        text
     }
 }
 
@@ -171,6 +189,8 @@ mod tests {
             labels: vec!["a".into(), "b,c".into()],
             source: "small.onnx".into(),
             calibration: "minmax".into(),
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
         };
         let b = write(&m, &p, &meta).unwrap();
         (m, p, b)
@@ -220,6 +240,9 @@ mod tests {
         model.run(&mut arena, &input, &mut again).unwrap();
         assert_eq!(out, again);
         assert_eq!(m.tensors[m.output].shape, [1, 1, 3]);
+        assert_eq!(model.meta("mean"), Some("0.485,0.456,0.406"));
+        assert_eq!(model.meta("std"), Some("0.229,0.224,0.225"));
+        assert_eq!(model.labels().collect::<Vec<_>>(), ["a", "b;c"]);
     }
 
     #[test]

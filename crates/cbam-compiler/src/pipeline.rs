@@ -49,6 +49,10 @@ pub struct QuantizeOptions {
     /// `None` follows `bias_correction`, so `cbam quantize` has it and `--no-bias-correction`
     /// drops it with the other tuning.
     pub top1_output_range: Option<bool>,
+    /// The input normalisation `(mean, std)` per channel (or one value for all), for models
+    /// whose ONNX file does not carry `cbam.mean`/`cbam.std`; given, it replaces the
+    /// metadata. It decides the raw-pixel input folding and is stored in the blob.
+    pub normalization: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Default for QuantizeOptions {
@@ -72,6 +76,7 @@ impl Default for QuantizeOptions {
             // QDQ writer's few absolute logit differences as twice the steps, which the
             // end-to-end suite bounds for the min-max scale.
             top1_output_range: None,
+            normalization: None,
         }
     }
 }
@@ -129,11 +134,15 @@ pub fn quantize(
     opts: &QuantizeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Compiled, PipelineError> {
-    let graph =
+    let mut graph =
         passes::optimize(import::load_onnx(onnx)?).map_err(|source| PipelineError::Passes {
             path: onnx.display().to_string(),
             source,
         })?;
+    if let Some((mean, std)) = &opts.normalization {
+        graph.meta.mean = mean.clone();
+        graph.meta.std = std.clone();
+    }
     let float = FloatModel::load(onnx)?;
     check_inputs(&float, calib_inputs)?;
     let sqnr_images = opts.sqnr_images.min(calib_inputs.len());
@@ -158,6 +167,8 @@ pub fn quantize(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
         calibration: opts.method.to_string(),
+        mean: graph.meta.mean.clone(),
+        std: graph.meta.std.clone(),
     };
     let blob = blob::write(&model, &plan, &meta)?;
     let fidelity = measure(

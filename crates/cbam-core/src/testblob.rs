@@ -7,8 +7,8 @@
 
 use crate::format::{
     ActWords, AddWords, BlobWriter, CbamWords, ConcatWords, ConstArrays, Conv2dWords,
-    DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords, HeaderFields, MulWords, NoWords,
-    OpFields, OpParams, PerChannelWords, PoolWords, RequantWords, SigmoidWords, TensorFields,
+    DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords, HeaderFields, LutWords, MulWords,
+    NoWords, OpFields, OpParams, PerChannelWords, PoolWords, RequantWords, TensorFields,
     MAX_INPUTS, NO_INPUT, OP_RECORD_LEN, TENSOR_RECORD_LEN,
 };
 use crate::kernels::test_support::Rng;
@@ -509,7 +509,7 @@ pub fn all_ops_blob() -> Vec<u8> {
     let p = ConcatWords::new(&[RequantWords::default(), rq(&mut rng, 0)]).unwrap();
     b.op(&[maxp, avgp], cat, OpParams::Concat(p));
     let lut_off = b.i8s(&sigmoid_lut());
-    b.op(&[cat], sig, OpParams::Sigmoid(SigmoidWords { lut_off }));
+    b.op(&[cat], sig, OpParams::Sigmoid(LutWords { lut_off }));
     let p = MulWords {
         out: rq(&mut rng, -8),
         act: act_words((-128, 127)),

@@ -129,6 +129,8 @@ pub struct CoreRunner<'b> {
     arena: Vec<u8>,
     output: Vec<i8>,
     labels: Vec<String>,
+    /// From the blob's metadata; only used when its input is not raw pixels.
+    norm: Normalisation,
 }
 
 impl<'b> Runner<'b> {
@@ -322,13 +324,16 @@ fn guess_hw(len: usize, ih: usize, iw: usize) -> (usize, usize) {
 impl<'b> CoreRunner<'b> {
     fn new(file: &'b ModelFile, notes: &mut Vec<String>) -> Result<Self> {
         let model = model_file::parse_blob(&file.path, &file.bytes)?;
-        if !model.input_is_raw_pixels() {
+        let (mean, std) = model_file::blob_normalisation(&file.path, &model)?;
+        if !model.input_is_raw_pixels() && mean.is_empty() && std.is_empty() {
             notes.push(format!(
-                "{}: the blob's input is not raw pixels; frames are fed as pixel/255",
+                "{}: the blob's input is not raw pixels and it records no normalisation; \
+                 frames are fed as pixel/255",
                 file.path.display()
             ));
         }
         Ok(CoreRunner {
+            norm: Normalisation { mean, std },
             arena: vec![0u8; model.arena_size()],
             output: vec![0i8; model.output().len()],
             labels: model.labels().map(str::to_string).collect(),
@@ -338,12 +343,8 @@ impl<'b> CoreRunner<'b> {
 
     fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
         let info = self.model.input();
-        let norm = Normalisation {
-            mean: Vec::new(),
-            std: Vec::new(),
-        };
         let sample = Sample {
-            input: norm.float_input(pixels_chw, info.h * info.w),
+            input: self.norm.float_input(pixels_chw, info.h * info.w),
             pixels: Some(pixels_chw.to_vec()),
             label: None,
         };

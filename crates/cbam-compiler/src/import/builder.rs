@@ -15,6 +15,10 @@ use crate::ir::{Node, Op, TensorDef, TensorId};
 pub(crate) enum Value {
     Const(Const),
     Tensor(TensorId),
+    /// Feature map `TensorId` flattened to one axis, batch included (`x.reshape(-1)`).
+    /// Only a reshape or an identity gather can use it: the IR has no batch-free vectors
+    /// of a whole map.
+    Flat(TensorId),
 }
 
 /// One ONNX node being translated, with the name used in every error about it.
@@ -124,6 +128,9 @@ impl<'a> Importer<'a> {
     pub fn tensor_input(&self, n: &NodeCtx, i: usize) -> Result<TensorId, ImportError> {
         match self.required(n, i)? {
             Value::Tensor(id) => Ok(*id),
+            Value::Flat(_) => Err(n.unsupported(format!(
+                "input {i} is a feature map flattened together with its batch dimension; only a reshape back or an in-order Gather can use it"
+            ))),
             Value::Const(_) => Err(n.unsupported(format!(
                 "input {i} is a constant where a feature map is expected (constant folding of this op is not supported)"
             ))),
@@ -133,7 +140,7 @@ impl<'a> Importer<'a> {
     pub fn const_input(&self, n: &NodeCtx, i: usize) -> Result<&Const, ImportError> {
         match self.required(n, i)? {
             Value::Const(c) => Ok(c),
-            Value::Tensor(_) => Err(n.unsupported(format!(
+            Value::Tensor(_) | Value::Flat(_) => Err(n.unsupported(format!(
                 "input {i} is computed at run time; only constant (initializer) values are supported there"
             ))),
         }

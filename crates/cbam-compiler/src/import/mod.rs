@@ -9,7 +9,9 @@ mod builder;
 mod constant;
 mod error;
 mod model;
+mod ops_act;
 mod ops_nn;
+mod ops_pad;
 mod ops_shape;
 mod window;
 

@@ -9,7 +9,8 @@ use tract_onnx::pb::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoPro
 
 use super::builder::{Importer, NodeCtx, Value};
 use super::constant::decode_tensor;
-use super::{ops_nn, ops_shape, ImportError};
+use super::ops_act::{self, Arith};
+use super::{ops_nn, ops_pad, ops_shape, ImportError};
 use crate::ir::{Graph, ModelMeta, Op};
 
 pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Graph, ImportError> {
@@ -67,6 +68,10 @@ pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Gra
                 why: "output is a constant".into(),
             })
         }
+        Some(Value::Flat(_)) => return Err(ImportError::BadGraph {
+            why: "output is a feature map flattened with its batch axis; only batch 1 is supported"
+                .into(),
+        }),
         None => {
             return Err(ImportError::MissingInput {
                 node: "graph output".into(),
@@ -221,8 +226,13 @@ fn translate(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
         "Sigmoid" => ops_nn::unary(imp, n, Op::Sigmoid),
         "Softmax" => ops_nn::unary(imp, n, Op::Softmax),
         "Clip" => ops_nn::clip(imp, n),
-        "Add" => ops_nn::binary(imp, n, true),
-        "Mul" => ops_nn::binary(imp, n, false),
+        "Add" => ops_nn::binary(imp, n, Arith::Add),
+        "Sub" => ops_nn::binary(imp, n, Arith::Sub),
+        "Mul" => ops_nn::binary(imp, n, Arith::Mul),
+        "Div" => ops_nn::binary(imp, n, Arith::Div),
+        "HardSigmoid" | "HardSwish" | "LeakyRelu" | "Tanh" | "Elu" => ops_act::pointwise(imp, n),
+        "Pad" => ops_pad::pad(imp, n),
+        "ConstantOfShape" => ops_pad::constant_of_shape(imp, n),
         "GlobalAveragePool" => ops_nn::global_pool(imp, n, false),
         "GlobalMaxPool" => ops_nn::global_pool(imp, n, true),
         "AveragePool" => ops_nn::pool(imp, n, false),

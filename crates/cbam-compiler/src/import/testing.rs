@@ -132,10 +132,14 @@ impl OnnxBuilder {
     }
 
     pub fn init_i64(&mut self, values: &[i64]) -> String {
+        self.init_i64_dims(&[values.len() as i64], values)
+    }
+
+    pub fn init_i64_dims(&mut self, dims: &[i64], values: &[i64]) -> String {
         let name = format!("i{}", self.inits.len());
         self.inits.push(TensorProto {
             name: name.clone(),
-            dims: vec![values.len() as i64],
+            dims: dims.to_vec(),
             data_type: DataType::Int64 as i32,
             int64_data: values.to_vec(),
             ..Default::default()

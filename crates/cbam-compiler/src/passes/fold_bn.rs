@@ -5,7 +5,7 @@ use super::PassError;
 use crate::ir::{BatchNorm, Graph, Op};
 
 /// Per-channel `(multiplier, offset)` such that `bn(x) = x * m + o`.
-fn affine(bn: &BatchNorm) -> Vec<(f32, f32)> {
+pub(crate) fn bn_coefficients(bn: &BatchNorm) -> Vec<(f32, f32)> {
     bn.scale
         .iter()
         .zip(&bn.bias)
@@ -20,7 +20,7 @@ fn affine(bn: &BatchNorm) -> Vec<(f32, f32)> {
 /// Scales each output channel's weights (contiguous blocks of `per_channel` values) and
 /// maps the bias through the BatchNorm.
 fn fold(weight: &mut [f32], bias: &mut [f32], per_channel: usize, bn: &BatchNorm) -> bool {
-    let coeffs = affine(bn);
+    let coeffs = bn_coefficients(bn);
     if coeffs.len() != bias.len() || weight.len() != per_channel * bias.len() {
         return false;
     }

@@ -259,6 +259,15 @@ impl Lowering<'_> {
                     QOpKind::Sigmoid(lut),
                 )
             }
+            Op::Pointwise(f) => {
+                let input = self.single_input(node)?;
+                let out_q = self.output_q(node)?;
+                let f = *f;
+                let table = math::lut(self.tensors[input].q, out_q, |x| {
+                    f64::from(f.apply(x as f32))
+                });
+                self.push(node, vec![input], out_q, QOpKind::Lut(Box::new(table)))
+            }
             Op::Flatten | Op::Identity => self.alias(node),
             Op::Softmax if node.output == self.graph.output => self.alias(node),
             Op::Cbam(cbam) => {
@@ -547,6 +556,15 @@ impl Lowering<'_> {
 
     fn lower_mul(&mut self, node: &Node) -> Result<(), QuantError> {
         let (a, b) = self.two_inputs(node)?;
+        // Mul commutes; the core broadcasts its second input (`scale * x` in torchvision's
+        // SqueezeExcitation puts the gate first).
+        let (a, b) = if self.tensors[a].shape.iter().product::<usize>()
+            < self.tensors[b].shape.iter().product::<usize>()
+        {
+            (b, a)
+        } else {
+            (a, b)
+        };
         let (ta, tb) = (&self.tensors[a], &self.tensors[b]);
         let [h, w, c] = ta.shape;
         if tb.shape != ta.shape && tb.shape != [1, 1, c] && tb.shape != [h, w, 1] {

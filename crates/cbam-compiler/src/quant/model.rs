@@ -79,6 +79,8 @@ pub enum QOpKind {
     Concat(Vec<Requant>),
     Sigmoid(Box<[i8; 256]>),
     Cbam(Box<CbamParams>),
+    /// An element-wise function's table, any output quantization.
+    Lut(Box<[i8; 256]>),
 }
 
 impl QOpKind {
@@ -97,6 +99,7 @@ impl QOpKind {
             QOpKind::Concat(_) => OpCode::Concat,
             QOpKind::Sigmoid(_) => OpCode::Sigmoid,
             QOpKind::Cbam(_) => OpCode::Cbam,
+            QOpKind::Lut(_) => OpCode::Lut,
         }
     }
 
@@ -144,10 +147,13 @@ impl QOpKind {
                     .collect();
                 OpParams::Concat(format::ConcatWords::new(&words).unwrap_or_default())
             }
-            QOpKind::Sigmoid(lut) => OpParams::Sigmoid(format::SigmoidWords {
+            QOpKind::Sigmoid(lut) => OpParams::Sigmoid(format::LutWords {
                 lut_off: arrays.i8s(&lut[..]),
             }),
             QOpKind::Cbam(p) => OpParams::Cbam(p.words(arrays)),
+            QOpKind::Lut(lut) => OpParams::Lut(format::LutWords {
+                lut_off: arrays.i8s(&lut[..]),
+            }),
         }
     }
 

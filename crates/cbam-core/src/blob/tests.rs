@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::format::{
-    seal_crc, AddWords, CbamWords, Conv2dWords, GlobalAvgPoolWords, HeaderFields, NoWords,
-    OpParams, SigmoidWords,
+    seal_crc, AddWords, CbamWords, Conv2dWords, GlobalAvgPoolWords, HeaderFields, LutWords,
+    NoWords, OpParams,
 };
 use crate::kernels::test_support::Rng;
 use crate::kernels::ConvGeometry;
@@ -275,8 +275,8 @@ fn tensor_read_before_it_is_written() {
     b.input = t0;
     b.output = t2;
     let lut_off = b.i8s(&sigmoid_lut());
-    b.op(&[t1], t2, OpParams::Sigmoid(SigmoidWords { lut_off }));
-    b.op(&[t0], t1, OpParams::Sigmoid(SigmoidWords { lut_off }));
+    b.op(&[t1], t2, OpParams::Sigmoid(LutWords { lut_off }));
+    b.op(&[t0], t1, OpParams::Sigmoid(LutWords { lut_off }));
     assert_eq!(
         Model::parse(&b.build()).unwrap_err(),
         Error::TensorNotReady { op: 0, tensor: 1 }
@@ -516,4 +516,26 @@ fn mutated_blobs_never_panic() {
     }
     // Some mutations (e.g. in weights) leave a valid blob; the run path must have been hit.
     assert!(parsed > 50, "only {parsed} mutated blobs parsed");
+}
+
+#[test]
+fn lut_op_maps_every_value_through_its_table_into_any_quantization() {
+    let mut b = BlobBuilder::new();
+    let t0 = b.tensor((1, 2, 128), 0.1, 0);
+    let t1 = b.tensor((1, 2, 128), 0.02, 5);
+    b.input = t0;
+    b.output = t1;
+    // An arbitrary table: the op must not assume a sigmoid or any output quantization.
+    let table: Vec<i8> = (0..256).map(|i| (255 - i) as u8 as i8).collect();
+    let lut_off = b.i8s(&table);
+    b.op(&[t0], t1, OpParams::Lut(LutWords { lut_off }));
+    let blob = b.build();
+    let model = Model::parse(&blob).expect("a valid LUT blob");
+    let input: Vec<i8> = (-128..128).map(|v| v as i8).collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut out = vec![0i8; 256];
+    model.run(&mut arena, &input, &mut out).expect("runs");
+    for (x, y) in input.iter().zip(&out) {
+        assert_eq!(*y, table[(i32::from(*x) + 128) as usize], "input {x}");
+    }
 }

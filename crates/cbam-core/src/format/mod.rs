@@ -30,7 +30,7 @@ mod writer;
 pub use ops::{OpCode, OpParams, OpWords};
 pub use params::{
     AddWords, CbamWords, ConcatWords, Conv2dWords, DepthwiseWords, FullyConnectedWords,
-    GlobalAvgPoolWords, MulWords, NoWords, PoolWords, SigmoidWords,
+    GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
 };
 pub use records::{seal_crc, Field, HeaderFields, OpFields, TensorFields};
 pub use scratch::cbam_scratch_size;

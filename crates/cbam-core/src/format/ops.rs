@@ -2,7 +2,7 @@
 
 use super::params::{
     AddWords, CbamWords, ConcatWords, Conv2dWords, DepthwiseWords, FullyConnectedWords,
-    GlobalAvgPoolWords, MulWords, NoWords, PoolWords, SigmoidWords,
+    GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
 };
 use super::words::{WordBuf, Words, MAX_WORDS};
 use super::MAX_INPUTS;
@@ -147,8 +147,11 @@ op_table! {
     Add = 8, "ADD", inputs 2..=2, AddWords;
     Mul = 9, "MUL", inputs 2..=2, MulWords;
     Concat = 10, "CONCAT", inputs 1..=4, ConcatWords;
-    Sigmoid = 11, "SIGMOID", inputs 1..=1, SigmoidWords;
+    Sigmoid = 11, "SIGMOID", inputs 1..=1, LutWords;
     Cbam = 12, "CBAM", inputs 1..=1, CbamWords;
+    /// Any element-wise function, tabulated on the host for the input and output
+    /// quantization (HardSwish, LeakyRelu, Tanh, SiLU, ...).
+    Lut = 13, "LUT", inputs 1..=1, LutWords;
 }
 
 // The largest layouts fit a `WordBuf`.

@@ -89,8 +89,8 @@ words! {
 }
 
 words! {
-    /// SIGMOID (1 word): a 256-entry `i8` table, entry `x + 128` for input `x`.
-    pub struct SigmoidWords {
+    /// SIGMOID and LUT (1 word): a 256-entry `i8` table, entry `x + 128` for input `x`.
+    pub struct LutWords {
         pub lut_off: i32,
     }
 }

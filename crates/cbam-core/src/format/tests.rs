@@ -26,6 +26,7 @@ fn every_op_decodes_and_encodes_its_word_count() {
         (OpCode::Add, 9),
         (OpCode::Mul, 4),
         (OpCode::Sigmoid, 1),
+        (OpCode::Lut, 1),
         (OpCode::Cbam, 26),
     ];
     for (code, n) in counts {
@@ -90,10 +91,10 @@ fn codes_round_trip() {
     for code in 0..=20u16 {
         match OpCode::from_u16(code) {
             Some(op) => assert_eq!(op.code(), code),
-            None => assert!(code == 0 || code > 12),
+            None => assert!(code == 0 || code > 13),
         }
     }
-    assert_eq!(OpCode::ALL.len(), 12);
+    assert_eq!(OpCode::ALL.len(), 13);
     assert_eq!(OpCode::DepthwiseConv2d.to_string(), "DEPTHWISE_CONV2D");
     assert!(OpCode::Concat.accepts_inputs(4) && !OpCode::Concat.accepts_inputs(5));
     assert!(OpCode::Add.accepts_inputs(2) && !OpCode::Add.accepts_inputs(1));

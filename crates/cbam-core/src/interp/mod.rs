@@ -134,7 +134,7 @@ impl Model<'_> {
             Kernel::GlobalMaxPool => global_max_pool(in0, read(0)?, out),
             Kernel::Add(p, channels) => add(p, out_shape, read(0)?, read(1)?, *channels, out),
             Kernel::Mul(p, broadcast) => mul(p, in0, read(0)?, read(1)?, *broadcast, out),
-            Kernel::Sigmoid(lut) => sigmoid(lut, read(0)?, out),
+            Kernel::Lut(lut) => sigmoid(lut, read(0)?, out),
             Kernel::Concat(requants) => {
                 let mut parts = [None; 4];
                 for (slot, (part, rq)) in parts

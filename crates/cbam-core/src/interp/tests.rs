@@ -5,7 +5,7 @@ use super::*;
 use crate::cbam::tests::Owned as CbamData;
 use crate::format::{
     AddWords, CbamWords, ConcatWords, DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords,
-    MulWords, NoWords, OpParams, PerChannelWords, RequantWords, SigmoidWords,
+    LutWords, MulWords, NoWords, OpParams, PerChannelWords, RequantWords,
 };
 use crate::kernels::test_support::Rng;
 use crate::kernels::{
@@ -331,7 +331,7 @@ fn depthwise_pools_concat_sigmoid_mul_match_kernels() {
     b.op(&[t2, t3], t4, OpParams::Concat(p));
     let lut = sigmoid_lut();
     let lut_off = b.i8s(&lut);
-    b.op(&[t4], t5, OpParams::Sigmoid(SigmoidWords { lut_off }));
+    b.op(&[t4], t5, OpParams::Sigmoid(LutWords { lut_off }));
     let mp = MulParams {
         in1_zp: zps[4],
         in2_zp: -128,

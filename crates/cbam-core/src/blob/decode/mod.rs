@@ -31,7 +31,8 @@ pub(crate) enum Kernel<'a> {
     Mul(MulParams, MulBroadcast),
     /// Per input: `None` copies, `Some` requantizes.
     Concat([Option<Requant>; 4]),
-    Sigmoid(&'a SigmoidLut),
+    /// SIGMOID and LUT.
+    Lut(&'a SigmoidLut),
     Cbam(CbamParams<'a>),
 }
 

@@ -6,7 +6,7 @@ use crate::blob::tensor::Tensor;
 use crate::error::Error;
 use crate::format::{
     ActWords, AddWords, CbamWords, ConcatWords, Conv2dWords, FullyConnectedWords,
-    GlobalAvgPoolWords, MulWords, OpParams, PerChannelWords, PoolWords, SigmoidWords,
+    GlobalAvgPoolWords, LutWords, MulWords, OpParams, PerChannelWords, PoolWords,
 };
 use crate::kernels::{
     AddParams, CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, DepthwiseParams,
@@ -47,7 +47,7 @@ pub(super) fn kernel<'a>(
         OpParams::Add(p) => add(w, p, io),
         OpParams::Mul(p) => mul(w, p, io),
         OpParams::Concat(p) => concat(w, p, io),
-        OpParams::Sigmoid(p) => sigmoid(w, p, io),
+        OpParams::Sigmoid(p) | OpParams::Lut(p) => lut(w, p, io),
         OpParams::Cbam(p) => cbam(w, p, io).map(Kernel::Cbam),
     }
 }
@@ -268,11 +268,15 @@ fn mul<'a>(w: &Checks<'a>, p: &MulWords, io: &Io<'_, 'a>) -> Result<Kernel<'a>, 
     Ok(Kernel::Mul(params, broadcast))
 }
 
-fn sigmoid<'a>(w: &Checks<'a>, p: &SigmoidWords, io: &Io<'_, 'a>) -> Result<Kernel<'a>, Error> {
+/// SIGMOID and LUT: the same table lookup; only the host's table differs.
+fn lut<'a>(w: &Checks<'a>, p: &LutWords, io: &Io<'_, 'a>) -> Result<Kernel<'a>, Error> {
     if io.out.shape != io.in0.shape {
-        return Err(mismatch(w.op, "sigmoid output shape differs from input"));
+        return Err(mismatch(
+            w.op,
+            "table lookup output shape differs from input",
+        ));
     }
-    Ok(Kernel::Sigmoid(w.lut(p.lut_off)?))
+    Ok(Kernel::Lut(w.lut(p.lut_off)?))
 }
 
 fn add<'a>(w: &Checks<'a>, p: &AddWords, io: &Io<'_, 'a>) -> Result<Kernel<'a>, Error> {
