@@ -157,7 +157,7 @@ fn rgb_example_models_keep_their_accuracy_in_int8() {
         let loss_pp = (f.float_accuracy - f.int8_accuracy) * 100.0;
         assert!(loss_pp <= 2.0, "{name}: accuracy loss {loss_pp:.2} pp");
         assert!(
-            f.qdq_agreement >= 0.97,
+            f.qdq_agreement >= 0.96,
             "{name}: QDQ vs core {:.4}",
             f.qdq_agreement
         );
