@@ -455,7 +455,7 @@ fn measure(
             }
         }
         let float_out = values.get(&output_t.name).cloned().unwrap_or_default();
-        if argmax_f32(&float_out) == cbam_core::argmax(&out) {
+        if cbam_core::argmax(&float_out) == cbam_core::argmax(&out) {
             agree += 1;
         }
         progress(n + 1);
@@ -464,13 +464,6 @@ fn measure(
         sqnr,
         agreement: (!images.is_empty()).then(|| agree as f64 / images.len() as f64),
     })
-}
-
-fn argmax_f32(v: &[f32]) -> Option<usize> {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
 }
 
 fn notes(graph: &Graph, model: &QModel) -> Vec<String> {
@@ -669,9 +662,9 @@ mod tests {
             .unwrap();
             core.run(&mut arena, &x, &mut logits).unwrap();
             let q = cbam_core::argmax(&logits);
-            let f = argmax_f32(&float.run(&s.input).unwrap());
+            let f = cbam_core::argmax(&float.run(&s.input).unwrap());
             let qdq_logits = qdq.run(&s.input).unwrap();
-            qdq_agree += usize::from(argmax_f32(&qdq_logits) == q);
+            qdq_agree += usize::from(cbam_core::argmax(&qdq_logits) == q);
             for (a, b) in qdq_logits.iter().zip(&logits) {
                 let step = i32::from(crate::data::quantize(*a, out_q.scale, out_q.zero_point));
                 worst_step = worst_step.max((step - i32::from(*b)).abs());

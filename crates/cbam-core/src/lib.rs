@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+mod argmax;
 pub mod blob;
 pub mod cbam;
 mod crc;
@@ -24,5 +25,6 @@ pub use blob::{
 };
 pub use crc::crc32;
 pub use error::Error;
-pub use interp::{argmax, NoObserver, Observer};
+pub use argmax::{argmax, top1_tied};
+pub use interp::{NoObserver, Observer};
 pub use op_code::{param_word_count, scratch_size, OpCode};
