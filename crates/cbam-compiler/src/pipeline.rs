@@ -15,14 +15,15 @@ use crate::ir::Graph;
 use crate::passes::{self, PassError};
 use crate::plan::{self, PlanError};
 use crate::qdq::{self, QdqError};
-use crate::quant::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
-use crate::quant::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
-use crate::quant::sigmoid_inputs::{
-    clip_to_sigmoid_span, sigmoid_input_names, SATURATES_HIGH, SATURATES_LOW,
-};
-use crate::quant::top1_range::{self, LowestTop1};
 use crate::quant::{self, LowerOptions, QModel, QuantError};
 use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
+use crate::tune::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
+use crate::tune::core_run::nchw_to_nhwc;
+use crate::tune::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
+use crate::tune::sigmoid_inputs::{
+    clip_to_sigmoid_span, sigmoid_input_names, SATURATES_HIGH, SATURATES_LOW,
+};
+use crate::tune::top1_range::{self, LowestTop1};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeOptions {
@@ -432,7 +433,7 @@ fn measure(
     let mut agree = 0usize;
     for (n, image) in images.iter().enumerate() {
         let values: HashMap<String, Vec<f32>> = float.run_with_values(image, &names)?;
-        let nhwc = report::nchw_to_nhwc(image, input_t.shape);
+        let nhwc = nchw_to_nhwc(image, input_t.shape);
         let input: Vec<i8> = nhwc.iter().map(|x| input_t.q.quantize(*x)).collect();
         let mut out = vec![0i8; output_t.len()];
         let mut capture = Capture {
@@ -443,7 +444,7 @@ fn measure(
         for (i, op) in model.ops.iter().enumerate() {
             let t = &model.tensors[op.output];
             if let (Some(f), Some(q)) = (values.get(&t.name), capture.outputs.get(i)) {
-                let mut f = report::nchw_to_nhwc(f, t.shape);
+                let mut f = nchw_to_nhwc(f, t.shape);
                 // Logits below the floor were clipped on purpose (they cannot win); the
                 // output's SQNR measures the quantization of the ones that can.
                 if output_clipped && op.output == model.output {

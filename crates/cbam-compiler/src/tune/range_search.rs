@@ -9,10 +9,9 @@
 //! descent, as AIMET's and onnxruntime's range searches do per tensor).
 
 use super::core_run::{run_each, CoreRunError};
-use super::model::QModel;
-use super::{LowerOptions, QuantError};
 use crate::calib::{CalibMethod, Calibrator, Range, Ranges};
 use crate::ir::{Graph, Op};
+use crate::quant::{self, LowerOptions, QModel, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RangeSearchError {
@@ -120,7 +119,7 @@ fn searched_tensors(graph: &Graph) -> Vec<String> {
 
 /// Mean squared error of the int8 model's dequantized logits against the float logits.
 fn logit_error(inputs: &SearchInputs<'_>, ranges: &Ranges) -> Result<f64, RangeSearchError> {
-    let model = super::lower(inputs.graph, ranges, inputs.opts)?;
+    let model = quant::lower(inputs.graph, ranges, inputs.opts)?;
     let logits = run_core(&model, inputs.images)?;
     let (mut sum, mut count) = (0.0, 0usize);
     for (q, f) in logits.iter().zip(inputs.float_logits) {

@@ -2,10 +2,9 @@
 //! correction, attention bias correction, range search): the blob the device would get,
 //! each image quantized as the device feeds it.
 
-use super::model::QModel;
 use crate::blob::{self, BlobError, BlobMeta};
 use crate::plan::{self, PlanError};
-use crate::report::nchw_to_nhwc;
+use crate::quant::QModel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreRunError {
@@ -49,4 +48,34 @@ pub(super) fn run_each<O: cbam_core::Observer, T>(
             Ok(take(observer, &out))
         })
         .collect()
+}
+
+/// NCHW float values (as tract gives them) in NHWC order (as the core stores them).
+pub fn nchw_to_nhwc(values: &[f32], [h, w, c]: [usize; 3]) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                if let (Some(dst), Some(src)) = (
+                    out.get_mut((y * w + x) * c + ch),
+                    values.get((ch * h + y) * w + x),
+                ) {
+                    *dst = *src;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nchw_to_nhwc_moves_channels_last() {
+        // c=2, h=1, w=3: NCHW [a0 a1 a2 | b0 b1 b2] -> NHWC [a0 b0 a1 b1 a2 b2].
+        let v = nchw_to_nhwc(&[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], [1, 3, 2]);
+        assert_eq!(v, vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]);
+    }
 }
