@@ -18,7 +18,7 @@ use crate::qdq::{self, QdqError};
 use crate::quant::{self, LowerOptions, QModel, QuantError};
 use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
 use crate::tune::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
-use crate::tune::core_run::nchw_to_nhwc;
+use crate::tune::core_run::{nchw_to_nhwc, CoreRunError, CoreRunner};
 use crate::tune::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
 use crate::tune::sigmoid_inputs::{
     clip_to_sigmoid_span, sigmoid_input_names, SATURATES_HIGH, SATURATES_LOW,
@@ -116,10 +116,8 @@ pub enum PipelineError {
     Blob(#[from] BlobError),
     #[error(transparent)]
     Qdq(#[from] QdqError),
-    #[error(
-        "the int8 core rejected the blob it was just given: {0} (a compiler bug; please report it)"
-    )]
-    Core(String),
+    #[error(transparent)]
+    CoreRun(#[from] CoreRunError),
 }
 
 /// Quantizes the ONNX model at `onnx` with `calib_inputs` (NCHW float, normalised as the
@@ -420,27 +418,27 @@ fn measure(
     output_clipped: bool,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fidelity, PipelineError> {
-    let core = cbam_core::Model::parse(blob).map_err(|e| PipelineError::Core(e.to_string()))?;
-    let mut arena = vec![0u8; core.arena_size()];
+    let mut core = CoreRunner::new(blob, model)?;
     let names: Vec<String> = model
         .ops
         .iter()
         .filter_map(|o| model.tensors.get(o.output).map(|t| t.name.clone()))
         .collect();
-    let input_t = &model.tensors[model.input];
-    let output_t = &model.tensors[model.output];
+    let output_name = model
+        .tensors
+        .get(model.output)
+        .map(|t| t.name.clone())
+        .ok_or_else(|| CoreRunError::Missing("its output tensor".into()))?;
     let mut sqnr = SqnrAccumulator::new(model.ops.len());
+    let mut capture = Capture {
+        outputs: vec![Vec::new(); model.ops.len()],
+    };
     let mut agree = 0usize;
     for (n, image) in images.iter().enumerate() {
         let values: HashMap<String, Vec<f32>> = float.run_with_values(image, &names)?;
-        let nhwc = nchw_to_nhwc(image, input_t.shape);
-        let input: Vec<i8> = nhwc.iter().map(|x| input_t.q.quantize(*x)).collect();
-        let mut out = vec![0i8; output_t.len()];
-        let mut capture = Capture {
-            outputs: vec![Vec::new(); model.ops.len()],
-        };
-        core.run_observed(&mut arena, &input, &mut out, &mut capture)
-            .map_err(|e| PipelineError::Core(e.to_string()))?;
+        let out = core.run(image, &mut capture)?;
+        let float_out = values.get(&output_name).map_or(&[][..], Vec::as_slice);
+        agree += usize::from(cbam_core::argmax(float_out) == cbam_core::argmax(out));
         for (i, op) in model.ops.iter().enumerate() {
             let t = &model.tensors[op.output];
             if let (Some(f), Some(q)) = (values.get(&t.name), capture.outputs.get(i)) {
@@ -454,10 +452,6 @@ fn measure(
                 let dq: Vec<f32> = q.iter().map(|v| t.q.dequantize(*v)).collect();
                 sqnr.add(i, &f, &dq);
             }
-        }
-        let float_out = values.get(&output_t.name).cloned().unwrap_or_default();
-        if cbam_core::argmax(&float_out) == cbam_core::argmax(&out) {
-            agree += 1;
         }
         progress(n + 1);
     }

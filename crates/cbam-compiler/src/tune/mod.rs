@@ -7,7 +7,8 @@
 //! - [`range_search`] picks each tensor's range by the model's output error on the core;
 //! - [`bias_correction`] shifts conv, linear and CBAM logit biases (and optionally
 //!   re-rounds weights) by the mean error the core shows on the calibration images;
-//! - [`core_run`] runs a lowered model on the core as the device would, for all of them.
+//! - [`core_run`] runs a lowered model on the core as the device would, for all of them
+//!   and for the report's fidelity measurement.
 
 pub mod bias_correction;
 pub mod core_run;

@@ -17,7 +17,7 @@ use crate::quant::{self, LowerOptions, QModel, QuantError};
 pub enum RangeSearchError {
     #[error(transparent)]
     Quant(#[from] QuantError),
-    #[error("range search: {0}")]
+    #[error("the range search could not run the int8 model")]
     Run(#[from] CoreRunError),
 }
 
@@ -140,7 +140,7 @@ pub(super) fn run_core(
     let output_t = model
         .tensors
         .get(model.output)
-        .ok_or_else(|| CoreRunError::Core("the model lacks its output tensor".into()))?;
+        .ok_or_else(|| CoreRunError::Missing("its output tensor".into()))?;
     Ok(run_each(
         model,
         images,

@@ -20,7 +20,7 @@ mod rounding;
 
 use channel_means::{Geometry, TapSums};
 
-use super::core_run::{nchw_to_nhwc, run_each, CoreRunError};
+use super::core_run::{device_input, run_each, CoreRunError};
 use crate::calib::Ranges;
 use crate::float_run::{FloatModel, FloatRunError};
 use crate::ir::{Graph, Op};
@@ -32,7 +32,7 @@ pub enum BiasCorrectionError {
     Quant(#[from] QuantError),
     #[error(transparent)]
     FloatRun(#[from] FloatRunError),
-    #[error("bias correction: {0}")]
+    #[error("bias correction could not run the int8 model")]
     Run(#[from] CoreRunError),
     #[error("bias correction: layer `{node}` lost its shape or weights between lowerings ({detail}); a compiler bug")]
     Layer { node: String, detail: String },
@@ -378,22 +378,17 @@ fn core_inputs(
         let input_t = model
             .tensors
             .get(id)
-            .ok_or_else(|| CoreRunError::Core("the model has no input tensor".into()))?;
+            .ok_or_else(|| CoreRunError::Missing("its input tensor".into()))?;
         return Ok(images
             .iter()
-            .map(|image| {
-                nchw_to_nhwc(image, input_t.shape)
-                    .iter()
-                    .map(|x| input_t.q.quantize(*x))
-                    .collect()
-            })
+            .map(|image| device_input(input_t, image))
             .collect());
     }
     let producer = model
         .ops
         .iter()
         .position(|o| o.output == id)
-        .ok_or_else(|| CoreRunError::Core(format!("no op produces tensor #{id}")))?;
+        .ok_or_else(|| CoreRunError::Missing(format!("an op producing tensor #{id}")))?;
     let mut capture = CaptureOne {
         op: producer,
         output: Vec::new(),
