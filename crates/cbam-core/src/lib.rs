@@ -20,11 +20,11 @@ mod op_code;
 #[cfg(test)]
 mod testblob;
 
+pub use argmax::{argmax, top1_tied};
 pub use blob::{
     Model, OpInfo, TensorInfo, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
 };
 pub use crc::crc32;
 pub use error::Error;
-pub use argmax::{argmax, top1_tied};
 pub use interp::{NoObserver, Observer};
 pub use op_code::{param_word_count, scratch_size, OpCode};
