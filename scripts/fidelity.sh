@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fidelity of int8 vs float on the full Fashion-MNIST test set (issue 4's target:
-# top-1 agreement >= 99.5 %, accuracy loss <= 0.2 pp).
+# Fidelity of int8 vs float on the full Fashion-MNIST test set, against the project's
+# target: top-1 agreement >= 99.5 %, accuracy loss <= 0.2 pp.
 #
 # For each model (arguments, or every models/*.onnx plus the trained entries of
 # models/manifest.json): quantize with 512 calibration images from the training set, then
