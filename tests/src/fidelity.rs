@@ -87,14 +87,9 @@ fn quantize_with(
     Ok(pipeline::quantize(onnx, &inputs, &opts, &mut |_, _| {})?)
 }
 
-fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if values.get(best).is_some_and(|b| v > b) {
-            best = i;
-        }
-    }
-    best
+/// The predicted class, by the one tie rule every backend shares.
+fn top1<T: PartialOrd>(scores: &[T]) -> Result<usize, Error> {
+    Ok(cbam_core::argmax(scores).ok_or("a model has an empty output")?)
 }
 
 /// Runs every sample of `test` through tract (float), the core (blob) and tract (QDQ).
@@ -117,14 +112,14 @@ pub fn measure(
         let input = data::core_input_for(sample, &core.input(), core.input_is_raw_pixels())?;
         core.run(&mut arena, &input, &mut logits)
             .map_err(|e| format!("core: {e}"))?;
-        let f = argmax(&float.run(&sample.input)?);
-        let q = argmax(&logits);
+        let f = top1(&float.run(&sample.input)?)?;
+        let q = top1(&logits)?;
         agree += usize::from(f == q);
         float_ok += usize::from(sample.label == Some(f));
         int8_ok += usize::from(sample.label == Some(q));
 
         let qdq_logits = qdq.run(&sample.input)?;
-        qdq_agree += usize::from(argmax(&qdq_logits) == q);
+        qdq_agree += usize::from(top1(&qdq_logits)? == q);
         for (&real, &int) in qdq_logits.iter().zip(&logits) {
             let steps =
                 f64::from(real / out_info.scale) - f64::from(i32::from(int) - out_info.zero_point);

@@ -100,16 +100,10 @@ fn row(model: &std::path::Path, image: &image::DynamicImage) -> Result<image::Rg
     Ok(overlay::side_by_side(&panels))
 }
 
+/// The predicted class and its score, by the tie rule every backend shares.
 fn cbam_top1(scores: &[f32]) -> Option<(usize, f32)> {
-    scores
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, s)| !s.is_nan())
-        .fold(None, |best, (i, s)| match best {
-            Some((_, b)) if b >= s => best,
-            _ => Some((i, s)),
-        })
+    let class = cbam_core::argmax(scores)?;
+    Some((class, *scores.get(class)?))
 }
 
 #[cfg(test)]

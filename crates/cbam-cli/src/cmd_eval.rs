@@ -30,7 +30,9 @@ Examples:
 DATA is a .npy float32 array [N,C,H,W] (labels from --labels L.npy), an ImageFolder
 DIR/<class>/*.png|jpg, an IDX images file (.gz or raw; labels from the idx1 file) or a .u8
 file of N images at the model's input size (labels from a .u8 file, one byte each).
-JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"backend\", ...}."
+The top-1 class is the first of equal largest outputs; `ties` counts the samples where two
+or more outputs share the largest value (common for int8 logits).
+JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}."
 )]
 pub struct EvalArgs {
     /// The model: float or QDQ .onnx (run by tract) or .cbam (run by the int8 core)
@@ -86,6 +88,8 @@ struct ModelResult {
     model: String,
     backend: &'static str,
     accuracy: Option<f64>,
+    /// Samples whose largest output two or more classes share.
+    ties: usize,
     ms_per_sample: f64,
 }
 
@@ -97,6 +101,8 @@ struct Report {
     /// Top-1 agreement with the reference model, 0..1.
     #[serde(skip_serializing_if = "Option::is_none")]
     agreement: Option<f64>,
+    /// Samples whose largest output two or more classes share.
+    ties: usize,
     backend: &'static str,
     model: String,
     ms_per_sample: f64,
@@ -143,12 +149,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     notes.extend(dataset.notes.iter().cloned());
 
     let (predictions, ms) = predict(&subject, &dataset)?;
-    let accuracy = accuracy(&predictions, &dataset);
+    let accuracy = accuracy(&predictions.classes, &dataset);
     let mut report = Report {
         data: args.data.display().to_string(),
         n: dataset.len(),
         accuracy,
         agreement: None,
+        ties: predictions.ties,
         backend: subject.backend(),
         model: subject.path.display().to_string(),
         ms_per_sample: ms,
@@ -157,11 +164,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     if let Some(r) = &reference {
         let (ref_predictions, ref_ms) = predict(r, &dataset)?;
-        report.agreement = Some(agreement(&predictions, &ref_predictions));
+        report.agreement = Some(agreement(&predictions.classes, &ref_predictions.classes));
         report.reference = Some(ModelResult {
             model: r.path.display().to_string(),
             backend: r.backend(),
-            accuracy: self::accuracy(&ref_predictions, &dataset),
+            accuracy: self::accuracy(&ref_predictions.classes, &dataset),
+            ties: ref_predictions.ties,
             ms_per_sample: ref_ms,
         });
     }
@@ -207,8 +215,23 @@ fn input_spec(
     norm.apply(spec)
 }
 
+/// The top-1 class of every sample, and how many of them broke a tie.
+#[derive(Debug, Default)]
+struct Predictions {
+    classes: Vec<usize>,
+    ties: usize,
+}
+
+impl Predictions {
+    fn push<T: PartialOrd>(&mut self, scores: &[T]) -> Option<()> {
+        self.classes.push(cbam_core::argmax(scores)?);
+        self.ties += usize::from(cbam_core::top1_tied(scores));
+        Some(())
+    }
+}
+
 /// Top-1 class of every sample, and the mean milliseconds per sample.
-fn predict(subject: &Subject, dataset: &Dataset) -> Result<(Vec<usize>, f64)> {
+fn predict(subject: &Subject, dataset: &Dataset) -> Result<(Predictions, f64)> {
     let bar = progress::bar(dataset.len(), subject.backend());
     let start = Instant::now();
     let predictions = match subject.kind {
@@ -224,19 +247,17 @@ fn predict_tract(
     subject: &Subject,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
-) -> Result<Vec<usize>> {
+) -> Result<Predictions> {
     let path = &subject.path;
     let model =
         FloatModel::load(path).with_context(|| format!("tract cannot run {}", path.display()))?;
-    let mut out = Vec::with_capacity(dataset.len());
+    let mut out = Predictions::default();
     for (i, sample) in dataset.samples.iter().enumerate() {
         let scores = model
             .run(&sample.input)
             .with_context(|| format!("{}: running sample {i}", path.display()))?;
-        out.push(
-            argmax_f32(&scores)
-                .with_context(|| format!("{} has an empty output", path.display()))?,
-        );
+        out.push(&scores)
+            .with_context(|| format!("{} has an empty output", path.display()))?;
         bar.inc(1);
     }
     Ok(out)
@@ -246,14 +267,14 @@ fn predict_core(
     subject: &Subject,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
-) -> Result<Vec<usize>> {
+) -> Result<Predictions> {
     let path = &subject.path;
     let model = model_file::parse_blob(path, &subject.bytes)?;
     let input = model.input();
     let raw = model.input_is_raw_pixels();
     let mut arena = vec![0u8; model.arena_size()];
     let mut output = vec![0i8; model.output().len()];
-    let mut out = Vec::with_capacity(dataset.len());
+    let mut out = Predictions::default();
     for (i, sample) in dataset.samples.iter().enumerate() {
         let q = data::core_input_for(sample, &input, raw).with_context(|| {
             format!(
@@ -264,24 +285,11 @@ fn predict_core(
         model.run(&mut arena, &q, &mut output).map_err(|e| {
             anyhow::anyhow!("{}: the core failed on sample {i}: {e}", path.display())
         })?;
-        out.push(
-            cbam_core::argmax(&output)
-                .with_context(|| format!("{} has an empty output", path.display()))?,
-        );
+        out.push(&output)
+            .with_context(|| format!("{} has an empty output", path.display()))?;
         bar.inc(1);
     }
     Ok(out)
-}
-
-/// The index of the largest score, the first on ties; NaN never wins.
-fn argmax_f32(scores: &[f32]) -> Option<usize> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &s) in scores.iter().enumerate() {
-        if best.is_none_or(|(_, b)| s > b || b.is_nan()) {
-            best = Some((i, s));
-        }
-    }
-    best.map(|(i, _)| i)
 }
 
 fn accuracy(predictions: &[usize], dataset: &Dataset) -> Option<f64> {
@@ -307,6 +315,7 @@ fn render(report: &Report) -> String {
         report.model.clone(),
         report.backend,
         pct(report.accuracy),
+        report.ties,
         report.ms_per_sample,
     )];
     if let Some(r) = &report.reference {
@@ -314,18 +323,19 @@ fn render(report: &Report) -> String {
             format!("{} (reference)", r.model),
             r.backend,
             pct(r.accuracy),
+            r.ties,
             r.ms_per_sample,
         ));
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
     let mut text = format!("data: {} ({} samples)\n", report.data, report.n);
     text.push_str(&format!(
-        "{:<width$}  {:<9}  {:>8}  {:>9}\n",
-        "model", "backend", "accuracy", "ms/sample"
+        "{:<width$}  {:<9}  {:>8}  {:>6}  {:>9}\n",
+        "model", "backend", "accuracy", "ties", "ms/sample"
     ));
-    for (model, backend, acc, ms) in rows {
+    for (model, backend, acc, ties, ms) in rows {
         text.push_str(&format!(
-            "{model:<width$}  {backend:<9}  {acc:>8}  {ms:>9.3}\n"
+            "{model:<width$}  {backend:<9}  {acc:>8}  {ties:>6}  {ms:>9.3}\n"
         ));
     }
     if let Some(a) = report.agreement {
@@ -345,10 +355,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argmax_takes_the_first_maximum_and_skips_nan() {
-        assert_eq!(argmax_f32(&[0.1, 0.9, 0.9]), Some(1));
-        assert_eq!(argmax_f32(&[f32::NAN, -1.0, -2.0]), Some(1));
-        assert_eq!(argmax_f32(&[]), None);
+    fn predictions_count_ties() {
+        let mut p = Predictions::default();
+        assert_eq!(p.push(&[1i8, 4, 4]), Some(()));
+        assert_eq!(p.push(&[0.5f32, 0.1]), Some(()));
+        assert_eq!(p.push::<i8>(&[]), None);
+        assert_eq!((p.classes, p.ties), (vec![1, 0], 1));
     }
 
     #[test]

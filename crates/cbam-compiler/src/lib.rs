@@ -4,6 +4,12 @@
 //! Data flow: [`import`] (ONNX -> [`ir::Graph`]) -> [`passes`] (BN folding, activation
 //! fusion, CBAM matching) -> [`float_run`] + [`calib`] (ranges from tract runs) ->
 //! [`quant`] (core op list with int8 parameters) -> [`plan`] (arena offsets) -> [`blob`] / [`qdq`].
+//! [`tune`] improves ranges and weights by running what [`quant`], [`plan`] and [`blob`]
+//! produce on the core; [`pipeline`] drives it all and fills the [`report`].
+//!
+//! Lower modules never import higher ones: `ir` <- `import`, `passes`, `float_run`, `calib`
+//! <- `quant` <- `plan` <- `blob` <- `tune` <- `report` <- `pipeline` (`calib` needs only
+//! `quant::math`, the int8 quantizer its MSE search measures).
 
 pub mod ir;
 
@@ -13,14 +19,17 @@ pub mod import;
 pub mod inspect;
 pub mod passes;
 
-// Quantization and writers.
+// Lowering and writers.
 pub mod blob;
 pub mod calib;
-pub mod pipeline;
 pub mod plan;
 pub mod qdq;
 pub mod quant;
+
+// Tuning by running the lowered model, and the whole `quantize` pipeline.
+pub mod pipeline;
 pub mod report;
+pub mod tune;
 
 // Input data (npy, ImageFolder, IDX).
 pub mod data;

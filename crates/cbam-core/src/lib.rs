@@ -20,6 +20,7 @@
 #[cfg(any(test, feature = "alloc"))]
 extern crate alloc;
 
+mod argmax;
 pub mod blob;
 mod crc;
 mod error;
@@ -48,4 +49,5 @@ pub use blob::{Model, OpInfo, TensorInfo};
 pub use crc::crc32;
 pub use error::Error;
 pub use format::{OpCode, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION};
-pub use interp::{argmax, NoObserver, Observer};
+pub use argmax::{argmax, top1_tied};
+pub use interp::{NoObserver, Observer};

@@ -75,8 +75,8 @@ pub fn import_model(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Grap
     model::import(proto, model_dir)
 }
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

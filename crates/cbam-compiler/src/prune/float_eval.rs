@@ -74,17 +74,6 @@ impl FloatRunner {
     }
 }
 
-/// Index of the largest logit (first on ties).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if v.get(best).is_some_and(|b| x > b) {
-            best = i;
-        }
-    }
-    best
-}
-
 /// Top-1 accuracy in percent of `proto` on labelled samples.
 pub fn accuracy(
     proto: &ModelProto,
@@ -99,7 +88,7 @@ pub fn accuracy(
     let mut correct = 0usize;
     for (x, &y) in samples.iter().zip(labels) {
         let out = runner.run(x)?;
-        if out.first().map(|logits| argmax(logits)) == Some(y) {
+        if out.first().and_then(|logits| cbam_core::argmax(logits)) == Some(y) {
             correct += 1;
         }
     }

@@ -39,16 +39,6 @@ pub struct NoObserver;
 
 impl Observer for NoObserver {}
 
-/// The index of the largest value (the first on ties), e.g. the predicted class.
-pub fn argmax(values: &[i8]) -> Option<usize> {
-    values
-        .iter()
-        .enumerate()
-        .rev()
-        .max_by_key(|(_, &v)| v)
-        .map(|(i, _)| i)
-}
-
 impl Model<'_> {
     /// Runs one inference: copies `input` into the arena, runs every op, copies the output out.
     pub fn run(&self, arena: &mut [u8], input: &[i8], output: &mut [i8]) -> Result<(), Error> {

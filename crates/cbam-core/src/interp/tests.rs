@@ -608,9 +608,3 @@ fn split_keeps_inputs_readable_around_output_and_scratch() {
     )
     .is_none());
 }
-
-#[test]
-fn argmax_picks_first_maximum() {
-    assert_eq!(argmax(&[1, 5, -3, 5]), Some(1));
-    assert_eq!(argmax(&[]), None);
-}

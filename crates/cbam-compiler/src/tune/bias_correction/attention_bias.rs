@@ -9,14 +9,12 @@
 //! that produce it. Levels at either end of the table cover the clipped, flat tails where
 //! the logit is unknown; those samples are left out.
 
-use super::bias_correction::{BiasCorrectionError, CorrectedLayer, CorrectionTarget};
-use super::core_run::run_each;
-use super::math::QParams;
-use super::model::{QModel, QOpKind};
-use super::LowerOptions;
+use super::{BiasCorrectionError, CorrectedLayer, CorrectionTarget};
 use crate::calib::Ranges;
 use crate::float_run::FloatModel;
 use crate::ir::{Graph, Op};
+use crate::quant::{self, LowerOptions, QModel, QOpKind, QParams};
+use crate::tune::core_run::run_each;
 
 /// Fewer unsaturated samples than this leave a channel's bias alone: the mean of a handful
 /// of table-quantized logits is noise, not a shift.
@@ -97,7 +95,7 @@ pub(super) fn correct_block(
 ) -> Result<Vec<CorrectedLayer>, BiasCorrectionError> {
     let mut layers = Vec::with_capacity(2);
     for logit in [Logit::Channel, Logit::Spatial] {
-        let model = super::lower(graph, ranges, opts)?;
+        let model = quant::lower(graph, ranges, opts)?;
         let name = graph
             .nodes
             .get(float.node)
@@ -291,7 +289,7 @@ mod tests {
             scale: 0.1,
             zero_point: 0,
         };
-        let lut = super::super::math::sigmoid_lut(q);
+        let lut = quant::math::sigmoid_lut(q);
         let inverse = inverse_table(&lut, q);
         let at = |level: i8| inverse[usize::from(level.cast_unsigned() ^ 0x80)];
         assert_eq!(at(lut[0]), None);
@@ -310,7 +308,7 @@ mod tests {
             scale: 0.05,
             zero_point: 0,
         };
-        let lut = super::super::math::sigmoid_lut(q);
+        let lut = quant::math::sigmoid_lut(q);
         let n = MIN_SAMPLES;
         // Channel 0 sits mid-table, its int8 logit 0.5 above float; channel 1 only at
         // the table's top end.
@@ -334,7 +332,7 @@ mod tests {
         let logits = float_logits(&graph, &float, &images).unwrap();
         assert!(!logits.is_empty());
         let error = |g: &Graph, block: &FloatLogits, logit: Logit| {
-            let model = super::super::lower(g, &ranges, &opts).unwrap();
+            let model = quant::lower(g, &ranges, &opts).unwrap();
             let name = &g.nodes[block.node].name;
             let (index, lut, q) = table_of(&model, name, logit).unwrap();
             let maps = core_attention(&model, index, logit, &images).unwrap();

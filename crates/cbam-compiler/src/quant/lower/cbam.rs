@@ -4,11 +4,11 @@
 //! name (see `ir::CbamValues`): the MLP hidden layer, the channel logit, `F'` and the
 //! spatial logit. The pooled vectors and maps stay in their source's quantization.
 
-use super::lower::Lowering;
-use super::math::{self, QParams};
-use super::model::{CbamParams, QTensorId, Requant};
-use super::QuantError;
+use super::Lowering;
 use crate::ir::{Activation, Cbam, Node, SpatialOrder};
+use crate::quant::math::{self, QParams};
+use crate::quant::model::{CbamParams, QTensorId, Requant};
+use crate::quant::QuantError;
 
 pub(super) fn lower_cbam(
     l: &mut Lowering<'_>,
@@ -54,7 +54,7 @@ pub(super) fn lower_cbam(
     // The spatial conv has one output channel: per-channel is per-tensor here.
     let ws_q = math::quantize_per_channel(&cbam.spatial.weight, 1);
     let ws_scale = ws_q.scales.first().copied().unwrap_or(1.0);
-    let ws = super::lower::oihw_to_ohwi(&ws_q.values, 1, 2, k * k);
+    let ws = super::oihw_to_ohwi(&ws_q.values, 1, 2, k * k);
     let bs = math::quantize_bias(&cbam.spatial.bias, f1_q.scale, &[ws_scale])
         .first()
         .copied()

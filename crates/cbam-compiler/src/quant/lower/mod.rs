@@ -1,5 +1,7 @@
 //! Lowering the float IR to the core's int8 op list, one IR node at a time.
 
+mod cbam;
+
 use std::collections::HashMap;
 
 use super::input::{fold_affine_into_conv, plan_input, InputPlan};
@@ -273,7 +275,7 @@ impl Lowering<'_> {
             Op::Cbam(cbam) => {
                 let input = self.single_input(node)?;
                 let calibrated = self.output_q(node)?;
-                let (params, q) = super::cbam::lower_cbam(self, node, input, cbam, calibrated)?;
+                let (params, q) = cbam::lower_cbam(self, node, input, cbam, calibrated)?;
                 self.push(node, vec![input], q, QOpKind::Cbam(Box::new(params)))
             }
             other => Err(unsupported(node, other)),
@@ -736,5 +738,4 @@ fn nchw_columns_to_nhwc(w: &[i8], rows: usize, [c, h, wd]: [usize; 3]) -> Vec<i8
 }
 
 #[cfg(test)]
-#[path = "lower_tests.rs"]
 mod tests;

@@ -9,16 +9,15 @@
 //! descent, as AIMET's and onnxruntime's range searches do per tensor).
 
 use super::core_run::{run_each, CoreRunError};
-use super::model::QModel;
-use super::{LowerOptions, QuantError};
 use crate::calib::{CalibMethod, Calibrator, Range, Ranges};
 use crate::ir::{Graph, Op};
+use crate::quant::{self, LowerOptions, QModel, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RangeSearchError {
     #[error(transparent)]
     Quant(#[from] QuantError),
-    #[error("range search: {0}")]
+    #[error("the range search could not run the int8 model")]
     Run(#[from] CoreRunError),
 }
 
@@ -120,7 +119,7 @@ fn searched_tensors(graph: &Graph) -> Vec<String> {
 
 /// Mean squared error of the int8 model's dequantized logits against the float logits.
 fn logit_error(inputs: &SearchInputs<'_>, ranges: &Ranges) -> Result<f64, RangeSearchError> {
-    let model = super::lower(inputs.graph, ranges, inputs.opts)?;
+    let model = quant::lower(inputs.graph, ranges, inputs.opts)?;
     let logits = run_core(&model, inputs.images)?;
     let (mut sum, mut count) = (0.0, 0usize);
     for (q, f) in logits.iter().zip(inputs.float_logits) {
@@ -141,7 +140,7 @@ pub(super) fn run_core(
     let output_t = model
         .tensors
         .get(model.output)
-        .ok_or_else(|| CoreRunError::Core("the model lacks its output tensor".into()))?;
+        .ok_or_else(|| CoreRunError::Missing("its output tensor".into()))?;
     Ok(run_each(
         model,
         images,

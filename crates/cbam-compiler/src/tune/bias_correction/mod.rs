@@ -7,19 +7,24 @@
 //! earlier layer is included); the difference is subtracted from the float bias.
 //!
 //! Optionally each layer's weights are first re-rounded against the same int8 inputs
-//! ([`super::rounding`]), and its bias is then corrected for the new weights.
+//! ([`rounding`]), and its bias is then corrected for the new weights. With the attention
+//! pass ([`attention_bias`]) each CBAM block's pre-sigmoid logit biases are corrected in
+//! the same walk.
 //!
 //! Both land in the float graph (biases; weights placed exactly on their chosen int8
 //! levels), so the lowering and the QDQ writer quantize the same numbers and keep agreeing.
 
-use super::channel_means::{Geometry, TapSums};
-use super::core_run::{run_each, CoreRunError};
-use super::model::{QModel, QOpKind, QTensorId};
-use super::{LowerOptions, QuantError};
+mod attention_bias;
+mod channel_means;
+mod rounding;
+
+use channel_means::{Geometry, TapSums};
+
+use super::core_run::{device_input, run_each, CoreRunError};
 use crate::calib::Ranges;
 use crate::float_run::{FloatModel, FloatRunError};
 use crate::ir::{Graph, Op};
-use crate::report::nchw_to_nhwc;
+use crate::quant::{self, LowerOptions, QModel, QOpKind, QTensorId, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BiasCorrectionError {
@@ -27,7 +32,7 @@ pub enum BiasCorrectionError {
     Quant(#[from] QuantError),
     #[error(transparent)]
     FloatRun(#[from] FloatRunError),
-    #[error("bias correction: {0}")]
+    #[error("bias correction could not run the int8 model")]
     Run(#[from] CoreRunError),
     #[error("bias correction: layer `{node}` lost its shape or weights between lowerings ({detail}); a compiler bug")]
     Layer { node: String, detail: String },
@@ -97,10 +102,10 @@ pub fn correct_biases(
     images: &[Vec<f32>],
     passes: CorrectionPasses,
 ) -> Result<(Graph, Vec<CorrectedLayer>), BiasCorrectionError> {
-    let mut targets = find_targets(graph, &super::lower(graph, ranges, opts)?);
+    let mut targets = find_targets(graph, &quant::lower(graph, ranges, opts)?);
     float_means(graph, float, images, &mut targets)?;
     let attention = if passes.attention {
-        super::attention_bias::float_logits(graph, float, images)?
+        attention_bias::float_logits(graph, float, images)?
     } else {
         Vec::new()
     };
@@ -111,7 +116,7 @@ pub fn correct_biases(
     let mut layers = Vec::with_capacity(targets.len() + 2 * attention.len());
     for target in &targets {
         while let Some(block) = blocks.next_if(|b| b.node() < target.node) {
-            layers.extend(super::attention_bias::correct_block(
+            layers.extend(attention_bias::correct_block(
                 &mut corrected,
                 ranges,
                 opts,
@@ -120,14 +125,14 @@ pub fn correct_biases(
             )?);
         }
         let flips = if passes.rounding && roundable(graph, target) {
-            let model = super::lower(&corrected, ranges, opts)?;
+            let model = quant::lower(&corrected, ranges, opts)?;
             let subset = &images[..images.len().min(ROUNDING_IMAGES)];
             let patches = gather_patches(&model, &corrected, float, target, subset)?;
             round_weights(&mut corrected, target, &patches)
         } else {
             0
         };
-        let model = super::lower(&corrected, ranges, opts)?;
+        let model = quant::lower(&corrected, ranges, opts)?;
         let quant_means = quant_means(&model, &corrected, target, images)?;
         let shift: Vec<f64> = quant_means
             .iter()
@@ -144,7 +149,7 @@ pub fn correct_biases(
         });
     }
     for block in blocks {
-        layers.extend(super::attention_bias::correct_block(
+        layers.extend(attention_bias::correct_block(
             &mut corrected,
             ranges,
             opts,
@@ -373,22 +378,17 @@ fn core_inputs(
         let input_t = model
             .tensors
             .get(id)
-            .ok_or_else(|| CoreRunError::Core("the model has no input tensor".into()))?;
+            .ok_or_else(|| CoreRunError::Missing("its input tensor".into()))?;
         return Ok(images
             .iter()
-            .map(|image| {
-                nchw_to_nhwc(image, input_t.shape)
-                    .iter()
-                    .map(|x| input_t.q.quantize(*x))
-                    .collect()
-            })
+            .map(|image| device_input(input_t, image))
             .collect());
     }
     let producer = model
         .ops
         .iter()
         .position(|o| o.output == id)
-        .ok_or_else(|| CoreRunError::Core(format!("no op produces tensor #{id}")))?;
+        .ok_or_else(|| CoreRunError::Missing(format!("an op producing tensor #{id}")))?;
     let mut capture = CaptureOne {
         op: producer,
         output: Vec::new(),
@@ -420,7 +420,7 @@ fn gather_patches(
     float: &FloatModel,
     target: &Target,
     images: &[Vec<f32>],
-) -> Result<super::rounding::Patches, BiasCorrectionError> {
+) -> Result<rounding::Patches, BiasCorrectionError> {
     let name = node_name(graph, target.node);
     let layer_err = |detail: &str| BiasCorrectionError::Layer {
         node: name.clone(),
@@ -456,7 +456,7 @@ fn gather_patches(
     let n = g.input[0] * kh * kw;
     let positions = oh * ow;
     let stride = (positions * images.len()).div_ceil(ROUNDING_ROWS).max(1);
-    let mut patches = super::rounding::Patches {
+    let mut patches = rounding::Patches {
         n,
         ..Default::default()
     };
@@ -501,7 +501,7 @@ fn gather_patches(
 
 /// Re-rounds every output channel of the target and places its float weights exactly on
 /// the chosen levels; returns how many weights left round-to-nearest.
-fn round_weights(graph: &mut Graph, target: &Target, patches: &super::rounding::Patches) -> usize {
+fn round_weights(graph: &mut Graph, target: &Target, patches: &rounding::Patches) -> usize {
     let Some(node) = graph.nodes.get_mut(target.node) else {
         return 0;
     };
@@ -517,10 +517,10 @@ fn round_weights(graph: &mut Graph, target: &Target, patches: &super::rounding::
     let h = patches.gram();
     let mut flips = 0;
     for row in weight.chunks_exact_mut(n) {
-        let scaled = super::math::quantize_per_channel(row, 1);
+        let scaled = quant::math::quantize_per_channel(row, 1);
         let scale = scaled.scales.first().copied().unwrap_or(1.0);
         let w: Vec<f64> = row.iter().map(|v| f64::from(*v)).collect();
-        let q = super::rounding::round_channel(&w, f64::from(scale), &h, &patches.cross(&w));
+        let q = rounding::round_channel(&w, f64::from(scale), &h, &patches.cross(&w));
         for ((slot, level), nearest) in row.iter_mut().zip(&q).zip(&scaled.values) {
             flips += usize::from(*level != i32::from(*nearest));
             *slot = *level as f32 * scale;
@@ -584,12 +584,9 @@ mod tests {
         assert!(!layers.is_empty());
         assert!(layers.iter().any(|l| l.max_abs_shift > 0.0), "{layers:?}");
 
-        let mut targets = find_targets(
-            &graph,
-            &super::super::lower(&graph, &ranges, &opts).unwrap(),
-        );
+        let mut targets = find_targets(&graph, &quant::lower(&graph, &ranges, &opts).unwrap());
         float_means(&graph, &float, &images, &mut targets).unwrap();
-        let model = super::super::lower(&corrected, &ranges, &opts).unwrap();
+        let model = quant::lower(&corrected, &ranges, &opts).unwrap();
         let mut beyond_rounding = false;
         for (target, layer) in targets.iter().zip(&layers) {
             let after = quant_means(&model, &corrected, target, &images).unwrap();
@@ -654,8 +651,8 @@ mod tests {
         .unwrap();
         assert!(layers.iter().any(|l| l.rounding_flips > 0), "{layers:?}");
         let (a, b) = (
-            super::super::lower(&plain, &ranges, &opts).unwrap(),
-            super::super::lower(&rounded, &ranges, &opts).unwrap(),
+            quant::lower(&plain, &ranges, &opts).unwrap(),
+            quant::lower(&rounded, &ranges, &opts).unwrap(),
         );
         let mut moved = 0;
         for (pa, pb) in a.ops.iter().zip(&b.ops) {
@@ -674,8 +671,8 @@ mod tests {
         }
         assert!(moved > 0);
         let error = |g: &Graph| {
-            let model = super::super::lower(g, &ranges, &opts).unwrap();
-            let out = crate::quant::range_search::run_core(&model, &images).unwrap();
+            let model = quant::lower(g, &ranges, &opts).unwrap();
+            let out = crate::tune::range_search::run_core(&model, &images).unwrap();
             out.iter()
                 .zip(&images)
                 .map(|(q, x)| {
