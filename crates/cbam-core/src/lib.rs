@@ -45,9 +45,9 @@ pub mod math;
 #[cfg(not(feature = "kernels"))]
 mod math;
 
+pub use argmax::{argmax, top1_tied};
 pub use blob::{Model, OpInfo, TensorInfo};
 pub use crc::crc32;
 pub use error::Error;
 pub use format::{OpCode, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION};
-pub use argmax::{argmax, top1_tied};
 pub use interp::{NoObserver, Observer};
