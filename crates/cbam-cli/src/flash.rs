@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use boards::{Board, ModelPlacement};
-use budget::{Budget, Demand, FirmwareSizes};
+use budget::{total, Budget, Demand, FirmwareSizes};
 use chip::ChipMap;
 pub use error::FlashError;
 use image::{FirmwareImage, Layout};
@@ -296,9 +296,9 @@ fn board_holds(board: &Board, demand: &Demand) -> bool {
         (ModelPlacement::Region, Some(origin), Some(size)) => {
             demand.blob_bytes <= size && code <= origin.saturating_sub(board.flash_origin)
         }
-        _ => code + demand.blob_bytes <= board.flash_size,
+        _ => total(&[code, demand.blob_bytes]) <= board.flash_size,
     };
-    flash_ok && static_ram + demand.arena_bytes + demand.stack_bytes <= board.ram_size
+    flash_ok && total(&[static_ram, demand.arena_bytes, demand.stack_bytes]) <= board.ram_size
 }
 
 #[cfg(test)]
