@@ -30,6 +30,9 @@ pub enum FlashError {
         known: Vec<String>,
     },
 
+    #[error("cannot print the fit check")]
+    Output(#[source] std::io::Error),
+
     #[error("board `{board}` carries chip `{board_chip}`, not `{chip}`; drop --chip or pick the matching --board")]
     BoardChipMismatch {
         board: String,
