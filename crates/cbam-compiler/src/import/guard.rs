@@ -5,8 +5,9 @@
 //!
 //! Checked here: node and tensor counts against [`crate::limits`]; every constant tensor
 //! (initializers, `Constant` values, nested graphs) holds exactly the values its dims
-//! declare; window attributes (`kernel_shape`, `strides`, `dilations`, `pads`, `group`) are
-//! in range; external data stays inside the model's directory in a regular file.
+//! declare, and none of them NaN; window attributes (`kernel_shape`, `strides`,
+//! `dilations`, `pads`, `group`) are in range; external data stays inside the model's
+//! directory in a regular file.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -204,6 +205,7 @@ pub(crate) fn check_tensor(t: &TensorProto, model_dir: Option<&Path>) -> Result<
                 expected_bytes.unwrap_or(0)
             ));
         }
+        no_nan(t)?;
         return Ok(count);
     }
     let stored = t.float_data.len()
@@ -221,7 +223,34 @@ pub(crate) fn check_tensor(t: &TensorProto, model_dir: Option<&Path>) -> Result<
             "holds {stored} values but its dims {dims:?} need {count}"
         ));
     }
+    no_nan(t)?;
     Ok(count)
+}
+
+/// NaN is no weight: it turns every output it reaches into garbage, or, behind a ReLU that
+/// maps it to 0, into confident wrong answers. (Infinity may be meant: a Clip's bound.)
+fn no_nan(t: &TensorProto) -> Result<(), String> {
+    fn nan_at<const N: usize>(raw: &[u8], is_nan: fn([u8; N]) -> bool) -> Option<usize> {
+        raw.chunks_exact(N)
+            .position(|b| <[u8; N]>::try_from(b).is_ok_and(is_nan))
+    }
+    let position = match DataType::try_from(t.data_type) {
+        Ok(DataType::Float) if !t.raw_data.is_empty() => {
+            nan_at(&t.raw_data, |b| f32::from_le_bytes(b).is_nan())
+        }
+        Ok(DataType::Float) => t.float_data.iter().position(|v| v.is_nan()),
+        Ok(DataType::Double) if !t.raw_data.is_empty() => {
+            nan_at(&t.raw_data, |b| f64::from_le_bytes(b).is_nan())
+        }
+        Ok(DataType::Double) => t.double_data.iter().position(|v| v.is_nan()),
+        _ => None,
+    };
+    match position {
+        Some(i) => Err(format!(
+            "value {i} is NaN; the model's weights are damaged: re-export or retrain it"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The file and byte range of `t`'s external data, refusing a location that leaves the
@@ -429,6 +458,30 @@ mod tests {
             ..Default::default()
         };
         assert!(check_tensor(&empty, None).is_err());
+    }
+
+    #[test]
+    fn a_nan_in_any_float_constant_is_refused_and_infinity_is_not() {
+        let float = |raw: Vec<u8>| TensorProto {
+            dims: vec![2],
+            data_type: DataType::Float as i32,
+            raw_data: raw,
+            ..Default::default()
+        };
+        let bytes = |v: [f32; 2]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>();
+        let err = check_tensor(&float(bytes([1.0, f32::NAN])), None).unwrap_err();
+        assert!(err.contains("value 1 is NaN"), "{err}");
+        assert_eq!(
+            check_tensor(&float(bytes([0.0, f32::INFINITY])), None),
+            Ok(2)
+        );
+        let double = TensorProto {
+            dims: vec![1],
+            data_type: DataType::Double as i32,
+            double_data: vec![f64::NAN],
+            ..Default::default()
+        };
+        assert!(check_tensor(&double, None).is_err());
     }
 
     #[test]
