@@ -287,13 +287,8 @@ fn predict_tract(
         let scores = model
             .run(&sample.input)
             .with_context(|| format!("{}: running sample {i}", path.display()))?;
-        if let Some(bad) = scores.iter().find(|s| !s.is_finite()) {
-            bail!(
-                "{}: the score of sample {i} is {bad}, so no class can be read from it; the \
-                 model's weights or its cbam.mean/cbam.std are damaged",
-                path.display()
-            );
-        }
+        model_file::check_scores(&scores)
+            .with_context(|| format!("{}: sample {i}", path.display()))?;
         out.push(
             argmax_f32(&scores)
                 .with_context(|| format!("{} has an empty output", path.display()))?,

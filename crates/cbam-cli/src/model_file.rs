@@ -132,6 +132,18 @@ pub fn onnx_classes(path: &Path, model: &FloatModel) -> Result<usize> {
     classes(path, &shape)
 }
 
+/// Scores that are not all numbers name no class: the model's weights or its
+/// normalisation are damaged, and every input would get a garbage answer.
+pub fn check_scores(scores: &[f32]) -> Result<()> {
+    match scores.iter().find(|s| !s.is_finite()) {
+        Some(bad) => bail!(
+            "a class score is {bad}, so no class can be read from it; the model's weights or \
+             its cbam.mean/cbam.std are damaged"
+        ),
+        None => Ok(()),
+    }
+}
+
 fn classes(path: &Path, shape: &[usize]) -> Result<usize> {
     data::class_count(shape).with_context(|| {
         format!(

@@ -229,7 +229,7 @@ impl TractRunner {
                 .model
                 .run(&input)
                 .context("tract failed on the frame")?;
-            finite_scores(&scores)?;
+            model_file::check_scores(&scores).context("the model's scores for the frame")?;
             return Ok(Inference {
                 scores,
                 output_q: None,
@@ -243,7 +243,7 @@ impl TractRunner {
             .run_with_values(&input, &names)
             .context("tract failed on the frame")?;
         let scores = values.remove(self.model.output_name()).unwrap_or_default();
-        finite_scores(&scores)?;
+        model_file::check_scores(&scores).context("the model's scores for the frame")?;
         let mut maps = Vec::new();
         for a in &self.attention {
             let raw = values.remove(&a.name).unwrap_or_default();
@@ -267,17 +267,6 @@ impl TractRunner {
             output_q: None,
             attention: maps,
         })
-    }
-}
-
-/// Scores that are not numbers name no class: the model's weights or normalisation are
-/// damaged, and every frame would show garbage.
-fn finite_scores(scores: &[f32]) -> Result<()> {
-    match scores.iter().find(|s| !s.is_finite()) {
-        Some(bad) => bail!(
-            "the model scored the frame {bad}; its weights or its cbam.mean/cbam.std are damaged"
-        ),
-        None => Ok(()),
     }
 }
 
