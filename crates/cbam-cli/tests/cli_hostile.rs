@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cbam_e2e::onnx::{self, int, ints, GraphBuilder};
+use cbam_e2e::scratch::Scratch;
 use cbam_e2e::{files, paths};
 use tract_onnx::pb::{ModelProto, StringStringEntryProto, TensorProto};
 
@@ -33,43 +34,30 @@ fn refused(out: &Output, words: &[&str]) -> String {
     stderr
 }
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// Runs `f`, asserting it took less than `seconds`: a refusal must not hang first.
+fn within<T>(seconds: u64, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let result = f();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(seconds), "took {took:?}");
+    result
 }
 
-/// A scratch directory with a small classifier, 4 labelled 28x28 images and its blob.
-struct Fixture {
-    dir: tempfile::TempDir,
-    model: PathBuf,
-    images: PathBuf,
-    labels: PathBuf,
+/// The scratch directory of [`cbam_e2e::scratch`], with the commands these tests run and
+/// the blob quantized from its model.
+struct Fixture(Scratch);
+
+impl std::ops::Deref for Fixture {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("m.onnx");
-        std::fs::write(&model, onnx::encode(&onnx::cbam_classifier(3))).unwrap();
-        let images = dir.path().join("images-idx3-ubyte");
-        let pixels: Vec<u8> = (0..4 * 28 * 28).map(|i| (i * 13 % 256) as u8).collect();
-        files::write_idx(&images, &[4, 28, 28], &pixels).unwrap();
-        let labels = dir.path().join("labels-idx1-ubyte");
-        files::write_idx(&labels, &[4], &[0, 1, 2, 3]).unwrap();
-        Fixture {
-            dir,
-            model,
-            images,
-            labels,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Fixture(Scratch::new("m.onnx", 3))
     }
 
     fn write_model(&self, name: &str, model: &ModelProto) -> PathBuf {
@@ -364,14 +352,10 @@ fn a_model_input_past_the_cap_is_refused_before_any_image_is_resized() {
         let mut b = GraphBuilder::new(&[1, 1, side, side], 13, 1);
         let logits = b.head(b.input(), 1, 10);
         let path = f.write_model("huge.onnx", &b.build(&logits, &[1, 10]));
-        let start = Instant::now();
-        refused(&f.quantize(&path, &f.path("h.cbam"), &[]), words);
-        refused(&f.eval(&path), words);
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{:?}",
-            start.elapsed()
-        );
+        within(30, || {
+            refused(&f.quantize(&path, &f.path("h.cbam"), &[]), words);
+            refused(&f.eval(&path), words);
+        });
     }
 }
 
@@ -406,13 +390,7 @@ fn overflowing_pads_are_refused_quickly() {
     for erf in [false, true] {
         let pads = vec![ints("pads", &[i64::MAX / 2, 0, i64::MAX / 2, 0])];
         let path = f.write_model("pads.onnx", &windowed("Conv", pads, erf));
-        let start = Instant::now();
-        refused(&f.eval(&path), &["pads"]);
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{:?}",
-            start.elapsed()
-        );
+        within(30, || refused(&f.eval(&path), &["pads"]));
     }
 }
 
@@ -425,6 +403,30 @@ fn nan_weights_are_refused() {
     let path = f.write_model("nan.onnx", &model);
     refused(&cbam(&["inspect", s(&path)]), &["damaged"]);
     refused(&f.eval(&path), &["damaged"]);
+    // With an op the importer does not translate, tract runs the model: the guard still
+    // refuses a NaN, and an infinite bias (a legal constant) makes infinite logits, which
+    // are refused instead of read as a class.
+    let erf_model = |edit: fn(&mut TensorProto)| {
+        let mut model = onnx::unsupported_op_model();
+        if let Some(g) = model.graph.as_mut() {
+            edit(&mut g.initializer[0]);
+            edit(g.initializer.last_mut().unwrap());
+        }
+        model
+    };
+    let nan = f.write_model("nan_erf.onnx", &erf_model(|t| t.float_data[0] = f32::NAN));
+    refused(&f.eval(&nan), &["is NaN", "damaged"]);
+    let inf = f.write_model(
+        "inf_erf.onnx",
+        &erf_model(|t| t.float_data[0] = f32::INFINITY),
+    );
+    refused(&f.eval(&inf), &["sample 0", "class score is", "damaged"]);
+    let image = f.path("img.png");
+    image::GrayImage::from_pixel(28, 28, image::Luma([90]))
+        .save(&image)
+        .unwrap();
+    let out = cbam(&["run", s(&inf), "--input", s(&image)]);
+    refused(&out, &["class score is", "damaged"]);
 }
 
 #[test]
@@ -561,24 +563,20 @@ fn prune_and_attention_refuse_to_overwrite_their_inputs() {
 #[test]
 fn an_output_in_a_missing_directory_fails_before_any_work() {
     let f = Fixture::new();
-    let start = Instant::now();
-    let out = cbam(&[
-        "prune",
-        s(&f.model),
-        "--calib",
-        s(&f.images),
-        "--ratio",
-        "0.5",
-        "--out",
-        s(&f.path("nodir/x.onnx")),
-    ]);
-    refused(&out, &["does not exist"]);
     // The refusal comes before the model is even read: well under the analysis's time.
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    let out = within(5, || {
+        cbam(&[
+            "prune",
+            s(&f.model),
+            "--calib",
+            s(&f.images),
+            "--ratio",
+            "0.5",
+            "--out",
+            s(&f.path("nodir/x.onnx")),
+        ])
+    });
+    refused(&out, &["does not exist"]);
 }
 
 #[test]
@@ -625,7 +623,7 @@ fn ctrl_c_leaves_the_old_outputs_and_no_temp_file() {
     let (out, report) = (f.path("m.cbam"), f.path("r.json"));
     std::fs::write(&out, "old blob").unwrap();
     std::fs::write(&report, "old report").unwrap();
-    let before = listing(f.dir.path());
+    let before = f.listing();
     let child = Command::new(env!("CARGO_BIN_EXE_cbam"))
         .args([
             "quantize",
@@ -648,7 +646,7 @@ fn ctrl_c_leaves_the_old_outputs_and_no_temp_file() {
         .unwrap();
     assert!(killed.success());
     let status = child.wait_with_output().unwrap().status;
-    let after = listing(f.dir.path());
+    let after = f.listing();
     assert_eq!(after, before, "stray files after Ctrl-C");
     if status.code() == Some(130) {
         assert_eq!(std::fs::read(&out).unwrap(), b"old blob");
