@@ -275,8 +275,34 @@ fn a_blob_asking_for_a_4_gb_arena_or_a_huge_input_is_refused() {
         "--labels",
         s(&f.labels),
     ]);
-    // The core's reader or the input cap refuses it; neither allocates it.
-    refused(&out, &["input.cbam"]);
+    // The core's reader refuses it: its conv no longer follows from the input.
+    refused(&out, &["input.cbam", "not a valid .cbam"]);
+    // A blob the core accepts is held to the caps, which name the flag that raises them.
+    let ok = f.path("ok.cbam");
+    std::fs::write(&ok, &blob).unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            s(&ok),
+            "--data",
+            s(&f.images),
+            "--labels",
+            s(&f.labels),
+        ];
+        args.extend_from_slice(extra);
+        cbam(&args)
+    };
+    refused(
+        &eval(&["--max-input-pixels", "783"]),
+        &["784", "--max-input-pixels"],
+    );
+    refused(&eval(&["--max-arena", "1000"]), &["--max-arena"]);
+    let out = eval(&["--max-input-pixels", "784"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
