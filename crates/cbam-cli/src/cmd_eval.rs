@@ -7,9 +7,11 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use cbam_compiler::data::{self, DataSource, Dataset, InputSpec};
 use cbam_compiler::float_run::FloatModel;
+use cbam_compiler::limits::Limits;
 use clap::Args;
 use serde::Serialize;
 
+use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
 use crate::progress;
@@ -55,6 +57,8 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub norm: NormArgs,
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitArgs,
 }
 
 /// A model opened for evaluation: its bytes and what it is.
@@ -62,6 +66,12 @@ struct Subject {
     path: PathBuf,
     bytes: Vec<u8>,
     kind: ModelKind,
+}
+
+/// What runs a [`Subject`].
+enum Engine<'b> {
+    Tract(FloatModel),
+    Core(cbam_core::Model<'b>),
 }
 
 impl Subject {
@@ -73,6 +83,26 @@ impl Subject {
             bytes,
             kind,
         })
+    }
+
+    /// The model loaded (ONNX: checked by the importer first), and its class count.
+    fn engine(&self, limits: &Limits) -> Result<(Engine<'_>, usize)> {
+        let path = &self.path;
+        match self.kind {
+            ModelKind::Onnx => {
+                let proto = model_file::decode_onnx(path, &self.bytes)?;
+                model_file::vet_onnx(path, &proto)?;
+                let model = FloatModel::from_proto(&proto, path.parent())
+                    .with_context(|| format!("tract cannot run {}", path.display()))?;
+                let classes = model_file::onnx_classes(path, &model)?;
+                Ok((Engine::Tract(model), classes))
+            }
+            ModelKind::Blob => {
+                let model = model_file::parse_blob(path, &self.bytes, limits)?;
+                let classes = model_file::blob_classes(path, &model)?;
+                Ok((Engine::Core(model), classes))
+            }
+        }
     }
 
     fn backend(&self) -> &'static str {
@@ -112,12 +142,19 @@ struct Report {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
+    let limits = args.limits.limits();
     let subject = Subject::open(&args.model)?;
     let reference = args.reference.as_deref().map(Subject::open).transpose()?;
     let mut notes = Vec::new();
-    let spec = input_spec(&subject, reference.as_ref(), &args.norm, &mut notes)?;
+    let spec = input_spec(
+        &subject,
+        reference.as_ref(),
+        &args.norm,
+        &mut notes,
+        &limits,
+    )?;
     if let Some(r) = &reference {
-        let ref_spec = input_spec(r, None, &args.norm, &mut Vec::new())?;
+        let ref_spec = input_spec(r, None, &args.norm, &mut Vec::new(), &limits)?;
         ensure!(
             ref_spec.shape == spec.shape,
             "the reference {} takes input {:?} but {} takes {:?}; compare models of the same input",
@@ -127,12 +164,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             spec.shape
         );
     }
+    let (engine, reference_engine, classes) = engines(&subject, reference.as_ref(), &limits)?;
     let source = DataSource {
         data: args.data.clone(),
         labels: args.labels.clone(),
         limit: args.limit,
     };
-    let dataset = data::load(&source, &spec)
+    let dataset = data::load_within(&source, &spec, limits.max_data_bytes)
         .with_context(|| format!("cannot load evaluation data {}", args.data.display()))?;
     ensure!(
         !dataset.is_empty(),
@@ -146,9 +184,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             args.data.display()
         );
     }
+    if dataset.has_labels() {
+        let labels = args.labels.as_deref().unwrap_or(&args.data);
+        data::check_labels(&dataset, labels, classes)?;
+    }
     notes.extend(dataset.notes.iter().cloned());
 
-    let (predictions, ms) = predict(&subject, &dataset)?;
+    let (predictions, ms) = predict(&subject, &engine, &dataset)?;
     let accuracy = accuracy(&predictions.classes, &dataset);
     let mut report = Report {
         data: args.data.display().to_string(),
@@ -162,8 +204,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         reference: None,
         notes,
     };
-    if let Some(r) = &reference {
-        let (ref_predictions, ref_ms) = predict(r, &dataset)?;
+    if let (Some(r), Some(engine)) = (&reference, &reference_engine) {
+        let (ref_predictions, ref_ms) = predict(r, engine, &dataset)?;
         report.agreement = Some(agreement(&predictions.classes, &ref_predictions.classes));
         report.reference = Some(ModelResult {
             model: r.path.display().to_string(),
@@ -174,11 +216,32 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render(&report));
+        crate::out!("{}", render(&report))?;
     }
     Ok(())
+}
+
+/// The engines of the model and of the reference, and the classes both score.
+fn engines<'s>(
+    subject: &'s Subject,
+    reference: Option<&'s Subject>,
+    limits: &Limits,
+) -> Result<(Engine<'s>, Option<Engine<'s>>, usize)> {
+    let (engine, classes) = subject.engine(limits)?;
+    let Some(r) = reference else {
+        return Ok((engine, None, classes));
+    };
+    let (reference_engine, ref_classes) = r.engine(limits)?;
+    ensure!(
+        ref_classes == classes,
+        "the reference {} scores {ref_classes} classes but {} scores {classes}; compare \
+         models of the same classes",
+        r.path.display(),
+        subject.path.display()
+    );
+    Ok((engine, Some(reference_engine), classes))
 }
 
 /// The model's input and its pixel normalisation: `--mean`/`--std` when given, else the
@@ -189,17 +252,18 @@ fn input_spec(
     reference: Option<&Subject>,
     norm: &NormArgs,
     notes: &mut Vec<String>,
+    limits: &Limits,
 ) -> Result<InputSpec> {
     let spec = match subject.kind {
-        ModelKind::Onnx => model_file::onnx_input_spec(&subject.path, &subject.bytes)?,
+        ModelKind::Onnx => model_file::onnx_input_spec(&subject.path, &subject.bytes, limits)?,
         ModelKind::Blob => {
-            let model = model_file::parse_blob(&subject.path, &subject.bytes)?;
+            let model = model_file::parse_blob(&subject.path, &subject.bytes, limits)?;
             let input = model.input();
             let chw = [input.c, input.h, input.w];
             let (mut mean, mut std) = model_file::blob_normalisation(&subject.path, &model)?;
             let stored = !mean.is_empty() || !std.is_empty();
             if let Some(r) = reference.filter(|r| r.kind == ModelKind::Onnx && !stored) {
-                let spec = model_file::onnx_input_spec(&r.path, &r.bytes)?;
+                let spec = model_file::onnx_input_spec(&r.path, &r.bytes, limits)?;
                 (mean, std) = (spec.mean, spec.std);
             } else if !stored && !model.input_is_raw_pixels() && norm.given().is_none() {
                 notes.push(
@@ -231,12 +295,12 @@ impl Predictions {
 }
 
 /// Top-1 class of every sample, and the mean milliseconds per sample.
-fn predict(subject: &Subject, dataset: &Dataset) -> Result<(Predictions, f64)> {
+fn predict(subject: &Subject, engine: &Engine, dataset: &Dataset) -> Result<(Predictions, f64)> {
     let bar = progress::bar(dataset.len(), subject.backend());
     let start = Instant::now();
-    let predictions = match subject.kind {
-        ModelKind::Onnx => predict_tract(subject, dataset, &bar)?,
-        ModelKind::Blob => predict_core(subject, dataset, &bar)?,
+    let predictions = match engine {
+        Engine::Tract(model) => predict_tract(&subject.path, model, dataset, &bar)?,
+        Engine::Core(model) => predict_core(&subject.path, model, dataset, &bar)?,
     };
     bar.finish_and_clear();
     let ms = start.elapsed().as_secs_f64() * 1e3 / dataset.len().max(1) as f64;
@@ -244,18 +308,18 @@ fn predict(subject: &Subject, dataset: &Dataset) -> Result<(Predictions, f64)> {
 }
 
 fn predict_tract(
-    subject: &Subject,
+    path: &Path,
+    model: &FloatModel,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
 ) -> Result<Predictions> {
-    let path = &subject.path;
-    let model =
-        FloatModel::load(path).with_context(|| format!("tract cannot run {}", path.display()))?;
     let mut out = Predictions::default();
     for (i, sample) in dataset.samples.iter().enumerate() {
         let scores = model
             .run(&sample.input)
             .with_context(|| format!("{}: running sample {i}", path.display()))?;
+        model_file::check_scores(&scores)
+            .with_context(|| format!("{}: sample {i}", path.display()))?;
         out.push(&scores)
             .with_context(|| format!("{} has an empty output", path.display()))?;
         bar.inc(1);
@@ -264,12 +328,11 @@ fn predict_tract(
 }
 
 fn predict_core(
-    subject: &Subject,
+    path: &Path,
+    model: &cbam_core::Model,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
 ) -> Result<Predictions> {
-    let path = &subject.path;
-    let model = model_file::parse_blob(path, &subject.bytes)?;
     let input = model.input();
     let raw = model.input_is_raw_pixels();
     let mut arena = vec![0u8; model.arena_size()];

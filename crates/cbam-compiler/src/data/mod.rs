@@ -20,8 +20,11 @@ mod raw_u8;
 
 use std::path::{Path, PathBuf};
 
+use crate::fsio;
 use crate::ir::Graph;
+use crate::limits::{LimitExceeded, DEFAULT_MAX_DATA_BYTES};
 
+pub(crate) use convert::normalisation_problem;
 pub use convert::InputSpec;
 
 /// Why a data source could not be loaded. Every variant names the file and says what to do.
@@ -75,6 +78,34 @@ pub enum DataError {
         path: PathBuf,
         index: usize,
         value: i64,
+    },
+    #[error("{}: {source}", path.display())]
+    TooLarge {
+        path: PathBuf,
+        source: LimitExceeded,
+    },
+    #[error(
+        "{}: label {label} of sample {index} is not one of the model's {classes} classes \
+         (0..={}); the labels belong to another data set or model",
+        path.display(),
+        .classes.saturating_sub(1)
+    )]
+    LabelOutOfRange {
+        path: PathBuf,
+        index: usize,
+        label: usize,
+        classes: usize,
+    },
+    #[error(
+        "{}: sample {index} holds {value} at position {position}; inputs must be finite \
+         numbers: fix the array before saving it",
+        path.display()
+    )]
+    NotFinite {
+        path: PathBuf,
+        index: usize,
+        position: usize,
+        value: f32,
     },
     #[error("{}: cannot decode image: {source}", path.display())]
     Image {
@@ -165,21 +196,89 @@ pub struct DataSource {
     pub limit: Option<usize>,
 }
 
-/// Load `source` shaped for a model with input `spec`.
+/// Load `source` shaped for a model with input `spec`, holding at most
+/// [`DEFAULT_MAX_DATA_BYTES`] of data.
 pub fn load(source: &DataSource, spec: &InputSpec) -> Result<Dataset, DataError> {
+    load_within(source, spec, DEFAULT_MAX_DATA_BYTES)
+}
+
+/// [`load`], holding at most `max_bytes` of data in memory: files read, data decompressed,
+/// samples decoded. Every size a file declares is checked against it before it is allocated.
+pub fn load_within(
+    source: &DataSource,
+    spec: &InputSpec,
+    max_bytes: u64,
+) -> Result<Dataset, DataError> {
     let path = source.data.as_path();
-    let limit = source.limit.unwrap_or(usize::MAX);
+    let cap = Cap {
+        path,
+        max_bytes,
+        limit: source.limit.unwrap_or(usize::MAX),
+    };
     let mut dataset = match detect(path)? {
-        Kind::ImageFolder => image_folder::load(path, spec, limit)?,
-        Kind::Npy => npy::load_inputs(path, spec, limit)?,
-        Kind::Idx => idx::load_images(path, spec, limit)?,
-        Kind::RawU8 => raw_u8::load_images(path, spec, limit)?,
+        Kind::ImageFolder => image_folder::load(&cap, spec)?,
+        Kind::Npy => npy::load_inputs(&cap, spec)?,
+        Kind::Idx => idx::load_images(&cap, spec)?,
+        Kind::RawU8 => raw_u8::load_images(&cap, spec)?,
     };
     if let Some(labels_path) = &source.labels {
-        let labels = load_labels(labels_path, usize::MAX)?;
+        let labels = load_labels_within(labels_path, usize::MAX, max_bytes)?;
         attach_labels(&mut dataset, labels, labels_path)?;
     }
     Ok(dataset)
+}
+
+/// How much of one source a loader may take: at most `limit` samples and `max_bytes` held.
+pub(crate) struct Cap<'p> {
+    pub path: &'p Path,
+    pub max_bytes: u64,
+    pub limit: usize,
+}
+
+impl<'p> Cap<'p> {
+    /// All of the source at `path`, within the default cap (for tests).
+    #[cfg(test)]
+    pub fn whole(path: &'p Path) -> Self {
+        Cap {
+            path,
+            max_bytes: DEFAULT_MAX_DATA_BYTES,
+            limit: usize::MAX,
+        }
+    }
+
+    /// `samples` samples of `spec` decoded (float input and 8-bit pixels) fit the cap.
+    pub fn check_samples(&self, samples: usize, spec: &InputSpec) -> Result<(), DataError> {
+        let per_sample = crate::limits::product([spec.len() as u64, 5]);
+        let bytes = per_sample.and_then(|b| b.checked_mul(samples as u64));
+        self.check(
+            || format!("{samples} decoded samples of {:?}", spec.shape),
+            bytes,
+        )
+    }
+
+    /// `bytes` (`None`: overflowed) of `what` fit the cap.
+    pub fn check(
+        &self,
+        what: impl FnOnce() -> String,
+        bytes: Option<u64>,
+    ) -> Result<(), DataError> {
+        let limits = crate::limits::Limits {
+            max_data_bytes: self.max_bytes,
+            ..Default::default()
+        };
+        limits
+            .check_data(what, bytes)
+            .map(|_| ())
+            .map_err(|source| DataError::TooLarge {
+                path: self.path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// The whole file, if it is a regular file within the cap.
+    pub fn read(&self) -> Result<Vec<u8>, DataError> {
+        read_file(self.path, self.max_bytes)
+    }
 }
 
 /// Load `source` for the model `graph` (its input shape, mean and std).
@@ -190,11 +289,20 @@ pub fn load_for_graph(source: &DataSource, graph: &Graph) -> Result<Dataset, Dat
 /// Labels from a `.npy` (int64/int32/uint8/...), an IDX1 file (optionally gzipped) or a
 /// `.u8` file (one byte per label); at most `limit` of them.
 pub fn load_labels(path: &Path, limit: usize) -> Result<Vec<usize>, DataError> {
+    load_labels_within(path, limit, DEFAULT_MAX_DATA_BYTES)
+}
+
+fn load_labels_within(path: &Path, limit: usize, max_bytes: u64) -> Result<Vec<usize>, DataError> {
+    let cap = Cap {
+        path,
+        max_bytes,
+        limit,
+    };
     let raw: Vec<i64> =
         match detect(path)? {
-            Kind::Npy => npy::load_labels(path)?,
-            Kind::Idx => idx::load_labels(path)?,
-            Kind::RawU8 => raw_u8::load_labels(path)?,
+            Kind::Npy => npy::load_labels(&cap)?,
+            Kind::Idx => idx::load_labels(&cap)?,
+            Kind::RawU8 => raw_u8::load_labels(&cap)?,
             Kind::ImageFolder => return Err(DataError::UnknownFormat {
                 path: path.to_path_buf(),
                 why: "a directory cannot be a labels file; ImageFolder data carries its own labels"
@@ -212,6 +320,39 @@ pub fn load_labels(path: &Path, limit: usize) -> Result<Vec<usize>, DataError> {
             })
         })
         .collect()
+}
+
+/// Classes of a model whose output has `shape`: its one axis longer than 1, or `None` when
+/// the output is not a vector of class scores (a feature map, an image, a single value).
+pub fn class_count(shape: &[usize]) -> Option<usize> {
+    match shape
+        .iter()
+        .filter(|&&d| d != 1)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [&classes] => Some(classes),
+        _ => None,
+    }
+}
+
+/// Every label of `dataset` names one of `classes` classes (a label past the last class
+/// would only ever count as wrong, silently lowering the accuracy).
+pub fn check_labels(dataset: &Dataset, labels: &Path, classes: usize) -> Result<(), DataError> {
+    let bad = dataset
+        .samples
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| s.label.filter(|&l| l >= classes).map(|l| (i, l)));
+    match bad {
+        Some((index, label)) => Err(DataError::LabelOutOfRange {
+            path: labels.to_path_buf(),
+            index,
+            label,
+            classes,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn attach_labels(dataset: &mut Dataset, labels: Vec<usize>, path: &Path) -> Result<(), DataError> {
@@ -271,23 +412,27 @@ fn detect(path: &Path) -> Result<Kind, DataError> {
 }
 
 fn read_prefix(path: &Path, buf: &mut [u8]) -> Result<usize, DataError> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let (mut file, _) = fsio::open_regular(path).map_err(|e| DataError::io(path, e))?;
+    read_up_to(&mut file, buf).map_err(|e| DataError::io(path, e))
+}
+
+/// Fills `buf` as far as the reader goes; the count is short only at the end of the data.
+fn read_up_to(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        let dst = buf.get_mut(filled..).unwrap_or_default();
-        match file.read(dst) {
+        match reader.read(buf.get_mut(filled..).unwrap_or_default()) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(DataError::io(path, e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(filled)
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, DataError> {
+    fsio::read_regular(path, max_bytes, "raise the limit with --max-data-bytes N")
+        .map_err(|e| DataError::io(path, e))
 }
 
 /// The int8 tensor the core takes as its input, NHWC `(h, w, c)`.

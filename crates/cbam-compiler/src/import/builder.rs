@@ -9,6 +9,7 @@ use tract_onnx::pb::NodeProto;
 use super::constant::Const;
 use super::ImportError;
 use crate::ir::{Node, Op, TensorDef, TensorId};
+use crate::limits;
 
 /// What an ONNX value name stands for.
 #[derive(Debug, Clone)]
@@ -163,12 +164,20 @@ impl<'a> Importer<'a> {
         name: &str,
         onnx_shape: Vec<usize>,
     ) -> Result<TensorId, ImportError> {
+        let bad = |why: String| ImportError::BadTensor {
+            name: name.to_string(),
+            why,
+        };
         if onnx_shape.first() != Some(&1) {
-            return Err(ImportError::BadTensor {
-                name: name.to_string(),
-                why: format!("shape {onnx_shape:?} does not start with a batch dimension of 1"),
-            });
+            return Err(bad(format!(
+                "shape {onnx_shape:?} does not start with a batch dimension of 1"
+            )));
         }
+        if onnx_shape.contains(&0) {
+            return Err(bad(format!("shape {onnx_shape:?} holds no values")));
+        }
+        limits::tensor_values(|| format!("shape {onnx_shape:?}"), &onnx_shape)
+            .map_err(|e| bad(e.to_string()))?;
         let id = self.tensors.len();
         self.tensors.push(TensorDef {
             name: name.to_string(),

@@ -37,8 +37,8 @@ pub(crate) fn conv(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
             weight.dims
         )));
     }
-    let weight = weight.to_f32();
-    let bias = bias_or_zeros(imp, n, 2, out_c)?;
+    let weight = finite(n, "weight", weight.to_f32())?;
+    let bias = finite(n, "bias", bias_or_zeros(imp, n, 2, out_c)?)?;
     let win = window::read(n, [h, w], [kh, kw])?;
     let op = Op::Conv(Conv {
         weight,
@@ -54,6 +54,17 @@ pub(crate) fn conv(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     });
     imp.emit(n, op, vec![x], vec![1, out_c, win.out_hw[0], win.out_hw[1]])?;
     Ok(())
+}
+
+/// Weights must be numbers: one NaN or Inf turns every output it reaches into garbage.
+fn finite(n: &NodeCtx, what: &str, values: Vec<f32>) -> Result<Vec<f32>, ImportError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(n.bad(format!(
+            "{what} value {i} is {}; the model's weights are damaged: re-export or retrain it",
+            values[i]
+        ))),
+        None => Ok(values),
+    }
 }
 
 fn bias_or_zeros(
@@ -111,11 +122,16 @@ pub(crate) fn gemm(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     } else {
         transpose(&b, rows, cols)
     };
-    let weight = weight.into_iter().map(|v| v * alpha).collect();
+    let weight = finite(
+        n,
+        "alpha * B",
+        weight.into_iter().map(|v| v * alpha).collect(),
+    )?;
     let bias = bias_or_zeros(imp, n, 2, out)?
         .into_iter()
         .map(|v| v * beta)
         .collect();
+    let bias = finite(n, "beta * C", bias)?;
     let op = Op::Linear(Linear {
         weight,
         bias,
@@ -137,7 +153,7 @@ pub(crate) fn matmul(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError>
             return Err(n.unsupported(format!("right operand dims {d:?} for {k} input features")))
         }
     };
-    let weight = transpose(&b.to_f32(), k, out);
+    let weight = finite(n, "weight", transpose(&b.to_f32(), k, out))?;
     let op = Op::Linear(Linear {
         weight,
         bias: vec![0.0; out],
@@ -167,11 +183,19 @@ pub(crate) fn batch_norm(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportEr
                 p.len()
             )));
         }
-        params.push(p.to_f32());
+        params.push(finite(n, &format!("parameter {i}"), p.to_f32())?);
     }
     let [scale, bias, mean, var] =
         <[Vec<f32>; 4]>::try_from(params).map_err(|_| n.bad("needs 4 parameters"))?;
     let epsilon = attrs::float(n.proto, "epsilon").unwrap_or(1e-5);
+    if let Some(v) = var
+        .iter()
+        .find(|&&v| !(v + epsilon > 0.0 && (v + epsilon).is_finite()))
+    {
+        return Err(n.bad(format!(
+            "variance {v} + epsilon {epsilon} is not a positive number; the model is damaged"
+        )));
+    }
     imp.emit(
         n,
         Op::BatchNorm(BatchNorm {

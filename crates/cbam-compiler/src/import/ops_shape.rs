@@ -7,6 +7,7 @@ use super::builder::{Importer, NodeCtx, Value};
 use super::constant::{decode_tensor, Const, ConstData};
 use super::ImportError;
 use crate::ir::Op;
+use crate::limits;
 
 pub(crate) fn constant(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     let c = if let Some(t) = attrs::tensor(n.proto, "value") {
@@ -301,6 +302,11 @@ pub(crate) fn concat(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError>
         .ok_or_else(|| n.bad("has no inputs"))?;
     let rank = first.len() as i64;
     let axis = attrs::int(n.proto, "axis").unwrap_or(1);
+    if rank < 2 {
+        return Err(n.unsupported(format!(
+            "concatenating tensors of shape {first:?}; only feature maps with a channel axis are"
+        )));
+    }
     if (if axis < 0 { axis + rank } else { axis }) != 1 {
         return Err(n.unsupported(format!(
             "concatenation along axis {axis}; only the channel axis 1 is supported"
@@ -436,7 +442,9 @@ pub(crate) fn reshape(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError
             _ => return Err(n.bad(format!("target shape {target:?} is not valid"))),
         }
     }
-    let known: usize = out.iter().product();
+    let known = limits::product(out.iter().copied())
+        .and_then(|k| usize::try_from(k).ok())
+        .ok_or_else(|| n.bad(format!("target shape {target:?} overflows")))?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(n.bad(format!("cannot reshape {dims:?} to {target:?}")));
@@ -455,9 +463,10 @@ fn non_unit(dims: &[usize]) -> Vec<usize> {
 /// Reshapes the node's input to `out`: folded on constants; on feature maps only a
 /// layout-free reshape or a flatten to `[1, n]` is accepted.
 fn reshape_to(imp: &mut Importer, n: &NodeCtx, out: Vec<usize>) -> Result<(), ImportError> {
+    let out_len = limits::product(out.iter().copied());
     match imp.required(n, 0)?.clone() {
         Value::Const(c) => {
-            if out.iter().product::<usize>() != c.len() {
+            if out_len != Some(c.len() as u64) {
                 return Err(n.bad(format!("cannot reshape {} values to {out:?}", c.len())));
             }
             imp.define(
@@ -469,8 +478,11 @@ fn reshape_to(imp: &mut Importer, n: &NodeCtx, out: Vec<usize>) -> Result<(), Im
             );
         }
         Value::Tensor(x) | Value::Flat(x) => {
-            let total: usize = imp.shape(x).iter().product();
-            if out == [total] {
+            let dims = imp.shape(x).to_vec();
+            if out_len != limits::product(dims.iter().copied()) {
+                return Err(n.bad(format!("cannot reshape {dims:?} to {out:?}")));
+            }
+            if out.len() == 1 {
                 // A flat view (`x.reshape(-1)` at batch 1): legal only as the input of
                 // another reshape or of an identity gather, which see the map again.
                 imp.define(n.first_output()?, Value::Flat(x));

@@ -170,6 +170,25 @@ fn unsupported_op_is_named() {
 }
 
 #[test]
+fn an_unsupported_op_is_named_before_its_int8_constants_are_decoded() {
+    // A QDQ model's zero points are int8, which the importer does not read: the op that
+    // takes them is the problem to report.
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let scale = b.init(&[], vec![0.1]);
+    b.inits.push(tract_onnx::pb::TensorProto {
+        name: "zp".into(),
+        data_type: tract_onnx::pb::tensor_proto::DataType::Int8 as i32,
+        raw_data: vec![0],
+        ..Default::default()
+    });
+    let out = b.node("QuantizeLinear", &["x", &scale, "zp"], vec![]);
+    match import(&b, &out) {
+        Err(ImportError::Unsupported { op_type, .. }) => assert_eq!(op_type, "QuantizeLinear"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[test]
 fn dead_argmax_of_torch_max_is_dropped() -> Result<(), ImportError> {
     let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
     let max = b.reduce("ReduceMax", "x", &[1], 1);
@@ -418,4 +437,114 @@ fn arithmetic_with_constants_is_an_affine_map() -> Result<(), ImportError> {
     let out = b.node("Div", &["x", &zero], vec![]);
     assert!(matches!(import(&b, &out), Err(ImportError::BadNode { .. })));
     Ok(())
+}
+
+// Hostile models: each is an error naming the problem, never a panic or a huge allocation.
+
+fn bad(b: &OnnxBuilder, out: &str) -> String {
+    match import(b, out) {
+        Ok(_) => panic!("the hostile model was imported"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_weight_whose_element_count_overflows_is_refused() {
+    for dims in [
+        [1i64 << 62, 1, 2, 2],
+        [1 << 31, 1 << 31, 1 << 2, 1],
+        [4, 1, 0, 3],
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 8, 8], 13);
+        let w = b.init(&dims, vec![]);
+        let out = b.node("Conv", &["x", &w], vec![]);
+        let msg = bad(&b, &out);
+        let named = msg.contains("w0") || msg.contains("kernel");
+        assert!(named, "{dims:?}: {msg}");
+    }
+}
+
+#[test]
+fn a_gemm_weight_whose_element_count_overflows_is_refused() {
+    for dims in [[1i64 << 62, 4], [4, 1 << 62]] {
+        let mut b = OnnxBuilder::new(&[1, 4], 13);
+        let w = b.init(&dims, vec![]);
+        let out = b.node("Gemm", &["x", &w], vec![int("transB", 1)]);
+        let msg = bad(&b, &out);
+        assert!(
+            msg.contains("w0") && msg.contains("2^64"),
+            "{dims:?}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_concat_of_vectors_after_global_pool_and_reshape_is_refused() {
+    // One channel: the pooled [1, 1, 1, 1] reshaped to [-1] is the rank-1 [1].
+    let mut b = OnnxBuilder::new(&[1, 1, 4, 4], 13);
+    let g = b.node("GlobalAveragePool", &["x"], vec![]);
+    let shape = b.init_i64(&[-1]);
+    let r = b.node("Reshape", &[&g, &shape], vec![]);
+    let out = b.node("Concat", &[&r, &r], vec![int("axis", 1)]);
+    let msg = bad(&b, &out);
+    assert!(msg.contains("Concat"), "{msg}");
+}
+
+#[test]
+fn absurd_pooling_kernels_strides_and_pads_are_refused() {
+    for attrs in [
+        vec![ints("kernel_shape", &[1 << 40, 1 << 40])],
+        vec![
+            ints("kernel_shape", &[2, 2]),
+            ints("pads", &[i64::MAX, 0, 0, 0]),
+        ],
+        vec![ints("kernel_shape", &[2, 2]), ints("strides", &[0, 1])],
+        vec![ints("kernel_shape", &[100, 100])],
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 8, 8], 13);
+        let out = b.node("MaxPool", &["x"], attrs.clone());
+        bad(&b, &out);
+    }
+}
+
+#[test]
+fn nan_and_infinite_weights_are_refused() {
+    for (w, bias) in [
+        (vec![f32::NAN, 1.0], vec![0.0, 0.0]),
+        (vec![1.0, 1.0], vec![0.0, f32::INFINITY]),
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 2, 2], 13);
+        let w = b.init(&[2, 1, 1, 1], w);
+        let bias = b.init(&[2], bias);
+        let out = b.node("Conv", &["x", &w, &bias], vec![]);
+        let msg = bad(&b, &out);
+        assert!(msg.contains("damaged"), "{msg}");
+    }
+    let mut b = OnnxBuilder::new(&[1, 2, 2, 2], 13);
+    let p = b.init(&[2], vec![1.0, 1.0]);
+    let var = b.init(&[2], vec![1.0, -1.0]);
+    let out = b.node("BatchNormalization", &["x", &p, &p, &p, &var], vec![]);
+    assert!(bad(&b, &out).contains("variance"));
+}
+
+#[test]
+fn a_nan_mean_or_a_denormal_std_in_the_metadata_is_refused() {
+    for (key, value) in [
+        ("cbam.mean", "NaN"),
+        ("cbam.std", "1e-40"),
+        ("cbam.std", "0"),
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 2, 2], 13);
+        b.meta.push((key.into(), value.into()));
+        let out = b.node("Relu", &["x"], vec![]);
+        let msg = bad(&b, &out);
+        assert!(msg.contains("cbam.mean/cbam.std"), "{key}={value}: {msg}");
+    }
+}
+
+#[test]
+fn an_input_past_the_tensor_cap_is_refused() {
+    let mut b = OnnxBuilder::new(&[1, 1, 100_000, 100_000], 13);
+    let out = b.node("Relu", &["x"], vec![]);
+    assert!(bad(&b, &out).contains("values"));
 }

@@ -2,7 +2,7 @@
 //! no Conv before it, the `alpha * x + beta` inside HardSigmoid) fold into the Conv or Linear
 //! that produces `x`; what is left becomes a depthwise 1x1 Conv, which the int8 core runs.
 
-use super::edit::{absorb_into_producer, producer, shape, uses, validate};
+use super::edit::{shape, validate, Index};
 use super::fold_bn::bn_coefficients;
 use super::PassError;
 use crate::ir::{Activation, Conv, Graph, Linear, Op, Pointwise};
@@ -52,48 +52,25 @@ fn scale_producer(op: &mut Op, scale: &[f32], bias: &[f32]) -> bool {
 /// `Clip(0, 1)` (`hardsigmoid(z) = clip(alpha * z + beta, 0, 1)`).
 pub fn fold_affine(mut g: Graph) -> Result<Graph, PassError> {
     validate(&g)?;
-    let mut i = 0;
-    while let Some(node) = g.nodes.get(i) {
+    let mut ix = Index::new(&g);
+    for i in 0..g.nodes.len() {
+        let Some(node) = g.nodes.get(i) else { break };
         let (scale, bias, act) = match &node.op {
             Op::Affine { scale, bias } => (scale.clone(), bias.clone(), None),
             Op::Pointwise(Pointwise::HardSigmoid { alpha, beta }) => {
                 (vec![*alpha], vec![*beta], Some(Activation::Clip(0.0, 1.0)))
             }
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => continue,
         };
         let Some(&x) = node.inputs.first() else {
-            i += 1;
             continue;
         };
-        let p = producer(&g, x).filter(|_| uses(&g, x) == 1);
+        let p = ix.producer(x).filter(|_| ix.uses(x) == 1);
         let folded = match p.and_then(|p| g.nodes.get_mut(p)).map(|n| &mut n.op) {
             Some(Op::Affine {
                 scale: s0,
                 bias: b0,
-            }) if act.is_none() => {
-                let n = s0.len().max(b0.len()).max(scale.len()).max(bias.len());
-                match (
-                    per_channel(s0, n),
-                    per_channel(b0, n),
-                    per_channel(&scale, n),
-                    per_channel(&bias, n),
-                ) {
-                    (Some(s0v), Some(b0v), Some(s), Some(b)) => {
-                        *s0 = s0v.iter().zip(&s).map(|(a, k)| a * k).collect();
-                        *b0 = b0v
-                            .iter()
-                            .zip(&s)
-                            .zip(&b)
-                            .map(|((o, k), c)| o * k + c)
-                            .collect();
-                        true
-                    }
-                    _ => false,
-                }
-            }
+            }) if act.is_none() => merge_affine(s0, b0, &scale, &bias),
             Some(op) => {
                 let free = match op {
                     Op::Conv(c) => c.act == Activation::None || act.is_none(),
@@ -101,25 +78,46 @@ pub fn fold_affine(mut g: Graph) -> Result<Graph, PassError> {
                     _ => false,
                 };
                 let ok = free && scale_producer(op, &scale, &bias);
-                if ok {
-                    if let Some(a) = act {
-                        match op {
-                            Op::Conv(c) => c.act = a,
-                            Op::Linear(l) => l.act = a,
-                            _ => {}
-                        }
+                if let (true, Some(a)) = (ok, act) {
+                    match op {
+                        Op::Conv(c) => c.act = a,
+                        Op::Linear(l) => l.act = a,
+                        _ => {}
                     }
                 }
                 ok
             }
             None => false,
         };
-        match p {
-            Some(p) if folded => absorb_into_producer(&mut g, p, i),
-            _ => i += 1,
+        if let (Some(p), true) = (p, folded) {
+            ix.absorb_into_producer(&mut g, p, i);
         }
     }
+    ix.sweep(&mut g);
     Ok(g)
+}
+
+/// `(x * s0 + b0) * s + b` as one map into `s0`, `b0`; `false` when the lengths disagree.
+fn merge_affine(s0: &mut Vec<f32>, b0: &mut Vec<f32>, scale: &[f32], bias: &[f32]) -> bool {
+    let n = s0.len().max(b0.len()).max(scale.len()).max(bias.len());
+    match (
+        per_channel(s0, n),
+        per_channel(b0, n),
+        per_channel(scale, n),
+        per_channel(bias, n),
+    ) {
+        (Some(s0v), Some(b0v), Some(s), Some(b)) => {
+            *s0 = s0v.iter().zip(&s).map(|(a, k)| a * k).collect();
+            *b0 = b0v
+                .iter()
+                .zip(&s)
+                .zip(&b)
+                .map(|((o, k), c)| o * k + c)
+                .collect();
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A BatchNorm that did not fold into a Conv/Linear (one after an Add or on the input) is

@@ -2,25 +2,25 @@
 //! them without the fused op, become one element-wise [`Op::Pointwise`]: one table in
 //! int8 instead of a table, a requantized product and an extra live tensor.
 
-use super::edit::{consumers, producer, uses, validate};
+use super::edit::{validate, Index};
 use super::PassError;
-use crate::ir::{Graph, Op, Pointwise};
+use crate::ir::{Graph, Node, Op, Pointwise};
 
 /// Every Mul of a tensor by a gate computed from that same tensor alone, where the gate has
 /// no other reader.
 pub fn fuse_self_gates(mut g: Graph) -> Result<Graph, PassError> {
     validate(&g)?;
-    let mut i = 0;
-    while let Some(node) = g.nodes.get(i) {
+    let mut ix = Index::new(&g);
+    for i in 0..g.nodes.len() {
+        let Some(node) = g.nodes.get(i) else { break };
         let (Op::Mul, [a, b]) = (&node.op, node.inputs.as_slice()) else {
-            i += 1;
             continue;
         };
         let (a, b) = (*a, *b);
         let gate_of = |x: usize, gate: usize| -> Option<(usize, Pointwise)> {
-            let p = producer(&g, gate)?;
+            let p = ix.producer(gate)?;
             let pn = g.nodes.get(p)?;
-            if pn.inputs.as_slice() != [x] || uses(&g, gate) != 1 {
+            if pn.inputs.as_slice() != [x] || ix.uses(gate) != 1 {
                 return None;
             }
             match pn.op {
@@ -37,27 +37,24 @@ pub fn fuse_self_gates(mut g: Graph) -> Result<Graph, PassError> {
             .map(|r| (a, r))
             .or_else(|| gate_of(b, a).map(|r| (b, r)))
         else {
-            i += 1;
             continue;
         };
-        debug_assert!(consumers(&g, g.nodes[gate_node].output).len() == 1);
-        if let Some(n) = g.nodes.get_mut(i) {
-            n.op = Op::Pointwise(f);
-            n.inputs = vec![x];
-        }
-        g.nodes.remove(gate_node);
-        // The gate came before the Mul: removing it shifts the Mul down by one.
-        if gate_node > i {
-            i += 1;
-        }
+        let fused = Node {
+            name: node.name.clone(),
+            op: Op::Pointwise(f),
+            inputs: vec![x],
+            output: node.output,
+        };
+        ix.fuse(&mut g, i, &[gate_node], fused);
     }
+    ix.sweep(&mut g);
     Ok(g)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Node, TensorDef};
+    use crate::ir::TensorDef;
 
     fn graph(gate: Op, swap: bool) -> Graph {
         let t = |i: usize| TensorDef {
