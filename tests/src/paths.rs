@@ -14,7 +14,17 @@ pub fn workspace_root() -> PathBuf {
 /// takes one input channel. The RGB models are [`rgb_models`].
 pub fn example_models() -> Vec<PathBuf> {
     let dir = workspace_root().join("models");
-    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut models = top_level_onnx(&dir);
+    models.extend(manifest_models(&dir));
+    models.sort();
+    models.dedup();
+    models.retain(|m| input_chw(m).is_some_and(|[c, _, _]| c == 1));
+    models
+}
+
+/// The `*.onnx` files directly in `dir`.
+fn top_level_onnx(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
@@ -22,12 +32,7 @@ pub fn example_models() -> Vec<PathBuf> {
                 .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "onnx"))
                 .collect()
         })
-        .unwrap_or_default();
-    models.extend(manifest_models(&dir));
-    models.sort();
-    models.dedup();
-    models.retain(|m| input_chw(m).is_some_and(|[c, _, _]| c == 1));
-    models
+        .unwrap_or_default()
 }
 
 /// `[C, H, W]` of an ONNX model's image input.
@@ -69,24 +74,18 @@ pub fn rgb_models() -> Vec<RgbModel> {
         found.sort();
         found.into_iter().next()
     };
-    let mut models: Vec<RgbModel> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "onnx"))
-                .filter_map(|onnx| {
-                    let [c, h, _] = input_chw(&onnx)?;
-                    (c == 3).then_some(())?;
-                    Some(RgbModel {
-                        calib: folder("calib", h)?,
-                        test: folder("test", h)?,
-                        onnx,
-                    })
-                })
-                .collect()
+    let mut models: Vec<RgbModel> = top_level_onnx(&dir)
+        .into_iter()
+        .filter_map(|onnx| {
+            let [c, h, _] = input_chw(&onnx)?;
+            (c == 3).then_some(())?;
+            Some(RgbModel {
+                calib: folder("calib", h)?,
+                test: folder("test", h)?,
+                onnx,
+            })
         })
-        .unwrap_or_default();
+        .collect();
     models.sort_by(|a, b| a.onnx.cmp(&b.onnx));
     models
 }

@@ -348,7 +348,8 @@ fn external_data_outside_the_model_directory_is_refused() {
     for location in ["/dev/zero", "/etc/passwd", "../secret.bin"] {
         let model = edited(|g| {
             let w: &mut TensorProto = &mut g.initializer[0];
-            let len = w.float_data.len() * 4;
+            let len = w.raw_data.len() + w.float_data.len() * 4;
+            w.raw_data.clear();
             w.float_data.clear();
             w.data_location = Some(1);
             let entry = |k: &str, v: String| StringStringEntryProto {
@@ -423,10 +424,19 @@ fn overflowing_pads_are_refused_quickly() {
 
 // 4. Silent garbage.
 
+/// Sets a float tensor's first value, stored raw or as `float_data`.
+fn set_first(t: &mut TensorProto, v: f32) {
+    if let Some(first) = t.float_data.first_mut() {
+        *first = v;
+    } else if let Some(bytes) = t.raw_data.get_mut(..4) {
+        bytes.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
 #[test]
 fn nan_weights_are_refused() {
     let f = Fixture::new();
-    let model = edited(|g| g.initializer[0].float_data[0] = f32::NAN);
+    let model = edited(|g| set_first(&mut g.initializer[0], f32::NAN));
     let path = f.write_model("nan.onnx", &model);
     refused(&cbam(&["inspect", s(&path)]), &["damaged"]);
     refused(&f.eval(&path), &["damaged"]);
@@ -441,12 +451,9 @@ fn nan_weights_are_refused() {
         }
         model
     };
-    let nan = f.write_model("nan_erf.onnx", &erf_model(|t| t.float_data[0] = f32::NAN));
+    let nan = f.write_model("nan_erf.onnx", &erf_model(|t| set_first(t, f32::NAN)));
     refused(&f.eval(&nan), &["is NaN", "damaged"]);
-    let inf = f.write_model(
-        "inf_erf.onnx",
-        &erf_model(|t| t.float_data[0] = f32::INFINITY),
-    );
+    let inf = f.write_model("inf_erf.onnx", &erf_model(|t| set_first(t, f32::INFINITY)));
     refused(&f.eval(&inf), &["sample 0", "class score is", "damaged"]);
     let image = f.path("img.png");
     image::GrayImage::from_pixel(28, 28, image::Luma([90]))
