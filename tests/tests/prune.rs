@@ -359,7 +359,7 @@ fn bad_input_gives_clear_errors() {
             true,
         ),
     );
-    assert!(matches!(e, PruneError::NoCbam), "{e}");
+    assert!(matches!(e, PruneError::NoAttention), "{e}");
     assert!(e.to_string().contains("--criterion l1"), "{e}");
 
     let wrong: Vec<Vec<f32>> = vec![vec![0.0; 32 * 32]; 2];
@@ -456,7 +456,7 @@ fn a_scope_with_no_group_says_which_scope_to_use_instead() {
 
     opts.scope = Scope::default();
     let e = expect_err("variants/fmnist_plain.onnx", &samples, opts);
-    assert!(matches!(e, PruneError::NoCbam), "{e}");
+    assert!(matches!(e, PruneError::NoAttention), "{e}");
     assert!(e.to_string().contains("--criterion l1"), "{e}");
 }
 

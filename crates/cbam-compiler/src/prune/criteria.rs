@@ -4,10 +4,10 @@
 use tract_onnx::pb::{GraphProto, ModelProto};
 
 use super::activations::batch_of_one;
-use super::blocks::CbamSite;
 use super::onnx_util::{const_tensor, tensor_f32, GraphIndex};
 use super::PruneError;
 use crate::float_run::FloatModel;
+use crate::passes::ChannelSite;
 
 /// Attention statistics of one block over the calibration set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -18,10 +18,11 @@ pub struct AttentionStats {
     pub samples: usize,
 }
 
-/// Runs the float model on every calibration sample and summarises each block's `Mc`.
+/// Runs the float model on every calibration sample and summarises each site's gate
+/// (a CBAM block's `Mc`, an SE gate).
 pub fn attention_stats(
     proto: &ModelProto,
-    sites: &[CbamSite],
+    sites: &[ChannelSite],
     input_chw: &[usize],
     calib: &[Vec<f32>],
 ) -> Result<Vec<AttentionStats>, PruneError> {

@@ -17,7 +17,8 @@ pub fn load_typed(proto: &ModelProto, input_chw: &[usize]) -> Result<TypedModel,
     Ok(float_run::typed_model(proto, input_chw)?)
 }
 
-/// Shapes of all labelled outlets of a typed model, plus the shapes of constants.
+/// Shapes of all labelled outlets of a typed model, plus the shapes of the input and the
+/// constants.
 pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap, PruneError> {
     let typed = load_typed(proto, input_chw)?;
     let mut map = ShapeMap::new();
@@ -29,6 +30,14 @@ pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap,
             map.insert(label.clone(), dims.to_vec());
         }
     }
+    if let Ok((name, _)) = crate::import::input_of(proto) {
+        map.insert(
+            name,
+            std::iter::once(1)
+                .chain(input_chw.iter().copied())
+                .collect(),
+        );
+    }
     if let Some(g) = proto.graph.as_ref() {
         for t in &g.initializer {
             map.entry(t.name.clone())
@@ -36,23 +45,4 @@ pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap,
         }
     }
     Ok(map)
-}
-
-/// The model's declared input shape without the batch dimension, if fully known.
-pub fn declared_input_chw(proto: &ModelProto) -> Option<Vec<usize>> {
-    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto::Value as TypeValue};
-    let g = proto.graph.as_ref()?;
-    let init: std::collections::HashSet<&str> =
-        g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let input = g.input.iter().find(|i| !init.contains(i.name.as_str()))?;
-    let TypeValue::TensorType(tt) = input.r#type.as_ref()?.value.as_ref()?;
-    let dims = &tt.shape.as_ref()?.dim;
-    let mut out = Vec::new();
-    for d in dims.iter().skip(1) {
-        match d.value.as_ref()? {
-            Value::DimValue(v) if *v > 0 => out.push(*v as usize),
-            _ => return None,
-        }
-    }
-    Some(out)
 }

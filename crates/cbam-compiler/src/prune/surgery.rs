@@ -553,8 +553,9 @@ pub fn cut_channels(
             .collect();
     }
     insert_scatters(&mut engine, &mut outcome)?;
-    let cut = engine.cut;
-    model_graph_drop_value_info(model, &cut);
+    let mut stale = engine.cut;
+    stale.extend(engine.sliced.into_keys());
+    forget_stale_shapes(model, &stale);
     Ok(outcome)
 }
 
@@ -715,11 +716,32 @@ fn insert_scatters(e: &mut Engine, outcome: &mut CutOutcome) -> Result<(), Prune
     Ok(())
 }
 
-/// Shapes recorded in `value_info` for cut values are stale; dropping them lets tract and
-/// onnxruntime infer the new ones.
-fn model_graph_drop_value_info(model: &mut ModelProto, cut: &HashSet<String>) {
-    if let Some(g) = model.graph.as_mut() {
-        g.value_info.retain(|vi| !cut.contains(&vi.name));
+/// Shapes declared for cut values and sliced constants are stale: `value_info` entries
+/// (dynamo declares every weight's) are dropped so tract and onnxruntime infer the new ones,
+/// and a constant also listed as a graph input (older exporters) gets its new dims.
+fn forget_stale_shapes(model: &mut ModelProto, stale: &HashSet<String>) {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto::Value};
+    let Some(g) = model.graph.as_mut() else {
+        return;
+    };
+    g.value_info.retain(|vi| !stale.contains(&vi.name));
+    for input in g.input.iter_mut().filter(|i| stale.contains(&i.name)) {
+        let Some(t) = g.initializer.iter().find(|t| t.name == input.name) else {
+            continue;
+        };
+        let shape = input
+            .r#type
+            .as_mut()
+            .and_then(|ty| match ty.value.as_mut() {
+                Some(Value::TensorType(tt)) => tt.shape.as_mut(),
+                _ => None,
+            });
+        if let Some(shape) = shape {
+            shape.dim.truncate(t.dims.len());
+            for (d, &n) in shape.dim.iter_mut().zip(&t.dims) {
+                d.value = Some(Dim::DimValue(n));
+            }
+        }
     }
 }
 
