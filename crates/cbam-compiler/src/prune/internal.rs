@@ -18,7 +18,7 @@ use tract_onnx::pb::{GraphProto, ModelProto};
 
 use super::activations::{capture, channel_mean_abs};
 use super::criteria::AttentionStats;
-use super::onnx_util::{const_tensor, dims_usize, tensor_f32, GraphIndex};
+use super::proto_edit::{const_tensor, dims_usize, tensor_f32, GraphIndex};
 use super::shapes::ShapeMap;
 use super::surgery::{cut_channels, SurgeryOptions};
 use super::PruneError;

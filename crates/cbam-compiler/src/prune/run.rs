@@ -7,7 +7,7 @@ use super::cost::{model_cost, Cost};
 use super::criteria::{attention_stats, producer_l1, AttentionStats};
 use super::downstream::downstream_convs;
 use super::internal::{find_internal_sites, propagated_scores};
-use super::onnx_util::{
+use super::proto_edit::{
     const_tensor_mut, dims_usize, materialize_constant_identities, set_tensor_f32, tensor_f32,
     GraphIndex,
 };
@@ -73,7 +73,7 @@ impl Group {
 #[derive(Debug, Clone)]
 pub struct Analysis {
     /// The model the analysis (and every cut) works on: the input with constant
-    /// `Identity` nodes materialised (see [`super::onnx_util::materialize_constant_identities`]).
+    /// `Identity` nodes materialised (see [`super::proto_edit::materialize_constant_identities`]).
     pub proto: ModelProto,
     pub input_chw: Vec<usize>,
     pub shapes: ShapeMap,

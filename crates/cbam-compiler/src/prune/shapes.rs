@@ -17,8 +17,8 @@ pub fn load_typed(proto: &ModelProto, input_chw: &[usize]) -> Result<TypedModel,
     Ok(float_run::typed_model(proto, input_chw)?)
 }
 
-/// Shapes of all labelled outlets of a typed model, plus the shapes of the input and the
-/// constants.
+/// Shapes of all labelled outlets of a typed model, plus the shapes of constants
+/// (initializers and `Constant` nodes, which tract folds away).
 pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap, PruneError> {
     let typed = load_typed(proto, input_chw)?;
     let mut map = ShapeMap::new();
@@ -30,18 +30,13 @@ pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap,
             map.insert(label.clone(), dims.to_vec());
         }
     }
-    if let Ok((name, _)) = crate::import::input_of(proto) {
-        map.insert(
-            name,
-            std::iter::once(1)
-                .chain(input_chw.iter().copied())
-                .collect(),
-        );
-    }
     if let Some(g) = proto.graph.as_ref() {
-        for t in &g.initializer {
-            map.entry(t.name.clone())
-                .or_insert_with(|| super::onnx_util::dims_usize(t));
+        let index = super::proto_edit::GraphIndex::new(g);
+        for (name, &slot) in &index.consts {
+            if let Some(t) = super::proto_edit::const_tensor(g, slot) {
+                map.entry(name.clone())
+                    .or_insert_with(|| super::proto_edit::dims_usize(t));
+            }
         }
     }
     Ok(map)
