@@ -113,6 +113,8 @@ struct Engine<'a> {
     visited: HashSet<usize>,
     /// Nodes visited again whenever a value they touch is cut.
     revisit: HashSet<usize>,
+    /// Constants a node stopped reading for a private copy.
+    replaced: HashSet<String>,
     queue: VecDeque<usize>,
     sliced: HashMap<String, Vec<(usize, usize)>>,
     reachable: HashSet<String>,
@@ -451,7 +453,7 @@ impl Engine<'_> {
             return;
         };
         let name = format!("{input}.cbam_prune.{}", node.name);
-        input.clone_from(&name);
+        self.replaced.insert(std::mem::replace(input, name.clone()));
         let mut t = TensorProto {
             name,
             dims,
@@ -630,6 +632,7 @@ pub fn cut_channels(
         keep_full: HashSet::new(),
         visited: HashSet::new(),
         revisit: HashSet::new(),
+        replaced: HashSet::new(),
         queue: VecDeque::new(),
         sliced: HashMap::new(),
         reachable,
@@ -659,6 +662,7 @@ pub fn cut_channels(
             .collect();
     }
     insert_scatters(&mut engine, &mut outcome)?;
+    drop_unread(engine.g, &engine.replaced);
     let mut stale = engine.cut;
     stale.extend(engine.sliced.into_keys());
     forget_stale_shapes(model, &stale);
@@ -820,6 +824,17 @@ fn insert_scatters(e: &mut Engine, outcome: &mut CutOutcome) -> Result<(), Prune
         outcome.scattered_adds.push(add.name.clone());
     }
     Ok(())
+}
+
+/// Removes the initializers among `names` that no node reads any more.
+fn drop_unread(g: &mut GraphProto, names: &HashSet<String>) {
+    let read: HashSet<&String> = g.node.iter().flat_map(|n| &n.input).collect();
+    let unread: HashSet<String> = names
+        .iter()
+        .filter(|n| !read.contains(n))
+        .cloned()
+        .collect();
+    g.initializer.retain(|t| !unread.contains(&t.name));
 }
 
 /// Shapes declared for cut values and sliced constants are stale: `value_info` entries
