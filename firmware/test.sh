@@ -219,7 +219,7 @@ while IFS=$'\t' read -r name blob test_dir <&3; do
 done 3<<<"$rgb"
 
 echo
-echo "blob: $CBAM_BLOB ($(stat -c %s "$CBAM_BLOB") bytes); code = vector table + text + rodata (incl. the embedded test images) + data"
+echo "blob: $CBAM_BLOB ($(stat -c %s "$CBAM_BLOB") bytes), the RGB rows their own; code = vector table + text + rodata (incl. the embedded test images) + data"
 printf '%-28s %14s %-12s %8s %8s %10s %s\n' board per-inference counter per-MAC arena code blob
 for row in "${rows[@]}"; do echo "$row"; done
 echo
