@@ -36,6 +36,7 @@ pub fn lower(e: &mut Emitter<'_>, node: &Node) -> Result<(), QdqError> {
             Ok(())
         }
         Op::Cbam(c) => super::cbam::lower(e, node, &x, c),
+        Op::ChannelMean | Op::ChannelMax => channel_stat(e, node, &x, &raw),
         _ => lower_op(e, node, &x, &raw),
     }
 }
@@ -90,7 +91,9 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
             let y = e.clamp(raw, p.clamp, out_q);
             e.finish(node, &y)
         }
-        (Op::Concat, QOpKind::Concat(_)) => {
+        // A CHANNEL_POOL writing both statistics is this concat's op: the statistics
+        // before it kept their input's quantization, so the concat is a copy.
+        (Op::Concat, QOpKind::Concat(_) | QOpKind::ChannelPool(_)) => {
             let inputs: Vec<String> = (0..node.inputs.len())
                 .map(|i| e.input_name(node, i))
                 .collect();
@@ -106,6 +109,26 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
                 .collect(),
         }),
     }
+}
+
+/// A channel mean (rounded as the core rounds) or max in its input's quantization, exact.
+/// Written the same whether the statistic is a CHANNEL_POOL of its own or half of one that
+/// a concat's op writes: either way it keeps the input's quantization.
+fn channel_stat(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), QdqError> {
+    let q = e.input_q(node, 0)?;
+    let out = e.out_name(node);
+    if node.op == Op::ChannelMean {
+        let [_, _, c] = input_shape(e, node);
+        let levels = e.levels_of(x, q);
+        exact::rounded_mean(e, &levels, q, Sum::Axes(&[1], c), &out);
+    } else {
+        let attrs = vec![ints("axes", &[1]), int("keepdims", 1)];
+        e.node("ReduceMax", &[x], raw, attrs);
+        // The largest of dequantized levels is a dequantized level: re-quantizing is exact.
+        e.qdq(raw, q, &out);
+    }
+    e.set_name(node.output, out);
+    Ok(())
 }
 
 /// The core sums the centred levels and requantizes the sum once (the `1/(h*w)` folded

@@ -61,6 +61,28 @@ fn every_layer_matches_the_core_exactly_or_within_one_step() {
 }
 
 #[test]
+fn channel_pools_match_the_core_exactly() {
+    let (g, r) = crate::quant::testing::spatial_attention_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let qdq = write(&g, &m).unwrap();
+    let plan = crate::plan::plan(&m).unwrap();
+    let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
+    let a = compare(&qdq, &blob, &samples(16, &g.meta)).unwrap();
+    let pools: Vec<_> = a
+        .layers
+        .iter()
+        .filter(|l| l.code == OpCode::ChannelPool)
+        .collect();
+    // The fused [max; mean] map and the light attention's mean and max.
+    assert_eq!(pools.len(), 3, "{a}");
+    for l in pools {
+        assert_eq!(l.isolated.samples, 16, "{a}");
+        assert_eq!(l.isolated.max, 0, "{a}");
+    }
+    assert!(a.logits().max <= 2, "{a}");
+}
+
+#[test]
 fn the_float_models_normalisation_and_labels_survive_into_the_qdq_model() {
     let (mut g, r) = small_cbam_graph();
     g.meta.mean = vec![0.286, 0.5];

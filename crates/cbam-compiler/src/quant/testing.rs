@@ -155,6 +155,113 @@ pub fn small_cbam_graph() -> (Graph, Ranges) {
     (graph, ranges)
 }
 
+/// Spatial attention run from its pieces, twice: input [1,8,8] -> Conv3x3+ReLU `conv1`
+/// [4,8,8] -> `[max; mean]` over channels -> Concat `map` [2,8,8] -> Conv7x7 `slogit` ->
+/// Sigmoid -> Mul `attended` [4,8,8]; then timm's light form: mean and max over channels
+/// -> Add `lsum` [1,8,8] -> Sigmoid -> Mul `out2` -> MaxPool2 -> Flatten -> Linear 64->3,
+/// with plausible ranges for every value whose range the lowering reads.
+pub fn spatial_attention_graph() -> (Graph, Ranges) {
+    let names: [(&str, &[usize]); 16] = [
+        ("input", &[1, 8, 8]),
+        ("conv1", &[4, 8, 8]),
+        ("cmax", &[1, 8, 8]),
+        ("cmean", &[1, 8, 8]),
+        ("map", &[2, 8, 8]),
+        ("slogit", &[1, 8, 8]),
+        ("satt", &[1, 8, 8]),
+        ("attended", &[4, 8, 8]),
+        ("lmean", &[1, 8, 8]),
+        ("lmax", &[1, 8, 8]),
+        ("lsum", &[1, 8, 8]),
+        ("latt", &[1, 8, 8]),
+        ("out2", &[4, 8, 8]),
+        ("pool", &[4, 4, 4]),
+        ("flat", &[64]),
+        ("logits", &[3]),
+    ];
+    let tensors = names.iter().map(|(n, s)| tensor(n, s)).collect();
+    let node = |name: &str, op: Op, inputs: Vec<usize>, output: usize| Node {
+        name: name.into(),
+        op,
+        inputs,
+        output,
+    };
+    let nodes = vec![
+        node(
+            "conv",
+            Op::Conv(conv(1, 4, 3, 1, Activation::Relu)),
+            vec![0],
+            1,
+        ),
+        node("max", Op::ChannelMax, vec![1], 2),
+        node("mean", Op::ChannelMean, vec![1], 3),
+        node("concat", Op::Concat, vec![2, 3], 4),
+        node(
+            "sconv",
+            Op::Conv(conv(2, 1, 7, 21, Activation::None)),
+            vec![4],
+            5,
+        ),
+        node("sgate", Op::Sigmoid, vec![5], 6),
+        node("smul", Op::Mul, vec![1, 6], 7),
+        node("lmean", Op::ChannelMean, vec![7], 8),
+        node("lmax", Op::ChannelMax, vec![7], 9),
+        node(
+            "ladd",
+            Op::Add {
+                act: Activation::None,
+            },
+            vec![8, 9],
+            10,
+        ),
+        node("lgate", Op::Sigmoid, vec![10], 11),
+        node("lmul", Op::Mul, vec![7, 11], 12),
+        node(
+            "pool",
+            Op::MaxPool(Pool {
+                kernel: [2, 2],
+                stride: [2, 2],
+                pads: [0; 4],
+            }),
+            vec![12],
+            13,
+        ),
+        node("flatten", Op::Flatten, vec![13], 14),
+        node(
+            "fc",
+            Op::Linear(linear(64, 3, 5, Activation::None)),
+            vec![14],
+            15,
+        ),
+    ];
+    let graph = Graph {
+        tensors,
+        nodes,
+        input: 0,
+        output: 15,
+        meta: ModelMeta {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            source_name: "spatial.onnx".into(),
+            opset: 13,
+        },
+    };
+    let mut ranges = Ranges::new();
+    for (name, min, max) in [
+        ("input", -0.81, 2.02),
+        ("conv1", 0.0, 3.0),
+        ("slogit", -4.0, 4.0),
+        ("attended", 0.0, 2.9),
+        ("lsum", 0.0, 5.0),
+        ("out2", 0.0, 2.8),
+        ("logits", -6.0, 8.0),
+    ] {
+        ranges.insert(name.into(), Range { min, max });
+    }
+    (graph, ranges)
+}
+
 /// The importer's synthetic CBAM classifier as graph and tract model, with 24 inputs.
 pub fn synthetic_classifier() -> (Graph, FloatModel, Vec<Vec<f32>>) {
     let (b, out) = OnnxBuilder::cbam_classifier(&CbamStyle::default(), 13);

@@ -1,6 +1,7 @@
 //! Lowering the float IR to the core's int8 op list, one IR node at a time.
 
 mod cbam;
+mod channel_pool;
 
 use std::collections::HashMap;
 
@@ -37,6 +38,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, opts: &LowerOptions) -> Result<QMod
         opts,
         input_affine: None,
         scatters: HashMap::new(),
+        channel_pools: channel_pool::Fusions::find(graph),
     };
     let input = lowering.add_tensor("(model input)", graph.input, input_plan.q)?;
     lowering.input_affine = input_affine_target(graph, &input_plan)?;
@@ -120,6 +122,8 @@ pub(super) struct Lowering<'a> {
     input_affine: Option<AffineTarget>,
     /// Scatter convs folded into their Add: output tensor -> (branch tensor, kept list).
     scatters: HashMap<TensorId, (TensorId, Vec<u16>)>,
+    /// Concats of a channel mean and max lowered as one CHANNEL_POOL.
+    channel_pools: channel_pool::Fusions,
 }
 
 impl Lowering<'_> {
@@ -250,7 +254,10 @@ impl Lowering<'_> {
             }
             Op::Add { act } => self.lower_add(node, *act),
             Op::Mul => self.lower_mul(node),
-            Op::Concat => self.lower_concat(node),
+            Op::Concat => self
+                .lower_fused_concat(node)
+                .unwrap_or_else(|| self.lower_concat(node)),
+            Op::ChannelMean | Op::ChannelMax => self.lower_channel_stat(node),
             Op::Sigmoid => {
                 let input = self.single_input(node)?;
                 let lut = Box::new(math::sigmoid_lut(self.tensors[input].q));
@@ -632,10 +639,6 @@ fn unsupported(node: &Node, op: &Op) -> QuantError {
         Op::Relu | Op::Clip(..) => (
             "Relu/Clip",
             "a standalone activation must be fused into the Conv, Linear or Add before it",
-        ),
-        Op::ChannelMean | Op::ChannelMax => (
-            "ReduceMean/ReduceMax over channels",
-            "only supported inside a recognised CBAM block",
         ),
         Op::Softmax => (
             "Softmax",
