@@ -79,9 +79,11 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
             e.set_name(node.output, out);
             Ok(())
         }
-        (Op::Add { .. }, QOpKind::Add(p)) => {
+        (Op::Add { scales, .. }, QOpKind::Add(p)) => {
+            let a = scaled_input(e, raw, x.to_string(), scales[0], 0);
             let b = e.input_name(node, 1);
-            e.node("Add", &[x, &b], raw, vec![]);
+            let b = scaled_input(e, raw, b, scales[1], 1);
+            e.node("Add", &[&a, &b], raw, vec![]);
             let y = e.clamp(raw, p.clamp, out_q);
             e.finish(node, &y)
         }
@@ -109,6 +111,17 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
                 .collect(),
         }),
     }
+}
+
+/// Input `i` of an Add times its constant scale `k` (a Mul, unless `k` is 1).
+fn scaled_input(e: &mut Emitter<'_>, raw: &str, x: String, k: f32, i: usize) -> String {
+    if k == 1.0 {
+        return x;
+    }
+    let k = e.f32s(&format!("{raw}__scale{i}"), &[], &[k]);
+    let scaled = format!("{raw}__scaled{i}");
+    e.node("Mul", &[&x, &k], &scaled, vec![]);
+    scaled
 }
 
 /// A channel mean (rounded as the core rounds) or max in its input's quantization, exact.

@@ -158,7 +158,7 @@ pub fn small_cbam_graph() -> (Graph, Ranges) {
 /// Spatial attention run from its pieces, twice: input [1,8,8] -> Conv3x3+ReLU `conv1`
 /// [4,8,8] -> `[max; mean]` over channels -> Concat `map` [2,8,8] -> Conv7x7 `slogit` ->
 /// Sigmoid -> Mul `attended` [4,8,8]; then timm's light form: mean and max over channels
-/// -> Add `lsum` [1,8,8] -> Sigmoid -> Mul `out2` -> MaxPool2 -> Flatten -> Linear 64->3,
+/// -> `0.5 * mean + 0.5 * max` `lsum` [1,8,8] -> Sigmoid -> Mul `out2` -> MaxPool2 -> Flatten -> Linear 64->3,
 /// with plausible ranges for every value whose range the lowering reads.
 pub fn spatial_attention_graph() -> (Graph, Ranges) {
     let names: [(&str, &[usize]); 16] = [
@@ -210,6 +210,7 @@ pub fn spatial_attention_graph() -> (Graph, Ranges) {
             "ladd",
             Op::Add {
                 act: Activation::None,
+                scales: [0.5; 2],
             },
             vec![8, 9],
             10,
@@ -253,7 +254,7 @@ pub fn spatial_attention_graph() -> (Graph, Ranges) {
         ("conv1", 0.0, 3.0),
         ("slogit", -4.0, 4.0),
         ("attended", 0.0, 2.9),
-        ("lsum", 0.0, 5.0),
+        ("lsum", 0.0, 2.5),
         ("out2", 0.0, 2.8),
         ("logits", -6.0, 8.0),
     ] {

@@ -252,7 +252,7 @@ impl Lowering<'_> {
                 let q = self.tensors[input].q;
                 self.push(node, vec![input], q, QOpKind::GlobalMaxPool)
             }
-            Op::Add { act } => self.lower_add(node, *act),
+            Op::Add { act, scales } => self.lower_add(node, *act, *scales),
             Op::Mul => self.lower_mul(node),
             Op::Concat => self
                 .lower_fused_concat(node)
@@ -482,14 +482,25 @@ impl Lowering<'_> {
         }
     }
 
-    fn lower_add(&mut self, node: &Node, act: Activation) -> Result<(), QuantError> {
+    fn lower_add(
+        &mut self,
+        node: &Node,
+        act: Activation,
+        scales: [f32; 2],
+    ) -> Result<(), QuantError> {
         let scattered = node
             .inputs
             .iter()
             .position(|i| self.scatters.contains_key(i));
+        let mut scales = scales;
         let (a, b) = match (scattered, node.inputs.as_slice()) {
             (Some(slot), [x, y]) => {
-                let (dense, scatter) = if slot == 0 { (*y, *x) } else { (*x, *y) };
+                let (dense, scatter) = if slot == 0 {
+                    scales.reverse();
+                    (*y, *x)
+                } else {
+                    (*x, *y)
+                };
                 let (branch, kept) = self
                     .scatters
                     .get(&scatter)
@@ -516,16 +527,27 @@ impl Lowering<'_> {
                 (a, b)
             }
         };
-        let (qa, qb) = (self.tensors[a].q, self.tensors[b].q);
+        if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(QuantError::Unsupported {
+                node: node.name.clone(),
+                op: "Add".into(),
+                reason: format!(
+                    "input scales {scales:?}; the core's ADD scales by positive factors"
+                ),
+            });
+        }
+        // An input scaled by `k` is an input of `k` times its scale, the same int8 levels.
+        let [sa, sb] = [(a, scales[0]), (b, scales[1])]
+            .map(|(t, k)| f64::from(self.tensors[t].q.scale) * f64::from(k));
         let out_q = self.output_q(node)?;
         // TFLite's Add: both inputs are brought to twice the larger scale with 20 bits of
         // headroom, summed, then rescaled to the output.
         let left_shift = 20;
-        let twice_max = 2.0 * f64::from(qa.scale.max(qb.scale));
+        let twice_max = 2.0 * sa.max(sb);
         let params = AddParams {
             left_shift,
-            in1: Requant::from_real(f64::from(qa.scale) / twice_max),
-            in2: Requant::from_real(f64::from(qb.scale) / twice_max),
+            in1: Requant::from_real(sa / twice_max),
+            in2: Requant::from_real(sb / twice_max),
             out: Requant::from_real(
                 twice_max / ((1u64 << left_shift) as f64 * f64::from(out_q.scale)),
             ),

@@ -253,14 +253,7 @@ fn residual_scatter_graph(scatter_w: Vec<f32>, scatter_first: bool) -> (Graph, R
                 2,
             ),
             node("add/cbam_prune_scatter", Op::Conv(scatter), vec![2], 3),
-            node(
-                "add",
-                Op::Add {
-                    act: Activation::Relu,
-                },
-                add_inputs,
-                4,
-            ),
+            node("add", Op::add(Activation::Relu), add_inputs, 4),
             node("gap", Op::GlobalAvgPool, vec![4], 5),
             node(
                 "fc",
@@ -407,6 +400,18 @@ fn spatial_attention_from_its_pieces_lowers_to_channel_pools() {
     );
     // The fused op is the concat's: its output is the [2, 8, 8] map.
     assert_eq!(m.ops[1].node, "concat");
+    // `0.5 * mean + 0.5 * max`: both inputs count at half their scale, in the requantizers.
+    let QOpKind::Add(add) = &m.ops[7].kind else {
+        panic!("op 7 is not the Add")
+    };
+    let real = |r: Requant| math::multiplier_value(r.mult, r.shift);
+    let (s_in, s_out) = (
+        m.tensors[m.ops[7].inputs[0]].q.scale,
+        m.tensors[m.ops[7].output].q.scale,
+    );
+    assert!((real(add.in1) - 0.5).abs() < 1e-9 && (real(add.in2) - 0.5).abs() < 1e-9);
+    let want = f64::from(s_in) / (f64::from(1u32 << 20) * f64::from(s_out));
+    assert!((real(add.out) - want).abs() < want * 1e-8);
     for op in m.ops.iter().filter(|op| op.kind.code() == ChannelPool) {
         let (input, output) = (&m.tensors[op.inputs[0]], &m.tensors[op.output]);
         assert_eq!(output.q, input.q, "{}", op.node);
