@@ -83,6 +83,21 @@ fn channel_pools_match_the_core_exactly() {
 }
 
 #[test]
+fn a_gate_vector_scales_a_map_per_channel_in_the_qdq_model() {
+    let (g, r) = crate::quant::testing::channel_gate_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let qdq = write(&g, &m).unwrap();
+    let plan = crate::plan::plan(&m).unwrap();
+    let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
+    // Without the gate reshaped to [1, c, 1, 1], [1, c] broadcasts against the map's
+    // width and tract refuses the model.
+    let a = compare(&qdq, &blob, &samples(8, &g.meta)).unwrap();
+    let mul = a.layers.iter().find(|l| l.code == OpCode::Mul).unwrap();
+    assert!(mul.isolated.max <= 1, "{a}");
+    assert!(a.logits().max <= 2, "{a}");
+}
+
+#[test]
 fn the_float_models_normalisation_and_labels_survive_into_the_qdq_model() {
     let (mut g, r) = small_cbam_graph();
     g.meta.mean = vec![0.286, 0.5];

@@ -263,6 +263,79 @@ pub fn spatial_attention_graph() -> (Graph, Ranges) {
     (graph, ranges)
 }
 
+/// A squeeze-and-excitation gate made by Linear layers (`[n]` vectors, which ONNX writes as
+/// Gemm's `[1, n]`) scaling a map: input [1,8,8] -> Conv3x3+ReLU `conv1` [4,8,8] ->
+/// GlobalAvgPool `squeezed` [4] -> Linear 4->4 `excite` -> Sigmoid `gate` -> Mul `gated`
+/// [4,8,8] -> GlobalAvgPool `pooled` [4] -> Linear 4->3 `logits`.
+pub fn channel_gate_graph() -> (Graph, Ranges) {
+    let names: [(&str, &[usize]); 8] = [
+        ("input", &[1, 8, 8]),
+        ("conv1", &[4, 8, 8]),
+        ("squeezed", &[4]),
+        ("excite", &[4]),
+        ("gate", &[4]),
+        ("gated", &[4, 8, 8]),
+        ("pooled", &[4]),
+        ("logits", &[3]),
+    ];
+    let node = |name: &str, op: Op, inputs: Vec<usize>, output: usize| Node {
+        name: name.into(),
+        op,
+        inputs,
+        output,
+    };
+    let nodes = vec![
+        node(
+            "conv",
+            Op::Conv(conv(1, 4, 3, 1, Activation::Relu)),
+            vec![0],
+            1,
+        ),
+        node("squeeze", Op::GlobalAvgPool, vec![1], 2),
+        node(
+            "fc1",
+            Op::Linear(linear(4, 4, 7, Activation::None)),
+            vec![2],
+            3,
+        ),
+        node("sigmoid", Op::Sigmoid, vec![3], 4),
+        node("scale", Op::Mul, vec![1, 4], 5),
+        node("pool", Op::GlobalAvgPool, vec![5], 6),
+        node(
+            "fc2",
+            Op::Linear(linear(4, 3, 5, Activation::None)),
+            vec![6],
+            7,
+        ),
+    ];
+    let graph = Graph {
+        tensors: names.iter().map(|(n, s)| tensor(n, s)).collect(),
+        nodes,
+        input: 0,
+        output: 7,
+        meta: ModelMeta {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            source_name: "gate.onnx".into(),
+            opset: 13,
+        },
+    };
+    let mut ranges = Ranges::new();
+    for (name, min, max) in [
+        ("input", -0.81, 2.02),
+        ("conv1", 0.0, 3.0),
+        ("squeezed", 0.0, 1.5),
+        ("excite", -2.0, 2.0),
+        ("gated", 0.0, 2.5),
+        ("pooled", 0.0, 1.2),
+        ("logits", -3.0, 3.0),
+    ] {
+        ranges.insert(name.into(), Range { min, max });
+    }
+    (graph, ranges)
+}
+
 /// The importer's synthetic CBAM classifier as graph and tract model, with 24 inputs.
 pub fn synthetic_classifier() -> (Graph, FloatModel, Vec<Vec<f32>>) {
     let (b, out) = OnnxBuilder::cbam_classifier(&CbamStyle::default(), 13);
