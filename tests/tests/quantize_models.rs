@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use cbam_e2e::fidelity::{self, Fidelity};
-use cbam_e2e::paths;
+use cbam_e2e::{paths, workers};
 
 /// Test images for each top-level model; the export variants listed in the manifest
 /// (same weights, other export shapes) get a fifth of it. 500 keeps the suite within its
@@ -101,24 +101,7 @@ fn every_example_model_keeps_its_accuracy_in_int8() {
         !models.is_empty(),
         "no example models in models/ (models/*.onnx, manifest.json)"
     );
-    // Two workers: the models are independent and the machine has two cores.
-    let queue = std::sync::Mutex::new(models.iter());
-    let next = || queue.lock().ok().and_then(|mut q| q.next());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some(model) = next() {
-                    check(model, &run(model, &test));
-                }
-            });
-        }
-    });
-}
-
-/// The ImageNet normalisation the RGB example models were trained with; their ONNX files do
-/// not say so, as a user's models do not (models/README.md).
-fn imagenet() -> fidelity::Normalization {
-    Some((vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]))
+    workers::on_two_cores(&models, |model| check(model, &run(model, &test)));
 }
 
 /// The RGB models (no metadata of ours: the normalisation is given as a user gives it with
@@ -133,14 +116,14 @@ fn rgb_example_models_keep_their_accuracy_in_int8() {
     );
     for m in &models {
         let name = m.onnx.display();
-        let calib = fidelity::load_data(&m.onnx, &m.calib, None, 128, &imagenet())
+        let calib = fidelity::load_data(&m.onnx, &m.calib, None, 128, &fidelity::imagenet())
             .unwrap_or_else(|e| panic!("{name}: calibration data: {e}"));
-        let compiled = fidelity::quantize_tuned(&m.onnx, &calib, &imagenet())
+        let compiled = fidelity::quantize_tuned(&m.onnx, &calib, &fidelity::imagenet())
             .unwrap_or_else(|e| panic!("{name}: quantize: {e}"));
         let dir = tempfile::tempdir().unwrap();
         let qdq_path = dir.path().join("model.int8.onnx");
         std::fs::write(&qdq_path, compiled.qdq.as_ref().expect("QDQ requested")).unwrap();
-        let test = fidelity::load_data(&m.onnx, &m.test, None, usize::MAX, &imagenet())
+        let test = fidelity::load_data(&m.onnx, &m.test, None, usize::MAX, &fidelity::imagenet())
             .unwrap_or_else(|e| panic!("{name}: test data: {e}"));
         let f = fidelity::measure(&m.onnx, &compiled, &qdq_path, &test)
             .unwrap_or_else(|e| panic!("{name}: measure: {e}"));

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use cbam_compiler::qdq::compare;
 use cbam_core::OpCode;
-use cbam_e2e::{fidelity, paths};
+use cbam_e2e::{fidelity, paths, workers};
 
 /// Calibration and test images per model: a few, so 32 models fit in the suite's time.
 const CALIB_IMAGES: usize = 32;
@@ -36,23 +36,18 @@ struct Measured {
     channel_pools: (usize, u32),
 }
 
-/// The ImageNet normalisation the zoo's exports expect (they carry no metadata of ours).
-fn imagenet() -> fidelity::Normalization {
-    Some((vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]))
-}
-
 /// Quantizes `model` and measures the core against tract; the error says which step failed.
 fn measure(model: &Path) -> Result<Measured, String> {
     let (calib, test) = paths::rgb_folders_64();
-    let calib = fidelity::load_data(model, &calib, None, CALIB_IMAGES, &imagenet())
+    let calib = fidelity::load_data(model, &calib, None, CALIB_IMAGES, &fidelity::imagenet())
         .map_err(|e| format!("calibration data: {e}"))?;
-    let compiled =
-        fidelity::quantize(model, &calib, &imagenet()).map_err(|e| format!("quantize: {e}"))?;
+    let compiled = fidelity::quantize(model, &calib, &fidelity::imagenet())
+        .map_err(|e| format!("quantize: {e}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let qdq_path = dir.path().join("model.int8.onnx");
     let qdq = compiled.qdq.as_ref().ok_or("no QDQ model")?;
     std::fs::write(&qdq_path, qdq).map_err(|e| e.to_string())?;
-    let test = fidelity::load_data(model, &test, None, TEST_IMAGES, &imagenet())
+    let test = fidelity::load_data(model, &test, None, TEST_IMAGES, &fidelity::imagenet())
         .map_err(|e| format!("test data: {e}"))?;
     let fidelity =
         fidelity::measure(model, &compiled, &qdq_path, &test).map_err(|e| format!("run: {e}"))?;
@@ -81,26 +76,9 @@ fn every_zoo_model_runs_in_the_core_and_agrees_with_float() {
         "models/zoo holds {} models",
         models.len()
     );
-    let results = std::sync::Mutex::new(Vec::new());
-    let queue = std::sync::Mutex::new(models.iter());
-    let next = || queue.lock().ok().and_then(|mut q| q.next());
-    // Two workers: the models are independent and the machine has two cores.
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some(model) = next() {
-                    let result = measure(model);
-                    if let Ok(mut r) = results.lock() {
-                        r.push((model.clone(), result));
-                    }
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let results = workers::on_two_cores(&models, |model| measure(model));
     let mut failures = Vec::new();
-    for (model, result) in &results {
+    for (model, result) in models.iter().zip(&results) {
         let name = model.file_stem().unwrap_or_default().to_string_lossy();
         match result {
             Ok(m) => {
@@ -122,11 +100,10 @@ fn every_zoo_model_runs_in_the_core_and_agrees_with_float() {
                 }
             }
             Err(e) => {
-                eprintln!("{name:48} FAILED: {e}");
+                eprintln!("{name:45} FAILED: {e}");
                 failures.push(format!("{name}: {e}"));
             }
         }
     }
-    assert_eq!(results.len(), models.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
