@@ -32,6 +32,7 @@ CONV_MACS=$((14 * 14 * 32 * 9 * 16))
 CBAM_ELEMS=$((14 * 14 * 32))
 conv_ir="$(per_call conv)"
 cbam_ir="$(per_call cbam)"
+pool_ir="$(per_call chanpool)"
 
 # .text of cbam-core's own object code for thumbv7em, opt-level "s": every kernel, the
 # reader and the interpreter. An upper bound: in the rlib nothing is garbage-collected yet,
@@ -50,6 +51,8 @@ printf '%-44s %14d %12s\n' "conv2d 3x3 16->32 on 14x14 (${CONV_MACS} MACs)" "$co
   "$(awk "BEGIN {printf \"%.2f/MAC\", $conv_ir / $CONV_MACS}")"
 printf '%-44s %14d %12s\n' "fused CBAM 14x14x32, Cr=4, k=7 (${CBAM_ELEMS} el.)" "$cbam_ir" \
   "$(awk "BEGIN {printf \"%.2f/elem\", $cbam_ir / $CBAM_ELEMS}")"
+printf '%-44s %14d %12s\n' "CHANNEL_POOL [mean; max] of 14x14x32" "$pool_ir" \
+  "$(awk "BEGIN {printf \"%.2f/elem\", $pool_ir / $CBAM_ELEMS}")"
 printf '\n%-44s %14s\n' "cbam-core .text, thumbv7em, opt-level s" "${text} bytes"
 printf '%-44s %14s\n' "  of which outside fmt::Display impls" "${text_no_fmt} bytes"
 printf '%-44s %14s\n' "  of which kernels + fused CBAM" "${kernels} bytes"

@@ -29,7 +29,8 @@ pub struct Fidelity {
 /// The input normalisation `(mean, std)` of a model whose ONNX file does not carry it.
 pub type Normalization = Option<(Vec<f32>, Vec<f32>)>;
 
-/// ImageNet's, which the RGB example and zoo models take (as timm's and torchvision's do).
+/// The ImageNet normalisation, which the RGB example models and the zoo were made for; their
+/// ONNX files do not say so, as a user's models do not (models/README.md).
 pub fn imagenet() -> Normalization {
     Some((vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]))
 }

@@ -6,3 +6,4 @@ pub mod files;
 pub mod onnx;
 pub mod paths;
 pub mod scratch;
+pub mod workers;

@@ -35,6 +35,21 @@ fn top_level_onnx(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// The export-style zoo (`models/zoo/*.onnx`, made by `tools/make_zoo.py`): small
+/// random-weight RGB networks, one per architecture, attention variant and exporter.
+pub fn zoo_models() -> Vec<PathBuf> {
+    let mut models = top_level_onnx(&workspace_root().join("models").join("zoo"));
+    models.sort();
+    models
+}
+
+/// The committed RGB Fashion-MNIST ImageFolders at 64x64, `(calibration, test)`: images
+/// for models of any input size (the ImageFolder reader resizes them to the model's).
+pub fn rgb_folders_64() -> (PathBuf, PathBuf) {
+    let rgb = workspace_root().join("models").join("data").join("rgb");
+    (rgb.join("calib256_64"), rgb.join("test256_64"))
+}
+
 /// `[C, H, W]` of an ONNX model's image input.
 pub fn input_chw(onnx: &Path) -> Option<[usize; 3]> {
     let bytes = std::fs::read(onnx).ok()?;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cbam_compiler::qdq::compare::{self, Agreement};
 use cbam_core::OpCode;
-use cbam_e2e::{fidelity, paths};
+use cbam_e2e::{fidelity, paths, workers};
 
 /// End-to-end bounds on the logits: measured at most 3 steps and 1% of logits beyond one
 /// step (the 3x3-spatial variant), plus a margin.
@@ -118,15 +118,5 @@ fn qdq_layers_match_the_core_within_one_step_on_identical_inputs() {
         .filter(|m| m.display().to_string().contains(&only))
         .collect();
     assert!(!models.is_empty(), "no example models in models/");
-    let queue = std::sync::Mutex::new(models.iter());
-    let next = || queue.lock().ok().and_then(|mut q| q.next());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some(model) = next() {
-                    check(model, &agreement(model, &test));
-                }
-            });
-        }
-    });
+    workers::on_two_cores(&models, |model| check(model, &agreement(model, &test)));
 }

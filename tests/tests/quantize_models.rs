@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use cbam_e2e::fidelity::{self, Fidelity};
-use cbam_e2e::paths;
+use cbam_e2e::{paths, workers};
 
 /// Test images for each top-level model; the export variants listed in the manifest
 /// (same weights, other export shapes) get a fifth of it. 500 keeps the suite within its
@@ -101,18 +101,7 @@ fn every_example_model_keeps_its_accuracy_in_int8() {
         !models.is_empty(),
         "no example models in models/ (models/*.onnx, manifest.json)"
     );
-    // Two workers: the models are independent and the machine has two cores.
-    let queue = std::sync::Mutex::new(models.iter());
-    let next = || queue.lock().ok().and_then(|mut q| q.next());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some(model) = next() {
-                    check(model, &run(model, &test));
-                }
-            });
-        }
-    });
+    workers::on_two_cores(&models, |model| check(model, &run(model, &test)));
 }
 
 /// The RGB models (no metadata of ours: the normalisation is given as a user gives it with

@@ -66,7 +66,10 @@ fn op_name(op: &Op) -> String {
         ),
         Op::Conv(c) => format!("Conv{}x{}{}", c.kernel[0], c.kernel[1], act_name(c.act)),
         Op::Linear(l) => format!("Linear{}", act_name(l.act)),
-        Op::Add { act } => format!("Add{}", act_name(*act)),
+        Op::Add { act, scales } if *scales != [1.0; 2] => {
+            format!("Add({}a+{}b){}", scales[0], scales[1], act_name(*act))
+        }
+        Op::Add { act, .. } => format!("Add{}", act_name(*act)),
         Op::MaxPool(p) => format!("MaxPool{}x{}", p.kernel[0], p.kernel[1]),
         Op::AvgPool(p) => format!("AvgPool{}x{}", p.kernel[0], p.kernel[1]),
         Op::Clip(lo, hi) => format!("Clip({lo},{hi})"),

@@ -186,8 +186,12 @@ pub enum Op {
     ChannelMean,
     /// Max over the channel axis, keepdims.
     ChannelMax,
+    /// `act(scales[0] * a + scales[1] * b)`. The scales are positive constant factors of
+    /// the inputs folded in (timm's light CBAM averages two maps as `0.5 * a + 0.5 * b`);
+    /// the core's ADD applies them in its input requantizers, at no cost.
     Add {
         act: Activation,
+        scales: [f32; 2],
     },
     Mul,
     Concat,
@@ -210,6 +214,16 @@ pub enum Op {
     /// Zero padding of the spatial axes, `[top, left, bottom, right]`; folds into the Conv or
     /// average pool it feeds.
     Pad([usize; 4]),
+}
+
+impl Op {
+    /// A plain `act(a + b)`.
+    pub const fn add(act: Activation) -> Op {
+        Op::Add {
+            act,
+            scales: [1.0; 2],
+        }
+    }
 }
 
 /// Element-wise functions ONNX exporters emit for activations and gates.

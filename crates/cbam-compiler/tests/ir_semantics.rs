@@ -1,5 +1,6 @@
-//! The IR computes what the ONNX model computes: for every real model under `models/`,
-//! each Conv, Linear, Add and fused CBAM node is re-evaluated in plain float from its
+//! The IR computes what the ONNX model computes: for every model under `models/` (the
+//! examples, their variants and the zoo of export styles), each Conv, Linear, Add (with
+//! its folded input scales) and fused CBAM node is re-evaluated in plain float from its
 //! input values (as tract computed them) and compared with tract's value of its output.
 //! This checks weight layouts, BatchNorm folding, bias folding, activation fusion and the
 //! CBAM parameters (MLP, spatial order, spatial conv) node by node.
@@ -142,10 +143,13 @@ fn check(file: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
             Op::Conv(c) => conv(x, hw(in_shape), c),
             Op::Linear(l) => linear(x, l),
             Op::Cbam(b) => cbam(x, hw(in_shape), b),
-            Op::Add { act: a } => x
+            Op::Add {
+                act: a,
+                scales: [s, t],
+            } => x
                 .iter()
                 .zip(value(node.inputs[1]))
-                .map(|(p, q)| act(*a, p + q))
+                .map(|(p, q)| act(*a, s * p + t * q))
                 .collect(),
             _ => continue,
         };
@@ -165,7 +169,7 @@ fn check(file: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
 fn ir_nodes_match_tract_on_every_model() -> TestResult {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
     let mut files: Vec<PathBuf> = Vec::new();
-    for sub in [dir.clone(), dir.join("variants")] {
+    for sub in [dir.clone(), dir.join("variants"), dir.join("zoo")] {
         let Ok(entries) = std::fs::read_dir(&sub) else {
             continue;
         };

@@ -1,14 +1,17 @@
 //! Runs one kernel N times on fixed data, for instruction counting under callgrind
 //! (`bench.sh` runs it with N and N + 10 and takes the difference, so set-up cancels out).
 //!
-//! Usage: `kernel_bench conv|cbam ITERATIONS`
+//! Usage: `kernel_bench conv|cbam|chanpool ITERATIONS`
 //! - conv: CONV2D 3x3, stride 1, pad 1, 16 -> 32 channels on a 14x14 map (903,168 MACs);
-//! - cbam: the fused CBAM op on a 14x14x32 map, Cr = 4, k = 7 (6,272 elements).
+//! - cbam: the fused CBAM op on a 14x14x32 map, Cr = 4, k = 7 (6,272 elements);
+//! - chanpool: CHANNEL_POOL `[mean; max]` of a 14x14x32 map (6,272 elements).
 
 use cbam_core::cbam::{cbam, cbam_scratch_size};
+use cbam_core::kernels::channel_pool::channel_pool;
 use cbam_core::kernels::conv2d::conv2d;
 use cbam_core::kernels::{
-    CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder, Shape,
+    CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder,
+    Shape,
 };
 use cbam_core::le::I32Le;
 use cbam_core::math::{ActRange, Requant};
@@ -117,14 +120,31 @@ fn bench_cbam(iterations: usize) -> Result<(), cbam_core::Error> {
     Ok(())
 }
 
+fn bench_channel_pool(iterations: usize) -> Result<(), cbam_core::Error> {
+    let (h, w, c) = (14, 14, 32);
+    let input = bytes(h * w * c, 4);
+    let p = ChannelPoolParams {
+        mean: Some(0),
+        max: Some(1),
+        zp: -128,
+    };
+    let mut out = vec![0i8; h * w * 2];
+    for _ in 0..iterations {
+        channel_pool(&p, Shape::new(h, w, c), black_box(&input), &mut out)?;
+        black_box(&out);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let iterations = args.get(2).and_then(|n| n.parse().ok());
     let result = match (args.get(1).map(String::as_str), iterations) {
         (Some("conv"), Some(n)) => bench_conv(n),
         (Some("cbam"), Some(n)) => bench_cbam(n),
+        (Some("chanpool"), Some(n)) => bench_channel_pool(n),
         _ => {
-            eprintln!("usage: kernel_bench conv|cbam ITERATIONS");
+            eprintln!("usage: kernel_bench conv|cbam|chanpool ITERATIONS");
             return ExitCode::FAILURE;
         }
     };

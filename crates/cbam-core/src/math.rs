@@ -61,6 +61,15 @@ pub fn saturate_i8(x: i32) -> i8 {
     x.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
 }
 
+/// The mean of `count` int8 levels of zero point `zp` from the wrapping sum of the levels
+/// themselves, in the same quantization: `round_half_away((sum - zp * count) / count) + zp`
+/// (the average pools and the channel pools of the CBAM and CHANNEL_POOL ops).
+#[inline]
+pub fn mean_level(sum: i32, count: i32, zp: i32) -> i8 {
+    let centred = sum.wrapping_sub(zp.wrapping_mul(count));
+    saturate_i8(div_round_half_away(centred, count).saturating_add(zp))
+}
+
 /// A real multiplier `M = mult * 2^(shift - 31)` in TFLite's encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Requant {
@@ -250,6 +259,17 @@ mod tests {
         assert_eq!(div_round_half_away(1, 3), 0);
         assert_eq!(div_round_half_away(-2, 3), -1);
         assert_eq!(div_round_half_away(5, 0), 0);
+    }
+
+    #[test]
+    fn mean_level_rounds_the_centred_mean_half_away_in_the_levels_quantization() {
+        // Levels 1, 2 at zp 0: 1.5 -> 2; levels -1, -2: -1.5 -> -2.
+        assert_eq!(mean_level(3, 2, 0), 2);
+        assert_eq!(mean_level(-3, 2, 0), -2);
+        // zp -128: centred 127 + 128 over two levels is 127.5 -> 128, back to level 0.
+        assert_eq!(mean_level(-1, 2, -128), 0);
+        assert_eq!(mean_level(127 * 7, 7, 127), 127);
+        assert_eq!(mean_level(-128 * 300, 300, 5), -128);
     }
 
     #[test]

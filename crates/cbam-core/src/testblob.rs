@@ -6,9 +6,9 @@
 //! metadata. The format locates every table by offset, so the order is free.
 
 use crate::format::{
-    ActWords, AddWords, BlobWriter, CbamWords, ConcatWords, ConstArrays, Conv2dWords,
-    DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords, HeaderFields, LutWords, MulWords,
-    NoWords, OpFields, OpParams, PerChannelWords, PoolWords, RequantWords, TensorFields,
+    ActWords, AddWords, BlobWriter, CbamWords, ChannelPoolWords, ConcatWords, ConstArrays,
+    Conv2dWords, DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords, HeaderFields, LutWords,
+    MulWords, NoWords, OpFields, OpParams, PerChannelWords, PoolWords, RequantWords, TensorFields,
     MAX_INPUTS, NO_INPUT, OP_RECORD_LEN, TENSOR_RECORD_LEN,
 };
 use crate::kernels::test_support::Rng;
@@ -449,7 +449,8 @@ pub fn tiny_cbam_blob() -> Vec<u8> {
 }
 
 /// A model using every op code once or more (the fuzzers' richest seed): conv, depthwise,
-/// max/avg pool, concat, sigmoid, mul, CBAM in place, a pruned 1x1 conv scattered back by a
+/// max/avg pool, concat, sigmoid, mul, a spatial attention from its pieces (channel pool,
+/// conv, sigmoid, per-pixel mul), CBAM in place, a pruned 1x1 conv scattered back by a
 /// residual add, global max and average pool, concat, FC.
 pub fn all_ops_blob() -> Vec<u8> {
     let mut rng = Rng::new(0xA11);
@@ -462,7 +463,11 @@ pub fn all_ops_blob() -> Vec<u8> {
     let cat = b.tensor((4, 4, 16), 0.05, 3);
     let sig = b.tensor((4, 4, 16), 1.0 / 256.0, -128);
     let prod = b.tensor((4, 4, 16), 0.03, -7);
-    let att = b.alias_tensor(prod, 0.03, -20);
+    let pools = b.tensor((4, 4, 2), 0.03, -7);
+    let logit = b.tensor((4, 4, 1), 0.1, 2);
+    let gate = b.tensor((4, 4, 1), 1.0 / 256.0, -128);
+    let gated = b.tensor((4, 4, 16), 0.02, -9);
+    let att = b.alias_tensor(gated, 0.03, -20);
     let kept = [0u16, 3, 7, 8, 15];
     let pruned = b.pruned_tensor((4, 4), &kept, 16, 0.04, 5);
     let sum = b.tensor((4, 4, 16), 0.06, 0);
@@ -515,8 +520,28 @@ pub fn all_ops_blob() -> Vec<u8> {
         act: act_words((-128, 127)),
     };
     b.op(&[cat, sig], prod, OpParams::Mul(p));
+    let p = ChannelPoolWords {
+        mean_channel: 1,
+        max_channel: 0,
+    };
+    b.op(&[prod], pools, OpParams::ChannelPool(p));
+    let p = conv_params(
+        &mut b,
+        &mut rng,
+        ConvGeometry::square(3, 1),
+        2,
+        1,
+        (-128, 127),
+    );
+    b.op(&[pools], logit, OpParams::Conv2d(p));
+    b.op(&[logit], gate, OpParams::Sigmoid(LutWords { lut_off }));
+    let p = MulWords {
+        out: rq(&mut rng, -8),
+        act: act_words((-128, 127)),
+    };
+    b.op(&[prod, gate], gated, OpParams::Mul(p));
     let p = cbam_params(&mut b, &mut rng, 16, 4, 3, 1);
-    b.op(&[prod], att, OpParams::Cbam(p));
+    b.op(&[gated], att, OpParams::Cbam(p));
     let p = conv_params(
         &mut b,
         &mut rng,

@@ -380,9 +380,7 @@ pub(crate) fn binary(imp: &mut Importer, n: &NodeCtx, arith: Arith) -> Result<()
         )),
     };
     let op = match arith {
-        Arith::Add => Op::Add {
-            act: Activation::None,
-        },
+        Arith::Add => Op::add(Activation::None),
         Arith::Mul => Op::Mul,
         Arith::Sub | Arith::Div => {
             return Err(n.unsupported(format!(

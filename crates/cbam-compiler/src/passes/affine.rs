@@ -97,6 +97,56 @@ pub fn fold_affine(mut g: Graph) -> Result<Graph, PassError> {
     Ok(g)
 }
 
+/// The one positive factor of an affine map that only scales (`x * k`, the same `k > 0`
+/// for every channel, no offset).
+fn positive_scaling(op: &Op) -> Option<f32> {
+    let Op::Affine { scale, bias } = op else {
+        return None;
+    };
+    let k = *scale.first()?;
+    let uniform = scale.iter().all(|&s| s == k) && bias.iter().all(|&b| b == 0.0);
+    (uniform && k.is_finite() && k > 0.0).then_some(k)
+}
+
+/// Folds a positive scaling `x * k` that only an Add reads into that Add's input scale
+/// (`0.5 * mean + 0.5 * max` in timm's light CBAM), where the core's ADD applies it in its
+/// input requantizer instead of a depthwise conv of its own. Runs after [`fold_affine`],
+/// so a scaling a Conv or Linear could absorb is already gone.
+pub fn fold_scales_into_add(mut g: Graph) -> Result<Graph, PassError> {
+    validate(&g)?;
+    let mut ix = Index::new(&g);
+    for i in 0..g.nodes.len() {
+        if !matches!(g.nodes.get(i).map(|n| &n.op), Some(Op::Add { .. })) {
+            continue;
+        }
+        let inputs = g.nodes.get(i).map(|n| n.inputs.clone()).unwrap_or_default();
+        // `k * x + k * x` reads one scaling twice: left as it is.
+        if inputs.first() == inputs.get(1) {
+            continue;
+        }
+        for (slot, &t) in inputs.iter().enumerate().take(2) {
+            let Some(p) = ix.producer(t).filter(|_| ix.uses(t) == 1) else {
+                continue;
+            };
+            let Some((k, x)) = g.nodes.get(p).and_then(|n| {
+                let k = positive_scaling(&n.op)?;
+                Some((k, *n.inputs.first()?))
+            }) else {
+                continue;
+            };
+            if let Some(Op::Add { scales, .. }) = g.nodes.get_mut(i).map(|n| &mut n.op) {
+                scales[slot] *= k;
+            }
+            if let Some(input) = g.nodes.get_mut(i).and_then(|n| n.inputs.get_mut(slot)) {
+                *input = x;
+            }
+            ix.remove(&g, p);
+        }
+    }
+    ix.sweep(&mut g);
+    Ok(g)
+}
+
 /// `(x * s0 + b0) * s + b` as one map into `s0`, `b0`; `false` when the lengths disagree.
 fn merge_affine(s0: &mut Vec<f32>, b0: &mut Vec<f32>, scale: &[f32], bias: &[f32]) -> bool {
     let n = s0.len().max(b0.len()).max(scale.len()).max(bias.len());
@@ -306,6 +356,83 @@ mod tests {
         assert_eq!(c.act, Activation::Clip(0.0, 1.0));
         assert_eq!(c.weight, [0.25, 0.5, 0.75, 1.0]);
         assert_eq!(c.bias, [0.625, 0.375]);
+        Ok(())
+    }
+
+    /// `x` [4,2,2] -> mean and max over channels -> `a * mean`, `b * max` -> Add.
+    fn light_spatial_input(a: Op, b: Op) -> Graph {
+        let mut g = graph(
+            &[
+                &[4, 2, 2],
+                &[1, 2, 2],
+                &[1, 2, 2],
+                &[1, 2, 2],
+                &[1, 2, 2],
+                &[1, 2, 2],
+            ],
+            vec![
+                (Op::ChannelMean, 0, 1),
+                (Op::ChannelMax, 0, 2),
+                (a, 1, 3),
+                (b, 2, 4),
+                (Op::add(Activation::None), 3, 5),
+            ],
+        );
+        g.nodes[4].inputs = vec![3, 4];
+        g
+    }
+
+    fn scaling(scale: Vec<f32>, bias: Vec<f32>) -> Op {
+        Op::Affine { scale, bias }
+    }
+
+    #[test]
+    fn positive_scalings_fold_into_the_add_that_reads_them() -> Result<(), PassError> {
+        let half = || scaling(vec![0.5], vec![0.0]);
+        let g = fold_scales_into_add(light_spatial_input(half(), scaling(vec![0.25], vec![])))?;
+        assert_eq!(g.nodes.len(), 3);
+        let add = &g.nodes[2];
+        assert_eq!(
+            add.op,
+            Op::Add {
+                act: Activation::None,
+                scales: [0.5, 0.25]
+            }
+        );
+        assert_eq!(add.inputs, [1, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn offsets_negative_factors_and_shared_scalings_stay_affine() -> Result<(), PassError> {
+        let offset = scaling(vec![0.5], vec![1.0]);
+        let negative = scaling(vec![-0.5], vec![0.0]);
+        let g = fold_scales_into_add(light_spatial_input(offset, negative))?;
+        assert_eq!(g.nodes.len(), 5);
+        assert_eq!(g.nodes[4].op, Op::add(Activation::None));
+
+        // The scaled mean is also read by a second node.
+        let mut g =
+            light_spatial_input(scaling(vec![0.5], vec![0.0]), scaling(vec![0.5], vec![0.0]));
+        g.tensors.push(TensorDef {
+            name: "again".into(),
+            shape: vec![1, 2, 2],
+        });
+        g.nodes.push(Node {
+            name: "again".into(),
+            op: Op::Sigmoid,
+            inputs: vec![3],
+            output: 6,
+        });
+        let g = fold_scales_into_add(g)?;
+        assert_eq!(g.nodes.len(), 5);
+        let Op::Add { scales, .. } = g.nodes[3].op else {
+            panic!("the add")
+        };
+        assert_eq!(
+            (scales, g.nodes[3].inputs.as_slice()),
+            ([1.0, 0.5], &[3, 2][..])
+        );
         Ok(())
     }
 

@@ -109,11 +109,7 @@ fn channel_gate(v: View<'_>, fp: TensorId) -> Option<Channel<'_>> {
         }
         let logit = *sig.inputs.first()?;
         let (ia, add) = only_for(v, logit, 1)?;
-        if add.op
-            != (Op::Add {
-                act: Activation::None,
-            })
-        {
+        if add.op != Op::add(Activation::None) {
             return None;
         }
         let (x, y) = two_inputs(add)?;

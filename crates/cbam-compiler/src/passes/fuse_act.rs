@@ -23,7 +23,7 @@ pub fn fuse_activations(mut g: Graph) -> Result<Graph, PassError> {
         let slot = match p.and_then(|p| g.nodes.get_mut(p)).map(|n| &mut n.op) {
             Some(Op::Conv(c)) => Some(&mut c.act),
             Some(Op::Linear(l)) => Some(&mut l.act),
-            Some(Op::Add { act }) => Some(act),
+            Some(Op::Add { act, .. }) => Some(act),
             _ => None,
         };
         if let (Some(slot), Some(p)) = (slot, p) {

@@ -2,11 +2,12 @@
 //! tested alone; [`optimize`] runs them in the order the quantizer expects.
 //!
 //! After [`optimize`]: no Identity, no BatchNorm, no Affine (folded into the Conv/Linear
-//! before it, or a depthwise 1x1 Conv), no Pad before a Conv or average pool, no layout-free
-//! reshape (vector-like shapes `[n]`, `[n, 1, 1]` are interchangeable, consumers accept
-//! either), ReLU/Clip fused into Conv/Linear/Add where they were the sole consumer, every
-//! 1x1 Conv on a pooled vector is a Linear, every recognised CBAM block is one
-//! [`Op::Cbam`](crate::ir::Op::Cbam), and the tensor list holds only used tensors.
+//! before it or the Add after it, or a depthwise 1x1 Conv), no Pad before a Conv or average
+//! pool, no layout-free reshape (vector-like shapes `[n]`, `[n, 1, 1]` are
+//! interchangeable, consumers accept either), ReLU/Clip fused into Conv/Linear/Add where
+//! they were the sole consumer, every 1x1 Conv on a pooled vector is a Linear, every
+//! recognised CBAM block is one [`Op::Cbam`](crate::ir::Op::Cbam), and the tensor list
+//! holds only used tensors.
 
 mod affine;
 mod cbam;
@@ -19,7 +20,7 @@ mod fuse_act;
 mod self_gate;
 mod simplify;
 
-pub use affine::{affine_to_conv, batchnorm_to_affine, fold_affine};
+pub use affine::{affine_to_conv, batchnorm_to_affine, fold_affine, fold_scales_into_add};
 pub use cbam::match_cbam;
 pub use channel_sites::{channel_sites, ChannelSite, GateKind};
 pub use conv_to_linear::conv1x1_to_linear;
@@ -50,6 +51,7 @@ pub fn optimize(graph: Graph) -> Result<Graph, PassError> {
     let g = conv1x1_to_linear(g)?;
     let g = fuse_activations(g)?;
     let g = match_cbam(g)?;
+    let g = fold_scales_into_add(g)?;
     let g = affine_to_conv(g)?;
     compact(g)
 }

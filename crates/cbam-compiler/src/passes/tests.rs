@@ -215,7 +215,8 @@ fn cbam_on_a_residual_branch() -> Result<(), TestError> {
     assert!(matches!(
         g.nodes.last().map(|n| &n.op),
         Some(Op::Add {
-            act: Activation::Relu
+            act: Activation::Relu,
+            ..
         })
     ));
     assert_eq!(g.nodes.len(), 3);

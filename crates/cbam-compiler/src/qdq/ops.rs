@@ -36,6 +36,7 @@ pub fn lower(e: &mut Emitter<'_>, node: &Node) -> Result<(), QdqError> {
             Ok(())
         }
         Op::Cbam(c) => super::cbam::lower(e, node, &x, c),
+        Op::ChannelMean | Op::ChannelMax => channel_stat(e, node, &x, &raw),
         _ => lower_op(e, node, &x, &raw),
     }
 }
@@ -78,21 +79,27 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
             e.set_name(node.output, out);
             Ok(())
         }
-        (Op::Add { .. }, QOpKind::Add(p)) => {
-            let b = e.input_name(node, 1);
-            e.node("Add", &[x, &b], raw, vec![]);
+        (Op::Add { scales, .. }, QOpKind::Add(p)) => {
+            let a = per_channel_map(e, node, 0, x.to_string());
+            let a = scaled_input(e, raw, a, scales[0], 0);
+            let b = per_channel_map(e, node, 1, e.input_name(node, 1));
+            let b = scaled_input(e, raw, b, scales[1], 1);
+            e.node("Add", &[&a, &b], raw, vec![]);
             let y = e.clamp(raw, p.clamp, out_q);
             e.finish(node, &y)
         }
         (Op::Mul, QOpKind::Mul(p)) => {
-            let b = e.input_name(node, 1);
-            e.node("Mul", &[x, &b], raw, vec![]);
+            let a = per_channel_map(e, node, 0, x.to_string());
+            let b = per_channel_map(e, node, 1, e.input_name(node, 1));
+            e.node("Mul", &[&a, &b], raw, vec![]);
             let y = e.clamp(raw, p.clamp, out_q);
             e.finish(node, &y)
         }
-        (Op::Concat, QOpKind::Concat(_)) => {
+        // A CHANNEL_POOL writing both statistics is this concat's op: the statistics
+        // before it kept their input's quantization, so the concat is a copy.
+        (Op::Concat, QOpKind::Concat(_) | QOpKind::ChannelPool(_)) => {
             let inputs: Vec<String> = (0..node.inputs.len())
-                .map(|i| e.input_name(node, i))
+                .map(|i| per_channel_map(e, node, i, e.input_name(node, i)))
                 .collect();
             let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
             e.node("Concat", &refs, raw, vec![int("axis", 1)]);
@@ -106,6 +113,37 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
                 .collect(),
         }),
     }
+}
+
+/// Input `i` of an Add times its constant scale `k` (a Mul, unless `k` is 1).
+fn scaled_input(e: &mut Emitter<'_>, raw: &str, x: String, k: f32, i: usize) -> String {
+    if k == 1.0 {
+        return x;
+    }
+    let k = e.f32s(&format!("{raw}__scale{i}"), &[], &[k]);
+    let scaled = format!("{raw}__scaled{i}");
+    e.node("Mul", &[&x, &k], &scaled, vec![]);
+    scaled
+}
+
+/// A channel mean (rounded as the core rounds) or max in its input's quantization, exact.
+/// Written the same whether the statistic is a CHANNEL_POOL of its own or half of one that
+/// a concat's op writes: either way it keeps the input's quantization.
+fn channel_stat(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), QdqError> {
+    let q = e.input_q(node, 0)?;
+    let out = e.out_name(node);
+    if node.op == Op::ChannelMean {
+        let [_, _, c] = input_shape(e, node);
+        let levels = e.levels_of(x, q);
+        exact::rounded_mean(e, &levels, q, Sum::Axes(&[1], c), &out);
+    } else {
+        let attrs = vec![ints("axes", &[1]), int("keepdims", 1)];
+        e.node("ReduceMax", &[x], raw, attrs);
+        // The largest of dequantized levels is a dequantized level: re-quantizing is exact.
+        e.qdq(raw, q, &out);
+    }
+    e.set_name(node.output, out);
+    Ok(())
 }
 
 /// The core sums the centred levels and requantizes the sum once (the `1/(h*w)` folded
@@ -183,12 +221,29 @@ fn fully_connected(
 
 /// `[h, w, c]` of the core tensor the node reads first.
 fn input_shape(e: &Emitter<'_>, node: &Node) -> [usize; 3] {
+    core_shape(e, node, 0).unwrap_or([1, 1, 1])
+}
+
+/// `[h, w, c]` of the core tensor of the node's input `i`, if the lowering made one.
+fn core_shape(e: &Emitter<'_>, node: &Node, i: usize) -> Option<[usize; 3]> {
     node.inputs
-        .first()
+        .get(i)
         .and_then(|id| e.model.tensor_map.get(*id).copied().flatten())
         .and_then(|t| e.model.tensors.get(t))
         .map(|t| t.shape)
-        .unwrap_or([1, 1, 1])
+}
+
+/// Input `i` of an element-wise op as an NCHW map. The IR takes `[n]` and `[n, 1, 1]` as
+/// one shape, but ONNX does not: a Gemm's `[1, c]` would broadcast against a map's width or
+/// a pool's `[1, c, 1, 1]`, so every `1x1xc` input is reshaped to `[1, c, 1, 1]`.
+fn per_channel_map(e: &mut Emitter<'_>, node: &Node, i: usize, x: String) -> String {
+    let Some([1, 1, c]) = core_shape(e, node, i) else {
+        return x;
+    };
+    let dims = e.i64s(&format!("{x}__nchw_dims"), &[4], &[1, c as i64, 1, 1]);
+    let out = format!("{x}__nchw");
+    e.node("Reshape", &[&x, &dims], &out, vec![]);
+    out
 }
 
 fn pool(

@@ -33,14 +33,19 @@ fn samples(n: u64, meta: &ModelMeta) -> Vec<Sample> {
         .collect()
 }
 
-#[test]
-fn every_layer_matches_the_core_exactly_or_within_one_step() {
-    let (g, r) = small_cbam_graph();
+/// The QDQ model of `graph` lowered with `ranges` against its blob in the core, layer by
+/// layer, on `n` samples.
+fn lowered_vs_core((g, r): (Graph, crate::calib::Ranges), n: u64) -> compare::Agreement {
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
     let qdq = write(&g, &m).unwrap();
     let plan = crate::plan::plan(&m).unwrap();
     let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
-    let a = compare(&qdq, &blob, &samples(16, &g.meta)).unwrap();
+    compare(&qdq, &blob, &samples(n, &g.meta)).unwrap()
+}
+
+#[test]
+fn every_layer_matches_the_core_exactly_or_within_one_step() {
+    let a = lowered_vs_core(small_cbam_graph(), 16);
     assert_eq!(a.samples, 16);
     // The affine in front of the QuantizeLinear reproduces `pixel - 128` (the zero point
     // 255 * 0.286 - 128 is not an integer, so without it inputs would differ).
@@ -58,6 +63,33 @@ fn every_layer_matches_the_core_exactly_or_within_one_step() {
         assert!(l.isolated.max <= bound, "{a}");
     }
     assert!(a.logits().max <= 1, "{a}");
+}
+
+#[test]
+fn channel_pools_match_the_core_exactly() {
+    let a = lowered_vs_core(crate::quant::testing::spatial_attention_graph(), 16);
+    let pools: Vec<_> = a
+        .layers
+        .iter()
+        .filter(|l| l.code == OpCode::ChannelPool)
+        .collect();
+    // The fused [max; mean] map and the light attention's mean and max.
+    assert_eq!(pools.len(), 3, "{a}");
+    for l in pools {
+        assert_eq!(l.isolated.samples, 16, "{a}");
+        assert_eq!(l.isolated.max, 0, "{a}");
+    }
+    assert!(a.logits().max <= 2, "{a}");
+}
+
+#[test]
+fn a_gate_vector_scales_a_map_per_channel_in_the_qdq_model() {
+    // Without the gate reshaped to [1, c, 1, 1], [1, c] broadcasts against the map's
+    // width and tract refuses the model.
+    let a = lowered_vs_core(crate::quant::testing::channel_gate_graph(), 8);
+    let mul = a.layers.iter().find(|l| l.code == OpCode::Mul).unwrap();
+    assert!(mul.isolated.max <= 1, "{a}");
+    assert!(a.logits().max <= 2, "{a}");
 }
 
 #[test]

@@ -81,6 +81,8 @@ pub enum QOpKind {
     Cbam(Box<CbamParams>),
     /// An element-wise function's table, any output quantization.
     Lut(Box<[i8; 256]>),
+    /// The per-pixel channel mean and/or max, input quantization in and out.
+    ChannelPool(ChannelPoolParams),
 }
 
 impl QOpKind {
@@ -100,6 +102,7 @@ impl QOpKind {
             QOpKind::Sigmoid(_) => OpCode::Sigmoid,
             QOpKind::Cbam(_) => OpCode::Cbam,
             QOpKind::Lut(_) => OpCode::Lut,
+            QOpKind::ChannelPool(_) => OpCode::ChannelPool,
         }
     }
 
@@ -154,6 +157,7 @@ impl QOpKind {
             QOpKind::Lut(lut) => OpParams::Lut(format::LutWords {
                 lut_off: arrays.i8s(&lut[..]),
             }),
+            QOpKind::ChannelPool(p) => OpParams::ChannelPool(p.words()),
         }
     }
 
@@ -246,6 +250,23 @@ pub struct AddParams {
 pub struct MulParams {
     pub out: Requant,
     pub clamp: Clamp,
+}
+
+/// FORMAT.md op 14: the output channel of each statistic, `None` for one not computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelPoolParams {
+    pub mean: Option<usize>,
+    pub max: Option<usize>,
+}
+
+impl ChannelPoolParams {
+    fn words(self) -> format::ChannelPoolWords {
+        let channel = |slot: Option<usize>| slot.map_or(format::ChannelPoolWords::ABSENT, word);
+        format::ChannelPoolWords {
+            mean_channel: channel(self.mean),
+            max_channel: channel(self.max),
+        }
+    }
 }
 
 /// FORMAT.md op 12, with the intermediate quantizations kept for reports and QDQ.

@@ -75,47 +75,72 @@ pub fn cbam_block(channels: usize, hidden: usize, k: usize, prefix: &str) -> Cba
     }
 }
 
-/// input [1,8,8] -> Conv3x3+ReLU [4,8,8] -> CBAM -> MaxPool2 [4,4,4] -> Flatten -> Linear 64->3
-/// -> Softmax, with plausible ranges for every value.
-pub fn small_cbam_graph() -> (Graph, Ranges) {
-    let tensors = vec![
-        tensor("input", &[1, 8, 8]),
-        tensor("conv1", &[4, 8, 8]),
-        tensor("cbam1", &[4, 8, 8]),
-        tensor("pool1", &[4, 4, 4]),
-        tensor("flat", &[64]),
-        tensor("logits", &[3]),
-        tensor("probs", &[3]),
-    ];
-    let node = |name: &str, op: Op, inputs: Vec<usize>, output: usize| Node {
+fn node(name: &str, op: Op, inputs: Vec<usize>, output: usize) -> Node {
+    Node {
         name: name.into(),
         op,
         inputs,
         output,
-    };
+    }
+}
+
+/// A hand-built classifier of 8x8 grayscale images with three labels and the example
+/// models' normalisation: `tensors` by name and shape, the first the input, the last the
+/// output.
+fn classifier(source: &str, tensors: &[(&str, &[usize])], nodes: Vec<Node>) -> Graph {
+    Graph {
+        tensors: tensors.iter().map(|(n, s)| tensor(n, s)).collect(),
+        nodes,
+        input: 0,
+        output: tensors.len() - 1,
+        meta: ModelMeta {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            source_name: source.into(),
+            opset: 13,
+        },
+    }
+}
+
+/// Calibrated ranges, `(value, min, max)`.
+fn ranges(values: &[(&str, f32, f32)]) -> Ranges {
+    values
+        .iter()
+        .map(|&(name, min, max)| (name.to_string(), Range { min, max }))
+        .collect()
+}
+
+fn max_pool_2x2() -> Op {
+    Op::MaxPool(Pool {
+        kernel: [2, 2],
+        stride: [2, 2],
+        pads: [0; 4],
+    })
+}
+
+/// input [1,8,8] -> Conv3x3+ReLU [4,8,8] -> CBAM -> MaxPool2 [4,4,4] -> Flatten -> Linear 64->3
+/// -> Softmax, with plausible ranges for every value.
+pub fn small_cbam_graph() -> (Graph, Ranges) {
+    let tensors: [(&str, &[usize]); 7] = [
+        ("input", &[1, 8, 8]),
+        ("conv1", &[4, 8, 8]),
+        ("cbam1", &[4, 8, 8]),
+        ("pool1", &[4, 4, 4]),
+        ("flat", &[64]),
+        ("logits", &[3]),
+        ("probs", &[3]),
+    ];
+    let relu = Activation::Relu;
     let nodes = vec![
-        node(
-            "Conv_0",
-            Op::Conv(conv(1, 4, 3, 1, Activation::Relu)),
-            vec![0],
-            1,
-        ),
+        node("Conv_0", Op::Conv(conv(1, 4, 3, 1, relu)), vec![0], 1),
         node(
             "Cbam_1",
             Op::Cbam(Box::new(cbam_block(4, 2, 3, "cbam1"))),
             vec![1],
             2,
         ),
-        node(
-            "MaxPool_2",
-            Op::MaxPool(Pool {
-                kernel: [2, 2],
-                stride: [2, 2],
-                pads: [0; 4],
-            }),
-            vec![2],
-            3,
-        ),
+        node("MaxPool_2", max_pool_2x2(), vec![2], 3),
         node("Flatten_3", Op::Flatten, vec![3], 4),
         node(
             "Gemm_4",
@@ -125,21 +150,7 @@ pub fn small_cbam_graph() -> (Graph, Ranges) {
         ),
         node("Softmax_5", Op::Softmax, vec![5], 6),
     ];
-    let graph = Graph {
-        tensors,
-        nodes,
-        input: 0,
-        output: 6,
-        meta: ModelMeta {
-            mean: vec![0.2860],
-            std: vec![0.3530],
-            labels: vec!["a".into(), "b".into(), "c".into()],
-            source_name: "small.onnx".into(),
-            opset: 13,
-        },
-    };
-    let mut ranges = Ranges::new();
-    for (name, min, max) in [
+    let ranges = ranges(&[
         ("input", -0.81, 2.02),
         ("conv1", 0.0, 3.0),
         ("cbam1", -0.1, 2.5),
@@ -150,10 +161,104 @@ pub fn small_cbam_graph() -> (Graph, Ranges) {
         ("cbam1.logit", -3.0, 3.0),
         ("cbam1.f1", 0.0, 2.8),
         ("cbam1.slogit", -4.0, 4.0),
-    ] {
-        ranges.insert(name.into(), Range { min, max });
-    }
-    (graph, ranges)
+    ]);
+    (classifier("small.onnx", &tensors, nodes), ranges)
+}
+
+/// Spatial attention run from its pieces, twice: input [1,8,8] -> Conv3x3+ReLU `conv1`
+/// [4,8,8] -> `[max; mean]` over channels -> Concat `map` [2,8,8] -> Conv7x7 `slogit` ->
+/// Sigmoid -> Mul `attended` [4,8,8]; then timm's light form: mean and max over channels
+/// -> `0.5 * mean + 0.5 * max` `lsum` [1,8,8] -> Sigmoid -> Mul `out2` -> MaxPool2 ->
+/// Flatten -> Linear 64->3, with plausible ranges for every value whose range the
+/// lowering reads.
+pub fn spatial_attention_graph() -> (Graph, Ranges) {
+    let tensors: [(&str, &[usize]); 16] = [
+        ("input", &[1, 8, 8]),
+        ("conv1", &[4, 8, 8]),
+        ("cmax", &[1, 8, 8]),
+        ("cmean", &[1, 8, 8]),
+        ("map", &[2, 8, 8]),
+        ("slogit", &[1, 8, 8]),
+        ("satt", &[1, 8, 8]),
+        ("attended", &[4, 8, 8]),
+        ("lmean", &[1, 8, 8]),
+        ("lmax", &[1, 8, 8]),
+        ("lsum", &[1, 8, 8]),
+        ("latt", &[1, 8, 8]),
+        ("out2", &[4, 8, 8]),
+        ("pool", &[4, 4, 4]),
+        ("flat", &[64]),
+        ("logits", &[3]),
+    ];
+    let (none, relu) = (Activation::None, Activation::Relu);
+    let halves = Op::Add {
+        act: none,
+        scales: [0.5; 2],
+    };
+    let nodes = vec![
+        node("conv", Op::Conv(conv(1, 4, 3, 1, relu)), vec![0], 1),
+        node("max", Op::ChannelMax, vec![1], 2),
+        node("mean", Op::ChannelMean, vec![1], 3),
+        node("concat", Op::Concat, vec![2, 3], 4),
+        node("sconv", Op::Conv(conv(2, 1, 7, 21, none)), vec![4], 5),
+        node("sgate", Op::Sigmoid, vec![5], 6),
+        node("smul", Op::Mul, vec![1, 6], 7),
+        node("lmean", Op::ChannelMean, vec![7], 8),
+        node("lmax", Op::ChannelMax, vec![7], 9),
+        node("ladd", halves, vec![8, 9], 10),
+        node("lgate", Op::Sigmoid, vec![10], 11),
+        node("lmul", Op::Mul, vec![7, 11], 12),
+        node("pool", max_pool_2x2(), vec![12], 13),
+        node("flatten", Op::Flatten, vec![13], 14),
+        node("fc", Op::Linear(linear(64, 3, 5, none)), vec![14], 15),
+    ];
+    let ranges = ranges(&[
+        ("input", -0.81, 2.02),
+        ("conv1", 0.0, 3.0),
+        ("slogit", -4.0, 4.0),
+        ("attended", 0.0, 2.9),
+        ("lsum", 0.0, 2.5),
+        ("out2", 0.0, 2.8),
+        ("logits", -6.0, 8.0),
+    ]);
+    (classifier("spatial.onnx", &tensors, nodes), ranges)
+}
+
+/// A squeeze-and-excitation gate made by Linear layers (`[n]` vectors, which ONNX writes as
+/// Gemm's `[1, n]`) scaling a map: input [1,8,8] -> Conv3x3+ReLU `conv1` [4,8,8] ->
+/// GlobalAvgPool `squeezed` [4] -> Linear 4->4 `excite` -> Sigmoid `gate` -> Mul `gated`
+/// [4,8,8] -> GlobalAvgPool `pooled` [4] -> Linear 4->3 `logits`.
+pub fn channel_gate_graph() -> (Graph, Ranges) {
+    let tensors: [(&str, &[usize]); 8] = [
+        ("input", &[1, 8, 8]),
+        ("conv1", &[4, 8, 8]),
+        ("squeezed", &[4]),
+        ("excite", &[4]),
+        ("gate", &[4]),
+        ("gated", &[4, 8, 8]),
+        ("pooled", &[4]),
+        ("logits", &[3]),
+    ];
+    let (none, relu) = (Activation::None, Activation::Relu);
+    let nodes = vec![
+        node("conv", Op::Conv(conv(1, 4, 3, 1, relu)), vec![0], 1),
+        node("squeeze", Op::GlobalAvgPool, vec![1], 2),
+        node("fc1", Op::Linear(linear(4, 4, 7, none)), vec![2], 3),
+        node("sigmoid", Op::Sigmoid, vec![3], 4),
+        node("scale", Op::Mul, vec![1, 4], 5),
+        node("pool", Op::GlobalAvgPool, vec![5], 6),
+        node("fc2", Op::Linear(linear(4, 3, 5, none)), vec![6], 7),
+    ];
+    let ranges = ranges(&[
+        ("input", -0.81, 2.02),
+        ("conv1", 0.0, 3.0),
+        ("squeezed", 0.0, 1.5),
+        ("excite", -2.0, 2.0),
+        ("gated", 0.0, 2.5),
+        ("pooled", 0.0, 1.2),
+        ("logits", -3.0, 3.0),
+    ]);
+    (classifier("gate.onnx", &tensors, nodes), ranges)
 }
 
 /// The importer's synthetic CBAM classifier as graph and tract model, with 24 inputs.

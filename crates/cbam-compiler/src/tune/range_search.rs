@@ -107,6 +107,8 @@ fn searched_tensors(graph: &Graph) -> Vec<String> {
                 | Op::MaxPool(_)
                 | Op::AvgPool(_)
                 | Op::GlobalMaxPool
+                | Op::ChannelMean
+                | Op::ChannelMax
         );
         if !keeps_input_q {
             names.extend(graph.tensors.get(node.output).map(|t| t.name.clone()));

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::format::{
-    seal_crc, AddWords, CbamWords, Conv2dWords, GlobalAvgPoolWords, HeaderFields, LutWords,
-    NoWords, OpParams,
+    seal_crc, AddWords, CbamWords, ChannelPoolWords, Conv2dWords, GlobalAvgPoolWords, HeaderFields,
+    LutWords, NoWords, OpParams,
 };
 use crate::kernels::test_support::Rng;
 use crate::kernels::ConvGeometry;
@@ -397,6 +397,82 @@ fn kept_list_must_increase_below_full_c() {
             "{list:?}"
         );
     }
+}
+
+/// input (3,3,5) -> CHANNEL_POOL `[max; mean]` -> (3,3,2), both of zero point 4.
+fn channel_pool_blob() -> Vec<u8> {
+    let mut b = BlobBuilder::new();
+    let t0 = b.tensor((3, 3, 5), 0.1, 4);
+    let t1 = b.tensor((3, 3, 2), 0.1, 4);
+    b.input = t0;
+    b.output = t1;
+    let p = ChannelPoolWords {
+        mean_channel: 1,
+        max_channel: 0,
+    };
+    b.op(&[t0], t1, OpParams::ChannelPool(p));
+    b.build()
+}
+
+#[test]
+fn channel_pool_words_and_shapes_are_checked() {
+    let good = channel_pool_blob();
+    let model = Model::parse(&good).unwrap();
+    let input: Vec<i8> = (0..45).map(|i| (i * 37 % 256) as u8 as i8).collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut out = [0i8; 18];
+    model.run(&mut arena, &input, &mut out).unwrap();
+    let p = crate::kernels::ChannelPoolParams {
+        mean: Some(1),
+        max: Some(0),
+        zp: 4,
+    };
+    let mut want = [0i8; 18];
+    let shape = crate::kernels::Shape::new(3, 3, 5);
+    crate::kernels::test_support::channel_pool_reference(&p, (shape, &input), &mut want);
+    assert_eq!(out, want);
+
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut blob = good.clone();
+        f(&mut blob);
+        seal_crc(&mut blob);
+        Model::parse(&blob).map(|_| ())
+    };
+    let mean = word!(ChannelPoolWords, mean_channel);
+    let max = word!(ChannelPoolWords, max_channel);
+    let reason = |r: Result<(), Error>| match r {
+        Err(Error::BadParams { op: 0, reason }) => reason,
+        other => panic!("expected bad parameters, got {other:?}"),
+    };
+    let reasons = [
+        reason(with(&|b| patch_word(b, 0, mean, 2))),
+        reason(with(&|b| {
+            patch_word(b, 0, mean, -1);
+            patch_word(b, 0, max, -1);
+        })),
+        reason(with(&|b| patch_word(b, 0, mean, 0))),
+        reason(with(&|b| {
+            patch_tensor(b, 1, |t| (t.c, t.full_c) = (1, 1));
+            patch_word(b, 0, max, -1);
+        })),
+        reason(with(&|b| patch_tensor(b, 1, |t| t.zero_point = 5))),
+    ];
+    let distinct: std::collections::BTreeSet<_> = reasons.iter().collect();
+    assert_eq!(distinct.len(), reasons.len(), "{reasons:?}");
+    assert!(matches!(
+        with(&|b| patch_tensor(b, 1, |t| (t.c, t.full_c) = (1, 1))),
+        Err(Error::ShapeMismatch { op: 0, .. })
+    ));
+    assert!(matches!(
+        with(&|b| patch_tensor(b, 1, |t| t.w = 2)),
+        Err(Error::ShapeMismatch { op: 0, .. })
+    ));
+    // One statistic in output channel 0 is a valid op of its own.
+    assert!(with(&|b| {
+        patch_tensor(b, 1, |t| (t.c, t.full_c) = (1, 1));
+        patch_word(b, 0, mean, -1);
+    })
+    .is_ok());
 }
 
 /// A chain of `n_ops` GLOBAL_MAX_POOL ops over 1x1x1 tensors, ping-ponging between two

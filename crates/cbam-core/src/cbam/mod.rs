@@ -14,7 +14,7 @@ use crate::kernels::{
     check_len, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder, Shape,
 };
 use crate::le::I32Le;
-use crate::math::{div_round_half_away, requantize_to_i8, saturate_i8, ActRange, Requant};
+use crate::math::{mean_level, requantize_to_i8, ActRange, Requant};
 
 /// Scratch bytes the fused op needs (the format's count: the memory planner asks it too).
 pub use crate::format::cbam_scratch_size;
@@ -136,10 +136,10 @@ pub fn pool_channels(p: &CbamParams, data: &[i8], hw: usize, pa: &mut [i8], pm: 
         let mut sum = 0i32;
         let mut max = i8::MIN;
         for &v in data.iter().skip(ch).step_by(p.c) {
-            sum = sum.wrapping_add(i32::from(v).wrapping_sub(p.zp_in));
+            sum = sum.wrapping_add(i32::from(v));
             max = max.max(v);
         }
-        *a = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_in));
+        *a = mean_level(sum, count, p.zp_in);
         *m = max;
     }
 }
@@ -259,9 +259,7 @@ fn scale_and_pool_by(
 #[inline(always)]
 pub(crate) fn store_pooled(p: &CbamParams, sum: i32, top: i8, pair: &mut [i8]) {
     let count = i32::try_from(p.c).unwrap_or(i32::MAX);
-    // sum (f1 - zp) over C channels, with the zero point taken out once.
-    let sum = sum.wrapping_sub(p.zp_f1.wrapping_mul(count));
-    let mean = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_f1));
+    let mean = mean_level(sum, count, p.zp_f1);
     let (first, second) = match p.order {
         PoolOrder::MeanMax => (mean, top),
         PoolOrder::MaxMean => (top, mean),

@@ -11,7 +11,7 @@
 //!   [`TensorFields`], [`OpFields`]);
 //! - `words`: parameter words in general ([`Words`], [`WordBuf`]) and the groups several ops
 //!   share ([`ActWords`], [`RequantWords`], [`PerChannelWords`]);
-//! - `params`: one words layout per op ([`Conv2dWords`], ..., [`CbamWords`]);
+//! - `params`: one words layout per op ([`Conv2dWords`], ..., [`ChannelPoolWords`]);
 //! - `ops`: the op table ([`OpCode`], [`OpParams`]);
 //! - `scratch`: the scratch bytes an op needs ([`cbam_scratch_size`]);
 //! - `writer`: the blob assembler ([`BlobWriter`]; feature `alloc`).
@@ -29,8 +29,8 @@ mod writer;
 
 pub use ops::{OpCode, OpParams, OpWords};
 pub use params::{
-    AddWords, CbamWords, ConcatWords, Conv2dWords, DepthwiseWords, FullyConnectedWords,
-    GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
+    AddWords, CbamWords, ChannelPoolWords, ConcatWords, Conv2dWords, DepthwiseWords,
+    FullyConnectedWords, GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
 };
 pub use records::{seal_crc, Field, HeaderFields, OpFields, TensorFields};
 pub use scratch::cbam_scratch_size;

@@ -1,8 +1,8 @@
 //! The op table: each op's code, name, input count and words layout, in one row.
 
 use super::params::{
-    AddWords, CbamWords, ConcatWords, Conv2dWords, DepthwiseWords, FullyConnectedWords,
-    GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
+    AddWords, CbamWords, ChannelPoolWords, ConcatWords, Conv2dWords, DepthwiseWords,
+    FullyConnectedWords, GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
 };
 use super::words::{WordBuf, Words, MAX_WORDS};
 use super::MAX_INPUTS;
@@ -152,6 +152,9 @@ op_table! {
     /// Any element-wise function, tabulated on the host for the input and output
     /// quantization (HardSwish, LeakyRelu, Tanh, SiLU, ...).
     Lut = 13, "LUT", inputs 1..=1, LutWords;
+    /// The per-pixel mean and/or maximum over channels, in one pass (spatial attention
+    /// outside a fused CBAM block).
+    ChannelPool = 14, "CHANNEL_POOL", inputs 1..=1, ChannelPoolWords;
 }
 
 // The largest layouts fit a `WordBuf`.

@@ -96,6 +96,22 @@ words! {
 }
 
 words! {
+    /// CHANNEL_POOL (2 words): per pixel, the mean and the maximum over the input's
+    /// channels. Each word is the output channel its statistic is written to, or -1 for a
+    /// statistic not computed (spatial attention reads `[mean; max]`, `[max; mean]` or one
+    /// of them).
+    pub struct ChannelPoolWords {
+        pub mean_channel: i32,
+        pub max_channel: i32,
+    }
+}
+
+impl ChannelPoolWords {
+    /// The word of a statistic that is not computed.
+    pub const ABSENT: i32 = -1;
+}
+
+words! {
     /// CBAM (26 words), the fused block.
     pub struct CbamWords {
         /// Channels, `== in.c`.

@@ -28,6 +28,7 @@ fn every_op_decodes_and_encodes_its_word_count() {
         (OpCode::Sigmoid, 1),
         (OpCode::Lut, 1),
         (OpCode::Cbam, 26),
+        (OpCode::ChannelPool, 2),
     ];
     for (code, n) in counts {
         assert_eq!(code.param_words(1), n, "{code}");
@@ -69,6 +70,7 @@ fn word_positions_are_format_md_s() {
     assert_eq!(word!(CbamWords, spatial.shift), 21);
     assert_eq!(word!(CbamWords, lut_s_off), 23);
     assert_eq!(word!(CbamWords, out.shift), 25);
+    assert_eq!(word!(ChannelPoolWords, max_channel), 1);
     // The offset-derived index and the encoder agree.
     let p = CbamWords {
         zp_s: 77,
@@ -91,10 +93,11 @@ fn codes_round_trip() {
     for code in 0..=20u16 {
         match OpCode::from_u16(code) {
             Some(op) => assert_eq!(op.code(), code),
-            None => assert!(code == 0 || code > 13),
+            None => assert!(code == 0 || code > 14),
         }
     }
-    assert_eq!(OpCode::ALL.len(), 13);
+    assert_eq!(OpCode::ALL.len(), 14);
+    assert_eq!(OpCode::ChannelPool.to_string(), "CHANNEL_POOL");
     assert_eq!(OpCode::DepthwiseConv2d.to_string(), "DEPTHWISE_CONV2D");
     assert!(OpCode::Concat.accepts_inputs(4) && !OpCode::Concat.accepts_inputs(5));
     assert!(OpCode::Add.accepts_inputs(2) && !OpCode::Add.accepts_inputs(1));

@@ -5,6 +5,7 @@ use crate::cbam::cbam;
 use crate::error::Error;
 use crate::format::OpCode;
 use crate::kernels::add::add;
+use crate::kernels::channel_pool::channel_pool;
 use crate::kernels::concat::concat;
 use crate::kernels::conv2d::conv2d;
 use crate::kernels::depthwise::depthwise_conv2d;
@@ -125,6 +126,7 @@ impl Model<'_> {
             Kernel::Add(p, channels) => add(p, out_shape, read(0)?, read(1)?, *channels, out),
             Kernel::Mul(p, broadcast) => mul(p, in0, read(0)?, read(1)?, *broadcast, out),
             Kernel::Lut(lut) => sigmoid(lut, read(0)?, out),
+            Kernel::ChannelPool(p) => channel_pool(p, in0, read(0)?, out),
             Kernel::Concat(requants) => {
                 let mut parts = [None; 4];
                 for (slot, (part, rq)) in parts

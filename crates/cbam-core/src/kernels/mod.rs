@@ -27,6 +27,7 @@ macro_rules! with_stages {
 pub mod add;
 pub(crate) mod backend;
 mod channel_groups;
+pub mod channel_pool;
 pub mod concat;
 pub mod conv2d;
 pub mod depthwise;
@@ -45,9 +46,9 @@ pub mod test_support;
 use crate::error::Error;
 
 pub use params::{
-    AddParams, CbamMlp, CbamParams, ChannelQuant, ConcatInput, Conv2dParams, ConvGeometry,
-    DepthwiseParams, FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast,
-    MulParams, PoolKind, PoolOrder, PoolParams, Shape, SigmoidLut,
+    AddParams, CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, ConcatInput, Conv2dParams,
+    ConvGeometry, DepthwiseParams, FullyConnectedParams, GlobalAvgPoolParams, In2Channels,
+    MulBroadcast, MulParams, PoolKind, PoolOrder, PoolParams, Shape, SigmoidLut,
 };
 
 /// Fails with `SliceLength { what }` unless `actual == expected` (and `expected` exists).

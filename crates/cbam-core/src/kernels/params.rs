@@ -251,6 +251,29 @@ pub struct ConcatInput<'a> {
     pub requant: Option<Requant>,
 }
 
+/// Parameters of a CHANNEL_POOL op: the output channel of each per-pixel statistic
+/// (`None`: not computed) and the zero point input and output share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelPoolParams {
+    pub mean: Option<usize>,
+    pub max: Option<usize>,
+    pub zp: i32,
+}
+
+impl ChannelPoolParams {
+    /// The output's channels: one per statistic computed.
+    pub fn out_channels(&self) -> usize {
+        usize::from(self.mean.is_some()) + usize::from(self.max.is_some())
+    }
+
+    /// Whether every statistic has its own output channel and at least one is computed.
+    pub fn is_consistent(&self) -> bool {
+        let n = self.out_channels();
+        let inside = |slot: Option<usize>| slot.is_none_or(|i| i < n);
+        n > 0 && self.mean != self.max && inside(self.mean) && inside(self.max)
+    }
+}
+
 /// A SIGMOID table: input `x` maps to entry `x + 128` (output scale 1/256, zero point
 /// -128).
 pub type SigmoidLut = [i8; 256];

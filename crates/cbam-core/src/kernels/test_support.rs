@@ -7,7 +7,8 @@
 //! Cortex-M4).
 
 use crate::kernels::{
-    AddParams, CbamMlp, CbamParams, ChannelQuant, ConvGeometry, PoolOrder, PoolParams, Shape,
+    AddParams, CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, ConvGeometry, PoolOrder,
+    PoolParams, Shape,
 };
 use crate::le::I32Le;
 use crate::math::{ActRange, Requant};
@@ -437,6 +438,26 @@ pub fn max_pool_reference(
                 }
             }
             *o = top.max(i32::from(p.act.min)).min(i32::from(p.act.max)) as i8;
+        }
+    }
+}
+
+/// CHANNEL_POOL: per pixel of `input` (`ins`), the channel mean `round_half_away(sum(x -
+/// zp) / c) + zp` (saturated) and the channel maximum, each at its output channel.
+pub fn channel_pool_reference(p: &ChannelPoolParams, (ins, input): (Shape, &[i8]), out: &mut [i8]) {
+    let (c, zp) = (ins.c as i64, i64::from(p.zp));
+    let out_c = p.out_channels().max(1);
+    for (px, out_px) in input.chunks_exact(ins.c).zip(out.chunks_exact_mut(out_c)) {
+        let sum: i64 = px.iter().map(|&v| i64::from(v) - zp).sum();
+        // |sum| / c rounded half up, with the sign put back.
+        let magnitude = (2 * sum.abs() + c) / (2 * c);
+        let mean = (sum.signum() * magnitude + zp).clamp(-128, 127) as i8;
+        let top = px.iter().copied().max().unwrap_or(i8::MIN);
+        if let Some(i) = p.mean {
+            out_px[i] = mean;
+        }
+        if let Some(i) = p.max {
+            out_px[i] = top;
         }
     }
 }

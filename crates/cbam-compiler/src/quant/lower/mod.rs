@@ -1,6 +1,7 @@
 //! Lowering the float IR to the core's int8 op list, one IR node at a time.
 
 mod cbam;
+mod channel_pool;
 
 use std::collections::HashMap;
 
@@ -37,6 +38,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, opts: &LowerOptions) -> Result<QMod
         opts,
         input_affine: None,
         scatters: HashMap::new(),
+        channel_pools: channel_pool::Fusions::find(graph),
     };
     let input = lowering.add_tensor("(model input)", graph.input, input_plan.q)?;
     lowering.input_affine = input_affine_target(graph, &input_plan)?;
@@ -120,6 +122,8 @@ pub(super) struct Lowering<'a> {
     input_affine: Option<AffineTarget>,
     /// Scatter convs folded into their Add: output tensor -> (branch tensor, kept list).
     scatters: HashMap<TensorId, (TensorId, Vec<u16>)>,
+    /// Concats of a channel mean and max lowered as one CHANNEL_POOL.
+    channel_pools: channel_pool::Fusions,
 }
 
 impl Lowering<'_> {
@@ -248,9 +252,12 @@ impl Lowering<'_> {
                 let q = self.tensors[input].q;
                 self.push(node, vec![input], q, QOpKind::GlobalMaxPool)
             }
-            Op::Add { act } => self.lower_add(node, *act),
+            Op::Add { act, scales } => self.lower_add(node, *act, *scales),
             Op::Mul => self.lower_mul(node),
-            Op::Concat => self.lower_concat(node),
+            Op::Concat => self
+                .lower_fused_concat(node)
+                .unwrap_or_else(|| self.lower_concat(node)),
+            Op::ChannelMean | Op::ChannelMax => self.lower_channel_stat(node),
             Op::Sigmoid => {
                 let input = self.single_input(node)?;
                 let lut = Box::new(math::sigmoid_lut(self.tensors[input].q));
@@ -475,14 +482,25 @@ impl Lowering<'_> {
         }
     }
 
-    fn lower_add(&mut self, node: &Node, act: Activation) -> Result<(), QuantError> {
+    fn lower_add(
+        &mut self,
+        node: &Node,
+        act: Activation,
+        scales: [f32; 2],
+    ) -> Result<(), QuantError> {
         let scattered = node
             .inputs
             .iter()
             .position(|i| self.scatters.contains_key(i));
+        let mut scales = scales;
         let (a, b) = match (scattered, node.inputs.as_slice()) {
             (Some(slot), [x, y]) => {
-                let (dense, scatter) = if slot == 0 { (*y, *x) } else { (*x, *y) };
+                let (dense, scatter) = if slot == 0 {
+                    scales.reverse();
+                    (*y, *x)
+                } else {
+                    (*x, *y)
+                };
                 let (branch, kept) = self
                     .scatters
                     .get(&scatter)
@@ -509,16 +527,27 @@ impl Lowering<'_> {
                 (a, b)
             }
         };
-        let (qa, qb) = (self.tensors[a].q, self.tensors[b].q);
+        if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(QuantError::Unsupported {
+                node: node.name.clone(),
+                op: "Add".into(),
+                reason: format!(
+                    "input scales {scales:?}; the core's ADD scales by positive factors"
+                ),
+            });
+        }
+        // An input scaled by `k` is an input of `k` times its scale, the same int8 levels.
+        let [sa, sb] = [(a, scales[0]), (b, scales[1])]
+            .map(|(t, k)| f64::from(self.tensors[t].q.scale) * f64::from(k));
         let out_q = self.output_q(node)?;
         // TFLite's Add: both inputs are brought to twice the larger scale with 20 bits of
         // headroom, summed, then rescaled to the output.
         let left_shift = 20;
-        let twice_max = 2.0 * f64::from(qa.scale.max(qb.scale));
+        let twice_max = 2.0 * sa.max(sb);
         let params = AddParams {
             left_shift,
-            in1: Requant::from_real(f64::from(qa.scale) / twice_max),
-            in2: Requant::from_real(f64::from(qb.scale) / twice_max),
+            in1: Requant::from_real(sa / twice_max),
+            in2: Requant::from_real(sb / twice_max),
             out: Requant::from_real(
                 twice_max / ((1u64 << left_shift) as f64 * f64::from(out_q.scale)),
             ),
@@ -632,10 +661,6 @@ fn unsupported(node: &Node, op: &Op) -> QuantError {
         Op::Relu | Op::Clip(..) => (
             "Relu/Clip",
             "a standalone activation must be fused into the Conv, Linear or Add before it",
-        ),
-        Op::ChannelMean | Op::ChannelMax => (
-            "ReduceMean/ReduceMax over channels",
-            "only supported inside a recognised CBAM block",
         ),
         Op::Softmax => (
             "Softmax",

@@ -1,5 +1,6 @@
 use super::*;
-use crate::quant::testing::{self, small_cbam_graph};
+use crate::quant::testing::{self, small_cbam_graph, spatial_attention_graph};
+use crate::quant::ChannelPoolParams;
 use cbam_core::OpCode;
 
 #[test]
@@ -140,7 +141,7 @@ fn missing_range_names_tensor_and_node() {
 #[test]
 fn unsupported_ops_are_named() {
     let (mut g, r) = small_cbam_graph();
-    g.nodes[2].op = Op::ChannelMax;
+    g.nodes[2].op = Op::Relu;
     let err = lower(&g, &r, &LowerOptions::default()).unwrap_err();
     assert!(
         matches!(err, QuantError::Unsupported { ref node, .. } if node == "MaxPool_2"),
@@ -252,14 +253,7 @@ fn residual_scatter_graph(scatter_w: Vec<f32>, scatter_first: bool) -> (Graph, R
                 2,
             ),
             node("add/cbam_prune_scatter", Op::Conv(scatter), vec![2], 3),
-            node(
-                "add",
-                Op::Add {
-                    act: Activation::Relu,
-                },
-                add_inputs,
-                4,
-            ),
+            node("add", Op::add(Activation::Relu), add_inputs, 4),
             node("gap", Op::GlobalAvgPool, vec![4], 5),
             node(
                 "fc",
@@ -357,3 +351,101 @@ fn a_scatter_read_by_more_than_its_add_stays_a_conv() {
     let codes: Vec<OpCode> = m.ops.iter().map(|o| o.kind.code()).collect();
     assert_eq!(codes, UNSCATTERED);
 }
+
+/// The `(code, channel pool params)` of every op.
+fn pools(m: &crate::quant::QModel) -> Vec<(OpCode, Option<ChannelPoolParams>)> {
+    m.ops
+        .iter()
+        .map(|op| match &op.kind {
+            QOpKind::ChannelPool(p) => (op.kind.code(), Some(*p)),
+            other => (other.code(), None),
+        })
+        .collect()
+}
+
+const MAX_MEAN: ChannelPoolParams = ChannelPoolParams {
+    mean: Some(1),
+    max: Some(0),
+};
+const MEAN: ChannelPoolParams = ChannelPoolParams {
+    mean: Some(0),
+    max: None,
+};
+const MAX: ChannelPoolParams = ChannelPoolParams {
+    mean: None,
+    max: Some(0),
+};
+
+#[test]
+fn spatial_attention_from_its_pieces_lowers_to_channel_pools() {
+    let (g, r) = spatial_attention_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    use OpCode::*;
+    assert_eq!(
+        pools(&m),
+        [
+            (Conv2d, None),
+            (ChannelPool, Some(MAX_MEAN)),
+            (Conv2d, None),
+            (Sigmoid, None),
+            (Mul, None),
+            (ChannelPool, Some(MEAN)),
+            (ChannelPool, Some(MAX)),
+            (Add, None),
+            (Sigmoid, None),
+            (Mul, None),
+            (MaxPool2d, None),
+            (FullyConnected, None),
+        ]
+    );
+    // The fused op is the concat's: its output is the [2, 8, 8] map.
+    assert_eq!(m.ops[1].node, "concat");
+    // `0.5 * mean + 0.5 * max`: both inputs count at half their scale, in the requantizers.
+    let QOpKind::Add(add) = &m.ops[7].kind else {
+        panic!("op 7 is not the Add")
+    };
+    let real = |r: Requant| math::multiplier_value(r.mult, r.shift);
+    let (s_in, s_out) = (
+        m.tensors[m.ops[7].inputs[0]].q.scale,
+        m.tensors[m.ops[7].output].q.scale,
+    );
+    assert!((real(add.in1) - 0.5).abs() < 1e-9 && (real(add.in2) - 0.5).abs() < 1e-9);
+    let want = f64::from(s_in) / (f64::from(1u32 << 20) * f64::from(s_out));
+    assert!((real(add.out) - want).abs() < want * 1e-8);
+    for op in m.ops.iter().filter(|op| op.kind.code() == ChannelPool) {
+        let (input, output) = (&m.tensors[op.inputs[0]], &m.tensors[op.output]);
+        assert_eq!(output.q, input.q, "{}", op.node);
+        let n = if op.node == "concat" { 2 } else { 1 };
+        assert_eq!(output.shape, [input.shape[0], input.shape[1], n]);
+    }
+}
+
+#[test]
+fn the_concat_order_is_the_graphs_and_a_statistic_read_twice_is_not_fused() {
+    let (mut g, r) = spatial_attention_graph();
+    g.nodes[3].inputs = vec![3, 2];
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    assert_eq!(pools(&m)[1], (OpCode::ChannelPool, Some(MEAN_MAX)));
+
+    // The light attention's Add reads the first map's mean instead of its own: that mean
+    // has two readers, so the first map is a pool per statistic and a concat.
+    let (mut g, r) = spatial_attention_graph();
+    g.nodes[9].inputs = vec![3, 9];
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let codes: Vec<_> = pools(&m).into_iter().take(4).collect();
+    use OpCode::*;
+    assert_eq!(
+        codes,
+        [
+            (Conv2d, None),
+            (ChannelPool, Some(MAX)),
+            (ChannelPool, Some(MEAN)),
+            (Concat, None),
+        ]
+    );
+}
+
+const MEAN_MAX: ChannelPoolParams = ChannelPoolParams {
+    mean: Some(0),
+    max: Some(1),
+};

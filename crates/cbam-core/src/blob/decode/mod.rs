@@ -12,8 +12,9 @@ use super::op_record::{op_record, OpRecord};
 use super::tensor::{tensor, Tensor};
 use crate::error::Error;
 use crate::kernels::{
-    AddParams, CbamParams, Conv2dParams, ConvGeometry, DepthwiseParams, FullyConnectedParams,
-    GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind, PoolParams, SigmoidLut,
+    AddParams, CbamParams, ChannelPoolParams, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind,
+    PoolParams, SigmoidLut,
 };
 use crate::math::Requant;
 use checks::Checks;
@@ -34,6 +35,7 @@ pub(crate) enum Kernel<'a> {
     /// SIGMOID and LUT.
     Lut(&'a SigmoidLut),
     Cbam(CbamParams<'a>),
+    ChannelPool(ChannelPoolParams),
 }
 
 /// A fully validated op: its tensors and its kernel.

@@ -5,13 +5,13 @@ use super::Kernel;
 use crate::blob::tensor::Tensor;
 use crate::error::Error;
 use crate::format::{
-    ActWords, AddWords, CbamWords, ConcatWords, Conv2dWords, FullyConnectedWords,
+    ActWords, AddWords, CbamWords, ChannelPoolWords, ConcatWords, Conv2dWords, FullyConnectedWords,
     GlobalAvgPoolWords, LutWords, MulWords, OpParams, PerChannelWords, PoolWords,
 };
 use crate::kernels::{
-    AddParams, CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, DepthwiseParams,
-    FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind,
-    PoolOrder, PoolParams, Shape,
+    AddParams, CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, Conv2dParams, ConvGeometry,
+    DepthwiseParams, FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast,
+    MulParams, PoolKind, PoolOrder, PoolParams, Shape,
 };
 
 fn mismatch(op: u16, reason: &'static str) -> Error {
@@ -49,6 +49,7 @@ pub(super) fn kernel<'a>(
         OpParams::Concat(p) => concat(w, p, io),
         OpParams::Sigmoid(p) | OpParams::Lut(p) => lut(w, p, io),
         OpParams::Cbam(p) => cbam(w, p, io).map(Kernel::Cbam),
+        OpParams::ChannelPool(p) => channel_pool(w, p, io),
     }
 }
 
@@ -218,6 +219,44 @@ fn pool<'a>(
             act: w.act(p.act)?,
         },
     ))
+}
+
+fn channel_pool<'a>(
+    w: &Checks<'a>,
+    p: &ChannelPoolWords,
+    io: &Io<'_, 'a>,
+) -> Result<Kernel<'a>, Error> {
+    let slot = |v: i32| match v {
+        ChannelPoolWords::ABSENT => Ok(None),
+        0 | 1 => Ok(Some(v as usize)),
+        _ => Err(w.bad("channel pool output channel word not -1, 0 or 1")),
+    };
+    let params = ChannelPoolParams {
+        mean: slot(p.mean_channel)?,
+        max: slot(p.max_channel)?,
+        zp: io.in0.zero_point,
+    };
+    match (params.mean, params.max) {
+        (None, None) => return Err(w.bad("channel pool computes neither statistic")),
+        (Some(a), Some(b)) if a == b => {
+            return Err(w.bad("channel pool writes mean and max to one channel"))
+        }
+        _ if !params.is_consistent() => {
+            return Err(w.bad("channel pool's single statistic is not output channel 0"))
+        }
+        _ => {}
+    }
+    let (is, os) = (io.in0.shape, io.out.shape);
+    if os != Shape::new(is.h, is.w, params.out_channels()) {
+        return Err(mismatch(
+            w.op,
+            "channel pool output is not (in.h, in.w, statistics computed)",
+        ));
+    }
+    if io.in0.zero_point != io.out.zero_point {
+        return Err(w.bad("channel pool input and output zero points differ"));
+    }
+    Ok(Kernel::ChannelPool(params))
 }
 
 fn global_pool_shape(w: &Checks<'_>, io: &Io<'_, '_>) -> Result<(), Error> {

@@ -50,7 +50,9 @@ pub(crate) const PACKED_OFFSET: core::ops::RangeInclusive<i32> = -32_639..=32_63
 use super::depthwise::Interior;
 use super::dot;
 use super::requant::{self, BoundedStage, SignedProductRequant};
-use super::{AddParams, CbamParams, Conv2dParams, ConvGeometry, PoolParams, Shape};
+use super::{
+    AddParams, CbamParams, ChannelPoolParams, Conv2dParams, ConvGeometry, PoolParams, Shape,
+};
 use crate::cbam::spatial_conv;
 use crate::math::ActRange;
 
@@ -254,6 +256,18 @@ pub(crate) trait Backend: Sized {
         output: &mut [i8],
     ) -> bool {
         let _ = (p, in_shape, input, out_shape, output);
+        false
+    }
+
+    /// CHANNEL_POOL over slices already checked against the shapes and parameters.
+    #[inline(always)]
+    fn channel_pool(
+        p: &ChannelPoolParams,
+        in_shape: Shape,
+        input: &[i8],
+        output: &mut [i8],
+    ) -> bool {
+        let _ = (p, in_shape, input, output);
         false
     }
 

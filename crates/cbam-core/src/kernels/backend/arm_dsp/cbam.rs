@@ -15,7 +15,7 @@ use crate::cbam::spatial_conv::{self, row_taps};
 use crate::cbam::store_pooled;
 use crate::kernels::requant::{Pow2ProductRequant, SignedProductRequant};
 use crate::kernels::{CbamParams, PoolOrder, Shape};
-use crate::math::{div_round_half_away, saturate_i8};
+use crate::math::mean_level;
 
 /// Step 1 (`pool_channels`) for the whole groups of four channels; returns how many
 /// channels it did.
@@ -31,13 +31,11 @@ pub(super) fn pool_channels(
     // Four channels per word, down the pixels.
     let groups = p.c / 4;
     let data = data.get(..hw * p.c).unwrap_or_default();
-    let offset = p.zp_in.wrapping_mul(count);
     let outs = pa.chunks_exact_mut(4).zip(pm.chunks_exact_mut(4));
     for (g, (a4, m4)) in outs.take(groups).enumerate() {
         let (sums, tops) = pool_channel_group(data, p.c, g);
         for ((a, m), (sum, top)) in a4.iter_mut().zip(m4).zip(sums.into_iter().zip(tops)) {
-            let sum = sum.wrapping_sub(offset);
-            *a = saturate_i8(div_round_half_away(sum, count).saturating_add(p.zp_in));
+            *a = mean_level(sum, count, p.zp_in);
             *m = top;
         }
     }

@@ -11,7 +11,7 @@
 use super::isa::{Isa, TensorRequant};
 use crate::cbam::store_pooled;
 use crate::kernels::CbamParams;
-use crate::math::{div_round_half_away, saturate_i8};
+use crate::math::mean_level;
 
 /// Channel counts up to this keep their per-channel sums on the stack.
 const MAX_CHANNELS: usize = 1024;
@@ -38,15 +38,12 @@ pub(crate) fn pool_channels<I: Isa>(
     };
     isa.channel_sums(data, sums, maxs);
     let count = i32::try_from(hw).unwrap_or(i32::MAX);
-    // sum (v - zp) = sum v - hw * zp, both wrapping like the portable loop.
-    let zp_total = p.zp_in.wrapping_mul(count);
     for ((a, m), (&sum, &max)) in pa
         .iter_mut()
         .zip(pm.iter_mut())
         .zip(sums.iter().zip(&*maxs))
     {
-        let centred = sum.wrapping_sub(zp_total);
-        *a = saturate_i8(div_round_half_away(centred, count).saturating_add(p.zp_in));
+        *a = mean_level(sum, count, p.zp_in);
         *m = max;
     }
     true

@@ -49,6 +49,7 @@ pub(crate) fn run<B: Backend>(
         ops::fully_connected,
         ops::add,
         ops::max_pool,
+        ops::channel_pool,
         cbam::pool_channels,
         cbam::scalings,
         cbam::spatial_attention,

@@ -2,16 +2,18 @@
 //! whole-op entry points against the portable kernels under them.
 
 use super::{same, Backend, Memory};
+use crate::kernels::channel_pool::channel_pool as channel_pool_kernel;
 use crate::kernels::depthwise::depthwise_conv2d;
 use crate::kernels::pool::pool2d;
 use crate::kernels::test_support::{
-    add_reference, conv2d_reference, depthwise_reference, fully_connected_reference,
-    max_pool_reference, random_conv_shapes, random_geometry, QuantData, Rng,
+    add_reference, channel_pool_reference, conv2d_reference, depthwise_reference,
+    fully_connected_reference, max_pool_reference, random_conv_shapes, random_geometry, QuantData,
+    Rng,
 };
 use crate::kernels::{add, conv2d, fully_connected};
 use crate::kernels::{
-    AddParams, Conv2dParams, ConvGeometry, DepthwiseParams, FullyConnectedParams, In2Channels,
-    PoolKind, PoolParams, Shape,
+    AddParams, ChannelPoolParams, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, In2Channels, PoolKind, PoolParams, Shape,
 };
 use crate::math::{ActRange, Requant};
 
@@ -261,6 +263,55 @@ pub(super) fn max_pool<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
         checked += same("max_pool", got, reference, case);
         if B::max_pool(&p, ins, input, outs, got) {
             checked += same("the backend's max_pool", got, reference, case);
+        }
+    }
+    checked
+}
+
+/// CHANNEL_POOL: every layout of its statistics, one to a few hundred channels (sums past
+/// 16 bits), zero points at both ends, maps all at the top or the bottom; the kernel of
+/// this build against the reference.
+pub(super) fn channel_pool<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
+    let (input, got, reference) = (mem.take(INPUT), mem.take(OUTPUT), mem.take(OUTPUT));
+    let layouts = [
+        (Some(0), Some(1)),
+        (Some(1), Some(0)),
+        (Some(0), None),
+        (None, Some(0)),
+    ];
+    let mut checked = 0;
+    for case in 0..200 {
+        let (mean, max) = layouts[case % layouts.len()];
+        let zp = match case % 3 {
+            0 => -128,
+            1 => 127,
+            _ => rng.int(-128, 127),
+        };
+        let p = ChannelPoolParams { mean, max, zp };
+        let ins = match case {
+            0..=7 => Shape::new(2, 3, 600),
+            _ => Shape::new(rng.range(1, 6), rng.range(1, 6), rng.range(1, 130)),
+        };
+        let (n_in, n_out) = (
+            ins.len().unwrap_or(0),
+            ins.pixels().unwrap_or(0) * p.out_channels(),
+        );
+        let (input, got, reference) = (
+            &mut input[..n_in],
+            &mut got[..n_out],
+            &mut reference[..n_out],
+        );
+        match case % 8 {
+            0 => input.fill(i8::MAX),
+            1 => input.fill(i8::MIN),
+            _ => rng.fill(input),
+        }
+        let case = (p, ins);
+        channel_pool_kernel(&p, ins, input, got).expect("consistent shapes");
+        channel_pool_reference(&p, (ins, input), reference);
+        checked += same("channel_pool", got, reference, case);
+        if B::channel_pool(&p, ins, input, got) {
+            checked += same("the backend's channel_pool", got, reference, case);
         }
     }
     checked
