@@ -215,7 +215,7 @@ impl Host {
                 }
             }
             if resend {
-                faults.carry(&self.requester.frame().to_vec(), &mut to_device);
+                faults.carry(self.requester.frame(), &mut to_device);
             } else if to_device.is_empty() {
                 // Both directions are quiet and no answer came: the timer runs out.
                 let frame = self.requester.timed_out()?.to_vec();

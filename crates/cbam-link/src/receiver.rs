@@ -66,11 +66,10 @@ mod tests {
         out.to_vec()
     }
 
+    type Seen = Result<(Kind, u16, std::vec::Vec<u8>), FrameError>;
+
     /// Every frame and error the receiver reports for `stream`, fed in `step`-byte pieces.
-    fn collect(
-        stream: &[u8],
-        step: usize,
-    ) -> std::vec::Vec<Result<(Kind, u16, std::vec::Vec<u8>), FrameError>> {
+    fn collect(stream: &[u8], step: usize) -> std::vec::Vec<Seen> {
         let mut rx = FrameReceiver::new();
         let mut out = std::vec::Vec::new();
         for piece in stream.chunks(step) {
