@@ -160,6 +160,12 @@ impl<'a> Model<'a> {
     pub fn scratch_size(&self) -> usize {
         self.header.scratch_size
     }
+
+    /// The header's CRC-32 of the blob, which `parse` checked: it names the model, so a
+    /// device can say which one it runs.
+    pub fn crc(&self) -> u32 {
+        read::u32_at(self.blob, "crc32", 12).unwrap_or(0)
+    }
 }
 
 /// The arena span of tensor `index` (validated by `parse`).
