@@ -8,7 +8,7 @@
 #   the host core: cortex-m on mps2-an386 (M4F) and mps2-an385 (M3, and the
 #   thumbv6m build on it), riscv-virt;
 # - link-only builds of the real boards (nucleo-f411re, nrf52840dk, rpi-pico
-#   thumbv6m) and of the ESP32-C3 firmware;
+#   thumbv6m) and of the ESP32-C3 firmware, test and evaluation (`eval`) builds;
 # - a table: board, instructions per inference, per MAC, arena, code, blob bytes.
 # Needs what scripts/setup.sh installs (targets, QEMU, defmt-print, llvm-tools).
 set -uo pipefail
@@ -128,6 +128,13 @@ for crate in app build-support; do
     grep 'test result' "$logs/unit-$crate.log" | head -n1 | sed 's/^/   /'
   fi
 done
+# The evaluation firmware's request handling (cbam eval --device), on the host.
+if ! (cd "$here/app" && cargo test --quiet --features eval) >"$logs/unit-app-eval.log" 2>&1; then
+  tail -n 20 "$logs/unit-app-eval.log" | sed 's/^/   /'
+  fail "unit tests of firmware/app --features eval (log: $logs/unit-app-eval.log)"
+else
+  grep 'test result' "$logs/unit-app-eval.log" | head -n1 | sed 's/^/   /'
+fi
 
 # The Cortex-M4 DSP kernels against an i64 reference on random shapes (bit-exact).
 echo "== kernel-tests (DSP path on mps2-an386): cargo run --release"
@@ -147,6 +154,11 @@ build_only nucleo-f411re cortex-m --no-default-features --features nucleo-f411re
 build_only nrf52840dk cortex-m --no-default-features --features nrf52840dk --target thumbv7em-none-eabihf
 build_only rpi-pico cortex-m --no-default-features --features rpi-pico --target thumbv6m-none-eabi
 build_only esp32c3-devkit esp32c3 && "$here/esp32c3/size.sh" | sed 's/^/   /'
+# The evaluation firmware (cbam eval --device) on real boards: its RTT link must link.
+# Its QEMU builds run in the cbam-cli tests (crates/cbam-cli/tests/eval_device.rs).
+build_only nucleo-f411re+eval cortex-m --no-default-features --features nucleo-f411re,eval --target thumbv7em-none-eabihf
+build_only rpi-pico+eval cortex-m --no-default-features --features rpi-pico,eval --target thumbv6m-none-eabi
+build_only esp32c3-devkit+eval esp32c3 --features eval
 # The benchmark calls the core's kernels directly: keep it building.
 echo "== kernel-bench: cargo build --release --features kernel-bench"
 if ! (cd "$here/cortex-m" && cargo build --release --features kernel-bench) >"$logs/kernel-bench.log" 2>&1; then
