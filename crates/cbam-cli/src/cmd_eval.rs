@@ -1,5 +1,8 @@
 //! `cbam eval`: top-1 accuracy of a float/QDQ ONNX model (tract) or a `.cbam` blob (the
-//! int8 core) on a data source, and its agreement with a reference model.
+//! int8 core) on a data source, and its agreement with a reference model. With `--device`
+//! the blob runs on a board instead ([`device`]).
+
+mod device;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,6 +28,10 @@ Examples:
       --reference models/example.onnx --json
   # a float model on an ImageFolder (labels are the sorted class folders)
   cbam eval models/example.onnx --data images/ --limit 500
+  # the blob on a board through its firmware (QEMU here), every output checked vs the host
+  cbam eval models/fmnist_cbam.cbam --device mps2-an386 \\
+      --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\
+      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --limit 1000
 
 DATA is a .npy float32 array [N,C,H,W] (labels from --labels L.npy), an ImageFolder
 DIR/<class>/*.png|jpg, an IDX images file (.gz or raw; labels from the idx1 file) or a .u8
@@ -50,6 +57,8 @@ pub struct EvalArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub device: device::DeviceArgs,
 }
 
 /// A model opened for evaluation: its bytes and what it is.
@@ -102,7 +111,56 @@ struct Report {
     notes: Vec<String>,
 }
 
+/// The model, the optional reference and the data, loaded and checked against each other.
+struct Prepared {
+    subject: Subject,
+    reference: Option<Subject>,
+    dataset: Dataset,
+    notes: Vec<String>,
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
+    if let Some(board) = &args.device.device {
+        return device::run(args, board);
+    }
+    let Prepared {
+        subject,
+        reference,
+        dataset,
+        notes,
+    } = prepare(args)?;
+    let (predictions, ms) = predict(&subject, &dataset)?;
+    let accuracy = accuracy(&predictions, &dataset);
+    let mut report = Report {
+        data: args.data.display().to_string(),
+        n: dataset.len(),
+        accuracy,
+        agreement: None,
+        backend: subject.backend(),
+        model: subject.path.display().to_string(),
+        ms_per_sample: ms,
+        reference: None,
+        notes,
+    };
+    if let Some(r) = &reference {
+        let (ref_predictions, ref_ms) = predict(r, &dataset)?;
+        report.agreement = Some(agreement(&predictions, &ref_predictions));
+        report.reference = Some(ModelResult {
+            model: r.path.display().to_string(),
+            backend: r.backend(),
+            accuracy: self::accuracy(&ref_predictions, &dataset),
+            ms_per_sample: ref_ms,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+fn prepare(args: &EvalArgs) -> Result<Prepared> {
     let subject = Subject::open(&args.model)?;
     let reference = args.reference.as_deref().map(Subject::open).transpose()?;
     let mut notes = Vec::new();
@@ -138,36 +196,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         );
     }
     notes.extend(dataset.notes.iter().cloned());
-
-    let (predictions, ms) = predict(&subject, &dataset)?;
-    let accuracy = accuracy(&predictions, &dataset);
-    let mut report = Report {
-        data: args.data.display().to_string(),
-        n: dataset.len(),
-        accuracy,
-        agreement: None,
-        backend: subject.backend(),
-        model: subject.path.display().to_string(),
-        ms_per_sample: ms,
-        reference: None,
+    Ok(Prepared {
+        subject,
+        reference,
+        dataset,
         notes,
-    };
-    if let Some(r) = &reference {
-        let (ref_predictions, ref_ms) = predict(r, &dataset)?;
-        report.agreement = Some(agreement(&predictions, &ref_predictions));
-        report.reference = Some(ModelResult {
-            model: r.path.display().to_string(),
-            backend: r.backend(),
-            accuracy: self::accuracy(&ref_predictions, &dataset),
-            ms_per_sample: ref_ms,
-        });
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(())
+    })
 }
 
 /// The model's input; a blob has no pixel normalisation of its own, so it comes from the

@@ -9,6 +9,7 @@ mod cmd_inspect;
 mod cmd_prune;
 mod cmd_quantize;
 mod cmd_run;
+mod firmware_build;
 mod flash;
 mod frames;
 mod model_file;
