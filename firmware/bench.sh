@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's per-kernel benchmark under QEMU: instructions per MAC for each
+# The per-kernel benchmark under QEMU: instructions per MAC for each
 # layer shape, beside CMSIS-NN's counts, on Cortex-M4 (mps2-an386), Cortex-M3
 # (mps2-an385), thumbv6m code (M0/M0+, run on the M3: v6-M is a subset of v7-M)
 # and riscv32imc (virt). Exact instruction counts (-icount shift=0).

@@ -136,7 +136,7 @@ else
   grep 'test result' "$logs/unit-app-eval.log" | head -n1 | sed 's/^/   /'
 fi
 
-# The Cortex-M4 DSP kernels against an i64 reference on random shapes (bit-exact).
+# cbam-core's shared kernel suite against its Cortex-M4 (Arm DSP) backend (bit-exact).
 echo "== kernel-tests (DSP path on mps2-an386): cargo run --release"
 if (cd "$here/kernel-tests" && cargo run --release) >"$logs/kernel-tests.log" 2>&1; then
   grep -E 'PASS' "$logs/kernel-tests.log" | sed 's/^/   /'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the `cbam prune` numbers of issue 5 on the residual example model: MACs
+# Reproduces the `cbam prune` numbers on the residual example model: MACs
 # before/after, float and int8 accuracy before/after (no fine-tuning) on the test set, and
 # attention ranking vs L1-norm ranking at the same MAC budget and at the same per-block ratio.
 # Then the same default cut (--channels auto, --macs-budget BUDGET) on the plain CBAM CNN

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Pi path for real: cross-builds `cbam` for aarch64, runs it under qemu-aarch64 on the
+# The Pi path for real: runs cbam-core's tests (the NEON kernels among them) for aarch64,
+# cross-builds `cbam` for aarch64, runs it under qemu-aarch64 on the
 # committed test images (models/data/images) with both backends, and compares with the
 # x86 host binary: bit for bit for the int8 core (its int8 outputs and classes), within a
 # float tolerance for tract (float and QDQ). Also draws an attention overlay on aarch64.
@@ -16,6 +17,8 @@ CAMERA=(--no-camera)
 [ "${PI_CAMERA:-0}" = 1 ] && CAMERA=()
 step "cross-build cbam for aarch64 ${CAMERA[*]:-}"
 PI_BIN="$ROOT/$(bash scripts/pi-build.sh --dev "${CAMERA[@]}" | tail -n 1)"
+step "cbam-core's tests on aarch64 under qemu-user (the NEON backend's shared suite)"
+cargo test -p cbam-core --target aarch64-unknown-linux-gnu
 step "host build"
 cargo build -p cbam-cli --bin cbam
 HOST_BIN="$ROOT/target/debug/cbam"

@@ -4,7 +4,7 @@ MACs and parameters counted from the ONNX graph itself.
     python tools/eval_onnx.py models/fmnist_cbam.onnx [--limit N] [--json]
 
 Input convention: pixels/255, then (x - cbam.mean) / cbam.std when the model's
-metadata_props carry them (issue 2, item 5).
+metadata_props carry them (as `cbam quantize` and `cbam eval` read them).
 
 MACs: Conv = output elements * (in_channels / group) * kh * kw; Gemm/MatMul = M * N * K;
 everything else (pooling, attention multiplies, BN, activations) is not counted, as is

@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/../../target/core-dev}"
 SYSROOT_BIN="$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin"
 
-cargo build -q --release -p cbam-core --example kernel_bench
+cargo build -q --release -p cbam-core --features kernels --example kernel_bench
 BENCH="$CARGO_TARGET_DIR/release/examples/kernel_bench"
 
 ir() { # kernel iterations -> total instructions executed

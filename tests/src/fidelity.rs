@@ -26,14 +26,23 @@ pub struct Fidelity {
     pub qdq_beyond_one_step: f64,
 }
 
-/// Loads `n` samples of `images`/`labels` shaped for the ONNX model at `onnx`.
+/// The input normalisation `(mean, std)` of a model whose ONNX file does not carry it.
+pub type Normalization = Option<(Vec<f32>, Vec<f32>)>;
+
+/// Loads `n` samples of `images`/`labels` shaped for the ONNX model at `onnx`, normalised
+/// by `norm` (or the model's metadata).
 pub fn load_data(
     onnx: &Path,
     images: &Path,
     labels: Option<&Path>,
     n: usize,
+    norm: &Normalization,
 ) -> Result<Dataset, Error> {
-    let graph = import::load_onnx(onnx)?;
+    let mut graph = import::load_onnx(onnx)?;
+    if let Some((mean, std)) = norm {
+        graph.meta.mean = mean.clone();
+        graph.meta.std = std.clone();
+    }
     let source = DataSource {
         data: images.to_path_buf(),
         labels: labels.map(Path::to_path_buf),
@@ -42,24 +51,45 @@ pub fn load_data(
     Ok(data::load_for_graph(&source, &graph)?)
 }
 
-/// Quantizes `onnx` with `calib` (also writing the QDQ ONNX).
-pub fn quantize(onnx: &Path, calib: &Dataset) -> Result<Compiled, Error> {
+/// Quantizes `onnx` with `calib` (also writing the QDQ ONNX) with the library's defaults.
+pub fn quantize(onnx: &Path, calib: &Dataset, norm: &Normalization) -> Result<Compiled, Error> {
+    quantize_with(onnx, calib, QuantizeOptions::default(), norm)
+}
+
+/// As `cbam quantize` does by default: bias correction, weight rounding by output error and
+/// the top-1 output range on.
+pub fn quantize_tuned(
+    onnx: &Path,
+    calib: &Dataset,
+    norm: &Normalization,
+) -> Result<Compiled, Error> {
+    let opts = QuantizeOptions {
+        bias_correction: true,
+        optimise_rounding: true,
+        top1_output_range: Some(true),
+        ..QuantizeOptions::default()
+    };
+    quantize_with(onnx, calib, opts, norm)
+}
+
+fn quantize_with(
+    onnx: &Path,
+    calib: &Dataset,
+    opts: QuantizeOptions,
+    norm: &Normalization,
+) -> Result<Compiled, Error> {
     let inputs: Vec<Vec<f32>> = calib.samples.iter().map(|s| s.input.clone()).collect();
     let opts = QuantizeOptions {
         qdq: true,
-        ..QuantizeOptions::default()
+        normalization: norm.clone(),
+        ..opts
     };
     Ok(pipeline::quantize(onnx, &inputs, &opts, &mut |_, _| {})?)
 }
 
-fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if values.get(best).is_some_and(|b| v > b) {
-            best = i;
-        }
-    }
-    best
+/// The predicted class, by the one tie rule every backend shares.
+fn top1<T: PartialOrd>(scores: &[T]) -> Result<usize, Error> {
+    Ok(cbam_core::argmax(scores).ok_or("a model has an empty output")?)
 }
 
 /// Runs every sample of `test` through tract (float), the core (blob) and tract (QDQ).
@@ -82,14 +112,14 @@ pub fn measure(
         let input = data::core_input_for(sample, &core.input(), core.input_is_raw_pixels())?;
         core.run(&mut arena, &input, &mut logits)
             .map_err(|e| format!("core: {e}"))?;
-        let f = argmax(&float.run(&sample.input)?);
-        let q = argmax(&logits);
+        let f = top1(&float.run(&sample.input)?)?;
+        let q = top1(&logits)?;
         agree += usize::from(f == q);
         float_ok += usize::from(sample.label == Some(f));
         int8_ok += usize::from(sample.label == Some(q));
 
         let qdq_logits = qdq.run(&sample.input)?;
-        qdq_agree += usize::from(argmax(&qdq_logits) == q);
+        qdq_agree += usize::from(top1(&qdq_logits)? == q);
         for (&real, &int) in qdq_logits.iter().zip(&logits) {
             let steps =
                 f64::from(real / out_info.scale) - f64::from(i32::from(int) - out_info.zero_point);

@@ -5,3 +5,4 @@ pub mod fidelity;
 pub mod files;
 pub mod onnx;
 pub mod paths;
+pub mod scratch;

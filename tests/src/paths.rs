@@ -8,12 +8,23 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
 }
 
-/// The models the e2e suite must quantize: every top-level `models/*.onnx`, and every
-/// entry of `models/manifest.json` whose `trained` is true (entries name their ONNX file
-/// as `onnx`, `path` or `file`, relative to `models/`).
+/// The grayscale Fashion-MNIST models the e2e suite must quantize: every top-level
+/// `models/*.onnx`, and every entry of `models/manifest.json` whose `trained` is true
+/// (entries name their ONNX file as `onnx`, `path` or `file`, relative to `models/`), that
+/// takes one input channel. The RGB models are [`rgb_models`].
 pub fn example_models() -> Vec<PathBuf> {
     let dir = workspace_root().join("models");
-    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut models = top_level_onnx(&dir);
+    models.extend(manifest_models(&dir));
+    models.sort();
+    models.dedup();
+    models.retain(|m| input_chw(m).is_some_and(|[c, _, _]| c == 1));
+    models
+}
+
+/// The `*.onnx` files directly in `dir`.
+fn top_level_onnx(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
@@ -21,10 +32,61 @@ pub fn example_models() -> Vec<PathBuf> {
                 .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "onnx"))
                 .collect()
         })
-        .unwrap_or_default();
-    models.extend(manifest_models(&dir));
-    models.sort();
-    models.dedup();
+        .unwrap_or_default()
+}
+
+/// `[C, H, W]` of an ONNX model's image input.
+pub fn input_chw(onnx: &Path) -> Option<[usize; 3]> {
+    let bytes = std::fs::read(onnx).ok()?;
+    let proto = cbam_compiler::import::decode_model(&bytes, onnx).ok()?;
+    match cbam_compiler::import::input_of(&proto).ok()?.1.as_slice() {
+        [1, c, h, w] => Some([*c, *h, *w]),
+        _ => None,
+    }
+}
+
+/// An RGB example model with its calibration and test ImageFolders.
+#[derive(Debug, Clone)]
+pub struct RgbModel {
+    pub onnx: PathBuf,
+    pub calib: PathBuf,
+    pub test: PathBuf,
+}
+
+/// The top-level RGB example models (three input channels) with the committed RGB
+/// Fashion-MNIST ImageFolders at their input size (`models/data/rgb/calib*_S`, `test*_S`).
+pub fn rgb_models() -> Vec<RgbModel> {
+    let dir = workspace_root().join("models");
+    let rgb = dir.join("data").join("rgb");
+    let folder = |prefix: &str, size: usize| -> Option<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&rgb)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with(prefix) && n.ends_with(&format!("_{size}"))
+                    })
+            })
+            .collect();
+        found.sort();
+        found.into_iter().next()
+    };
+    let mut models: Vec<RgbModel> = top_level_onnx(&dir)
+        .into_iter()
+        .filter_map(|onnx| {
+            let [c, h, _] = input_chw(&onnx)?;
+            (c == 3).then_some(())?;
+            Some(RgbModel {
+                calib: folder("calib", h)?,
+                test: folder("test", h)?,
+                onnx,
+            })
+        })
+        .collect();
+    models.sort_by(|a, b| a.onnx.cmp(&b.onnx));
     models
 }
 

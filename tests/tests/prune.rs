@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cbam_compiler::prune::float_eval::FloatRunner;
+use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::prune::{
     self, Analysis, Criterion, GroupKind, MinChannels, PruneError, PruneOptions,
     ReconstructOptions, Scope, Selection, SurgeryOptions, SCATTER_SUFFIX,
@@ -55,11 +55,11 @@ fn ratio(r: f64) -> Selection {
 }
 
 /// Largest |a - b| over the logits of `samples`, relative to the largest |logit|.
-fn max_rel_diff(a: &FloatRunner, b: &FloatRunner, samples: &[Vec<f32>]) -> f32 {
+fn max_rel_diff(a: &FloatModel, b: &FloatModel, samples: &[Vec<f32>]) -> f32 {
     let (mut diff, mut scale) = (0f32, 1e-6f32);
     for x in samples {
         let (ya, yb) = (a.run(x).expect("run a"), b.run(x).expect("run b"));
-        for (p, q) in ya[0].iter().zip(&yb[0]) {
+        for (p, q) in ya.iter().zip(&yb) {
             diff = diff.max((p - q).abs());
             scale = scale.max(p.abs());
         }
@@ -101,8 +101,8 @@ fn pruned_vs_zeroed_with(
     let removed = prune::select_channels(&analysis, &opts).expect("selection");
     let (pruned, _) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
     let reference = zeroed_reference(&analysis, &removed);
-    let a = FloatRunner::new(&pruned, &analysis.input_chw, &[]).expect("pruned runs");
-    let b = FloatRunner::new(&reference, &analysis.input_chw, &[]).expect("reference runs");
+    let a = FloatModel::from_proto(&pruned, None).expect("pruned runs");
+    let b = FloatModel::from_proto(&reference, None).expect("reference runs");
     (max_rel_diff(&a, &b, &samples), analysis, pruned, removed)
 }
 
@@ -246,17 +246,17 @@ fn internal_channels_are_removed_outright_and_equal_the_zeroed_original() {
 fn layer_error(
     a: &prune::onnx_pb::ModelProto,
     b: &prune::onnx_pb::ModelProto,
-    input_chw: &[usize],
     name: &str,
     samples: &[Vec<f32>],
 ) -> (f64, f64) {
     let names = [name.to_string()];
-    let ra = FloatRunner::new(a, input_chw, &names).expect("a runs");
-    let rb = FloatRunner::new(b, input_chw, &names).expect("b runs");
+    let ra = FloatModel::from_proto(a, None).expect("a runs");
+    let rb = FloatModel::from_proto(b, None).expect("b runs");
     let (mut err, mut energy) = (0f64, 0f64);
     for x in samples {
-        let (ya, yb) = (ra.run(x).expect("run a"), rb.run(x).expect("run b"));
-        for (p, q) in ya[1].iter().zip(&yb[1]) {
+        let ya = ra.run_values(x, &names).expect("run a");
+        let yb = rb.run_values(x, &names).expect("run b");
+        for (p, q) in ya[0].iter().zip(&yb[0]) {
             err += f64::from(p - q).powi(2);
             energy += f64::from(*q).powi(2);
         }
@@ -297,10 +297,8 @@ fn reconstruction_reduces_the_consumer_error_on_images_it_was_not_fitted_on() {
             .and_then(|g| g.node.iter().find(|n| n.name == report.conv))
             .expect("conv in the original");
         let out = &conv.output[0];
-        let (plain_err, energy) =
-            layer_error(&plain, &analysis.proto, &analysis.input_chw, out, held_out);
-        let (refit_err, _) =
-            layer_error(&refit, &analysis.proto, &analysis.input_chw, out, held_out);
+        let (plain_err, energy) = layer_error(&plain, &analysis.proto, out, held_out);
+        let (refit_err, _) = layer_error(&refit, &analysis.proto, out, held_out);
         println!(
             "{}: held-out relative error {:.4} plain -> {:.4} refitted (fit rows: {:.4} -> {:.4})",
             report.conv,
@@ -524,8 +522,9 @@ fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_
         .expect("write pruned model");
 
     let calib_images = paths::calibration_images().expect("calibration images");
-    let calib = fidelity::load_data(&pruned, &calib_images, None, 64).expect("calibration data");
-    let compiled = fidelity::quantize(&pruned, &calib).expect("quantize the pruned model");
+    let calib =
+        fidelity::load_data(&pruned, &calib_images, None, 64, &None).expect("calibration data");
+    let compiled = fidelity::quantize(&pruned, &calib, &None).expect("quantize the pruned model");
 
     let adds = add_second_inputs(&compiled.blob);
     let scattering: Vec<_> = adds.iter().filter(|(_, _, kept)| *kept).collect();
@@ -555,8 +554,8 @@ fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_
     let qdq_path = dir.path().join("fmnist_cbam_res.pruned.int8.onnx");
     std::fs::write(&qdq_path, compiled.qdq.as_ref().expect("QDQ requested")).expect("write QDQ");
     let test = paths::fashion_mnist_test().expect("Fashion-MNIST test images");
-    let data =
-        fidelity::load_data(&pruned, &test.images, Some(&test.labels), 200).expect("test data");
+    let data = fidelity::load_data(&pruned, &test.images, Some(&test.labels), 200, &None)
+        .expect("test data");
     let m = fidelity::measure(&pruned, &compiled, &qdq_path, &data).expect("measure");
     println!(
         "pruned residual model, {} scattering ADDs: {m:?}",

@@ -30,12 +30,18 @@ fn images(model: &Path) -> usize {
 
 fn agreement(model: &Path, test: &paths::TestSet) -> Agreement {
     let calib_images = paths::calibration_images().expect("calibration images in models/data");
-    let calib = fidelity::load_data(model, &calib_images, None, 256)
+    let calib = fidelity::load_data(model, &calib_images, None, 256, &None)
         .unwrap_or_else(|e| panic!("{}: calibration data: {e}", model.display()));
-    let compiled = fidelity::quantize(model, &calib)
+    let compiled = fidelity::quantize(model, &calib, &None)
         .unwrap_or_else(|e| panic!("{}: quantize: {e}", model.display()));
-    let data = fidelity::load_data(model, &test.images, Some(&test.labels), images(model))
-        .unwrap_or_else(|e| panic!("{}: test data: {e}", model.display()));
+    let data = fidelity::load_data(
+        model,
+        &test.images,
+        Some(&test.labels),
+        images(model),
+        &None,
+    )
+    .unwrap_or_else(|e| panic!("{}: test data: {e}", model.display()));
     let qdq = compiled.qdq.as_ref().expect("QDQ requested");
     compare::compare(qdq, &compiled.blob, &data.samples)
         .unwrap_or_else(|e| panic!("{}: compare: {e}", model.display()))

@@ -5,11 +5,14 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use cbam_compiler::limits::Limits;
+use cbam_compiler::prune::plot::encode_png;
 use clap::Args;
 
 use crate::cmd_run::backend::{ModelFile, Runner};
 use crate::frames::{self, FileFrames, Next};
-use crate::overlay;
+use crate::limits::LimitArgs;
+use crate::{outputs, overlay};
 
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -37,9 +40,18 @@ pub struct AttentionArgs {
     /// A second model drawn as a second row
     #[arg(long, value_name = "MODEL2")]
     pub compare: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitArgs,
 }
 
 pub fn run(args: &AttentionArgs) -> Result<()> {
+    let mut inputs = vec![
+        ("the model", args.model.as_path()),
+        ("the image", args.image.as_path()),
+    ];
+    inputs.extend(args.compare.as_deref().map(|c| ("--compare", c)));
+    outputs::check(&inputs, &[("-o", args.output.as_path())])?;
+    let limits = args.limits.limits();
     let mut frames = FileFrames::open(&args.image)?;
     let frame = match frames.next_frame()? {
         Next::Frame(f) => f,
@@ -47,26 +59,30 @@ pub fn run(args: &AttentionArgs) -> Result<()> {
     };
     let mut rows = Vec::new();
     for model in std::iter::once(&args.model).chain(args.compare.iter()) {
-        rows.push(row(model, &frame.image)?);
+        rows.push(row(model, &frame.image, &limits)?);
     }
-    overlay::stacked(&rows)
-        .save(&args.output)
+    let png = encode_png(&overlay::stacked(&rows))?;
+    outputs::write_one(&args.output, &png)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-    println!("wrote {}", args.output.display());
+    outln!("wrote {}", args.output.display())?;
     Ok(())
 }
 
-fn row(model: &std::path::Path, image: &image::DynamicImage) -> Result<image::RgbImage> {
+fn row(
+    model: &std::path::Path,
+    image: &image::DynamicImage,
+    limits: &Limits,
+) -> Result<image::RgbImage> {
     let file = ModelFile::open(model, None)?;
     let mut notes = Vec::new();
-    let mut runner = Runner::new(&file, true, &mut notes)?;
+    let mut runner = Runner::new(&file, true, &mut notes, limits)?;
     for note in &notes {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     let [c, h, w] = runner.input_chw();
     let fitted = frames::fit(image, c, h, w).map_err(anyhow::Error::msg)?;
     if let Some(note) = &fitted.note {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     let inference = runner.infer(&fitted.pixels_chw, true)?;
     if inference.attention.is_empty() {
@@ -100,16 +116,10 @@ fn row(model: &std::path::Path, image: &image::DynamicImage) -> Result<image::Rg
     Ok(overlay::side_by_side(&panels))
 }
 
+/// The predicted class and its score, by the tie rule every backend shares.
 fn cbam_top1(scores: &[f32]) -> Option<(usize, f32)> {
-    scores
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, s)| !s.is_nan())
-        .fold(None, |best, (i, s)| match best {
-            Some((_, b)) if b >= s => best,
-            _ => Some((i, s)),
-        })
+    let class = cbam_core::argmax(scores)?;
+    Some((class, *scores.get(class)?))
 }
 
 #[cfg(test)]

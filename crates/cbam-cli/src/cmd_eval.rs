@@ -10,10 +10,13 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use cbam_compiler::data::{self, DataSource, Dataset, InputSpec};
 use cbam_compiler::float_run::FloatModel;
+use cbam_compiler::limits::Limits;
 use clap::Args;
 use serde::Serialize;
 
+use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
+use crate::norm::NormArgs;
 use crate::progress;
 
 #[derive(Debug, Clone, Args)]
@@ -36,7 +39,9 @@ Examples:
 DATA is a .npy float32 array [N,C,H,W] (labels from --labels L.npy), an ImageFolder
 DIR/<class>/*.png|jpg, an IDX images file (.gz or raw; labels from the idx1 file) or a .u8
 file of N images at the model's input size (labels from a .u8 file, one byte each).
-JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"backend\", ...}."
+The top-1 class is the first of equal largest outputs; `ties` counts the samples where two
+or more outputs share the largest value (common for int8 logits).
+JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}."
 )]
 pub struct EvalArgs {
     /// The model: float or QDQ .onnx (run by tract) or .cbam (run by the int8 core)
@@ -58,6 +63,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub norm: NormArgs,
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitArgs,
+    #[command(flatten, next_help_heading = "On a board")]
     pub device: device::DeviceArgs,
 }
 
@@ -66,6 +75,12 @@ struct Subject {
     path: PathBuf,
     bytes: Vec<u8>,
     kind: ModelKind,
+}
+
+/// What runs a [`Subject`].
+enum Engine<'b> {
+    Tract(FloatModel),
+    Core(cbam_core::Model<'b>),
 }
 
 impl Subject {
@@ -77,6 +92,26 @@ impl Subject {
             bytes,
             kind,
         })
+    }
+
+    /// The model loaded (ONNX: checked by the importer first), and its class count.
+    fn engine(&self, limits: &Limits) -> Result<(Engine<'_>, usize)> {
+        let path = &self.path;
+        match self.kind {
+            ModelKind::Onnx => {
+                let proto = model_file::decode_onnx(path, &self.bytes)?;
+                model_file::vet_onnx(path, &proto)?;
+                let model = FloatModel::from_proto(&proto, path.parent())
+                    .with_context(|| format!("tract cannot run {}", path.display()))?;
+                let classes = model_file::onnx_classes(path, &model)?;
+                Ok((Engine::Tract(model), classes))
+            }
+            ModelKind::Blob => {
+                let model = model_file::parse_blob(path, &self.bytes, limits)?;
+                let classes = model_file::blob_classes(path, &model)?;
+                Ok((Engine::Core(model), classes))
+            }
+        }
     }
 
     fn backend(&self) -> &'static str {
@@ -92,6 +127,8 @@ struct ModelResult {
     model: String,
     backend: &'static str,
     accuracy: Option<f64>,
+    /// Samples whose largest output two or more classes share.
+    ties: usize,
     ms_per_sample: f64,
 }
 
@@ -103,6 +140,8 @@ struct Report {
     /// Top-1 agreement with the reference model, 0..1.
     #[serde(skip_serializing_if = "Option::is_none")]
     agreement: Option<f64>,
+    /// Samples whose largest output two or more classes share.
+    ties: usize,
     backend: &'static str,
     model: String,
     ms_per_sample: f64,
@@ -111,62 +150,71 @@ struct Report {
     notes: Vec<String>,
 }
 
-/// The model, the optional reference and the data, loaded and checked against each other.
-struct Prepared {
-    subject: Subject,
-    reference: Option<Subject>,
+/// The engines of the model and of the reference, and the data, checked against each other.
+struct Prepared<'s> {
+    engine: Engine<'s>,
+    reference_engine: Option<Engine<'s>>,
     dataset: Dataset,
     notes: Vec<String>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
+    let subject = Subject::open(&args.model)?;
+    let reference = args.reference.as_deref().map(Subject::open).transpose()?;
     if let Some(board) = &args.device.device {
-        return device::run(args, board);
+        return device::run(args, board, &subject, reference.as_ref());
     }
     let Prepared {
-        subject,
-        reference,
+        engine,
+        reference_engine,
         dataset,
         notes,
-    } = prepare(args)?;
-    let (predictions, ms) = predict(&subject, &dataset)?;
-    let accuracy = accuracy(&predictions, &dataset);
+    } = prepare(args, &subject, reference.as_ref())?;
+
+    let (predictions, ms) = predict(&subject, &engine, &dataset)?;
+    let accuracy = accuracy(&predictions.classes, &dataset);
     let mut report = Report {
         data: args.data.display().to_string(),
         n: dataset.len(),
         accuracy,
         agreement: None,
+        ties: predictions.ties,
         backend: subject.backend(),
         model: subject.path.display().to_string(),
         ms_per_sample: ms,
         reference: None,
         notes,
     };
-    if let Some(r) = &reference {
-        let (ref_predictions, ref_ms) = predict(r, &dataset)?;
-        report.agreement = Some(agreement(&predictions, &ref_predictions));
+    if let (Some(r), Some(engine)) = (&reference, &reference_engine) {
+        let (ref_predictions, ref_ms) = predict(r, engine, &dataset)?;
+        report.agreement = Some(agreement(&predictions.classes, &ref_predictions.classes));
         report.reference = Some(ModelResult {
             model: r.path.display().to_string(),
             backend: r.backend(),
-            accuracy: self::accuracy(&ref_predictions, &dataset),
+            accuracy: self::accuracy(&ref_predictions.classes, &dataset),
+            ties: ref_predictions.ties,
             ms_per_sample: ref_ms,
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render(&report));
+        crate::out!("{}", render(&report))?;
     }
     Ok(())
 }
 
-fn prepare(args: &EvalArgs) -> Result<Prepared> {
-    let subject = Subject::open(&args.model)?;
-    let reference = args.reference.as_deref().map(Subject::open).transpose()?;
+/// Loads the engines and the data and checks them against each other.
+fn prepare<'s>(
+    args: &EvalArgs,
+    subject: &'s Subject,
+    reference: Option<&'s Subject>,
+) -> Result<Prepared<'s>> {
+    let limits = args.limits.limits();
     let mut notes = Vec::new();
-    let spec = input_spec(&subject, reference.as_ref(), &mut notes)?;
-    if let Some(r) = &reference {
-        let ref_spec = input_spec(r, None, &mut Vec::new())?;
+    let spec = input_spec(subject, reference, &args.norm, &mut notes, &limits)?;
+    if let Some(r) = reference {
+        let ref_spec = input_spec(r, None, &args.norm, &mut Vec::new(), &limits)?;
         ensure!(
             ref_spec.shape == spec.shape,
             "the reference {} takes input {:?} but {} takes {:?}; compare models of the same input",
@@ -176,12 +224,13 @@ fn prepare(args: &EvalArgs) -> Result<Prepared> {
             spec.shape
         );
     }
+    let (engine, reference_engine, classes) = engines(subject, reference, &limits)?;
     let source = DataSource {
         data: args.data.clone(),
         labels: args.labels.clone(),
         limit: args.limit,
     };
-    let dataset = data::load(&source, &spec)
+    let dataset = data::load_within(&source, &spec, limits.max_data_bytes)
         .with_context(|| format!("cannot load evaluation data {}", args.data.display()))?;
     ensure!(
         !dataset.is_empty(),
@@ -195,57 +244,97 @@ fn prepare(args: &EvalArgs) -> Result<Prepared> {
             args.data.display()
         );
     }
+    if dataset.has_labels() {
+        let labels = args.labels.as_deref().unwrap_or(&args.data);
+        data::check_labels(&dataset, labels, classes)?;
+    }
     notes.extend(dataset.notes.iter().cloned());
     Ok(Prepared {
-        subject,
-        reference,
+        engine,
+        reference_engine,
         dataset,
         notes,
     })
 }
 
-/// The model's input; a blob has no pixel normalisation of its own, so it comes from the
-/// reference model (it only matters for image data fed to a blob without raw-pixel input).
+/// The engines of the model and of the reference, and the classes both score.
+fn engines<'s>(
+    subject: &'s Subject,
+    reference: Option<&'s Subject>,
+    limits: &Limits,
+) -> Result<(Engine<'s>, Option<Engine<'s>>, usize)> {
+    let (engine, classes) = subject.engine(limits)?;
+    let Some(r) = reference else {
+        return Ok((engine, None, classes));
+    };
+    let (reference_engine, ref_classes) = r.engine(limits)?;
+    ensure!(
+        ref_classes == classes,
+        "the reference {} scores {ref_classes} classes but {} scores {classes}; compare \
+         models of the same classes",
+        r.path.display(),
+        subject.path.display()
+    );
+    Ok((engine, Some(reference_engine), classes))
+}
+
+/// The model's input and its pixel normalisation: `--mean`/`--std` when given, else the
+/// ONNX model's `cbam.mean`/`cbam.std`, or a blob's `mean`/`std` metadata (older blobs:
+/// the reference model's). It only matters for image data.
 fn input_spec(
     subject: &Subject,
     reference: Option<&Subject>,
+    norm: &NormArgs,
     notes: &mut Vec<String>,
+    limits: &Limits,
 ) -> Result<InputSpec> {
-    match subject.kind {
-        ModelKind::Onnx => model_file::onnx_input_spec(&subject.path, &subject.bytes),
+    let spec = match subject.kind {
+        ModelKind::Onnx => model_file::onnx_input_spec(&subject.path, &subject.bytes, limits)?,
         ModelKind::Blob => {
-            let model = model_file::parse_blob(&subject.path, &subject.bytes)?;
+            let model = model_file::parse_blob(&subject.path, &subject.bytes, limits)?;
             let input = model.input();
             let chw = [input.c, input.h, input.w];
-            let (mean, std) = match reference.filter(|r| r.kind == ModelKind::Onnx) {
-                Some(r) => {
-                    let spec = model_file::onnx_input_spec(&r.path, &r.bytes)?;
-                    (spec.mean, spec.std)
-                }
-                None => {
-                    if !model.input_is_raw_pixels() {
-                        notes.push(
-                            "the blob's input is not raw pixels and no --reference gives the \
-                             model's mean/std: image data is fed as pixel/255"
-                                .into(),
-                        );
-                    }
-                    (Vec::new(), Vec::new())
-                }
-            };
+            let (mut mean, mut std) = model_file::blob_normalisation(&subject.path, &model)?;
+            let stored = !mean.is_empty() || !std.is_empty();
+            if let Some(r) = reference.filter(|r| r.kind == ModelKind::Onnx && !stored) {
+                let spec = model_file::onnx_input_spec(&r.path, &r.bytes, limits)?;
+                (mean, std) = (spec.mean, spec.std);
+            } else if !stored && !model.input_is_raw_pixels() && norm.given().is_none() {
+                notes.push(
+                    "the blob records no input normalisation and neither --mean/--std nor \
+                     --reference gives one: image data is fed as pixel/255"
+                        .into(),
+                );
+            }
             InputSpec::new(chw, &mean, &std)
-                .with_context(|| format!("model {}", subject.path.display()))
+                .with_context(|| format!("model {}", subject.path.display()))?
         }
+    };
+    norm.apply(spec)
+}
+
+/// The top-1 class of every sample, and how many of them broke a tie.
+#[derive(Debug, Default)]
+struct Predictions {
+    classes: Vec<usize>,
+    ties: usize,
+}
+
+impl Predictions {
+    fn push<T: PartialOrd>(&mut self, scores: &[T]) -> Option<()> {
+        self.classes.push(cbam_core::argmax(scores)?);
+        self.ties += usize::from(cbam_core::top1_tied(scores));
+        Some(())
     }
 }
 
 /// Top-1 class of every sample, and the mean milliseconds per sample.
-fn predict(subject: &Subject, dataset: &Dataset) -> Result<(Vec<usize>, f64)> {
+fn predict(subject: &Subject, engine: &Engine, dataset: &Dataset) -> Result<(Predictions, f64)> {
     let bar = progress::bar(dataset.len(), subject.backend());
     let start = Instant::now();
-    let predictions = match subject.kind {
-        ModelKind::Onnx => predict_tract(subject, dataset, &bar)?,
-        ModelKind::Blob => predict_core(subject, dataset, &bar)?,
+    let predictions = match engine {
+        Engine::Tract(model) => predict_tract(&subject.path, model, dataset, &bar)?,
+        Engine::Core(model) => predict_core(&subject.path, model, dataset, &bar)?,
     };
     bar.finish_and_clear();
     let ms = start.elapsed().as_secs_f64() * 1e3 / dataset.len().max(1) as f64;
@@ -253,39 +342,36 @@ fn predict(subject: &Subject, dataset: &Dataset) -> Result<(Vec<usize>, f64)> {
 }
 
 fn predict_tract(
-    subject: &Subject,
+    path: &Path,
+    model: &FloatModel,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
-) -> Result<Vec<usize>> {
-    let path = &subject.path;
-    let model =
-        FloatModel::load(path).with_context(|| format!("tract cannot run {}", path.display()))?;
-    let mut out = Vec::with_capacity(dataset.len());
+) -> Result<Predictions> {
+    let mut out = Predictions::default();
     for (i, sample) in dataset.samples.iter().enumerate() {
         let scores = model
             .run(&sample.input)
             .with_context(|| format!("{}: running sample {i}", path.display()))?;
-        out.push(
-            argmax_f32(&scores)
-                .with_context(|| format!("{} has an empty output", path.display()))?,
-        );
+        model_file::check_scores(&scores)
+            .with_context(|| format!("{}: sample {i}", path.display()))?;
+        out.push(&scores)
+            .with_context(|| format!("{} has an empty output", path.display()))?;
         bar.inc(1);
     }
     Ok(out)
 }
 
 fn predict_core(
-    subject: &Subject,
+    path: &Path,
+    model: &cbam_core::Model,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
-) -> Result<Vec<usize>> {
-    let path = &subject.path;
-    let model = model_file::parse_blob(path, &subject.bytes)?;
+) -> Result<Predictions> {
     let input = model.input();
     let raw = model.input_is_raw_pixels();
     let mut arena = vec![0u8; model.arena_size()];
     let mut output = vec![0i8; model.output().len()];
-    let mut out = Vec::with_capacity(dataset.len());
+    let mut out = Predictions::default();
     for (i, sample) in dataset.samples.iter().enumerate() {
         let q = data::core_input_for(sample, &input, raw).with_context(|| {
             format!(
@@ -296,24 +382,11 @@ fn predict_core(
         model.run(&mut arena, &q, &mut output).map_err(|e| {
             anyhow::anyhow!("{}: the core failed on sample {i}: {e}", path.display())
         })?;
-        out.push(
-            cbam_core::argmax(&output)
-                .with_context(|| format!("{} has an empty output", path.display()))?,
-        );
+        out.push(&output)
+            .with_context(|| format!("{} has an empty output", path.display()))?;
         bar.inc(1);
     }
     Ok(out)
-}
-
-/// The index of the largest score, the first on ties; NaN never wins.
-fn argmax_f32(scores: &[f32]) -> Option<usize> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &s) in scores.iter().enumerate() {
-        if best.is_none_or(|(_, b)| s > b || b.is_nan()) {
-            best = Some((i, s));
-        }
-    }
-    best.map(|(i, _)| i)
 }
 
 fn accuracy(predictions: &[usize], dataset: &Dataset) -> Option<f64> {
@@ -339,6 +412,7 @@ fn render(report: &Report) -> String {
         report.model.clone(),
         report.backend,
         pct(report.accuracy),
+        report.ties,
         report.ms_per_sample,
     )];
     if let Some(r) = &report.reference {
@@ -346,18 +420,19 @@ fn render(report: &Report) -> String {
             format!("{} (reference)", r.model),
             r.backend,
             pct(r.accuracy),
+            r.ties,
             r.ms_per_sample,
         ));
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
     let mut text = format!("data: {} ({} samples)\n", report.data, report.n);
     text.push_str(&format!(
-        "{:<width$}  {:<9}  {:>8}  {:>9}\n",
-        "model", "backend", "accuracy", "ms/sample"
+        "{:<width$}  {:<9}  {:>8}  {:>6}  {:>9}\n",
+        "model", "backend", "accuracy", "ties", "ms/sample"
     ));
-    for (model, backend, acc, ms) in rows {
+    for (model, backend, acc, ties, ms) in rows {
         text.push_str(&format!(
-            "{model:<width$}  {backend:<9}  {acc:>8}  {ms:>9.3}\n"
+            "{model:<width$}  {backend:<9}  {acc:>8}  {ties:>6}  {ms:>9.3}\n"
         ));
     }
     if let Some(a) = report.agreement {
@@ -377,10 +452,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argmax_takes_the_first_maximum_and_skips_nan() {
-        assert_eq!(argmax_f32(&[0.1, 0.9, 0.9]), Some(1));
-        assert_eq!(argmax_f32(&[f32::NAN, -1.0, -2.0]), Some(1));
-        assert_eq!(argmax_f32(&[]), None);
+    fn predictions_count_ties() {
+        let mut p = Predictions::default();
+        assert_eq!(p.push(&[1i8, 4, 4]), Some(()));
+        assert_eq!(p.push(&[0.5f32, 0.1]), Some(()));
+        assert_eq!(p.push::<i8>(&[]), None);
+        assert_eq!((p.classes, p.ties), (vec![1, 0], 1));
     }
 
     #[test]

@@ -34,9 +34,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         passes::optimize(graph).with_context(|| format!("cannot optimise {}", path.display()))?;
     let report = inspect::inspect(&graph);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{report}");
+        crate::out!("{report}")?;
     }
     Ok(())
 }

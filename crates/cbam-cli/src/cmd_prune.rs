@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cbam_compiler::data::{self, DataSource, Dataset};
+use cbam_compiler::float_run::FloatModel;
+use cbam_compiler::limits::Limits;
 use cbam_compiler::prune::{
     self, plot, Analysis, Criterion, MinChannels, PruneOptions, ReconstructOptions, Scope,
     Selection, SurgeryOptions,
 };
 use clap::{Args, ValueEnum};
 
+use crate::limits::LimitArgs;
 use crate::model_file;
+use crate::outputs::{self, Staging};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CriterionArg {
@@ -138,6 +142,8 @@ pub struct PruneArgs {
     /// Directory for one PNG bar chart per block
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitArgs,
 }
 
 fn parse_budget(text: &str) -> Result<Selection, String> {
@@ -220,14 +226,41 @@ impl PruneArgs {
             .clone()
             .unwrap_or_else(|| self.model.with_extension("pruned.onnx"))
     }
+
+    fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut ins = vec![
+            ("the input model", self.model.as_path()),
+            ("the calibration data", self.calib.as_path()),
+        ];
+        ins.extend(self.data.as_deref().map(|d| ("--data", d)));
+        ins.extend(self.labels.as_deref().map(|l| ("--labels", l)));
+        ins
+    }
+
+    /// Fails before any work when an output would replace an input or another output, or
+    /// cannot be written where asked.
+    fn check_outputs(&self, out: &Path) -> Result<()> {
+        let mut outs = Vec::new();
+        if !self.stats_only {
+            outs.push(("--out", out));
+            outs.extend(self.report.as_deref().map(|r| ("--report", r)));
+        }
+        outputs::check(&self.inputs(), &outs)?;
+        if let Some(dir) = &self.plots {
+            if dir.exists() && !dir.is_dir() {
+                bail!("--plots {} is a file; give a directory", dir.display());
+            }
+        }
+        Ok(())
+    }
 }
 
-fn load_inputs(model: &Path, source: DataSource, what: &str) -> Result<Dataset> {
+fn load_inputs(model: &Path, source: DataSource, what: &str, limits: &Limits) -> Result<Dataset> {
     let bytes = model_file::read(model)?;
-    let spec = model_file::onnx_input_spec(model, &bytes)?;
+    let spec = model_file::onnx_input_spec(model, &bytes, limits)?;
     let shown = source.data.display().to_string();
-    let set =
-        data::load(&source, &spec).with_context(|| format!("cannot load {what} data {shown}"))?;
+    let set = data::load_within(&source, &spec, limits.max_data_bytes)
+        .with_context(|| format!("cannot load {what} data {shown}"))?;
     if set.is_empty() {
         bail!("{what} data {shown} holds no samples");
     }
@@ -241,13 +274,17 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     } else if !args.stats_only {
         bail!("choose how many channels to remove: --ratio R, --threshold T or --macs-budget N (or use --stats-only)");
     }
+    let out = args.out_path();
+    args.check_outputs(&out)?;
+    let limits = args.limits.limits();
     let proto = prune::load_proto(&args.model)?;
+    model_file::vet_onnx(&args.model, &proto)?;
     let calib_source = DataSource {
         data: args.calib.clone(),
         labels: None,
         limit: args.calib_limit,
     };
-    let calib = load_inputs(&args.model, calib_source, "calibration")?;
+    let calib = load_inputs(&args.model, calib_source, "calibration", &limits)?;
     let calib: Vec<Vec<f32>> = calib.samples.into_iter().map(|s| s.input).collect();
     let options = PruneOptions {
         criterion: args.criterion(),
@@ -272,13 +309,17 @@ pub fn run(args: &PruneArgs) -> Result<()> {
                 labels: args.labels.clone(),
                 limit: args.limit,
             };
-            let set = load_inputs(&args.model, source, "evaluation")?;
+            let set = load_inputs(&args.model, source, "evaluation", &limits)?;
             if !set.has_labels() {
                 bail!(
                     "--data {} has no labels; pass --labels for accuracy",
                     path.display()
                 );
             }
+            let float = FloatModel::from_proto(&proto, None)
+                .with_context(|| format!("tract cannot run {}", args.model.display()))?;
+            let classes = model_file::onnx_classes(&args.model, &float)?;
+            data::check_labels(&set, args.labels.as_deref().unwrap_or(path), classes)?;
             let labels: Vec<usize> = set.samples.iter().filter_map(|s| s.label).collect();
             Some((
                 set.samples.into_iter().map(|s| s.input).collect::<Vec<_>>(),
@@ -294,22 +335,23 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         &options,
     )?;
     let report_json = serde_json::to_vec_pretty(&outcome.report)?;
-    let out = args.out_path();
-    cbam_compiler::write_atomic(&out, &prune::encode_proto(&outcome.model))
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    let mut staging = Staging::default();
+    staging.add(&out, &prune::encode_proto(&outcome.model))?;
     if let Some(path) = &args.report {
-        cbam_compiler::write_atomic(path, &report_json)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        staging.add(path, &report_json)?;
     }
-    print_summary(&outcome.report, &out);
-    Ok(())
+    staging.commit()?;
+    print_summary(&outcome.report, &out)
 }
 
-fn print_summary(r: &prune::report::PruneReport, out: &Path) {
-    println!(
+fn print_summary(r: &prune::report::PruneReport, out: &Path) -> Result<()> {
+    outln!(
         "{:<28} {:>8} {:>6} {:>8}  residual",
-        "block", "channels", "kept", "removed"
-    );
+        "block",
+        "channels",
+        "kept",
+        "removed"
+    )?;
     for b in &r.blocks {
         let residual = if b.scattered_adds.is_empty() {
             "-".to_string()
@@ -321,15 +363,15 @@ fn print_summary(r: &prune::report::PruneReport, out: &Path) {
             .as_ref()
             .map(|s| format!("  (skipped: {s})"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<28} {:>8} {:>6} {:>8}  {residual}{skipped}",
             b.name,
             b.channels,
             b.kept,
             b.removed_channels.len()
-        );
+        )?;
     }
-    println!(
+    outln!(
         "MACs {} -> {} (-{:.1}%), params {} -> {} (-{:.1}%)",
         r.before.macs,
         r.after.macs,
@@ -337,24 +379,28 @@ fn print_summary(r: &prune::report::PruneReport, out: &Path) {
         r.before.params,
         r.after.params,
         r.params_reduction_pct
-    );
+    )?;
     if let Some(a) = &r.accuracy {
-        println!(
+        outln!(
             "float accuracy on {} samples: {:.2}% -> {:.2}%",
-            a.samples, a.before_pct, a.after_pct
-        );
+            a.samples,
+            a.before_pct,
+            a.after_pct
+        )?;
     }
     if let Some(c) = &r.comparison {
         let acc = c
             .accuracy_after_pct
             .map(|a| format!(", float accuracy {a:.2}%"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{} ranking at the same counts: MACs {}{acc}",
-            c.criterion, c.after.macs
-        );
+            c.criterion,
+            c.after.macs
+        )?;
     }
-    println!("wrote {}", out.display());
+    outln!("wrote {}", out.display())?;
+    Ok(())
 }
 
 fn stats_only(
@@ -376,7 +422,7 @@ fn stats_only(
     };
     let mut charts = Vec::new();
     for (i, (group, cut)) in analysis.groups.iter().zip(&removed).enumerate() {
-        print_group_table(group, cut);
+        print_group_table(group, cut)?;
         if args.plots.is_some() {
             let scores = group.scores(options.criterion);
             let p10 = group
@@ -395,15 +441,21 @@ fn stats_only(
     }
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        for (name, png) in charts {
-            let path = dir.join(name);
-            cbam_compiler::write_atomic(&path, &png)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {}", path.display());
+        let paths: Vec<PathBuf> = charts.iter().map(|(name, _)| dir.join(name)).collect();
+        let outs: Vec<(&str, &Path)> = paths
+            .iter()
+            .map(|p| ("a --plots chart", p.as_path()))
+            .collect();
+        outputs::check(&args.inputs(), &outs)?;
+        let mut staging = Staging::default();
+        for (path, (_, png)) in paths.iter().zip(&charts) {
+            staging.add(path, png)?;
+        }
+        for path in staging.commit()? {
+            outln!("wrote {}", path.display())?;
         }
     }
-    print_blocked(&analysis);
-    Ok(())
+    print_blocked(&analysis)
 }
 
 fn chart_name(index: usize, block: &str) -> String {
@@ -416,15 +468,21 @@ fn chart_name(index: usize, block: &str) -> String {
     format!("block{index:02}_{clean}.png")
 }
 
-fn print_group_table(group: &prune::Group, cut: &[usize]) {
-    println!(
+fn print_group_table(group: &prune::Group, cut: &[usize]) -> Result<()> {
+    outln!(
         "\n{} ({:?}, {} channels, feature `{}`)",
-        group.name, group.kind, group.channels, group.feature
-    );
-    println!(
+        group.name,
+        group.kind,
+        group.channels,
+        group.feature
+    )?;
+    outln!(
         "{:>7} {:>10} {:>10} {:>10}  cut",
-        "channel", "mean", "p10", "l1"
-    );
+        "channel",
+        "mean",
+        "p10",
+        "l1"
+    )?;
     let mean = group
         .attention
         .as_ref()
@@ -445,23 +503,25 @@ fn print_group_table(group: &prune::Group, cut: &[usize]) {
     };
     for c in order {
         let mark = if cut.contains(&c) { "x" } else { "" };
-        println!(
+        outln!(
             "{c:>7} {:>10} {:>10} {:>10}  {mark}",
             fmt(mean.as_ref(), c),
             fmt(p10.as_ref(), c),
             fmt(Some(&group.l1), c)
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_blocked(analysis: &Analysis) {
+fn print_blocked(analysis: &Analysis) -> Result<()> {
     for g in analysis.groups.iter().filter(|g| g.blocked.is_some()) {
-        println!(
+        outln!(
             "note: {} cannot be pruned: {}",
             g.name,
             g.blocked.clone().unwrap_or_default()
-        );
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,15 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use cbam_compiler::calib::CalibMethod;
 use cbam_compiler::data::{self, DataSource};
 use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
 use cbam_compiler::quant::LowerOptions;
-use cbam_compiler::write_atomic;
+use cbam_compiler::{import, passes};
 use clap::{Args, ValueEnum};
 
+use crate::limits::LimitArgs;
 use crate::model_file;
+use crate::norm::NormArgs;
+use crate::outputs::{self, Staging};
 use crate::progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +99,10 @@ pub struct QuantizeArgs {
     /// shift: the fast path of the Cortex-M4 kernels)
     #[arg(long)]
     pub calibrated_cbam_scales: bool,
+    #[command(flatten)]
+    pub norm: NormArgs,
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitArgs,
 }
 
 impl QuantizeArgs {
@@ -115,33 +122,49 @@ impl QuantizeArgs {
         })
     }
 
-    fn outputs(&self) -> Vec<&Path> {
-        let mut outs = vec![self.out.as_path()];
-        outs.extend(self.qdq.as_deref());
-        outs.extend(self.report.as_deref());
+    fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut ins = vec![
+            ("the input model", self.model.as_path()),
+            ("the calibration data", self.calib.as_path()),
+        ];
+        ins.extend(self.calib_labels.as_deref().map(|l| ("--calib-labels", l)));
+        ins
+    }
+
+    fn outputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut outs = vec![("--out", self.out.as_path())];
+        outs.extend(self.qdq.as_deref().map(|q| ("--qdq", q)));
+        outs.extend(self.report.as_deref().map(|r| ("--report", r)));
         outs
     }
 }
 
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     let method = args.calib_method()?;
-    check_outputs(args)?;
+    outputs::check(&args.inputs(), &args.outputs())?;
+    let limits = args.limits.limits();
     let bytes = model_file::read(&args.model)?;
-    let spec = model_file::onnx_input_spec(&args.model, &bytes)?;
+    let spec = args
+        .norm
+        .apply(model_file::onnx_input_spec(&args.model, &bytes, &limits)?)?;
+    let classes = classes(&args.model)?;
     let source = DataSource {
         data: args.calib.clone(),
         labels: args.calib_labels.clone(),
         limit: args.limit,
     };
-    let dataset = data::load(&source, &spec)
+    let dataset = data::load_within(&source, &spec, limits.max_data_bytes)
         .with_context(|| format!("cannot load calibration data {}", args.calib.display()))?;
     ensure!(
         !dataset.is_empty(),
         "{} holds no calibration samples (or --limit is 0); give a few hundred images",
         args.calib.display()
     );
+    if let Some(labels) = &args.calib_labels {
+        data::check_labels(&dataset, labels, classes)?;
+    }
     for note in &dataset.notes {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     let inputs: Vec<Vec<f32>> = dataset.samples.into_iter().map(|s| s.input).collect();
 
@@ -157,6 +180,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             cbam_pow2_scales: !args.calibrated_cbam_scales,
             ..LowerOptions::default()
         },
+        normalization: args.norm.given(),
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");
@@ -168,45 +192,42 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     bar.finish_and_clear();
 
     write_outputs(args, &compiled)?;
-    print!("{}", summary(args, &compiled));
+    out!("{}", summary(args, &compiled))?;
     Ok(())
 }
 
-/// Fails before the slow part when an output cannot be written where asked.
-fn check_outputs(args: &QuantizeArgs) -> Result<()> {
-    for out in args.outputs() {
-        if out == args.model {
-            bail!(
-                "output {} is the input model; choose another file name",
-                out.display()
-            );
-        }
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        ensure!(
-            dir.is_dir(),
-            "cannot write {}: directory {} does not exist; create it first",
-            out.display(),
-            dir.display()
-        );
-    }
-    Ok(())
+/// Classes of the float model: its output, after the passes, must be a vector of scores.
+fn classes(model: &Path) -> Result<usize> {
+    let graph = import::load_onnx(model)
+        .map_err(anyhow::Error::from)
+        .and_then(|g| Ok(passes::optimize(g)?))
+        .with_context(|| format!("cannot quantize {}", model.display()))?;
+    let shape = graph
+        .tensors
+        .get(graph.output)
+        .map(|t| t.shape.clone())
+        .unwrap_or_default();
+    data::class_count(&shape).with_context(|| {
+        format!(
+            "cannot quantize {}: the output {shape:?} is not a vector of class scores; \
+             cbam quantizes image classifiers (export the logits, e.g. shape [1, 10])",
+            model.display()
+        )
+    })
 }
 
+/// Every output staged, then all renamed together.
 fn write_outputs(args: &QuantizeArgs, compiled: &Compiled) -> Result<()> {
-    let write = |path: &Path, bytes: &[u8]| {
-        write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-    };
-    write(&args.out, &compiled.blob)?;
+    let mut staging = Staging::default();
+    staging.add(&args.out, &compiled.blob)?;
     if let (Some(path), Some(qdq)) = (&args.qdq, &compiled.qdq) {
-        write(path, qdq)?;
+        staging.add(path, qdq)?;
     }
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&compiled.report)?;
-        write(path, &json)?;
+        staging.add(path, &json)?;
     }
+    staging.commit()?;
     Ok(())
 }
 
@@ -321,8 +342,11 @@ mod tests {
 
     #[test]
     fn refuses_to_overwrite_the_model_or_write_into_a_missing_directory() {
+        let check = |cli: &Cli| outputs::check(&cli.args.inputs(), &cli.args.outputs());
         let cli = Cli::try_parse_from(["q", "m.onnx", "--calib", "c", "--out", "m.onnx"]).unwrap();
-        assert!(check_outputs(&cli.args).is_err());
+        assert!(check(&cli).is_err());
+        let cli = Cli::try_parse_from(["q", "m.onnx", "--calib", "c", "--out", "c"]).unwrap();
+        assert!(check(&cli).is_err());
         let cli = Cli::try_parse_from([
             "q",
             "m.onnx",
@@ -332,7 +356,7 @@ mod tests {
             "/no/such/dir/m.cbam",
         ])
         .unwrap();
-        let msg = check_outputs(&cli.args).unwrap_err().to_string();
+        let msg = check(&cli).unwrap_err().to_string();
         assert!(msg.contains("/no/such/dir"), "{msg}");
     }
 }

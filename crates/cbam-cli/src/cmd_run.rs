@@ -5,18 +5,20 @@
 pub mod backend;
 mod stats;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use cbam_compiler::prune::plot::encode_png;
 use clap::Args;
 use serde::Serialize;
 
 use crate::camera::Camera;
 use crate::frames::{self, FileFrames, Frame, Next};
-use crate::overlay;
+use crate::limits::LimitArgs;
+use crate::{interrupt, outputs, overlay};
 use backend::{BackendKind, Inference, ModelFile, Runner};
 use stats::Summary;
 
@@ -70,6 +72,8 @@ pub struct RunArgs {
     /// How many classes to show per frame
     #[arg(long, value_name = "K", default_value_t = 3)]
     pub top_k: usize,
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,12 +146,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let file = ModelFile::open(&args.model, args.backend)?;
     let mut notes = Vec::new();
-    let mut runner = Runner::new(&file, args.overlay.is_some(), &mut notes)?;
-    if let Some(dir) = &args.overlay {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the overlay directory {}", dir.display()))?;
-    }
+    let limits = args.limits.limits();
+    let mut runner = Runner::new(&file, args.overlay.is_some(), &mut notes, &limits)?;
     let (mut source, input_name) = Source::open(args)?;
+    let mut overlays = match &args.overlay {
+        Some(dir) => Some(Overlays::new(dir, args, &source)?),
+        None => None,
+    };
     let stop = stop_flag(matches!(source, Source::Camera(_)));
     let mut run = RunState::default();
     let started = Instant::now();
@@ -171,9 +176,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 return Err(e);
             }
         };
-        let report = process(args, &mut runner, frame, run.frames.len(), &mut notes)?;
+        let index = run.frames.len();
+        let report = process(args, &mut runner, frame, index, &mut overlays, &mut notes)?;
         if !args.json {
-            println!("{}", render_frame(&report));
+            outln!("{}", render_frame(&report))?;
         }
         run.frames.push(report);
     }
@@ -192,21 +198,64 @@ struct RunState {
 impl RunState {
     /// Printed now and, with --json, kept in the document too.
     fn warn(&mut self, message: String) {
-        eprintln!("warning: {message}");
+        errln!("warning: {message}");
         self.warnings.push(message);
     }
 }
 
 /// Ctrl-C ends a camera run cleanly; files end on their own, so they keep the default.
-fn stop_flag(install: bool) -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    if install {
-        let f = flag.clone();
-        if ctrlc::set_handler(move || f.store(true, Ordering::Relaxed)).is_err() {
-            eprintln!("note: cannot catch Ctrl-C; stop with --frames N");
-        }
+fn stop_flag(camera: bool) -> &'static AtomicBool {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    if camera {
+        interrupt::stop_flag()
+    } else {
+        &NEVER
     }
-    flag
+}
+
+/// Where overlays go: one PNG per frame in `dir`, never over one of the input images.
+struct Overlays {
+    dir: PathBuf,
+    inputs: HashSet<PathBuf>,
+}
+
+impl Overlays {
+    /// Creates `dir` when it is missing, after checking that it is no input.
+    fn new(dir: &Path, args: &RunArgs, source: &Source) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "--overlay {} is a file; give a directory for the overlay PNGs",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the overlay directory {}", dir.display()))?;
+        let mut inputs: HashSet<PathBuf> = match source {
+            Source::Files(files) => files.paths().iter().filter_map(|p| canonical(p)).collect(),
+            Source::Camera(_) => HashSet::new(),
+        };
+        inputs.extend(canonical(&args.model));
+        Ok(Overlays {
+            dir: dir.to_path_buf(),
+            inputs,
+        })
+    }
+
+    fn path(&self, index: usize) -> Result<PathBuf> {
+        let path = self.dir.join(format!("frame_{index:05}.png"));
+        if canonical(&path).is_some_and(|c| self.inputs.contains(&c)) {
+            bail!(
+                "the overlay {} would replace an input of this run; choose another --overlay \
+                 directory",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
+fn canonical(path: &Path) -> Option<PathBuf> {
+    path.canonicalize().ok()
 }
 
 fn process(
@@ -214,6 +263,7 @@ fn process(
     runner: &mut Runner<'_>,
     frame: Frame,
     index: usize,
+    overlays: &mut Option<Overlays>,
     notes: &mut Vec<String>,
 ) -> Result<FrameReport> {
     let [c, h, w] = runner.input_chw();
@@ -228,10 +278,9 @@ fn process(
         note_once(notes, note);
     }
     let top_k = top_k(&inference, args.top_k, runner);
-    let overlay = match &args.overlay {
-        Some(dir) => Some(write_overlay(
-            dir,
-            index,
+    let overlay = match overlays {
+        Some(o) => Some(write_overlay(
+            &o.path(index)?,
             &fitted.preview,
             &inference,
             &top_k,
@@ -252,7 +301,7 @@ fn process(
 /// Notes repeat for every frame of the same size; the user needs each once.
 fn note_once(notes: &mut Vec<String>, note: String) {
     if !notes.contains(&note) {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
         notes.push(note);
     }
 }
@@ -279,8 +328,7 @@ fn top_k(inference: &Inference, k: usize, runner: &Runner<'_>) -> Vec<Class> {
 }
 
 fn write_overlay(
-    dir: &Path,
-    index: usize,
+    path: &Path,
     preview: &image::RgbImage,
     inference: &Inference,
     top: &[Class],
@@ -298,9 +346,7 @@ fn write_overlay(
         );
     }
     let image = overlay::panel(preview, last, &caption);
-    let path = dir.join(format!("frame_{index:05}.png"));
-    image
-        .save(&path)
+    outputs::write_one(path, &encode_png(&image)?)
         .with_context(|| format!("cannot write the overlay {}", path.display()))?;
     Ok(path.display().to_string())
 }
@@ -340,9 +386,9 @@ fn finish(
             notes,
             warnings: run.warnings,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("{}", summary.render());
+        outln!("{}", summary.render())?;
     }
     Ok(())
 }

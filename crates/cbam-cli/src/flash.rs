@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use boards::{Board, ModelPlacement};
-use budget::{Budget, Demand, FirmwareSizes};
+use budget::{total, Budget, Demand, FirmwareSizes};
 use chip::ChipMap;
 pub use error::FlashError;
 use image::{FirmwareImage, Layout};
@@ -82,7 +82,7 @@ pub fn run(args: &FlashArgs) -> anyhow::Result<()> {
     let boards = boards::builtin()?;
     let checked = fit_check(args, &boards)?;
     if args.dry_run {
-        println!("fits; --dry-run: nothing was flashed");
+        crate::outln!("fits; --dry-run: nothing was flashed")?;
         return Ok(());
     }
     flash(args, checked)?;
@@ -131,7 +131,7 @@ fn fit_check<'b>(args: &FlashArgs, boards: &'b [Board]) -> Result<Checked<'b>, F
             args.model.display()
         ));
     }
-    print!("{}", budget.render());
+    crate::out!("{}", budget.render()).map_err(FlashError::Output)?;
     budget.into_result(suggestion(boards, board, &demand))?;
     Ok(Checked {
         blob,
@@ -192,10 +192,13 @@ fn flash(args: &FlashArgs, checked: Checked) -> Result<(), FlashError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, FlashError> {
-    std::fs::read(path).map_err(|source| FlashError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    let cap = cbam_compiler::limits::MAX_MODEL_FILE_BYTES;
+    cbam_compiler::fsio::read_regular(path, cap, "no blob or firmware is that large").map_err(
+        |source| FlashError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }
 
 /// The board and the chip's memory map from `--board` and/or `--chip`: either names the
@@ -296,9 +299,9 @@ fn board_holds(board: &Board, demand: &Demand) -> bool {
         (ModelPlacement::Region, Some(origin), Some(size)) => {
             demand.blob_bytes <= size && code <= origin.saturating_sub(board.flash_origin)
         }
-        _ => code + demand.blob_bytes <= board.flash_size,
+        _ => total(&[code, demand.blob_bytes]) <= board.flash_size,
     };
-    flash_ok && static_ram + demand.arena_bytes + demand.stack_bytes <= board.ram_size
+    flash_ok && total(&[static_ram, demand.arena_bytes, demand.stack_bytes]) <= board.ram_size
 }
 
 #[cfg(test)]

@@ -111,6 +111,14 @@ impl FileFrames {
         })
     }
 
+    /// The files still to read: the images, or the video.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            FileFrames::Images { paths, .. } => paths.as_slice().to_vec(),
+            FileFrames::Video(video) => vec![video.path.clone()],
+        }
+    }
+
     pub fn next_frame(&mut self) -> Result<Next, FrameError> {
         match self {
             FileFrames::Images { paths, skip_bad } => {
@@ -132,6 +140,11 @@ impl FileFrames {
 }
 
 fn decode_image(path: &Path) -> Result<DynamicImage, FrameError> {
+    // A FIFO would block the open; a device never ends.
+    cbam_compiler::fsio::open_regular(path).map_err(|source| FrameError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let reader = image::ImageReader::open(path)
         .map_err(|source| FrameError::Io {
             path: path.to_path_buf(),

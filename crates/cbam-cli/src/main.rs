@@ -2,6 +2,9 @@
 //! (`cmd_<name>.rs`, with its clap `Args` and a `run`); this file only dispatches and turns
 //! errors into a message and a non-zero exit code.
 
+#[macro_use]
+mod stdout;
+
 mod camera;
 mod cmd_attention;
 mod cmd_eval;
@@ -12,7 +15,11 @@ mod cmd_run;
 mod firmware_build;
 mod flash;
 mod frames;
+mod interrupt;
+mod limits;
 mod model_file;
+mod norm;
+mod outputs;
 mod overlay;
 mod progress;
 
@@ -52,6 +59,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    interrupt::install();
+    quiet_tract_panics();
     let result = match &cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Quantize(args) => cmd_quantize::run(args),
@@ -63,14 +72,27 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output has all it wanted (`cbam inspect M | head -1`).
+        Err(error) if stdout::is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                errln!("  caused by: {cause}");
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// A panic inside tract becomes an error that names the model (`float_run`), so its
+/// backtrace message would only confuse; every other panic is still printed.
+fn quiet_tract_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !cbam_compiler::float_run::in_tract() {
+            default(info);
+        }
+    }));
 }
 
 #[cfg(test)]

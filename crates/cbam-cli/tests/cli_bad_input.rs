@@ -1,9 +1,10 @@
 //! Bad input through the real `cbam` binary: every case exits non-zero, says which file is
 //! wrong, and leaves no output file behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use cbam_e2e::scratch::Scratch;
 use cbam_e2e::{files, onnx};
 
 fn cbam(args: &[&str]) -> Output {
@@ -32,43 +33,20 @@ fn assert_fails_naming(out: &Output, file: &Path, also: &[&str]) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// Files in `dir`, to check that a failed command wrote nothing (not even a temp file).
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
+/// The scratch directory of [`cbam_e2e::scratch`], with the commands these tests run.
+struct Fixture(Scratch);
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    model: PathBuf,
-    images: PathBuf,
-    labels: PathBuf,
+impl std::ops::Deref for Fixture {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("good.onnx");
-        std::fs::write(&model, onnx::encode(&onnx::cbam_classifier(7))).unwrap();
-        let images = dir.path().join("images-idx3-ubyte");
-        let pixels: Vec<u8> = (0..4 * 28 * 28).map(|i| (i * 7 % 256) as u8).collect();
-        files::write_idx(&images, &[4, 28, 28], &pixels).unwrap();
-        let labels = dir.path().join("labels-idx1-ubyte");
-        files::write_idx(&labels, &[4], &[0, 1, 2, 3]).unwrap();
-        Fixture {
-            dir,
-            model,
-            images,
-            labels,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Fixture(Scratch::new("good.onnx", 7))
     }
 
     fn s(path: &Path) -> &str {
@@ -183,13 +161,13 @@ fn a_malformed_blob() {
     let mut bytes = b"CBAM".to_vec();
     bytes.extend_from_slice(&[0xAB; 100]);
     std::fs::write(&blob, &bytes).unwrap();
-    let before = listing(f.dir.path());
+    let before = f.listing();
     assert_fails_naming(
         &f.eval(&blob, &f.images, &f.labels),
         &blob,
         &["cbam quantize"],
     );
-    assert_eq!(listing(f.dir.path()), before);
+    assert_eq!(f.listing(), before);
 }
 
 #[test]
@@ -206,7 +184,7 @@ impl Fixture {
         let out = self.path("out.cbam");
         let qdq = self.path("out.int8.onnx");
         let report = self.path("report.json");
-        let before = listing(self.dir.path());
+        let before = self.listing();
         let result = cbam(&[
             "quantize",
             Self::s(model),
@@ -220,11 +198,7 @@ impl Fixture {
             Self::s(&report),
         ]);
         assert_fails_naming(&result, names, also);
-        assert_eq!(
-            listing(self.dir.path()),
-            before,
-            "a failed quantize left files"
-        );
+        assert_eq!(self.listing(), before, "a failed quantize left files");
     }
 }
 

@@ -71,6 +71,8 @@ fn op_name(op: &Op) -> String {
         Op::AvgPool(p) => format!("AvgPool{}x{}", p.kernel[0], p.kernel[1]),
         Op::Clip(lo, hi) => format!("Clip({lo},{hi})"),
         Op::Cbam(_) => "CBAM".into(),
+        Op::Pointwise(f) => f.name().into(),
+        Op::Pad(p) => format!("Pad{p:?}"),
         other => format!("{other:?}")
             .split([' ', '(', '{'])
             .next()

@@ -181,4 +181,76 @@ pub enum Op {
     Identity,
     Softmax,
     Cbam(Box<Cbam>),
+    /// An element-wise function with no int8 arithmetic of its own: run as a lookup table.
+    Pointwise(Pointwise),
+    /// `x * scale[c] + bias[c]`: a Mul or Add by a constant that did not fold into the op
+    /// producing `x`. One value in `scale`/`bias` applies to every channel.
+    Affine {
+        scale: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// Zero padding of the spatial axes, `[top, left, bottom, right]`; folds into the Conv or
+    /// average pool it feeds.
+    Pad([usize; 4]),
+}
+
+/// Element-wise functions ONNX exporters emit for activations and gates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pointwise {
+    /// `clamp(alpha * x + beta, 0, 1)`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x * clamp(x / 6 + 1/2, 0, 1)`.
+    HardSwish,
+    /// `x` for `x >= 0`, `alpha * x` below.
+    LeakyRelu {
+        alpha: f32,
+    },
+    Tanh,
+    /// `x * sigmoid(x)` (SiLU, Swish).
+    Silu,
+    /// `x` for `x > 0`, `alpha * (e^x - 1)` below.
+    Elu {
+        alpha: f32,
+    },
+}
+
+impl Pointwise {
+    /// The float function: the meaning the int8 table is built from.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Pointwise::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Pointwise::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Pointwise::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            Pointwise::Tanh => x.tanh(),
+            Pointwise::Silu => x / (1.0 + (-x).exp()),
+            Pointwise::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
+        }
+    }
+
+    /// The ONNX-style name, for reports and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pointwise::HardSigmoid { .. } => "HardSigmoid",
+            Pointwise::HardSwish => "HardSwish",
+            Pointwise::LeakyRelu { .. } => "LeakyRelu",
+            Pointwise::Tanh => "Tanh",
+            Pointwise::Silu => "Silu",
+            Pointwise::Elu { .. } => "Elu",
+        }
+    }
 }

@@ -4,6 +4,12 @@
 //! Data flow: [`import`] (ONNX -> [`ir::Graph`]) -> [`passes`] (BN folding, activation
 //! fusion, CBAM matching) -> [`float_run`] + [`calib`] (ranges from tract runs) ->
 //! [`quant`] (core op list with int8 parameters) -> [`plan`] (arena offsets) -> [`blob`] / [`qdq`].
+//! [`tune`] improves ranges and weights by running what [`quant`], [`plan`] and [`blob`]
+//! produce on the core; [`pipeline`] drives it all and fills the [`report`].
+//!
+//! Lower modules never import higher ones: `ir` <- `import`, `passes`, `float_run`, `calib`
+//! <- `quant` <- `plan` <- `blob` <- `tune` <- `report` <- `pipeline` (`calib` needs only
+//! `quant::math`, the int8 quantizer its MSE search measures).
 
 pub mod ir;
 
@@ -13,14 +19,17 @@ pub mod import;
 pub mod inspect;
 pub mod passes;
 
-// Quantization and writers.
+// Lowering and writers.
 pub mod blob;
 pub mod calib;
-pub mod pipeline;
 pub mod plan;
 pub mod qdq;
 pub mod quant;
+
+// Tuning by running the lowered model, and the whole `quantize` pipeline.
+pub mod pipeline;
 pub mod report;
+pub mod tune;
 
 // Input data (npy, ImageFolder, IDX).
 pub mod data;
@@ -28,27 +37,8 @@ pub mod data;
 // Channel pruning driven by CBAM attention.
 pub mod prune;
 
-/// Write `bytes` to `path` atomically: a temp file in the same directory, then a rename,
-/// so a failed or interrupted run never leaves a half-written output behind.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+// Files in and out, and the caps on sizes read from them.
+pub mod fsio;
+pub mod limits;
+
+pub use fsio::write_atomic;

@@ -15,14 +15,15 @@ use crate::ir::Graph;
 use crate::passes::{self, PassError};
 use crate::plan::{self, PlanError};
 use crate::qdq::{self, QdqError};
-use crate::quant::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
-use crate::quant::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
-use crate::quant::sigmoid_inputs::{
-    clip_to_sigmoid_span, sigmoid_input_names, SATURATES_HIGH, SATURATES_LOW,
-};
-use crate::quant::top1_range::{self, LowestTop1};
 use crate::quant::{self, LowerOptions, QModel, QuantError};
 use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
+use crate::tune::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
+use crate::tune::core_run::{nchw_to_nhwc, CoreRunError, CoreRunner};
+use crate::tune::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
+use crate::tune::sigmoid_inputs::{
+    clip_to_sigmoid_span, sigmoid_input_names, SATURATES_HIGH, SATURATES_LOW,
+};
+use crate::tune::top1_range::{self, LowestTop1};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeOptions {
@@ -49,6 +50,10 @@ pub struct QuantizeOptions {
     /// `None` follows `bias_correction`, so `cbam quantize` has it and `--no-bias-correction`
     /// drops it with the other tuning.
     pub top1_output_range: Option<bool>,
+    /// The input normalisation `(mean, std)` per channel (or one value for all), for models
+    /// whose ONNX file does not carry `cbam.mean`/`cbam.std`; given, it replaces the
+    /// metadata. It decides the raw-pixel input folding and is stored in the blob.
+    pub normalization: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Default for QuantizeOptions {
@@ -72,6 +77,7 @@ impl Default for QuantizeOptions {
             // QDQ writer's few absolute logit differences as twice the steps, which the
             // end-to-end suite bounds for the min-max scale.
             top1_output_range: None,
+            normalization: None,
         }
     }
 }
@@ -115,10 +121,8 @@ pub enum PipelineError {
     Blob(#[from] BlobError),
     #[error(transparent)]
     Qdq(#[from] QdqError),
-    #[error(
-        "the int8 core rejected the blob it was just given: {0} (a compiler bug; please report it)"
-    )]
-    Core(String),
+    #[error(transparent)]
+    CoreRun(#[from] CoreRunError),
 }
 
 /// Quantizes the ONNX model at `onnx` with `calib_inputs` (NCHW float, normalised as the
@@ -129,11 +133,15 @@ pub fn quantize(
     opts: &QuantizeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Compiled, PipelineError> {
-    let graph =
+    let mut graph =
         passes::optimize(import::load_onnx(onnx)?).map_err(|source| PipelineError::Passes {
             path: onnx.display().to_string(),
             source,
         })?;
+    if let Some((mean, std)) = &opts.normalization {
+        graph.meta.mean = mean.clone();
+        graph.meta.std = std.clone();
+    }
     let float = FloatModel::load(onnx)?;
     check_inputs(&float, calib_inputs)?;
     let sqnr_images = opts.sqnr_images.min(calib_inputs.len());
@@ -158,6 +166,8 @@ pub fn quantize(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
         calibration: opts.method.to_string(),
+        mean: graph.meta.mean.clone(),
+        std: graph.meta.std.clone(),
     };
     let blob = blob::write(&model, &plan, &meta)?;
     let fidelity = measure(
@@ -419,31 +429,31 @@ fn measure(
     output_clipped: bool,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Fidelity, PipelineError> {
-    let core = cbam_core::Model::parse(blob).map_err(|e| PipelineError::Core(e.to_string()))?;
-    let mut arena = vec![0u8; core.arena_size()];
+    let mut core = CoreRunner::new(blob, model)?;
     let names: Vec<String> = model
         .ops
         .iter()
         .filter_map(|o| model.tensors.get(o.output).map(|t| t.name.clone()))
         .collect();
-    let input_t = &model.tensors[model.input];
-    let output_t = &model.tensors[model.output];
+    let output_name = model
+        .tensors
+        .get(model.output)
+        .map(|t| t.name.clone())
+        .ok_or_else(|| CoreRunError::Missing("its output tensor".into()))?;
     let mut sqnr = SqnrAccumulator::new(model.ops.len());
+    let mut capture = Capture {
+        outputs: vec![Vec::new(); model.ops.len()],
+    };
     let mut agree = 0usize;
     for (n, image) in images.iter().enumerate() {
         let values: HashMap<String, Vec<f32>> = float.run_with_values(image, &names)?;
-        let nhwc = report::nchw_to_nhwc(image, input_t.shape);
-        let input: Vec<i8> = nhwc.iter().map(|x| input_t.q.quantize(*x)).collect();
-        let mut out = vec![0i8; output_t.len()];
-        let mut capture = Capture {
-            outputs: vec![Vec::new(); model.ops.len()],
-        };
-        core.run_observed(&mut arena, &input, &mut out, &mut capture)
-            .map_err(|e| PipelineError::Core(e.to_string()))?;
+        let out = core.run(image, &mut capture)?;
+        let float_out = values.get(&output_name).map_or(&[][..], Vec::as_slice);
+        agree += usize::from(cbam_core::argmax(float_out) == cbam_core::argmax(out));
         for (i, op) in model.ops.iter().enumerate() {
             let t = &model.tensors[op.output];
             if let (Some(f), Some(q)) = (values.get(&t.name), capture.outputs.get(i)) {
-                let mut f = report::nchw_to_nhwc(f, t.shape);
+                let mut f = nchw_to_nhwc(f, t.shape);
                 // Logits below the floor were clipped on purpose (they cannot win); the
                 // output's SQNR measures the quantization of the ones that can.
                 if output_clipped && op.output == model.output {
@@ -454,23 +464,12 @@ fn measure(
                 sqnr.add(i, &f, &dq);
             }
         }
-        let float_out = values.get(&output_t.name).cloned().unwrap_or_default();
-        if argmax_f32(&float_out) == cbam_core::argmax(&out) {
-            agree += 1;
-        }
         progress(n + 1);
     }
     Ok(Fidelity {
         sqnr,
         agreement: (!images.is_empty()).then(|| agree as f64 / images.len() as f64),
     })
-}
-
-fn argmax_f32(v: &[f32]) -> Option<usize> {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
 }
 
 fn notes(graph: &Graph, model: &QModel) -> Vec<String> {
@@ -590,121 +589,5 @@ mod tests {
         );
         let err = quantize(&onnx, &[], &QuantizeOptions::default(), &mut |_, _| {}).unwrap_err();
         assert!(matches!(err, PipelineError::NoCalibration));
-    }
-
-    /// Full Fashion-MNIST fidelity of `models/fmnist_cbam.onnx`: int8 (core) vs float
-    /// (tract) top-1 agreement and accuracy over the 10,000 test images.
-    /// `cargo test --release -p cbam-compiler fmnist_fidelity -- --ignored --nocapture`
-    /// (`CBAM_MODEL`, `CBAM_METHOD` = minmax|percentile|mse|entropy, `CBAM_LIMIT` override;
-    /// `CBAM_PLAIN=1` without bias correction and rounding, as the library default).
-    #[test]
-    #[ignore = "minutes of tract runs; a benchmark, not a unit test"]
-    fn fmnist_fidelity() {
-        use crate::data::{self, DataSource};
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let model =
-            std::env::var("CBAM_MODEL").unwrap_or_else(|_| "models/fmnist_cbam.onnx".into());
-        let onnx = root.join(model);
-        let method = match std::env::var("CBAM_METHOD").as_deref() {
-            Ok("percentile") => CalibMethod::Percentile(99.99),
-            Ok("mse") => CalibMethod::Mse,
-            Ok("entropy") => CalibMethod::Entropy,
-            _ => CalibMethod::MinMax,
-        };
-        let limit = std::env::var("CBAM_LIMIT")
-            .ok()
-            .and_then(|s| s.parse().ok());
-        let graph = passes::optimize(import::load_onnx(&onnx).unwrap()).unwrap();
-        let fm = Path::new("/usr/share/datasets/fashion-mnist");
-        let calib = data::load_for_graph(
-            &DataSource {
-                data: fm.join("train-images-idx3-ubyte.gz"),
-                labels: None,
-                limit: Some(512),
-            },
-            &graph,
-        )
-        .unwrap();
-        let test = data::load_for_graph(
-            &DataSource {
-                data: fm.join("t10k-images-idx3-ubyte.gz"),
-                labels: Some(fm.join("t10k-labels-idx1-ubyte.gz")),
-                limit,
-            },
-            &graph,
-        )
-        .unwrap();
-        let inputs: Vec<Vec<f32>> = calib.samples.iter().map(|s| s.input.clone()).collect();
-        let tuned = std::env::var("CBAM_PLAIN").is_err();
-        let opts = QuantizeOptions {
-            method,
-            qdq: true,
-            bias_correction: tuned,
-            optimise_rounding: tuned,
-            ..Default::default()
-        };
-        let out = quantize(&onnx, &inputs, &opts, &mut |_, _| {}).unwrap();
-        let qdq_bytes = out.qdq.clone().unwrap_or_default();
-        if let Ok(path) = std::env::var("CBAM_QDQ_OUT") {
-            std::fs::write(path, &qdq_bytes).unwrap();
-        }
-        let qdq_proto = tract_onnx::pb::ModelProto::decode(qdq_bytes.as_slice()).unwrap();
-        let qdq = FloatModel::from_proto(&qdq_proto, None).unwrap();
-        let core = cbam_core::Model::parse(&out.blob).unwrap();
-        let float = FloatModel::load(&onnx).unwrap();
-        let mut arena = vec![0u8; core.arena_size()];
-        let info = core.input();
-        let mut logits = vec![0i8; core.output().len()];
-        let (mut agree, mut correct_q, mut correct_f) = (0, 0, 0);
-        let (mut qdq_agree, mut worst_step) = (0, 0);
-        let out_q = core.output();
-        for s in &test.samples {
-            let x = data::core_input(
-                s,
-                [info.h, info.w, info.c],
-                info.scale,
-                info.zero_point,
-                true,
-            )
-            .unwrap();
-            core.run(&mut arena, &x, &mut logits).unwrap();
-            let q = cbam_core::argmax(&logits);
-            let f = argmax_f32(&float.run(&s.input).unwrap());
-            let qdq_logits = qdq.run(&s.input).unwrap();
-            qdq_agree += usize::from(argmax_f32(&qdq_logits) == q);
-            for (a, b) in qdq_logits.iter().zip(&logits) {
-                let step = i32::from(crate::data::quantize(*a, out_q.scale, out_q.zero_point));
-                worst_step = worst_step.max((step - i32::from(*b)).abs());
-            }
-            agree += usize::from(q == f);
-            correct_q += usize::from(q == s.label);
-            correct_f += usize::from(f == s.label);
-        }
-        let n = test.samples.len() as f64;
-        println!(
-            "{}: method {} n {} agreement {:.4} acc float {:.4} int8 {:.4} arena {} blob {}",
-            onnx.display(),
-            out.report.method,
-            n,
-            agree as f64 / n,
-            correct_f as f64 / n,
-            correct_q as f64 / n,
-            out.report.arena_bytes,
-            out.report.blob_bytes
-        );
-        println!(
-            "QDQ (tract) vs core: top-1 agreement {:.4}, largest logit difference {} steps",
-            qdq_agree as f64 / n,
-            worst_step
-        );
-        for l in &out.report.layers {
-            println!(
-                "  {:>2} {:<18} {:<28} sqnr {:?}",
-                l.index,
-                l.op,
-                l.node,
-                l.sqnr_db.map(|d| (d * 10.0).round() / 10.0)
-            );
-        }
     }
 }

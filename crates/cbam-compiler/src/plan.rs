@@ -85,35 +85,25 @@ pub fn assign_offsets(buffers: &[Buffer]) -> Vec<usize> {
     offsets
 }
 
-/// Scratch bytes the core needs for op `index` of `model`, asked of the core itself so
-/// the reader's check (`scratch_len` equals its own answer) holds by construction.
+/// Scratch bytes the core needs for op `index` of `model`, asked of the blob format itself
+/// so the reader's check (`scratch_len` equals its own answer) holds by construction.
 pub fn scratch_len(model: &QModel, index: usize) -> Result<usize, PlanError> {
     let Some(op) = model.ops.get(index) else {
         return Ok(0);
     };
-    let Some(code) = cbam_core::OpCode::from_u16(op.kind.code()) else {
-        return Ok(0);
-    };
-    // Only the CBAM op needs scratch; its size depends on C and Cr (words 0 and 1).
-    let words = match &op.kind {
-        QOpKind::Cbam(p) => vec![to_i32(p.channels), to_i32(p.hidden)],
-        _ => Vec::new(),
-    };
-    let shape = |t: usize| {
-        let [h, w, c] = model.tensors.get(t).map(|t| t.shape).unwrap_or([0; 3]);
-        (h, w, c)
-    };
-    let inputs: Vec<(usize, usize, usize)> = op.inputs.iter().map(|&t| shape(t)).collect();
-    cbam_core::scratch_size(code, &words, &inputs, shape(op.output)).map_err(|e| {
-        PlanError::Scratch {
+    let [h, w, c] = op
+        .inputs
+        .first()
+        .and_then(|&t| model.tensors.get(t))
+        .map_or([0; 3], |t| t.shape);
+    // The size follows from the value words; the arrays are not placed yet.
+    let params = op.kind.params(&mut cbam_core::format::Unplaced);
+    params
+        .scratch_size((h, w, c))
+        .ok_or_else(|| PlanError::Scratch {
             op: op.node.clone(),
-            reason: e.to_string(),
-        }
-    })
-}
-
-fn to_i32(x: usize) -> i32 {
-    i32::try_from(x).unwrap_or(i32::MAX)
+            reason: "its scratch size overflows usize".into(),
+        })
 }
 
 /// Plans `model`'s arena.

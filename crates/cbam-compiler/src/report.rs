@@ -1,8 +1,10 @@
 //! The quantization report: what was chosen per layer and how close int8 stays to float.
 //! Serialisable to JSON for `cbam quantize --report`.
 
-use crate::calib::Range;
+use crate::calib::{Range, Ranges};
 use crate::quant::QModel;
+use crate::tune::bias_correction::CorrectedLayer;
+use crate::tune::range_search::RangeChoice;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuantReport {
@@ -23,9 +25,9 @@ pub struct QuantReport {
     /// Every host-side choice beyond the plain calibration method, in the order applied.
     pub techniques: Vec<String>,
     /// Tensors whose range the per-tensor search moved off `method`.
-    pub range_choices: Vec<crate::quant::range_search::RangeChoice>,
+    pub range_choices: Vec<RangeChoice>,
     /// The bias shift of every corrected layer (empty without bias correction).
-    pub bias_correction: Vec<crate::quant::bias_correction::CorrectedLayer>,
+    pub bias_correction: Vec<CorrectedLayer>,
     pub layers: Vec<LayerReport>,
     pub notes: Vec<String>,
 }
@@ -98,28 +100,10 @@ impl SqnrAccumulator {
     }
 }
 
-/// NCHW float values (as tract gives them) in NHWC order (as the core stores them).
-pub fn nchw_to_nhwc(values: &[f32], [h, w, c]: [usize; 3]) -> Vec<f32> {
-    let mut out = vec![0f32; values.len()];
-    for ch in 0..c {
-        for y in 0..h {
-            for x in 0..w {
-                if let (Some(dst), Some(src)) = (
-                    out.get_mut((y * w + x) * c + ch),
-                    values.get((ch * h + y) * w + x),
-                ) {
-                    *dst = *src;
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Per-layer rows for `model`, SQNR from `sqnr` when measured.
 pub fn layer_rows(
     model: &QModel,
-    ranges: &crate::calib::Ranges,
+    ranges: &Ranges,
     sqnr: Option<&SqnrAccumulator>,
 ) -> Vec<LayerReport> {
     model
@@ -131,9 +115,7 @@ pub fn layer_rows(
             Some(LayerReport {
                 index: i,
                 node: op.node.clone(),
-                op: cbam_core::OpCode::from_u16(op.kind.code())
-                    .map_or("?", |c| c.name())
-                    .to_string(),
+                op: op.kind.code().name().to_string(),
                 tensor: t.name.clone(),
                 shape: t.shape,
                 range: ranges.get(&t.name).copied(),
@@ -161,13 +143,6 @@ mod tests {
         let mut exact = SqnrAccumulator::new(1);
         exact.add(0, &[1.0], &[1.0]);
         assert_eq!(exact.sqnr_db(0), Some(200.0));
-    }
-
-    #[test]
-    fn nchw_to_nhwc_moves_channels_last() {
-        // c=2, h=1, w=3: NCHW [a0 a1 a2 | b0 b1 b2] -> NHWC [a0 b0 a1 b1 a2 b2].
-        let v = nchw_to_nhwc(&[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], [1, 3, 2]);
-        assert_eq!(v, vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]);
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! - conv: CONV2D 3x3, stride 1, pad 1, 16 -> 32 channels on a 14x14 map (903,168 MACs);
 //! - cbam: the fused CBAM op on a 14x14x32 map, Cr = 4, k = 7 (6,272 elements).
 
-use cbam_core::cbam::{cbam, cbam_scratch_size, CbamMlp, CbamParams, PoolOrder};
-use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use cbam_core::kernels::{ChannelQuant, Shape};
+use cbam_core::cbam::{cbam, cbam_scratch_size};
+use cbam_core::kernels::conv2d::conv2d;
+use cbam_core::kernels::{
+    CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder, Shape,
+};
 use cbam_core::le::I32Le;
 use cbam_core::math::{ActRange, Requant};
 use std::hint::black_box;

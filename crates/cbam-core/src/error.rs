@@ -91,9 +91,9 @@ impl fmt::Display for Error {
             UnsupportedVersion { found } => write!(
                 f,
                 "blob format version {found} is not supported (this core reads version {}); recompile the model with a matching cbam",
-                crate::blob::VERSION
+                crate::format::VERSION
             ),
-            BadHeaderLen { found } => write!(f, "header_len is {found}, expected {}", crate::blob::HEADER_LEN),
+            BadHeaderLen { found } => write!(f, "header_len is {found}, expected {}", crate::format::HEADER_LEN),
             BadTotalLen { found } => write!(f, "total_len {found} is smaller than the header"),
             BadCrc { stored, computed } => write!(
                 f,

@@ -1,41 +1,35 @@
-//! A test-only blob assembler: enough of a writer to build models for the reader's tests.
-//! The product writer is `cbam-compiler`'s; this one only has to follow FORMAT.md.
+//! A test-only blob assembler over the format's encoder ([`crate::format::BlobWriter`]):
+//! tensors placed one after another in the arena, ops with typed parameter words, and the
+//! helpers the reader's tests use to patch one field of a record.
 //!
-//! Layout chosen here: header | constants | tensor table | op table | metadata. The format
-//! locates every table by offset, so the order is free.
+//! Layout chosen here: header | constants | parameter words | tensor table | op table |
+//! metadata. The format locates every table by offset, so the order is free.
 
-use crate::blob::{HEADER_LEN, MAGIC, VERSION};
-use crate::kernels::conv2d::ConvGeometry;
+use crate::format::{
+    ActWords, AddWords, BlobWriter, CbamWords, ConcatWords, ConstArrays, Conv2dWords,
+    DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords, HeaderFields, LutWords, MulWords,
+    NoWords, OpFields, OpParams, PerChannelWords, PoolWords, RequantWords, TensorFields,
+    MAX_INPUTS, NO_INPUT, OP_RECORD_LEN, TENSOR_RECORD_LEN,
+};
 use crate::kernels::test_support::Rng;
-use crate::op_code::{scratch_size, OpCode};
+use crate::kernels::ConvGeometry;
+use crate::math::Requant;
 use std::string::String;
 use std::vec::Vec;
 
 #[derive(Clone, Debug)]
-pub struct TensorDef {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub full_c: usize,
-    pub arena_off: usize,
-    pub kept_off: i32,
-    pub scale: f32,
-    pub zp: i32,
-}
-
-#[derive(Clone, Debug)]
 pub struct OpDef {
-    pub code: OpCode,
     pub inputs: Vec<u16>,
     pub output: u16,
-    pub params: Vec<i32>,
+    pub params: OpParams,
     pub scratch_len: usize,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct BlobBuilder {
-    consts: Vec<u8>,
-    pub tensors: Vec<TensorDef>,
+    /// The header and the constant arrays so far.
+    consts: BlobWriter,
+    pub tensors: Vec<TensorFields>,
     pub ops: Vec<OpDef>,
     arena_top: usize,
     pub input: u16,
@@ -50,38 +44,22 @@ impl BlobBuilder {
         Self::default()
     }
 
-    /// Appends a 16-byte aligned constant array; returns its blob offset.
+    /// Appends a 16-byte aligned constant array; returns its offset as a parameter word.
     pub fn bytes(&mut self, data: &[u8]) -> i32 {
-        while !(usize::from(HEADER_LEN) + self.consts.len()).is_multiple_of(16) {
-            self.consts.push(0);
-        }
-        let off = usize::from(HEADER_LEN) + self.consts.len();
-        self.consts.extend_from_slice(data);
-        off as i32
+        self.consts.array(data) as i32
     }
 
     pub fn i8s(&mut self, v: &[i8]) -> i32 {
-        self.bytes(crate::le::as_u8(v))
+        self.consts.i8s(v)
     }
 
     pub fn i32s(&mut self, v: &[i32]) -> i32 {
-        self.bytes(&crate::le::i32_bytes(v))
+        self.consts.i32s(v)
     }
 
     /// A fresh tensor in its own arena region.
     pub fn tensor(&mut self, (h, w, c): (usize, usize, usize), scale: f32, zp: i32) -> u16 {
-        let arena_off = self.arena_top;
-        self.arena_top += h * w * c;
-        self.push_tensor(TensorDef {
-            h,
-            w,
-            c,
-            full_c: c,
-            arena_off,
-            kept_off: 0,
-            scale,
-            zp,
-        })
+        self.place(h, w, c, c, 0, scale, zp)
     }
 
     /// A pruned tensor storing the channels `kept` of `full_c`.
@@ -93,47 +71,60 @@ impl BlobBuilder {
         scale: f32,
         zp: i32,
     ) -> u16 {
-        let kept_off = self.bytes(&crate::le::u16_bytes(kept));
-        let arena_off = self.arena_top;
-        self.arena_top += h * w * kept.len();
-        self.push_tensor(TensorDef {
-            h,
-            w,
-            c: kept.len(),
-            full_c,
+        let kept_off = self.consts.u16s(kept);
+        self.place(h, w, kept.len(), full_c, kept_off, scale, zp)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        h: usize,
+        w: usize,
+        c: usize,
+        full_c: usize,
+        kept_off: u32,
+        scale: f32,
+        zp: i32,
+    ) -> u16 {
+        let arena_off = self.arena_top as u32;
+        self.arena_top += h * w * c;
+        self.push_tensor(TensorFields {
+            h: h as u16,
+            w: w as u16,
+            c: c as u16,
+            full_c: full_c as u16,
             arena_off,
             kept_off,
             scale,
-            zp,
+            zero_point: zp,
+            ..TensorFields::default()
         })
     }
 
     /// A tensor sharing `of`'s arena bytes and shape (an in-place op's output).
     pub fn alias_tensor(&mut self, of: u16, scale: f32, zp: i32) -> u16 {
-        let t = TensorDef {
+        let t = TensorFields {
             scale,
-            zp,
-            ..self.tensors[usize::from(of)].clone()
+            zero_point: zp,
+            ..self.tensors[usize::from(of)]
         };
         self.push_tensor(t)
     }
 
-    fn push_tensor(&mut self, t: TensorDef) -> u16 {
+    fn push_tensor(&mut self, t: TensorFields) -> u16 {
         self.tensors.push(t);
         (self.tensors.len() - 1) as u16
     }
 
     pub fn shape(&self, t: u16) -> (usize, usize, usize) {
         let t = &self.tensors[usize::from(t)];
-        (t.h, t.w, t.c)
+        (usize::from(t.h), usize::from(t.w), usize::from(t.c))
     }
 
-    /// Adds an op; its scratch_len is what the core says it needs.
-    pub fn op(&mut self, code: OpCode, inputs: &[u16], output: u16, params: Vec<i32>) -> usize {
-        let shapes: Vec<_> = inputs.iter().map(|&t| self.shape(t)).collect();
-        let scratch_len = scratch_size(code, &params, &shapes, self.shape(output)).unwrap();
+    /// Adds an op; its scratch_len is what the format says it needs.
+    pub fn op(&mut self, inputs: &[u16], output: u16, params: OpParams) -> usize {
+        let scratch_len = params.scratch_size(self.shape(inputs[0])).unwrap();
         self.ops.push(OpDef {
-            code,
             inputs: inputs.to_vec(),
             output,
             params,
@@ -145,112 +136,114 @@ impl BlobBuilder {
     /// Serialises the blob: scratch sits at the end of the arena, sized for the largest op.
     pub fn build(&self) -> Vec<u8> {
         let scratch_size = self.ops.iter().map(|o| o.scratch_len).max().unwrap_or(0);
-        let mut out = vec![0u8; usize::from(HEADER_LEN)];
-        out.extend_from_slice(&self.consts);
-        let mut params_offs = Vec::new();
-        for op in &self.ops {
-            while !out.len().is_multiple_of(16) {
-                out.push(0);
-            }
-            params_offs.push(out.len() as u32);
-            out.extend(op.params.iter().flat_map(|p| p.to_le_bytes()));
+        let mut w = self.consts.clone();
+        let params: Vec<(u32, usize)> = self
+            .ops
+            .iter()
+            .map(|op| {
+                let words = op.params.encode();
+                (w.words(&words), words.len())
+            })
+            .collect();
+        let tensors_off = w.reserve(self.tensors.len() * TENSOR_RECORD_LEN);
+        for (i, t) in self.tensors.iter().enumerate() {
+            w.put(tensors_off + (i * TENSOR_RECORD_LEN) as u32, &t.write());
         }
-        let tensors_off = out.len() as u32;
-        for t in &self.tensors {
-            put16(&mut out, t.h as u16);
-            put16(&mut out, t.w as u16);
-            put16(&mut out, t.c as u16);
-            put16(&mut out, t.full_c as u16);
-            put32(&mut out, t.arena_off as u32);
-            put32(&mut out, t.kept_off as u32);
-            out.extend_from_slice(&t.scale.to_le_bytes());
-            out.extend_from_slice(&t.zp.to_le_bytes());
-            put32(&mut out, 0);
-            put32(&mut out, 0);
-        }
-        let ops_off = out.len() as u32;
-        for (op, &params_off) in self.ops.iter().zip(&params_offs) {
-            put16(&mut out, op.code.code());
-            put16(&mut out, op.inputs.len() as u16);
-            for slot in 0..4 {
-                put16(&mut out, op.inputs.get(slot).copied().unwrap_or(0xFFFF));
-            }
-            put16(&mut out, op.output);
-            put16(&mut out, 0);
-            put32(&mut out, params_off);
-            put32(&mut out, 4 * op.params.len() as u32);
-            put32(&mut out, op.scratch_len as u32);
-            put32(&mut out, 0);
+        let ops_off = w.reserve(self.ops.len() * OP_RECORD_LEN);
+        for (i, (op, &(params_off, n_words))) in self.ops.iter().zip(&params).enumerate() {
+            let mut inputs = [NO_INPUT; MAX_INPUTS];
+            inputs[..op.inputs.len()].copy_from_slice(&op.inputs);
+            let record = OpFields {
+                code: op.params.code().code(),
+                n_inputs: op.inputs.len() as u16,
+                inputs,
+                output: op.output,
+                params_off,
+                params_len: 4 * n_words as u32,
+                scratch_len: op.scratch_len as u32,
+                ..OpFields::default()
+            };
+            w.put(ops_off + (i * OP_RECORD_LEN) as u32, &record.write());
         }
         let meta_off = if self.meta.is_empty() {
             0
         } else {
-            out.len() as u32
+            w.text(&self.meta)
         };
-        out.extend_from_slice(self.meta.as_bytes());
-        let h = &mut out[..64];
-        h[0..4].copy_from_slice(&MAGIC);
-        h[4..6].copy_from_slice(&VERSION.to_le_bytes());
-        h[6..8].copy_from_slice(&HEADER_LEN.to_le_bytes());
-        let total = out.len() as u32;
-        let fields: [(usize, u32); 10] = [
-            (8, total),
-            (16, (self.arena_top + scratch_size) as u32),
-            (20, self.arena_top as u32),
-            (24, scratch_size as u32),
-            (32, tensors_off),
-            (36, ops_off),
-            (44, self.flags),
-            (48, meta_off),
-            (52, self.meta.len() as u32),
-            (56, self.macs),
-        ];
-        for (off, v) in fields {
-            out[off..off + 4].copy_from_slice(&v.to_le_bytes());
-        }
-        out[28..30].copy_from_slice(&(self.tensors.len() as u16).to_le_bytes());
-        out[30..32].copy_from_slice(&(self.ops.len() as u16).to_le_bytes());
-        out[40..42].copy_from_slice(&self.input.to_le_bytes());
-        out[42..44].copy_from_slice(&self.output.to_le_bytes());
-        refresh_crc(&mut out);
-        out
-    }
-
-    /// Blob offset of op `i`'s parameter word `word` in a blob built from this builder.
-    pub fn param_word_offset(blob: &[u8], op: usize, word: usize) -> usize {
-        let ops_off = u32::from_le_bytes(blob[36..40].try_into().unwrap()) as usize;
-        let rec = ops_off + op * 32;
-        let params_off = u32::from_le_bytes(blob[rec + 16..rec + 20].try_into().unwrap()) as usize;
-        params_off + 4 * word
-    }
-
-    /// Blob offset of tensor record `t`.
-    pub fn tensor_record_offset(blob: &[u8], t: usize) -> usize {
-        u32::from_le_bytes(blob[32..36].try_into().unwrap()) as usize + t * 32
-    }
-
-    /// Blob offset of op record `i`.
-    pub fn op_record_offset(blob: &[u8], i: usize) -> usize {
-        u32::from_le_bytes(blob[36..40].try_into().unwrap()) as usize + i * 32
+        w.finish(HeaderFields {
+            arena_size: (self.arena_top + scratch_size) as u32,
+            scratch_off: self.arena_top as u32,
+            scratch_size: scratch_size as u32,
+            n_tensors: self.tensors.len() as u16,
+            n_ops: self.ops.len() as u16,
+            tensors_off,
+            ops_off,
+            input_tensor: self.input,
+            output_tensor: self.output,
+            flags: self.flags,
+            meta_off,
+            meta_len: self.meta.len() as u32,
+            macs: self.macs,
+            ..HeaderFields::default()
+        })
+        .unwrap()
     }
 }
 
-fn put16(out: &mut Vec<u8>, v: u16) {
-    out.extend_from_slice(&v.to_le_bytes());
+/// The word index of a field of a words layout (`word!(Conv2dWords, act.min)`): the layouts
+/// are `#[repr(C)]` structs of `i32`s in word order.
+macro_rules! word {
+    ($layout:ty, $($field:tt)+) => {
+        core::mem::offset_of!($layout, $($field)+) / 4
+    };
+}
+pub(crate) use word;
+
+/// Changes header fields (the CRC is not refreshed).
+pub fn patch_header(blob: &mut [u8], f: impl FnOnce(&mut HeaderFields)) {
+    let mut h = HeaderFields::read(blob).unwrap();
+    f(&mut h);
+    blob[..HeaderFields::LEN].copy_from_slice(&h.write());
 }
 
-fn put32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
+/// Blob offset of tensor record `t`.
+pub fn tensor_record_offset(blob: &[u8], t: usize) -> usize {
+    HeaderFields::read(blob).unwrap().tensors_off as usize + t * TENSOR_RECORD_LEN
 }
 
-/// Rewrites the header CRC after a test patched the body.
-pub fn refresh_crc(blob: &mut [u8]) {
-    let total = (u32::from_le_bytes(blob[8..12].try_into().unwrap()) as usize).min(blob.len());
-    if total < 16 {
-        return;
-    }
-    let crc = crate::crc32(&blob[16..total]);
-    blob[12..16].copy_from_slice(&crc.to_le_bytes());
+/// Blob offset of op record `i`.
+pub fn op_record_offset(blob: &[u8], i: usize) -> usize {
+    HeaderFields::read(blob).unwrap().ops_off as usize + i * OP_RECORD_LEN
+}
+
+pub fn read_tensor(blob: &[u8], t: usize) -> TensorFields {
+    TensorFields::read(&blob[tensor_record_offset(blob, t)..]).unwrap()
+}
+
+pub fn read_op(blob: &[u8], i: usize) -> OpFields {
+    OpFields::read(&blob[op_record_offset(blob, i)..]).unwrap()
+}
+
+/// Changes fields of tensor record `t` (the CRC is not refreshed).
+pub fn patch_tensor(blob: &mut [u8], t: usize, f: impl FnOnce(&mut TensorFields)) {
+    let mut rec = read_tensor(blob, t);
+    f(&mut rec);
+    let at = tensor_record_offset(blob, t);
+    blob[at..at + TensorFields::LEN].copy_from_slice(&rec.write());
+}
+
+/// Changes fields of op record `i` (the CRC is not refreshed).
+pub fn patch_op(blob: &mut [u8], i: usize, f: impl FnOnce(&mut OpFields)) {
+    let mut rec = read_op(blob, i);
+    f(&mut rec);
+    let at = op_record_offset(blob, i);
+    blob[at..at + OpFields::LEN].copy_from_slice(&rec.write());
+}
+
+/// Overwrites parameter word `word` of op `op` (the CRC is not refreshed).
+pub fn patch_word(blob: &mut [u8], op: usize, word: usize, v: i32) {
+    let at = read_op(blob, op).params_off as usize + 4 * word;
+    blob[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 pub fn patch_u32(blob: &mut [u8], off: usize, v: u32) {
@@ -261,15 +254,76 @@ pub fn patch_u16(blob: &mut [u8], off: usize, v: u16) {
     blob[off..off + 2].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Random per-channel `(bias, mult, shift)` offsets with multipliers that keep outputs spread.
-pub fn channel_quant(b: &mut BlobBuilder, rng: &mut Rng, n: usize, shift: (i32, i32)) -> [i32; 3] {
+pub fn requant_words(r: Requant) -> RequantWords {
+    RequantWords {
+        mult: r.mult,
+        shift: r.shift,
+    }
+}
+
+pub fn act_words((min, max): (i32, i32)) -> ActWords {
+    ActWords { min, max }
+}
+
+/// CONV2D words for geometry `g` and arrays already in the blob.
+pub fn conv_words(
+    g: &ConvGeometry,
+    act: (i32, i32),
+    weights_off: i32,
+    channels: PerChannelWords,
+) -> Conv2dWords {
+    let v = |x: usize| x as i32;
+    Conv2dWords {
+        kh: v(g.kh),
+        kw: v(g.kw),
+        stride_h: v(g.stride_h),
+        stride_w: v(g.stride_w),
+        dil_h: v(g.dil_h),
+        dil_w: v(g.dil_w),
+        pad_top: v(g.pad_top),
+        pad_left: v(g.pad_left),
+        pad_bottom: v(g.pad_bottom),
+        pad_right: v(g.pad_right),
+        act: act_words(act),
+        weights_off,
+        channels,
+    }
+}
+
+/// MAX/AVG_POOL2D words for geometry `g` (its dilation is ignored).
+pub fn pool_words(g: &ConvGeometry, act: (i32, i32)) -> PoolWords {
+    let v = |x: usize| x as i32;
+    PoolWords {
+        kh: v(g.kh),
+        kw: v(g.kw),
+        stride_h: v(g.stride_h),
+        stride_w: v(g.stride_w),
+        pad_top: v(g.pad_top),
+        pad_left: v(g.pad_left),
+        pad_bottom: v(g.pad_bottom),
+        pad_right: v(g.pad_right),
+        act: act_words(act),
+    }
+}
+
+/// Random per-channel `(bias, mult, shift)` arrays with multipliers that keep outputs spread.
+pub fn channel_quant(
+    b: &mut BlobBuilder,
+    rng: &mut Rng,
+    n: usize,
+    shift: (i32, i32),
+) -> PerChannelWords {
     let bias: Vec<i32> = (0..n).map(|_| rng.int(-2000, 2000)).collect();
     let mult: Vec<i32> = (0..n).map(|_| rng.int(1 << 30, i32::MAX)).collect();
     let shifts: Vec<i32> = (0..n).map(|_| rng.int(shift.0, shift.1)).collect();
-    [b.i32s(&bias), b.i32s(&mult), b.i32s(&shifts)]
+    PerChannelWords {
+        bias_off: b.i32s(&bias),
+        mult_off: b.i32s(&mult),
+        shift_off: b.i32s(&shifts),
+    }
 }
 
-/// CONV2D params with random weights.
+/// CONV2D words with random weights.
 pub fn conv_params(
     b: &mut BlobBuilder,
     rng: &mut Rng,
@@ -277,31 +331,26 @@ pub fn conv_params(
     in_c: usize,
     out_c: usize,
     act: (i32, i32),
-) -> Vec<i32> {
+) -> Conv2dWords {
     let w = b.i8s(&rng.i8s(out_c * g.kh * g.kw * in_c));
-    let [bias, mult, shift] = channel_quant(b, rng, out_c, (-11, -7));
-    let geo = [
-        g.kh,
-        g.kw,
-        g.stride_h,
-        g.stride_w,
-        g.dil_h,
-        g.dil_w,
-        g.pad_top,
-        g.pad_left,
-        g.pad_bottom,
-        g.pad_right,
-    ];
-    let mut p: Vec<i32> = geo.iter().map(|&v| v as i32).collect();
-    p.extend([act.0, act.1, w, bias, mult, shift]);
-    p
+    let channels = channel_quant(b, rng, out_c, (-11, -7));
+    conv_words(&g, act, w, channels)
 }
 
-/// FULLY_CONNECTED params with random weights.
-pub fn fc_params(b: &mut BlobBuilder, rng: &mut Rng, n_in: usize, n_out: usize) -> Vec<i32> {
-    let w = b.i8s(&rng.i8s(n_in * n_out));
-    let [bias, mult, shift] = channel_quant(b, rng, n_out, (-11, -7));
-    vec![w, bias, mult, shift, -128, 127]
+/// FULLY_CONNECTED words with random weights.
+pub fn fc_params(
+    b: &mut BlobBuilder,
+    rng: &mut Rng,
+    n_in: usize,
+    n_out: usize,
+) -> FullyConnectedWords {
+    let weights_off = b.i8s(&rng.i8s(n_in * n_out));
+    let channels = channel_quant(b, rng, n_out, (-11, -7));
+    FullyConnectedWords {
+        weights_off,
+        channels,
+        act: act_words((-128, 127)),
+    }
 }
 
 /// A monotone table shaped like the host's sigmoid.
@@ -312,7 +361,15 @@ pub fn sigmoid_lut() -> [i8; 256] {
     })
 }
 
-/// CBAM params (26 words) with random MLP and spatial weights.
+/// A random requantizer with the given shift.
+fn rq(rng: &mut Rng, shift: i32) -> RequantWords {
+    RequantWords {
+        mult: rng.int(1 << 30, i32::MAX),
+        shift,
+    }
+}
+
+/// CBAM words with random MLP and spatial weights.
 pub fn cbam_params(
     b: &mut BlobBuilder,
     rng: &mut Rng,
@@ -320,43 +377,42 @@ pub fn cbam_params(
     cr: usize,
     k: usize,
     order: i32,
-) -> Vec<i32> {
+) -> CbamWords {
     let lut = sigmoid_lut();
-    let w1 = b.i8s(&rng.i8s(cr * c));
-    let [b1, m1, s1] = channel_quant(b, rng, cr, (-11, -8));
-    let w2 = b.i8s(&rng.i8s(c * cr));
-    let [b2, m2, s2] = channel_quant(b, rng, c, (-11, -8));
-    let lut_c = b.i8s(&lut);
-    let ws = b.i8s(&rng.i8s(k * k * 2));
-    let lut_s = b.i8s(&lut);
-    vec![
-        c as i32,
-        cr as i32,
-        k as i32,
+    let w1_off = b.i8s(&rng.i8s(cr * c));
+    let mlp1 = channel_quant(b, rng, cr, (-11, -8));
+    let w2_off = b.i8s(&rng.i8s(c * cr));
+    let mlp2 = channel_quant(b, rng, c, (-11, -8));
+    let lut_c_off = b.i8s(&lut);
+    let ws_off = b.i8s(&rng.i8s(k * k * 2));
+    let lut_s_off = b.i8s(&lut);
+    let zp_h = rng.int(-128, -100);
+    let f1 = rq(rng, -8);
+    let zp_f1 = rng.int(-20, 20);
+    let bs = rng.int(-500, 500);
+    let spatial = rq(rng, -10);
+    let out = rq(rng, -8);
+    CbamWords {
+        c: c as i32,
+        cr: cr as i32,
+        k: k as i32,
         order,
-        w1,
-        b1,
-        m1,
-        s1,
-        rng.int(-128, -100),
-        w2,
-        b2,
-        m2,
-        s2,
-        0,
-        lut_c,
-        rng.int(1 << 30, i32::MAX),
-        -8,
-        rng.int(-20, 20),
-        ws,
-        rng.int(-500, 500),
-        rng.int(1 << 30, i32::MAX),
-        -10,
-        0,
-        lut_s,
-        rng.int(1 << 30, i32::MAX),
-        -8,
-    ]
+        w1_off,
+        mlp1,
+        zp_h,
+        w2_off,
+        mlp2,
+        zp_z: 0,
+        lut_c_off,
+        f1,
+        zp_f1,
+        ws_off,
+        bs,
+        spatial,
+        zp_s: 0,
+        lut_s_off,
+        out,
+    }
 }
 
 /// The sample model: 28x28x1 raw pixels -> conv 3x3 stride 2 (8, ReLU) -> CBAM (Cr 2, k 7,
@@ -371,7 +427,7 @@ pub fn tiny_cbam_blob() -> Vec<u8> {
     let logits = b.tensor((1, 1, 10), 0.1, 0);
     b.input = input;
     b.output = logits;
-    b.flags = 1;
+    b.flags = crate::format::FLAG_RAW_PIXELS;
     b.meta = "name=tiny_cbam\nlabels=T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot\nsource=cbam-core test assembler\ncalibration=none (random weights)\n".into();
     let g = ConvGeometry {
         stride_h: 2,
@@ -379,17 +435,15 @@ pub fn tiny_cbam_blob() -> Vec<u8> {
         ..ConvGeometry::square(3, 1)
     };
     let p = conv_params(&mut b, &mut rng, g, 1, 8, (-128, 127));
-    b.op(OpCode::Conv2d, &[input], feat, p);
+    b.op(&[input], feat, OpParams::Conv2d(p));
     let p = cbam_params(&mut b, &mut rng, 8, 2, 7, 0);
-    b.op(OpCode::Cbam, &[feat], attended, p);
-    b.op(
-        OpCode::GlobalAvgPool,
-        &[attended],
-        pooled,
-        vec![rng.int(1 << 30, i32::MAX), -7],
-    );
+    b.op(&[feat], attended, OpParams::Cbam(p));
+    let gap = GlobalAvgPoolWords {
+        out: rq(&mut rng, -7),
+    };
+    b.op(&[attended], pooled, OpParams::GlobalAvgPool(gap));
     let p = fc_params(&mut b, &mut rng, 8, 10);
-    b.op(OpCode::FullyConnected, &[pooled], logits, p);
+    b.op(&[pooled], logits, OpParams::FullyConnected(p));
     b.macs = (14 * 14 * 8 * 9 + 3 * 8 * 2 + 14 * 14 * 98 + 2 * 14 * 14 * 8 + 80) as u32;
     b.build()
 }
@@ -418,7 +472,7 @@ pub fn all_ops_blob() -> Vec<u8> {
     let logits = b.tensor((1, 1, 6), 0.1, 4);
     b.input = t_in;
     b.output = logits;
-    b.flags = 1;
+    b.flags = crate::format::FLAG_RAW_PIXELS;
     b.meta = "name=all_ops\nlabels=a,b,c,d,e,f\n".into();
 
     let p = conv_params(
@@ -429,46 +483,40 @@ pub fn all_ops_blob() -> Vec<u8> {
         8,
         (-10, 127),
     );
-    b.op(OpCode::Conv2d, &[t_in], conv, p);
+    b.op(&[t_in], conv, OpParams::Conv2d(p));
     let g = ConvGeometry {
         stride_h: 2,
         stride_w: 2,
         ..ConvGeometry::square(3, 1)
     };
     let w = b.i8s(&rng.i8s(9 * 8));
-    let [bias, mult, shift] = channel_quant(&mut b, &mut rng, 8, (-10, -7));
-    let mut p: Vec<i32> = [3, 3, 2, 2, 1, 1, 1, 1, 1, 1].to_vec();
-    p.extend([-128, 127, w, bias, mult, shift, 1]);
+    let channels = channel_quant(&mut b, &mut rng, 8, (-10, -7));
     debug_assert_eq!(g.output_size(8, 8), Some((4, 4)));
-    b.op(OpCode::DepthwiseConv2d, &[conv], dw, p);
-    b.op(
-        OpCode::MaxPool2d,
-        &[dw],
-        maxp,
-        vec![2, 2, 1, 1, 0, 0, 1, 1, -128, 127],
-    );
-    b.op(
-        OpCode::AvgPool2d,
-        &[maxp],
-        avgp,
-        vec![3, 3, 1, 1, 1, 1, 1, 1, -128, 127],
-    );
-    b.op(
-        OpCode::Concat,
-        &[maxp, avgp],
-        cat,
-        vec![0, 0, rng.int(1 << 30, i32::MAX), 0],
-    );
-    let lut = b.i8s(&sigmoid_lut());
-    b.op(OpCode::Sigmoid, &[cat], sig, vec![lut]);
-    b.op(
-        OpCode::Mul,
-        &[cat, sig],
-        prod,
-        vec![rng.int(1 << 30, i32::MAX), -8, -128, 127],
-    );
+    let p = DepthwiseWords {
+        conv: conv_words(&g, (-128, 127), w, channels),
+        depth_multiplier: 1,
+    };
+    b.op(&[conv], dw, OpParams::DepthwiseConv2d(p));
+    let p = pool_words(&ConvGeometry::square(2, 0), (-128, 127));
+    let p = PoolWords {
+        pad_bottom: 1,
+        pad_right: 1,
+        ..p
+    };
+    b.op(&[dw], maxp, OpParams::MaxPool2d(p));
+    let p = pool_words(&ConvGeometry::square(3, 1), (-128, 127));
+    b.op(&[maxp], avgp, OpParams::AvgPool2d(p));
+    let p = ConcatWords::new(&[RequantWords::default(), rq(&mut rng, 0)]).unwrap();
+    b.op(&[maxp, avgp], cat, OpParams::Concat(p));
+    let lut_off = b.i8s(&sigmoid_lut());
+    b.op(&[cat], sig, OpParams::Sigmoid(LutWords { lut_off }));
+    let p = MulWords {
+        out: rq(&mut rng, -8),
+        act: act_words((-128, 127)),
+    };
+    b.op(&[cat, sig], prod, OpParams::Mul(p));
     let p = cbam_params(&mut b, &mut rng, 16, 4, 3, 1);
-    b.op(OpCode::Cbam, &[prod], att, p);
+    b.op(&[prod], att, OpParams::Cbam(p));
     let p = conv_params(
         &mut b,
         &mut rng,
@@ -477,29 +525,23 @@ pub fn all_ops_blob() -> Vec<u8> {
         kept.len(),
         (-128, 127),
     );
-    b.op(OpCode::Conv2d, &[att], pruned, p);
-    let rq = |rng: &mut Rng| rng.int(1 << 30, i32::MAX);
-    let p = vec![
-        20,
-        rq(&mut rng),
-        -1,
-        rq(&mut rng),
-        -1,
-        rq(&mut rng),
-        -19,
-        -128,
-        127,
-    ];
-    b.op(OpCode::Add, &[att, pruned], sum, p);
-    b.op(OpCode::GlobalMaxPool, &[sum], gmax, vec![]);
-    b.op(OpCode::GlobalAvgPool, &[sum], gavg, vec![rq(&mut rng), -5]);
-    b.op(
-        OpCode::Concat,
-        &[gmax, gavg],
-        both,
-        vec![0, 0, rq(&mut rng), 1],
-    );
+    b.op(&[att], pruned, OpParams::Conv2d(p));
+    let p = AddWords {
+        left_shift: 20,
+        in1: rq(&mut rng, -1),
+        in2: rq(&mut rng, -1),
+        out: rq(&mut rng, -19),
+        act: act_words((-128, 127)),
+    };
+    b.op(&[att, pruned], sum, OpParams::Add(p));
+    b.op(&[sum], gmax, OpParams::GlobalMaxPool(NoWords {}));
+    let p = GlobalAvgPoolWords {
+        out: rq(&mut rng, -5),
+    };
+    b.op(&[sum], gavg, OpParams::GlobalAvgPool(p));
+    let p = ConcatWords::new(&[RequantWords::default(), rq(&mut rng, 1)]).unwrap();
+    b.op(&[gmax, gavg], both, OpParams::Concat(p));
     let p = fc_params(&mut b, &mut rng, 32, 6);
-    b.op(OpCode::FullyConnected, &[both], logits, p);
+    b.op(&[both], logits, OpParams::FullyConnected(p));
     b.build()
 }

@@ -1,20 +1,24 @@
-//! Per-kernel benchmark on the layer shapes of issue 6 ("Speed on the
-//! microcontroller"), printed beside CMSIS-NN's instruction counts for the same
-//! shapes (QEMU 7.2 mps2-an386, Cortex-M4 DSP path).
+//! Per-kernel benchmark on the layer shapes of a small CNN with CBAM (conv 3x3
+//! on a 28x28 grey image, 16->32 and 32->64 convolutions, a pointwise and a
+//! depthwise layer, a 64->10 head, the fused CBAM op and its steps), printed
+//! beside CMSIS-NN's instruction counts for the same shapes (QEMU 7.2
+//! mps2-an386, Cortex-M4 DSP path). Needs cbam-core's `kernels` feature.
 //!
 //! Weights and activations are pseudo-random: the count depends on the shape,
 //! not the values, except for the clamping branches, which random data
 //! exercises as a real layer does.
 
 use cbam_core::cbam::{
-    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, spatial_attention, CbamMlp,
-    CbamParams, PoolOrder,
+    cbam, cbam_scratch_size, scale_channels_and_pool, scale_pixels, spatial_attention,
 };
-use cbam_core::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use cbam_core::kernels::depthwise::{depthwise_conv2d, DepthwiseParams};
-use cbam_core::kernels::fully_connected::{fully_connected, FullyConnectedParams};
-use cbam_core::kernels::mul::{mul, MulBroadcast, MulParams};
-use cbam_core::kernels::{ChannelQuant, Shape};
+use cbam_core::kernels::conv2d::conv2d;
+use cbam_core::kernels::depthwise::depthwise_conv2d;
+use cbam_core::kernels::fully_connected::fully_connected;
+use cbam_core::kernels::mul::mul;
+use cbam_core::kernels::{
+    CbamMlp, CbamParams, ChannelQuant, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, MulBroadcast, MulParams, PoolOrder, Shape,
+};
 use cbam_core::le::{as_i8_mut, I32Le};
 use cbam_core::math::{ActRange, Requant};
 
@@ -343,7 +347,7 @@ fn bench_cbam<C: Counter>(buf: &mut [u8], counter: &mut C) -> Result<(), AppErro
         0,
         label,
     );
-    // The two scalings alone (issue 6's "channel+spatial scaling"), on fresh noise: the
+    // The two scalings alone (the channel and the spatial scaling), on fresh noise: the
     // channel one includes the per-pixel channel mean/max it is fused with.
     let att_c = carve.take(c)?;
     let att_s = carve.take(h * w)?;

@@ -146,7 +146,7 @@ pub fn evaluate<C: Counter>(
         input,
         output,
     } = fit_buffers(&model, buffers, set)?;
-    let compared = header_u32(blob, CRC_OFFSET) == Some(set.blob_crc);
+    let compared = model.crc() == set.blob_crc;
     if !compared {
         warn!("the model region holds another blob than the build's: outputs are not compared");
     }
@@ -309,15 +309,6 @@ impl defmt::Format for AsI8<'_> {
     }
 }
 
-/// The one header field the core does not expose (FORMAT.md, "Header"): the
-/// CRC, to know whether the build's expected outputs belong to this blob.
-const CRC_OFFSET: usize = 12;
-
-fn header_u32(blob: &[u8], offset: usize) -> Option<u32> {
-    let bytes = blob.get(offset..offset + 4)?;
-    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
-
 /// Pass: two slow blinks, then steady on. Fail: six fast blinks, then off.
 /// LED errors are ignored: the LED is a courtesy, the exit code is the verdict.
 fn signal<L: OutputPin, D: DelayNs>(led: &mut L, delay: &mut D, passed: bool) {
@@ -336,14 +327,6 @@ fn signal<L: OutputPin, D: DelayNs>(led: &mut L, delay: &mut D, passed: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_fields_are_little_endian_and_bounds_checked() {
-        let mut blob = [0u8; 64];
-        blob[12..16].copy_from_slice(&0xdead_beef_u32.to_le_bytes());
-        assert_eq!(header_u32(&blob, CRC_OFFSET), Some(0xdead_beef));
-        assert_eq!(header_u32(&blob[..14], CRC_OFFSET), None);
-    }
 
     #[test]
     fn garbage_is_a_model_error_not_a_panic() {

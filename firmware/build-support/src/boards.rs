@@ -141,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn the_issue_boards_are_present_with_their_probe_rs_chips() {
+    fn the_supported_real_boards_are_present_with_their_probe_rs_chips() {
         let boards = real_boards();
         let chip = |name: &str| {
             boards

@@ -55,18 +55,6 @@ pub fn write_all(
     std::fs::write(&path, source).map_err(|e| Error::io(&path, e))
 }
 
-/// The blob's CRC field (header bytes 12..16), which the firmware compares with
-/// the blob it finds in the model region to know whether its expected outputs
-/// belong to that model.
-fn blob_crc(blob: &[u8]) -> Result<u32, Error> {
-    blob.get(12..16)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or(Error::Internal(
-            "blob shorter than its header after validation",
-        ))
-}
-
 /// `CBAM-RUN board=.. qemu=.. chip=.. core=..;`: what `firmware/run.sh` greps
 /// from the ELF to pick QEMU or `probe-rs run`.
 fn run_tag(board: &Board) -> String {
@@ -112,7 +100,7 @@ fn testset_rs(
     let _ = writeln!(s, "pub const INPUT_LEN: usize = {};", expected.input_len);
     let _ = writeln!(s, "pub const OUTPUT_LEN: usize = {};", expected.output_len);
     let _ = writeln!(s, "pub const BLOB_LEN: usize = {};", blob.len());
-    let _ = writeln!(s, "pub const BLOB_CRC: u32 = {:#010x};", blob_crc(blob)?);
+    let _ = writeln!(s, "pub const BLOB_CRC: u32 = {:#010x};", expected.blob_crc);
     let _ = writeln!(s, "pub const MODEL_IN_REGION: bool = {in_region};");
     let _ = writeln!(
         s,
@@ -218,9 +206,9 @@ mod tests {
     }
 
     fn sample() -> (Vec<u8>, Expected) {
-        let mut blob = vec![0u8; 64];
-        blob[12..16].copy_from_slice(&0x1234_abcd_u32.to_le_bytes());
+        let blob = vec![0u8; 64];
         let expected = Expected {
+            blob_crc: 0x1234_abcd,
             arena_size: 4090,
             input_len: 784,
             output_len: 10,

@@ -17,6 +17,9 @@ pub const NO_LABEL: u8 = 0xFF;
 /// reference outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expected {
+    /// The blob's CRC as its header stores it: the firmware compares it with the blob
+    /// it finds in the model region to know whether these outputs belong to that model.
+    pub blob_crc: u32,
     pub arena_size: usize,
     pub input_len: usize,
     pub output_len: usize,
@@ -56,6 +59,7 @@ pub fn compute(blob: &[u8], images: &TestImages) -> Result<Expected, Error> {
         outputs.extend_from_slice(&out);
     }
     Ok(Expected {
+        blob_crc: model.crc(),
         arena_size: model.arena_size(),
         input_len,
         output_len,

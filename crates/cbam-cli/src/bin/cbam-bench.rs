@@ -167,15 +167,7 @@ fn median(times: &mut [Duration]) -> Duration {
     times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
+/// The predicted class, by the tie rule every backend shares.
 fn top1(scores: &[f32]) -> Result<usize> {
-    scores
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.is_nan())
-        .fold(None, |best: Option<(usize, f32)>, (i, &s)| match best {
-            Some((_, b)) if b >= s => best,
-            _ => Some((i, s)),
-        })
-        .map(|(i, _)| i)
-        .context("the model output is empty")
+    cbam_core::argmax(scores).context("the model output is empty")
 }

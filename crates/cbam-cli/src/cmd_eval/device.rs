@@ -23,10 +23,10 @@ use cbam_core::Model;
 use cbam_link::{DeviceError, Request, MAX_CHUNK, PROTOCOL_VERSION};
 use clap::Args;
 
-use super::{accuracy, agreement, predict, prepare, EvalArgs, Prepared};
+use super::{accuracy, agreement, predict, prepare, Engine, EvalArgs, Predictions, Prepared, Subject};
 use crate::firmware_build::{self, Purpose};
 use crate::flash::boards::{self, Board, ModelPlacement};
-use crate::model_file::{self, ModelKind};
+use crate::model_file::ModelKind;
 use crate::progress;
 use link::{Answer, DeviceIdentity, Exchange, Link, Transport};
 use report::{DeviceReport, Firmware, LinkReport, Reference, Spread};
@@ -55,7 +55,12 @@ pub struct DeviceArgs {
     pub link_fault_rate: f64,
 }
 
-pub fn run(args: &EvalArgs, board_name: &str) -> Result<()> {
+pub fn run(
+    args: &EvalArgs,
+    board_name: &str,
+    subject: &Subject,
+    reference: Option<&Subject>,
+) -> Result<()> {
     let opts = &args.device;
     ensure!(
         opts.link_timeout.is_finite() && opts.link_timeout > 0.0,
@@ -67,21 +72,23 @@ pub fn run(args: &EvalArgs, board_name: &str) -> Result<()> {
         "--link-fault-rate must be in [0, 1), got {}",
         opts.link_fault_rate
     );
-    let boards = boards::builtin()?;
-    let board = boards::by_name(&boards, board_name)?.clone();
-    let Prepared {
-        subject,
-        reference,
-        dataset,
-        mut notes,
-    } = prepare(args)?;
     ensure!(
         subject.kind == ModelKind::Blob,
         "--device runs a .cbam blob, the int8 model the firmware executes; make one from {} \
          with `cbam quantize`",
         subject.path.display()
     );
-    let model = model_file::parse_blob(&subject.path, &subject.bytes)?;
+    let boards = boards::builtin()?;
+    let board = boards::by_name(&boards, board_name)?.clone();
+    let Prepared {
+        engine,
+        reference_engine,
+        dataset,
+        mut notes,
+    } = prepare(args, subject, reference)?;
+    let Engine::Core(model) = engine else {
+        bail!("internal error: a .cbam blob opened as an ONNX model");
+    };
     check_region(&board, &subject.path, subject.bytes.len())?;
 
     let elf_path = match &opts.firmware {
@@ -93,7 +100,7 @@ pub fn run(args: &EvalArgs, board_name: &str) -> Result<()> {
     };
     let elf = std::fs::read(&elf_path)
         .with_context(|| format!("cannot read the firmware {}", elf_path.display()))?;
-    let (transport, description) = open_transport(args, &board, &elf_path, &elf, &subject)?;
+    let (transport, description) = open_transport(args, &board, &elf_path, &elf, subject)?;
     let transport: Box<dyn Transport> = if opts.link_fault_rate > 0.0 {
         notes.push(format!(
             "test hook: {:.0}% of link transfers were damaged on purpose",
@@ -104,7 +111,8 @@ pub fn run(args: &EvalArgs, board_name: &str) -> Result<()> {
         transport
     };
     let silence = Duration::from_secs_f64(opts.link_timeout);
-    let mut link = Link::new(transport, log::DeviceLog::new(&elf), silence);
+    let table = log::table(&elf);
+    let mut link = Link::new(transport, log::DeviceLog::new(table.as_ref()), silence);
 
     let identity = hello(&mut link, &board, &model, &subject.path)?;
     let streamed = stream(&mut link, &model, &dataset, &board.name)?;
@@ -122,7 +130,8 @@ pub fn run(args: &EvalArgs, board_name: &str) -> Result<()> {
             elf: elf_path.display().to_string(),
         },
         n: dataset.len(),
-        accuracy: accuracy(predictions, &dataset),
+        accuracy: accuracy(&predictions.classes, &dataset),
+        ties: predictions.ties,
         host_mismatches: streamed.mismatches.len(),
         mismatched_images: streamed
             .mismatches
@@ -145,18 +154,18 @@ pub fn run(args: &EvalArgs, board_name: &str) -> Result<()> {
         },
         notes,
     };
-    if let Some(r) = &reference {
-        let (reference_predictions, _) = predict(r, &dataset)?;
-        report.agreement = Some(agreement(predictions, &reference_predictions));
+    if let (Some(r), Some(engine)) = (reference, &reference_engine) {
+        let (reference_predictions, _) = predict(r, engine, &dataset)?;
+        report.agreement = Some(agreement(&predictions.classes, &reference_predictions.classes));
         report.reference = Some(Reference {
             model: r.path.display().to_string(),
-            accuracy: accuracy(&reference_predictions, &dataset),
+            accuracy: accuracy(&reference_predictions.classes, &dataset),
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.render());
+        crate::out!("{}", report.render())?;
     }
     if report.host_mismatches > 0 {
         bail!(
@@ -190,7 +199,7 @@ fn open_transport(
     board: &Board,
     elf_path: &Path,
     elf: &[u8],
-    subject: &super::Subject,
+    subject: &Subject,
 ) -> Result<(Box<dyn Transport>, String)> {
     if board.is_emulated() {
         let model = match (board.model_placement, board.model_origin) {
@@ -206,7 +215,7 @@ fn open_transport(
 }
 
 /// Says hello and checks that the device runs this model, on this board, and can.
-fn hello(link: &mut Link, board: &Board, model: &Model<'_>, path: &Path) -> Result<DeviceIdentity> {
+fn hello(link: &mut Link<'_>, board: &Board, model: &Model<'_>, path: &Path) -> Result<DeviceIdentity> {
     let id = match link.call(&Request::Hello, Exchange::Hello)? {
         Answer::Identity(id) => id,
         other => bail!("the device answered hello with {other:?}"),
@@ -261,7 +270,7 @@ fn remedy(e: DeviceError) -> &'static str {
 
 /// Per-image results of the stream.
 struct Streamed {
-    predictions: Vec<usize>,
+    predictions: Predictions,
     model_counts: Vec<u64>,
     link_counts: Vec<u64>,
     mismatches: Vec<usize>,
@@ -270,13 +279,13 @@ struct Streamed {
 
 /// Sends every sample's int8 input, takes the device's output and compares it with the
 /// host core's on the same bytes.
-fn stream(link: &mut Link, model: &Model<'_>, dataset: &Dataset, board: &str) -> Result<Streamed> {
+fn stream(link: &mut Link<'_>, model: &Model<'_>, dataset: &Dataset, board: &str) -> Result<Streamed> {
     let input = model.input();
     let raw = model.input_is_raw_pixels();
     let mut arena = vec![0u8; model.arena_size()];
     let mut host = vec![0i8; model.output().len()];
     let mut out = Streamed {
-        predictions: Vec::with_capacity(dataset.len()),
+        predictions: Predictions::default(),
         model_counts: Vec::with_capacity(dataset.len()),
         link_counts: Vec::with_capacity(dataset.len()),
         mismatches: Vec::new(),
@@ -297,7 +306,8 @@ fn stream(link: &mut Link, model: &Model<'_>, dataset: &Dataset, board: &str) ->
             out.mismatches.push(i);
         }
         out.predictions
-            .push(cbam_core::argmax(as_i8(&device)).context("the model has an empty output")?);
+            .push(as_i8(&device))
+            .context("the model has an empty output")?;
         out.model_counts.push(model_count);
         out.link_counts.push(link_count);
         bar.inc(1);
@@ -308,7 +318,7 @@ fn stream(link: &mut Link, model: &Model<'_>, dataset: &Dataset, board: &str) ->
 }
 
 /// One input through the device: its chunks, then the output and the two counts.
-fn infer(link: &mut Link, input: &[u8]) -> Result<(u64, u64, Vec<u8>)> {
+fn infer(link: &mut Link<'_>, input: &[u8]) -> Result<(u64, u64, Vec<u8>)> {
     let mut offset = 0;
     for chunk in input.chunks(MAX_CHUNK) {
         let end = offset + chunk.len();

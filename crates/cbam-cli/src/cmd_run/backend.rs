@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use cbam_compiler::data::{self, Sample};
 use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::ir::Op;
+use cbam_compiler::limits::Limits;
 use cbam_compiler::{import, passes};
 
 use crate::model_file::{self, ModelKind};
@@ -129,19 +130,28 @@ pub struct CoreRunner<'b> {
     arena: Vec<u8>,
     output: Vec<i8>,
     labels: Vec<String>,
+    /// From the blob's metadata; only used when its input is not raw pixels.
+    norm: Normalisation,
 }
 
 impl<'b> Runner<'b> {
     /// `with_attention`: locate the attention values (costs a graph import for ONNX).
-    /// Notes for the user (e.g. no attention found) are pushed to `notes`.
-    pub fn new(file: &'b ModelFile, with_attention: bool, notes: &mut Vec<String>) -> Result<Self> {
+    /// Notes for the user (e.g. no attention found) are pushed to `notes`. The model must be
+    /// a classifier within `limits`.
+    pub fn new(
+        file: &'b ModelFile,
+        with_attention: bool,
+        notes: &mut Vec<String>,
+        limits: &Limits,
+    ) -> Result<Self> {
         match file.backend {
             BackendKind::Tract => Ok(Runner::Tract(TractRunner::new(
                 file,
                 with_attention,
                 notes,
+                limits,
             )?)),
-            BackendKind::Core => Ok(Runner::Core(CoreRunner::new(file, notes)?)),
+            BackendKind::Core => Ok(Runner::Core(CoreRunner::new(file, notes, limits)?)),
         }
     }
 
@@ -177,10 +187,16 @@ impl<'b> Runner<'b> {
 }
 
 impl TractRunner {
-    fn new(file: &ModelFile, with_attention: bool, notes: &mut Vec<String>) -> Result<Self> {
+    fn new(
+        file: &ModelFile,
+        with_attention: bool,
+        notes: &mut Vec<String>,
+        limits: &Limits,
+    ) -> Result<Self> {
         let path = &file.path;
-        let spec = model_file::onnx_input_spec(path, &file.bytes)?;
-        let proto = import::decode_model(&file.bytes, path)?;
+        let spec = model_file::onnx_input_spec(path, &file.bytes, limits)?;
+        let proto = model_file::decode_onnx(path, &file.bytes)?;
+        model_file::vet_onnx(path, &proto)?;
         let labels = proto
             .metadata_props
             .iter()
@@ -189,6 +205,7 @@ impl TractRunner {
             .unwrap_or_default();
         let model = FloatModel::from_proto(&proto, path.parent())
             .with_context(|| format!("tract cannot run {}", path.display()))?;
+        model_file::onnx_classes(path, &model)?;
         let attention = if with_attention {
             attention_values(&proto, path, notes)
         } else {
@@ -214,6 +231,7 @@ impl TractRunner {
                 .model
                 .run(&input)
                 .context("tract failed on the frame")?;
+            model_file::check_scores(&scores).context("the model's scores for the frame")?;
             return Ok(Inference {
                 scores,
                 output_q: None,
@@ -227,6 +245,7 @@ impl TractRunner {
             .run_with_values(&input, &names)
             .context("tract failed on the frame")?;
         let scores = values.remove(self.model.output_name()).unwrap_or_default();
+        model_file::check_scores(&scores).context("the model's scores for the frame")?;
         let mut maps = Vec::new();
         for a in &self.attention {
             let raw = values.remove(&a.name).unwrap_or_default();
@@ -320,15 +339,19 @@ fn guess_hw(len: usize, ih: usize, iw: usize) -> (usize, usize) {
 }
 
 impl<'b> CoreRunner<'b> {
-    fn new(file: &'b ModelFile, notes: &mut Vec<String>) -> Result<Self> {
-        let model = model_file::parse_blob(&file.path, &file.bytes)?;
-        if !model.input_is_raw_pixels() {
+    fn new(file: &'b ModelFile, notes: &mut Vec<String>, limits: &Limits) -> Result<Self> {
+        let model = model_file::parse_blob(&file.path, &file.bytes, limits)?;
+        model_file::blob_classes(&file.path, &model)?;
+        let (mean, std) = model_file::blob_normalisation(&file.path, &model)?;
+        if !model.input_is_raw_pixels() && mean.is_empty() && std.is_empty() {
             notes.push(format!(
-                "{}: the blob's input is not raw pixels; frames are fed as pixel/255",
+                "{}: the blob's input is not raw pixels and it records no normalisation; \
+                 frames are fed as pixel/255",
                 file.path.display()
             ));
         }
         Ok(CoreRunner {
+            norm: Normalisation { mean, std },
             arena: vec![0u8; model.arena_size()],
             output: vec![0i8; model.output().len()],
             labels: model.labels().map(str::to_string).collect(),
@@ -338,12 +361,8 @@ impl<'b> CoreRunner<'b> {
 
     fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
         let info = self.model.input();
-        let norm = Normalisation {
-            mean: Vec::new(),
-            std: Vec::new(),
-        };
         let sample = Sample {
-            input: norm.float_input(pixels_chw, info.h * info.w),
+            input: self.norm.float_input(pixels_chw, info.h * info.w),
             pixels: Some(pixels_chw.to_vec()),
             label: None,
         };

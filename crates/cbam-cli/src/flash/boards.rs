@@ -87,15 +87,33 @@ fn check_consistent(board: &Board) -> Result<(), FlashError> {
     Ok(())
 }
 
-/// Finds a board by its `--board` name (case-insensitive).
+/// Finds a board by its `--board` name (case-insensitive); an unknown name gets the
+/// nearest known one as a suggestion.
 pub fn by_name<'b>(boards: &'b [Board], name: &str) -> Result<&'b Board, FlashError> {
     boards
         .iter()
         .find(|b| b.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| FlashError::UnknownBoard {
             name: name.to_string(),
+            nearest: nearest(boards, name),
             known: boards.iter().map(|b| b.name.clone()).collect(),
         })
+}
+
+/// The board name most like `name`, if any is close enough to be what was meant.
+fn nearest(boards: &[Board], name: &str) -> Option<String> {
+    let wanted = name.to_ascii_lowercase();
+    boards
+        .iter()
+        .map(|b| {
+            (
+                strsim::jaro_winkler(&b.name.to_ascii_lowercase(), &wanted),
+                &b.name,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n.clone())
 }
 
 /// The first board built around `chip` (probe-rs names compare case-insensitively).
@@ -135,6 +153,20 @@ mod tests {
         let err = by_name(&boards, "no-such-board").unwrap_err().to_string();
         assert!(err.contains("no-such-board"), "{err}");
         assert!(err.contains(&boards[0].name), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_board_gets_the_nearest_name() {
+        let boards = builtin().unwrap();
+        let real = boards.iter().find(|b| !b.is_emulated()).unwrap();
+        let typo = &real.name[..real.name.len() - 1];
+        let err = by_name(&boards, typo).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("did you mean `{}`", real.name)),
+            "{err}"
+        );
+        let err = by_name(&boards, "zzzzzzzz").unwrap_err().to_string();
+        assert!(!err.contains("did you mean"), "{err}");
     }
 
     #[test]

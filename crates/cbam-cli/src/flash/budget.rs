@@ -164,7 +164,7 @@ fn flash_rows(plan: &Plan, demand: &Demand) -> Vec<Row> {
         }
         ModelSlot::Embedded => vec![Row {
             resource: "flash: firmware+model".into(),
-            used: code.unwrap_or(0) + demand.blob_bytes,
+            used: code.unwrap_or(0).saturating_add(demand.blob_bytes),
             available: code_available,
             detail: match code {
                 Some(code) => format!(
@@ -185,7 +185,7 @@ fn ram_rows(plan: &Plan, demand: &Demand) -> Vec<Row> {
     let arena_charge = demand.arena_bytes.max(buffer.unwrap_or(0));
     let mut rows = vec![Row {
         resource: "RAM".into(),
-        used: static_ram + arena_charge + demand.stack_bytes,
+        used: total(&[static_ram, arena_charge, demand.stack_bytes]),
         available: plan.ram.end - plan.ram.start,
         detail: format!(
             "arena {} + stack {} + static {}",
@@ -203,6 +203,13 @@ fn ram_rows(plan: &Plan, demand: &Demand) -> Vec<Row> {
         });
     }
     rows
+}
+
+/// The sum of byte counts; one that does not fit 64 bits (`--stack 18446744073709551615`)
+/// stays at the maximum, which no chip holds, instead of wrapping round to a small number
+/// that would "fit".
+pub fn total(parts: &[u64]) -> u64 {
+    parts.iter().fold(0u64, |sum, &p| sum.saturating_add(p))
 }
 
 /// `1234567` -> `1,234,567`: byte counts people can read at a glance.
@@ -247,6 +254,17 @@ mod tests {
                 arena_buffer: None,
             }),
         }
+    }
+
+    #[test]
+    fn a_demand_past_64_bits_does_not_wrap_into_fitting() {
+        let mut d = demand(1_000, 1_000);
+        d.stack_bytes = u64::MAX;
+        let budget = Budget::check(&plan(region()), &d);
+        assert!(!budget.fits());
+        let ram = budget.rows.iter().find(|r| r.resource == "RAM").unwrap();
+        assert_eq!(ram.used, u64::MAX);
+        assert!(budget.into_result(String::new()).is_err());
     }
 
     #[test]

@@ -19,8 +19,19 @@ pub enum FlashError {
     #[error("firmware/boards.toml (built into cbam) is invalid: {0}")]
     BoardTable(String),
 
-    #[error("unknown board `{name}`; boards.toml knows: {}", .known.join(", "))]
-    UnknownBoard { name: String, known: Vec<String> },
+    #[error(
+        "unknown board `{name}`; {}boards.toml knows: {}",
+        .nearest.as_ref().map(|n| format!("did you mean `{n}`? ")).unwrap_or_default(),
+        .known.join(", ")
+    )]
+    UnknownBoard {
+        name: String,
+        nearest: Option<String>,
+        known: Vec<String>,
+    },
+
+    #[error("cannot print the fit check")]
+    Output(#[source] std::io::Error),
 
     #[error("board `{board}` carries chip `{board_chip}`, not `{chip}`; drop --chip or pick the matching --board")]
     BoardChipMismatch {

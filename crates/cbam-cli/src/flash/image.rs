@@ -56,10 +56,11 @@ impl FirmwareImage {
             let load = u64::from(ph.p_paddr(endian));
             let file_size = u64::from(ph.p_filesz(endian));
             let stored = load..load.saturating_add(file_size);
-            flash += file_size - overlap(&stored, layout.model_region.as_ref());
+            flash =
+                flash.saturating_add(file_size - overlap(&stored, layout.model_region.as_ref()));
             let run = u64::from(ph.p_vaddr(endian));
             if layout.ram.iter().any(|r| r.contains(&run)) {
-                ram += u64::from(ph.p_memsz(endian));
+                ram = ram.saturating_add(u64::from(ph.p_memsz(endian)));
             }
         }
 

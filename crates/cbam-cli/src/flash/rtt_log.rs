@@ -19,12 +19,8 @@ const RTT_SYMBOL: &str = "_SEGGER_RTT";
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(20);
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 pub fn stream(core: &mut Core, elf: &[u8]) -> Result<(), FlashError> {
-    if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)) {
-        eprintln!("warning: Ctrl-C will not stop the log cleanly ({e})");
-    }
+    let stop: &AtomicBool = crate::interrupt::stop_flag();
     let table = Table::parse(elf).map_err(|e| FlashError::BadFirmware {
         reason: format!("its defmt table cannot be read ({e})"),
     })?;
@@ -33,11 +29,11 @@ pub fn stream(core: &mut Core, elf: &[u8]) -> Result<(), FlashError> {
         step: "reading the log",
         reason: "the firmware's RTT block has no up channel".into(),
     })?;
-    eprintln!("streaming the device log (Ctrl-C to stop)");
+    crate::errln!("streaming the device log (Ctrl-C to stop)");
 
     let mut printer = Printer::new(table.as_ref());
     let mut buf = vec![0u8; 4096];
-    while !STOP.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) {
         let n = channel
             .read(core, &mut buf)
             .map_err(|e| FlashError::hardware("reading RTT")(e.to_string()))?;
@@ -49,12 +45,12 @@ pub fn stream(core: &mut Core, elf: &[u8]) -> Result<(), FlashError> {
             .core_halted()
             .map_err(|e| FlashError::hardware("polling the core")(e.to_string()))?;
         if halted {
-            eprintln!("the firmware stopped the core: done");
+            crate::errln!("the firmware stopped the core: done");
             return Ok(());
         }
         sleep(POLL);
     }
-    eprintln!("stopped by Ctrl-C; the firmware keeps running");
+    crate::errln!("stopped by Ctrl-C; the firmware keeps running");
     Ok(())
 }
 

@@ -38,7 +38,7 @@ pub fn flash_and_run(job: &Job) -> Result<(), FlashError> {
     match job.log_elf {
         Some(elf) => rtt_log::stream(&mut core, elf),
         None => {
-            eprintln!("no firmware ELF given: not streaming the defmt log (pass --firmware)");
+            crate::errln!("no firmware ELF given: not streaming the defmt log (pass --firmware)");
             Ok(())
         }
     }
@@ -55,7 +55,7 @@ pub(crate) fn flash_and_reset(job: &Job) -> Result<Session, FlashError> {
     let mut session = probe
         .attach_with_registry(job.chip, Permissions::default(), &registry)
         .map_err(|e| FlashError::hardware("attaching to the chip")(e.to_string()))?;
-    eprintln!("attached to {} through {}", job.chip, job.probe);
+    crate::errln!("attached to {} through {}", job.chip, job.probe);
 
     program(&mut session, job)?;
 
@@ -64,7 +64,7 @@ pub(crate) fn flash_and_reset(job: &Job) -> Result<Session, FlashError> {
         .map_err(|e| FlashError::hardware("selecting core 0")(e.to_string()))?
         .reset()
         .map_err(|e| FlashError::hardware("resetting the chip")(e.to_string()))?;
-    eprintln!("reset; the firmware is running");
+    crate::errln!("reset; the firmware is running");
     Ok(session)
 }
 
@@ -110,15 +110,15 @@ fn program(session: &mut Session, job: &Job) -> Result<(), FlashError> {
     loader
         .commit(session, options)
         .map_err(|e| FlashError::hardware("programming flash")(e.to_string()))?;
-    eprintln!("flashed and verified");
+    crate::errln!("flashed and verified");
     Ok(())
 }
 
 fn report_progress(event: ProgressEvent) {
     match event {
-        ProgressEvent::Started(op) => eprintln!("  {op:?}..."),
-        ProgressEvent::Failed(op) => eprintln!("  {op:?} failed"),
-        ProgressEvent::Finished(op) => eprintln!("  {op:?} done"),
+        ProgressEvent::Started(op) => crate::errln!("  {op:?}..."),
+        ProgressEvent::Failed(op) => crate::errln!("  {op:?} failed"),
+        ProgressEvent::Finished(op) => crate::errln!("  {op:?} done"),
         _ => {}
     }
 }

@@ -23,10 +23,8 @@ impl InputSpec {
         let channels = shape[0];
         let mean = per_channel(mean, channels, 0.0, "mean")?;
         let std = per_channel(std, channels, 1.0, "std")?;
-        if let Some(bad) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(DataError::Meta {
-                why: format!("std {bad} is not a positive number"),
-            });
+        if let Some(why) = normalisation_problem(&mean, &std) {
+            return Err(DataError::Meta { why });
         }
         Ok(InputSpec { shape, mean, std })
     }
@@ -166,6 +164,29 @@ impl InputSpec {
     }
 }
 
+/// What is wrong with a pixel normalisation `(pixel / 255 - mean) / std`, if anything:
+/// every mean a number, every std a normal positive number, and every channel's pixels
+/// 0 and 255 finite after it (a denormal std sends them to infinity). One value of either
+/// applies to every channel.
+pub(crate) fn normalisation_problem(mean: &[f32], std: &[f32]) -> Option<String> {
+    for i in 0..mean.len().max(std.len()) {
+        let m = mean.get(i).or(mean.first()).copied().unwrap_or(0.0);
+        let s = std.get(i).or(std.first()).copied().unwrap_or(1.0);
+        if !m.is_finite() {
+            return Some(format!("mean {m} is not a number"));
+        }
+        if !(s.is_normal() && s > 0.0) {
+            return Some(format!("std {s} is not a positive normal number"));
+        }
+        if !((0.0 - m) / s).is_finite() || !((1.0 - m) / s).is_finite() {
+            return Some(format!(
+                "mean {m} and std {s} send pixel values to infinity"
+            ));
+        }
+    }
+    None
+}
+
 fn per_channel(
     values: &[f32],
     channels: usize,
@@ -215,6 +236,20 @@ mod tests {
     fn rejects_meta_of_the_wrong_length_and_zero_std() {
         assert!(InputSpec::new([1, 2, 2], &[0.1, 0.2, 0.3], &[]).is_err());
         assert!(InputSpec::new([1, 2, 2], &[], &[0.0]).is_err());
+    }
+
+    #[test]
+    fn rejects_a_nan_mean_and_a_denormal_or_tiny_std() {
+        for (mean, std) in [
+            (f32::NAN, 0.5),
+            (f32::INFINITY, 0.5),
+            (0.5, 1e-40),
+            (0.5, f32::NAN),
+        ] {
+            let err = InputSpec::new([1, 2, 2], &[mean], &[std]).unwrap_err();
+            assert!(matches!(err, DataError::Meta { .. }), "{mean} {std}: {err}");
+        }
+        assert!(InputSpec::new([3, 2, 2], &[0.485, 0.456, 0.406], &[0.229]).is_ok());
     }
 
     #[test]

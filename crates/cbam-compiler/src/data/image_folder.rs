@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{convert::InputSpec, DataError, Dataset};
+use super::{convert::InputSpec, Cap, DataError, Dataset};
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-pub(crate) fn load(dir: &Path, spec: &InputSpec, limit: usize) -> Result<Dataset, DataError> {
+pub(crate) fn load(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
+    let (dir, limit) = (cap.path, cap.limit);
     let classes = sorted_entries(dir, |p| p.is_dir())?;
     let mut files: Vec<(PathBuf, usize)> = Vec::new();
     let mut class_names = Vec::with_capacity(classes.len());
@@ -27,6 +28,7 @@ pub(crate) fn load(dir: &Path, spec: &InputSpec, limit: usize) -> Result<Dataset
             path: dir.to_path_buf(),
         });
     }
+    cap.check_samples(files.len().min(limit), spec)?;
     let mut samples = Vec::with_capacity(files.len().min(limit));
     let mut resized_from: Option<(usize, usize)> = None;
     let mut resized = 0;
@@ -117,7 +119,7 @@ mod tests {
         std::fs::write(dir.path().join("bag").join("notes.txt"), "x").unwrap();
 
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let ds = load(dir.path(), &spec, usize::MAX).unwrap();
+        let ds = load(&Cap::whole(dir.path()), &spec).unwrap();
         assert_eq!(ds.classes, vec!["bag", "shirt"]);
         let labels: Vec<_> = ds.samples.iter().map(|s| s.label).collect();
         assert_eq!(labels, vec![Some(0), Some(0), Some(1)]);
@@ -132,7 +134,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("c")).unwrap();
         write_png(&dir.path().join("c").join("a.png"), 8, 6, 90);
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let ds = load(dir.path(), &spec, usize::MAX).unwrap();
+        let ds = load(&Cap::whole(dir.path()), &spec).unwrap();
         assert_eq!(ds.samples[0].pixels, Some(vec![90; 4]));
         assert!(ds.notes[0].contains("8x6"), "{:?}", ds.notes);
     }
@@ -142,7 +144,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("empty_class")).unwrap();
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let err = load(dir.path(), &spec, usize::MAX).unwrap_err();
+        let err = load(&Cap::whole(dir.path()), &spec).unwrap_err();
         assert!(matches!(err, DataError::EmptyImageFolder { .. }));
         assert!(err.to_string().contains(&dir.path().display().to_string()));
     }
@@ -153,7 +155,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("c")).unwrap();
         std::fs::write(dir.path().join("c").join("broken.png"), b"not a png").unwrap();
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let msg = load(dir.path(), &spec, usize::MAX).unwrap_err().to_string();
+        let msg = load(&Cap::whole(dir.path()), &spec)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("broken.png"), "{msg}");
     }
 }

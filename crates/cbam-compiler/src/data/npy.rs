@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{convert::InputSpec, read_file, DataError, Dataset, Sample};
+use super::{convert::InputSpec, Cap, DataError, Dataset, Sample};
 
 pub(crate) const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -25,12 +25,9 @@ struct Array<'a> {
     data: &'a [u8],
 }
 
-pub(crate) fn load_inputs(
-    path: &Path,
-    spec: &InputSpec,
-    limit: usize,
-) -> Result<Dataset, DataError> {
-    let bytes = read_file(path)?;
+pub(crate) fn load_inputs(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
+    let path = cap.path;
+    let bytes = cap.read()?;
     let array = parse(&bytes, path)?;
     if array.dtype.kind != 'f' || array.dtype.size != 4 {
         return Err(DataError::Malformed {
@@ -57,11 +54,13 @@ pub(crate) fn load_inputs(
         });
     }
     let source_len = array.shape.first().copied().unwrap_or(0);
+    cap.check_samples(source_len.min(cap.limit), spec)?;
     let samples = array
         .data
         .chunks_exact(per_sample * 4)
-        .take(source_len.min(limit))
-        .map(|chunk| {
+        .take(source_len.min(cap.limit))
+        .enumerate()
+        .map(|(index, chunk)| {
             let input: Vec<f32> = chunk
                 .chunks_exact(4)
                 .map(|b| {
@@ -73,16 +72,24 @@ pub(crate) fn load_inputs(
                     }
                 })
                 .collect();
+            if let Some(position) = input.iter().position(|x| !x.is_finite()) {
+                return Err(DataError::NotFinite {
+                    path: path.to_path_buf(),
+                    index,
+                    position,
+                    value: input[position],
+                });
+            }
             // A uniform normalisation is carried by the blob's input scale; a per-channel one
             // is not, so the core needs the pixels back.
             let pixels = spec.is_per_channel().then(|| spec.pixels_of(&input));
-            Sample {
+            Ok(Sample {
                 input,
                 pixels,
                 label: None,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(Dataset {
         shape: spec.shape,
         samples,
@@ -92,8 +99,9 @@ pub(crate) fn load_inputs(
     })
 }
 
-pub(crate) fn load_labels(path: &Path) -> Result<Vec<i64>, DataError> {
-    let bytes = read_file(path)?;
+pub(crate) fn load_labels(cap: &Cap) -> Result<Vec<i64>, DataError> {
+    let path = cap.path;
+    let bytes = cap.read()?;
     let array = parse(&bytes, path)?;
     let n = array.shape.first().copied().unwrap_or(0);
     let is_vector = matches!(array.shape.as_slice(), [_] | [_, 1]);
@@ -288,11 +296,18 @@ mod tests {
         let values: Vec<f32> = (0..8).map(|i| i as f32 * 0.5).collect();
         std::fs::write(&path, encode("<f4", &[2, 1, 2, 2], &f32_bytes(&values))).unwrap();
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let ds = load_inputs(&path, &spec, usize::MAX).unwrap();
+        let ds = load_inputs(&Cap::whole(&path), &spec).unwrap();
         assert_eq!(ds.source_len, 2);
         assert_eq!(ds.samples[1].input, vec![2.0, 2.5, 3.0, 3.5]);
         assert_eq!(ds.samples[0].pixels, None);
-        let limited = load_inputs(&path, &spec, 1).unwrap();
+        let limited = load_inputs(
+            &Cap {
+                limit: 1,
+                ..Cap::whole(&path)
+            },
+            &spec,
+        )
+        .unwrap();
         assert_eq!((limited.len(), limited.source_len), (1, 2));
     }
 
@@ -305,7 +320,7 @@ mod tests {
         let pixels = vec![0u8, 128, 255];
         let input = spec.sample_from_chw(pixels.clone()).input;
         std::fs::write(&path, encode("<f4", &[1, 3, 1, 1], &f32_bytes(&input))).unwrap();
-        let ds = load_inputs(&path, &spec, usize::MAX).unwrap();
+        let ds = load_inputs(&Cap::whole(&path), &spec).unwrap();
         assert_eq!(ds.samples[0].pixels, Some(pixels));
         assert_eq!(ds.samples[0].input, input);
     }
@@ -316,7 +331,7 @@ mod tests {
         let path = dir.path().join("wrong.npy");
         std::fs::write(&path, encode("<f4", &[1, 1, 3, 3], &f32_bytes(&[0.0; 9]))).unwrap();
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let msg = load_inputs(&path, &spec, usize::MAX)
+        let msg = load_inputs(&Cap::whole(&path), &spec)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("wrong.npy"), "{msg}");
@@ -330,17 +345,57 @@ mod tests {
         let spec = InputSpec::new([1, 1, 1], &[], &[]).unwrap();
         let f64_path = dir.path().join("f64.npy");
         std::fs::write(&f64_path, encode("<f8", &[1, 1, 1, 1], &[0; 8])).unwrap();
-        let msg = load_inputs(&f64_path, &spec, usize::MAX)
+        let msg = load_inputs(&Cap::whole(&f64_path), &spec)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("float32"), "{msg}");
 
         let short = dir.path().join("short.npy");
         std::fs::write(&short, encode("<f4", &[3, 1, 1, 1], &[0; 8])).unwrap();
-        let msg = load_inputs(&short, &spec, usize::MAX)
+        let msg = load_inputs(&Cap::whole(&short), &spec)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("truncated"), "{msg}");
+    }
+
+    #[test]
+    fn nan_and_infinite_inputs_are_rejected_naming_the_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = InputSpec::new([1, 1, 2], &[], &[]).unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let path = dir.path().join("bad.npy");
+            let values = [0.5, 0.25, 0.0, bad];
+            std::fs::write(&path, encode("<f4", &[2, 1, 1, 2], &f32_bytes(&values))).unwrap();
+            let err = load_inputs(&Cap::whole(&path), &spec).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    DataError::NotFinite {
+                        index: 1,
+                        position: 1,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn samples_over_the_data_cap_are_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        let file = encode("<f4", &[4, 1, 8, 8], &f32_bytes(&[0.0; 256]));
+        std::fs::write(&path, &file).unwrap();
+        let spec = InputSpec::new([1, 8, 8], &[], &[]).unwrap();
+        // The file fits; its 4 samples decoded (4 x 64 x 5 bytes) do not.
+        assert!(file.len() < 1200);
+        let small = Cap {
+            max_bytes: 1200,
+            ..Cap::whole(&path)
+        };
+        let err = load_inputs(&small, &spec).unwrap_err().to_string();
+        assert!(err.contains("--max-data-bytes"), "{err}");
     }
 
     #[test]
@@ -349,17 +404,17 @@ mod tests {
         let path = dir.path().join("y.npy");
         let i64s: Vec<u8> = [3i64, 0, 9].iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&path, encode("<i8", &[3], &i64s)).unwrap();
-        assert_eq!(load_labels(&path).unwrap(), vec![3, 0, 9]);
+        assert_eq!(load_labels(&Cap::whole(&path)).unwrap(), vec![3, 0, 9]);
 
         let i32s: Vec<u8> = [-1i32, 4].iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&path, encode("<i4", &[2], &i32s)).unwrap();
-        assert_eq!(load_labels(&path).unwrap(), vec![-1, 4]);
+        assert_eq!(load_labels(&Cap::whole(&path)).unwrap(), vec![-1, 4]);
 
         std::fs::write(&path, encode("|u1", &[2, 1], &[200, 1])).unwrap();
-        assert_eq!(load_labels(&path).unwrap(), vec![200, 1]);
+        assert_eq!(load_labels(&Cap::whole(&path)).unwrap(), vec![200, 1]);
 
         std::fs::write(&path, encode("<f4", &[1], &[0; 4])).unwrap();
-        assert!(load_labels(&path).is_err());
+        assert!(load_labels(&Cap::whole(&path)).is_err());
     }
 
     #[test]

@@ -1,16 +1,11 @@
 //! Raw `.u8` files as `models/data/` keeps them: images are `N x C x H x W` bytes at the
 //! model's input size with no header; labels are one byte per image.
 
-use std::path::Path;
+use super::{convert::InputSpec, Cap, DataError, Dataset};
 
-use super::{convert::InputSpec, read_file, DataError, Dataset};
-
-pub(crate) fn load_images(
-    path: &Path,
-    spec: &InputSpec,
-    limit: usize,
-) -> Result<Dataset, DataError> {
-    let bytes = read_file(path)?;
+pub(crate) fn load_images(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
+    let path = cap.path;
+    let bytes = cap.read()?;
     let per_image = spec.len();
     if per_image == 0 || bytes.is_empty() || bytes.len() % per_image != 0 {
         let [c, h, w] = spec.shape;
@@ -24,9 +19,10 @@ pub(crate) fn load_images(
         });
     }
     let source_len = bytes.len() / per_image;
+    cap.check_samples(source_len.min(cap.limit), spec)?;
     let samples = bytes
         .chunks_exact(per_image)
-        .take(limit)
+        .take(cap.limit)
         .map(|image| spec.sample_from_chw(image.to_vec()))
         .collect();
     Ok(Dataset {
@@ -38,8 +34,8 @@ pub(crate) fn load_images(
     })
 }
 
-pub(crate) fn load_labels(path: &Path) -> Result<Vec<i64>, DataError> {
-    Ok(read_file(path)?.into_iter().map(i64::from).collect())
+pub(crate) fn load_labels(cap: &Cap) -> Result<Vec<i64>, DataError> {
+    Ok(cap.read()?.into_iter().map(i64::from).collect())
 }
 
 #[cfg(test)]
@@ -52,7 +48,7 @@ mod tests {
         let path = dir.path().join("x.u8");
         std::fs::write(&path, [0, 51, 102, 255, 1, 2, 3, 4]).unwrap();
         let spec = InputSpec::new([1, 2, 2], &[0.5], &[0.5]).unwrap();
-        let ds = load_images(&path, &spec, usize::MAX).unwrap();
+        let ds = load_images(&Cap::whole(&path), &spec).unwrap();
         assert_eq!(ds.len(), 2);
         let expected = [-1.0, -0.6, -0.2, 1.0];
         for (got, want) in ds.samples[0].input.iter().zip(expected) {
@@ -67,7 +63,7 @@ mod tests {
         let path = dir.path().join("odd.u8");
         std::fs::write(&path, [0; 5]).unwrap();
         let spec = InputSpec::new([1, 2, 2], &[], &[]).unwrap();
-        let msg = load_images(&path, &spec, usize::MAX)
+        let msg = load_images(&Cap::whole(&path), &spec)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("odd.u8") && msg.contains("4 bytes"), "{msg}");

@@ -122,3 +122,51 @@ fn quantize_rounds_half_away_and_saturates() {
     assert_eq!(quantize(-1000.0, 1.0, 10), -128);
     assert_eq!(quantize(f32::NAN, 1.0, 5), 5);
 }
+
+#[test]
+fn devices_and_symlinks_to_them_are_refused_as_data_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("x.u8");
+    std::fs::write(&images, [0u8; 8]).unwrap();
+    let zero = dir.path().join("zero.u8");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for data in [Path::new("/dev/zero"), zero.as_path()] {
+        let err = load(&source(data, None, None), &spec_1x2x2()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = load(&source(&images, Some(data), None), &spec_1x2x2()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn labels_outside_the_models_classes_are_rejected_naming_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("x.u8");
+    let labels = dir.path().join("y.u8");
+    std::fs::write(&images, [0u8; 12]).unwrap();
+    std::fs::write(&labels, [3u8, 200, 9]).unwrap();
+    let ds = load(&source(&images, Some(&labels), None), &spec_1x2x2()).unwrap();
+    let err = check_labels(&ds, &labels, 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::LabelOutOfRange {
+                index: 1,
+                label: 200,
+                classes: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("y.u8"), "{err}");
+    assert!(check_labels(&ds, &labels, 201).is_ok());
+}
+
+#[test]
+fn only_a_vector_of_two_or_more_scores_has_classes() {
+    assert_eq!(class_count(&[1, 10]), Some(10));
+    assert_eq!(class_count(&[1, 10, 1, 1]), Some(10));
+    assert_eq!(class_count(&[1, 1, 28, 28]), None);
+    assert_eq!(class_count(&[1, 1]), None);
+}

@@ -9,12 +9,17 @@ use tract_onnx::pb::NodeProto;
 use super::constant::Const;
 use super::ImportError;
 use crate::ir::{Node, Op, TensorDef, TensorId};
+use crate::limits;
 
 /// What an ONNX value name stands for.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     Const(Const),
     Tensor(TensorId),
+    /// Feature map `TensorId` flattened to one axis, batch included (`x.reshape(-1)`).
+    /// Only a reshape or an identity gather can use it: the IR has no batch-free vectors
+    /// of a whole map.
+    Flat(TensorId),
 }
 
 /// One ONNX node being translated, with the name used in every error about it.
@@ -124,6 +129,9 @@ impl<'a> Importer<'a> {
     pub fn tensor_input(&self, n: &NodeCtx, i: usize) -> Result<TensorId, ImportError> {
         match self.required(n, i)? {
             Value::Tensor(id) => Ok(*id),
+            Value::Flat(_) => Err(n.unsupported(format!(
+                "input {i} is a feature map flattened together with its batch dimension; only a reshape back or an in-order Gather can use it"
+            ))),
             Value::Const(_) => Err(n.unsupported(format!(
                 "input {i} is a constant where a feature map is expected (constant folding of this op is not supported)"
             ))),
@@ -133,7 +141,7 @@ impl<'a> Importer<'a> {
     pub fn const_input(&self, n: &NodeCtx, i: usize) -> Result<&Const, ImportError> {
         match self.required(n, i)? {
             Value::Const(c) => Ok(c),
-            Value::Tensor(_) => Err(n.unsupported(format!(
+            Value::Tensor(_) | Value::Flat(_) => Err(n.unsupported(format!(
                 "input {i} is computed at run time; only constant (initializer) values are supported there"
             ))),
         }
@@ -156,12 +164,20 @@ impl<'a> Importer<'a> {
         name: &str,
         onnx_shape: Vec<usize>,
     ) -> Result<TensorId, ImportError> {
+        let bad = |why: String| ImportError::BadTensor {
+            name: name.to_string(),
+            why,
+        };
         if onnx_shape.first() != Some(&1) {
-            return Err(ImportError::BadTensor {
-                name: name.to_string(),
-                why: format!("shape {onnx_shape:?} does not start with a batch dimension of 1"),
-            });
+            return Err(bad(format!(
+                "shape {onnx_shape:?} does not start with a batch dimension of 1"
+            )));
         }
+        if onnx_shape.contains(&0) {
+            return Err(bad(format!("shape {onnx_shape:?} holds no values")));
+        }
+        limits::tensor_values(|| format!("shape {onnx_shape:?}"), &onnx_shape)
+            .map_err(|e| bad(e.to_string()))?;
         let id = self.tensors.len();
         self.tensors.push(TensorDef {
             name: name.to_string(),

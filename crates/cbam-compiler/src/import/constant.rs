@@ -5,6 +5,8 @@ use std::path::Path;
 
 use tract_onnx::pb::{tensor_proto::DataType, TensorProto};
 
+use super::guard;
+
 /// A constant tensor. Weights are `F32`; shapes, axes and indices are `I64`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Const {
@@ -72,18 +74,14 @@ impl Const {
     }
 }
 
-/// Decodes `t`. `model_dir` resolves external data files (the exporters write them for
-/// models over 2 GB, or when asked).
+/// Decodes `t` after [`guard::check_tensor`]. `model_dir` resolves external data files (the
+/// exporters write them for models over 2 GB, or when asked).
 pub(crate) fn decode_tensor(t: &TensorProto, model_dir: Option<&Path>) -> Result<Const, String> {
-    let dims = t
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let count: usize = dims.iter().product();
+    let count = guard::check_tensor(t, model_dir)?;
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
     let external;
     let raw: &[u8] = if !t.external_data.is_empty() {
-        external = read_external(t, model_dir)?;
+        external = guard::read_external(t, model_dir)?;
         &external
     } else {
         &t.raw_data
@@ -141,44 +139,6 @@ fn le_chunks<const N: usize, T>(raw: &[u8], from: fn([u8; N]) -> T) -> Result<Ve
             from(b)
         })
         .collect())
-}
-
-fn read_external(t: &TensorProto, model_dir: Option<&Path>) -> Result<Vec<u8>, String> {
-    let entry = |key: &str| {
-        t.external_data
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| e.value.as_str())
-    };
-    let location = entry("location").ok_or("external data without a location")?;
-    let dir =
-        model_dir.ok_or("external data needs the model's directory; load the model from a path")?;
-    let path = dir.join(location);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| format!("reading external data {}: {e}", path.display()))?;
-    let parse = |key: &str| -> Result<Option<usize>, String> {
-        entry(key)
-            .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|e| format!("external data {key} {v:?}: {e}"))
-            })
-            .transpose()
-    };
-    let offset = parse("offset")?.unwrap_or(0);
-    let end = match parse("length")? {
-        Some(len) => offset
-            .checked_add(len)
-            .ok_or("external data length overflows")?,
-        None => bytes.len(),
-    };
-    bytes.get(offset..end).map(<[u8]>::to_vec).ok_or_else(|| {
-        format!(
-            "external data {}..{end} is past the end of {} ({} bytes)",
-            offset,
-            path.display(),
-            bytes.len()
-        )
-    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@ mod attrs;
 mod builder;
 mod constant;
 mod error;
+mod guard;
 mod model;
+mod ops_act;
 mod ops_nn;
+mod ops_pad;
 mod ops_shape;
 mod window;
 
@@ -19,21 +22,35 @@ use prost::Message;
 use tract_onnx::pb::ModelProto;
 
 pub use error::ImportError;
+pub use guard::{check_model, inline_external_data};
 
+use crate::fsio;
 use crate::ir::Graph;
+use crate::limits;
 
 /// Reads and imports the ONNX model at `path`.
 pub fn load_onnx(path: &Path) -> Result<Graph, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_model_file(path)?;
     let proto = decode_model(&bytes, path)?;
     let mut graph = import_model(&proto, path.parent())?;
     if let Some(name) = path.file_name() {
         graph.meta.source_name = name.to_string_lossy().into_owned();
     }
     Ok(graph)
+}
+
+/// The bytes of a model file (ONNX or `.cbam`): a regular file of at most
+/// [`limits::MAX_MODEL_FILE_BYTES`].
+pub fn read_model_file(path: &Path) -> Result<Vec<u8>, ImportError> {
+    fsio::read_regular(
+        path,
+        limits::MAX_MODEL_FILE_BYTES,
+        "ONNX models cannot exceed 2 GiB (a protobuf limit); larger weights go in external data",
+    )
+    .map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Decodes ONNX protobuf bytes; `path` is only used in the error.
@@ -68,13 +85,14 @@ pub fn input_of(proto: &ModelProto) -> Result<(String, Vec<usize>), ImportError>
     model::input_of(proto)
 }
 
-/// Imports a decoded model. `model_dir` resolves external tensor data, if any.
+/// Imports a decoded model after [`check_model`]. `model_dir` resolves external tensor
+/// data, if any.
 pub fn import_model(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Graph, ImportError> {
     model::import(proto, model_dir)
 }
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -9,10 +9,14 @@ use tract_onnx::pb::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoPro
 
 use super::builder::{Importer, NodeCtx, Value};
 use super::constant::decode_tensor;
-use super::{ops_nn, ops_shape, ImportError};
+use super::guard;
+use super::ops_act::{self, Arith};
+use super::{ops_nn, ops_pad, ops_shape, ImportError};
+use crate::data::normalisation_problem;
 use crate::ir::{Graph, ModelMeta, Op};
 
 pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Graph, ImportError> {
+    guard::check_model(proto, model_dir)?;
     let graph = proto.graph.as_ref().ok_or_else(|| ImportError::BadGraph {
         why: "is missing".into(),
     })?;
@@ -35,6 +39,20 @@ pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Gra
     };
 
     let live = live_nodes(&graph.node, &output.name);
+    let nodes: Vec<NodeCtx> = live
+        .iter()
+        .enumerate()
+        .map(|(i, node)| NodeCtx {
+            proto: node,
+            name: guard::node_name(node, i),
+        })
+        .collect();
+    // An op without a translation is named before any of its constants is decoded: the
+    // constants of a QDQ model are int8, which says less about the problem than its ops.
+    let translations = nodes
+        .iter()
+        .map(translator)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut imp = Importer::new(model_dir, opset, &live);
     let used: HashSet<&str> = live
         .iter()
@@ -52,13 +70,8 @@ pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Gra
         imp.define(&t.name, Value::Const(c));
     }
     let input_id = imp.new_tensor(&input.name, input_shape(input)?)?;
-    for (i, node) in live.iter().enumerate() {
-        let name = if node.name.is_empty() {
-            format!("{}_{i}", node.op_type)
-        } else {
-            node.name.clone()
-        };
-        translate(&mut imp, &NodeCtx { proto: node, name })?;
+    for (n, translate) in nodes.iter().zip(translations) {
+        translate(&mut imp, n)?;
     }
     let output_id = match imp.lookup(&output.name) {
         Some(Value::Tensor(id)) => *id,
@@ -67,6 +80,10 @@ pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Gra
                 why: "output is a constant".into(),
             })
         }
+        Some(Value::Flat(_)) => return Err(ImportError::BadGraph {
+            why: "output is a feature map flattened with its batch axis; only batch 1 is supported"
+                .into(),
+        }),
         None => {
             return Err(ImportError::MissingInput {
                 node: "graph output".into(),
@@ -199,51 +216,63 @@ fn read_meta(proto: &ModelProto) -> Result<ModelMeta, ImportError> {
             _ => {}
         }
     }
-    if let Some(zero) = meta.std.iter().find(|s| **s <= 0.0 || !s.is_finite()) {
+    if let Some(why) = normalisation_problem(&meta.mean, &meta.std) {
         return Err(ImportError::BadMetadata {
-            key: "cbam.std".into(),
-            why: format!("{zero} is not a positive number"),
+            key: "cbam.mean/cbam.std".into(),
+            why,
         });
     }
     Ok(meta)
 }
 
-fn translate(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
+/// What turns one ONNX op into IR.
+type Translate = fn(&mut Importer, &NodeCtx) -> Result<(), ImportError>;
+
+/// The translation of node `n`'s op, or why there is none.
+fn translator(n: &NodeCtx) -> Result<Translate, ImportError> {
     if !(n.proto.domain.is_empty() || n.proto.domain == "ai.onnx") {
         return Err(n.unsupported(format!("custom domain {:?}", n.proto.domain)));
     }
-    match n.op_type() {
-        "Conv" => ops_nn::conv(imp, n),
-        "Gemm" => ops_nn::gemm(imp, n),
-        "MatMul" => ops_nn::matmul(imp, n),
-        "BatchNormalization" => ops_nn::batch_norm(imp, n),
-        "Relu" => ops_nn::unary(imp, n, Op::Relu),
-        "Sigmoid" => ops_nn::unary(imp, n, Op::Sigmoid),
-        "Softmax" => ops_nn::unary(imp, n, Op::Softmax),
-        "Clip" => ops_nn::clip(imp, n),
-        "Add" => ops_nn::binary(imp, n, true),
-        "Mul" => ops_nn::binary(imp, n, false),
-        "GlobalAveragePool" => ops_nn::global_pool(imp, n, false),
-        "GlobalMaxPool" => ops_nn::global_pool(imp, n, true),
-        "AveragePool" => ops_nn::pool(imp, n, false),
-        "MaxPool" => ops_nn::pool(imp, n, true),
-        "ReduceMean" => ops_nn::reduce(imp, n, false),
-        "ReduceMax" => ops_nn::reduce(imp, n, true),
-        "Concat" => ops_shape::concat(imp, n),
-        "Constant" => ops_shape::constant(imp, n),
-        "Shape" => ops_shape::shape(imp, n),
-        "Gather" => ops_shape::gather(imp, n),
-        "Slice" => ops_shape::slice(imp, n),
-        "Cast" => ops_shape::cast(imp, n),
-        "Transpose" => ops_shape::transpose(imp, n),
-        "Unsqueeze" => ops_shape::unsqueeze(imp, n),
-        "Squeeze" => ops_shape::squeeze(imp, n),
-        "Flatten" => ops_shape::flatten(imp, n),
-        "Reshape" => ops_shape::reshape(imp, n),
-        "Identity" | "Dropout" => ops_shape::identity(imp, n),
-        "Expand" => ops_shape::expand(imp, n),
-        _ => Err(
-            n.unsupported("no translation for this op (see import/model.rs for the supported set)")
-        ),
-    }
+    let f: Translate = match n.op_type() {
+        "Conv" => ops_nn::conv,
+        "Gemm" => ops_nn::gemm,
+        "MatMul" => ops_nn::matmul,
+        "BatchNormalization" => ops_nn::batch_norm,
+        "Relu" => |imp, n| ops_nn::unary(imp, n, Op::Relu),
+        "Sigmoid" => |imp, n| ops_nn::unary(imp, n, Op::Sigmoid),
+        "Softmax" => |imp, n| ops_nn::unary(imp, n, Op::Softmax),
+        "Clip" => ops_nn::clip,
+        "Add" => |imp, n| ops_nn::binary(imp, n, Arith::Add),
+        "Sub" => |imp, n| ops_nn::binary(imp, n, Arith::Sub),
+        "Mul" => |imp, n| ops_nn::binary(imp, n, Arith::Mul),
+        "Div" => |imp, n| ops_nn::binary(imp, n, Arith::Div),
+        "HardSigmoid" | "HardSwish" | "LeakyRelu" | "Tanh" | "Elu" => ops_act::pointwise,
+        "Pad" => ops_pad::pad,
+        "ConstantOfShape" => ops_pad::constant_of_shape,
+        "GlobalAveragePool" => |imp, n| ops_nn::global_pool(imp, n, false),
+        "GlobalMaxPool" => |imp, n| ops_nn::global_pool(imp, n, true),
+        "AveragePool" => |imp, n| ops_nn::pool(imp, n, false),
+        "MaxPool" => |imp, n| ops_nn::pool(imp, n, true),
+        "ReduceMean" => |imp, n| ops_nn::reduce(imp, n, false),
+        "ReduceMax" => |imp, n| ops_nn::reduce(imp, n, true),
+        "Concat" => ops_shape::concat,
+        "Constant" => ops_shape::constant,
+        "Shape" => ops_shape::shape,
+        "Gather" => ops_shape::gather,
+        "Slice" => ops_shape::slice,
+        "Cast" => ops_shape::cast,
+        "Transpose" => ops_shape::transpose,
+        "Unsqueeze" => ops_shape::unsqueeze,
+        "Squeeze" => ops_shape::squeeze,
+        "Flatten" => ops_shape::flatten,
+        "Reshape" => ops_shape::reshape,
+        "Identity" | "Dropout" => ops_shape::identity,
+        "Expand" => ops_shape::expand,
+        _ => {
+            return Err(n.unsupported(
+                "no translation for this op (see import/model.rs for the supported set)",
+            ))
+        }
+    };
+    Ok(f)
 }

@@ -3,7 +3,7 @@
 
 use super::attrs;
 use super::builder::{Importer, NodeCtx, Value};
-use super::constant::Const;
+use super::ops_act::{self, Arith};
 use super::window;
 use super::ImportError;
 use crate::ir::{Activation, BatchNorm, Conv, Linear, Op, Pool};
@@ -37,8 +37,8 @@ pub(crate) fn conv(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
             weight.dims
         )));
     }
-    let weight = weight.to_f32();
-    let bias = bias_or_zeros(imp, n, 2, out_c)?;
+    let weight = finite(n, "weight", weight.to_f32())?;
+    let bias = finite(n, "bias", bias_or_zeros(imp, n, 2, out_c)?)?;
     let win = window::read(n, [h, w], [kh, kw])?;
     let op = Op::Conv(Conv {
         weight,
@@ -54,6 +54,17 @@ pub(crate) fn conv(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     });
     imp.emit(n, op, vec![x], vec![1, out_c, win.out_hw[0], win.out_hw[1]])?;
     Ok(())
+}
+
+/// Weights must be numbers: one NaN or Inf turns every output it reaches into garbage.
+fn finite(n: &NodeCtx, what: &str, values: Vec<f32>) -> Result<Vec<f32>, ImportError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(n.bad(format!(
+            "{what} value {i} is {}; the model's weights are damaged: re-export or retrain it",
+            values[i]
+        ))),
+        None => Ok(values),
+    }
 }
 
 fn bias_or_zeros(
@@ -111,11 +122,16 @@ pub(crate) fn gemm(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     } else {
         transpose(&b, rows, cols)
     };
-    let weight = weight.into_iter().map(|v| v * alpha).collect();
+    let weight = finite(
+        n,
+        "alpha * B",
+        weight.into_iter().map(|v| v * alpha).collect(),
+    )?;
     let bias = bias_or_zeros(imp, n, 2, out)?
         .into_iter()
         .map(|v| v * beta)
         .collect();
+    let bias = finite(n, "beta * C", bias)?;
     let op = Op::Linear(Linear {
         weight,
         bias,
@@ -137,7 +153,7 @@ pub(crate) fn matmul(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError>
             return Err(n.unsupported(format!("right operand dims {d:?} for {k} input features")))
         }
     };
-    let weight = transpose(&b.to_f32(), k, out);
+    let weight = finite(n, "weight", transpose(&b.to_f32(), k, out))?;
     let op = Op::Linear(Linear {
         weight,
         bias: vec![0.0; out],
@@ -167,11 +183,19 @@ pub(crate) fn batch_norm(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportEr
                 p.len()
             )));
         }
-        params.push(p.to_f32());
+        params.push(finite(n, &format!("parameter {i}"), p.to_f32())?);
     }
     let [scale, bias, mean, var] =
         <[Vec<f32>; 4]>::try_from(params).map_err(|_| n.bad("needs 4 parameters"))?;
     let epsilon = attrs::float(n.proto, "epsilon").unwrap_or(1e-5);
+    if let Some(v) = var
+        .iter()
+        .find(|&&v| !(v + epsilon > 0.0 && (v + epsilon).is_finite()))
+    {
+        return Err(n.bad(format!(
+            "variance {v} + epsilon {epsilon} is not a positive number; the model is damaged"
+        )));
+    }
     imp.emit(
         n,
         Op::BatchNorm(BatchNorm {
@@ -334,86 +358,42 @@ fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
         .collect()
 }
 
-/// Add/Mul of two run-time tensors; `Add(linear_or_conv, constant)` folds into the bias.
-pub(crate) fn binary(imp: &mut Importer, n: &NodeCtx, is_add: bool) -> Result<(), ImportError> {
+/// Add/Sub/Mul/Div: of two run-time tensors (Add and Mul only), or of a feature map and a
+/// constant (see [`ops_act::with_constant`]).
+pub(crate) fn binary(imp: &mut Importer, n: &NodeCtx, arith: Arith) -> Result<(), ImportError> {
     let (a, b) = (imp.required(n, 0)?.clone(), imp.required(n, 1)?.clone());
     let (x, y) = match (a, b) {
         (Value::Tensor(x), Value::Tensor(y)) => (x, y),
-        (Value::Tensor(x), Value::Const(c)) | (Value::Const(c), Value::Tensor(x)) if is_add => {
-            return fold_bias(imp, n, x, &c);
+        (Value::Tensor(x), Value::Const(c)) => {
+            return ops_act::with_constant(imp, n, x, &c, arith, false)
+        }
+        (Value::Const(c), Value::Tensor(x)) => {
+            return ops_act::with_constant(imp, n, x, &c, arith, true)
         }
         (Value::Const(_), Value::Const(_)) => {
             return Err(
                 n.unsupported("arithmetic on two constants (only shape arithmetic is folded)")
             )
         }
-        _ => return Err(n.unsupported("multiplying a feature map by a constant")),
+        (Value::Flat(_), _) | (_, Value::Flat(_)) => return Err(n.unsupported(
+            "arithmetic on a feature map flattened with its batch axis; only batch 1 is supported",
+        )),
+    };
+    let op = match arith {
+        Arith::Add => Op::Add {
+            act: Activation::None,
+        },
+        Arith::Mul => Op::Mul,
+        Arith::Sub | Arith::Div => {
+            return Err(n.unsupported(format!(
+                "{arith:?} of two feature maps; only Add and Mul of feature maps are supported"
+            )))
+        }
     };
     let (sx, sy) = (imp.shape(x).to_vec(), imp.shape(y).to_vec());
     let shape = broadcast(&sx, &sy)
         .ok_or_else(|| n.bad(format!("shapes {sx:?} and {sy:?} do not broadcast")))?;
-    let op = if is_add {
-        Op::Add {
-            act: Activation::None,
-        }
-    } else {
-        Op::Mul
-    };
     imp.emit(n, op, vec![x, y], shape)?;
-    Ok(())
-}
-
-fn fold_bias(imp: &mut Importer, n: &NodeCtx, x: usize, c: &Const) -> Result<(), ImportError> {
-    // The constant must vary along the channel axis only (axis 1 once right-aligned).
-    let rank = imp.shape(x).len();
-    let varying: Vec<usize> = c
-        .dims
-        .iter()
-        .enumerate()
-        .filter(|(_, &d)| d != 1)
-        .map(|(i, _)| i)
-        .collect();
-    let per_channel = c.dims.len() <= rank
-        && match varying.as_slice() {
-            [] => true,
-            [i] => rank - c.dims.len() + i == 1,
-            _ => false,
-        };
-    if !per_channel {
-        return Err(n.unsupported(format!(
-            "adding a constant of dims {:?} that is not a per-channel bias",
-            c.dims
-        )));
-    }
-    let bias = c.to_f32();
-    let name = imp
-        .tensors
-        .get(x)
-        .map(|t| t.name.clone())
-        .unwrap_or_default();
-    let sole_use = imp.consumers(&name).len() == 1;
-    let not_found = || {
-        n.unsupported(
-            "adding a constant to a tensor that is not the sole output of a Linear/MatMul or Conv",
-        )
-    };
-    let node = imp
-        .producer_if_last(x)
-        .filter(|_| sole_use)
-        .ok_or_else(not_found)?;
-    let target = match &mut node.op {
-        Op::Linear(l) => &mut l.bias,
-        Op::Conv(c) => &mut c.bias,
-        _ => return Err(not_found()),
-    };
-    let len = target.len();
-    if bias.len() != len && bias.len() != 1 {
-        return Err(n.bad(format!("adds {} values to {len} channels", bias.len())));
-    }
-    for (i, t) in target.iter_mut().enumerate() {
-        *t += bias.get(i).or(bias.first()).copied().unwrap_or(0.0);
-    }
-    imp.rename(x, n.first_output()?);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use super::builder::{Importer, NodeCtx, Value};
 use super::constant::{decode_tensor, Const, ConstData};
 use super::ImportError;
 use crate::ir::Op;
+use crate::limits;
 
 pub(crate) fn constant(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     let c = if let Some(t) = attrs::tensor(n.proto, "value") {
@@ -39,6 +40,7 @@ pub(crate) fn constant(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportErro
 pub(crate) fn shape(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
     let dims: Vec<i64> = match imp.required(n, 0)? {
         Value::Tensor(id) => imp.shape(*id).iter().map(|&d| d as i64).collect(),
+        Value::Flat(id) => vec![imp.shape(*id).iter().product::<usize>() as i64],
         Value::Const(c) => c.dims.iter().map(|&d| d as i64).collect(),
     };
     let rank = dims.len() as i64;
@@ -63,6 +65,9 @@ fn small_const<'i>(imp: &'i Importer, n: &NodeCtx, i: usize) -> Result<&'i Const
 }
 
 pub(crate) fn gather(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
+    if let Value::Flat(x) = imp.required(n, 0)? {
+        return gather_flat(imp, n, *x);
+    }
     let data = small_const(imp, n, 0)?;
     let indices = imp.const_input(n, 1)?;
     if attrs::int(n.proto, "axis").unwrap_or(0) != 0 {
@@ -88,8 +93,32 @@ pub(crate) fn gather(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError>
     Ok(())
 }
 
+/// Slices a constant of any rank, with negative starts/ends and steps as ONNX defines them
+/// (the legacy exporter reverses the pad matrix of `F.pad` with a step of -1).
+/// `x.as_strided(x.size(), x.stride())`, as the dynamo exporter writes it after a keepdim
+/// reduction: every element of the flattened map taken in order is the map itself,
+/// reshaped to the indices' dims. Any other index pattern moves data and is refused.
+fn gather_flat(imp: &mut Importer, n: &NodeCtx, x: usize) -> Result<(), ImportError> {
+    let indices = imp.const_input(n, 1)?.clone();
+    let total: usize = imp.shape(x).iter().product();
+    let values = indices
+        .to_i64()
+        .ok_or_else(|| n.bad("indices are not integers"))?;
+    let in_order = values.len() == total
+        && values
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == i as i64 || v == i as i64 - total as i64);
+    if !in_order || attrs::int(n.proto, "axis").unwrap_or(0) != 0 {
+        return Err(n.unsupported(
+            "gathering a flattened feature map out of order; only the identity view (as_strided of a contiguous tensor) is supported",
+        ));
+    }
+    reshape_tensor(imp, n, x, indices.dims)
+}
+
 pub(crate) fn slice(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
-    let data = small_const(imp, n, 0)?.clone();
+    let data = imp.const_input(n, 0)?.clone();
     let read = |attr: &str, i: usize| -> Result<Option<Vec<i64>>, ImportError> {
         if let Some(v) = attrs::ints(n.proto, attr) {
             return Ok(Some(v));
@@ -101,22 +130,75 @@ pub(crate) fn slice(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> 
             })
             .transpose()
     };
-    let first =
-        |v: Option<Vec<i64>>, default: i64| v.and_then(|v| v.first().copied()).unwrap_or(default);
-    let len = data.len() as i64;
-    let starts = read("starts", 1)?;
-    let ends = read("ends", 2)?;
-    if first(read("axes", 3)?, 0) != 0 || first(read("steps", 4)?, 1) != 1 {
-        return Err(n.unsupported("slicing with an axis other than 0 or a step other than 1"));
+    let starts = read("starts", 1)?.ok_or_else(|| n.bad("has no starts"))?;
+    let ends = read("ends", 2)?.ok_or_else(|| n.bad("has no ends"))?;
+    let rank = data.dims.len();
+    let axes = match read("axes", 3)? {
+        Some(a) => a,
+        None => (0..starts.len() as i64).collect(),
+    };
+    let steps = read("steps", 4)?.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(n.bad("starts, ends, axes and steps differ in length"));
     }
-    let clamp = |v: i64| (if v < 0 { v + len } else { v }).clamp(0, len) as usize;
-    let (start, end) = (clamp(first(starts, 0)), clamp(first(ends, len)));
-    let picks: Vec<usize> = (start..end.max(start)).collect();
-    let out = data
-        .select(vec![picks.len()], &picks)
-        .ok_or_else(|| n.bad("slice out of range"))?;
+    let mut picks: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
+    for i in 0..starts.len() {
+        let axis = if axes[i] < 0 {
+            axes[i] + rank as i64
+        } else {
+            axes[i]
+        };
+        let axis = usize::try_from(axis)
+            .ok()
+            .filter(|&a| a < rank)
+            .ok_or_else(|| n.bad(format!("axis {} out of range for rank {rank}", axes[i])))?;
+        picks[axis] = slice_axis(data.dims[axis], starts[i], ends[i], steps[i])
+            .ok_or_else(|| n.bad("a step of 0"))?;
+    }
+    let out = gather_nd(&data, &picks).ok_or_else(|| n.bad("slice out of range"))?;
     imp.define(n.first_output()?, Value::Const(out));
     Ok(())
+}
+
+/// The indices one axis of size `dim` keeps under ONNX Slice's clamping rules.
+fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> Option<Vec<usize>> {
+    let dim = dim as i64;
+    let wrap = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+    let (start, end) = (wrap(start), wrap(end));
+    let mut out = Vec::new();
+    if step > 0 {
+        let mut i = start.clamp(0, dim);
+        while i < end.clamp(0, dim) {
+            out.push(i as usize);
+            i = i.saturating_add(step);
+        }
+    } else if step < 0 {
+        let mut i = start.clamp(0, dim - 1);
+        let end = end.clamp(-1, dim - 1);
+        while i > end {
+            out.push(i as usize);
+            i = i.saturating_add(step);
+        }
+    } else {
+        return None;
+    }
+    Some(out)
+}
+
+/// The elements of `c` at the cartesian product of `picks` (one index list per axis).
+fn gather_nd(c: &Const, picks: &[Vec<usize>]) -> Option<Const> {
+    let mut strides = vec![1usize; c.dims.len()];
+    for i in (0..c.dims.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * c.dims[i + 1];
+    }
+    let mut flat = vec![0usize];
+    for (idx, &stride) in picks.iter().zip(&strides) {
+        flat = flat
+            .iter()
+            .flat_map(|&base| idx.iter().map(move |&j| base + j * stride))
+            .collect();
+    }
+    c.select(picks.iter().map(Vec::len).collect(), &flat)
 }
 
 pub(crate) fn cast(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError> {
@@ -220,6 +302,11 @@ pub(crate) fn concat(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError>
         .ok_or_else(|| n.bad("has no inputs"))?;
     let rank = first.len() as i64;
     let axis = attrs::int(n.proto, "axis").unwrap_or(1);
+    if rank < 2 {
+        return Err(n.unsupported(format!(
+            "concatenating tensors of shape {first:?}; only feature maps with a channel axis are"
+        )));
+    }
     if (if axis < 0 { axis + rank } else { axis }) != 1 {
         return Err(n.unsupported(format!(
             "concatenation along axis {axis}; only the channel axis 1 is supported"
@@ -272,6 +359,7 @@ fn read_axes(imp: &Importer, n: &NodeCtx, rank: usize) -> Result<Option<Vec<usiz
 fn input_dims(imp: &Importer, n: &NodeCtx) -> Result<Vec<usize>, ImportError> {
     Ok(match imp.required(n, 0)? {
         Value::Tensor(id) => imp.shape(*id).to_vec(),
+        Value::Flat(id) => vec![imp.shape(*id).iter().product()],
         Value::Const(c) => c.dims.clone(),
     })
 }
@@ -354,7 +442,9 @@ pub(crate) fn reshape(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportError
             _ => return Err(n.bad(format!("target shape {target:?} is not valid"))),
         }
     }
-    let known: usize = out.iter().product();
+    let known = limits::product(out.iter().copied())
+        .and_then(|k| usize::try_from(k).ok())
+        .ok_or_else(|| n.bad(format!("target shape {target:?} overflows")))?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(n.bad(format!("cannot reshape {dims:?} to {target:?}")));
@@ -373,9 +463,10 @@ fn non_unit(dims: &[usize]) -> Vec<usize> {
 /// Reshapes the node's input to `out`: folded on constants; on feature maps only a
 /// layout-free reshape or a flatten to `[1, n]` is accepted.
 fn reshape_to(imp: &mut Importer, n: &NodeCtx, out: Vec<usize>) -> Result<(), ImportError> {
+    let out_len = limits::product(out.iter().copied());
     match imp.required(n, 0)?.clone() {
         Value::Const(c) => {
-            if out.iter().product::<usize>() != c.len() {
+            if out_len != Some(c.len() as u64) {
                 return Err(n.bad(format!("cannot reshape {} values to {out:?}", c.len())));
             }
             imp.define(
@@ -386,29 +477,49 @@ fn reshape_to(imp: &mut Importer, n: &NodeCtx, out: Vec<usize>) -> Result<(), Im
                 }),
             );
         }
-        Value::Tensor(x) => {
+        Value::Tensor(x) | Value::Flat(x) => {
             let dims = imp.shape(x).to_vec();
-            let total: usize = dims.iter().product();
-            if out.iter().product::<usize>() != total {
+            if out_len != limits::product(dims.iter().copied()) {
                 return Err(n.bad(format!("cannot reshape {dims:?} to {out:?}")));
             }
-            if out.first() != Some(&1) {
-                return Err(ImportError::BadTensor {
-                    name: n.first_output()?.to_string(),
-                    why: format!(
-                        "reshape to {out:?} moves the batch dimension; only batch 1 is supported"
-                    ),
-                });
+            if out.len() == 1 {
+                // A flat view (`x.reshape(-1)` at batch 1): legal only as the input of
+                // another reshape or of an identity gather, which see the map again.
+                imp.define(n.first_output()?, Value::Flat(x));
+                return Ok(());
             }
-            let flatten = out.len() == 2;
-            if !flatten && non_unit(&dims) != non_unit(&out) {
-                return Err(n.unsupported(format!(
-                    "reshape of {dims:?} to {out:?} reorders the feature map; only flattening to [1, n] and adding/removing unit axes are supported"
-                )));
-            }
-            imp.emit(n, Op::Flatten, vec![x], out)?;
+            reshape_tensor(imp, n, x, out)?;
         }
     }
+    Ok(())
+}
+
+/// Reshapes feature map `x` to `out` (batch included): only a layout-free reshape or a
+/// flatten to `[1, n]` is accepted.
+fn reshape_tensor(
+    imp: &mut Importer,
+    n: &NodeCtx,
+    x: usize,
+    out: Vec<usize>,
+) -> Result<(), ImportError> {
+    let dims = imp.shape(x).to_vec();
+    let total: usize = dims.iter().product();
+    if out.iter().product::<usize>() != total {
+        return Err(n.bad(format!("cannot reshape {dims:?} to {out:?}")));
+    }
+    if out.first() != Some(&1) {
+        return Err(ImportError::BadTensor {
+            name: n.first_output()?.to_string(),
+            why: format!("reshape to {out:?} moves the batch dimension; only batch 1 is supported"),
+        });
+    }
+    let flatten = out.len() == 2;
+    if !flatten && non_unit(&dims) != non_unit(&out) {
+        return Err(n.unsupported(format!(
+            "reshape of {dims:?} to {out:?} reorders the feature map; only flattening to [1, n] and adding/removing unit axes are supported"
+        )));
+    }
+    imp.emit(n, Op::Flatten, vec![x], out)?;
     Ok(())
 }
 
@@ -423,6 +534,7 @@ pub(crate) fn identity(imp: &mut Importer, n: &NodeCtx) -> Result<(), ImportErro
     }
     match imp.required(n, 0)?.clone() {
         Value::Const(c) => imp.define(n.first_output()?, Value::Const(c)),
+        Value::Flat(x) => imp.define(n.first_output()?, Value::Flat(x)),
         Value::Tensor(x) => {
             let shape = imp.shape(x).to_vec();
             imp.emit(n, Op::Identity, vec![x], shape)?;

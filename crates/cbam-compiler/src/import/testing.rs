@@ -1,5 +1,6 @@
-//! Builds small ONNX models in memory for the tests of the importer, the passes and the
-//! float runner, in the shapes the PyTorch exporters write.
+//! Builds small ONNX models in memory, in the shapes the PyTorch exporters write: for the
+//! tests of the importer, the passes and the float runner, and (with the `testing`
+//! feature) for the end-to-end tests of the CLI and the `tests/` crate.
 
 use prost::Message;
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -10,7 +11,7 @@ use tract_onnx::pb::{
     ValueInfoProto,
 };
 
-pub(crate) fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         ints: v.to_vec(),
@@ -19,7 +20,7 @@ pub(crate) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
+pub fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         i: v,
@@ -28,7 +29,7 @@ pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-pub(crate) fn float(name: &str, v: f32) -> AttributeProto {
+pub fn float(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         f: v,
@@ -37,7 +38,7 @@ pub(crate) fn float(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-pub(crate) fn string(name: &str, v: &str) -> AttributeProto {
+pub fn string(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         s: v.as_bytes().to_vec(),
@@ -77,7 +78,7 @@ fn value_info(name: &str, dims: Option<&[i64]>) -> ValueInfoProto {
 }
 
 /// Deterministic weights in about [-0.5, 0.5): the tests need variety, not randomness.
-pub(crate) fn weights(seed: u32, n: usize) -> Vec<f32> {
+pub fn weights(seed: u32, n: usize) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12_345);
     (0..n)
         .map(|_| {
@@ -87,7 +88,8 @@ pub(crate) fn weights(seed: u32, n: usize) -> Vec<f32> {
         .collect()
 }
 
-pub(crate) struct OnnxBuilder {
+/// One ONNX graph, node by node; initializers get deterministic values from a seed.
+pub struct OnnxBuilder {
     pub nodes: Vec<NodeProto>,
     pub inits: Vec<TensorProto>,
     pub opset: i64,
@@ -112,6 +114,12 @@ impl OnnxBuilder {
         }
     }
 
+    /// Starts the deterministic initializer values from `seed` (two seeds, two models).
+    pub fn seeded(mut self, seed: u32) -> Self {
+        self.seed = seed;
+        self
+    }
+
     pub fn init(&mut self, dims: &[i64], data: Vec<f32>) -> String {
         let name = format!("w{}", self.inits.len());
         self.inits.push(TensorProto {
@@ -132,10 +140,14 @@ impl OnnxBuilder {
     }
 
     pub fn init_i64(&mut self, values: &[i64]) -> String {
+        self.init_i64_dims(&[values.len() as i64], values)
+    }
+
+    pub fn init_i64_dims(&mut self, dims: &[i64], values: &[i64]) -> String {
         let name = format!("i{}", self.inits.len());
         self.inits.push(TensorProto {
             name: name.clone(),
-            dims: vec![values.len() as i64],
+            dims: dims.to_vec(),
             data_type: DataType::Int64 as i32,
             int64_data: values.to_vec(),
             ..Default::default()
@@ -202,6 +214,19 @@ impl OnnxBuilder {
     // Layer helpers, named after the PyTorch modules that export them.
 
     pub fn conv(&mut self, x: &str, cin: i64, cout: i64, k: i64, bias: bool) -> String {
+        self.conv_strided(x, cin, cout, k, 1, bias)
+    }
+
+    /// A `k x k` conv with "same" padding and `stride`.
+    pub fn conv_strided(
+        &mut self,
+        x: &str,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        bias: bool,
+    ) -> String {
         let w = self.rand(&[cout, cin, k, k]);
         let b = if bias {
             self.rand(&[cout])
@@ -213,11 +238,11 @@ impl OnnxBuilder {
         if bias {
             inputs.push(b.as_str());
         }
-        self.node(
-            "Conv",
-            &inputs,
-            vec![ints("kernel_shape", &[k, k]), ints("pads", &[p, p, p, p])],
-        )
+        let mut attrs = vec![ints("kernel_shape", &[k, k]), ints("pads", &[p, p, p, p])];
+        if stride != 1 {
+            attrs.push(ints("strides", &[stride, stride]));
+        }
+        self.node("Conv", &inputs, attrs)
     }
 
     pub fn batch_norm(&mut self, x: &str, c: i64) -> String {
@@ -264,7 +289,7 @@ impl OnnxBuilder {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum PoolStyle {
+pub enum PoolStyle {
     /// GlobalAveragePool / GlobalMaxPool (nn.AdaptiveAvgPool2d(1)).
     Global,
     /// ReduceMean / ReduceMax over [2, 3] (x.mean((2, 3), keepdim=True)).
@@ -274,7 +299,7 @@ pub(crate) enum PoolStyle {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct CbamStyle {
+pub struct CbamStyle {
     pub pool: PoolStyle,
     /// MLP as 1x1 Convs (true) or Flatten + Linear (false).
     pub conv_mlp: bool,

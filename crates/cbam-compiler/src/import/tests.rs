@@ -31,6 +31,9 @@ fn ops(g: &Graph) -> Vec<&'static str> {
             Op::Identity => "Identity",
             Op::Softmax => "Softmax",
             Op::Cbam(_) => "Cbam",
+            Op::Pointwise(f) => f.name(),
+            Op::Affine { .. } => "Affine",
+            Op::Pad(_) => "Pad",
         })
         .collect()
 }
@@ -156,12 +159,31 @@ fn clip_bounds_from_attributes_or_inputs() -> Result<(), ImportError> {
 #[test]
 fn unsupported_op_is_named() {
     let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
-    let out = b.node("LeakyRelu", &["x"], vec![]);
+    let out = b.node("Erf", &["x"], vec![]);
     match import(&b, &out) {
         Err(ImportError::Unsupported { op_type, node, .. }) => {
-            assert_eq!(op_type, "LeakyRelu");
-            assert_eq!(node, "/LeakyRelu_0");
+            assert_eq!(op_type, "Erf");
+            assert_eq!(node, "/Erf_0");
         }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unsupported_op_is_named_before_its_int8_constants_are_decoded() {
+    // A QDQ model's zero points are int8, which the importer does not read: the op that
+    // takes them is the problem to report.
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let scale = b.init(&[], vec![0.1]);
+    b.inits.push(tract_onnx::pb::TensorProto {
+        name: "zp".into(),
+        data_type: tract_onnx::pb::tensor_proto::DataType::Int8 as i32,
+        raw_data: vec![0],
+        ..Default::default()
+    });
+    let out = b.node("QuantizeLinear", &["x", &scale, "zp"], vec![]);
+    match import(&b, &out) {
+        Err(ImportError::Unsupported { op_type, .. }) => assert_eq!(op_type, "QuantizeLinear"),
         other => panic!("expected Unsupported, got {other:?}"),
     }
 }
@@ -278,4 +300,251 @@ fn every_cbam_export_style_imports() -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+#[test]
+fn dynamo_as_strided_after_a_keepdim_mean_is_the_map_itself() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 4, 6, 6], 18);
+    let m = b.reduce("ReduceMean", "x", &[-1, -2], 1);
+    let minus_one = b.init_i64(&[-1]);
+    let flat = b.node("Reshape", &[&m, &minus_one], vec![]);
+    let idx = b.init_i64_dims(&[1, 4, 1, 1], &[0, 1, 2, 3]);
+    let view = b.node("Gather", &[&flat, &idx], vec![int("axis", 0)]);
+    let shape = b.init_i64(&[1, 4]);
+    let out = b.node("Reshape", &[&view, &shape], vec![]);
+    let g = import(&b, &out)?;
+    assert_eq!(ops(&g), ["GlobalAvgPool", "Flatten", "Flatten"]);
+    assert_eq!(g.tensors[g.output].shape, [4]);
+
+    // Any other order moves data: refused, and the error says why.
+    let mut b = OnnxBuilder::new(&[1, 4, 6, 6], 18);
+    let m = b.reduce("ReduceMean", "x", &[-1, -2], 1);
+    let minus_one = b.init_i64(&[-1]);
+    let flat = b.node("Reshape", &[&m, &minus_one], vec![]);
+    let idx = b.init_i64_dims(&[1, 4, 1, 1], &[3, 2, 1, 0]);
+    let out = b.node("Gather", &[&flat, &idx], vec![int("axis", 0)]);
+    assert!(matches!(
+        import(&b, &out),
+        Err(ImportError::Unsupported { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn legacy_zero_pad_chain_folds_into_the_next_conv() -> Result<(), Box<dyn std::error::Error>> {
+    // F.pad(x, (0, 1, 0, 1)) as the legacy exporter writes it.
+    let mut b = OnnxBuilder::new(&[1, 2, 7, 7], 17);
+    let four = b.init_i64(&[4]);
+    let zeros = b.node("ConstantOfShape", &[&four], vec![]);
+    let zeros = b.node("Cast", &[&zeros], vec![int("to", 7)]);
+    let given = b.init_i64(&[0, 1, 0, 1]);
+    let all = b.node("Concat", &[&given, &zeros], vec![int("axis", 0)]);
+    let pairs = b.init_i64(&[-1, 2]);
+    let m = b.node("Reshape", &[&all, &pairs], vec![]);
+    let (start, end, axis, step) = (
+        b.init_i64(&[-1]),
+        b.init_i64(&[-9223372036854775807]),
+        b.init_i64(&[0]),
+        b.init_i64(&[-1]),
+    );
+    let rev = b.node("Slice", &[&m, &start, &end, &axis, &step], vec![]);
+    let t = b.node("Transpose", &[&rev], vec![ints("perm", &[1, 0])]);
+    let minus_one = b.init_i64(&[-1]);
+    let pads = b.node("Reshape", &[&t, &minus_one], vec![]);
+    let padded = b.node("Pad", &["x", &pads], vec![]);
+    let w = b.rand(&[3, 2, 3, 3]);
+    let out = b.node("Conv", &[&padded, &w], vec![ints("strides", &[2, 2])]);
+    let g = crate::passes::optimize(import(&b, &out)?)?;
+    assert_eq!(ops(&g), ["Conv"]);
+    let Op::Conv(c) = &g.nodes[0].op else {
+        panic!("a conv")
+    };
+    // [top, left, bottom, right]: the pad went to the bottom and right edges.
+    assert_eq!(c.pads, [0, 0, 1, 1]);
+    // (7 + 1 - 3) / 2 + 1 = 3 rows and columns.
+    assert_eq!(g.tensors[g.output].shape, [3, 3, 3]);
+    Ok(())
+}
+
+#[test]
+fn reflect_and_channel_padding_are_refused() {
+    for (mode, pads) in [
+        ("reflect", [0, 0, 1, 1, 0, 0, 1, 1]),
+        ("constant", [0, 1, 0, 0, 0, 0, 0, 0]),
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 2, 4, 4], 13);
+        let p = b.init_i64(&pads);
+        let out = b.node(
+            "Pad",
+            &["x", &p],
+            vec![super::testing::string("mode", mode)],
+        );
+        assert!(
+            matches!(import(&b, &out), Err(ImportError::Unsupported { .. })),
+            "{mode} {pads:?}"
+        );
+    }
+}
+
+#[test]
+fn activations_without_int8_arithmetic_are_pointwise_ops() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let a = b.node("HardSwish", &["x"], vec![]);
+    let h = b.node(
+        "HardSigmoid",
+        &[&a],
+        vec![super::testing::float("alpha", 1.0 / 6.0)],
+    );
+    let l = b.node("LeakyRelu", &[&h], vec![]);
+    let out = b.node("Tanh", &[&l], vec![]);
+    let g = import(&b, &out)?;
+    assert_eq!(ops(&g), ["HardSwish", "HardSigmoid", "LeakyRelu", "Tanh"]);
+    assert_eq!(
+        g.nodes[1].op,
+        Op::Pointwise(crate::ir::Pointwise::HardSigmoid {
+            alpha: 1.0 / 6.0,
+            beta: 0.5
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn arithmetic_with_constants_is_an_affine_map() -> Result<(), ImportError> {
+    let mut b = OnnxBuilder::new(&[1, 3, 4, 4], 13);
+    let half = b.init(&[], vec![0.5]);
+    let m = b.node("Mul", &["x", &half], vec![]);
+    let six = b.init(&[1], vec![6.0]);
+    let d = b.node("Div", &[&m, &six], vec![]);
+    let per_c = b.init(&[3, 1, 1], vec![1.0, 2.0, 3.0]);
+    let out = b.node("Sub", &[&per_c, &d], vec![]);
+    let g = import(&b, &out)?;
+    assert_eq!(ops(&g), ["Affine", "Affine", "Affine"]);
+    assert_eq!(
+        g.nodes[2].op,
+        Op::Affine {
+            scale: vec![-1.0; 3],
+            bias: vec![1.0, 2.0, 3.0]
+        }
+    );
+    let per_pixel = b.init(&[4, 4], vec![1.0; 16]);
+    let out = b.node("Mul", &["x", &per_pixel], vec![]);
+    assert!(matches!(
+        import(&b, &out),
+        Err(ImportError::Unsupported { .. })
+    ));
+    let zero = b.init(&[], vec![0.0]);
+    let out = b.node("Div", &["x", &zero], vec![]);
+    assert!(matches!(import(&b, &out), Err(ImportError::BadNode { .. })));
+    Ok(())
+}
+
+// Hostile models: each is an error naming the problem, never a panic or a huge allocation.
+
+fn bad(b: &OnnxBuilder, out: &str) -> String {
+    match import(b, out) {
+        Ok(_) => panic!("the hostile model was imported"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_weight_whose_element_count_overflows_is_refused() {
+    for dims in [
+        [1i64 << 62, 1, 2, 2],
+        [1 << 31, 1 << 31, 1 << 2, 1],
+        [4, 1, 0, 3],
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 8, 8], 13);
+        let w = b.init(&dims, vec![]);
+        let out = b.node("Conv", &["x", &w], vec![]);
+        let msg = bad(&b, &out);
+        let named = msg.contains("w0") || msg.contains("kernel");
+        assert!(named, "{dims:?}: {msg}");
+    }
+}
+
+#[test]
+fn a_gemm_weight_whose_element_count_overflows_is_refused() {
+    for dims in [[1i64 << 62, 4], [4, 1 << 62]] {
+        let mut b = OnnxBuilder::new(&[1, 4], 13);
+        let w = b.init(&dims, vec![]);
+        let out = b.node("Gemm", &["x", &w], vec![int("transB", 1)]);
+        let msg = bad(&b, &out);
+        assert!(
+            msg.contains("w0") && msg.contains("2^64"),
+            "{dims:?}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_concat_of_vectors_after_global_pool_and_reshape_is_refused() {
+    // One channel: the pooled [1, 1, 1, 1] reshaped to [-1] is the rank-1 [1].
+    let mut b = OnnxBuilder::new(&[1, 1, 4, 4], 13);
+    let g = b.node("GlobalAveragePool", &["x"], vec![]);
+    let shape = b.init_i64(&[-1]);
+    let r = b.node("Reshape", &[&g, &shape], vec![]);
+    let out = b.node("Concat", &[&r, &r], vec![int("axis", 1)]);
+    let msg = bad(&b, &out);
+    assert!(msg.contains("Concat"), "{msg}");
+}
+
+#[test]
+fn absurd_pooling_kernels_strides_and_pads_are_refused() {
+    for attrs in [
+        vec![ints("kernel_shape", &[1 << 40, 1 << 40])],
+        vec![
+            ints("kernel_shape", &[2, 2]),
+            ints("pads", &[i64::MAX, 0, 0, 0]),
+        ],
+        vec![ints("kernel_shape", &[2, 2]), ints("strides", &[0, 1])],
+        vec![ints("kernel_shape", &[100, 100])],
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 8, 8], 13);
+        let out = b.node("MaxPool", &["x"], attrs.clone());
+        bad(&b, &out);
+    }
+}
+
+#[test]
+fn nan_and_infinite_weights_are_refused() {
+    for (w, bias) in [
+        (vec![f32::NAN, 1.0], vec![0.0, 0.0]),
+        (vec![1.0, 1.0], vec![0.0, f32::INFINITY]),
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 2, 2], 13);
+        let w = b.init(&[2, 1, 1, 1], w);
+        let bias = b.init(&[2], bias);
+        let out = b.node("Conv", &["x", &w, &bias], vec![]);
+        let msg = bad(&b, &out);
+        assert!(msg.contains("damaged"), "{msg}");
+    }
+    let mut b = OnnxBuilder::new(&[1, 2, 2, 2], 13);
+    let p = b.init(&[2], vec![1.0, 1.0]);
+    let var = b.init(&[2], vec![1.0, -1.0]);
+    let out = b.node("BatchNormalization", &["x", &p, &p, &p, &var], vec![]);
+    assert!(bad(&b, &out).contains("variance"));
+}
+
+#[test]
+fn a_nan_mean_or_a_denormal_std_in_the_metadata_is_refused() {
+    for (key, value) in [
+        ("cbam.mean", "NaN"),
+        ("cbam.std", "1e-40"),
+        ("cbam.std", "0"),
+    ] {
+        let mut b = OnnxBuilder::new(&[1, 1, 2, 2], 13);
+        b.meta.push((key.into(), value.into()));
+        let out = b.node("Relu", &["x"], vec![]);
+        let msg = bad(&b, &out);
+        assert!(msg.contains("cbam.mean/cbam.std"), "{key}={value}: {msg}");
+    }
+}
+
+#[test]
+fn an_input_past_the_tensor_cap_is_refused() {
+    let mut b = OnnxBuilder::new(&[1, 1, 100_000, 100_000], 13);
+    let out = b.node("Relu", &["x"], vec![]);
+    assert!(bad(&b, &out).contains("values"));
 }

@@ -4,6 +4,7 @@
 use super::attrs;
 use super::builder::NodeCtx;
 use super::ImportError;
+use crate::limits::MAX_WINDOW;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Window {
@@ -19,12 +20,16 @@ fn pair(n: &NodeCtx, name: &str, default: usize) -> Result<[usize; 2], ImportErr
     match attrs::ints(n.proto, name) {
         None => Ok([default; 2]),
         Some(v) => match v.as_slice() {
-            [a, b] if *a >= 1 && *b >= 1 => Ok([*a as usize, *b as usize]),
+            [a, b] if in_window(*a, 1) && in_window(*b, 1) => Ok([*a as usize, *b as usize]),
             _ => Err(n.unsupported(format!(
-                "{name} {v:?}: only 2-D windows with positive sizes are supported"
+                "{name} {v:?}: only 2-D windows with sizes 1..={MAX_WINDOW} are supported"
             ))),
         },
     }
+}
+
+fn in_window(v: i64, lo: i64) -> bool {
+    v >= lo && v as u64 <= MAX_WINDOW
 }
 
 /// Reads the window attributes of `n` applied to an input of spatial size `in_hw`.
@@ -34,20 +39,28 @@ pub(crate) fn read(
     in_hw: [usize; 2],
     kernel: [usize; 2],
 ) -> Result<Window, ImportError> {
+    if kernel.iter().any(|&k| !in_window(k as i64, 1)) {
+        return Err(n.unsupported(format!(
+            "kernel {kernel:?}: only sizes 1..={MAX_WINDOW} are supported"
+        )));
+    }
     let stride = pair(n, "strides", 1)?;
     let dilation = pair(n, "dilations", 1)?;
     let ceil = attrs::int(n.proto, "ceil_mode").unwrap_or(0) != 0;
     let auto_pad = attrs::string(n.proto, "auto_pad").unwrap_or_else(|| "NOTSET".to_string());
+    // Every factor is at most MAX_WINDOW (2^16) or a tensor size (2^28): no overflow.
     let span = |i: usize| dilation[i] * (kernel[i] - 1) + 1;
     let pads = match auto_pad.as_str() {
         "NOTSET" => match attrs::ints(n.proto, "pads") {
             None => [0; 4],
             Some(p) => match p.as_slice() {
-                [t, l, b, r] if p.iter().all(|&x| x >= 0) => {
+                [t, l, b, r] if p.iter().all(|&x| in_window(x, 0)) => {
                     [*t as usize, *l as usize, *b as usize, *r as usize]
                 }
                 _ => {
-                    return Err(n.unsupported(format!("pads {p:?}: expected 4 non-negative values")))
+                    return Err(
+                        n.unsupported(format!("pads {p:?}: expected 4 values in 0..={MAX_WINDOW}"))
+                    )
                 }
             },
         },
@@ -56,7 +69,7 @@ pub(crate) fn read(
             let mut pads = [0; 4];
             for i in 0..2 {
                 let out = in_hw[i].div_ceil(stride[i]);
-                let total = ((out - 1) * stride[i] + span(i)).saturating_sub(in_hw[i]);
+                let total = ((out.max(1) - 1) * stride[i] + span(i)).saturating_sub(in_hw[i]);
                 let (small, big) = (total / 2, total - total / 2);
                 let (begin, end) = if auto_pad == "SAME_UPPER" {
                     (small, big)

@@ -11,7 +11,7 @@
 //! Every value inside must have no reader outside the block; `F` may have others
 //! (a residual connection).
 
-use super::edit::{name, producer, shape, uses, validate};
+use super::edit::{name, shape, validate, Index};
 use super::PassError;
 use crate::ir::{
     Activation, Cbam, CbamValues, Conv, Graph, Linear, Node, Op, SpatialOrder, TensorId,
@@ -24,13 +24,20 @@ struct Found {
     cbam: Cbam,
 }
 
-/// Node `i`'s producer of `t` if `t` has exactly `readers` readers.
-fn only_for(g: &Graph, t: TensorId, readers: usize) -> Option<(usize, &Node)> {
-    if uses(g, t) != readers {
+/// The graph and its index, as the matcher reads them.
+#[derive(Clone, Copy)]
+struct View<'g> {
+    g: &'g Graph,
+    ix: &'g Index,
+}
+
+/// The producer of `t` if `t` has exactly `readers` readers.
+fn only_for<'g>(v: View<'g>, t: TensorId, readers: usize) -> Option<(usize, &'g Node)> {
+    if v.ix.uses(t) != readers {
         return None;
     }
-    let p = producer(g, t)?;
-    Some((p, g.nodes.get(p)?))
+    let p = v.ix.producer(t)?;
+    Some((p, v.g.nodes.get(p)?))
 }
 
 fn two_inputs(n: &Node) -> Option<(TensorId, TensorId)> {
@@ -50,18 +57,18 @@ struct Branch<'g> {
     mlp2: &'g Linear,
 }
 
-fn branch(g: &Graph, out: TensorId, f: TensorId) -> Option<Branch<'_>> {
-    let (i2, n2) = only_for(g, out, 1)?;
+fn branch(v: View<'_>, out: TensorId, f: TensorId) -> Option<Branch<'_>> {
+    let (i2, n2) = only_for(v, out, 1)?;
     let Op::Linear(mlp2) = &n2.op else {
         return None;
     };
     let hidden = *n2.inputs.first()?;
-    let (i1, n1) = only_for(g, hidden, 1)?;
+    let (i1, n1) = only_for(v, hidden, 1)?;
     let Op::Linear(mlp1) = &n1.op else {
         return None;
     };
     let pooled = *n1.inputs.first()?;
-    let (ip, np) = only_for(g, pooled, 1)?;
+    let (ip, np) = only_for(v, pooled, 1)?;
     let is_max = match np.op {
         Op::GlobalAvgPool => false,
         Op::GlobalMaxPool => true,
@@ -87,20 +94,20 @@ struct Channel<'g> {
 }
 
 /// `F' = Mul(F, Sigmoid(Add(mlp(avg), mlp(max))))` producing `fp`.
-fn channel_gate(g: &Graph, fp: TensorId) -> Option<Channel<'_>> {
-    let im = producer(g, fp)?;
-    let mul = g.nodes.get(im)?;
+fn channel_gate(v: View<'_>, fp: TensorId) -> Option<Channel<'_>> {
+    let im = v.ix.producer(fp)?;
+    let mul = v.g.nodes.get(im)?;
     if mul.op != Op::Mul {
         return None;
     }
     let (a, b) = two_inputs(mul)?;
     [(a, b), (b, a)].into_iter().find_map(|(f, gate)| {
-        let (is, sig) = only_for(g, gate, 1)?;
+        let (is, sig) = only_for(v, gate, 1)?;
         if sig.op != Op::Sigmoid {
             return None;
         }
         let logit = *sig.inputs.first()?;
-        let (ia, add) = only_for(g, logit, 1)?;
+        let (ia, add) = only_for(v, logit, 1)?;
         if add.op
             != (Op::Add {
                 act: Activation::None,
@@ -109,7 +116,7 @@ fn channel_gate(g: &Graph, fp: TensorId) -> Option<Channel<'_>> {
             return None;
         }
         let (x, y) = two_inputs(add)?;
-        let (bx, by) = (branch(g, x, f)?, branch(g, y, f)?);
+        let (bx, by) = (branch(v, x, f)?, branch(v, y, f)?);
         let (avg, max) = match (bx.is_max, by.is_max) {
             (false, true) => (bx, by),
             (true, false) => (by, bx),
@@ -139,40 +146,41 @@ fn spatial_conv(c: &Conv) -> bool {
         && c.kernel[0] == c.kernel[1]
 }
 
-fn try_match(g: &Graph, last: usize) -> Option<Found> {
+fn try_match(v: View<'_>, last: usize) -> Option<Found> {
+    let g = v.g;
     let mul = g.nodes.get(last)?;
     if mul.op != Op::Mul {
         return None;
     }
     let (a, b) = two_inputs(mul)?;
     [(a, b), (b, a)].into_iter().find_map(|(fp, gate)| {
-        let (is, sig) = only_for(g, gate, 1)?;
+        let (is, sig) = only_for(v, gate, 1)?;
         if sig.op != Op::Sigmoid {
             return None;
         }
         let spatial_logit = *sig.inputs.first()?;
-        let (ic, conv) = only_for(g, spatial_logit, 1)?;
+        let (ic, conv) = only_for(v, spatial_logit, 1)?;
         let Op::Conv(spatial) = &conv.op else {
             return None;
         };
         let pooled_map = *conv.inputs.first()?;
-        let (icat, cat) = only_for(g, pooled_map, 1)?;
+        let (icat, cat) = only_for(v, pooled_map, 1)?;
         if cat.op != Op::Concat || !spatial_conv(spatial) {
             return None;
         }
         let (p0, p1) = two_inputs(cat)?;
-        let (i0, n0) = only_for(g, p0, 1)?;
-        let (i1, n1) = only_for(g, p1, 1)?;
+        let (i0, n0) = only_for(v, p0, 1)?;
+        let (i1, n1) = only_for(v, p1, 1)?;
         let order = match (&n0.op, &n1.op) {
             (Op::ChannelMean, Op::ChannelMax) => SpatialOrder::MeanMax,
             (Op::ChannelMax, Op::ChannelMean) => SpatialOrder::MaxMean,
             _ => return None,
         };
         // F' feeds the channel mean, the channel max and this Mul, nothing else.
-        if n0.inputs.first() != Some(&fp) || n1.inputs.first() != Some(&fp) || uses(g, fp) != 3 {
+        if n0.inputs.first() != Some(&fp) || n1.inputs.first() != Some(&fp) || v.ix.uses(fp) != 3 {
             return None;
         }
-        let ch = channel_gate(g, fp)?;
+        let ch = channel_gate(v, fp)?;
         let channels = *shape(g, ch.f).first()?;
         let (mlp1, mlp2) = (ch.avg.mlp1.clone(), ch.avg.mlp2.clone());
         if mlp1.in_features != channels
@@ -215,10 +223,12 @@ fn try_match(g: &Graph, last: usize) -> Option<Found> {
 /// returned unchanged.
 pub fn match_cbam(mut g: Graph) -> Result<Graph, PassError> {
     validate(&g)?;
-    let mut i = 0;
-    while i < g.nodes.len() {
-        let Some(found) = try_match(&g, i) else {
-            i += 1;
+    let mut ix = Index::new(&g);
+    for i in 0..g.nodes.len() {
+        if ix.is_dead(i) {
+            continue;
+        }
+        let Some(found) = try_match(View { g: &g, ix: &ix }, i) else {
             continue;
         };
         let Some(last) = g.nodes.get(i) else { break };
@@ -231,14 +241,8 @@ pub fn match_cbam(mut g: Graph) -> Result<Graph, PassError> {
         let mut doomed = found.nodes;
         doomed.sort_unstable();
         doomed.dedup();
-        let before = doomed.iter().filter(|&&d| d < i).count();
-        if let Some(slot) = g.nodes.get_mut(i) {
-            *slot = fused;
-        }
-        for &d in doomed.iter().rev().filter(|&&d| d != i) {
-            g.nodes.remove(d);
-        }
-        i = i - before + 1;
+        ix.fuse(&mut g, i, &doomed, fused);
     }
+    ix.sweep(&mut g);
     Ok(g)
 }

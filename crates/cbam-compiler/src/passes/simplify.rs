@@ -1,7 +1,7 @@
 //! Removes ops that do not change data (Identity, Dropout, layout-free reshapes) and drops
 //! tensors nothing uses.
 
-use super::edit::{bypass, shape, validate};
+use super::edit::{shape, validate, Index};
 use super::PassError;
 use crate::ir::{Graph, Op};
 
@@ -16,8 +16,10 @@ fn layout_free(a: &[usize], b: &[usize]) -> bool {
 /// A Flatten of a real feature map stays: it changes the element order under NHWC.
 pub fn remove_identities(mut g: Graph) -> Result<Graph, PassError> {
     validate(&g)?;
-    let mut i = 0;
-    while let Some(node) = g.nodes.get(i) {
+    let mut ix = Index::new(&g);
+    for i in 0..g.nodes.len() {
+        ix.resolve_inputs(&mut g, i);
+        let Some(node) = g.nodes.get(i) else { break };
         let removable = match node.op {
             Op::Identity => true,
             Op::Flatten => node
@@ -27,11 +29,10 @@ pub fn remove_identities(mut g: Graph) -> Result<Graph, PassError> {
             _ => false,
         };
         if removable {
-            bypass(&mut g, i);
-        } else {
-            i += 1;
+            ix.bypass(&mut g, i);
         }
     }
+    ix.sweep(&mut g);
     Ok(g)
 }
 

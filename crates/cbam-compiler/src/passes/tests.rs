@@ -278,3 +278,66 @@ fn malformed_graphs_are_rejected() -> Result<(), TestError> {
     assert!(matches!(optimize(g), Err(PassError::Malformed { .. })));
     Ok(())
 }
+
+/// A chain of `blocks` x (Conv 1x1, BatchNorm, Relu, Identity) and, every 8th block, a
+/// CBAM block: every pass has something to fold, fuse or match all along it.
+fn long_chain(blocks: usize) -> OnnxBuilder {
+    let mut b = OnnxBuilder::new(&[1, 4, 2, 2], 13);
+    let mut x = "x".to_string();
+    let style = CbamStyle::default();
+    for i in 0..blocks {
+        let c = b.conv(&x, 4, 4, 1, true);
+        let n = b.batch_norm(&c, 4);
+        let r = b.node("Relu", &[&n], vec![]);
+        x = b.node("Identity", &[&r], vec![]);
+        if i % 8 == 7 {
+            x = b.cbam(&x, 4, 2, [2, 2], &style);
+        }
+    }
+    b
+}
+
+#[test]
+fn import_and_passes_are_linear_in_the_node_count() -> Result<(), TestError> {
+    // Quadratic passes took minutes on 200k nodes; linear ones take about a second.
+    let b = long_chain(50_000);
+    let out = b
+        .nodes
+        .last()
+        .and_then(|n| n.output.first().cloned())
+        .unwrap_or_default();
+    let start = std::time::Instant::now();
+    let g = optimize(import(&b, &out)?)?;
+    let elapsed = start.elapsed();
+    assert!(b.nodes.len() > 200_000, "{}", b.nodes.len());
+    assert_eq!(count(&g, |op| matches!(op, Op::Cbam(_))), 50_000 / 8);
+    assert_eq!(
+        count(&g, |op| matches!(
+            op,
+            Op::BatchNorm(_) | Op::Relu | Op::Identity
+        )),
+        0
+    );
+    assert!(elapsed.as_secs() < 30, "optimising took {elapsed:?}");
+    Ok(())
+}
+
+#[test]
+fn a_batchnorm_whose_fold_overflows_f32_is_refused() -> Result<(), TestError> {
+    // Finite parameters, but gamma / sqrt(var + eps) = 1e30 / 1e-15 is past f32.
+    let mut b = OnnxBuilder::new(&[1, 1, 2, 2], 13);
+    let conv = b.conv("x", 1, 1, 1, true);
+    let gamma = b.init(&[1], vec![1e30]);
+    let zero = b.init(&[1], vec![0.0]);
+    let eps = crate::import::testing::float("epsilon", 1e-30);
+    let bn = b.node(
+        "BatchNormalization",
+        &[&conv, &gamma, &zero, &zero, &zero],
+        vec![eps],
+    );
+    match optimize(import(&b, &bn)?) {
+        Err(PassError::BadNode { why, .. }) => assert!(why.contains("variance"), "{why}"),
+        other => panic!("expected BadNode, got {other:?}"),
+    }
+    Ok(())
+}

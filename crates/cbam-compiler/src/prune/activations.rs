@@ -3,8 +3,8 @@
 
 use tract_onnx::pb::ModelProto;
 
-use super::float_eval::FloatRunner;
 use super::PruneError;
+use crate::float_run::FloatModel;
 
 /// `values[v][s]`: value `names[v]` (flattened NCHW, batch 1) for calibration sample `s`.
 pub fn capture(
@@ -13,10 +13,10 @@ pub fn capture(
     calib: &[Vec<f32>],
     names: &[String],
 ) -> Result<Vec<Vec<Vec<f32>>>, PruneError> {
-    let runner = FloatRunner::new(proto, input_chw, names)?;
+    let runner = FloatModel::with_input_shape(proto, None, batch_of_one(input_chw))?;
     let mut values: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(calib.len()); names.len()];
     for x in calib {
-        let mut outputs = runner.run(x)?.into_iter().skip(1);
+        let mut outputs = runner.run_values(x, names)?.into_iter();
         for per_value in values.iter_mut() {
             let v = outputs.next().ok_or_else(|| {
                 PruneError::Tract("tract returned fewer outputs than asked".into())
@@ -25,6 +25,13 @@ pub fn capture(
         }
     }
     Ok(values)
+}
+
+/// `[1, c, h, w]` from `[c, h, w]`.
+pub(crate) fn batch_of_one(input_chw: &[usize]) -> Vec<usize> {
+    std::iter::once(1)
+        .chain(input_chw.iter().copied())
+        .collect()
 }
 
 /// Mean of `|x|` per channel over all pixels and samples of `[1, C, ...]` maps.

@@ -3,10 +3,11 @@
 
 use tract_onnx::pb::{GraphProto, ModelProto};
 
+use super::activations::batch_of_one;
 use super::blocks::CbamSite;
-use super::float_eval::FloatRunner;
 use super::onnx_util::{const_tensor, tensor_f32, GraphIndex};
 use super::PruneError;
+use crate::float_run::FloatModel;
 
 /// Attention statistics of one block over the calibration set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -28,16 +29,16 @@ pub fn attention_stats(
         return Err(PruneError::EmptyData("calibration"));
     }
     let names: Vec<String> = sites.iter().map(|s| s.attention.clone()).collect();
-    let runner = FloatRunner::new(proto, input_chw, &names)?;
+    let runner = FloatModel::with_input_shape(proto, None, batch_of_one(input_chw))?;
     // per block, per channel, one value per sample
     let mut seen: Vec<Vec<Vec<f32>>> = sites
         .iter()
         .map(|s| vec![Vec::with_capacity(calib.len()); s.channels])
         .collect();
     for x in calib {
-        let outputs = runner.run(x)?;
+        let outputs = runner.run_values(x, &names)?;
         for (b, per_channel) in seen.iter_mut().enumerate() {
-            let mc = outputs.get(b + 1).map(Vec::as_slice).unwrap_or(&[]);
+            let mc = outputs.get(b).map(Vec::as_slice).unwrap_or(&[]);
             if mc.len() != per_channel.len() {
                 return Err(PruneError::Tract(format!(
                     "attention `{}` has {} values, expected {}",

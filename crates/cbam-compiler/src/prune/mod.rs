@@ -30,7 +30,6 @@ pub mod blocks;
 pub mod cost;
 pub mod criteria;
 pub mod downstream;
-pub mod float_eval;
 pub mod internal;
 pub mod lstsq;
 pub mod onnx_util;
@@ -60,7 +59,9 @@ pub use tract_onnx::pb as onnx_pb;
 use std::path::Path;
 
 use tract_onnx::pb::ModelProto;
-use tract_onnx::prelude::Framework;
+
+use crate::float_run::FloatRunError;
+use crate::import::{self, ImportError};
 
 /// What ranks channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -151,6 +152,8 @@ pub enum PruneError {
     Load { path: String, reason: String },
     #[error("tract failed: {0}")]
     Tract(String),
+    #[error(transparent)]
+    FloatRun(#[from] FloatRunError),
     #[error("cannot prune this graph: {0}")]
     Unsupported(String),
     #[error("channels are coupled outside the block: {0}")]
@@ -185,14 +188,17 @@ pub enum PruneError {
     DynamicInput,
 }
 
-/// Reads an ONNX file into tract-onnx's protobuf types.
+/// Reads an ONNX file into tract-onnx's protobuf types, checked as the importer checks
+/// every model, with any external data read in (the pruned model is written whole).
 pub fn load_proto(path: &Path) -> Result<ModelProto, PruneError> {
-    tract_onnx::onnx()
-        .proto_model_for_path(path)
-        .map_err(|e| PruneError::Load {
-            path: path.display().to_string(),
-            reason: format!("{e:#}"),
-        })
+    let load = |e: ImportError| PruneError::Load {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let bytes = import::read_model_file(path).map_err(load)?;
+    let mut proto = import::decode_model(&bytes, path).map_err(load)?;
+    import::inline_external_data(&mut proto, path.parent()).map_err(load)?;
+    Ok(proto)
 }
 
 /// Serialises a model to ONNX bytes (write them with [`crate::write_atomic`]).

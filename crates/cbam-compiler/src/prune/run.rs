@@ -2,11 +2,11 @@
 
 use tract_onnx::pb::ModelProto;
 
+use super::activations::batch_of_one;
 use super::blocks::find_cbam_sites;
 use super::cost::{model_cost, Cost};
 use super::criteria::{attention_stats, producer_l1, AttentionStats};
 use super::downstream::downstream_convs;
-use super::float_eval::accuracy;
 use super::internal::{find_internal_sites, propagated_scores};
 use super::onnx_util::{
     const_tensor_mut, dims_usize, materialize_constant_identities, set_tensor_f32, tensor_f32,
@@ -23,6 +23,7 @@ use super::sensitivity::{allocation_order, probe_depths, Reference, SensitivityC
 use super::shapes::{declared_input_chw, value_shapes, ShapeMap};
 use super::surgery::{cut_channels, CutOutcome, SurgeryOptions};
 use super::{Criterion, GroupKind, PruneError, PruneOptions, Scope};
+use crate::float_run::{self, FloatModel};
 
 /// A set of channels pruned together: a CBAM block's feature map, or a conv output that
 /// stays inside a block (see [`super::internal`]); for `--criterion l1` on a model without
@@ -762,6 +763,20 @@ fn block_reports(
             l1: g.l1.clone(),
         })
         .collect()
+}
+
+/// Top-1 accuracy in percent of `proto` on labelled samples.
+fn accuracy(
+    proto: &ModelProto,
+    input_chw: &[usize],
+    samples: &[Vec<f32>],
+    labels: &[usize],
+) -> Result<f64, PruneError> {
+    if samples.is_empty() {
+        return Err(PruneError::EmptyData("evaluation"));
+    }
+    let model = FloatModel::with_input_shape(proto, None, batch_of_one(input_chw))?;
+    Ok(float_run::accuracy(&model, samples, labels)?)
 }
 
 #[cfg(test)]

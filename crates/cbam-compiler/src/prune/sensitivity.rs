@@ -11,8 +11,9 @@
 
 use tract_onnx::pb::ModelProto;
 
-use super::float_eval::FloatRunner;
+use super::activations::batch_of_one;
 use super::PruneError;
+use crate::float_run::FloatModel;
 
 /// Measured damage of one group cut alone.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -79,14 +80,10 @@ impl Reference {
         input_chw: &[usize],
         samples: &[Vec<f32>],
     ) -> Result<Self, PruneError> {
-        let runner = FloatRunner::new(original, input_chw, &[])?;
+        let runner = FloatModel::with_input_shape(original, None, batch_of_one(input_chw))?;
         let probs = samples
             .iter()
-            .map(|x| {
-                Ok(softmax(
-                    runner.run(x)?.first().map(Vec::as_slice).unwrap_or(&[]),
-                ))
-            })
+            .map(|x| Ok(softmax(&runner.run(x)?)))
             .collect::<Result<_, PruneError>>()?;
         Ok(Reference {
             probs,
@@ -97,10 +94,10 @@ impl Reference {
 
     /// Mean `KL(original || candidate)` over the reference images.
     pub fn damage(&self, candidate: &ModelProto) -> Result<f64, PruneError> {
-        let runner = FloatRunner::new(candidate, &self.input_chw, &[])?;
+        let runner = FloatModel::with_input_shape(candidate, None, batch_of_one(&self.input_chw))?;
         let mut total = 0.0;
         for (x, p) in self.samples.iter().zip(&self.probs) {
-            let q = softmax(runner.run(x)?.first().map(Vec::as_slice).unwrap_or(&[]));
+            let q = softmax(&runner.run(x)?);
             total += p
                 .iter()
                 .zip(&q)

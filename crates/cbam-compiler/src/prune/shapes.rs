@@ -8,19 +8,13 @@ use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
 use super::PruneError;
+use crate::float_run;
 
 pub type ShapeMap = HashMap<String, Vec<usize>>;
 
 /// Loads `proto` into tract with the input fixed to `[1, c, h, w]`.
 pub fn load_typed(proto: &ModelProto, input_chw: &[usize]) -> Result<TypedModel, PruneError> {
-    let mut shape = vec![1usize];
-    shape.extend_from_slice(input_chw);
-    let model = tract_onnx::onnx()
-        .model_for_proto_model(proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact(shape.as_slice()).into()))
-        .and_then(|m| m.into_typed())
-        .map_err(|e| PruneError::Tract(format!("{e:#}")))?;
-    Ok(model)
+    Ok(float_run::typed_model(proto, input_chw)?)
 }
 
 /// Shapes of all labelled outlets of a typed model, plus the shapes of constants.

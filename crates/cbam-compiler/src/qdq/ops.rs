@@ -71,7 +71,7 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
             e.node("GlobalMaxPool", &[x], raw, vec![]);
             e.finish(node, raw)
         }
-        (Op::Sigmoid, QOpKind::Sigmoid(table)) => {
+        (Op::Sigmoid, QOpKind::Sigmoid(table)) | (Op::Pointwise(_), QOpKind::Lut(table)) => {
             let levels = e.levels_of(x, e.input_q(node, 0)?);
             let out = e.out_name(node);
             exact::table_lookup(e, &levels, table, out_q, &out);

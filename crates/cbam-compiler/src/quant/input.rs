@@ -3,7 +3,7 @@
 
 use super::math::QParams;
 use crate::calib::Ranges;
-use crate::ir::Graph;
+use crate::ir::{Graph, Op};
 
 /// How the device's input relates to the float model's input.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,11 +21,17 @@ pub struct InputPlan {
 /// half-level rounding of that zero point becomes a constant offset `d` folded into the
 /// first conv's bias when possible. Per-channel mean/std: the input tensor represents
 /// `pixel/255` (scale 1/255, zero point -128) and the whole affine is folded into the
-/// first conv.
+/// first conv, which must then be the input's only reader and unpadded: its padding would
+/// read pixel 0 where the float model reads `x = 0` (`pixel = 255 * mean[c]`, per channel,
+/// which no zero point can stand for). Otherwise the device feeds the normalised input,
+/// quantized by its calibrated range.
 pub fn plan_input(graph: &Graph, ranges: &Ranges, pixel_input: bool) -> Option<InputPlan> {
     let meta = &graph.meta;
     let channels = graph.tensors.get(graph.input)?.shape.first().copied()?;
+    let uniform =
+        meta.mean.windows(2).all(|p| p[0] == p[1]) && meta.std.windows(2).all(|p| p[0] == p[1]);
     let stats_usable = pixel_input
+        && (uniform || folds_exactly(graph))
         && !meta.mean.is_empty()
         && meta.mean.len() == meta.std.len()
         && meta.std.iter().all(|s| s.is_finite() && *s > 0.0)
@@ -39,8 +45,6 @@ pub fn plan_input(graph: &Graph, ranges: &Ranges, pixel_input: bool) -> Option<I
             affine: None,
         });
     }
-    let uniform =
-        meta.mean.windows(2).all(|p| p[0] == p[1]) && meta.std.windows(2).all(|p| p[0] == p[1]);
     if uniform {
         let (mean, std) = (f64::from(meta.mean[0]), f64::from(meta.std[0]));
         let scale = (1.0 / (255.0 * std)) as f32;
@@ -72,9 +76,22 @@ pub fn plan_input(graph: &Graph, ranges: &Ranges, pixel_input: bool) -> Option<I
     })
 }
 
+/// Whether a per-channel affine on the input folds into its reader without changing any
+/// output: one unpadded, ungrouped Conv reads it.
+fn folds_exactly(graph: &Graph) -> bool {
+    let readers: Vec<&Op> = graph
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.contains(&graph.input))
+        .map(|n| &n.op)
+        .collect();
+    matches!(readers.as_slice(), [Op::Conv(c)] if c.groups == 1 && c.pads == [0; 4])
+}
+
 /// Folds `x_c = a_c * u_c + d_c` into a conv reading `x`: weights `[o][c][kh][kw]`
-/// (groups 1) are scaled per input channel and `d` moves into the bias. Padding still
-/// pads `u` with real 0, which differs from `x = 0` only where `d != 0`, at the border.
+/// (groups 1) are scaled per input channel and `d` moves into the bias. Exact only for an
+/// unpadded conv (see [`plan_input`]); with a uniform normalisation `d` is the sub-level
+/// rounding offset of the zero point, which padding may miss by that much.
 pub fn fold_affine_into_conv(
     weight: &[f32],
     bias: &[f32],
@@ -150,6 +167,49 @@ mod tests {
         let direct = 2.0 * (2.0 * 0.3 + 0.5) + 3.0 * (4.0 * 0.7 - 1.0) + 1.0;
         let folded = w[0] * 0.3 + w[1] * 0.7 + b[0];
         assert!((direct - folded).abs() < 1e-6);
+    }
+
+    #[test]
+    fn per_channel_normalisation_before_a_padded_conv_is_not_folded() {
+        use crate::ir::{Activation, Conv, Node};
+        let mut g = graph(vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]);
+        g.tensors.push(TensorDef {
+            name: "y".into(),
+            shape: vec![1, 4, 4],
+        });
+        let conv = |pads| {
+            Op::Conv(Conv {
+                weight: vec![0.1; 27],
+                bias: vec![0.0],
+                out_c: 1,
+                in_c: 3,
+                kernel: [3, 3],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads,
+                groups: 1,
+                act: Activation::None,
+            })
+        };
+        g.nodes.push(Node {
+            name: "conv".into(),
+            op: conv([1; 4]),
+            inputs: vec![0],
+            output: 1,
+        });
+        let mut r = Ranges::new();
+        r.insert(
+            "x".into(),
+            crate::calib::Range {
+                min: -2.0,
+                max: 2.5,
+            },
+        );
+        let padded = plan_input(&g, &r, true).unwrap();
+        assert!(!padded.pixels && padded.affine.is_none());
+        g.nodes[0].op = conv([0; 4]);
+        let unpadded = plan_input(&g, &r, true).unwrap();
+        assert!(unpadded.pixels && unpadded.affine.is_some());
     }
 
     #[test]

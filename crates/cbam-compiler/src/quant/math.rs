@@ -173,19 +173,48 @@ pub fn channel_requantizers(
 /// The 256-entry sigmoid table for an input quantization: entry `x + 128` holds
 /// `sigmoid(real(x))` in [`QParams::SIGMOID_OUT`].
 pub fn sigmoid_lut(input: QParams) -> [i8; 256] {
-    let mut lut = [0i8; 256];
-    for (i, slot) in lut.iter_mut().enumerate() {
+    lut(input, QParams::SIGMOID_OUT, |x| 1.0 / (1.0 + (-x).exp()))
+}
+
+/// The 256-entry table of `f` from `input`'s quantization to `output`'s: entry `q + 128` is
+/// `f` of the value `q` stands for, rounded half away from zero and saturated.
+pub fn lut(input: QParams, output: QParams, f: impl Fn(f64) -> f64) -> [i8; 256] {
+    let mut table = [0i8; 256];
+    for (i, slot) in table.iter_mut().enumerate() {
         let q = i as i32 - 128;
         let x = f64::from(input.scale) * f64::from(q - input.zero_point);
-        let y = 1.0 / (1.0 + (-x).exp());
-        *slot = ((y * 256.0).round() - 128.0).clamp(-128.0, 127.0) as i8;
+        let y = (f(x) / f64::from(output.scale)).round() + f64::from(output.zero_point);
+        *slot = y.clamp(-128.0, 127.0) as i8;
     }
-    lut
+    table
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lut_rounds_the_function_into_the_output_quantization() {
+        let input = QParams {
+            scale: 0.1,
+            zero_point: -10,
+        };
+        let output = QParams {
+            scale: 0.05,
+            zero_point: 3,
+        };
+        let table = lut(input, output, |x| x.max(0.0));
+        for (i, &y) in table.iter().enumerate() {
+            let x = 0.1 * f64::from(i as i32 - 128 + 10);
+            let want = ((x.max(0.0) / 0.05).round() + 3.0).clamp(-128.0, 127.0);
+            assert_eq!(f64::from(y), want, "entry {i}");
+        }
+        // The sigmoid table is this table with the fixed sigmoid output quantization.
+        assert_eq!(
+            sigmoid_lut(input),
+            lut(input, QParams::SIGMOID_OUT, |x| 1.0 / (1.0 + (-x).exp()))
+        );
+    }
 
     #[test]
     fn multiplier_matches_tflite_examples() {

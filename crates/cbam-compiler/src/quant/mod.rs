@@ -1,23 +1,17 @@
-//! Quantization: from the float IR and calibrated ranges to the core's int8 op list.
+//! Lowering: from the float IR and calibrated ranges to the core's int8 op list, in one
+//! pass that never runs the model (improving ranges and weights by running it is
+//! [`crate::tune`]'s job, which sits above this module and calls it).
 //!
 //! [`math`] holds the TFLite fixed-point helpers, [`model`] the quantized op list in
-//! FORMAT.md terms, [`lower`] the per-op lowering, [`cbam`] the fused attention block and [`scatter`]
-//! the pruned-residual scatter that folds into ADD.
+//! FORMAT.md terms, [`lower`] the per-op lowering (with the fused attention block in
+//! `lower::cbam`), [`input`] the input's quantization and normalisation folding and
+//! [`scatter`] the pruned-residual scatter that folds into ADD.
 
-pub mod attention_bias;
-pub mod bias_correction;
-pub mod cbam;
-pub mod channel_means;
-pub mod core_run;
 pub mod input;
 pub mod lower;
 pub mod math;
 pub mod model;
-pub mod range_search;
-pub mod rounding;
 pub mod scatter;
-pub mod sigmoid_inputs;
-pub mod top1_range;
 
 pub use lower::lower;
 pub use math::QParams;

@@ -1,16 +1,16 @@
 //! The 64-byte header: identity, integrity, table locations and the arena contract.
 
-use super::read::{region, u16_at, u32_at, usize_at};
-use super::{HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION};
+use super::read::{region, size};
 use crate::crc::crc32;
 use crate::error::Error;
-
-/// Bit 0 of the header flags: the input quantization is `q = pixel - 128`.
-pub(crate) const FLAG_RAW_PIXELS: u32 = 1;
+use crate::format::{
+    HeaderFields, CRC_START, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
+};
 
 /// The decoded header, every field range-checked against the blob.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Header {
+    pub crc32: u32,
     pub arena_size: usize,
     pub scratch_off: usize,
     pub scratch_size: usize,
@@ -31,62 +31,57 @@ impl Header {
     /// header and the blob cut to `total_len`.
     pub fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), Error> {
         let header_len = usize::from(HEADER_LEN);
-        if bytes.len() < header_len {
-            return Err(Error::Truncated {
-                needed: header_len,
-                found: bytes.len(),
-            });
-        }
-        if bytes.get(..4) != Some(&MAGIC[..]) {
+        let f = HeaderFields::read(bytes).ok_or(Error::Truncated {
+            needed: header_len,
+            found: bytes.len(),
+        })?;
+        if f.magic != MAGIC {
             return Err(Error::BadMagic);
         }
-        let version = u16_at(bytes, "version", 4)?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion { found: version });
+        if f.version != VERSION {
+            return Err(Error::UnsupportedVersion { found: f.version });
         }
-        let found_header_len = u16_at(bytes, "header_len", 6)?;
-        if found_header_len != HEADER_LEN {
+        if f.header_len != HEADER_LEN {
             return Err(Error::BadHeaderLen {
-                found: found_header_len,
+                found: f.header_len,
             });
         }
-        let total_len_word = u32_at(bytes, "total_len", 8)?;
-        let total_len = usize::try_from(total_len_word)
-            .map_err(|_| Error::ShapeOverflow { what: "total_len" })?;
+        let total_len = size(f.total_len, "total_len")?;
         if total_len < header_len {
-            return Err(Error::BadTotalLen {
-                found: total_len_word,
-            });
+            return Err(Error::BadTotalLen { found: f.total_len });
         }
         let blob = bytes.get(..total_len).ok_or(Error::Truncated {
             needed: total_len,
             found: bytes.len(),
         })?;
-        let stored = u32_at(blob, "crc32", 12)?;
-        let computed = crc32(blob.get(16..).unwrap_or_default());
-        if stored != computed {
-            return Err(Error::BadCrc { stored, computed });
+        let computed = crc32(blob.get(CRC_START..).unwrap_or_default());
+        if f.crc32 != computed {
+            return Err(Error::BadCrc {
+                stored: f.crc32,
+                computed,
+            });
         }
-        let header = Self::fields(blob)?;
+        let header = Self::fields(&f)?;
         header.check_bounds(blob)?;
         Ok((header, blob))
     }
 
-    fn fields(b: &[u8]) -> Result<Header, Error> {
+    fn fields(f: &HeaderFields) -> Result<Header, Error> {
         Ok(Header {
-            arena_size: usize_at(b, "arena_size", 16)?,
-            scratch_off: usize_at(b, "scratch_off", 20)?,
-            scratch_size: usize_at(b, "scratch_size", 24)?,
-            n_tensors: u16_at(b, "n_tensors", 28)?,
-            n_ops: u16_at(b, "n_ops", 30)?,
-            tensors_off: usize_at(b, "tensors_off", 32)?,
-            ops_off: usize_at(b, "ops_off", 36)?,
-            input_tensor: u16_at(b, "input_tensor", 40)?,
-            output_tensor: u16_at(b, "output_tensor", 42)?,
-            flags: u32_at(b, "flags", 44)?,
-            meta_off: usize_at(b, "meta_off", 48)?,
-            meta_len: usize_at(b, "meta_len", 52)?,
-            macs: u32_at(b, "macs", 56)?,
+            crc32: f.crc32,
+            arena_size: size(f.arena_size, "arena_size")?,
+            scratch_off: size(f.scratch_off, "scratch_off")?,
+            scratch_size: size(f.scratch_size, "scratch_size")?,
+            n_tensors: f.n_tensors,
+            n_ops: f.n_ops,
+            tensors_off: size(f.tensors_off, "tensors_off")?,
+            ops_off: size(f.ops_off, "ops_off")?,
+            input_tensor: f.input_tensor,
+            output_tensor: f.output_tensor,
+            flags: f.flags,
+            meta_off: size(f.meta_off, "meta_off")?,
+            meta_len: size(f.meta_len, "meta_len")?,
+            macs: f.macs,
         })
     }
 

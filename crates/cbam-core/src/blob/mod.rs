@@ -8,21 +8,10 @@ mod tensor;
 mod validate;
 
 use crate::error::Error;
-use crate::op_code::OpCode;
+use crate::format::{OpCode, FLAG_RAW_PIXELS};
 pub(crate) use decode::{decode_op, Kernel, Op};
 pub(crate) use header::Header;
 pub(crate) use tensor::{Span, Tensor};
-
-/// The first four bytes of every blob.
-pub const MAGIC: [u8; 4] = *b"CBAM";
-/// The format version this core reads and the compiler writes.
-pub const VERSION: u16 = 1;
-/// Bytes of the header.
-pub const HEADER_LEN: u16 = 64;
-/// Bytes of one tensor record.
-pub const TENSOR_RECORD_LEN: usize = 32;
-/// Bytes of one op record.
-pub const OP_RECORD_LEN: usize = 32;
 
 /// Shape and quantization of a model input or output tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,7 +105,7 @@ impl<'a> Model<'a> {
 
     /// Whether the input takes raw 8-bit pixels as `q = pixel - 128` (normalisation folded in).
     pub fn input_is_raw_pixels(&self) -> bool {
-        self.header.flags & header::FLAG_RAW_PIXELS != 0
+        self.header.flags & FLAG_RAW_PIXELS != 0
     }
 
     /// The value of a metadata key (`name`, `labels`, `source`, `calibration`, ...).
@@ -161,10 +150,10 @@ impl<'a> Model<'a> {
         self.header.scratch_size
     }
 
-    /// The header's CRC-32 of the blob, which `parse` checked: it names the model, so a
-    /// device can say which one it runs.
+    /// The CRC-32 the header stores (and `parse` checked): identifies the blob, e.g. to
+    /// tell whether outputs computed at build time belong to the blob found in flash.
     pub fn crc(&self) -> u32 {
-        read::u32_at(self.blob, "crc32", 12).unwrap_or(0)
+        self.header.crc32
     }
 }
 

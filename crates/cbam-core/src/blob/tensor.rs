@@ -1,9 +1,9 @@
 //! Tensor records: shape, arena placement, kept-channel list and quantization.
 
 use super::header::Header;
-use super::read::{f32_at, i32_at, region, u16_at, u32_at, usize_at};
-use super::TENSOR_RECORD_LEN;
+use super::read::{record, region, size};
 use crate::error::Error;
+use crate::format::{TensorFields, TENSOR_RECORD_LEN};
 use crate::kernels::Shape;
 use crate::le::U16Le;
 
@@ -47,22 +47,22 @@ pub(crate) fn tensor<'a>(blob: &'a [u8], header: &Header, index: u16) -> Result<
         .ok_or(Error::ShapeOverflow {
             what: "tensor table",
         })?;
-    let rec = region(blob, "tensor record", base, TENSOR_RECORD_LEN)?;
+    let f = record(
+        blob,
+        "tensor record",
+        base,
+        TENSOR_RECORD_LEN,
+        TensorFields::read,
+    )?;
     let bad = |reason| Error::BadTensor {
         tensor: index,
         reason,
     };
-    let shape = Shape::new(
-        usize::from(u16_at(rec, "h", 0)?),
-        usize::from(u16_at(rec, "w", 2)?),
-        usize::from(u16_at(rec, "c", 4)?),
-    );
-    let full_c = usize::from(u16_at(rec, "full_c", 6)?);
-    let arena_off = usize_at(rec, "arena_off", 8)?;
-    let kept_off = usize_at(rec, "kept_off", 12)?;
-    let scale = f32_at(rec, "scale", 16)?;
-    let zero_point = i32_at(rec, "zero_point", 20)?;
-    let _flags = u32_at(rec, "flags", 24)?;
+    let shape = Shape::new(usize::from(f.h), usize::from(f.w), usize::from(f.c));
+    let full_c = usize::from(f.full_c);
+    let arena_off = size(f.arena_off, "arena_off")?;
+    let kept_off = size(f.kept_off, "kept_off")?;
+    let (scale, zero_point) = (f.scale, f.zero_point);
 
     if shape.h == 0 || shape.w == 0 || shape.c == 0 {
         return Err(bad("h, w and c must be at least 1"));

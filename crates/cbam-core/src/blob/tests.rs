@@ -2,12 +2,15 @@
 //! mutation fuzz that asserts parse + run never panic.
 
 use super::*;
-use crate::kernels::conv2d::ConvGeometry;
+use crate::format::{
+    seal_crc, AddWords, CbamWords, Conv2dWords, GlobalAvgPoolWords, HeaderFields, LutWords,
+    NoWords, OpParams,
+};
 use crate::kernels::test_support::Rng;
-use crate::op_code::OpCode;
+use crate::kernels::ConvGeometry;
 use crate::testblob::{
-    all_ops_blob, conv_params, patch_u16, patch_u32, refresh_crc, sigmoid_lut, tiny_cbam_blob,
-    BlobBuilder,
+    act_words, all_ops_blob, conv_params, patch_header, patch_op, patch_tensor, patch_u16,
+    patch_u32, patch_word, read_op, read_tensor, sigmoid_lut, tiny_cbam_blob, word, BlobBuilder,
 };
 use std::vec::Vec;
 
@@ -17,20 +20,8 @@ use std::vec::Vec;
 fn patched(f: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
     let mut blob = tiny_cbam_blob();
     f(&mut blob);
-    refresh_crc(&mut blob);
+    seal_crc(&mut blob);
     Model::parse(&blob).map(|_| ())
-}
-
-fn op_rec(blob: &[u8], op: usize) -> usize {
-    BlobBuilder::op_record_offset(blob, op)
-}
-
-fn word(blob: &[u8], op: usize, w: usize) -> usize {
-    BlobBuilder::param_word_offset(blob, op, w)
-}
-
-fn tensor_rec(blob: &[u8], t: usize) -> usize {
-    BlobBuilder::tensor_record_offset(blob, t)
 }
 
 #[test]
@@ -70,13 +61,16 @@ fn truncated() {
 
 #[test]
 fn bad_magic() {
-    assert_eq!(patched(|b| b[0] = b'X'), Err(Error::BadMagic));
+    assert_eq!(
+        patched(|b| patch_header(b, |h| h.magic[0] = b'X')),
+        Err(Error::BadMagic)
+    );
 }
 
 #[test]
 fn wrong_version() {
     assert_eq!(
-        patched(|b| patch_u16(b, 4, 2)),
+        patched(|b| patch_header(b, |h| h.version = 2)),
         Err(Error::UnsupportedVersion { found: 2 })
     );
 }
@@ -84,7 +78,7 @@ fn wrong_version() {
 #[test]
 fn wrong_header_len() {
     assert_eq!(
-        patched(|b| patch_u16(b, 6, 48)),
+        patched(|b| patch_header(b, |h| h.header_len = 48)),
         Err(Error::BadHeaderLen { found: 48 })
     );
 }
@@ -92,7 +86,7 @@ fn wrong_header_len() {
 #[test]
 fn total_len_below_header() {
     assert_eq!(
-        patched(|b| patch_u32(b, 8, 10)),
+        patched(|b| patch_header(b, |h| h.total_len = 10)),
         Err(Error::BadTotalLen { found: 10 })
     );
 }
@@ -107,11 +101,8 @@ fn bad_crc() {
 #[test]
 fn offsets_past_the_end() {
     let err = patched(|b| {
-        let len = b.len() as u32;
-        {
-            let at = word(b, 0, 12);
-            patch_u32(b, at, len + 100)
-        };
+        let len = b.len() as i32;
+        patch_word(b, 0, word!(Conv2dWords, weights_off), len + 100);
     });
     assert!(
         matches!(
@@ -123,7 +114,7 @@ fn offsets_past_the_end() {
         ),
         "{err:?}"
     );
-    let err = patched(|b| patch_u32(b, 32, u32::MAX - 8));
+    let err = patched(|b| patch_header(b, |h| h.tensors_off = u32::MAX - 8));
     assert!(
         matches!(
             err,
@@ -136,10 +127,7 @@ fn offsets_past_the_end() {
     );
     let err = patched(|b| {
         let len = b.len() as u32;
-        {
-            let at = op_rec(b, 3) + 16;
-            patch_u32(b, at, len - 8)
-        };
+        patch_op(b, 3, |o| o.params_off = len - 8);
     });
     assert!(
         matches!(
@@ -171,23 +159,22 @@ fn shapes_that_overflow_usize() {
         8,
         (-128, 127),
     );
-    b.op(OpCode::Conv2d, &[t0], t1, p);
+    b.op(&[t0], t1, OpParams::Conv2d(p));
     let mut blob = b.build();
     assert!(Model::parse(&blob).is_ok());
     for (w, v) in [
-        (0, 1 << 30),
-        (1, 1 << 30),
-        (2, i32::MAX),
-        (3, i32::MAX),
-        (6, 1 << 30),
-        (7, 1 << 30),
-        (8, 1 << 30),
-        (9, 1 << 30),
+        (word!(Conv2dWords, kh), 1 << 30),
+        (word!(Conv2dWords, kw), 1 << 30),
+        (word!(Conv2dWords, stride_h), i32::MAX),
+        (word!(Conv2dWords, stride_w), i32::MAX),
+        (word!(Conv2dWords, pad_top), 1 << 30),
+        (word!(Conv2dWords, pad_left), 1 << 30),
+        (word!(Conv2dWords, pad_bottom), 1 << 30),
+        (word!(Conv2dWords, pad_right), 1 << 30),
     ] {
-        let off = word(&blob, 0, w);
-        patch_u32(&mut blob, off, v as u32);
+        patch_word(&mut blob, 0, w, v);
     }
-    refresh_crc(&mut blob);
+    seal_crc(&mut blob);
     assert_eq!(
         Model::parse(&blob).unwrap_err(),
         Error::ShapeOverflow {
@@ -199,9 +186,11 @@ fn shapes_that_overflow_usize() {
 #[test]
 fn arena_too_small_for_a_tensor() {
     let err = patched(|b| {
-        patch_u32(b, 16, 100);
-        patch_u32(b, 20, 0);
-        patch_u32(b, 24, 0);
+        patch_header(b, |h| {
+            h.arena_size = 100;
+            h.scratch_off = 0;
+            h.scratch_size = 0;
+        })
     });
     assert_eq!(
         err,
@@ -216,7 +205,7 @@ fn arena_too_small_for_a_tensor() {
 #[test]
 fn scratch_outside_arena() {
     assert_eq!(
-        patched(|b| patch_u32(b, 20, u32::MAX)),
+        patched(|b| patch_header(b, |h| h.scratch_off = u32::MAX)),
         Err(Error::ScratchOutsideArena)
     );
 }
@@ -224,10 +213,7 @@ fn scratch_outside_arena() {
 #[test]
 fn unknown_op() {
     assert_eq!(
-        patched(|b| {
-            let at = op_rec(b, 2);
-            patch_u16(b, at, 99)
-        }),
+        patched(|b| patch_op(b, 2, |o| o.code = 99)),
         Err(Error::UnknownOp { op: 2, code: 99 })
     );
 }
@@ -235,10 +221,7 @@ fn unknown_op() {
 #[test]
 fn wrong_input_count() {
     assert_eq!(
-        patched(|b| {
-            let at = op_rec(b, 0) + 2;
-            patch_u16(b, at, 2)
-        }),
+        patched(|b| patch_op(b, 0, |o| o.n_inputs = 2)),
         Err(Error::BadInputCount { op: 0, found: 2 })
     );
 }
@@ -246,10 +229,7 @@ fn wrong_input_count() {
 #[test]
 fn wrong_param_len() {
     assert_eq!(
-        patched(|b| {
-            let at = op_rec(b, 2) + 20;
-            patch_u32(b, at, 12)
-        }),
+        patched(|b| patch_op(b, 2, |o| o.params_len = 12)),
         Err(Error::BadParamLen {
             op: 2,
             expected: 8,
@@ -261,42 +241,24 @@ fn wrong_param_len() {
 #[test]
 fn bad_params() {
     let inverted_act = patched(|b| {
-        {
-            let at = word(b, 0, 10);
-            patch_u32(b, at, 5)
-        };
-        {
-            let at = word(b, 0, 11);
-            patch_u32(b, at, (-5i32) as u32)
-        };
+        patch_word(b, 0, word!(Conv2dWords, act.min), 5);
+        patch_word(b, 0, word!(Conv2dWords, act.max), -5);
     });
     assert!(matches!(inverted_act, Err(Error::BadParams { op: 0, .. })));
     assert!(matches!(
-        patched(|b| {
-            let at = word(b, 1, 3);
-            patch_u32(b, at, 2)
-        }),
+        patched(|b| patch_word(b, 1, word!(CbamWords, order), 2)),
         Err(Error::BadParams { op: 1, .. })
     ));
     assert!(matches!(
-        patched(|b| {
-            let at = word(b, 2, 1);
-            patch_u32(b, at, 31)
-        }),
+        patched(|b| patch_word(b, 2, word!(GlobalAvgPoolWords, out.shift), 31)),
         Err(Error::BadParams { op: 2, .. })
     ));
     assert!(matches!(
-        patched(|b| {
-            let at = word(b, 2, 0);
-            patch_u32(b, at, (-7i32) as u32)
-        }),
+        patched(|b| patch_word(b, 2, word!(GlobalAvgPoolWords, out.mult), -7)),
         Err(Error::BadParams { op: 2, .. })
     ));
     assert!(matches!(
-        patched(|b| {
-            let at = word(b, 1, 2);
-            patch_u32(b, at, 4)
-        }),
+        patched(|b| patch_word(b, 1, word!(CbamWords, k), 4)),
         Err(Error::BadParams { op: 1, .. })
     ));
 }
@@ -304,10 +266,7 @@ fn bad_params() {
 #[test]
 fn shape_mismatch() {
     // Stride 1 would make the conv output 28x28, not the stored 14x14.
-    let err = patched(|b| {
-        let at = word(b, 0, 2);
-        patch_u32(b, at, 1)
-    });
+    let err = patched(|b| patch_word(b, 0, word!(Conv2dWords, stride_h), 1));
     assert!(
         matches!(err, Err(Error::ShapeMismatch { op: 0, .. })),
         "{err:?}"
@@ -322,9 +281,9 @@ fn tensor_read_before_it_is_written() {
     let t2 = b.tensor((2, 2, 3), 0.1, 0);
     b.input = t0;
     b.output = t2;
-    let lut = b.i8s(&sigmoid_lut());
-    b.op(OpCode::Sigmoid, &[t1], t2, vec![lut]);
-    b.op(OpCode::Sigmoid, &[t0], t1, vec![lut]);
+    let lut_off = b.i8s(&sigmoid_lut());
+    b.op(&[t1], t2, OpParams::Sigmoid(LutWords { lut_off }));
+    b.op(&[t0], t1, OpParams::Sigmoid(LutWords { lut_off }));
     assert_eq!(
         Model::parse(&b.build()).unwrap_err(),
         Error::TensorNotReady { op: 0, tensor: 1 }
@@ -334,15 +293,8 @@ fn tensor_read_before_it_is_written() {
 #[test]
 fn overlapping_input_and_output() {
     let err = patched(|b| {
-        let feat_off = u32::from_le_bytes(
-            b[tensor_rec(b, 1) + 8..tensor_rec(b, 1) + 12]
-                .try_into()
-                .unwrap(),
-        );
-        {
-            let at = tensor_rec(b, 3) + 8;
-            patch_u32(b, at, feat_off)
-        };
+        let feat_off = read_tensor(b, 1).arena_off;
+        patch_tensor(b, 3, |t| t.arena_off = feat_off);
     });
     assert_eq!(err, Err(Error::ArenaOverlap { op: 2 }));
 }
@@ -351,9 +303,8 @@ fn overlapping_input_and_output() {
 fn wrong_scratch_len() {
     let mut expected = 0;
     let err = patched(|b| {
-        let at = op_rec(b, 1) + 24;
-        expected = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
-        patch_u32(b, at, expected as u32 + 1);
+        expected = read_op(b, 1).scratch_len as usize;
+        patch_op(b, 1, |o| o.scratch_len += 1);
     });
     assert_eq!(
         err,
@@ -368,7 +319,7 @@ fn wrong_scratch_len() {
 #[test]
 fn output_never_written() {
     assert_eq!(
-        patched(|b| patch_u16(b, 42, 0)),
+        patched(|b| patch_header(b, |h| h.output_tensor = 0)),
         Err(Error::OutputNeverWritten)
     );
 }
@@ -376,7 +327,7 @@ fn output_never_written() {
 #[test]
 fn metadata_not_utf8() {
     let err = patched(|b| {
-        let meta_off = u32::from_le_bytes(b[48..52].try_into().unwrap()) as usize;
+        let meta_off = HeaderFields::read(b).unwrap().meta_off as usize;
         b[meta_off + 2] = 0xFF;
     });
     assert_eq!(err, Err(Error::BadMetadata));
@@ -385,34 +336,22 @@ fn metadata_not_utf8() {
 #[test]
 fn bad_tensor_records() {
     assert!(matches!(
-        patched(|b| {
-            let at = tensor_rec(b, 3) + 20;
-            patch_u32(b, at, 300)
-        }),
+        patched(|b| patch_tensor(b, 3, |t| t.zero_point = 300)),
         Err(Error::BadTensor {
             tensor: 3,
             reason: "zero_point outside -128..=127"
         })
     ));
     assert!(matches!(
-        patched(|b| {
-            let at = tensor_rec(b, 3) + 6;
-            patch_u16(b, at, 9)
-        }),
+        patched(|b| patch_tensor(b, 3, |t| t.full_c = 9)),
         Err(Error::BadTensor { tensor: 3, .. })
     ));
     assert!(matches!(
-        patched(|b| {
-            let at = tensor_rec(b, 3);
-            patch_u16(b, at, 0)
-        }),
+        patched(|b| patch_tensor(b, 3, |t| t.h = 0)),
         Err(Error::BadTensor { tensor: 3, .. })
     ));
     assert_eq!(
-        patched(|b| {
-            let at = op_rec(b, 0) + 12;
-            patch_u16(b, at, 50)
-        }),
+        patched(|b| patch_op(b, 0, |o| o.output = 50)),
         Err(Error::BadTensorIndex { tensor: 50 })
     );
 }
@@ -434,13 +373,19 @@ fn pruned_add_blob() -> Vec<u8> {
         2,
         (-128, 127),
     );
-    b.op(OpCode::Conv2d, &[t0], t1, p);
-    b.op(
-        OpCode::Add,
-        &[t0, t1],
-        t2,
-        vec![20, 1 << 30, 0, 1 << 30, 0, 1 << 30, -20, -128, 127],
-    );
+    b.op(&[t0], t1, OpParams::Conv2d(p));
+    let unit = |shift| crate::format::RequantWords {
+        mult: 1 << 30,
+        shift,
+    };
+    let p = AddWords {
+        left_shift: 20,
+        in1: unit(0),
+        in2: unit(0),
+        out: unit(-20),
+        act: act_words((-128, 127)),
+    };
+    b.op(&[t0, t1], t2, OpParams::Add(p));
     b.build()
 }
 
@@ -448,24 +393,67 @@ fn pruned_add_blob() -> Vec<u8> {
 fn kept_list_must_increase_below_full_c() {
     let good = pruned_add_blob();
     assert!(Model::parse(&good).is_ok());
-    let kept_at = |b: &[u8]| {
-        u32::from_le_bytes(
-            b[tensor_rec(b, 1) + 12..tensor_rec(b, 1) + 16]
-                .try_into()
-                .unwrap(),
-        ) as usize
-    };
     for list in [[2u16, 0], [0, 4], [1, 1]] {
         let mut blob = good.clone();
-        let at = kept_at(&blob);
+        let at = read_tensor(&blob, 1).kept_off as usize;
         patch_u16(&mut blob, at, list[0]);
         patch_u16(&mut blob, at + 2, list[1]);
-        refresh_crc(&mut blob);
+        seal_crc(&mut blob);
         assert!(
             matches!(Model::parse(&blob), Err(Error::BadTensor { tensor: 1, .. })),
             "{list:?}"
         );
     }
+}
+
+/// A chain of `n_ops` GLOBAL_MAX_POOL ops over 1x1x1 tensors, ping-ponging between two
+/// arena bytes: the most ops (and tensors) a blob can hold, for the cost of validation.
+fn long_chain_blob(n_ops: usize) -> Vec<u8> {
+    let mut b = BlobBuilder::new();
+    let mut prev = b.tensor((1, 1, 1), 0.1, 0);
+    b.input = prev;
+    for i in 0..n_ops {
+        let t = if i == 0 {
+            b.tensor((1, 1, 1), 0.1, 0)
+        } else {
+            b.alias_tensor(prev - 1, 0.1, 0)
+        };
+        b.op(&[prev], t, OpParams::GlobalMaxPool(NoWords {}));
+        prev = t;
+    }
+    b.output = prev;
+    b.build()
+}
+
+/// Validation is linear in ops: the largest op table a blob can hold (65,534 ops over
+/// 65,535 tensors, the op order checked in 8 windows of tensors) parses and runs, and a
+/// misordered last op is still caught. The parse time is printed (`--nocapture`).
+#[test]
+fn the_largest_op_table_parses_in_linear_time() {
+    let n_ops = usize::from(u16::MAX) - 1;
+    let blob = long_chain_blob(n_ops);
+    let start = std::time::Instant::now();
+    let model = Model::parse(&blob).unwrap();
+    let took = start.elapsed();
+    assert_eq!(model.n_ops(), n_ops);
+    std::eprintln!("parsed {n_ops} ops in {took:?}");
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut out = [0i8];
+    model.run(&mut arena, &[42], &mut out).unwrap();
+    assert_eq!(out, [42]);
+
+    // The op order is still checked in the last window of tensors.
+    let mut late = blob.clone();
+    let last = n_ops - 1;
+    patch_op(&mut late, last, |o| o.inputs[0] = o.output);
+    seal_crc(&mut late);
+    assert_eq!(
+        Model::parse(&late).unwrap_err(),
+        Error::TensorNotReady {
+            op: last as u16,
+            tensor: n_ops as u16
+        }
+    );
 }
 
 /// Interesting values for a corrupted 32-bit field.
@@ -504,7 +492,7 @@ fn mutate(rng: &mut Rng, blob: &mut Vec<u8>) {
     }
     // Mostly keep the CRC right so the mutation reaches the deeper checks.
     if blob.len() >= 16 && rng.range(0, 10) != 0 {
-        refresh_crc(blob);
+        seal_crc(blob);
     }
 }
 
@@ -535,4 +523,26 @@ fn mutated_blobs_never_panic() {
     }
     // Some mutations (e.g. in weights) leave a valid blob; the run path must have been hit.
     assert!(parsed > 50, "only {parsed} mutated blobs parsed");
+}
+
+#[test]
+fn lut_op_maps_every_value_through_its_table_into_any_quantization() {
+    let mut b = BlobBuilder::new();
+    let t0 = b.tensor((1, 2, 128), 0.1, 0);
+    let t1 = b.tensor((1, 2, 128), 0.02, 5);
+    b.input = t0;
+    b.output = t1;
+    // An arbitrary table: the op must not assume a sigmoid or any output quantization.
+    let table: Vec<i8> = (0..256).map(|i| (255 - i) as u8 as i8).collect();
+    let lut_off = b.i8s(&table);
+    b.op(&[t0], t1, OpParams::Lut(LutWords { lut_off }));
+    let blob = b.build();
+    let model = Model::parse(&blob).expect("a valid LUT blob");
+    let input: Vec<i8> = (-128..128).map(|v| v as i8).collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut out = vec![0i8; 256];
+    model.run(&mut arena, &input, &mut out).expect("runs");
+    for (x, y) in input.iter().zip(&out) {
+        assert_eq!(*y, table[(i32::from(*x) + 128) as usize], "input {x}");
+    }
 }

@@ -1,14 +1,15 @@
-//! Step 6 on the microcontrollers: the spatial attention's `k x k` convolution of the two
-//! pooled maps into one channel, over a ring of `k` input rows padded with the zero
-//! point on the stack. Every output pixel then reads whole kernel rows of
-//! `2 * ceil(k / 2)` taps (the extra tap has weight zero) without a test per tap, and a
-//! row outside the map is simply skipped. Same sums as the CONV2D kernel, in another
-//! order (integer, so the same bits).
+//! Step 6 without a vectorised CONV2D (the microcontrollers): the spatial attention's
+//! `k x k` convolution of the two pooled maps into one channel, over a ring of `k` input
+//! rows padded with the zero point on the stack. Every output pixel then reads whole kernel
+//! rows of `2 * ceil(k / 2)` taps (the extra tap has weight zero) without a test per tap,
+//! and a row outside the map is simply skipped. Same sums as the CONV2D kernel, in another
+//! order (integer, so the same bits). The default of [`Backend::cbam_spatial_conv`].
+//!
+//! [`Backend::cbam_spatial_conv`]: crate::kernels::backend::Backend::cbam_spatial_conv
 
-use super::CbamParams;
 use crate::kernels::requant::OutputRequant;
 use crate::kernels::sigmoid::lookup;
-use crate::kernels::Shape;
+use crate::kernels::CbamParams;
 use crate::math::ActRange;
 
 /// The ring's stack bytes: `k` rows of `w + k` two-byte pixels (for `k = 7`, maps up to
@@ -26,6 +27,8 @@ struct TapWeights {
 }
 
 impl TapWeights {
+    // `inline`: see `row_taps`.
+    #[inline]
     fn new(ws: &[i8], k: usize) -> Self {
         let mut words = [[0u32; 2 * MAX_PAIRS]; MAX_K];
         let weight = |dy: usize, dx: usize, map: usize| {
@@ -50,29 +53,20 @@ impl TapWeights {
 /// The widest map the row of accumulators holds.
 const MAX_W: usize = 128;
 
-/// The convolution of `maps` (`(h, w, 2)`, quantization of `F'`) with the sigmoid table
-/// applied, into `att` (`h * w`). `false`, touching nothing, when the map is too wide for
-/// the ring or the kernel too large; the caller then takes the CONV2D kernel.
-pub(super) fn spatial_conv(p: &CbamParams, shape: Shape, maps: &[i8], att: &mut [i8]) -> bool {
-    let (h, w) = (shape.h, shape.w);
-    let taps = 4 * p.k.div_ceil(2);
-    // The common kernel sizes as constants on the M4, so that each kernel row's taps
-    // unroll; every other size (and every size elsewhere) through one loop, which keeps
-    // the code small.
-    #[cfg(cbam_arm_dsp)]
-    match taps {
-        8 => return rows(p, h, w, maps, att, taps, unrolled::<8, 4>),
-        12 => return rows(p, h, w, maps, att, taps, unrolled::<12, 6>),
-        16 => return rows(p, h, w, maps, att, taps, unrolled::<16, 8>),
-        _ => {}
-    }
-    rows(p, h, w, maps, att, taps, dot_row)
+/// The bytes of one kernel row as the ring reads it: `2 * ceil(k / 2)` two-byte taps.
+// `inline` here and on `TapWeights::new`: the backends' entry points reach them, which
+// would otherwise export them from the crate and keep them out of their callers.
+#[inline]
+pub(crate) fn row_taps(k: usize) -> usize {
+    4 * k.div_ceil(2)
 }
 
-/// [`spatial_conv`] for kernels rows of `taps` bytes (`taps / 2` weight words) read by
-/// `dot`: per output row, each kernel row inside the map adds its dot products to a row
-/// of accumulators, then the row is requantized and looked up.
-fn rows(
+/// The convolution of `maps` (`(h, w, 2)`, quantization of `F'`) with the sigmoid table
+/// applied, into `att` (`h * w`), for kernels rows of `taps` bytes (`taps / 2` weight words) read by
+/// `dot` (`sum w * (v - zp)` over one kernel row, as [`dot_row`]): per output row, each
+/// kernel row inside the map adds its dot products to a row of accumulators, then the row
+/// is requantized and looked up.
+pub(crate) fn rows(
     p: &CbamParams,
     h: usize,
     w: usize,
@@ -138,81 +132,28 @@ fn rows(
     true
 }
 
-/// [`dot_row`] with the row's length a constant (`TAPS` bytes, `WORDS` weight words).
-#[cfg(cbam_arm_dsp)]
-#[inline(always)]
-fn unrolled<const TAPS: usize, const WORDS: usize>(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
-    match (taps.first_chunk::<TAPS>(), weights.first_chunk::<WORDS>()) {
-        (Some(t), Some(w)) => crate::kernels::arm_dsp::dot_tap_pairs(t, w, zp),
-        _ => dot_row(taps, weights, zp),
-    }
-}
-
 /// `sum w * (v - zp)` over one kernel row: `taps` holds pairs of pixels (4 bytes),
-/// `weights` their two words each.
+/// `weights` their two words each (see [`TapWeights`]).
 #[inline(always)]
-fn dot_row(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
-    #[cfg(cbam_arm_dsp)]
-    {
-        crate::kernels::arm_dsp::dot_tap_pairs(taps, weights, zp)
+pub(crate) fn dot_row(taps: &[i8], weights: &[u32], zp: i32) -> i32 {
+    let mut acc = 0i32;
+    let (quads, _) = taps.as_chunks::<4>();
+    let (pairs, _) = weights.as_chunks::<2>();
+    let lane = |word: u32, high: bool| i32::from((word >> (16 * u32::from(high))) as u16 as i16);
+    for (q, [w0, w1]) in quads.iter().zip(pairs) {
+        let v = q.map(|b| i32::from(b) - zp);
+        acc += v[0] * lane(*w0, false) + v[2] * lane(*w0, true);
+        acc += v[1] * lane(*w1, false) + v[3] * lane(*w1, true);
     }
-    #[cfg(not(cbam_arm_dsp))]
-    {
-        let mut acc = 0i32;
-        let (quads, _) = taps.as_chunks::<4>();
-        let (pairs, _) = weights.as_chunks::<2>();
-        let lane =
-            |word: u32, high: bool| i32::from((word >> (16 * u32::from(high))) as u16 as i16);
-        for (q, [w0, w1]) in quads.iter().zip(pairs) {
-            let v = q.map(|b| i32::from(b) - zp);
-            acc += v[0] * lane(*w0, false) + v[2] * lane(*w0, true);
-            acc += v[1] * lane(*w1, false) + v[3] * lane(*w1, true);
-        }
-        acc
-    }
+    acc
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::cbam::{spatial_attention_by_conv2d, CbamMlp, PoolOrder};
-    use crate::kernels::test_support::Rng;
-    use crate::le::I32Le;
-    use crate::math::Requant;
-
-    /// A block with only what the spatial attention reads set.
-    fn params<'a>(k: usize, ws: &'a [i8], lut: &'a [i8; 256], rng: &mut Rng) -> CbamParams<'a> {
-        let empty = I32Le::new(&[]);
-        CbamParams {
-            c: 4,
-            cr: 1,
-            k,
-            order: PoolOrder::MeanMax,
-            mlp: CbamMlp {
-                w1: &[],
-                b1: empty,
-                m1: empty,
-                s1: empty,
-                zp_h: 0,
-                w2: &[],
-                b2: empty,
-                m2: empty,
-                s2: empty,
-                zp_z: 0,
-            },
-            lut_c: lut,
-            f1: Requant::new(1 << 30, -7),
-            zp_f1: rng.int(-128, 127),
-            ws,
-            bs: rng.int(-5000, 5000),
-            rs: Requant::new(rng.int(1 << 30, i32::MAX), rng.int(-12, -1)),
-            zp_s: rng.int(-128, 127),
-            lut_s: lut,
-            out: Requant::new(1 << 30, -7),
-            zp_in: -128,
-            zp_out: -128,
-        }
-    }
+    use crate::cbam::spatial_attention_by_conv2d;
+    use crate::kernels::backend::{Backend, Portable};
+    use crate::kernels::test_support::{spatial_block, Rng};
+    use crate::kernels::Shape;
 
     #[test]
     fn matches_the_conv_kernel_on_random_maps() {
@@ -223,10 +164,13 @@ mod tests {
             let (h, w) = (rng.int(1, 20) as usize, rng.int(1, 30) as usize);
             let ws: Vec<i8> = (0..k * k * 2).map(|_| rng.i8()).collect();
             let maps: Vec<i8> = (0..h * w * 2).map(|_| rng.i8()).collect();
-            let p = params(k, &ws, &lut, &mut rng);
+            let p = spatial_block(&mut rng, &lut, k, &ws);
             let shape = Shape::new(h, w, 4);
             let mut att = vec![0i8; h * w];
-            assert!(spatial_conv(&p, shape, &maps, &mut att), "k {k} {h}x{w}");
+            assert!(
+                Portable::cbam_spatial_conv(&p, shape, &maps, &mut att),
+                "k {k} {h}x{w}"
+            );
             let mut want = vec![0i8; h * w];
             spatial_attention_by_conv2d(&p, shape, &maps, &mut want).unwrap();
             assert_eq!(att, want, "k {k} {h}x{w}");
@@ -241,16 +185,16 @@ mod tests {
         let wide = Shape::new(2, 200, 4);
         let maps = vec![0i8; 2 * 200 * 2];
         let mut att = vec![5i8; 2 * 200];
-        assert!(!spatial_conv(
-            &params(7, &ws, &lut, &mut rng),
+        assert!(!Portable::cbam_spatial_conv(
+            &spatial_block(&mut rng, &lut, 7, &ws),
             wide,
             &maps,
             &mut att
         ));
         assert!(att.iter().all(|&v| v == 5));
         let small = Shape::new(2, 2, 4);
-        assert!(!spatial_conv(
-            &params(13, &ws, &lut, &mut rng),
+        assert!(!Portable::cbam_spatial_conv(
+            &spatial_block(&mut rng, &lut, 13, &ws),
             small,
             &maps,
             &mut att

@@ -2,13 +2,15 @@
 //! materialised as a full tensor.
 
 use super::*;
-use crate::kernels::conv2d::{conv2d, Conv2dParams, ConvGeometry};
-use crate::kernels::fully_connected::{fully_connected, FullyConnectedParams};
+use crate::kernels::conv2d::conv2d;
+use crate::kernels::fully_connected::fully_connected;
 use crate::kernels::global_pool::global_max_pool;
-use crate::kernels::mul::{mul, MulBroadcast, MulParams};
+use crate::kernels::mul::mul;
 use crate::kernels::sigmoid::sigmoid;
 use crate::kernels::test_support::Rng;
-use crate::kernels::ChannelQuant;
+use crate::kernels::{
+    CbamMlp, ChannelQuant, FullyConnectedParams, MulBroadcast, MulParams, SigmoidLut,
+};
 use crate::le::i32_bytes;
 use std::vec::Vec;
 

@@ -3,20 +3,19 @@
 
 use super::*;
 use crate::cbam::tests::Owned as CbamData;
-use crate::cbam::PoolOrder;
-use crate::kernels::add::{AddParams, In2Channels};
-use crate::kernels::concat::ConcatInput;
-use crate::kernels::conv2d::{Conv2dParams, ConvGeometry};
-use crate::kernels::depthwise::DepthwiseParams;
-use crate::kernels::fully_connected::FullyConnectedParams;
-use crate::kernels::global_pool::GlobalAvgPoolParams;
-use crate::kernels::mul::{MulBroadcast, MulParams};
-use crate::kernels::pool::{PoolKind, PoolParams};
+use crate::format::{
+    AddWords, CbamWords, ConcatWords, DepthwiseWords, FullyConnectedWords, GlobalAvgPoolWords,
+    LutWords, MulWords, NoWords, OpParams, PerChannelWords, RequantWords,
+};
 use crate::kernels::test_support::Rng;
-use crate::kernels::{ChannelQuant, Shape};
+use crate::kernels::{
+    AddParams, ChannelQuant, ConcatInput, Conv2dParams, ConvGeometry, DepthwiseParams,
+    FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind,
+    PoolOrder, PoolParams, Shape,
+};
 use crate::le::{i32_bytes, u16_bytes, I32Le, U16Le};
 use crate::math::{ActRange, Requant};
-use crate::testblob::{sigmoid_lut, BlobBuilder};
+use crate::testblob::{act_words, conv_words, pool_words, requant_words, sigmoid_lut, BlobBuilder};
 use std::vec::Vec;
 
 /// Weights and per-channel quantization owned by a test, addable to a blob.
@@ -41,14 +40,13 @@ impl Layer {
         }
     }
 
-    /// `[weights_off, bias_off, mult_off, shift_off]` in the blob.
-    fn add_to(&self, b: &mut BlobBuilder) -> [i32; 4] {
-        [
-            b.i8s(&self.weights),
-            b.bytes(&self.bias),
-            b.bytes(&self.mult),
-            b.bytes(&self.shift),
-        ]
+    /// `(weights_off, [bias_off, mult_off, shift_off])` in the blob.
+    fn add_to(&self, b: &mut BlobBuilder) -> (i32, PerChannelWords) {
+        let weights_off = b.i8s(&self.weights);
+        (
+            weights_off,
+            arrays(b, [&self.bias, &self.mult, &self.shift]),
+        )
     }
 
     fn quant(&self, in_zp: i32, out_zp: i32, act: ActRange) -> ChannelQuant<'_> {
@@ -63,57 +61,41 @@ impl Layer {
     }
 }
 
-fn geometry_words(g: &ConvGeometry) -> Vec<i32> {
-    [
-        g.kh,
-        g.kw,
-        g.stride_h,
-        g.stride_w,
-        g.dil_h,
-        g.dil_w,
-        g.pad_top,
-        g.pad_left,
-        g.pad_bottom,
-        g.pad_right,
-    ]
-    .iter()
-    .map(|&v| v as i32)
-    .collect()
+/// Adds encoded bias, multiplier and shift arrays to the blob.
+fn arrays(b: &mut BlobBuilder, [bias, mult, shift]: [&[u8]; 3]) -> PerChannelWords {
+    PerChannelWords {
+        bias_off: b.bytes(bias),
+        mult_off: b.bytes(mult),
+        shift_off: b.bytes(shift),
+    }
 }
 
-fn cbam_words(b: &mut BlobBuilder, o: &CbamData) -> Vec<i32> {
+fn cbam_words(b: &mut BlobBuilder, o: &CbamData) -> CbamWords {
     let order = match o.order {
         PoolOrder::MeanMax => 0,
         PoolOrder::MaxMean => 1,
     };
-    vec![
-        o.c as i32,
-        o.cr as i32,
-        o.k as i32,
+    CbamWords {
+        c: o.c as i32,
+        cr: o.cr as i32,
+        k: o.k as i32,
         order,
-        b.i8s(&o.w1),
-        b.bytes(&o.b1),
-        b.bytes(&o.m1),
-        b.bytes(&o.s1),
-        o.zp_h,
-        b.i8s(&o.w2),
-        b.bytes(&o.b2),
-        b.bytes(&o.m2),
-        b.bytes(&o.s2),
-        o.zp_z,
-        b.i8s(&o.lut_c),
-        o.f1.mult,
-        o.f1.shift,
-        o.zp_f1,
-        b.i8s(&o.ws),
-        o.bs,
-        o.rs.mult,
-        o.rs.shift,
-        o.zp_s,
-        b.i8s(&o.lut_s),
-        o.out.mult,
-        o.out.shift,
-    ]
+        w1_off: b.i8s(&o.w1),
+        mlp1: arrays(b, [&o.b1, &o.m1, &o.s1]),
+        zp_h: o.zp_h,
+        w2_off: b.i8s(&o.w2),
+        mlp2: arrays(b, [&o.b2, &o.m2, &o.s2]),
+        zp_z: o.zp_z,
+        lut_c_off: b.i8s(&o.lut_c),
+        f1: requant_words(o.f1),
+        zp_f1: o.zp_f1,
+        ws_off: b.i8s(&o.ws),
+        bs: o.bs,
+        spatial: requant_words(o.rs),
+        zp_s: o.zp_s,
+        lut_s_off: b.i8s(&o.lut_s),
+        out: requant_words(o.out),
+    }
 }
 
 /// `(op index, channel map, spatial map, h, w)` as `cbam_attention` reported it.
@@ -167,27 +149,25 @@ fn conv_cbam_residual_scatter_gap_fc_matches_kernels() {
     let t6 = b.tensor((1, 1, 5), 0.1, zps[6]);
     b.input = t0;
     b.output = t6;
-    b.flags = 1;
+    b.flags = crate::format::FLAG_RAW_PIXELS;
     b.meta = "name=e2e\nlabels=a,b,c,d,e\n".into();
 
     let g3 = ConvGeometry::square(3, 1);
     let conv1 = Layer::random(&mut rng, c * 9 * 3, c);
-    let mut p = geometry_words(&g3);
-    p.extend([zps[1], 127]);
-    p.extend(conv1.add_to(&mut b));
-    b.op(OpCode::Conv2d, &[t0], t1, p);
+    let (wo, ch) = conv1.add_to(&mut b);
+    let p = conv_words(&g3, (zps[1], 127), wo, ch);
+    b.op(&[t0], t1, OpParams::Conv2d(p));
 
     let mut att = CbamData::random(&mut rng, c, 2, 3, PoolOrder::MaxMean);
     att.zp_in = zps[1];
     att.zp_out = zps[2];
     let p = cbam_words(&mut b, &att);
-    b.op(OpCode::Cbam, &[t1], t2, p);
+    b.op(&[t1], t2, OpParams::Cbam(p));
 
     let pw = Layer::random(&mut rng, kept.len() * c, kept.len());
-    let mut p = geometry_words(&ConvGeometry::square(1, 0));
-    p.extend([-128, 127]);
-    p.extend(pw.add_to(&mut b));
-    b.op(OpCode::Conv2d, &[t2], t3, p);
+    let (wo, ch) = pw.add_to(&mut b);
+    let p = conv_words(&ConvGeometry::square(1, 0), (-128, 127), wo, ch);
+    b.op(&[t2], t3, OpParams::Conv2d(p));
 
     let addp = AddParams {
         left_shift: 20,
@@ -199,39 +179,33 @@ fn conv_cbam_residual_scatter_gap_fc_matches_kernels() {
         out_zp: zps[4],
         act: ActRange::FULL,
     };
-    let p = vec![
-        20,
-        addp.in1.mult,
-        addp.in1.shift,
-        addp.in2.mult,
-        addp.in2.shift,
-        addp.out.mult,
-        addp.out.shift,
-        -128,
-        127,
-    ];
-    b.op(OpCode::Add, &[t2, t3], t4, p);
+    let p = AddWords {
+        left_shift: 20,
+        in1: requant_words(addp.in1),
+        in2: requant_words(addp.in2),
+        out: requant_words(addp.out),
+        act: act_words((-128, 127)),
+    };
+    b.op(&[t2, t3], t4, OpParams::Add(p));
 
     let gap = GlobalAvgPoolParams {
         requant: Requant::new(rng.int(1 << 30, i32::MAX), -6),
         in_zp: zps[4],
         out_zp: zps[5],
     };
-    b.op(
-        OpCode::GlobalAvgPool,
-        &[t4],
-        t5,
-        vec![gap.requant.mult, gap.requant.shift],
-    );
+    let p = GlobalAvgPoolWords {
+        out: requant_words(gap.requant),
+    };
+    b.op(&[t4], t5, OpParams::GlobalAvgPool(p));
 
     let fc = Layer::random(&mut rng, c * 5, 5);
-    let [fw, fb, fm, fs] = fc.add_to(&mut b);
-    b.op(
-        OpCode::FullyConnected,
-        &[t5],
-        t6,
-        vec![fw, fb, fm, fs, -128, 127],
-    );
+    let (weights_off, channels) = fc.add_to(&mut b);
+    let p = FullyConnectedWords {
+        weights_off,
+        channels,
+        act: act_words((-128, 127)),
+    };
+    b.op(&[t5], t6, OpParams::FullyConnected(p));
     let blob = b.build();
 
     let input = rng.i8s(h * w * 3);
@@ -340,35 +314,24 @@ fn depthwise_pools_concat_sigmoid_mul_match_kernels() {
         ..ConvGeometry::square(3, 1)
     };
     let dw = Layer::random(&mut rng, 9 * 8, 8);
-    let mut p = geometry_words(&gd);
-    p.extend([-128, 127]);
-    p.extend(dw.add_to(&mut b));
-    p.push(2);
-    b.op(OpCode::DepthwiseConv2d, &[t0], t1, p);
+    let (wo, ch) = dw.add_to(&mut b);
+    let p = DepthwiseWords {
+        conv: conv_words(&gd, (-128, 127), wo, ch),
+        depth_multiplier: 2,
+    };
+    b.op(&[t0], t1, OpParams::DepthwiseConv2d(p));
     let gmax = ConvGeometry::square(2, 0);
-    b.op(
-        OpCode::MaxPool2d,
-        &[t1],
-        t2,
-        vec![2, 2, 1, 1, 0, 0, 0, 0, -128, 127],
-    );
+    let p = pool_words(&gmax, (-128, 127));
+    b.op(&[t1], t2, OpParams::MaxPool2d(p));
     let gavg = ConvGeometry::square(3, 1);
-    b.op(
-        OpCode::AvgPool2d,
-        &[t2],
-        t3,
-        vec![3, 3, 1, 1, 1, 1, 1, 1, -128, 127],
-    );
+    let p = pool_words(&gavg, (-128, 127));
+    b.op(&[t2], t3, OpParams::AvgPool2d(p));
     let cat_rq = Requant::new(rng.int(1 << 30, i32::MAX), 0);
-    b.op(
-        OpCode::Concat,
-        &[t2, t3],
-        t4,
-        vec![0, 0, cat_rq.mult, cat_rq.shift],
-    );
+    let p = ConcatWords::new(&[RequantWords::default(), requant_words(cat_rq)]).unwrap();
+    b.op(&[t2, t3], t4, OpParams::Concat(p));
     let lut = sigmoid_lut();
     let lut_off = b.i8s(&lut);
-    b.op(OpCode::Sigmoid, &[t4], t5, vec![lut_off]);
+    b.op(&[t4], t5, OpParams::Sigmoid(LutWords { lut_off }));
     let mp = MulParams {
         in1_zp: zps[4],
         in2_zp: -128,
@@ -376,21 +339,20 @@ fn depthwise_pools_concat_sigmoid_mul_match_kernels() {
         out_zp: zps[6],
         act: ActRange::FULL,
     };
-    b.op(
-        OpCode::Mul,
-        &[t4, t5],
-        t6,
-        vec![mp.out.mult, mp.out.shift, -128, 127],
-    );
-    b.op(OpCode::GlobalMaxPool, &[t6], t7, vec![]);
+    let p = MulWords {
+        out: requant_words(mp.out),
+        act: act_words((-128, 127)),
+    };
+    b.op(&[t4, t5], t6, OpParams::Mul(p));
+    b.op(&[t6], t7, OpParams::GlobalMaxPool(NoWords {}));
     let fc = Layer::random(&mut rng, 16 * 3, 3);
-    let [fw, fb, fm, fs] = fc.add_to(&mut b);
-    b.op(
-        OpCode::FullyConnected,
-        &[t7],
-        t8,
-        vec![fw, fb, fm, fs, -128, 127],
-    );
+    let (weights_off, channels) = fc.add_to(&mut b);
+    let p = FullyConnectedWords {
+        weights_off,
+        channels,
+        act: act_words((-128, 127)),
+    };
+    b.op(&[t7], t8, OpParams::FullyConnected(p));
     let blob = b.build();
 
     let input = rng.i8s(9 * 9 * 4);
@@ -498,7 +460,7 @@ fn cbam_out_of_place_copies_input_first() {
     att.zp_in = 3;
     att.zp_out = -5;
     let p = cbam_words(&mut b, &att);
-    b.op(OpCode::Cbam, &[t0], t1, p);
+    b.op(&[t0], t1, OpParams::Cbam(p));
     let input = rng.i8s(5 * 6 * 7);
     let out = run_blob(&b.build(), &input, &mut Recorder::default());
     let mut expected = input.clone();
@@ -645,10 +607,4 @@ fn split_keeps_inputs_readable_around_output_and_scratch() {
         Span { start: 0, len: 0 }
     )
     .is_none());
-}
-
-#[test]
-fn argmax_picks_first_maximum() {
-    assert_eq!(argmax(&[1, 5, -3, 5]), Some(1));
-    assert_eq!(argmax(&[]), None);
 }

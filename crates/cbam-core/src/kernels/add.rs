@@ -3,33 +3,11 @@
 //! When the second input is a pruned tensor it stores only its kept channels; channel `n`
 //! of the output adds the stored channel `k` with `kept[k] == n`, and real zero elsewhere.
 
-use super::{check_len, Shape};
+use super::backend::{Active, Backend};
+use super::{check_len, AddParams, In2Channels, Shape};
 use crate::error::Error;
 use crate::le::U16Le;
-use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// Parameters of an ADD op (TFLite's `ArithmeticParams` for int8 add).
-#[derive(Clone, Copy, Debug)]
-pub struct AddParams {
-    pub left_shift: u32,
-    pub in1_zp: i32,
-    pub in1: Requant,
-    pub in2_zp: i32,
-    pub in2: Requant,
-    pub out: Requant,
-    pub out_zp: i32,
-    pub act: ActRange,
-}
-
-/// How the second input's channels map onto the output's.
-#[derive(Clone, Copy, Debug)]
-pub enum In2Channels<'a> {
-    /// Same channel count as the output.
-    Dense,
-    /// A pruned tensor: its stored channel `k` is output channel `kept[k]`; the list is
-    /// strictly increasing and below the output's channel count.
-    Scatter(U16Le<'a>),
-}
+use crate::math::{requantize_to_i8, Requant};
 
 impl AddParams {
     #[inline]
@@ -70,8 +48,7 @@ pub fn add(
     match in2_channels {
         In2Channels::Dense => {
             check_len(in2.len(), shape.len(), "add input 2")?;
-            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-            if super::simd::add_dense(p, in1, in2, out) {
+            if Active::add_dense(p, in1, in2, out) {
                 return Ok(());
             }
             for ((o, &a), &b) in out.iter_mut().zip(in1).zip(in2) {
@@ -126,6 +103,7 @@ mod tests {
     use super::*;
     use crate::kernels::test_support::*;
     use crate::le::u16_bytes;
+    use crate::math::ActRange;
 
     fn random_params(rng: &mut Rng) -> AddParams {
         AddParams {
@@ -144,29 +122,6 @@ mod tests {
         }
     }
 
-    fn reference(p: &AddParams, a: i8, b: Option<i8>) -> i8 {
-        let sa = requant_reference(
-            (i64::from(a) - i64::from(p.in1_zp)) << p.left_shift,
-            p.in1.mult,
-            p.in1.shift,
-        );
-        let sb = b.map_or(0, |b| {
-            requant_reference(
-                (i64::from(b) - i64::from(p.in2_zp)) << p.left_shift,
-                p.in2.mult,
-                p.in2.shift,
-            )
-        });
-        finish_reference(
-            sa + sb,
-            p.out.mult,
-            p.out.shift,
-            p.out_zp,
-            p.act.min.into(),
-            p.act.max.into(),
-        )
-    }
-
     #[test]
     fn dense_matches_reference() {
         let mut rng = Rng::new(0xADD);
@@ -179,7 +134,7 @@ mod tests {
             let expected: Vec<i8> = a
                 .iter()
                 .zip(&b)
-                .map(|(&x, &y)| reference(&p, x, Some(y)))
+                .map(|(&x, &y)| add_reference(&p, x, Some(y)))
                 .collect();
             assert_eq!(out, expected);
         }
@@ -219,7 +174,7 @@ mod tests {
                         .map(|k| b[px * kept.len() + k]);
                     assert_eq!(
                         out[px * s.c + n],
-                        reference(&p, a[px * s.c + n], bv),
+                        add_reference(&p, a[px * s.c + n], bv),
                         "kept={kept:?}"
                     );
                 }

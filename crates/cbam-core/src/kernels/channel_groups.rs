@@ -6,7 +6,8 @@
 //! of once per pixel, keeps the group's four weight rows hot, and lets the inner product
 //! load each input byte once for four channels.
 
-use super::requant::{ActBytes, OutputStage};
+use super::backend::ActBounds;
+use super::requant::OutputStage;
 
 /// Splits `group` (four consecutive weight rows of `len` bytes) into its rows.
 #[inline(always)]
@@ -18,8 +19,8 @@ fn four_rows(group: &[i8], len: usize) -> Option<[&[i8]; 4]> {
 /// An accumulating layer's weights, one row of `per_out` bytes per output channel, and
 /// its output tensor of `out_c`-byte pixels.
 pub(crate) struct RowLayer<'a, 'o> {
-    /// The layer's activation range, for the packed output clamp.
-    pub act: ActBytes,
+    /// The layer's activation range, as the backend's output stages read it.
+    pub act: ActBounds,
     pub weights: &'a [i8],
     pub per_out: usize,
     pub output: &'o mut [i8],

@@ -1,18 +1,8 @@
 //! CONCAT (op 10): up to four NHWC tensors joined along the channel axis.
 
-use super::check_len;
+use super::{check_len, ConcatInput};
 use crate::error::Error;
-use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// One input of a CONCAT with its own quantization.
-#[derive(Clone, Copy, Debug)]
-pub struct ConcatInput<'a> {
-    pub data: &'a [i8],
-    pub c: usize,
-    pub zp: i32,
-    /// `None` when the input already has the output's quantization and is copied.
-    pub requant: Option<Requant>,
-}
+use crate::math::{requantize_to_i8, ActRange};
 
 /// Concatenates `inputs` (each `pixels * c_i` values) into `output` (`pixels * sum c_i`).
 pub fn concat(
@@ -60,6 +50,7 @@ pub fn concat(
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
+    use crate::math::Requant;
 
     #[test]
     fn matches_reference_on_random_inputs() {

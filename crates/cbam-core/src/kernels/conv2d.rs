@@ -1,113 +1,15 @@
 //! CONV2D (op 1): any kernel size, stride, dilation and explicit padding, NHWC, OHWI weights.
 //!
-//! [`conv2d`] is the wrapper callers use: it picks the pointwise path for 1x1 stride-1
-//! unpadded convolutions and the general path otherwise. Both compute four output channels
-//! per pass over the input; the inner products come from [`super::dot`], which picks the
-//! Cortex-M4 DSP version where the target has it.
+//! [`conv2d`] is the wrapper callers use: it offers the whole op to the backend
+//! (`Backend::conv2d`), then picks the pointwise path for 1x1 stride-1 unpadded
+//! convolutions and the general path otherwise. Both compute four output channels per pass
+//! over the input, with the backend's inner products.
 
+use super::backend::{ActBounds, Active, Backend};
 use super::channel_groups::{for_each_channel, RowLayer};
-use super::dot::{dot1, dot4, dot4_short};
-use super::requant::{ActBytes, OutputStage};
-use super::{check_len, ChannelQuant, Shape};
+use super::requant::OutputStage;
+use super::{check_len, Conv2dParams, ConvGeometry, Shape};
 use crate::error::Error;
-
-/// Kernel window, stride, dilation and explicit padding (shared with depthwise and pools).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub kh: usize,
-    pub kw: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub dil_h: usize,
-    pub dil_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-    pub pad_bottom: usize,
-    pub pad_right: usize,
-}
-
-impl ConvGeometry {
-    /// A `k x k` window, stride 1, no dilation, `pad` on every side.
-    pub const fn square(k: usize, pad: usize) -> Self {
-        Self {
-            kh: k,
-            kw: k,
-            stride_h: 1,
-            stride_w: 1,
-            dil_h: 1,
-            dil_w: 1,
-            pad_top: pad,
-            pad_left: pad,
-            pad_bottom: pad,
-            pad_right: pad,
-        }
-    }
-
-    /// The output `(h, w)` for an input `(in_h, in_w)`, or `None` when it would be empty,
-    /// a stride/dilation/kernel is zero, or the arithmetic overflows.
-    pub fn output_size(&self, in_h: usize, in_w: usize) -> Option<(usize, usize)> {
-        let h = axis_out(
-            in_h,
-            self.kh,
-            self.stride_h,
-            self.dil_h,
-            self.pad_top,
-            self.pad_bottom,
-        )?;
-        let w = axis_out(
-            in_w,
-            self.kw,
-            self.stride_w,
-            self.dil_w,
-            self.pad_left,
-            self.pad_right,
-        )?;
-        Some((h, w))
-    }
-
-    /// Whether [`conv2d`] takes the pointwise path for this geometry.
-    pub fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.stride_h == 1
-            && self.stride_w == 1
-            && self.pad_top == 0
-            && self.pad_left == 0
-            && self.pad_bottom == 0
-            && self.pad_right == 0
-    }
-}
-
-fn axis_out(
-    size: usize,
-    k: usize,
-    stride: usize,
-    dil: usize,
-    pad_a: usize,
-    pad_b: usize,
-) -> Option<usize> {
-    if k == 0 || stride == 0 || dil == 0 {
-        return None;
-    }
-    let padded = size.checked_add(pad_a)?.checked_add(pad_b)?;
-    let span = dil.checked_mul(k - 1)?.checked_add(1)?;
-    let room = padded.checked_sub(span)?;
-    Some(room / stride + 1)
-}
-
-/// Parameters of a CONV2D op.
-#[derive(Clone, Copy, Debug)]
-pub struct Conv2dParams<'a> {
-    pub geometry: ConvGeometry,
-    /// `[out.c][kh][kw][in.c]`.
-    pub weights: &'a [i8],
-    pub quant: ChannelQuant<'a>,
-}
-
-/// Scratch bytes [`conv2d`] needs: none, for both the general and the pointwise path.
-pub const fn conv2d_scratch_size() -> usize {
-    0
-}
 
 /// Checks every slice against the shapes; afterwards all indexing is in bounds.
 fn check(
@@ -148,8 +50,7 @@ pub fn conv2d(
     if in_shape.c == 0 || out_shape.c == 0 {
         return Ok(());
     }
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if super::simd::conv2d(p, in_shape, input, out_shape, output) {
+    if Active::conv2d(p, in_shape, input, out_shape, output) {
         return Ok(());
     }
     if p.geometry.is_pointwise() {
@@ -181,7 +82,7 @@ pub(crate) fn pointwise(
     };
     for_each_channel(
         RowLayer {
-            act: ActBytes::new(q.act),
+            act: Active::act_bounds(q.act),
             weights: p.weights,
             per_out: in_c,
             output,
@@ -189,8 +90,8 @@ pub(crate) fn pointwise(
         },
         stages,
         || input.chunks_exact(in_c),
-        |px, rows| dot4(px, rows, off),
-        |px, row| dot1(px, row, off),
+        |px, rows| Active::dot4(px, rows, off),
+        |px, row| Active::dot1(px, row, off),
     );
 }
 
@@ -329,7 +230,7 @@ fn windowed(
     with_stages!(q, q.max_abs_dot(per_out), |stages| {
         for_each_channel(
             RowLayer {
-                act: ActBytes::new(q.act),
+                act: Active::act_bounds(q.act),
                 weights: p.weights,
                 per_out,
                 output,
@@ -344,7 +245,7 @@ fn windowed(
                 let mut acc = [0i32; 4];
                 win.for_each_run(g, in_shape, input, |x, at| {
                     let w = rows.map(|r| &r[at..][..win.run]);
-                    for (a, v) in acc.iter_mut().zip(dot4(x, w, off)) {
+                    for (a, v) in acc.iter_mut().zip(Active::dot4(x, w, off)) {
                         *a = a.wrapping_add(v);
                     }
                 });
@@ -354,7 +255,7 @@ fn windowed(
                 let win = Window::new(g, in_shape, oy, ox);
                 let mut acc = 0i32;
                 win.for_each_run(g, in_shape, input, |x, at| {
-                    acc = acc.wrapping_add(dot1(x, &row[at..][..win.run], off));
+                    acc = acc.wrapping_add(Active::dot1(x, &row[at..][..win.run], off));
                 });
                 acc
             },
@@ -427,7 +328,7 @@ fn gathered<S: OutputStage>(
     };
     let out_c = out_shape.c;
     let mut buf = [0i8; GATHER_MAX];
-    let act = ActBytes::new(p.quant.act);
+    let act = Active::act_bounds(p.quant.act);
     let Some(placeholder) = quant.next() else {
         return;
     };
@@ -495,7 +396,7 @@ fn block_outputs<S: OutputStage>(
     x: &[i8],
     (weights, per_out): (&[i8], usize),
     off: i32,
-    (stages, act): (&[S; GATHER_BLOCK], ActBytes),
+    (stages, act): (&[S; GATHER_BLOCK], ActBounds),
     outs: &mut [i8],
 ) {
     let mut groups = weights.chunks_exact(4 * per_out);
@@ -513,9 +414,9 @@ fn block_outputs<S: OutputStage>(
         let rows = [r0, r1, r2, r3];
         // The single-pass product pays for its set-up from a few words on.
         let acc = if per_out >= 16 {
-            dot4(x, rows, off)
+            Active::dot4(x, rows, off)
         } else {
-            dot4_short(x, rows, off)
+            Active::dot4_short(x, rows, off)
         };
         if let (Some(st), Some(out)) = (st.first_chunk::<4>(), out.first_chunk_mut::<4>()) {
             *out = S::finish4(st, acc, act);
@@ -525,7 +426,7 @@ fn block_outputs<S: OutputStage>(
     let rest = groups.remainder().chunks_exact(per_out);
     let rest_stages = stages.get(whole..).unwrap_or_default();
     for ((row, o), stage) in rest.zip(out_groups.into_remainder()).zip(rest_stages) {
-        *o = stage.finish(dot1(x, row, off));
+        *o = stage.finish(Active::dot1(x, row, off));
     }
 }
 
@@ -539,49 +440,6 @@ fn unpad(padded: usize, pad: usize, size: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
-
-    /// Straightforward i64 reference with signed coordinates.
-    fn reference(
-        g: &ConvGeometry,
-        qt: &QuantData,
-        ins: Shape,
-        input: &[i8],
-        outs: Shape,
-        weights: &[i8],
-    ) -> Vec<i8> {
-        let mut out = Vec::new();
-        for oy in 0..outs.h as i64 {
-            for ox in 0..outs.w as i64 {
-                for o in 0..outs.c {
-                    let mut acc = i64::from(qt.bias[o]);
-                    for ky in 0..g.kh as i64 {
-                        for kx in 0..g.kw as i64 {
-                            let iy =
-                                oy * g.stride_h as i64 + ky * g.dil_h as i64 - g.pad_top as i64;
-                            let ix =
-                                ox * g.stride_w as i64 + kx * g.dil_w as i64 - g.pad_left as i64;
-                            if iy < 0 || ix < 0 || iy >= ins.h as i64 || ix >= ins.w as i64 {
-                                continue;
-                            }
-                            for i in 0..ins.c {
-                                let x = i64::from(
-                                    input[((iy as usize * ins.w) + ix as usize) * ins.c + i],
-                                );
-                                let w = i64::from(
-                                    weights[((o * g.kh + ky as usize) * g.kw + kx as usize)
-                                        * ins.c
-                                        + i],
-                                );
-                                acc += w * (x - i64::from(qt.in_zp));
-                            }
-                        }
-                    }
-                    out.push(qt.finish(o, acc));
-                }
-            }
-        }
-        out
-    }
 
     fn run_case(rng: &mut Rng, pointwise: bool) {
         let g = if pointwise {
@@ -617,11 +475,9 @@ mod tests {
         };
         let mut output = vec![0i8; outs.len().unwrap()];
         conv2d(&p, ins, &input, outs, &mut output).unwrap();
-        assert_eq!(
-            output,
-            reference(&g, &qt, ins, &input, outs, &weights),
-            "{g:?} {ins:?} {outs:?}"
-        );
+        let mut expected = vec![0i8; output.len()];
+        conv2d_reference(&g, &qt, (ins, &input), &weights, (outs, &mut expected));
+        assert_eq!(output, expected, "{g:?} {ins:?} {outs:?}");
     }
 
     #[test]

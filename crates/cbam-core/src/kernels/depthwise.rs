@@ -1,20 +1,10 @@
 //! DEPTHWISE_CONV2D (op 2): each output channel `o` filters input channel `o / multiplier`.
 
-use super::conv2d::{valid_taps, ConvGeometry};
-use super::dot::{mac_lanes4_3x3, mac_lanes4_row};
-use super::requant::{ActBytes, OutputStage};
-use super::{check_len, ChannelQuant, Shape};
+use super::backend::{ActBounds, Active, Backend};
+use super::conv2d::valid_taps;
+use super::requant::OutputStage;
+use super::{check_len, ConvGeometry, DepthwiseParams, Shape};
 use crate::error::Error;
-
-/// Parameters of a DEPTHWISE_CONV2D op.
-#[derive(Clone, Copy, Debug)]
-pub struct DepthwiseParams<'a> {
-    pub geometry: ConvGeometry,
-    pub depth_multiplier: usize,
-    /// `[kh][kw][out.c]` (TFLite's 1HWO).
-    pub weights: &'a [i8],
-    pub quant: ChannelQuant<'a>,
-}
 
 fn check(
     p: &DepthwiseParams,
@@ -97,7 +87,7 @@ fn multiplier_one<S: OutputStage>(
         };
         let stages = Stages4 {
             stages: [q0, q1, q2, q3],
-            act: ActBytes::new(p.quant.act),
+            act: Active::act_bounds(p.quant.act),
         };
         let interior = Interior::new(&p.geometry, in_shape, out_shape);
         // The border pixels here, the (many more) interior ones below.
@@ -115,7 +105,7 @@ fn multiplier_one<S: OutputStage>(
             taps.for_each_row(|x_at, w_at, n| {
                 let x = input.get(x_at + first..).unwrap_or(&[]);
                 let w = p.weights.get(w_at + first..).unwrap_or(&[]);
-                mac_lanes4_row(&mut acc, (x, taps.x_step), (w, c), n, off);
+                Active::mac_lanes4_row(&mut acc, (x, taps.x_step), (w, c), n, off);
             });
             store4(out_px.get_mut(first..first + 4), acc, &stages);
         });
@@ -210,7 +200,7 @@ fn border_3x3<S: OutputStage>(
                 dst.copy_from_slice(src.unwrap_or(&[pad; 4]));
             }
             let mut acc = offset_term;
-            if mac_lanes4_3x3(&mut acc, &x, 12, &w, 4) {
+            if Active::mac_lanes4_3x3(&mut acc, &x, 12, &w, 4) {
                 let at = group.first;
                 store4(out_px.get_mut(at..at + 4), acc, group.stages);
             }
@@ -230,15 +220,15 @@ fn store4<S: OutputStage>(outs: Option<&mut [i8]>, acc: [i32; 4], stages: &Stage
 /// The output stages of four adjacent channels and the layer's activation range.
 struct Stages4<S> {
     stages: [S; 4],
-    act: ActBytes,
+    act: ActBounds,
 }
 
 /// The output pixels whose whole window lies inside the input, as half-open row and
 /// column ranges (empty when there are none).
-struct Interior {
-    rows: (usize, usize),
-    cols: (usize, usize),
-    out_w: usize,
+pub(crate) struct Interior {
+    pub(crate) rows: (usize, usize),
+    pub(crate) cols: (usize, usize),
+    pub(crate) out_w: usize,
 }
 
 impl Interior {
@@ -320,15 +310,17 @@ fn interior_group<S: OutputStage>(
     // term is the same at every interior pixel: computed once, it frees the offset's
     // register and instructions in the 3x3 loop (exact, as all of it wraps modulo 2^32).
     let offset_term = window_sums(weights, c, g.kh * g.kw).map(|s| s.wrapping_mul(off));
-    #[cfg(cbam_arm_dsp)]
-    if whole_3x3 {
-        let rows = InteriorRows {
-            g,
-            in_shape,
-            interior,
-            first,
-        };
-        if rows.run_3x3(input, weights, output, offset_term, stages) {
+    if Active::HAS_DEPTHWISE_3X3_INTERIOR && whole_3x3 {
+        let (window, group) = ((g, in_shape), (interior, first));
+        let finish = |acc| S::finish4(&stages.stages, acc, stages.act);
+        if Active::depthwise_3x3_interior(
+            window,
+            group,
+            (input, weights),
+            output,
+            offset_term,
+            finish,
+        ) {
             return;
         }
     }
@@ -340,13 +332,13 @@ fn interior_group<S: OutputStage>(
         for ox in interior.cols.0..interior.cols.1 {
             let mut acc = offset_term;
             let x = input.get(x_at..).unwrap_or(&[]);
-            if !(whole_3x3 && mac_lanes4_3x3(&mut acc, x, row_step, weights, c)) {
+            if !(whole_3x3 && Active::mac_lanes4_3x3(&mut acc, x, row_step, weights, c)) {
                 acc = [0i32; 4];
                 let (mut xr, mut wr) = (x_at, 0);
                 for _ in 0..g.kh {
                     let x = input.get(xr..).unwrap_or(&[]);
                     let w = weights.get(wr..).unwrap_or(&[]);
-                    mac_lanes4_row(&mut acc, (x, x_step), (w, c), g.kw, off);
+                    Active::mac_lanes4_row(&mut acc, (x, x_step), (w, c), g.kw, off);
                     xr += row_step;
                     wr += w_row;
                 }
@@ -355,78 +347,6 @@ fn interior_group<S: OutputStage>(
             store4(output.get_mut(at..at + 4), acc, stages);
             x_at += g.stride_w * c;
         }
-    }
-}
-
-/// The interior of one group of four channels, row by row, for the Cortex-M4 3x3 loop.
-#[cfg(cbam_arm_dsp)]
-struct InteriorRows<'a> {
-    g: &'a ConvGeometry,
-    in_shape: Shape,
-    interior: &'a Interior,
-    first: usize,
-}
-
-#[cfg(cbam_arm_dsp)]
-impl InteriorRows<'_> {
-    /// Every interior pixel of a whole 3x3 window without dilation. The bytes each output
-    /// row reads and writes are checked once for the row, so the per-pixel loop is the
-    /// window's 27 multiply-accumulates and the output stage. `false` when a row does not
-    /// fit the slices (the caller then takes the checked loop).
-    fn run_3x3<S: OutputStage>(
-        &self,
-        input: &[i8],
-        weights: &[i8],
-        output: &mut [i8],
-        offset_term: [i32; 4],
-        stages: &Stages4<S>,
-    ) -> bool {
-        use super::arm_dsp::mac_lanes4_3x3_run;
-        let (g, c, first) = (self.g, self.in_shape.c, self.first);
-        let (cols, out_w) = (self.interior.cols, self.interior.out_w);
-        let n = cols.1 - cols.0;
-        let row_step = self.in_shape.w * c;
-        let x_step = g.stride_w * c;
-        let out_len = output.len();
-        // A row's input from its first window and its output bytes.
-        let span = |oy: usize| -> Option<(usize, usize, usize)> {
-            let iy = (oy * g.stride_h).checked_sub(g.pad_top)?;
-            let ix0 = (cols.0 * g.stride_w).checked_sub(g.pad_left)?;
-            let x0 = (iy * self.in_shape.w + ix0) * c + first;
-            let out0 = ((oy * out_w) + cols.0) * c + first;
-            let out_end = out0.checked_add(n.checked_sub(1)? * c + 4)?;
-            (out_end <= out_len).then_some((x0, out0, out_end))
-        };
-        let rows = self.interior.rows.0..self.interior.rows.1;
-        if rows.clone().any(|oy| span(oy).is_none()) {
-            return n == 0;
-        }
-        for oy in rows {
-            let Some((x0, out0, out_end)) = span(oy) else {
-                return true;
-            };
-            let (Some(x), Some(outs)) = (input.get(x0..), output.get_mut(out0..out_end)) else {
-                return true;
-            };
-            let mut outs = outs.chunks_mut(c);
-            let done = mac_lanes4_3x3_run(
-                (x, n, x_step),
-                row_step,
-                (weights, c),
-                offset_term,
-                |_, acc| {
-                    if let Some(out) = outs.next().and_then(<[i8]>::first_chunk_mut::<4>) {
-                        *out = S::finish4(&stages.stages, acc, stages.act);
-                    }
-                },
-            );
-            if !done {
-                // The caller's checked loop then computes every interior pixel (again, for
-                // the rows done here, with the same values).
-                return false;
-            }
-        }
-        true
     }
 }
 
@@ -627,33 +547,8 @@ mod tests {
             let mut output = vec![0i8; outs.len().unwrap()];
             depthwise_conv2d(&p, ins, &input, outs, &mut output).unwrap();
 
-            let mut expected = Vec::new();
-            for oy in 0..oh as i64 {
-                for ox in 0..ow as i64 {
-                    for o in 0..outs.c {
-                        let mut acc = i64::from(qt.bias[o]);
-                        for ky in 0..g.kh as i64 {
-                            for kx in 0..g.kw as i64 {
-                                let iy =
-                                    oy * g.stride_h as i64 + ky * g.dil_h as i64 - g.pad_top as i64;
-                                let ix = ox * g.stride_w as i64 + kx * g.dil_w as i64
-                                    - g.pad_left as i64;
-                                if iy < 0 || ix < 0 || iy >= ins.h as i64 || ix >= ins.w as i64 {
-                                    continue;
-                                }
-                                let x = i64::from(
-                                    input[(iy as usize * ins.w + ix as usize) * ins.c + o / dm],
-                                );
-                                let w = i64::from(
-                                    weights[(ky as usize * g.kw + kx as usize) * outs.c + o],
-                                );
-                                acc += w * (x - i64::from(qt.in_zp));
-                            }
-                        }
-                        expected.push(qt.finish(o, acc));
-                    }
-                }
-            }
+            let mut expected = vec![0i8; output.len()];
+            depthwise_reference(&g, &qt, (ins, &input), &weights, (outs, &mut expected));
             assert_eq!(output, expected, "{g:?} {ins:?} dm={dm}");
         }
     }

@@ -5,22 +5,14 @@
 //! With few outputs (a classifier head, a CBAM MLP) that finishing costs as much as the
 //! dot products, so it is kept short: the constant arrays are length-checked once per
 //! layer and then walked in step, and each channel takes the short output stage of
-//! [`requant::bounded_unclamped`] after two compares.
+//! `requant::bounded_unclamped` after two compares.
 
-use super::dot::{dot1, dot2, dot4_rows};
-use super::requant::{self, ActBytes};
-use super::{check_len, ChannelQuant};
+use super::backend::{ActBounds, Active, Backend};
+use super::requant;
+use super::{check_len, ChannelQuant, FullyConnectedParams};
 use crate::error::Error;
 use crate::le::I32Le;
 use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// Parameters of a FULLY_CONNECTED op.
-#[derive(Clone, Copy, Debug)]
-pub struct FullyConnectedParams<'a> {
-    /// `[n_out][n_in]`.
-    pub weights: &'a [i8],
-    pub quant: ChannelQuant<'a>,
-}
 
 /// Runs FULLY_CONNECTED: `output.len()` outputs from `input.len()` inputs (no scratch).
 pub fn fully_connected(
@@ -62,7 +54,7 @@ fn rows_times_vector(
             return;
         };
         rows = next;
-        *outs = stage.finish(group, dot4_rows(input, four_rows, off));
+        *outs = stage.finish(group, Active::dot4_rows(input, four_rows, off));
     }
     let (twos, rest) = rest.groups::<2>();
     let (out2, out1) = out_rest.as_chunks_mut::<2>();
@@ -74,11 +66,11 @@ fn rows_times_vector(
             return;
         };
         rows = next;
-        *outs = stage.finish(group, dot2(input, [r0, r1], off));
+        *outs = stage.finish(group, Active::dot2(input, [r0, r1], off));
     }
     let (ones, _) = rest.groups::<1>();
     for (out, group) in out1.iter_mut().zip(ones) {
-        let [v] = stage.finish(group, [dot1(input, rows, off)]);
+        let [v] = stage.finish(group, [Active::dot1(input, rows, off)]);
         *out = v;
     }
 }
@@ -180,8 +172,8 @@ struct Stage {
     zp2p1: Option<i32>,
     zp: i32,
     act: ActRange,
-    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
-    act_bytes: ActBytes,
+    /// `act` as the backend's clamp reads it.
+    bounds: ActBounds,
 }
 
 impl Stage {
@@ -192,7 +184,7 @@ impl Stage {
             zp2p1,
             zp: q.out_zp,
             act: q.act,
-            act_bytes: ActBytes::new(q.act),
+            bounds: Active::act_bounds(q.act),
         }
     }
 
@@ -203,7 +195,7 @@ impl Stage {
         for ((v, c), dot) in v.iter_mut().zip(group.channels()).zip(dots) {
             *v = self.unclamped(c, c.bias.wrapping_add(dot));
         }
-        self.clamp(v)
+        Active::clamp(v, self.act, self.bounds)
     }
 
     /// `requant(acc) + zp` of one channel, before the activation clamp (clamped already
@@ -217,7 +209,7 @@ impl Stage {
         let acc_fits = acc.wrapping_add(1 << 30) >= 0;
         match self.zp2p1 {
             Some(zp2p1) if e < SHORT_MAX_RIGHT && acc_fits => {
-                requant::bounded_unclamped(acc.wrapping_shl(1), c.mult, zp2p1 << e, e + 1)
+                requant::bounded_unclamped::<Active>(acc.wrapping_shl(1), c.mult, zp2p1 << e, e + 1)
             }
             _ => self.general(c, acc),
         }
@@ -229,34 +221,6 @@ impl Stage {
     fn general(&self, c: Channel, acc: i32) -> i32 {
         let rq = Requant::new(c.mult, c.shift);
         i32::from(requantize_to_i8(acc, rq, self.zp, self.act))
-    }
-
-    /// The activation clamp of `N <= 4` values: saturated and packed, then clamped all
-    /// at once with two `SSUB8`/`SEL` pairs (the activation range lies inside int8).
-    #[cfg(cbam_arm_dsp)]
-    #[inline(always)]
-    fn clamp<const N: usize>(&self, v: [i32; N]) -> [i8; N] {
-        const { assert!(N <= 4, "four int8 values per packed word") };
-        let mut packed = [0u8; 4];
-        for (b, x) in packed.iter_mut().zip(v) {
-            *b = x.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as u8;
-        }
-        let clamped = self
-            .act_bytes
-            .clamp(u32::from_le_bytes(packed))
-            .to_le_bytes();
-        let mut out = [0i8; N];
-        for (o, b) in out.iter_mut().zip(clamped) {
-            *o = b as i8;
-        }
-        out
-    }
-
-    /// The activation clamp of `N` values.
-    #[cfg(not(cbam_arm_dsp))]
-    #[inline(always)]
-    fn clamp<const N: usize>(&self, v: [i32; N]) -> [i8; N] {
-        v.map(|x| self.act.apply(x))
     }
 }
 
@@ -281,17 +245,8 @@ mod tests {
             };
             let mut output = vec![0i8; n_out];
             fully_connected(&p, &input, &mut output).unwrap();
-            let expected: Vec<i8> = (0..n_out)
-                .map(|o| {
-                    let dot: i64 = (0..n_in)
-                        .map(|i| {
-                            i64::from(weights[o * n_in + i])
-                                * (i64::from(input[i]) - i64::from(qt.in_zp))
-                        })
-                        .sum();
-                    qt.finish(o, i64::from(qt.bias[o]) + dot)
-                })
-                .collect();
+            let mut expected = vec![0i8; n_out];
+            fully_connected_reference(&qt, &input, &weights, &mut expected);
             assert_eq!(output, expected, "n_in={n_in} n_out={n_out}");
         }
     }
@@ -467,12 +422,11 @@ mod tests {
             let mut output = vec![0i8; n_out];
             fully_connected(&p, &input, &mut output).unwrap();
             for (o, &got) in output.iter().enumerate() {
-                let one = QuantData {
-                    bias: vec![qt.bias[o]],
-                    mult: vec![qt.mult[o]],
-                    shift: vec![qt.shift[o]],
-                    ..qt.clone()
-                };
+                let mut one = qt.clone();
+                one.n = 1;
+                one.bias[0] = qt.bias[o];
+                one.mult[0] = qt.mult[o];
+                one.shift[0] = qt.shift[o];
                 let one_bytes = one.bytes();
                 let p1 = FullyConnectedParams {
                     weights: &weights[o * n_in..(o + 1) * n_in],

@@ -1,16 +1,8 @@
 //! GLOBAL_AVG_POOL (op 6) and GLOBAL_MAX_POOL (op 7): one value per channel.
 
-use super::{check_len, Shape};
+use super::{check_len, GlobalAvgPoolParams, Shape};
 use crate::error::Error;
-use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// Parameters of GLOBAL_AVG_POOL: the requantizer folds `1/(h*w)` and `s_in/s_out`.
-#[derive(Clone, Copy, Debug)]
-pub struct GlobalAvgPoolParams {
-    pub requant: Requant,
-    pub in_zp: i32,
-    pub out_zp: i32,
-}
+use crate::math::{requantize_to_i8, ActRange};
 
 /// Iterates channel `ch`'s values of an NHWC map with `c` channels.
 fn channel(input: &[i8], c: usize, ch: usize) -> impl Iterator<Item = i32> + '_ {
@@ -54,6 +46,7 @@ pub fn global_max_pool(in_shape: Shape, input: &[i8], output: &mut [i8]) -> Resu
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
+    use crate::math::Requant;
 
     #[test]
     fn match_reference_on_random_shapes() {

@@ -1,5 +1,7 @@
-//! The int8 kernels, one module per op. The inner products they share live in [`dot`]
-//! (portable) with a Cortex-M4/M7 DSP version in `arm_dsp`, chosen in `dot` only.
+//! The int8 kernels, one module per op, with their parameters in one file (`params`).
+//! Each kernel is written once over the entry points of the backend this build selected
+//! (`backend`: inner products, output stages, a few whole steps), whose portable versions
+//! are the reference; no kernel names an architecture.
 //!
 //! Every kernel checks its slice lengths against its shapes on entry (returning
 //! [`Error::SliceLength`]) so that all indexing after that point is in bounds by
@@ -23,8 +25,7 @@ macro_rules! with_stages {
 }
 
 pub mod add;
-#[cfg(cbam_arm_dsp)]
-pub(crate) mod arm_dsp;
+pub(crate) mod backend;
 mod channel_groups;
 pub mod concat;
 pub mod conv2d;
@@ -33,45 +34,21 @@ pub(crate) mod dot;
 pub mod fully_connected;
 pub mod global_pool;
 pub mod mul;
+mod params;
 pub mod pool;
 pub(crate) mod requant;
 pub mod sigmoid;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) mod simd;
 
-#[cfg(test)]
-pub(crate) mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 use crate::error::Error;
 
-/// An activation tensor's shape, NHWC with batch 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Shape {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-}
-
-impl Shape {
-    pub const fn new(h: usize, w: usize, c: usize) -> Self {
-        Self { h, w, c }
-    }
-
-    /// `h * w`, or `None` on overflow.
-    pub fn pixels(&self) -> Option<usize> {
-        self.h.checked_mul(self.w)
-    }
-
-    /// `h * w * c`, or `None` on overflow.
-    pub fn len(&self) -> Option<usize> {
-        self.pixels()?.checked_mul(self.c)
-    }
-
-    /// Whether the tensor has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.h == 0 || self.w == 0 || self.c == 0
-    }
-}
+pub use params::{
+    AddParams, CbamMlp, CbamParams, ChannelQuant, ConcatInput, Conv2dParams, ConvGeometry,
+    DepthwiseParams, FullyConnectedParams, GlobalAvgPoolParams, In2Channels, MulBroadcast,
+    MulParams, PoolKind, PoolOrder, PoolParams, Shape, SigmoidLut,
+};
 
 /// Fails with `SliceLength { what }` unless `actual == expected` (and `expected` exists).
 pub(crate) fn check_len(
@@ -83,24 +60,6 @@ pub(crate) fn check_len(
         Some(n) if n == actual => Ok(()),
         _ => Err(Error::SliceLength { what }),
     }
-}
-
-/// `sum (x + x_offset) * w` over two equally long slices, with int32 wrap-around.
-#[inline]
-pub(crate) fn dot_with_offset(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
-    dot::dot1(x, w, x_offset)
-}
-
-/// Per-output-channel bias and requantizers with the tensors' zero points and the clamp:
-/// the quantization of every accumulating kernel (conv, depthwise, fully connected).
-#[derive(Clone, Copy, Debug)]
-pub struct ChannelQuant<'a> {
-    pub in_zp: i32,
-    pub out_zp: i32,
-    pub act: crate::math::ActRange,
-    pub bias: crate::le::I32Le<'a>,
-    pub mult: crate::le::I32Le<'a>,
-    pub shift: crate::le::I32Le<'a>,
 }
 
 impl ChannelQuant<'_> {

@@ -1,44 +1,8 @@
 //! MUL (op 9): elementwise product of two int8 tensors, the second possibly broadcast.
 
-use super::{check_len, Shape};
+use super::{check_len, MulBroadcast, MulParams, Shape};
 use crate::error::Error;
-use crate::math::{requantize_to_i8, ActRange, Requant};
-
-/// Parameters of a MUL op.
-#[derive(Clone, Copy, Debug)]
-pub struct MulParams {
-    pub in1_zp: i32,
-    pub in2_zp: i32,
-    pub out: Requant,
-    pub out_zp: i32,
-    pub act: ActRange,
-}
-
-/// How the second input is laid out relative to the first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MulBroadcast {
-    /// Same shape as the first input.
-    None,
-    /// `(1, 1, c)`: one factor per channel.
-    PerChannel,
-    /// `(h, w, 1)`: one factor per pixel.
-    PerPixel,
-}
-
-impl MulBroadcast {
-    /// Classifies `in2` against `in1`, or `None` when MUL cannot combine them.
-    pub fn classify(in1: Shape, in2: Shape) -> Option<Self> {
-        if in2 == in1 {
-            Some(Self::None)
-        } else if in2 == Shape::new(1, 1, in1.c) {
-            Some(Self::PerChannel)
-        } else if in2 == Shape::new(in1.h, in1.w, 1) {
-            Some(Self::PerPixel)
-        } else {
-            None
-        }
-    }
-}
+use crate::math::requantize_to_i8;
 
 /// Runs MUL over `in1` of `shape`, writing `out` of the same shape.
 pub fn mul(
@@ -95,6 +59,7 @@ pub fn mul(
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
+    use crate::math::{ActRange, Requant};
 
     #[test]
     fn matches_reference_for_every_broadcast() {

@@ -1,24 +1,10 @@
 //! MAX_POOL2D (op 4) and AVG_POOL2D (op 5): same quantization in and out, padding never
 //! counted (ONNX `count_include_pad=0`), averages rounded half away from zero as TFLite.
 
-use super::conv2d::ConvGeometry;
-use super::{check_len, Shape};
+use super::backend::{Active, Backend};
+use super::{check_len, PoolKind, PoolParams, Shape};
 use crate::error::Error;
-use crate::math::{div_round_half_away, ActRange};
-
-/// Parameters of a pooling op; the geometry's dilation is always 1.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolParams {
-    pub geometry: ConvGeometry,
-    pub act: ActRange,
-}
-
-/// Which reduction a pooling window applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolKind {
-    Max,
-    Average,
-}
+use crate::math::div_round_half_away;
 
 /// The rows (or columns) of the input a window starting at padded coordinate `start` covers.
 pub(crate) fn window(start: usize, k: usize, pad: usize, size: usize) -> (usize, usize) {
@@ -52,8 +38,7 @@ pub fn pool2d(
     if c == 0 {
         return Ok(());
     }
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if kind == PoolKind::Max && super::simd::max_pool(p, in_shape, input, out_shape, output) {
+    if kind == PoolKind::Max && Active::max_pool(p, in_shape, input, out_shape, output) {
         return Ok(());
     }
     let mut out_pixels = output.chunks_exact_mut(c);
@@ -89,6 +74,8 @@ pub fn pool2d(
 mod tests {
     use super::*;
     use crate::kernels::test_support::*;
+    use crate::kernels::ConvGeometry;
+    use crate::math::ActRange;
 
     #[test]
     fn matches_reference_on_random_shapes() {

@@ -1,6 +1,7 @@
 //! [`OutputRequant`]: `requantize_to_i8` with its per-channel constants decoded once and a
 //! cheaper, bit-identical form of the doubling high multiply, for the kernels' hot loops.
 
+use super::backend::{ActBounds, Active, Backend};
 use crate::math::{ActRange, Requant};
 
 /// The output stage of one channel: `clamp(requant(acc) + zp)`, equal bit for bit to
@@ -74,38 +75,11 @@ pub(crate) trait OutputStage: Copy {
     /// [`OutputStage::finish`] of four channels at once (four adjacent output bytes);
     /// `act` is the activation range the stages were built with.
     #[inline(always)]
-    fn finish4(stages: &[Self; 4], dots: [i32; 4], act: ActBytes) -> [i8; 4] {
+    fn finish4(stages: &[Self; 4], dots: [i32; 4], act: ActBounds) -> [i8; 4] {
         let _ = act;
         let [s0, s1, s2, s3] = stages;
         let [d0, d1, d2, d3] = dots;
         [s0.finish(d0), s1.finish(d1), s2.finish(d2), s3.finish(d3)]
-    }
-}
-
-/// A layer's activation range with its bounds in all four bytes of a word, for the
-/// packed clamp of [`OutputStage::finish4`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ActBytes {
-    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
-    lo: u32,
-    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
-    hi: u32,
-}
-
-impl ActBytes {
-    pub(crate) fn new(act: ActRange) -> Self {
-        let splat = |b: i8| u32::from(b as u8).wrapping_mul(0x0101_0101);
-        Self {
-            lo: splat(act.min),
-            hi: splat(act.max),
-        }
-    }
-
-    /// The range applied to four packed signed bytes at once.
-    #[cfg(cbam_arm_dsp)]
-    #[inline(always)]
-    pub(crate) fn clamp(self, packed: u32) -> u32 {
-        super::arm_dsp::clamp_bytes(packed, self.lo, self.hi)
     }
 }
 
@@ -151,8 +125,8 @@ const BOUNDED_ACC: u32 = 1 << 30;
 /// `1..=30` and `round = 2^(right-1) + zp * 2^right` small enough that
 /// `|round| + 2^30 + 2` fits an `i32`.
 #[inline(always)]
-pub(crate) fn bounded_unclamped(acc2: i32, mult: i32, round: i32, right: u32) -> i32 {
-    let h = mul_high_rounded(acc2, mult);
+pub(crate) fn bounded_unclamped<B: Backend>(acc2: i32, mult: i32, round: i32, right: u32) -> i32 {
+    let h = B::mul_high_rounded(acc2, mult);
     // Rounding half away from zero: one less for negative `h`.
     let t = h
         .wrapping_add(round)
@@ -196,45 +170,30 @@ impl BoundedStage {
 }
 
 impl BoundedStage {
-    /// The output before the activation clamp.
+    /// The output before the activation clamp, with the backend `B`'s high multiply.
     #[inline(always)]
-    fn unclamped(&self, dot: i32) -> i32 {
+    pub(crate) fn unclamped<B: Backend>(&self, dot: i32) -> i32 {
         // 2 * (bias + dot), one shifted-operand add on Arm.
         let acc2 = self.bias2.wrapping_add(dot.wrapping_shl(1));
-        bounded_unclamped(acc2, self.mult, self.round, self.right)
+        bounded_unclamped::<B>(acc2, self.mult, self.round, self.right)
     }
 
-    /// [`BoundedStage::unclamped`] saturated to int8 (one `SSAT` on Arm).
-    #[cfg(cbam_arm_dsp)]
+    /// [`OutputStage::finish`] with the backend `B`'s high multiply.
     #[inline(always)]
-    fn saturated(&self, dot: i32) -> i32 {
-        self.unclamped(dot)
-            .clamp(i32::from(i8::MIN), i32::from(i8::MAX))
+    pub(crate) fn finish_on<B: Backend>(&self, dot: i32) -> i8 {
+        self.unclamped::<B>(dot).max(self.min).min(self.max) as i8
     }
 }
 
 impl OutputStage for BoundedStage {
     #[inline(always)]
     fn finish(&self, dot: i32) -> i8 {
-        self.unclamped(dot).max(self.min).min(self.max) as i8
+        self.finish_on::<Active>(dot)
     }
 
-    /// On Armv7E-M the four activation clamps run on the packed bytes: two `SSUB8`/`SEL`
-    /// pairs instead of four pairs of compare-and-select (the activation range lies inside
-    /// int8, so saturating each value first changes nothing).
-    #[cfg(cbam_arm_dsp)]
     #[inline(always)]
-    fn finish4(stages: &[Self; 4], dots: [i32; 4], act: ActBytes) -> [i8; 4] {
-        let [s0, s1, s2, s3] = stages;
-        let [d0, d1, d2, d3] = dots;
-        let v = [
-            s0.saturated(d0),
-            s1.saturated(d1),
-            s2.saturated(d2),
-            s3.saturated(d3),
-        ];
-        let v = u32::from_le_bytes(v.map(|x| x as u8));
-        act.clamp(v).to_le_bytes().map(|b| b as i8)
+    fn finish4(stages: &[Self; 4], dots: [i32; 4], act: ActBounds) -> [i8; 4] {
+        Active::finish4_bounded(stages, dots, act)
     }
 }
 
@@ -283,10 +242,12 @@ impl ProductRequant {
 /// from `x = -2`, i.e. `x2 = -4` (offset 2, and `x2` is even).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SignedProductRequant {
-    mult: i32,
-    bias: i32,
-    right: u32,
-    sign_offset: i32,
+    pub(crate) mult: i32,
+    /// `2^(r-1) + zp * 2^r`.
+    pub(crate) bias: i32,
+    pub(crate) right: u32,
+    /// `x2 + sign_offset < 0` exactly when the doubling high multiply is negative.
+    pub(crate) sign_offset: i32,
 }
 
 impl SignedProductRequant {
@@ -306,36 +267,22 @@ impl SignedProductRequant {
         })
     }
 
-    /// `h + 2^(r-1) + zp * 2^r - [h < 0]`, before the shift, for `x2 = 2 * x`.
+    /// `h + 2^(r-1) + zp * 2^r - [h < 0]`, before the shift, for `x2 = 2 * x`: the
+    /// portable [`Backend::signed_product_unshifted`], which takes the sign from `h`
+    /// itself (the same value as from `x2 + sign_offset`).
     #[inline(always)]
-    fn unshifted(&self, x2: i32) -> i32 {
-        #[cfg(cbam_arm_dsp)]
-        {
-            // The sign from `x2`, the rounding constant as the accumulator: one `SMMLAR`.
-            let negative = x2.wrapping_add(self.sign_offset) < 0;
-            let ra = self.bias.wrapping_sub(i32::from(negative));
-            super::arm_dsp::smmlar(x2, self.mult, ra)
-        }
-        #[cfg(not(cbam_arm_dsp))]
-        {
-            // Without `SMMLAR` the sign is cheaper to take from `h` itself (same value).
-            let h = mul_high_rounded(x2, self.mult);
-            h.wrapping_add(self.bias)
-                .wrapping_sub(((h as u32) >> 31) as i32)
-        }
+    pub(crate) fn unshifted<B: Backend>(&self, x2: i32) -> i32 {
+        let h = B::mul_high_rounded(x2, self.mult);
+        debug_assert_eq!(h < 0, x2.wrapping_add(self.sign_offset) < 0, "x2 = {x2}");
+        h.wrapping_add(self.bias)
+            .wrapping_sub(((h as u32) >> 31) as i32)
     }
 
     /// `clamp(requant(x) + zp, -128, 127)` for `x2 = 2 * x`, `|x| <= 2^16 + 2^8`.
     #[inline(always)]
     pub(crate) fn apply_doubled(&self, x2: i32) -> i8 {
-        (self.unshifted(x2) >> self.right).clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
-    }
-
-    /// `(mult, 2^(r-1) + zp * 2^r, r, sign offset)`, for the packed loops that take them
-    /// apart.
-    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
-    pub(crate) fn parts(&self) -> (i32, i32, u32, i32) {
-        (self.mult, self.bias, self.right, self.sign_offset)
+        (Active::signed_product_unshifted(self, x2) >> self.right)
+            .clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
     }
 }
 
@@ -352,10 +299,10 @@ impl SignedProductRequant {
 /// `{0, -1}`, where both constants give the same quotient for `j <= 6`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pow2ProductRequant {
-    /// `j`.
-    steps: u32,
+    /// `j`, the left shift of the factor.
+    pub(crate) steps: u32,
     /// `2^7 + 2^j + zp * 2^8`.
-    bias: i32,
+    pub(crate) bias: i32,
 }
 
 impl Pow2ProductRequant {
@@ -379,31 +326,12 @@ impl Pow2ProductRequant {
         let t = x * (k << self.steps) + self.bias + sign;
         (t >> 8).clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
     }
-
-    /// `j`, the left shift of the factor.
-    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
-    pub(crate) fn steps(&self) -> u32 {
-        self.steps
-    }
-
-    /// `2^7 + 2^j + zp * 2^8`.
-    #[cfg_attr(not(cbam_arm_dsp), allow(dead_code))]
-    pub(crate) fn bias(&self) -> i32 {
-        self.bias
-    }
 }
 
-/// `(a * b + 2^31) >> 32`.
+/// `(a * b + 2^31) >> 32`: the portable [`Backend::mul_high_rounded`].
 #[inline(always)]
-fn mul_high_rounded(a: i32, b: i32) -> i32 {
-    #[cfg(cbam_arm_dsp)]
-    {
-        super::arm_dsp::smmulr(a, b)
-    }
-    #[cfg(not(cbam_arm_dsp))]
-    {
-        ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32
-    }
+pub(crate) fn mul_high_rounded(a: i32, b: i32) -> i32 {
+    ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32
 }
 
 #[cfg(test)]

@@ -1,10 +1,7 @@
 //! SIGMOID (op 11): a 256-entry table built on the host; output scale 1/256, zero point -128.
 
-use super::check_len;
+use super::{check_len, SigmoidLut};
 use crate::error::Error;
-
-/// The table maps input `x` to entry `x + 128`.
-pub type SigmoidLut = [i8; 256];
 
 /// Looks one value up; indexing a 256-entry table with a `u8` cannot go out of bounds.
 #[inline]

@@ -31,7 +31,8 @@ impl Faulty {
     }
 
     fn strikes(&mut self) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 < self.rate
+        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        unit < self.rate
     }
 
     fn below(&mut self, n: usize) -> usize {

@@ -95,21 +95,21 @@ impl Answer {
     }
 }
 
-pub struct Link {
+pub struct Link<'t> {
     transport: Box<dyn Transport>,
     receiver: FrameReceiver,
     requester: Requester,
     /// Received bytes not yet fed to the receiver (what followed the last reply).
     pending: Vec<u8>,
-    pub log: DeviceLog,
+    pub log: DeviceLog<'t>,
     /// The slowest reply seen per exchange kind.
     slowest: [Option<Duration>; 3],
     silence_limit: Duration,
 }
 
-impl Link {
+impl<'t> Link<'t> {
     /// `silence_limit`: how long the device may stay silent before the run ends.
-    pub fn new(transport: Box<dyn Transport>, log: DeviceLog, silence_limit: Duration) -> Self {
+    pub fn new(transport: Box<dyn Transport>, log: DeviceLog<'t>, silence_limit: Duration) -> Self {
         Link {
             transport,
             receiver: FrameReceiver::new(),
@@ -127,8 +127,10 @@ impl Link {
 
     /// Sends `request` and waits for its reply.
     pub fn call(&mut self, request: &Request<'_>, kind: Exchange) -> Result<Answer> {
-        let frame = self.requester.request(request).map_err(|e| self.failure(e))?;
-        self.transport.send(frame)?;
+        if let Err(e) = self.requester.request(request) {
+            return Err(self.failure(e));
+        }
+        self.transport.send(self.requester.frame())?;
         let mut sent = Instant::now();
         let mut heard = sent;
         loop {
@@ -151,8 +153,10 @@ impl Link {
             }
             self.pending.extend_from_slice(&received.link);
             if received.link.is_empty() && Instant::now() >= sent + self.retry_after(kind) {
-                let frame = self.requester.timed_out().map_err(|e| self.failure(e))?;
-                self.transport.send(frame)?;
+                if let Err(e) = self.requester.timed_out() {
+                    return Err(self.failure(e));
+                }
+                self.transport.send(self.requester.frame())?;
                 sent = Instant::now();
             }
         }

@@ -3,32 +3,31 @@
 
 use std::collections::VecDeque;
 
-use defmt_decoder::{DecodeError, Level, StreamDecoder, Table};
+use defmt_decoder::{DecodeError, StreamDecoder, Table};
 use indicatif::ProgressBar;
 
 /// Lines kept for an error message.
 const KEPT: usize = 30;
 
-pub struct DeviceLog {
-    decoder: Option<Box<dyn StreamDecoder + Send + Sync>>,
+/// The firmware's defmt table; `None` when the ELF has none (its log is then dropped).
+pub fn table(elf: &[u8]) -> Option<Table> {
+    Table::parse(elf).ok().flatten()
+}
+
+pub struct DeviceLog<'t> {
+    decoder: Option<Box<dyn StreamDecoder + Send + Sync + 't>>,
+    /// rzcobs frames resynchronise after lost bytes; raw ones cannot.
+    can_recover: bool,
     recent: VecDeque<String>,
     /// Where live lines go: above the progress bar while one is drawn.
     out: Option<ProgressBar>,
 }
 
-impl DeviceLog {
-    /// A log decoded with `elf`'s defmt table (none: the log bytes are dropped).
-    pub fn new(elf: &[u8]) -> Self {
-        let decoder = match Table::parse(elf) {
-            Ok(Some(table)) => {
-                // The decoder borrows its table for as long as the run lasts.
-                let table: &'static Table = Box::leak(Box::new(table));
-                Some(table.new_stream_decoder())
-            }
-            _ => None,
-        };
+impl<'t> DeviceLog<'t> {
+    pub fn new(table: Option<&'t Table>) -> Self {
         DeviceLog {
-            decoder,
+            decoder: table.map(Table::new_stream_decoder),
+            can_recover: table.is_some_and(|t| t.encoding().can_recover()),
             recent: VecDeque::new(),
             out: None,
         }
@@ -39,23 +38,32 @@ impl DeviceLog {
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
-        let Some(decoder) = self.decoder.as_mut() else {
-            return;
-        };
         if bytes.is_empty() {
             return;
         }
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
         decoder.received(bytes);
+        let mut lines = Vec::new();
         loop {
-            let (line, loud) = match decoder.decode() {
-                Ok(frame) => (
-                    frame.display_message().to_string(),
-                    matches!(frame.level(), Some(Level::Warn | Level::Error)),
-                ),
+            match decoder.decode() {
+                Ok(frame) => {
+                    let loud = frame
+                        .level()
+                        .is_some_and(|l| matches!(l.as_str(), "warn" | "error"));
+                    lines.push((frame.display_message().to_string(), loud));
+                }
                 Err(DecodeError::UnexpectedEof) => break,
-                // A lost Log frame: the decoder resynchronises at the next defmt frame.
-                Err(DecodeError::Malformed) => ("(log bytes lost)".to_string(), false),
-            };
+                Err(DecodeError::Malformed) => {
+                    lines.push(("(device log bytes were lost)".to_string(), false));
+                    if !self.can_recover {
+                        break;
+                    }
+                }
+            }
+        }
+        for (line, loud) in lines {
             if loud {
                 self.print(&format!("device: {line}"));
             }
@@ -69,7 +77,7 @@ impl DeviceLog {
     fn print(&self, line: &str) {
         match &self.out {
             Some(bar) if !bar.is_hidden() => bar.println(line),
-            _ => eprintln!("{line}"),
+            _ => crate::errln!("{line}"),
         }
     }
 

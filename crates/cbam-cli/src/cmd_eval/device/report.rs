@@ -66,6 +66,8 @@ pub struct DeviceReport {
     pub n: usize,
     /// Top-1 accuracy of the device's outputs.
     pub accuracy: Option<f64>,
+    /// Images whose largest output two or more classes share (the first one counts).
+    pub ties: usize,
     /// Images whose output differs from the host core's in any byte.
     pub host_mismatches: usize,
     /// The first few of them, by index in the data.
@@ -95,7 +97,11 @@ impl DeviceReport {
             "board: {} ({}; firmware {})\n",
             self.board, self.link.transport, self.firmware.build
         ));
-        t.push_str(&format!("accuracy on the device: {}\n", pct(self.accuracy)));
+        t.push_str(&format!(
+            "accuracy on the device: {} ({} ties)\n",
+            pct(self.accuracy),
+            self.ties
+        ));
         t.push_str(&format!(
             "outputs differing from the host core: {}",
             self.host_mismatches

@@ -26,8 +26,8 @@ pub const CORE_OPS_KEY: &str = "cbam.core_ops";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("the QDQ model does not decode as ONNX: {0}")]
-    Decode(String),
+    #[error("the QDQ model does not decode as ONNX")]
+    Decode(#[from] prost::DecodeError),
     #[error("the QDQ model has no `{CORE_OPS_KEY}` op map; write it with this version of `cbam quantize --qdq`")]
     NoOpMap,
     #[error("the QDQ op map lists {qdq} ops, the blob has {blob}; compare the QDQ model with the blob compiled alongside it")]
@@ -36,8 +36,10 @@ pub enum CompareError {
         "QDQ value `{0}` has no scale/zero point initializer; the op map and the graph disagree"
     )]
     NoQuantization(String),
-    #[error("the blob is invalid: {0}")]
-    Blob(String),
+    #[error("the int8 core rejected the blob")]
+    Blob(#[from] cbam_core::Error),
+    #[error("op {0} of the blob does not decode")]
+    BlobOp(usize),
     #[error("QDQ value `{name}` has {got} values, the core's tensor {expected}")]
     Size {
         name: String,
@@ -207,8 +209,8 @@ struct Cut {
 /// the whole QDQ model for the chained numbers, and each op's own sub-graph fed the core's
 /// int8 inputs for the isolated ones.
 pub fn compare(qdq: &[u8], blob: &[u8], samples: &[Sample]) -> Result<Agreement, CompareError> {
-    let proto = ModelProto::decode(qdq).map_err(|e| CompareError::Decode(e.to_string()))?;
-    let core = cbam_core::Model::parse(blob).map_err(|e| CompareError::Blob(e.to_string()))?;
+    let proto = ModelProto::decode(qdq)?;
+    let core = cbam_core::Model::parse(blob)?;
     let ops = op_map(&proto, &core)?;
     let input = input_row(&proto, &core);
     let model = FloatModel::from_proto(&proto, None)?;
@@ -241,8 +243,7 @@ pub fn compare(qdq: &[u8], blob: &[u8], samples: &[Sample]) -> Result<Agreement,
     for sample in samples {
         let core_in = data::core_input_for(sample, &core.input(), core.input_is_raw_pixels())?;
         let mut seen = Recorder::default();
-        core.run_observed(&mut arena, &core_in, &mut logits, &mut seen)
-            .map_err(|e| CompareError::Blob(e.to_string()))?;
+        core.run_observed(&mut arena, &core_in, &mut logits, &mut seen)?;
         let values = model.run_with_values(&sample.input, &names)?;
         let qdq_in = levels(values.get(&input.value), &input)?;
         agreement.input.add(&qdq_in, &core_in);
@@ -391,9 +392,7 @@ fn op_map(proto: &ModelProto, core: &cbam_core::Model) -> Result<Vec<MappedOp>, 
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            let info = core
-                .op(i)
-                .ok_or_else(|| CompareError::Blob(format!("op {i} does not decode")))?;
+            let info = core.op(i).ok_or(CompareError::BlobOp(i))?;
             let mut fields = line.split('\t').map(str::to_string);
             let output = fields.next().unwrap_or_default();
             let inputs: Vec<String> = fields.collect();

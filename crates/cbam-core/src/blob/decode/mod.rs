@@ -1,27 +1,22 @@
 //! Turns a checked op record into the kernel call it stands for, validating every
 //! parameter and shape against FORMAT.md on the way.
 //!
-//! - `words`: reading parameter words and the constant arrays they point at;
+//! - `checks`: the checks all ops' words share, and the constant arrays they point at;
 //! - `params`: one validating constructor per op code.
 
+mod checks;
 mod params;
-mod words;
 
 use super::header::Header;
 use super::op_record::{op_record, OpRecord};
 use super::tensor::{tensor, Tensor};
-use crate::cbam::{cbam_scratch_size, CbamParams};
 use crate::error::Error;
-use crate::kernels::add::{AddParams, In2Channels};
-use crate::kernels::conv2d::{Conv2dParams, ConvGeometry};
-use crate::kernels::depthwise::DepthwiseParams;
-use crate::kernels::fully_connected::FullyConnectedParams;
-use crate::kernels::global_pool::GlobalAvgPoolParams;
-use crate::kernels::mul::{MulBroadcast, MulParams};
-use crate::kernels::pool::{PoolKind, PoolParams};
-use crate::kernels::sigmoid::SigmoidLut;
+use crate::kernels::{
+    AddParams, CbamParams, Conv2dParams, ConvGeometry, DepthwiseParams, FullyConnectedParams,
+    GlobalAvgPoolParams, In2Channels, MulBroadcast, MulParams, PoolKind, PoolParams, SigmoidLut,
+};
 use crate::math::Requant;
-use words::Words;
+use checks::Checks;
 
 /// The kernel an op runs, with its parameters borrowed from the blob.
 #[derive(Clone, Copy, Debug)]
@@ -36,14 +31,15 @@ pub(crate) enum Kernel<'a> {
     Mul(MulParams, MulBroadcast),
     /// Per input: `None` copies, `Some` requantizes.
     Concat([Option<Requant>; 4]),
-    Sigmoid(&'a SigmoidLut),
+    /// SIGMOID and LUT.
+    Lut(&'a SigmoidLut),
     Cbam(CbamParams<'a>),
 }
 
 /// A fully validated op: its tensors and its kernel.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Op<'a> {
-    pub record: OpRecord<'a>,
+    pub record: OpRecord,
     pub inputs: [Option<Tensor<'a>>; 4],
     pub output: Tensor<'a>,
     pub kernel: Kernel<'a>,
@@ -63,16 +59,11 @@ impl<'a> Op<'a> {
 
     /// The scratch bytes the core needs for this op.
     pub fn required_scratch(&self) -> Result<usize, Error> {
-        match &self.kernel {
-            Kernel::Cbam(p) => {
-                cbam_scratch_size(p.c, p.cr, self.output.shape.h, self.output.shape.w).ok_or(
-                    Error::ShapeOverflow {
-                        what: "CBAM scratch",
-                    },
-                )
-            }
-            _ => Ok(0),
-        }
+        let s = self.input(0)?.shape;
+        self.record
+            .params
+            .scratch_size((s.h, s.w, s.c))
+            .ok_or(Error::ShapeOverflow { what: "op scratch" })
     }
 
     /// Multiply-accumulates per run (informational; saturates rather than overflowing).
@@ -112,11 +103,7 @@ pub(crate) fn decode_op<'a>(blob: &'a [u8], header: &Header, index: u16) -> Resu
         *slot = Some(tensor(blob, header, t)?);
     }
     let output = tensor(blob, header, record.output)?;
-    let words = Words {
-        blob,
-        words: record.params,
-        op: index,
-    };
+    let checks = Checks { blob, op: index };
     let in0 = inputs[0].ok_or(Error::BadInputCount {
         op: index,
         found: 0,
@@ -126,7 +113,7 @@ pub(crate) fn decode_op<'a>(blob: &'a [u8], header: &Header, index: u16) -> Resu
         inputs: &inputs,
         out: &output,
     };
-    let kernel = params::kernel(&words, record.code, &io)?;
+    let kernel = params::kernel(&checks, &record.params, &io)?;
     Ok(Op {
         record,
         inputs,

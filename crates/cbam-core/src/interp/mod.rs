@@ -1,0 +1,261 @@
+//! The interpreter: runs a validated model's ops in table order over a caller-given arena.
+
+use crate::blob::{decode_op, Kernel, Model, Op, Span};
+use crate::cbam::cbam;
+use crate::error::Error;
+use crate::format::OpCode;
+use crate::kernels::add::add;
+use crate::kernels::concat::concat;
+use crate::kernels::conv2d::conv2d;
+use crate::kernels::depthwise::depthwise_conv2d;
+use crate::kernels::fully_connected::fully_connected;
+use crate::kernels::global_pool::{global_avg_pool, global_max_pool};
+use crate::kernels::mul::mul;
+use crate::kernels::pool::pool2d;
+use crate::kernels::sigmoid::sigmoid;
+use crate::kernels::ConcatInput;
+use crate::le::{as_i8, as_i8_mut, as_u8};
+
+/// Hooks into a run: per-op timing on firmware, attention heatmaps on the Pi.
+pub trait Observer {
+    fn op_start(&mut self, index: usize, code: OpCode) {
+        let _ = (index, code);
+    }
+
+    /// `output` is the op's output tensor, NHWC int8.
+    fn op_end(&mut self, index: usize, code: OpCode, output: &[i8]) {
+        let _ = (index, code, output);
+    }
+
+    /// After a CBAM op: `channel` is `a[c]`, `spatial` is `as[y, x]` (`h * w`, row-major),
+    /// both int8 with scale 1/256 and zero point -128.
+    fn cbam_attention(&mut self, index: usize, channel: &[i8], spatial: &[i8], h: usize, w: usize) {
+        let _ = (index, channel, spatial, h, w);
+    }
+}
+
+/// An observer that observes nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+impl Model<'_> {
+    /// Runs one inference: copies `input` into the arena, runs every op, copies the output out.
+    pub fn run(&self, arena: &mut [u8], input: &[i8], output: &mut [i8]) -> Result<(), Error> {
+        self.run_observed(arena, input, output, &mut NoObserver)
+    }
+
+    /// [`Model::run`] with hooks before and after every op.
+    pub fn run_observed(
+        &self,
+        arena: &mut [u8],
+        input: &[i8],
+        output: &mut [i8],
+        observer: &mut impl Observer,
+    ) -> Result<(), Error> {
+        let needed = self.arena_size();
+        let found = arena.len();
+        let arena = arena
+            .get_mut(..needed)
+            .ok_or(Error::ArenaBufferTooSmall { needed, found })?;
+        let in_span = span_of(self.input().len(), self.input_offset()?);
+        if input.len() != in_span.len {
+            return Err(Error::InputLength {
+                expected: in_span.len,
+                found: input.len(),
+            });
+        }
+        let out_span = span_of(self.output().len(), self.output_offset()?);
+        if output.len() != out_span.len {
+            return Err(Error::OutputLength {
+                expected: out_span.len,
+                found: output.len(),
+            });
+        }
+        slice_mut(arena, in_span)?.copy_from_slice(as_u8(input));
+        for index in 0..self.header.n_ops {
+            let op = decode_op(self.blob, &self.header, index)?;
+            let i = usize::from(index);
+            observer.op_start(i, op.record.code);
+            self.execute(i, &op, arena, observer)?;
+            observer.op_end(i, op.record.code, as_i8(slice_mut(arena, op.output.span)?));
+        }
+        output.copy_from_slice(as_i8(slice_mut(arena, out_span)?));
+        Ok(())
+    }
+
+    fn input_offset(&self) -> Result<usize, Error> {
+        crate::blob::tensor_span(self.blob, &self.header, self.header.input_tensor).map(|s| s.start)
+    }
+
+    fn output_offset(&self) -> Result<usize, Error> {
+        crate::blob::tensor_span(self.blob, &self.header, self.header.output_tensor)
+            .map(|s| s.start)
+    }
+
+    fn execute(
+        &self,
+        index: usize,
+        op: &Op,
+        arena: &mut [u8],
+        observer: &mut impl Observer,
+    ) -> Result<(), Error> {
+        let scratch = Span {
+            start: self.header.scratch_off,
+            len: op.record.scratch_len,
+        };
+        let overlap = Error::ArenaOverlap {
+            op: op.record.index,
+        };
+        let view = split(arena, op.output.span, scratch).ok_or(overlap)?;
+        let out = as_i8_mut(view.out);
+        let read = |slot: usize| -> Result<&[i8], Error> {
+            let t = op.input(slot)?;
+            view.gaps.read(t.span).map(as_i8).ok_or(overlap)
+        };
+        let in0 = op.input(0)?.shape;
+        let out_shape = op.output.shape;
+        match &op.kernel {
+            Kernel::Conv2d(p) => conv2d(p, in0, read(0)?, out_shape, out),
+            Kernel::Depthwise(p) => depthwise_conv2d(p, in0, read(0)?, out_shape, out),
+            Kernel::FullyConnected(p) => fully_connected(p, read(0)?, out),
+            Kernel::Pool(kind, p) => pool2d(*kind, p, in0, read(0)?, out_shape, out),
+            Kernel::GlobalAvgPool(p) => global_avg_pool(p, in0, read(0)?, out),
+            Kernel::GlobalMaxPool => global_max_pool(in0, read(0)?, out),
+            Kernel::Add(p, channels) => add(p, out_shape, read(0)?, read(1)?, *channels, out),
+            Kernel::Mul(p, broadcast) => mul(p, in0, read(0)?, read(1)?, *broadcast, out),
+            Kernel::Lut(lut) => sigmoid(lut, read(0)?, out),
+            Kernel::Concat(requants) => {
+                let mut parts = [None; 4];
+                for (slot, (part, rq)) in parts
+                    .iter_mut()
+                    .zip(requants)
+                    .enumerate()
+                    .take(op.record.n_inputs)
+                {
+                    let t = op.input(slot)?;
+                    *part = Some(ConcatInput {
+                        data: read(slot)?,
+                        c: t.shape.c,
+                        zp: t.zero_point,
+                        requant: *rq,
+                    });
+                }
+                let pixels = out_shape.pixels().ok_or(Error::ShapeOverflow {
+                    what: "concat pixels",
+                })?;
+                let inputs: concat_inputs::Inputs = concat_inputs::collect(parts);
+                concat(inputs.as_slice(), pixels, op.output.zero_point, out)
+            }
+            Kernel::Cbam(p) => {
+                let input = op.input(0)?;
+                if input.span != op.output.span {
+                    out.copy_from_slice(read(0)?);
+                }
+                let att = cbam(p, out_shape, out, as_i8_mut(view.scratch))?;
+                observer.cbam_attention(index, att.channel, att.spatial, out_shape.h, out_shape.w);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Up to four concat inputs gathered without allocation.
+mod concat_inputs {
+    use crate::kernels::ConcatInput;
+
+    pub struct Inputs<'a> {
+        items: [ConcatInput<'a>; 4],
+        len: usize,
+    }
+
+    impl<'a> Inputs<'a> {
+        pub fn as_slice(&self) -> &[ConcatInput<'a>] {
+            self.items.get(..self.len).unwrap_or_default()
+        }
+    }
+
+    pub fn collect(parts: [Option<ConcatInput<'_>>; 4]) -> Inputs<'_> {
+        let empty = ConcatInput {
+            data: &[],
+            c: 0,
+            zp: 0,
+            requant: None,
+        };
+        let mut items = [empty; 4];
+        let mut len = 0;
+        for (slot, part) in items.iter_mut().zip(parts.into_iter().flatten()) {
+            *slot = part;
+            len += 1;
+        }
+        Inputs { items, len }
+    }
+}
+
+fn span_of(len: usize, start: usize) -> Span {
+    Span { start, len }
+}
+
+fn slice_mut(arena: &mut [u8], span: Span) -> Result<&mut [u8], Error> {
+    let end = span
+        .start
+        .checked_add(span.len)
+        .ok_or(Error::ShapeOverflow {
+            what: "arena range",
+        })?;
+    let found = arena.len();
+    arena
+        .get_mut(span.start..end)
+        .ok_or(Error::ArenaBufferTooSmall { needed: end, found })
+}
+
+/// The arena around one op: its output and scratch borrowed mutably, the rest readable.
+struct OpArena<'a> {
+    out: &'a mut [u8],
+    scratch: &'a mut [u8],
+    gaps: Gaps<'a>,
+}
+
+/// The three read-only stretches of the arena between and around output and scratch.
+struct Gaps<'a>([(usize, &'a [u8]); 3]);
+
+impl<'a> Gaps<'a> {
+    /// The bytes of `span`, if it lies entirely in one stretch.
+    fn read(&self, span: Span) -> Option<&'a [u8]> {
+        self.0.iter().find_map(|&(start, bytes)| {
+            let rel = span.start.checked_sub(start)?;
+            bytes.get(rel..rel.checked_add(span.len)?)
+        })
+    }
+}
+
+/// Splits the arena so that an op can write its output and scratch while reading inputs.
+/// `None` if the two mutable spans overlap or leave the arena.
+fn split(arena: &mut [u8], out: Span, scratch: Span) -> Option<OpArena<'_>> {
+    // An empty scratch is placed right after the output so it can never overlap.
+    let scratch = if scratch.len == 0 {
+        Span {
+            start: out.end(),
+            len: 0,
+        }
+    } else {
+        scratch
+    };
+    let out_first = out.start <= scratch.start;
+    let (first, second) = if out_first {
+        (out, scratch)
+    } else {
+        (scratch, out)
+    };
+    let between = second.start.checked_sub(first.end())?;
+    let (g0, rest) = arena.split_at_mut_checked(first.start)?;
+    let (a, rest) = rest.split_at_mut_checked(first.len)?;
+    let (g1, rest) = rest.split_at_mut_checked(between)?;
+    let (b, g2) = rest.split_at_mut_checked(second.len)?;
+    let gaps = Gaps([(0, &*g0), (first.end(), &*g1), (second.end(), &*g2)]);
+    let (out, scratch) = if out_first { (a, b) } else { (b, a) };
+    Some(OpArena { out, scratch, gaps })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! aarch64: NEON (part of the architecture's baseline, so no detection). Written for the
+//! Pi 4's Cortex-A72, which has no dot-product instructions: the products are `smlal` of
+//! `x + offset` (`i16`) by sign-extended weights into `i32` lanes, wrapping like the
+//! portable `wrapping_add`.
+//!
+//! The requantization maps onto NEON's own fixed-point instructions
+//! (see [`requant::requant_lanes`]).
+
+#![allow(unsafe_code)]
+
+mod conv;
+mod elementwise;
+mod requant;
+use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
+use core::arch::aarch64::*;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Neon;
+
+super::simd::isa::forward_isa!(
+    Neon,
+    detect: Some(Neon),
+    "NEON is enabled for every aarch64 target this module is compiled for"
+);
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_lanes(words: &[i32], at: usize) -> int32x4_t {
+    let lanes = words
+        .get(at..)
+        .and_then(<[i32]>::first_chunk::<4>)
+        .copied()
+        .unwrap_or_default();
+    // SAFETY: reads exactly the 16 bytes of the local array.
+    unsafe { vld1q_s32(lanes.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_window(x: &[i16; 16]) -> (int16x8_t, int16x8_t) {
+    // SAFETY: reads exactly the 32 bytes of `x`.
+    unsafe { (vld1q_s16(x.as_ptr()), vld1q_s16(x.as_ptr().add(8))) }
+}
+
+/// The lanes of `lo` then `hi` (int8-range values) as bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+fn pack8(lo: int32x4_t, hi: int32x4_t) -> [i8; 8] {
+    let narrow = vqmovn_s16(vcombine_s16(vqmovn_s32(lo), vqmovn_s32(hi)));
+    let mut bytes = [0i8; 8];
+    // SAFETY: writes exactly the 8 bytes of the local array.
+    unsafe { vst1_s8(bytes.as_mut_ptr(), narrow) };
+    bytes
+}
+
+/// Eight int8 values sign-extended to two `i32x4`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn load8(bytes: &[i8; 8]) -> (int32x4_t, int32x4_t) {
+    // SAFETY: reads exactly the 8 bytes of the array.
+    let wide = vmovl_s8(unsafe { vld1_s8(bytes.as_ptr()) });
+    (vmovl_s16(vget_low_s16(wide)), vmovl_high_s16(wide))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::simd::Simd;
+    use super::Neon;
+
+    crate::kernels::backend::suite::backend_suite!(Simd<Neon>, true);
+    crate::kernels::backend::simd::tests::isa_tests!(Neon);
+}

@@ -1,0 +1,225 @@
+//! The architecture-independent half of the SIMD CONV2D: which bytes of the input form an
+//! output pixel's window, and the loops over pixels and channel blocks. The arithmetic is
+//! the [`Isa`]'s.
+//!
+//! Each output pixel's window is widened once into an `i16` buffer with the input offset
+//! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes), so the
+//! backend's inner loop is a plain `i16 x i8` dot product over a contiguous, zero-padded
+//! buffer shared by every output channel of the pixel.
+
+use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
+use crate::kernels::backend::PACKED_OFFSET;
+use crate::kernels::conv2d::valid_taps;
+use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
+
+/// Longest window (`kh * kw * in_c`) the SIMD path takes: a 3x3 window over 512 channels.
+/// The buffer lives on the stack (9 KiB), which host and Pi threads have plenty of.
+pub(crate) const MAX_WINDOW: usize = 4608;
+
+/// Weight row `row` of `weights` and everything after it: a backend reads whole 16-byte
+/// chunks, which stay inside the slice for every row but the last ones.
+#[inline(always)]
+pub(crate) fn row_from(weights: &[i8], per_out: usize, row: usize) -> &[i8] {
+    weights.get(row * per_out..).unwrap_or_default()
+}
+
+/// CONV2D with the instruction set `isa`, for slices already checked against the shapes. Returns
+/// `false`, writing nothing, when the parameters are outside what the SIMD path is exact
+/// for or its buffer holds; the caller then runs the portable kernel.
+pub(crate) fn conv2d<I: Isa>(
+    isa: I,
+    p: &Conv2dParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+) -> bool {
+    let g = &p.geometry;
+    let offset = p.quant.in_zp.wrapping_neg();
+    let Some(per_out) =
+        g.kh.checked_mul(g.kw)
+            .and_then(|k| k.checked_mul(in_shape.c))
+    else {
+        return false;
+    };
+    let offset = match i16::try_from(offset) {
+        Ok(o) if PACKED_OFFSET.contains(&offset) => o,
+        _ => return false,
+    };
+    if per_out == 0
+        || per_out > MAX_WINDOW
+        || out_shape.c == 0
+        || !(-MAX_OUT_ZP..=MAX_OUT_ZP).contains(&p.quant.out_zp)
+    {
+        return false;
+    }
+    if let Some(done) = two_channels_to_one(isa, p, in_shape, input, out_shape, output, offset) {
+        return done;
+    }
+    let (mut buffer, mut second) = ([0i16; MAX_WINDOW], [0i16; MAX_WINDOW]);
+    let padded = per_out.next_multiple_of(16);
+    let (Some(window), Some(window2)) = (buffer.get_mut(..padded), second.get_mut(..padded)) else {
+        return false;
+    };
+    let windows = Windows {
+        g,
+        in_shape,
+        input,
+        offset,
+    };
+    let out_c = out_shape.c;
+    let mut first = 0;
+    while first < out_c {
+        let n = (out_c - first).min(BLOCK);
+        let block = ChannelBlock::new(&p.quant, first, n);
+        let weights = p
+            .weights
+            .get(first * per_out..(first + n) * per_out)
+            .unwrap_or_default();
+        // Small windows (a first layer on a grey image): the dot products would be one or
+        // two vectors long, all reduction and no work, so the weights are transposed once
+        // and each pixel's taps broadcast against eight channels at a time instead.
+        let small = (per_out <= 2 * SMALL_PAIRS).then(|| SmallWeights::new(weights, per_out, n));
+        let w = out_shape.w.max(1);
+        let mut at = 0;
+        let mut pixels = output.chunks_exact_mut(out_c);
+        while let Some(px) = pixels.next() {
+            let Some(out) = px.get_mut(first..first + n) else {
+                return true;
+            };
+            windows.gather(isa, window, per_out, at / w, at % w);
+            match (&small, pixels.next()) {
+                (Some(t), next) => {
+                    isa.pixel_small(window, t, &block, out);
+                    if let Some(out2) = next.and_then(|px| px.get_mut(first..first + n)) {
+                        windows.gather(isa, window, per_out, (at + 1) / w, (at + 1) % w);
+                        isa.pixel_small(window, t, &block, out2);
+                    }
+                }
+                (None, Some(next)) => {
+                    let Some(out2) = next.get_mut(first..first + n) else {
+                        return true;
+                    };
+                    windows.gather(isa, window2, per_out, (at + 1) / w, (at + 1) % w);
+                    let windows = [&window[..], &window2[..]];
+                    isa.pixel2(windows, weights, per_out, &block, [out, out2]);
+                }
+                (None, None) => isa.pixel(window, weights, per_out, &block, out),
+            }
+            at += 2;
+        }
+        first += n;
+    }
+    true
+}
+
+/// Gathers output pixels' windows out of the input.
+struct Windows<'a> {
+    g: &'a ConvGeometry,
+    in_shape: Shape,
+    input: &'a [i8],
+    offset: i16,
+}
+
+impl Windows<'_> {
+    /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`
+    /// order and 0 for taps in the padding, into `window[..per_out]`.
+    #[inline]
+    fn gather<I: Isa>(&self, isa: I, window: &mut [i16], per_out: usize, oy: usize, ox: usize) {
+        let (g, s) = (self.g, self.in_shape);
+        let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
+        let ky = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h);
+        let kx = valid_taps(x0, g.kw, g.dil_w, g.pad_left, s.w);
+        if ky != (0, g.kh) || kx != (0, g.kw) {
+            if let Some(taps) = window.get_mut(..per_out) {
+                taps.fill(0);
+            }
+        }
+        // Without horizontal dilation a kernel row's valid taps are one run of bytes in both
+        // the input row and the window; with it, every tap is its own run.
+        let (run_taps, step) = if g.dil_w == 1 {
+            (kx.1 - kx.0, (kx.1 - kx.0).max(1))
+        } else {
+            (1, 1)
+        };
+        let run = run_taps * s.c;
+        for ky in ky.0..ky.1 {
+            let iy = y0 + ky * g.dil_h - g.pad_top;
+            for kx in (kx.0..kx.1).step_by(step) {
+                let ix = x0 + kx * g.dil_w - g.pad_left;
+                let src = self.input.get((iy * s.w + ix) * s.c..).unwrap_or_default();
+                let dst = window.get_mut((ky * g.kw + kx) * s.c..).unwrap_or_default();
+                let (dst, src) = (
+                    dst.get_mut(..run).unwrap_or_default(),
+                    src.get(..run).unwrap_or_default(),
+                );
+                if run < 8 {
+                    // A few bytes (a first layer's grey pixels): cheaper here than a call.
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        *d = i16::from(x).wrapping_add(self.offset);
+                    }
+                } else {
+                    isa.widen(dst, src, self.offset);
+                }
+            }
+        }
+    }
+}
+
+/// `i16` elements of the padded map [`two_channels_to_one`] builds on the stack.
+const PLANE_MAX: usize = 8192;
+
+/// Taps (`kh * kw`) [`two_channels_to_one`] takes.
+const MAX_TAPS: usize = 64;
+
+/// Two input channels, one output channel, stride and dilation 1: CBAM's spatial attention
+/// (a `k x k` convolution of the pooled `[mean; max]` maps). Per pixel the window would be
+/// gathered for a single dot product, so instead the whole input is widened once into a
+/// zero-padded copy and every tap's (channel 0, channel 1) pair, one `i32`, is multiplied
+/// against eight neighbouring output pixels at a time. `None` when the op is not of this
+/// shape or too large for the stack copy.
+// Out of line so that its 16 KiB copy is not part of every other convolution's frame.
+#[inline(never)]
+fn two_channels_to_one<I: Isa>(
+    isa: I,
+    p: &Conv2dParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+    offset: i16,
+) -> Option<bool> {
+    let g = &p.geometry;
+    let unit = [g.stride_h, g.stride_w, g.dil_h, g.dil_w] == [1; 4];
+    if !unit || in_shape.c != 2 || out_shape.c != 1 || g.kh * g.kw > MAX_TAPS {
+        return None;
+    }
+    let wp = g.pad_left + in_shape.w + g.pad_right;
+    let hp = g.pad_top + in_shape.h + g.pad_bottom;
+    // A row's last group of eight may read up to seven pixels past the map.
+    let len = hp.checked_mul(wp)?.checked_add(8)?.checked_mul(2)?;
+    if len > PLANE_MAX {
+        return None;
+    }
+    let mut buffer = [0i16; PLANE_MAX];
+    let plane = buffer.get_mut(..len)?;
+    let row = 2 * in_shape.w;
+    for (y, src) in input.chunks_exact(row.max(1)).enumerate() {
+        let at = 2 * ((y + g.pad_top) * wp + g.pad_left);
+        isa.widen(plane.get_mut(at..at + row)?, src, offset);
+    }
+    let mut taps = [0i32; MAX_TAPS];
+    for (t, pair) in taps.iter_mut().zip(p.weights.chunks_exact(2)) {
+        if let [w0, w1] = pair {
+            let (lo, hi) = (i16::from(*w0) as u16, i16::from(*w1) as u16);
+            *t = (u32::from(lo) | (u32::from(hi) << 16)) as i32;
+        }
+    }
+    let taps = taps.get(..g.kh * g.kw)?;
+    let block = ChannelBlock::new(&p.quant, 0, 1);
+    for (oy, out) in output.chunks_exact_mut(out_shape.w.max(1)).enumerate() {
+        let from = plane.get(2 * oy * wp..)?;
+        isa.pair_row(from, wp, taps, g.kw, &block, out);
+    }
+    Some(true)
+}

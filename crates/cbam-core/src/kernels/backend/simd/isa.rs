@@ -1,0 +1,357 @@
+//! What every instruction set provides ([`Isa`]) and the constants it works from, decoded
+//! once per layer or op: [`ChannelBlock`] (per output channel) and [`TensorRequant`] (one
+//! per tensor).
+
+use crate::kernels::{AddParams, ChannelQuant};
+use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8, Requant};
+
+/// Output channels whose constants are decoded at a time.
+pub(crate) const BLOCK: usize = 128;
+
+/// Output zero points beyond this take the portable path: the backends clamp the scaled
+/// value to `+-2^24` before adding the zero point, exact only while it cannot overflow.
+pub(crate) const MAX_OUT_ZP: i32 = 1 << 16;
+
+/// The output stage of up to [`BLOCK`] consecutive channels, as lanes: the encoding of
+/// [`crate::kernels::requant::OutputRequant`] with the shift split into its two parts.
+pub(crate) struct ChannelBlock {
+    pub bias: [i32; BLOCK],
+    pub mult: [i32; BLOCK],
+    /// `max(shift, 0)` with the shift clamped to `-31..=30`.
+    pub left: [i32; BLOCK],
+    /// `max(-shift, 0)` with the shift clamped to `-31..=30`.
+    pub right: [i32; BLOCK],
+    pub zp: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl ChannelBlock {
+    /// Channels `first..first + n` of `q` (lanes past `n` stay zero).
+    pub(crate) fn new(q: &ChannelQuant, first: usize, n: usize) -> Self {
+        let mut block = Self {
+            bias: [0; BLOCK],
+            mult: [0; BLOCK],
+            left: [0; BLOCK],
+            right: [0; BLOCK],
+            zp: q.out_zp,
+            min: i32::from(q.act.min),
+            max: i32::from(q.act.max),
+        };
+        let lanes = block
+            .bias
+            .iter_mut()
+            .zip(block.mult.iter_mut())
+            .zip(block.left.iter_mut().zip(block.right.iter_mut()));
+        for (((bias, mult), (left, right)), (b, rq)) in lanes.zip(q.channels().skip(first).take(n))
+        {
+            let shift = rq.shift.clamp(-31, 30);
+            *bias = b;
+            *mult = rq.mult;
+            *left = shift.max(0);
+            *right = (-shift).max(0);
+        }
+        block
+    }
+}
+
+/// Windows of up to `2 * SMALL_PAIRS` taps take [`Isa::pixel_small`].
+pub(crate) const SMALL_PAIRS: usize = 16;
+
+/// A block's weights transposed for [`Isa::pixel_small`]: word `j * lanes + o` holds
+/// channel `o`'s taps `2j` (low half) and `2j + 1` (high half) as `i16`, so that one
+/// vector load brings one tap pair of consecutive channels. Channels past the block's
+/// (up to `lanes`, a multiple of 8) and taps past the window are zero.
+pub(crate) struct SmallWeights {
+    pub table: [i32; SMALL_PAIRS * BLOCK],
+    pub pairs: usize,
+    pub lanes: usize,
+}
+
+impl SmallWeights {
+    /// `n <= BLOCK` rows of `per_out <= 2 * SMALL_PAIRS` weights each.
+    pub(crate) fn new(weights: &[i8], per_out: usize, n: usize) -> Self {
+        let lanes = n.next_multiple_of(8).min(BLOCK);
+        let pairs = per_out.div_ceil(2).min(SMALL_PAIRS);
+        let mut table = [0i32; SMALL_PAIRS * BLOCK];
+        for (o, row) in weights.chunks_exact(per_out.max(1)).take(lanes).enumerate() {
+            for (j, pair) in row.chunks(2).take(pairs).enumerate() {
+                let lo = pair.first().copied().unwrap_or(0);
+                let hi = pair.get(1).copied().unwrap_or(0);
+                let word = u32::from(lo as u16) | (u32::from(hi as u16) << 16);
+                if let Some(t) = table.get_mut(j * lanes + o) {
+                    *t = word as i32;
+                }
+            }
+        }
+        Self {
+            table,
+            pairs,
+            lanes,
+        }
+    }
+}
+
+/// A per-tensor requantization into the whole int8 range (the CBAM scalings), split like
+/// [`ChannelBlock`]'s lanes; `rq` is kept for the scalar tails.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TensorRequant {
+    pub rq: Requant,
+    pub mult: i32,
+    pub left: i32,
+    pub right: i32,
+    pub zp: i32,
+}
+
+impl TensorRequant {
+    /// `None` for an output zero point the backends' clamp-then-add is not exact for.
+    pub(crate) fn new(rq: Requant, zp: i32) -> Option<Self> {
+        if !(-MAX_OUT_ZP..=MAX_OUT_ZP).contains(&zp) {
+            return None;
+        }
+        let shift = rq.shift.clamp(-31, 30);
+        Some(Self {
+            rq,
+            mult: rq.mult,
+            left: shift.max(0),
+            right: (-shift).max(0),
+            zp,
+        })
+    }
+}
+
+/// The constants of a dense ADD (TFLite's int8 add): both inputs rescaled to a common
+/// scale, summed, and requantized into the output.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AddLanes {
+    /// `left_shift`, capped at 30 as the portable kernel caps it.
+    pub shift: i32,
+    pub zp1: i32,
+    pub zp2: i32,
+    pub in1: TensorRequant,
+    pub in2: TensorRequant,
+    pub out: TensorRequant,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl AddLanes {
+    /// `None` for an output zero point the backends are not exact for.
+    pub(crate) fn new(p: &AddParams) -> Option<Self> {
+        Some(Self {
+            shift: p.left_shift.min(30) as i32,
+            zp1: p.in1_zp,
+            zp2: p.in2_zp,
+            in1: TensorRequant::new(p.in1, 0)?,
+            in2: TensorRequant::new(p.in2, 0)?,
+            out: TensorRequant::new(p.out, p.out_zp)?,
+            min: i32::from(p.act.min),
+            max: i32::from(p.act.max),
+        })
+    }
+
+    /// One element, in scalar code (the backends' tails): the portable kernel's formula.
+    pub(crate) fn one(&self, a: i8, b: i8) -> i8 {
+        let scaled = |x: i8, zp: i32, rq: Requant| {
+            let shifted = i32::from(x)
+                .wrapping_sub(zp)
+                .saturating_mul(1 << self.shift);
+            multiply_by_quantized_multiplier(shifted, rq.mult, rq.shift)
+        };
+        let sum = scaled(a, self.zp1, self.in1.rq).saturating_add(scaled(b, self.zp2, self.in2.rq));
+        let act = crate::math::ActRange {
+            min: self.min as i8,
+            max: self.max as i8,
+        };
+        requantize_to_i8(sum, self.out.rq, self.out.zp, act)
+    }
+}
+
+/// The vector arithmetic of one instruction set (AVX2, NEON). A value of the type proves
+/// that the CPU has the instructions.
+pub(crate) trait Isa: Copy {
+    /// The instruction set, when this CPU has it.
+    fn detect() -> Option<Self>;
+
+    /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
+    fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
+
+    /// One output pixel: for every channel `o < out.len()` of the block,
+    /// `out[o] = clamp(requant(bias[o] + sum_k window[k] * w_o[k]) + zp)`, where `w_o` is
+    /// `weights[o * per_out..]`. `window.len()` is a multiple of 16 and at least `per_out`,
+    /// its elements past `per_out` are 0, and `weights` holds `out.len()` rows.
+    fn pixel(
+        self,
+        window: &[i16],
+        weights: &[i8],
+        per_out: usize,
+        block: &ChannelBlock,
+        out: &mut [i8],
+    );
+
+    /// [`Isa::pixel`] for two output pixels at once, so that each weight load serves
+    /// both: `windows` and `outs` are the two pixels' windows and outputs.
+    fn pixel2(
+        self,
+        windows: [&[i16]; 2],
+        weights: &[i8],
+        per_out: usize,
+        block: &ChannelBlock,
+        outs: [&mut [i8]; 2],
+    );
+
+    /// One output row of a two-channel-to-one convolution (stride 1): `out[x]` is
+    /// `clamp(requant(bias + sum_t pair(plane[2 * (ky * wp + x + kx)..]) . taps[t]) + zp)`
+    /// with channel 0's constants, over taps `t = ky * kw + kx`, where `pair(..)` is the
+    /// two `i16` there and `taps[t]` two `i16` weights. `plane` holds at least 16 elements
+    /// past the last pair any `x < out.len()` (rounded up to a multiple of 8) reads.
+    fn pair_row(
+        self,
+        plane: &[i16],
+        wp: usize,
+        taps: &[i32],
+        kw: usize,
+        block: &ChannelBlock,
+        out: &mut [i8],
+    );
+
+    /// [`Isa::pixel`] for a window of at most `2 * SMALL_PAIRS` taps, with the block's
+    /// weights transposed (`out.len() <= weights.lanes`).
+    fn pixel_small(
+        self,
+        window: &[i16],
+        weights: &SmallWeights,
+        block: &ChannelBlock,
+        out: &mut [i8],
+    );
+
+    /// `out[o] = clamp(requant(acc[o]) + zp)` with channel `o`'s constants (bias not added).
+    #[cfg(test)]
+    fn requant(self, acc: &[i32], block: &ChannelBlock, out: &mut [i8]);
+
+    /// `v[i] = requant((v[i] - zp) * (att[i] + 128))` over the shorter of the two slices,
+    /// into the whole int8 range; returns the sum and the maximum of the new values
+    /// (`(0, i8::MIN)` for none).
+    fn scale_by_lanes(self, v: &mut [i8], att: &[i8], zp: i8, rq: &TensorRequant) -> (i32, i8);
+
+    /// `v[i] = requant((v[i] - zp) * (att + 128))`, into the whole int8 range.
+    fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant);
+
+    /// Over the pixels of an NHWC map with `sums.len()` channels (`data.len()` a multiple
+    /// of it): `sums[c]` = the wrapping sum, `maxs[c]` = the maximum of channel `c`.
+    fn channel_sums(self, data: &[i8], sums: &mut [i32], maxs: &mut [i8]);
+
+    /// Dense ADD: `out[i] = requant(in1(a[i]) + in2(b[i]))` over the shortest slice.
+    fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
+}
+
+/// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
+/// same-named function of the invoking module's `conv` and `elementwise` submodules
+/// (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch` proves the
+/// target features those `unsafe` functions enable are present.
+macro_rules! forward_isa {
+    ($arch:ty, detect: $detect:expr, $why:literal) => {
+        #[doc = concat!("Sound because ", $why, ".")]
+        impl Isa for $arch {
+            #[inline]
+            fn detect() -> Option<Self> {
+                $detect
+            }
+
+            #[inline]
+            fn widen(self, dst: &mut [i16], src: &[i8], offset: i16) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::widen(dst, src, offset) }
+            }
+
+            #[inline]
+            fn pixel(
+                self,
+                window: &[i16],
+                weights: &[i8],
+                per_out: usize,
+                block: &ChannelBlock,
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pixel(window, weights, per_out, block, out) }
+            }
+
+            #[inline]
+            fn pixel2(
+                self,
+                windows: [&[i16]; 2],
+                weights: &[i8],
+                per_out: usize,
+                block: &ChannelBlock,
+                outs: [&mut [i8]; 2],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pixel2(windows, weights, per_out, block, outs) }
+            }
+
+            #[inline]
+            fn pair_row(
+                self,
+                plane: &[i16],
+                wp: usize,
+                taps: &[i32],
+                kw: usize,
+                block: &ChannelBlock,
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pair_row(plane, wp, taps, kw, block, out) }
+            }
+
+            #[inline]
+            fn pixel_small(
+                self,
+                window: &[i16],
+                weights: &SmallWeights,
+                block: &ChannelBlock,
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::pixel_small(window, weights, block, out) }
+            }
+
+            #[cfg(test)]
+            fn requant(self, acc: &[i32], block: &ChannelBlock, out: &mut [i8]) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::requant_all(acc, block, out) }
+            }
+
+            #[inline]
+            fn scale_by_lanes(
+                self,
+                v: &mut [i8],
+                att: &[i8],
+                zp: i8,
+                rq: &TensorRequant,
+            ) -> (i32, i8) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_by_lanes(v, att, zp, rq) }
+            }
+
+            #[inline]
+            fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_by_one(v, att, zp, rq) }
+            }
+
+            #[inline]
+            fn channel_sums(self, data: &[i8], sums: &mut [i32], maxs: &mut [i8]) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::channel_sums(data, sums, maxs) }
+            }
+
+            #[inline]
+            fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::add(a, b, out, k) }
+            }
+        }
+    };
+}
+pub(crate) use forward_isa;

@@ -1,0 +1,304 @@
+//! The instruction sets' arithmetic ([`Isa`]) and the host CONV2D's choice of cases,
+//! instantiated per instruction set by [`isa_tests!`]; the shared backend suite covers the
+//! kernels built on them. Run on x86_64 natively and on aarch64 under qemu-user
+//! (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
+
+use super::conv;
+use super::isa::{ChannelBlock, Isa, TensorRequant};
+use crate::kernels::conv2d::{general, pointwise};
+use crate::kernels::requant::OutputRequant;
+use crate::kernels::test_support::{random_conv_shapes, QuantData, Rng};
+use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
+use crate::math::{ActRange, Requant};
+use std::vec::Vec;
+
+/// `#[test]`s of the instruction set `$isa`, which the machine must have (every x86_64
+/// CPU they run on has AVX2, and NEON is aarch64's baseline), so that they cannot pass by
+/// testing nothing.
+macro_rules! isa_tests {
+    ($isa:ty) => {
+        fn isa() -> $isa {
+            <$isa as $crate::kernels::backend::simd::Isa>::detect()
+                .expect("this machine lacks the instruction set under test")
+        }
+        $crate::kernels::backend::simd::tests::isa_tests!(@each isa;
+            conv2d_takes_the_cases_it_is_exact_for,
+            conv2d_declines_windows_past_its_buffer,
+            requant_matches_output_requant_at_the_extremes,
+            widen_adds_the_offset_over_any_length,
+            cbam_scalings_match_requantize_to_i8,
+            channel_sums_match_scalar_loops,
+            two_channel_maps_to_one_channel_match_portable,
+        );
+    };
+    (@each $isa:ident; $($test:ident),+ $(,)?) => {$(
+        #[test]
+        fn $test() {
+            $crate::kernels::backend::simd::tests::$test($isa());
+        }
+    )+};
+}
+pub(crate) use isa_tests;
+
+/// The CONV2D kernel's own paths, which on the hosts run the portable inner products.
+fn portable(p: &Conv2dParams, ins: Shape, input: &[i8], outs: Shape) -> Vec<i8> {
+    let mut out = std::vec![0i8; outs.len().unwrap_or(0)];
+    if p.geometry.is_pointwise() {
+        pointwise(p, ins.c, input, outs.c, &mut out);
+    } else {
+        general(p, ins, input, outs, &mut out);
+    }
+    out
+}
+
+fn conv_case(rng: &mut Rng, b: impl Isa) {
+    let Some((g, ins, outs)) = random_conv_shapes(rng) else {
+        return;
+    };
+    let (in_c, out_c) = (ins.c, outs.c);
+    let input = rng.i8s(ins.len().unwrap_or(0));
+    let weights = rng.i8s(out_c * g.kh * g.kw * in_c);
+    let qt = QuantData::extreme(rng, out_c);
+    let bytes = qt.bytes();
+    let p = Conv2dParams {
+        geometry: g,
+        weights: &weights,
+        quant: qt.channel_quant(&bytes),
+    };
+    let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+    let taken = conv::conv2d(b, &p, ins, &input, outs, &mut fast);
+    let in_range = (-32_639..=32_639).contains(&qt.in_zp) && qt.out_zp.abs() <= 1 << 16;
+    assert_eq!(taken, in_range && g.kh * g.kw * in_c <= conv::MAX_WINDOW);
+    if taken {
+        assert_eq!(
+            fast,
+            portable(&p, ins, &input, outs),
+            "{g:?} {ins:?} {outs:?} in_zp={} out_zp={}",
+            qt.in_zp,
+            qt.out_zp
+        );
+    }
+}
+
+/// The vector CONV2D takes every case its arithmetic is exact for and its buffer holds,
+/// and no other; what it takes matches the portable kernel.
+pub(crate) fn conv2d_takes_the_cases_it_is_exact_for(b: impl Isa) {
+    let mut rng = Rng::new(0x51DC0);
+    for _ in 0..600 {
+        conv_case(&mut rng, b);
+    }
+}
+
+pub(crate) fn conv2d_declines_windows_past_its_buffer(b: impl Isa) {
+    let g = ConvGeometry::square(3, 1);
+    let ins = Shape::new(2, 2, conv::MAX_WINDOW / 9 + 1);
+    let qt = QuantData::random(&mut Rng::new(5), 1);
+    let bytes = qt.bytes();
+    let weights = std::vec![1i8; 9 * ins.c];
+    let p = Conv2dParams {
+        geometry: g,
+        weights: &weights,
+        quant: qt.channel_quant(&bytes),
+    };
+    let mut out = [0i8; 4];
+    assert!(!conv::conv2d(
+        b,
+        &p,
+        ins,
+        &std::vec![0; 4 * ins.c],
+        Shape::new(2, 2, 1),
+        &mut out
+    ));
+}
+
+pub(crate) fn requant_matches_output_requant_at_the_extremes(b: impl Isa) {
+    let mut rng = Rng::new(0x2E9);
+    let edges = [
+        i32::MIN,
+        i32::MIN + 1,
+        -65_536,
+        -1,
+        0,
+        1,
+        65_536,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+    for round in 0..4000 {
+        let n = rng.range(1, 13);
+        let acc: Vec<i32> = (0..n)
+            .map(|_| match rng.range(0, 3) {
+                0 => *edges.get(rng.range(0, edges.len())).unwrap_or(&0),
+                1 => rng.int(-100_000, 100_000),
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let mult: Vec<i32> = (0..n)
+            .map(|_| match rng.range(0, 3) {
+                0 => *edges.get(rng.range(0, edges.len())).unwrap_or(&0),
+                _ => rng.next_u64() as i32,
+            })
+            .collect();
+        let shift: Vec<i32> = (0..n).map(|_| rng.int(-40, 40)).collect();
+        let zp = if round % 2 == 0 {
+            rng.int(-128, 127)
+        } else {
+            rng.int(-(1 << 16), 1 << 16)
+        };
+        let act = ActRange::from_words(rng.int(-130, 130), rng.int(-130, 130));
+        let words = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let zeros = words(&std::vec![0; n]);
+        let (m, s) = (words(&mult), words(&shift));
+        let q = crate::kernels::ChannelQuant {
+            in_zp: 0,
+            out_zp: zp,
+            act,
+            bias: crate::le::I32Le::new(&zeros),
+            mult: crate::le::I32Le::new(&m),
+            shift: crate::le::I32Le::new(&s),
+        };
+        let block = ChannelBlock::new(&q, 0, n);
+        let mut fast = std::vec![0i8; n];
+        b.requant(&acc, &block, &mut fast);
+        for i in 0..n {
+            let rq = OutputRequant::new(Requant::new(mult[i], shift[i]), zp, act);
+            assert_eq!(
+                fast[i],
+                rq.apply(acc[i]),
+                "acc={} mult={} shift={} zp={zp} {act:?}",
+                acc[i],
+                mult[i],
+                shift[i]
+            );
+        }
+    }
+}
+
+pub(crate) fn widen_adds_the_offset_over_any_length(b: impl Isa) {
+    let mut rng = Rng::new(0x1D);
+    for _ in 0..500 {
+        let n = rng.range(0, 80);
+        let src = rng.i8s(n);
+        let offset = rng.int(-32_639, 32_639) as i16;
+        let extra = rng.range(0, 20);
+        let mut dst = std::vec![7i16; n + extra];
+        b.widen(&mut dst, &src, offset);
+        for (i, &d) in dst.iter().enumerate() {
+            let expected = src.get(i).map_or(7, |&s| i16::from(s) + offset);
+            assert_eq!(d, expected, "n={n} i={i}");
+        }
+    }
+}
+
+/// A per-tensor requantizer anywhere in the encodable range, with the extremes mixed in.
+fn tensor_requant(rng: &mut Rng) -> (Requant, i32) {
+    let mult = match rng.range(0, 4) {
+        0 => *[0, 1, 1 << 30, i32::MAX].get(rng.range(0, 4)).unwrap_or(&0),
+        _ => rng.int(0, i32::MAX),
+    };
+    let shift = match rng.range(0, 3) {
+        0 => rng.int(-31, 30),
+        _ => rng.int(-22, 0),
+    };
+    let zp = match rng.range(0, 4) {
+        0 => rng.int(-(1 << 16), 1 << 16),
+        _ => rng.int(-128, 127),
+    };
+    (Requant::new(mult, shift), zp)
+}
+
+fn scaled(v: i8, zp: i8, a: i8, rq: Requant, out_zp: i32) -> i8 {
+    let prod = (i32::from(v) - i32::from(zp)) * (i32::from(a) + 128);
+    crate::math::requantize_to_i8(prod, rq, out_zp, ActRange::FULL)
+}
+
+pub(crate) fn cbam_scalings_match_requantize_to_i8(b: impl Isa) {
+    let mut rng = Rng::new(0xCBA);
+    for _ in 0..3000 {
+        let n = rng.range(0, 90);
+        let (rq, out_zp) = tensor_requant(&mut rng);
+        let Some(t) = TensorRequant::new(rq, out_zp) else {
+            panic!("zero point {out_zp} refused");
+        };
+        let (v, att, zp) = (rng.i8s(n), rng.i8s(n), rng.i8());
+        let expected: Vec<i8> = v
+            .iter()
+            .zip(&att)
+            .map(|(&x, &a)| scaled(x, zp, a, rq, out_zp))
+            .collect();
+
+        let mut lanes = v.clone();
+        let (sum, top) = b.scale_by_lanes(&mut lanes, &att, zp, &t);
+        assert_eq!(lanes, expected, "{rq:?} out_zp={out_zp} zp={zp}");
+        let sum_ref = expected
+            .iter()
+            .fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
+        assert_eq!(
+            (sum, top),
+            (sum_ref, expected.iter().copied().max().unwrap_or(i8::MIN))
+        );
+
+        let a = rng.i8();
+        let mut one = v.clone();
+        b.scale_by_one(&mut one, a, zp, &t);
+        let expected: Vec<i8> = v.iter().map(|&x| scaled(x, zp, a, rq, out_zp)).collect();
+        assert_eq!(one, expected, "{rq:?} out_zp={out_zp} zp={zp} a={a}");
+    }
+    assert!(TensorRequant::new(Requant::new(1 << 30, -3), (1 << 16) + 1).is_none());
+}
+
+pub(crate) fn channel_sums_match_scalar_loops(b: impl Isa) {
+    let mut rng = Rng::new(0x5C);
+    for _ in 0..500 {
+        let (c, hw) = (rng.range(1, 70), rng.range(0, 60));
+        let data = rng.i8s(c * hw);
+        let (mut sums, mut maxs) = (std::vec![7i32; c], std::vec![7i8; c]);
+        b.channel_sums(&data, &mut sums, &mut maxs);
+        for ch in 0..c {
+            let column = data.iter().skip(ch).step_by(c);
+            let sum = column
+                .clone()
+                .fold(0i32, |s, &v| s.wrapping_add(i32::from(v)));
+            assert_eq!(sums[ch], sum, "c={c} hw={hw} ch={ch}");
+            assert_eq!(
+                maxs[ch],
+                column.copied().max().unwrap_or(i8::MIN),
+                "c={c} hw={hw}"
+            );
+        }
+    }
+}
+
+pub(crate) fn two_channel_maps_to_one_channel_match_portable(b: impl Isa) {
+    let mut rng = Rng::new(0x5A7);
+    for _ in 0..300 {
+        let k = 2 * rng.range(0, 5) + 1;
+        let g = ConvGeometry {
+            pad_top: rng.range(0, k),
+            pad_left: rng.range(0, k),
+            pad_bottom: rng.range(0, k),
+            pad_right: rng.range(0, k),
+            ..ConvGeometry::square(k, 0)
+        };
+        // Up to 60 x 60: larger than the stack copy holds, so both paths run.
+        let side = if rng.range(0, 6) == 0 { 60 } else { 20 };
+        let ins = Shape::new(rng.range(1, side), rng.range(1, side), 2);
+        let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+            continue;
+        };
+        let outs = Shape::new(oh, ow, 1);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(k * k * 2);
+        let qt = QuantData::extreme(&mut rng, 1);
+        let bytes = qt.bytes();
+        let p = Conv2dParams {
+            geometry: g,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+        if conv::conv2d(b, &p, ins, &input, outs, &mut fast) {
+            assert_eq!(fast, portable(&p, ins, &input, outs), "{g:?} {ins:?}");
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! CONV2D: widening windows, the dot products over them and each pixel's output stage.
+
+use super::requant::{requant4, requant_lanes, Lanes};
+use super::{load16, load_lanes, load_lanes8, pack8};
+use crate::kernels::backend::simd::conv::row_from;
+use crate::kernels::backend::simd::isa::{ChannelBlock, SmallWeights, SMALL_PAIRS};
+use core::arch::x86_64::*;
+
+#[target_feature(enable = "avx2")]
+pub(super) fn widen(dst: &mut [i16], src: &[i8], offset: i16) {
+    let off = _mm256_set1_epi16(offset);
+    let (dc, _) = dst.as_chunks_mut::<16>();
+    let (sc, _) = src.as_chunks::<16>();
+    let mut done = 0;
+    for (d, s) in dc.iter_mut().zip(sc) {
+        let v = _mm256_add_epi16(_mm256_cvtepi8_epi16(load16(s)), off);
+        // SAFETY: writes exactly the 32 bytes of the destination array.
+        unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), v) };
+        done += 16;
+    }
+    // An eight-byte step before the scalar tail: runs are often 8 * k bytes long.
+    let d8 = dst.get_mut(done..).and_then(<[i16]>::first_chunk_mut::<8>);
+    let s8 = src.get(done..).and_then(<[i8]>::first_chunk::<8>);
+    if let (Some(d), Some(s)) = (d8, s8) {
+        // SAFETY: reads exactly the 8 bytes of `s`, writes exactly the 16 bytes of `d`.
+        unsafe {
+            let v = _mm_cvtepi8_epi16(_mm_loadl_epi64(s.as_ptr().cast()));
+            _mm_storeu_si128(
+                d.as_mut_ptr().cast(),
+                _mm_add_epi16(v, _mm256_castsi256_si128(off)),
+            );
+        }
+        done += 8;
+    }
+    let (dst, src) = (
+        dst.get_mut(done..).unwrap_or_default(),
+        src.get(done..).unwrap_or_default(),
+    );
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = i16::from(s).wrapping_add(offset);
+    }
+}
+
+/// `[sum a0, sum a1, sum a2, sum a3]` of four 8-lane accumulators (wrapping).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn reduce4(a: [__m256i; 4]) -> __m128i {
+    let s01 = _mm256_hadd_epi32(a[0], a[1]);
+    let s23 = _mm256_hadd_epi32(a[2], a[3]);
+    let s = _mm256_hadd_epi32(s01, s23);
+    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+}
+
+/// The dot products of `window` with four weight rows, each running to the end of the
+/// block's weights (so that only the last rows can be shorter than the window).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn dot4(window: &[[i16; 16]], rows: [&[i8]; 4]) -> __m128i {
+    let mut acc = [_mm256_setzero_si256(); 4];
+    // No closures here: on x86 they would not inherit this function's target features
+    // and would stay out of line.
+    let chunks = [
+        rows[0].as_chunks::<16>().0,
+        rows[1].as_chunks::<16>().0,
+        rows[2].as_chunks::<16>().0,
+        rows[3].as_chunks::<16>().0,
+    ];
+    let body = window
+        .iter()
+        .zip(chunks[0])
+        .zip(chunks[1])
+        .zip(chunks[2].iter().zip(chunks[3]));
+    let mut done = 0;
+    for (((x, w0), w1), (w2, w3)) in body {
+        // SAFETY: reads exactly the 32 bytes of the window chunk.
+        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
+        for (a, w) in acc.iter_mut().zip([w0, w1, w2, w3]) {
+            let w = _mm256_cvtepi8_epi16(load16(w));
+            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, w));
+        }
+        done += 1;
+    }
+    // The last rows end before the window does: copy what is left of them, zero-padded
+    // (the window is zero past the real taps, so any padding value would do).
+    for (k, x) in window.iter().enumerate().skip(done) {
+        // SAFETY: as above.
+        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let mut tail = [0i8; 16];
+            let part = row.get(k * 16..).unwrap_or_default();
+            for (t, &v) in tail.iter_mut().zip(part) {
+                *t = v;
+            }
+            let w = _mm256_cvtepi8_epi16(load16(&tail));
+            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, w));
+        }
+    }
+    reduce4(acc)
+}
+
+/// [`dot4`] for two windows: each weight chunk is loaded and widened once for both.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn dot4x2(windows: [&[[i16; 16]]; 2], rows: [&[i8]; 4]) -> [__m128i; 2] {
+    let mut a = [_mm256_setzero_si256(); 4];
+    let mut b = [_mm256_setzero_si256(); 4];
+    let chunks = [
+        rows[0].as_chunks::<16>().0,
+        rows[1].as_chunks::<16>().0,
+        rows[2].as_chunks::<16>().0,
+        rows[3].as_chunks::<16>().0,
+    ];
+    let body = windows[0]
+        .iter()
+        .zip(windows[1])
+        .zip(chunks[0].iter().zip(chunks[1]))
+        .zip(chunks[2].iter().zip(chunks[3]));
+    let mut done = 0;
+    for (((xa, xb), (w0, w1)), (w2, w3)) in body {
+        // SAFETY: each reads exactly the 32 bytes of a window chunk.
+        let (xa, xb) = unsafe {
+            (
+                _mm256_loadu_si256(xa.as_ptr().cast()),
+                _mm256_loadu_si256(xb.as_ptr().cast()),
+            )
+        };
+        for ((aa, ab), w) in a.iter_mut().zip(b.iter_mut()).zip([w0, w1, w2, w3]) {
+            let w = _mm256_cvtepi8_epi16(load16(w));
+            *aa = _mm256_add_epi32(*aa, _mm256_madd_epi16(xa, w));
+            *ab = _mm256_add_epi32(*ab, _mm256_madd_epi16(xb, w));
+        }
+        done += 1;
+    }
+    // The last rows end before the windows do: what is left of them, zero-padded.
+    for (k, (xa, xb)) in windows[0].iter().zip(windows[1]).enumerate().skip(done) {
+        // SAFETY: as above.
+        let (xa, xb) = unsafe {
+            (
+                _mm256_loadu_si256(xa.as_ptr().cast()),
+                _mm256_loadu_si256(xb.as_ptr().cast()),
+            )
+        };
+        for ((aa, ab), row) in a.iter_mut().zip(b.iter_mut()).zip(rows) {
+            let mut tail = [0i8; 16];
+            let part = row.get(k * 16..).unwrap_or_default();
+            for (t, &v) in tail.iter_mut().zip(part) {
+                *t = v;
+            }
+            let w = _mm256_cvtepi8_epi16(load16(&tail));
+            *aa = _mm256_add_epi32(*aa, _mm256_madd_epi16(xa, w));
+            *ab = _mm256_add_epi32(*ab, _mm256_madd_epi16(xb, w));
+        }
+    }
+    [reduce4(a), reduce4(b)]
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn pixel2(
+    windows: [&[i16]; 2],
+    weights: &[i8],
+    per_out: usize,
+    block: &ChannelBlock,
+    outs: [&mut [i8]; 2],
+) {
+    let [oa, ob] = outs;
+    let n = oa.len().min(ob.len());
+    if n == 1 {
+        pixel(windows[0], weights, per_out, block, oa);
+        pixel(windows[1], weights, per_out, block, ob);
+        return;
+    }
+    let windows = [
+        windows[0].as_chunks::<16>().0,
+        windows[1].as_chunks::<16>().0,
+    ];
+    let mut ch = 0;
+    while ch < n {
+        // As in `pixel`: a last short group repeats its last row.
+        let rows = [
+            row_from(weights, per_out, ch.min(n - 1)),
+            row_from(weights, per_out, (ch + 1).min(n - 1)),
+            row_from(weights, per_out, (ch + 2).min(n - 1)),
+            row_from(weights, per_out, (ch + 3).min(n - 1)),
+        ];
+        let [sa, sb] = dot4x2(windows, rows);
+        let bias = load_lanes(&block.bias, ch);
+        let ba = requant4(_mm_add_epi32(sa, bias), block, ch);
+        let bb = requant4(_mm_add_epi32(sb, bias), block, ch);
+        for (o, v) in oa.iter_mut().skip(ch).zip(ba) {
+            *o = v;
+        }
+        for (o, v) in ob.iter_mut().skip(ch).zip(bb) {
+            *o = v;
+        }
+        ch += 4;
+    }
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn pair_row(
+    plane: &[i16],
+    wp: usize,
+    taps: &[i32],
+    kw: usize,
+    block: &ChannelBlock,
+    out: &mut [i8],
+) {
+    let lanes = Lanes {
+        mult: _mm256_set1_epi32(block.mult[0]),
+        left: _mm256_set1_epi32(block.left[0]),
+        right: _mm256_set1_epi32(block.right[0]),
+        zp: _mm256_set1_epi32(block.zp),
+        min: _mm256_set1_epi32(block.min),
+        max: _mm256_set1_epi32(block.max),
+    };
+    for (g, out) in out.chunks_mut(8).enumerate() {
+        let mut acc = _mm256_set1_epi32(block.bias[0]);
+        for (ky, row) in taps.chunks(kw.max(1)).enumerate() {
+            let mut at = 2 * (ky * wp + g * 8);
+            for &pair in row {
+                // Eight output pixels' (channel 0, channel 1) pairs at this tap.
+                if let Some(x) = plane.get(at..).and_then(<[i16]>::first_chunk::<16>) {
+                    // SAFETY: reads exactly the 32 bytes of the chunk.
+                    let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_set1_epi32(pair)));
+                }
+                at += 2;
+            }
+        }
+        let bytes = pack8(requant_lanes(acc, &lanes));
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = b;
+        }
+    }
+}
+
+/// The dot product of `window` with one weight row, in lane 0 (the rest zero).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn dot1(window: &[[i16; 16]], row: &[i8]) -> __m128i {
+    let mut acc = _mm256_setzero_si256();
+    let (chunks, rest) = row.as_chunks::<16>();
+    for (x, w) in window.iter().zip(chunks) {
+        // SAFETY: reads exactly the 32 bytes of the window chunk.
+        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(load16(w))));
+    }
+    if let Some(x) = window.get(chunks.len()) {
+        // The row's last partial chunk, zero-padded (the window is zero past its taps).
+        let mut tail = [0i8; 16];
+        for (t, &v) in tail.iter_mut().zip(rest) {
+            *t = v;
+        }
+        // SAFETY: as above.
+        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
+        acc = _mm256_add_epi32(
+            acc,
+            _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(load16(&tail))),
+        );
+    }
+    let zero = _mm256_setzero_si256();
+    let s = _mm256_hadd_epi32(_mm256_hadd_epi32(acc, zero), zero);
+    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn pixel(
+    window: &[i16],
+    weights: &[i8],
+    per_out: usize,
+    block: &ChannelBlock,
+    out: &mut [i8],
+) {
+    let (window, _) = window.as_chunks::<16>();
+    let n = out.len();
+    if n == 1 {
+        // A single channel (CBAM's spatial attention): one row, not four copies of it.
+        let acc = _mm_add_epi32(dot1(window, weights), load_lanes(&block.bias, 0));
+        if let (Some(o), [b, ..]) = (out.first_mut(), requant4(acc, block, 0)) {
+            *o = b;
+        }
+        return;
+    }
+    let mut ch = 0;
+    while ch < n {
+        // A last group of fewer than four channels repeats its last row; the extra lanes
+        // are computed and dropped.
+        let rows = [
+            row_from(weights, per_out, ch.min(n - 1)),
+            row_from(weights, per_out, (ch + 1).min(n - 1)),
+            row_from(weights, per_out, (ch + 2).min(n - 1)),
+            row_from(weights, per_out, (ch + 3).min(n - 1)),
+        ];
+        let acc = _mm_add_epi32(dot4(window, rows), load_lanes(&block.bias, ch));
+        let bytes = requant4(acc, block, ch);
+        for (o, b) in out.iter_mut().skip(ch).zip(bytes) {
+            *o = b;
+        }
+        ch += 4;
+    }
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn pixel_small(
+    window: &[i16],
+    weights: &SmallWeights,
+    block: &ChannelBlock,
+    out: &mut [i8],
+) {
+    // The window's tap pairs as words, each to be broadcast against eight channels.
+    let mut pairs = [0i32; SMALL_PAIRS];
+    for (p, taps) in pairs.iter_mut().zip(window.chunks_exact(2)) {
+        if let [lo, hi] = taps {
+            *p = (u32::from(*lo as u16) | (u32::from(*hi as u16) << 16)) as i32;
+        }
+    }
+    let pairs = pairs.get(..weights.pairs).unwrap_or_default();
+    let (zp, min, max) = (
+        _mm256_set1_epi32(block.zp),
+        _mm256_set1_epi32(block.min),
+        _mm256_set1_epi32(block.max),
+    );
+    for (g, out) in out.chunks_mut(8).enumerate() {
+        let ch = g * 8;
+        let mut acc = load_lanes8(&block.bias, ch);
+        let mut at = ch;
+        for &pair in pairs {
+            let w = load_lanes8(&weights.table, at);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_set1_epi32(pair), w));
+            at += weights.lanes;
+        }
+        let lanes = Lanes {
+            mult: load_lanes8(&block.mult, ch),
+            left: load_lanes8(&block.left, ch),
+            right: load_lanes8(&block.right, ch),
+            zp,
+            min,
+            max,
+        };
+        let bytes = pack8(requant_lanes(acc, &lanes));
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = b;
+        }
+    }
+}
+
+#[cfg(test)]
+#[target_feature(enable = "avx2")]
+pub(super) fn requant_all(acc: &[i32], block: &ChannelBlock, out: &mut [i8]) {
+    for (ch, (acc, out)) in acc.chunks(4).zip(out.chunks_mut(4)).enumerate() {
+        let lanes: [i32; 4] = core::array::from_fn(|i| acc.get(i).copied().unwrap_or(0));
+        let bytes = requant4(load_lanes(&lanes, 0), block, ch * 4);
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = b;
+        }
+    }
+}

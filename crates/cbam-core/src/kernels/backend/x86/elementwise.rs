@@ -1,0 +1,174 @@
+//! The element-wise kernels: CBAM's scalings and pooling, and the dense ADD.
+
+use super::requant::{requant_lanes, saturating_add, saturating_shl, scale_lanes, Lanes};
+use super::{load8, pack8, store8};
+use crate::kernels::backend::simd::isa::{AddLanes, TensorRequant};
+use crate::math::{requantize_to_i8, ActRange};
+use core::arch::x86_64::*;
+
+#[target_feature(enable = "avx2")]
+pub(super) fn add(a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
+    let shift = _mm256_set1_epi32(k.shift);
+    let (zp1, zp2) = (_mm256_set1_epi32(k.zp1), _mm256_set1_epi32(k.zp2));
+    let split = |t: &TensorRequant| {
+        (
+            _mm256_set1_epi32(t.mult),
+            _mm256_set1_epi32(t.left),
+            _mm256_set1_epi32(t.right),
+        )
+    };
+    let (m1, l1, r1) = split(&k.in1);
+    let (m2, l2, r2) = split(&k.in2);
+    let last = Lanes {
+        mult: _mm256_set1_epi32(k.out.mult),
+        left: _mm256_set1_epi32(k.out.left),
+        right: _mm256_set1_epi32(k.out.right),
+        zp: _mm256_set1_epi32(k.out.zp),
+        min: _mm256_set1_epi32(k.min),
+        max: _mm256_set1_epi32(k.max),
+    };
+    let (oc, _) = out.as_chunks_mut::<8>();
+    let (ac, _) = a.as_chunks::<8>();
+    let (bc, _) = b.as_chunks::<8>();
+    let mut done = 0;
+    for ((o, x), y) in oc.iter_mut().zip(ac).zip(bc) {
+        let x = saturating_shl(_mm256_sub_epi32(load8(x), zp1), shift);
+        let y = saturating_shl(_mm256_sub_epi32(load8(y), zp2), shift);
+        let sum = saturating_add(scale_lanes(x, m1, l1, r1), scale_lanes(y, m2, l2, r2));
+        store8(o, pack8(requant_lanes(sum, &last)));
+        done += 8;
+    }
+    let tails = a
+        .get(done..)
+        .unwrap_or_default()
+        .iter()
+        .zip(b.get(done..).unwrap_or_default());
+    for (o, (&x, &y)) in out
+        .get_mut(done..)
+        .unwrap_or_default()
+        .iter_mut()
+        .zip(tails)
+    {
+        *o = k.one(x, y);
+    }
+}
+
+/// `(sum, max)` of the lanes of two accumulators, wrapping.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn horizontal(sum: __m256i, max: __m256i) -> (i32, i32) {
+    let s = _mm_add_epi32(
+        _mm256_castsi256_si128(sum),
+        _mm256_extracti128_si256::<1>(sum),
+    );
+    let m = _mm_max_epi32(
+        _mm256_castsi256_si128(max),
+        _mm256_extracti128_si256::<1>(max),
+    );
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let m = _mm_max_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    let m = _mm_max_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m));
+    (_mm_cvtsi128_si32(s), _mm_cvtsi128_si32(m))
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn scale_by_lanes(v: &mut [i8], att: &[i8], zp: i8, rq: &TensorRequant) -> (i32, i8) {
+    let k = Lanes::tensor(rq);
+    let (zp_v, bias) = (_mm256_set1_epi32(i32::from(zp)), _mm256_set1_epi32(128));
+    let (mut sum, mut max) = (
+        _mm256_setzero_si256(),
+        _mm256_set1_epi32(i32::from(i8::MIN)),
+    );
+    let (vc, _) = v.as_chunks_mut::<8>();
+    let (ac, _) = att.as_chunks::<8>();
+    let mut done = 0;
+    for (x, a) in vc.iter_mut().zip(ac) {
+        let prod = _mm256_mullo_epi32(
+            _mm256_sub_epi32(load8(x), zp_v),
+            _mm256_add_epi32(load8(a), bias),
+        );
+        let r = requant_lanes(prod, &k);
+        sum = _mm256_add_epi32(sum, r);
+        max = _mm256_max_epi32(max, r);
+        store8(x, pack8(r));
+        done += 8;
+    }
+    let (mut s, m) = horizontal(sum, max);
+    let mut top = m as i8;
+    let tail = v.get_mut(done..).unwrap_or_default();
+    for (x, &a) in tail.iter_mut().zip(att.get(done..).unwrap_or_default()) {
+        let prod = (i32::from(*x) - i32::from(zp)) * (i32::from(a) + 128);
+        *x = requantize_to_i8(prod, rq.rq, rq.zp, ActRange::FULL);
+        s = s.wrapping_add(i32::from(*x));
+        top = top.max(*x);
+    }
+    (s, top)
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn scale_by_one(v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant) {
+    let k = Lanes::tensor(rq);
+    let factor = i32::from(att) + 128;
+    // (v - zp) * f = v * f - zp * f: one multiply and one add per lane.
+    let (f, base) = (
+        _mm256_set1_epi32(factor),
+        _mm256_set1_epi32(-i32::from(zp) * factor),
+    );
+    let (vc, _) = v.as_chunks_mut::<8>();
+    let mut done = 0;
+    for x in vc.iter_mut() {
+        let prod = _mm256_add_epi32(_mm256_mullo_epi32(load8(x), f), base);
+        store8(x, pack8(requant_lanes(prod, &k)));
+        done += 8;
+    }
+    for x in v.get_mut(done..).unwrap_or_default() {
+        let prod = (i32::from(*x) - i32::from(zp)) * factor;
+        *x = requantize_to_i8(prod, rq.rq, rq.zp, ActRange::FULL);
+    }
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) fn channel_sums(data: &[i8], sums: &mut [i32], maxs: &mut [i8]) {
+    let c = sums.len();
+    if c == 0 {
+        return;
+    }
+    // Eight channels at a time down the whole map: the accumulators stay in registers.
+    let mut first = 0;
+    while first + 8 <= c {
+        let (mut sum, mut max) = (
+            _mm256_setzero_si256(),
+            _mm256_set1_epi32(i32::from(i8::MIN)),
+        );
+        for px in data.chunks_exact(c) {
+            if let Some(x) = px.get(first..).and_then(<[i8]>::first_chunk::<8>) {
+                let x = load8(x);
+                sum = _mm256_add_epi32(sum, x);
+                max = _mm256_max_epi32(max, x);
+            }
+        }
+        let mut lanes = [0i32; 8];
+        // SAFETY: writes exactly the 32 bytes of the local array.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sum) };
+        for (s, &l) in sums.iter_mut().skip(first).zip(&lanes) {
+            *s = l;
+        }
+        let maxes = pack8(max);
+        for (m, &l) in maxs.iter_mut().skip(first).zip(&maxes) {
+            *m = l;
+        }
+        first += 8;
+    }
+    for ch in first..c {
+        let (mut sum, mut max) = (0i32, i8::MIN);
+        for &v in data.iter().skip(ch).step_by(c) {
+            sum = sum.wrapping_add(i32::from(v));
+            max = max.max(v);
+        }
+        if let (Some(s), Some(m)) = (sums.get_mut(ch), maxs.get_mut(ch)) {
+            *s = sum;
+            *m = max;
+        }
+    }
+}
