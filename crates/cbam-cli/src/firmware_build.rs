@@ -41,7 +41,8 @@ pub fn firmware_root() -> Result<PathBuf> {
             root.display()
         );
     }
-    Ok(root)
+    // Paths in messages and reports without the `crates/cbam-cli/../..` detour.
+    Ok(std::fs::canonicalize(&root).unwrap_or(root))
 }
 
 /// Builds `purpose`'s firmware for `board` and returns its ELF. `blob` is linked in as the
@@ -49,7 +50,9 @@ pub fn firmware_root() -> Result<PathBuf> {
 pub fn build(board: &Board, purpose: Purpose, blob: Option<&Path>) -> Result<PathBuf> {
     let root = firmware_root()?;
     let crate_dir = root.join(&board.firmware_dir);
-    let target_dir = crate_dir.join("target").join(format!("cbam-{}", purpose.label()));
+    let target_dir = crate_dir
+        .join("target")
+        .join(format!("cbam-{}", purpose.label()));
     let features = match purpose {
         Purpose::Eval => format!("{},eval", board.feature),
     };

@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use cbam_link::{
-    CounterUnit, DeviceError, Event, FrameReceiver, LinkError, LinkStats, Reply, Request,
-    Requester,
+    CounterUnit, DeviceError, Event, FrameReceiver, LinkError, LinkStats, Reply, Request, Requester,
 };
 
 use super::log::DeviceLog;
 
 /// Sends a request this many times at most before the link is declared dead.
 const MAX_ATTEMPTS: u32 = 8;
+/// The wait for a reply before resending, until a reply of the same kind sets the pace.
+/// A resend costs little: the device answers a repeated request from its memory.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The shortest wait for a reply before resending.
 const MIN_RETRY: Duration = Duration::from_millis(100);
 /// A reply may take this many times the slowest one seen before the request is resent.
@@ -63,8 +65,14 @@ pub struct DeviceIdentity {
 #[derive(Debug, Clone)]
 pub enum Answer {
     Identity(DeviceIdentity),
-    Ack { received: u32 },
-    Output { model_count: u64, link_count: u64, data: Vec<u8> },
+    Ack {
+        received: u32,
+    },
+    Output {
+        model_count: u64,
+        link_count: u64,
+        data: Vec<u8>,
+    },
     Failed(DeviceError),
 }
 
@@ -125,7 +133,9 @@ impl<'t> Link<'t> {
         self.requester.stats()
     }
 
-    /// Sends `request` and waits for its reply.
+    /// Sends `request` and waits for its reply, resending it when none comes in time
+    /// (waiting twice as long each time). A device silent for the whole silence limit,
+    /// or a request sent `MAX_ATTEMPTS` times, ends the run.
     pub fn call(&mut self, request: &Request<'_>, kind: Exchange) -> Result<Answer> {
         if let Err(e) = self.requester.request(request) {
             return Err(self.failure(e));
@@ -133,32 +143,34 @@ impl<'t> Link<'t> {
         self.transport.send(self.requester.frame())?;
         let mut sent = Instant::now();
         let mut heard = sent;
+        let mut patience = self.retry_after(kind);
         loop {
             if let Some(answer) = self.take_pending(&mut sent)? {
                 self.record(kind, sent.elapsed());
                 return Ok(answer);
             }
             let now = Instant::now();
-            if now.duration_since(heard) >= self.silence_limit {
+            if now >= heard + self.silence_limit {
                 return Err(self.dead(format!(
-                    "the device sent nothing for {:.1} s",
+                    "the device sent nothing for {:.1} s (--link-timeout)",
                     self.silence_limit.as_secs_f64()
                 )));
             }
-            let deadline = (sent + self.retry_after(kind)).min(heard + self.silence_limit);
+            if now >= sent + patience {
+                if let Err(e) = self.requester.timed_out() {
+                    return Err(self.failure(e));
+                }
+                self.transport.send(self.requester.frame())?;
+                sent = now;
+                patience = (patience * 2).min(self.silence_limit);
+            }
+            let deadline = (sent + patience).min(heard + self.silence_limit);
             let received = self.transport.receive(deadline)?;
             self.log.feed(&received.log);
             if !received.link.is_empty() || !received.log.is_empty() {
                 heard = Instant::now();
             }
             self.pending.extend_from_slice(&received.link);
-            if received.link.is_empty() && Instant::now() >= sent + self.retry_after(kind) {
-                if let Err(e) = self.requester.timed_out() {
-                    return Err(self.failure(e));
-                }
-                self.transport.send(self.requester.frame())?;
-                sent = Instant::now();
-            }
         }
     }
 
@@ -189,7 +201,7 @@ impl<'t> Link<'t> {
 
     fn retry_after(&self, kind: Exchange) -> Duration {
         match self.slowest[kind as usize] {
-            None => self.silence_limit,
+            None => FIRST_RETRY.min(self.silence_limit),
             Some(slowest) => (slowest * RETRY_FACTOR)
                 .max(MIN_RETRY)
                 .min(self.silence_limit),

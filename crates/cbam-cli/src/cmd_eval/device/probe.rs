@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use probe_rs::probe::list::Lister;
+use probe_rs::probe::DebugProbeInfo;
 use probe_rs::rtt::Rtt;
 use probe_rs::Session;
 
 use super::link::{Received, Transport};
 use crate::flash::boards::{Board, ModelPlacement};
-use crate::flash::{probe, rtt_log, session};
+use crate::flash::{rtt_log, session};
 
 const LINK_CHANNEL: &str = "cbam-link";
 const LOG_CHANNEL: &str = "defmt";
@@ -26,16 +26,15 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Flashes `elf` (and `blob` into the model region when the board has one), resets the
-    /// chip and attaches to the firmware's RTT channels.
-    pub fn open(board: &Board, elf: &[u8], blob: &[u8], selector: Option<&str>) -> Result<Self> {
-        let chosen = probe::select(&Lister::new(), selector)?;
+    /// Flashes `elf` (and `blob` into the model region when the board has one) through
+    /// `probe`, resets the chip and attaches to the firmware's RTT channels.
+    pub fn open(board: &Board, probe: DebugProbeInfo, elf: &[u8], blob: &[u8]) -> Result<Self> {
         let model = match (board.model_placement, board.model_origin) {
             (ModelPlacement::Region, Some(origin)) => Some((origin, blob)),
             _ => None,
         };
         let job = session::Job {
-            probe: chosen,
+            probe,
             chip: &board.chip,
             firmware: Some(elf),
             model,
@@ -104,8 +103,7 @@ impl Transport for Probe {
                 };
                 into.extend_from_slice(&buf[..n]);
             }
-            if !received.link.is_empty() || !received.log.is_empty() || Instant::now() >= deadline
-            {
+            if !received.link.is_empty() || !received.log.is_empty() || Instant::now() >= deadline {
                 return Ok(received);
             }
             std::thread::sleep(POLL);

@@ -61,7 +61,10 @@ impl Qemu {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().with_context(|| {
-            format!("cannot start {program} for board {}; run scripts/setup.sh", board.name)
+            format!(
+                "cannot start {program} for board {}; run scripts/setup.sh",
+                board.name
+            )
         })?;
 
         let mut stdout = child.stdout.take().context("QEMU's stdout")?;

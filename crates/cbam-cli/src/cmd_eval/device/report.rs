@@ -1,5 +1,6 @@
 //! The device run's numbers: what the table and `--json` show.
 
+use cbam_link::LinkStats;
 use serde::Serialize;
 
 /// Order statistics of a counter over the images.
@@ -45,6 +46,27 @@ pub struct LinkReport {
     pub timeouts: u64,
 }
 
+impl LinkReport {
+    pub fn new(transport: String, stats: &LinkStats) -> Self {
+        LinkReport {
+            transport,
+            requests: stats.requests,
+            resent: stats.resent,
+            damaged_frames: stats.corrupt,
+            naks: stats.naks,
+            timeouts: stats.timeouts,
+        }
+    }
+}
+
+/// The RAM the model takes on the device (arena, input and output) and what the firmware
+/// set aside for it, in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRam {
+    pub needed: u32,
+    pub capacity: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Firmware {
     pub build: String,
@@ -84,6 +106,7 @@ pub struct DeviceReport {
     /// The counter spent on the link per image on the device (reading, checking and
     /// answering frames; idle waiting excluded), after the first image.
     pub link_overhead: Option<Spread>,
+    pub ram: DeviceRam,
     pub link: LinkReport,
     pub notes: Vec<String>,
 }
@@ -111,7 +134,10 @@ impl DeviceReport {
         }
         t.push('\n');
         if let Some(a) = self.agreement {
-            t.push_str(&format!("top-1 agreement with the reference: {}\n", pct(Some(a))));
+            t.push_str(&format!(
+                "top-1 agreement with the reference: {}\n",
+                pct(Some(a))
+            ));
         }
         for (what, spread) in [
             ("latency per inference", &self.latency),
@@ -124,6 +150,10 @@ impl DeviceReport {
                 ));
             }
         }
+        t.push_str(&format!(
+            "device RAM for the model: {} of {} bytes\n",
+            self.ram.needed, self.ram.capacity
+        ));
         t.push_str(&format!(
             "throughput: {:.1} images/s; link: {} requests, {} resent, {} damaged frames\n",
             self.images_per_second, self.link.requests, self.link.resent, self.link.damaged_frames
