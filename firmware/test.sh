@@ -154,11 +154,18 @@ build_only nucleo-f411re cortex-m --no-default-features --features nucleo-f411re
 build_only nrf52840dk cortex-m --no-default-features --features nrf52840dk --target thumbv7em-none-eabihf
 build_only rpi-pico cortex-m --no-default-features --features rpi-pico --target thumbv6m-none-eabi
 build_only esp32c3-devkit esp32c3 && "$here/esp32c3/size.sh" | sed 's/^/   /'
-# The evaluation firmware (cbam eval --device) on real boards: its RTT link must link.
-# Its QEMU builds run in the cbam-cli tests (crates/cbam-cli/tests/eval_device.rs).
-build_only nucleo-f411re+eval cortex-m --no-default-features --features nucleo-f411re,eval --target thumbv7em-none-eabihf
-build_only rpi-pico+eval cortex-m --no-default-features --features rpi-pico,eval --target thumbv6m-none-eabi
-build_only esp32c3-devkit+eval esp32c3 --features eval
+# The evaluation firmware (cbam eval --device) of the real boards must link; the QEMU
+# boards' eval builds run in crates/cbam-cli/tests/eval_device.rs.
+for eval in "nucleo-f411re cortex-m thumbv7em-none-eabihf" "rpi-pico cortex-m thumbv6m-none-eabi" \
+  "esp32c3-devkit esp32c3 riscv32imc-unknown-none-elf"; do
+  read -r board dir target <<<"$eval"
+  args=(--no-default-features --features "$board,eval" --target "$target")
+  echo "== $board+eval: cargo build --release ${args[*]}"
+  if ! (cd "$here/$dir" && cargo build --release "${args[@]}") >"$logs/$board-eval.log" 2>&1; then
+    tail -n 20 "$logs/$board-eval.log" | sed 's/^/   /'
+    fail "$board+eval did not build (log: $logs/$board-eval.log)"
+  fi
+done
 # The benchmark calls the core's kernels directly: keep it building.
 echo "== kernel-bench: cargo build --release --features kernel-bench"
 if ! (cd "$here/cortex-m" && cargo build --release --features kernel-bench) >"$logs/kernel-bench.log" 2>&1; then

@@ -5,6 +5,8 @@
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -131,36 +133,53 @@ fn executable(line: &str) -> Option<PathBuf> {
     message.get("executable")?.as_str().map(PathBuf::from)
 }
 
-/// One line on stderr: a spinner with cargo's latest step on a terminal, a plain line
-/// otherwise.
+/// One line on stderr while cargo compiles: a spinner with cargo's latest step on a
+/// terminal, a plain line otherwise. Nothing when the firmware is up to date.
 #[derive(Clone)]
-struct Progress(ProgressBar);
+struct Progress {
+    bar: ProgressBar,
+    what: Arc<str>,
+    announced: Arc<AtomicBool>,
+}
 
 impl Progress {
     fn start(what: &str) -> Self {
         let bar = ProgressBar::new_spinner();
+        bar.set_draw_target(ProgressDrawTarget::hidden());
         if std::io::stderr().is_terminal() {
             if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} {wide_msg}") {
                 bar.set_style(style);
             }
             bar.set_prefix(format!("building {what}:"));
-            bar.enable_steady_tick(Duration::from_millis(120));
-        } else {
-            eprintln!("building {what} (the first build takes a few minutes)");
-            bar.set_draw_target(ProgressDrawTarget::hidden());
         }
-        Progress(bar)
+        Progress {
+            bar,
+            what: what.into(),
+            announced: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     fn cargo_said(&self, line: &str) {
         let line = line.trim();
-        if line.starts_with("Compiling") || line.starts_with("Finished") {
-            self.0.set_message(line.to_string());
+        if !line.starts_with("Compiling") {
+            return;
         }
+        if !self.announced.swap(true, Ordering::SeqCst) {
+            if std::io::stderr().is_terminal() {
+                self.bar.set_draw_target(ProgressDrawTarget::stderr());
+                self.bar.enable_steady_tick(Duration::from_millis(120));
+            } else {
+                crate::errln!(
+                    "building {} (the first build takes a few minutes)",
+                    self.what
+                );
+            }
+        }
+        self.bar.set_message(line.to_string());
     }
 
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.bar.finish_and_clear();
     }
 }
 

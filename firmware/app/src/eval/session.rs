@@ -67,16 +67,16 @@ impl<'a> Session<'a> {
         session.input_len = model.input().len();
         session.output_len = model.output().len();
         session.needed = model.arena_size() + session.input_len + session.output_len;
-        session.loaded = session.check(&model).and_then(|()| {
+        session.loaded = session.check(&model).map(|()| {
             let (arena, rest) = buffer.split_at_mut(model.arena_size());
             let (input, rest) = rest.split_at_mut(session.input_len);
             let output = &mut rest[..session.output_len];
-            Ok(Loaded {
+            Loaded {
                 model,
                 arena,
                 input: as_i8_mut(input),
                 output: as_i8_mut(output),
-            })
+            }
         });
         match &session.loaded {
             Ok(_) => info!(

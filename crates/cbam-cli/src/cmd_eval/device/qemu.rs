@@ -51,10 +51,14 @@ impl Qemu {
             .arg("-kernel")
             .arg(elf);
         if let Some((origin, path)) = model {
-            command.arg("-device").arg(format!(
-                "loader,file={},addr={origin:#x},force-raw=on",
-                path.display()
-            ));
+            let file = path.to_str().with_context(|| {
+                format!("QEMU cannot load {}: not a UTF-8 path", path.display())
+            })?;
+            // QEMU's option syntax: a comma inside a value is written twice.
+            let file = file.replace(',', ",,");
+            command
+                .arg("-device")
+                .arg(format!("loader,file={file},addr={origin:#x},force-raw=on"));
         }
         command
             .stdin(Stdio::piped())
