@@ -41,7 +41,15 @@ DIR/<class>/*.png|jpg, an IDX images file (.gz or raw; labels from the idx1 file
 file of N images at the model's input size (labels from a .u8 file, one byte each).
 The top-1 class is the first of equal largest outputs; `ties` counts the samples where two
 or more outputs share the largest value (common for int8 logits).
-JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}."
+JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}.
+
+--device BOARD (a board of firmware/boards.toml) runs the blob in the board's evaluation
+firmware, built on first use (QEMU boards: run here; real boards: flashed through the
+probe), streams every input over the debug link and compares each output with the host
+core's. JSON: {\"n\", \"accuracy\", \"host_mismatches\" (must be 0), \"agreement\", \"ties\",
+\"latency\": {\"unit\", \"min\", \"median\", \"p99\", \"max\", \"mean\"}, \"link_overhead\" (the same
+per image, on the device outside the model), \"images_per_second\", \"ram\", \"link\",
+\"board\", \"firmware\"}; a run with a differing output exits non-zero."
 )]
 pub struct EvalArgs {
     /// The model: float or QDQ .onnx (run by tract) or .cbam (run by the int8 core)

@@ -57,10 +57,16 @@ pub struct DeviceArgs {
     pub link_timeout: f64,
     /// Test hook: the fraction of link transfers damaged, cut, dropped or doubled on
     /// purpose, in both directions
-    #[arg(long, hide = true, default_value_t = 0.0, value_name = "P")]
+    #[arg(
+        long,
+        hide = true,
+        default_value_t = 0.0,
+        value_name = "P",
+        requires = "device"
+    )]
     pub link_fault_rate: f64,
     /// Test hook: after this many requests the link carries nothing more either way
-    #[arg(long, hide = true, value_name = "N")]
+    #[arg(long, hide = true, value_name = "N", requires = "device")]
     pub link_cut_after: Option<u64>,
 }
 
