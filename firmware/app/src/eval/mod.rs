@@ -50,7 +50,10 @@ where
     }
     let passed = match serve(&mut port, &mut board.counter, &mut session) {
         Ok(()) => {
-            info!("the host closed the link after {=u32} inferences", session.runs);
+            info!(
+                "the host closed the link after {=u32} inferences",
+                session.runs
+            );
             true
         }
         Err(e) => {
