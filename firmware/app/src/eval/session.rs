@@ -213,17 +213,7 @@ fn saturate(n: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Ticks(u64);
-    impl Counter for Ticks {
-        fn kind(&self) -> CounterKind {
-            CounterKind::Instructions
-        }
-        fn now(&mut self) -> u64 {
-            self.0 += 10;
-            self.0
-        }
-    }
+    use crate::counter::tests::Steps;
 
     const FIRMWARE: Firmware<'static> = Firmware {
         board: "host",
@@ -250,7 +240,7 @@ mod tests {
         let mut buffer = std::vec![0u8; 512 * 1024];
         let mut session = Session::new(&blob, &mut buffer, FIRMWARE);
         assert!(session.is_ready());
-        let (mut counter, mut meter) = (Ticks(0), LinkMeter::default());
+        let (mut counter, mut meter) = (Steps(0), LinkMeter::default());
         let pixels: std::vec::Vec<u8> = (0..784).map(|i| (i * 7 % 251) as u8).collect();
         let first = Request::Input {
             offset: 0,
@@ -280,7 +270,7 @@ mod tests {
         let blob = blob();
         let mut buffer = std::vec![0u8; 512 * 1024];
         let mut session = Session::new(&blob, &mut buffer, FIRMWARE);
-        let (mut counter, mut meter) = (Ticks(0), LinkMeter::default());
+        let (mut counter, mut meter) = (Steps(0), LinkMeter::default());
         let skip = Request::Input {
             offset: 4,
             data: &[1],
@@ -308,7 +298,7 @@ mod tests {
         let blob = blob();
         let mut small = std::vec![0u8; 1024];
         let mut session = Session::new(&blob, &mut small, FIRMWARE);
-        let (mut counter, mut meter) = (Ticks(0), LinkMeter::default());
+        let (mut counter, mut meter) = (Steps(0), LinkMeter::default());
         match session.handle(Request::Hello, &mut counter, &mut meter) {
             Reply::Identity(id) => {
                 assert!(matches!(
