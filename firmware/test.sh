@@ -9,6 +9,9 @@
 #   thumbv6m build on it), riscv-virt;
 # - link-only builds of the real boards (nucleo-f411re, nrf52840dk, rpi-pico
 #   thumbv6m) and of the ESP32-C3 firmware, test and evaluation (`eval`) builds;
+# - the RGB example models (scripts/rgb-blobs.sh quantizes them) on mps2-an386 with
+#   their own test images, bit-exact with the host core, when `cbam flash --dry-run`
+#   says they fit it; their fit on the real boards, from the same check;
 # - a table: board, instructions per inference, per MAC, arena, code, blob bytes.
 # Needs what scripts/setup.sh installs (targets, QEMU, defmt-print, llvm-tools).
 set -uo pipefail
@@ -65,7 +68,7 @@ add_row() {
   code=$(section_sum "$elf" .vector_table .boot2 .init .trap .text .rwtext .rodata .data .flash.appdesc)
   blob=$(section_sum "$elf" .cbam_model)
   [ "$blob" -eq 0 ] && blob="$(stat -c %s "$CBAM_BLOB") (in code)"
-  rows+=("$(printf '%-16s %14s %-12s %8s %8s %10s %s' "$board" "$per_inf" "$unit" "$per_mac" "$arena" "$code" "$blob")")
+  rows+=("$(printf '%-28s %14s %-12s %8s %8s %10s %s' "$board" "$per_inf" "$unit" "$per_mac" "$arena" "$code" "$blob")")
 }
 
 # qemu_run NAME DIR CARGO-ARGS...: cargo run under QEMU, checks PASS and bit-exactness.
@@ -173,9 +176,70 @@ if ! (cd "$here/cortex-m" && cargo build --release --features kernel-bench) >"$l
   fail "the kernel benchmark did not build (log: $logs/kernel-bench.log)"
 fi
 
+# The RGB example models (scripts/rgb-blobs.sh) on the M4 under QEMU with their own test
+# images, when they fit the board. `cbam flash --dry-run` is the fit check: its numbers are
+# printed for the QEMU board and the real ones, and a model that does not fit the QEMU board
+# is reported with them instead of run.
+rgb_board=mps2-an386
+rgb_images=8
+real_boards=(nucleo-f411re nrf52840dk rpi-pico esp32c3-devkit)
+
+# fit_summary BOARD FIT-LOG: the dry-run's rows on one line, and what does not fit by how
+# much (or the error, when the check itself failed).
+fit_summary() {
+  local board=$1 log=$2
+  if ! grep -qE '^  (flash|RAM)' "$log"; then
+    printf '%-16s %s\n' "$board" "no fit check: $(grep -m1 -i error "$log" || head -n1 "$log")"
+    return
+  fi
+  awk -v board="$board" '
+    /^  (flash|RAM)/ && substr($0, 25) ~ /^ +[0-9,]+ +[0-9,]+ / {
+      res = substr($0, 3, 22); sub(/ +$/, "", res)
+      split(substr($0, 25), f, " +")
+      rows = rows sep res " " f[2] " of " f[3] " B (" f[4] ")"; sep = "; "
+    }
+    END { printf "%-16s %s\n", board, rows }' "$log"
+  grep -E 'needs .* over\)' "$log" | sed 's/^ */   does not fit: /'
+}
+
+echo "== RGB example models on $rgb_board (scripts/rgb-blobs.sh; $rgb_images of their test images)"
+cbam=$repo/target/debug/cbam
+rgb=""
+if ! (cd "$repo" && cargo build -p cbam-cli --bin cbam) >"$logs/cbam-host.log" 2>&1; then
+  tail -n 20 "$logs/cbam-host.log" | sed 's/^/   /'
+  fail "the host cbam did not build (log: $logs/cbam-host.log)"
+elif ! rgb=$(bash "$repo/scripts/rgb-blobs.sh" "$cbam" "$logs/rgb-blobs" 2>"$logs/rgb-blobs.log"); then
+  sed 's/^/   /' "$logs/rgb-blobs.log"
+  fail "the RGB example models did not quantize (log: $logs/rgb-blobs.log)"
+fi
+while IFS=$'\t' read -r name blob test_dir <&3; do
+  [ -n "$name" ] || continue
+  fit_log="$logs/$name@$rgb_board.fit.log"
+  "$cbam" flash --board "$rgb_board" --model "$blob" --dry-run >"$fit_log" 2>&1
+  fit_status=$?
+  if [ $fit_status -eq 0 ]; then
+    CBAM_BLOB=$blob CBAM_TEST_DATA=$test_dir CBAM_TEST_IMAGES=$rgb_images \
+      qemu_run "$name@$rgb_board" cortex-m
+    # Again with the ELF just run: its code and static RAM counted too.
+    "$cbam" flash --board "$rgb_board" --model "$blob" --firmware "$(elf_path cortex-m)" \
+      --dry-run >"$fit_log" 2>&1
+    echo "   fit ($name, firmware included):"
+  elif grep -q 'does not fit' "$fit_log"; then
+    echo "   $name does not fit $rgb_board; not run (log: $fit_log):"
+  else
+    fail "the fit check of $name on $rgb_board failed (log: $fit_log)"
+  fi
+  fit_summary "$rgb_board" "$fit_log" | sed 's/^/     /'
+  echo "   fit ($name alone: model, arena and cbam flash's default stack) on the real boards:"
+  for board in "${real_boards[@]}"; do
+    "$cbam" flash --board "$board" --model "$blob" --dry-run >"$logs/$name@$board.fit.log" 2>&1
+    fit_summary "$board" "$logs/$name@$board.fit.log" | sed 's/^/     /'
+  done
+done 3<<<"$rgb"
+
 echo
-echo "blob: $CBAM_BLOB ($(stat -c %s "$CBAM_BLOB") bytes); code = vector table + text + rodata (incl. the embedded test images) + data"
-printf '%-16s %14s %-12s %8s %8s %10s %s\n' board per-inference counter per-MAC arena code blob
+echo "blob: $CBAM_BLOB ($(stat -c %s "$CBAM_BLOB") bytes), the RGB rows their own; code = vector table + text + rodata (incl. the embedded test images) + data"
+printf '%-28s %14s %-12s %8s %8s %10s %s\n' board per-inference counter per-MAC arena code blob
 for row in "${rows[@]}"; do echo "$row"; done
 echo
 if [ $failures -ne 0 ]; then

@@ -4,6 +4,8 @@
 # committed test images (models/data/images) with both backends, and compares with the
 # x86 host binary: bit for bit for the int8 core (its int8 outputs and classes), within a
 # float tolerance for tract (float and QDQ). Also draws an attention overlay on aarch64.
+# The RGB example models (scripts/rgb-blobs.sh) run their int8 blobs on the first images of
+# their own test folders, compared bit for bit in the same way.
 #
 #   scripts/test-pi.sh            (PI_CAMERA=1 also cross-builds V4L2 camera support)
 set -euo pipefail
@@ -79,5 +81,23 @@ for m in fmnist_cbam fmnist_cbam_res; do
     exit 1
   fi
 done
+
+# The RGB example models: no metadata of ours, so quantized with the normalisation a user
+# gives, which the blob then carries to `cbam run` on both machines. The int8 core only, on
+# the first images of each model's own test folder.
+RGB_IMAGES=8
+step "quantize the RGB example models"
+RGB_BLOBS=$(bash scripts/rgb-blobs.sh "$HOST_BIN" "$OUT/rgb")
+while IFS=$'\t' read -r m blob test_dir <&3; do
+  step "$m (int8 core, $RGB_IMAGES of its test images)"
+  images="$OUT/$m.images"
+  mkdir -p "$images"
+  find "$test_dir" -name '*.png' -printf '%f\t%p\n' | sort | sed -n "1,${RGB_IMAGES}p" |
+    while IFS=$'\t' read -r file path; do ln -s "$path" "$images/$file"; done
+  "$HOST_BIN" run "$blob" --input "$images" --json --top-k 3 >"$OUT/$m.core.host.json"
+  "${QEMU[@]}" "$PI_BIN" run "$blob" --input "$images" --json --top-k 3 >"$OUT/$m.core.pi.json"
+  compare core "$OUT/$m.core.host.json" "$OUT/$m.core.pi.json"
+done 3<<<"$RGB_BLOBS"
+
 echo
 echo "aarch64 under qemu-user matches the x86 host (outputs in $OUT)"

@@ -29,6 +29,11 @@ pub struct Fidelity {
 /// The input normalisation `(mean, std)` of a model whose ONNX file does not carry it.
 pub type Normalization = Option<(Vec<f32>, Vec<f32>)>;
 
+/// ImageNet's, which the RGB example and zoo models take (as timm's and torchvision's do).
+pub fn imagenet() -> Normalization {
+    Some((vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]))
+}
+
 /// Loads `n` samples of `images`/`labels` shaped for the ONNX model at `onnx`, normalised
 /// by `norm` (or the model's metadata).
 pub fn load_data(

@@ -1,11 +1,14 @@
 //! `cbam prune` end to end on the example models: the pruned float ONNX against the
 //! original with the same channels zeroed (attended and internal channels), residual-coupled
 //! pruning, the least-squares reconstruction against the plain cut, the pruned residual
-//! model quantized to a blob whose ADDs scatter the kept channels, and bad input.
+//! model quantized to a blob whose ADDs scatter the kept channels, bad input, and RGB zoo
+//! models whose attention only the compiler's recognition finds (the official CBAM code,
+//! timm's SE and effective SE).
 
 use std::path::{Path, PathBuf};
 
 use cbam_compiler::float_run::FloatModel;
+use cbam_compiler::passes::{self, GateKind};
 use cbam_compiler::prune::{
     self, Analysis, Criterion, GroupKind, MinChannels, PruneError, PruneOptions,
     ReconstructOptions, Scope, Selection, SurgeryOptions, SCATTER_SUFFIX,
@@ -359,7 +362,7 @@ fn bad_input_gives_clear_errors() {
             true,
         ),
     );
-    assert!(matches!(e, PruneError::NoCbam), "{e}");
+    assert!(matches!(e, PruneError::NoAttention), "{e}");
     assert!(e.to_string().contains("--criterion l1"), "{e}");
 
     let wrong: Vec<Vec<f32>> = vec![vec![0.0; 32 * 32]; 2];
@@ -456,7 +459,7 @@ fn a_scope_with_no_group_says_which_scope_to_use_instead() {
 
     opts.scope = Scope::default();
     let e = expect_err("variants/fmnist_plain.onnx", &samples, opts);
-    assert!(matches!(e, PruneError::NoCbam), "{e}");
+    assert!(matches!(e, PruneError::NoAttention), "{e}");
     assert!(e.to_string().contains("--criterion l1"), "{e}");
 }
 
@@ -572,4 +575,123 @@ fn pruned_residual_model_quantizes_to_scattering_adds_that_agree_with_its_float_
         "QDQ vs core agreement {:.3}",
         m.qdq_agreement
     );
+}
+
+/// `n` RGB calibration images, resized to the input of `model` (a zoo model: random
+/// weights, ImageNet-normalised RGB input, no metadata).
+fn zoo_calib(model: &Path, n: usize) -> Vec<Vec<f32>> {
+    let folder = model_path("data/rgb/calib256_64");
+    let set = fidelity::load_data(model, &folder, None, n, &fidelity::imagenet())
+        .expect("RGB calibration images");
+    set.samples.into_iter().map(|s| s.input).collect()
+}
+
+/// Output channels of every conv with a constant weight, the scatters before residual Adds
+/// aside.
+fn conv_channels(model: &prune::onnx_pb::ModelProto) -> i64 {
+    let g = model.graph.as_ref().expect("graph");
+    g.node
+        .iter()
+        .filter(|n| n.op_type == "Conv" && !n.name.ends_with(SCATTER_SUFFIX))
+        .filter_map(|n| {
+            g.initializer
+                .iter()
+                .find(|t| Some(&t.name) == n.input.get(1))
+        })
+        .map(|t| t.dims.first().copied().unwrap_or(0))
+        .sum()
+}
+
+/// The attention sites the compiler recognises in the model at `path`.
+fn compiler_sites(path: &Path) -> Vec<passes::ChannelSite> {
+    let graph = cbam_compiler::import::load_onnx(path).expect("imports");
+    passes::channel_sites(&passes::optimize(graph).expect("passes"))
+}
+
+/// The official CBAM code's blocks ([max; mean], Linear MLP with bias, 7x7 conv + BN,
+/// view/expand_as) and timm's SE and effective-SE gates: pruning ranks exactly the sites the
+/// compiler recognises, and the pruned ONNX runs with fewer channels and MACs.
+#[test]
+fn zoo_models_prune_through_the_compilers_attention_sites() {
+    for (file, kind) in [
+        (
+            "zoo/resnet_bottleneck_official_cbam_legacy_op17.onnx",
+            GateKind::Cbam,
+        ),
+        ("zoo/timm_resnet10t_se_legacy_op13.onnx", GateKind::Sigmoid),
+        (
+            "zoo/timm_resnet10t_ese_legacy_op17.onnx",
+            GateKind::HardSigmoid,
+        ),
+    ] {
+        let path = model_path(file);
+        let sites = compiler_sites(&path);
+        assert!(!sites.is_empty(), "{file}: no site");
+        assert!(sites.iter().all(|s| s.kind == kind), "{file}: {sites:?}");
+        let proto = prune::load_proto(&path).expect("model loads");
+        let samples = zoo_calib(&path, 8);
+        let mut opts = options(ratio(0.3), true);
+        opts.scope = Scope::All;
+        opts.reconstruct = Some(ReconstructOptions::default());
+        let outcome =
+            prune::prune(&proto, &samples, None, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let report = &outcome.report;
+        let attended: Vec<_> = report
+            .blocks
+            .iter()
+            .filter(|b| b.kind == GroupKind::Attended)
+            .collect();
+        let features: Vec<&String> = attended.iter().map(|b| &b.feature).collect();
+        let expected: Vec<&String> = sites.iter().map(|s| &s.feature).collect();
+        assert_eq!(features, expected, "{file}");
+        for b in &attended {
+            let a = b.attention.as_ref().expect("attention statistics");
+            assert_eq!(a.mean.len(), b.channels, "{file} {}", b.name);
+            assert!(a.mean.iter().all(|m| (0.0..=1.0).contains(m)), "{file}");
+        }
+        assert!(
+            attended.iter().any(|b| b.kept < b.channels),
+            "{file}: no attended channel cut"
+        );
+        assert!(report.after.macs < report.before.macs, "{file}");
+        assert!(
+            conv_channels(&outcome.model) < conv_channels(&proto),
+            "{file}: no conv lost channels"
+        );
+        let pruned = FloatModel::from_proto(&outcome.model, None).expect("pruned model runs");
+        for x in &samples {
+            let y = pruned.run(x).expect("pruned run");
+            assert!(y.len() == 10 && y.iter().all(|v| v.is_finite()), "{file}");
+        }
+        keep_for_inspection(&outcome.model, &format!("{}.pruned.onnx", kind_name(kind)));
+    }
+}
+
+fn kind_name(kind: GateKind) -> &'static str {
+    match kind {
+        GateKind::Cbam => "zoo_cbam",
+        GateKind::Sigmoid => "zoo_se",
+        GateKind::HardSigmoid => "zoo_ese",
+    }
+}
+
+/// An SE gate's channels cut without a refit equal the original with the same channels
+/// zeroed: the kept channels' gates see the same pooled values, and the residual Add gets
+/// zeros where the branch lost channels.
+#[test]
+fn se_gated_channels_cut_equal_the_zeroed_original() {
+    let path = model_path("zoo/timm_resnet10t_se_legacy_op13.onnx");
+    let proto = prune::load_proto(&path).expect("model loads");
+    let samples = zoo_calib(&path, 8);
+    let analysis = prune::analyze(&proto, &samples, Criterion::Attention).expect("analysis");
+    let opts = options(ratio(0.5), true);
+    let removed = prune::select_channels(&analysis, &opts).expect("selection");
+    assert!(removed.iter().any(|r| !r.is_empty()), "nothing cut");
+    let (pruned, outcomes) = prune::apply_cuts(&analysis, &removed, opts.surgery).expect("cuts");
+    assert!(outcomes.iter().any(|o| !o.scattered_adds.is_empty()));
+    let reference = zeroed_reference(&analysis, &removed);
+    let a = FloatModel::from_proto(&pruned, None).expect("pruned runs");
+    let b = FloatModel::from_proto(&reference, None).expect("reference runs");
+    let diff = max_rel_diff(&a, &b, &samples);
+    assert!(diff < 1e-4, "pruned vs zeroed: {diff}");
 }

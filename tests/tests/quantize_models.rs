@@ -115,12 +115,6 @@ fn every_example_model_keeps_its_accuracy_in_int8() {
     });
 }
 
-/// The ImageNet normalisation the RGB example models were trained with; their ONNX files do
-/// not say so, as a user's models do not (models/README.md).
-fn imagenet() -> fidelity::Normalization {
-    Some((vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]))
-}
-
 /// The RGB models (no metadata of ours: the normalisation is given as a user gives it with
 /// --mean/--std) through the same chain with `cbam quantize`'s default tuning, on the
 /// committed RGB Fashion-MNIST images.
@@ -133,14 +127,14 @@ fn rgb_example_models_keep_their_accuracy_in_int8() {
     );
     for m in &models {
         let name = m.onnx.display();
-        let calib = fidelity::load_data(&m.onnx, &m.calib, None, 128, &imagenet())
+        let calib = fidelity::load_data(&m.onnx, &m.calib, None, 128, &fidelity::imagenet())
             .unwrap_or_else(|e| panic!("{name}: calibration data: {e}"));
-        let compiled = fidelity::quantize_tuned(&m.onnx, &calib, &imagenet())
+        let compiled = fidelity::quantize_tuned(&m.onnx, &calib, &fidelity::imagenet())
             .unwrap_or_else(|e| panic!("{name}: quantize: {e}"));
         let dir = tempfile::tempdir().unwrap();
         let qdq_path = dir.path().join("model.int8.onnx");
         std::fs::write(&qdq_path, compiled.qdq.as_ref().expect("QDQ requested")).unwrap();
-        let test = fidelity::load_data(&m.onnx, &m.test, None, usize::MAX, &imagenet())
+        let test = fidelity::load_data(&m.onnx, &m.test, None, usize::MAX, &fidelity::imagenet())
             .unwrap_or_else(|e| panic!("{name}: test data: {e}"));
         let f = fidelity::measure(&m.onnx, &compiled, &qdq_path, &test)
             .unwrap_or_else(|e| panic!("{name}: measure: {e}"));

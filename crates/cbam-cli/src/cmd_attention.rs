@@ -12,6 +12,7 @@ use clap::Args;
 use crate::cmd_run::backend::{ModelFile, Runner};
 use crate::frames::{self, FileFrames, Next};
 use crate::limits::LimitArgs;
+use crate::norm::NormArgs;
 use crate::{outputs, overlay};
 
 #[derive(Debug, Clone, Args)]
@@ -40,6 +41,8 @@ pub struct AttentionArgs {
     /// A second model drawn as a second row
     #[arg(long, value_name = "MODEL2")]
     pub compare: Option<PathBuf>,
+    #[command(flatten)]
+    pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
 }
@@ -59,7 +62,7 @@ pub fn run(args: &AttentionArgs) -> Result<()> {
     };
     let mut rows = Vec::new();
     for model in std::iter::once(&args.model).chain(args.compare.iter()) {
-        rows.push(row(model, &frame.image, &limits)?);
+        rows.push(row(model, &frame.image, &limits, &args.norm)?);
     }
     let png = encode_png(&overlay::stacked(&rows))?;
     outputs::write_one(&args.output, &png)
@@ -72,15 +75,15 @@ fn row(
     model: &std::path::Path,
     image: &image::DynamicImage,
     limits: &Limits,
+    norm: &NormArgs,
 ) -> Result<image::RgbImage> {
     let file = ModelFile::open(model, None)?;
     let mut notes = Vec::new();
-    let mut runner = Runner::new(&file, true, &mut notes, limits)?;
+    let mut runner = Runner::new(&file, true, &mut notes, limits, norm)?;
     for note in &notes {
         errln!("note: {note}");
     }
-    let [c, h, w] = runner.input_chw();
-    let fitted = frames::fit(image, c, h, w).map_err(anyhow::Error::msg)?;
+    let fitted = frames::fit(image, runner.input_spec()).map_err(anyhow::Error::msg)?;
     if let Some(note) = &fitted.note {
         errln!("note: {note}");
     }

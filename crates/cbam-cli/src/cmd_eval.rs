@@ -316,6 +316,7 @@ fn input_spec(
             }
             InputSpec::new(chw, &mean, &std)
                 .with_context(|| format!("model {}", subject.path.display()))?
+                .with_preprocess(model_file::blob_preprocess(&subject.path, &model)?)
         }
     };
     norm.apply(spec)

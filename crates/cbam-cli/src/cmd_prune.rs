@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 
 use crate::limits::LimitArgs;
 use crate::model_file;
+use crate::norm::NormArgs;
 use crate::outputs::{self, Staging};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +61,9 @@ Examples:
       --channels attended --ratio 0.5 --no-reconstruct
   cbam prune models/fmnist_cbam_res.onnx --calib models/data/calib256_images.u8 \\
       --channels all --macs-budget 70%
+  # an RGB model without normalisation metadata, calibrated on an ImageFolder
+  cbam prune models/rgb_resnet_cbam64.onnx --calib models/data/rgb/calib256_64 \\
+      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --ratio 0.3
   # a model without CBAM: rank by filter L1 norm
   cbam prune models/variants/fmnist_plain.onnx --calib models/data/calib256_images.u8 \\
       --criterion l1 --ratio 0.3
@@ -70,6 +74,9 @@ can be removed outright may go: a residual block's conv1 outputs (ranked by CBAM
 propagated through conv2) and the CBAM feature maps of a plain CNN, which no residual Add
 couples; the conv reading them, and the next conv down, are refitted by least squares on
 the calibration images.
+Channels are ranked by every channel attention the compiler recognises (what `cbam inspect`
+lists): CBAM blocks, and SE-style gates (a feature map multiplied by a per-channel sigmoid or
+hard sigmoid).
 --channels attended|all also cut CBAM feature maps that a residual Add couples: those are
 computed only where kept and scattered back to full width before the Add, where no refit
 can compensate them. Nothing is written when an error occurs."
@@ -142,6 +149,8 @@ pub struct PruneArgs {
     /// Directory for one PNG bar chart per block
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    #[command(flatten)]
+    pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
 }
@@ -255,9 +264,15 @@ impl PruneArgs {
     }
 }
 
-fn load_inputs(model: &Path, source: DataSource, what: &str, limits: &Limits) -> Result<Dataset> {
+fn load_inputs(
+    model: &Path,
+    source: DataSource,
+    what: &str,
+    norm: &NormArgs,
+    limits: &Limits,
+) -> Result<Dataset> {
     let bytes = model_file::read(model)?;
-    let spec = model_file::onnx_input_spec(model, &bytes, limits)?;
+    let spec = norm.apply(model_file::onnx_input_spec(model, &bytes, limits)?)?;
     let shown = source.data.display().to_string();
     let set = data::load_within(&source, &spec, limits.max_data_bytes)
         .with_context(|| format!("cannot load {what} data {shown}"))?;
@@ -284,7 +299,13 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         labels: None,
         limit: args.calib_limit,
     };
-    let calib = load_inputs(&args.model, calib_source, "calibration", &limits)?;
+    let calib = load_inputs(
+        &args.model,
+        calib_source,
+        "calibration",
+        &args.norm,
+        &limits,
+    )?;
     let calib: Vec<Vec<f32>> = calib.samples.into_iter().map(|s| s.input).collect();
     let options = PruneOptions {
         criterion: args.criterion(),
@@ -309,7 +330,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
                 labels: args.labels.clone(),
                 limit: args.limit,
             };
-            let set = load_inputs(&args.model, source, "evaluation", &limits)?;
+            let set = load_inputs(&args.model, source, "evaluation", &args.norm, &limits)?;
             if !set.has_labels() {
                 bail!(
                     "--data {} has no labels; pass --labels for accuracy",

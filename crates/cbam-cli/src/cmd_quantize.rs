@@ -181,6 +181,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             ..LowerOptions::default()
         },
         normalization: args.norm.given(),
+        preprocess: spec.preprocess,
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::camera::Camera;
 use crate::frames::{self, FileFrames, Frame, Next};
 use crate::limits::LimitArgs;
+use crate::norm::NormArgs;
 use crate::{interrupt, outputs, overlay};
 use backend::{BackendKind, Inference, ModelFile, Runner};
 use stats::Summary;
@@ -35,9 +36,10 @@ Examples:
   cbam run model.int8.onnx --input clip.y4m --top-k 5
 
 MODEL: a float or QDQ .onnx (tract) or a .cbam blob (int8 core); --backend, when given,
-must match it. Frames are centre-cropped to the model's aspect ratio, resized and converted
-to grayscale or RGB as the model takes; ONNX models are normalised with their cbam.mean /
-cbam.std metadata, raw-pixel blobs take pixel - 128. In a directory an unreadable image is
+must match it. Frames are centre-cropped to the model's aspect ratio (or as --resize says,
+or as the blob records), resized and converted to grayscale or RGB as the model takes; they
+are normalised as --mean/--std say, or as the model records (an ONNX model's cbam.mean /
+cbam.std metadata, a blob's own); raw-pixel blobs take pixel - 128. In a directory an unreadable image is
 skipped with a warning; a single unreadable image is an error. Latency is per frame from
 the decoded frame to the scores (crop, resize, normalise, inference). Ctrl-C stops a camera
 run and still prints the summary."
@@ -72,6 +74,8 @@ pub struct RunArgs {
     /// How many classes to show per frame
     #[arg(long, value_name = "K", default_value_t = 3)]
     pub top_k: usize,
+    #[command(flatten)]
+    pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
 }
@@ -147,7 +151,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let file = ModelFile::open(&args.model, args.backend)?;
     let mut notes = Vec::new();
     let limits = args.limits.limits();
-    let mut runner = Runner::new(&file, args.overlay.is_some(), &mut notes, &limits)?;
+    let mut runner = Runner::new(
+        &file,
+        args.overlay.is_some(),
+        &mut notes,
+        &limits,
+        &args.norm,
+    )?;
     let (mut source, input_name) = Source::open(args)?;
     let mut overlays = match &args.overlay {
         Some(dir) => Some(Overlays::new(dir, args, &source)?),
@@ -266,9 +276,8 @@ fn process(
     overlays: &mut Option<Overlays>,
     notes: &mut Vec<String>,
 ) -> Result<FrameReport> {
-    let [c, h, w] = runner.input_chw();
     let start = Instant::now();
-    let fitted = frames::fit(&frame.image, c, h, w).map_err(anyhow::Error::msg)?;
+    let fitted = frames::fit(&frame.image, runner.input_spec()).map_err(anyhow::Error::msg)?;
     let with_attention = args.overlay.is_some();
     let inference = runner
         .infer(&fitted.pixels_chw, with_attention)

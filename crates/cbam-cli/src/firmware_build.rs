@@ -71,6 +71,10 @@ pub fn build(board: &Board, purpose: Purpose, blob: Option<&Path>) -> Result<Pat
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
+        // The test run's embedded images: the evaluation firmware gets its inputs over
+        // the link, so the defaults keep its build the same whatever the caller's shell set.
+        .env_remove("CBAM_TEST_IMAGES")
+        .env_remove("CBAM_TEST_DATA")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     match blob {

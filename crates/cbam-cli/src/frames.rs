@@ -10,7 +10,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use image::{imageops::FilterType, DynamicImage, GrayImage, RgbImage};
+use cbam_compiler::data::{DataError, InputSpec};
+use image::{DynamicImage, GrayImage, RgbImage};
 
 /// One frame as decoded, before it is fitted to the model.
 #[derive(Debug, Clone)]
@@ -344,83 +345,26 @@ pub struct Fitted {
     pub note: Option<String>,
 }
 
-/// Centre-crop `image` to the model's aspect ratio, resize it to `h x w` and convert it to
-/// `channels` (1: grayscale, 3: RGB). Other channel counts cannot come from an image.
-pub fn fit(image: &DynamicImage, channels: usize, h: usize, w: usize) -> Result<Fitted, String> {
-    if channels != 1 && channels != 3 {
-        return Err(format!(
+/// `image` as the input picture of the model `spec` describes (its crop or stretch, size,
+/// channels and channel order). Frames only become 1 (grayscale) or 3 (colour) channels.
+pub fn fit(image: &DynamicImage, spec: &InputSpec) -> Result<Fitted, String> {
+    let fitted = spec.fit_image(image).map_err(|e| match e {
+        DataError::Channels { channels } => format!(
             "the model takes {channels} input channels; camera and image frames can only \
              become 1 (grayscale) or 3 (RGB)"
-        ));
-    }
-    let (iw, ih) = (image.width() as usize, image.height() as usize);
-    let (cx, cy, cw, ch) = centre_crop(iw, ih, w, h);
-    let mut note = None;
-    let fitted = if (cw, ch) == (w, h) && (iw, ih) == (w, h) {
-        image.clone()
-    } else {
-        note = Some(format!(
-            "{iw}x{ih} frame centre-cropped to {cw}x{ch} and resized to the model input {w}x{h}"
-        ));
-        image
-            .crop_imm(cx as u32, cy as u32, cw as u32, ch as u32)
-            .resize_exact(w as u32, h as u32, FilterType::Triangle)
-    };
-    let pixels_chw = match channels {
-        1 => fitted.to_luma8().into_raw(),
-        _ => planar(&fitted.to_rgb8()),
-    };
-    let preview = match channels {
-        1 => DynamicImage::ImageLuma8(fitted.to_luma8()).to_rgb8(),
-        _ => fitted.to_rgb8(),
-    };
+        ),
+        other => other.to_string(),
+    })?;
     Ok(Fitted {
-        pixels_chw,
-        preview,
-        note,
+        pixels_chw: fitted.pixels_chw,
+        preview: fitted.rgb,
+        note: fitted.note.map(|n| format!("frames of {n}")),
     })
-}
-
-/// The largest centred window of `iw x ih` with the aspect ratio `w : h`: `(x, y, cw, ch)`.
-pub fn centre_crop(iw: usize, ih: usize, w: usize, h: usize) -> (usize, usize, usize, usize) {
-    // Compare iw/ih with w/h without floats: the wider one loses columns or rows.
-    let (cw, ch) = if iw * h > ih * w {
-        ((ih * w / h.max(1)).max(1), ih)
-    } else {
-        (iw, (iw * h / w.max(1)).max(1))
-    };
-    (
-        (iw - cw.min(iw)) / 2,
-        (ih - ch.min(ih)) / 2,
-        cw.min(iw),
-        ch.min(ih),
-    )
-}
-
-fn planar(rgb: &RgbImage) -> Vec<u8> {
-    let plane = rgb.as_raw().len() / 3;
-    let mut out = vec![0u8; plane * 3];
-    for (i, px) in rgb.pixels().enumerate() {
-        for (c, v) in px.0.iter().enumerate() {
-            if let Some(dst) = out.get_mut(c * plane + i) {
-                *dst = *v;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn centre_crop_keeps_the_middle_of_the_longer_side() {
-        assert_eq!(centre_crop(640, 480, 28, 28), (80, 0, 480, 480));
-        assert_eq!(centre_crop(480, 640, 28, 28), (0, 80, 480, 480));
-        assert_eq!(centre_crop(28, 28, 28, 28), (0, 0, 28, 28));
-        assert_eq!(centre_crop(100, 50, 2, 1), (0, 0, 100, 50));
-    }
 
     #[test]
     fn yuv_grey_stays_grey_and_primaries_come_out() {
@@ -432,21 +376,27 @@ mod tests {
         assert!(r >= 253 && g <= 2 && b <= 2, "{r} {g} {b}");
     }
 
+    fn spec(chw: [usize; 3]) -> InputSpec {
+        InputSpec::new(chw, &[], &[]).unwrap()
+    }
+
     #[test]
     fn fit_resizes_crops_and_says_so() {
         let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(56, 28, image::Luma([200])));
-        let f = fit(&img, 1, 28, 28).unwrap();
+        let f = fit(&img, &spec([1, 28, 28])).unwrap();
         assert_eq!(f.pixels_chw, vec![200; 28 * 28]);
-        assert!(f.note.unwrap().contains("56x28"));
+        let note = f.note.unwrap();
+        assert!(note.contains("56x28 centre-cropped to 28x28"), "{note}");
         let same = DynamicImage::ImageLuma8(GrayImage::from_pixel(28, 28, image::Luma([7])));
-        assert!(fit(&same, 1, 28, 28).unwrap().note.is_none());
-        assert!(fit(&same, 4, 28, 28).is_err());
+        assert!(fit(&same, &spec([1, 28, 28])).unwrap().note.is_none());
+        let err = fit(&same, &spec([4, 28, 28])).unwrap_err();
+        assert!(err.contains("4 input channels"), "{err}");
     }
 
     #[test]
     fn rgb_frames_become_planar() {
         let rgb = RgbImage::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
-        let f = fit(&DynamicImage::ImageRgb8(rgb), 3, 1, 2).unwrap();
+        let f = fit(&DynamicImage::ImageRgb8(rgb), &spec([3, 1, 2])).unwrap();
         assert_eq!(f.pixels_chw, vec![1, 4, 2, 5, 3, 6]);
     }
 

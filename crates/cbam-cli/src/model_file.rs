@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use cbam_compiler::data::{self, InputSpec};
+use cbam_compiler::blob::{CHANNEL_ORDER_KEY, RESIZE_KEY};
+use cbam_compiler::data::{self, InputSpec, Preprocess};
 use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::import::{self, ImportError};
 use cbam_compiler::limits::Limits;
@@ -87,7 +88,40 @@ pub fn onnx_input_spec(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Inp
             )
         })?;
     }
-    InputSpec::new(chw, &mean, &std).with_context(|| format!("model {}", path.display()))
+    let meta = |key: &str| {
+        let key = format!("cbam.{key}");
+        proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+    };
+    let preprocess = preprocess_from(path, meta)?;
+    Ok(InputSpec::new(chw, &mean, &std)
+        .with_context(|| format!("model {}", path.display()))?
+        .with_preprocess(preprocess))
+}
+
+/// The crop, resize and channel order a model file records (`meta` reads one key of its
+/// metadata), or the defaults.
+fn preprocess_from<'m>(path: &Path, meta: impl Fn(&str) -> Option<&'m str>) -> Result<Preprocess> {
+    let mut preprocess = Preprocess::default();
+    if let Some(v) = meta(CHANNEL_ORDER_KEY) {
+        preprocess.order = v.parse().map_err(|why| {
+            anyhow::anyhow!("{}: metadata {CHANNEL_ORDER_KEY}: {why}", path.display())
+        })?;
+    }
+    if let Some(v) = meta(RESIZE_KEY) {
+        preprocess.resize = v
+            .parse()
+            .map_err(|why| anyhow::anyhow!("{}: metadata {RESIZE_KEY}: {why}", path.display()))?;
+    }
+    Ok(preprocess)
+}
+
+/// The crop, resize and channel order a blob was quantized with.
+pub fn blob_preprocess(path: &Path, model: &cbam_core::Model) -> Result<Preprocess> {
+    preprocess_from(path, |key| model.meta(key))
 }
 
 fn parse_floats(text: &str) -> Result<Vec<f32>> {

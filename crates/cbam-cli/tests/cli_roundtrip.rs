@@ -125,3 +125,71 @@ fn a_model_without_cbam_still_quantizes() {
     ]);
     assert!(cbam_core::Model::parse(&std::fs::read(&blob).unwrap()).is_ok());
 }
+
+/// Runs `cbam` and returns its stderr, whatever its exit status.
+fn cbam_stderr(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cbam"))
+        .args(args)
+        .output()
+        .expect("the cbam binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_blob_fits_pictures_as_quantize_was_told_and_run_can_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("cbam.onnx");
+    std::fs::write(&model, onnx::encode(&onnx::cbam_classifier(5))).unwrap();
+    let (images, _) = write_images(dir.path());
+    let blob = dir.path().join("stretch.cbam");
+    cbam(&[
+        "quantize",
+        s(&model),
+        "--calib",
+        s(&images),
+        "--limit",
+        "16",
+        "--no-bias-correction",
+        "--resize",
+        "stretch",
+        "--out",
+        s(&blob),
+    ]);
+    let wide = dir.path().join("wide.png");
+    image::GrayImage::from_fn(56, 28, |x, y| image::Luma([(x * 4 + y) as u8]))
+        .save(&wide)
+        .unwrap();
+
+    let (ok, recorded) = cbam_stderr(&["run", s(&blob), "--input", s(&wide)]);
+    assert!(ok, "{recorded}");
+    assert!(
+        recorded.contains("56x28 resized to the model input 28x28") && !recorded.contains("crop"),
+        "the blob's stretch is not applied: {recorded}"
+    );
+    let (ok, flag) = cbam_stderr(&["run", s(&blob), "--input", s(&wide), "--resize", "crop"]);
+    assert!(ok, "{flag}");
+    assert!(
+        flag.contains("56x28 centre-cropped to 28x28"),
+        "--resize does not replace the blob's: {flag}"
+    );
+    let (ok, onnx_default) = cbam_stderr(&["run", s(&model), "--input", s(&wide)]);
+    assert!(
+        ok && onnx_default.contains("centre-cropped"),
+        "{onnx_default}"
+    );
+
+    let (ok, bgr) = cbam_stderr(&[
+        "run",
+        s(&blob),
+        "--input",
+        s(&wide),
+        "--channel-order",
+        "bgr",
+    ]);
+    assert!(!ok && bgr.contains("3 input channels"), "{bgr}");
+    let (ok, bad) = cbam_stderr(&["run", s(&blob), "--input", s(&wide), "--resize", "crop:2"]);
+    assert!(!ok && bad.contains("crop fraction"), "{bad}");
+}

@@ -8,6 +8,7 @@ use cbam_core::format::{
     OP_RECORD_LEN, TENSOR_FLAG_INPUT, TENSOR_FLAG_OUTPUT, TENSOR_RECORD_LEN,
 };
 
+use crate::data::Preprocess;
 use crate::plan::Plan;
 use crate::quant::QModel;
 
@@ -22,6 +23,9 @@ pub struct BlobMeta {
     /// so a blob whose input is not raw pixels still says how to feed it images.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// How pictures become the input picture; written only when not the default, so
+    /// blobs of models that need nothing else stay as they were.
+    pub preprocess: Preprocess,
 }
 
 impl BlobMeta {
@@ -54,9 +58,19 @@ impl BlobMeta {
                 floats(&self.std)
             ));
         }
+        if !self.preprocess.is_default() {
+            text.push_str(&format!(
+                "{CHANNEL_ORDER_KEY}={}\n{RESIZE_KEY}={}\n",
+                self.preprocess.order, self.preprocess.resize
+            ));
+        }
         text
     }
 }
+
+/// The metadata keys of [`Preprocess`] (the blob's and the ONNX `cbam.` ones).
+pub const CHANNEL_ORDER_KEY: &str = "channel_order";
+pub const RESIZE_KEY: &str = "resize";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BlobError {
@@ -191,6 +205,7 @@ mod tests {
             calibration: "minmax".into(),
             mean: vec![0.485, 0.456, 0.406],
             std: vec![0.229, 0.224, 0.225],
+            preprocess: Preprocess::default(),
         };
         let b = write(&m, &p, &meta).unwrap();
         (m, p, b)
@@ -243,6 +258,26 @@ mod tests {
         assert_eq!(model.meta("mean"), Some("0.485,0.456,0.406"));
         assert_eq!(model.meta("std"), Some("0.229,0.224,0.225"));
         assert_eq!(model.labels().collect::<Vec<_>>(), ["a", "b;c"]);
+    }
+
+    #[test]
+    fn a_preprocessing_other_than_the_default_is_recorded() {
+        use crate::data::{ChannelOrder, Resize};
+        let (m, p, default) = small_blob();
+        let model = cbam_core::Model::parse(&default).unwrap();
+        assert_eq!(model.meta(CHANNEL_ORDER_KEY), None);
+        assert_eq!(model.meta(RESIZE_KEY), None);
+        let meta = BlobMeta {
+            preprocess: Preprocess {
+                order: ChannelOrder::Bgr,
+                resize: Resize::Crop { fraction: 0.875 },
+            },
+            ..BlobMeta::default()
+        };
+        let b = write(&m, &p, &meta).unwrap();
+        let model = cbam_core::Model::parse(&b).unwrap();
+        assert_eq!(model.meta(CHANNEL_ORDER_KEY), Some("bgr"));
+        assert_eq!(model.meta(RESIZE_KEY), Some("crop:0.875"));
     }
 
     #[test]

@@ -383,7 +383,11 @@ pub fn typed_model(proto: &ModelProto, input_chw: &[usize]) -> Result<TypedModel
     let model = guarded(
         "inferred the shapes",
         || {
+            // As in `with_input_shape`: dynamo's symbolic batch in the declared shapes
+            // would not unify with the fixed 1.
             tract_onnx::onnx()
+                .with_ignore_output_shapes(true)
+                .with_ignore_value_info(true)
                 .model_for_proto_model(proto)?
                 .with_input_fact(0, f32::fact(shape.as_slice()).into())?
                 .into_typed()

@@ -131,6 +131,9 @@ pub struct CbamValues {
     pub hidden_max: String,
     /// `MLP(avg) + MLP(max)`, before the sigmoid.
     pub channel_logit: String,
+    /// `Mc`, the channel attention: the sigmoid's output, one value per channel (what
+    /// pruning ranks channels by).
+    pub channel_attention: String,
     /// `F' = Mc * F`.
     pub channel_scaled: String,
     /// The concatenated `[mean; max]` (or `[max; mean]`) map.
@@ -140,6 +143,21 @@ pub struct CbamValues {
 }
 
 impl CbamValues {
+    /// Every name the block keeps, for checks that each is an ONNX value.
+    pub fn all(&self) -> [&String; 9] {
+        [
+            &self.avg_pooled,
+            &self.max_pooled,
+            &self.hidden_avg,
+            &self.hidden_max,
+            &self.channel_logit,
+            &self.channel_attention,
+            &self.channel_scaled,
+            &self.pooled_map,
+            &self.spatial_logit,
+        ]
+    }
+
     /// The values whose ranges the lowering reads (the pooled vectors and map keep their
     /// input's quantization), skipping names the import could not give.
     pub fn quantized(&self) -> impl Iterator<Item = &String> {

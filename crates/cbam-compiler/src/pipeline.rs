@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::blob::{self, BlobError, BlobMeta};
 use crate::calib::{CalibMethod, Calibrator, Ranges};
+use crate::data::Preprocess;
 use crate::float_run::{FloatModel, FloatRunError};
 use crate::import::{self, ImportError};
 use crate::ir::Graph;
@@ -54,6 +55,9 @@ pub struct QuantizeOptions {
     /// whose ONNX file does not carry `cbam.mean`/`cbam.std`; given, it replaces the
     /// metadata. It decides the raw-pixel input folding and is stored in the blob.
     pub normalization: Option<(Vec<f32>, Vec<f32>)>,
+    /// The crop, resize and channel order the calibration pictures were fitted with,
+    /// stored in the blob for whoever feeds it pictures later.
+    pub preprocess: Preprocess,
 }
 
 impl Default for QuantizeOptions {
@@ -78,6 +82,7 @@ impl Default for QuantizeOptions {
             // end-to-end suite bounds for the min-max scale.
             top1_output_range: None,
             normalization: None,
+            preprocess: Preprocess::default(),
         }
     }
 }
@@ -168,6 +173,7 @@ pub fn quantize(
         calibration: opts.method.to_string(),
         mean: graph.meta.mean.clone(),
         std: graph.meta.std.clone(),
+        preprocess: opts.preprocess,
     };
     let blob = blob::write(&model, &plan, &meta)?;
     let fidelity = measure(

@@ -116,20 +116,7 @@ fn tract_exposes_every_value_the_ir_names() -> TestResult {
         let mut names: Vec<String> = graph.tensors.iter().map(|t| t.name.clone()).collect();
         for node in &graph.nodes {
             if let Op::Cbam(c) = &node.op {
-                let v = &c.values;
-                names.extend(
-                    [
-                        &v.avg_pooled,
-                        &v.max_pooled,
-                        &v.hidden_avg,
-                        &v.hidden_max,
-                        &v.channel_logit,
-                        &v.channel_scaled,
-                        &v.pooled_map,
-                        &v.spatial_logit,
-                    ]
-                    .map(String::clone),
-                );
+                names.extend(c.values.all().map(String::clone));
             }
         }
         let model = FloatModel::load(file)?;

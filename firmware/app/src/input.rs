@@ -6,18 +6,29 @@ pub enum InputEncoding<'a> {
     /// The compiler folded the normalisation into the input quantization:
     /// `q = pixel - 128`.
     RawPixels,
-    /// Any other quantization: a host-built pixel -> int8 table.
-    Table(&'a [i8; 256]),
+    /// Any other quantization: host-built pixel -> int8 tables, one per input channel
+    /// (each channel has its own normalisation).
+    Tables(&'a [[i8; 256]]),
 }
 
-/// Fills `input` from `pixels` (equal lengths; extra elements are left alone).
+/// Fills `input` from `pixels` (equal lengths, channels interleaved as the core's NHWC
+/// input; extra elements are left alone).
 pub fn encode(encoding: InputEncoding<'_>, pixels: &[u8], input: &mut [i8]) {
-    for (q, &p) in input.iter_mut().zip(pixels) {
-        *q = match encoding {
-            // Flipping the top bit is `p - 128` in two's complement.
-            InputEncoding::RawPixels => (p ^ 0x80) as i8,
-            InputEncoding::Table(lut) => lut[usize::from(p)],
-        };
+    match encoding {
+        InputEncoding::RawPixels => {
+            for (q, &p) in input.iter_mut().zip(pixels) {
+                // Flipping the top bit is `p - 128` in two's complement.
+                *q = (p ^ 0x80) as i8;
+            }
+        }
+        InputEncoding::Tables(luts) => {
+            let channels = luts.len().max(1);
+            for (qs, ps) in input.chunks_mut(channels).zip(pixels.chunks(channels)) {
+                for ((q, &p), lut) in qs.iter_mut().zip(ps).zip(luts) {
+                    *q = lut[usize::from(p)];
+                }
+            }
+        }
     }
 }
 
@@ -39,7 +50,15 @@ mod tests {
             *q = (i / 2) as i8;
         }
         let mut input = [9i8; 3];
-        encode(InputEncoding::Table(&lut), &[10, 200], &mut input);
+        encode(InputEncoding::Tables(&[lut]), &[10, 200], &mut input);
         assert_eq!(input, [5, 100, 9]);
+    }
+
+    #[test]
+    fn each_interleaved_channel_has_its_own_table() {
+        let luts = [[1i8; 256], [2; 256], [3; 256]];
+        let mut input = [0i8; 6];
+        encode(InputEncoding::Tables(&luts), &[0; 6], &mut input);
+        assert_eq!(input, [1, 2, 3, 1, 2, 3]);
     }
 }

@@ -162,7 +162,7 @@ pub fn evaluate<C: Counter>(
     let encoding = if model.input_is_raw_pixels() {
         InputEncoding::RawPixels
     } else {
-        InputEncoding::Table(set.pixel_lut)
+        InputEncoding::Tables(set.pixel_luts)
     };
 
     let mut summary = Summary::new(compared, model.macs(), model.arena_size());
@@ -337,14 +337,14 @@ mod tests {
             input: &mut input,
             output: &mut output,
         };
-        let lut = [0i8; 256];
+        let lut = [[0i8; 256]];
         let set = TestSet {
             images: &[],
             labels: &[],
             expected: &[],
             input_len: 4,
             output_len: 2,
-            pixel_lut: &lut,
+            pixel_luts: &lut,
             blob_crc: 0,
         };
         struct Zero;

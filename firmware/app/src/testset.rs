@@ -12,8 +12,9 @@ pub struct TestSet<'a> {
     pub expected: &'a [u8],
     pub input_len: usize,
     pub output_len: usize,
-    /// Pixel -> int8 input for models without the raw-pixel flag.
-    pub pixel_lut: &'a [i8; 256],
+    /// Pixel -> int8 input for models without the raw-pixel flag, one table per input
+    /// channel.
+    pub pixel_luts: &'a [[i8; 256]],
     /// CRC field of the blob the expected outputs were computed with.
     pub blob_crc: u32,
 }
@@ -80,7 +81,7 @@ pub fn bit_exact(output: &[i8], expected: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    static LUT: [i8; 256] = [0; 256];
+    static LUT: [[i8; 256]; 1] = [[0; 256]];
 
     fn set<'a>(images: &'a [u8], labels: &'a [u8], expected: &'a [u8]) -> TestSet<'a> {
         TestSet {
@@ -89,7 +90,7 @@ mod tests {
             expected,
             input_len: 2,
             output_len: 3,
-            pixel_lut: &LUT,
+            pixel_luts: &LUT,
             blob_crc: 0,
         }
     }

@@ -139,7 +139,12 @@ fn testset_rs(
         "static EXPECTED: [u8; {}] = *include_bytes!(concat!(env!(\"OUT_DIR\"), \"/expected.i8\"));",
         expected.outputs.len()
     );
-    let _ = writeln!(s, "static PIXEL_LUT: [i8; 256] = {:?};", expected.pixel_lut);
+    let _ = writeln!(
+        s,
+        "static PIXEL_LUT: [[i8; 256]; {}] = {:?};",
+        expected.pixel_luts.len(),
+        expected.pixel_luts
+    );
     // Exactly the blob's bytes, no alignment padding: `cbam flash` compares
     // this symbol with the blob it is given. The core reads unaligned blobs;
     // in a model region the blob starts at the region's aligned origin anyway.
@@ -161,7 +166,7 @@ fn testset_rs(
         s,
         "pub fn test_set() -> cbam_firmware_app::TestSet<'static> {{"
     );
-    let _ = writeln!(s, "    cbam_firmware_app::TestSet {{ images: &IMAGES, labels: &LABELS, expected: &EXPECTED, input_len: INPUT_LEN, output_len: OUTPUT_LEN, pixel_lut: &PIXEL_LUT, blob_crc: BLOB_CRC }}");
+    let _ = writeln!(s, "    cbam_firmware_app::TestSet {{ images: &IMAGES, labels: &LABELS, expected: &EXPECTED, input_len: INPUT_LEN, output_len: OUTPUT_LEN, pixel_luts: &PIXEL_LUT, blob_crc: BLOB_CRC }}");
     let _ = writeln!(s, "}}");
     let _ = writeln!(
         s,
@@ -215,7 +220,7 @@ mod tests {
             inputs: vec![1; 2 * 784],
             labels: vec![3, 4],
             outputs: vec![-1; 20],
-            pixel_lut: [0; 256],
+            pixel_luts: vec![[0; 256]],
             raw_pixels: true,
         };
         (blob, expected)

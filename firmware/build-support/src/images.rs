@@ -1,8 +1,9 @@
-//! The Fashion-MNIST test images the firmware embeds.
+//! The test images the firmware embeds, and the default set: Fashion-MNIST.
 //!
-//! Preferred source: the repo's `models/data/test64_{images,labels}.u8` (raw
-//! 28x28 pixels, one byte per label). Fallback: the Debian `dataset-fashion-mnist`
-//! IDX files, whose first images are the same test split.
+//! Fashion-MNIST's preferred source: the repo's `models/data/test64_{images,labels}.u8`
+//! (raw 28x28 pixels, one byte per label). Fallback: the Debian `dataset-fashion-mnist`
+//! IDX files, whose first images are the same test split. A model's own images come from
+//! an ImageFolder instead (`crate::folder`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,24 @@ pub const SYSTEM_DATASET_DIR: &str = "/usr/share/datasets/fashion-mnist";
 /// `n` raw images and their labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestImages {
+    /// 8-bit pixels, image after image, each `h x w x c` (channels interleaved).
     pub pixels: Vec<u8>,
     pub labels: Vec<u8>,
+    /// `[h, w, c]` of every image.
+    pub shape: [usize; 3],
+    pub origin: Origin,
     /// Files read, for `cargo:rerun-if-changed`.
     pub sources: Vec<PathBuf>,
+}
+
+/// Where the images came from, which decides what a model of another input size gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The default set: a model of another input size still runs, on inputs cut from its
+    /// pixel stream.
+    FashionMnist,
+    /// An ImageFolder named for the model: its images must be the model's input.
+    Folder(PathBuf),
 }
 
 impl TestImages {
@@ -37,9 +52,15 @@ impl TestImages {
         self.labels.is_empty()
     }
 
+    /// Bytes of one image.
+    pub fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
     /// Raw pixels of image `i`.
     pub fn image(&self, i: usize) -> Option<&[u8]> {
-        self.pixels.get(i * IMAGE_LEN..(i + 1) * IMAGE_LEN)
+        let len = self.image_len();
+        self.pixels.get(i * len..(i + 1) * len)
     }
 }
 
@@ -85,6 +106,8 @@ fn take(
     Ok(TestImages {
         pixels,
         labels,
+        shape: [SIDE, SIDE, 1],
+        origin: Origin::FashionMnist,
         sources,
     })
 }

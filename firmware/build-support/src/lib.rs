@@ -5,10 +5,15 @@
 //! model region, runs the host `cbam-core` on the embedded test images to get
 //! the outputs the device must reproduce bit for bit, and emits everything into
 //! `OUT_DIR` (`cbam_testset.rs` is `include!`d by the firmware).
+//!
+//! The images are the first `CBAM_TEST_IMAGES` (default [`DEFAULT_TEST_IMAGES`]) of
+//! Fashion-MNIST's test set, or of the ImageFolder `CBAM_TEST_DATA` names (the model's own
+//! images, e.g. a colour model's; they must have its input size).
 
 pub mod boards;
 pub mod emit;
 pub mod expected;
+pub mod folder;
 pub mod images;
 pub mod linker;
 
@@ -40,10 +45,18 @@ pub enum Error {
     NoBlob(PathBuf),
     #[error("the model blob is invalid for the host core: {0}")]
     Core(String),
+    #[error("the model blob's metadata {0}; re-create the blob with `cbam quantize`")]
+    BlobMeta(String),
     #[error(
-        "the model's input is {h}x{w}x{c}; the embedded test images are 28x28x1 Fashion-MNIST"
+        "the model's input is {model} (HxWxC) but the images in {dir} are {images}; the firmware embeds images as they are: point CBAM_TEST_DATA at images of the model's input size"
     )]
-    InputShape { h: usize, w: usize, c: usize },
+    InputShape {
+        model: String,
+        images: String,
+        dir: PathBuf,
+    },
+    #[error("test image folder: {path} {why}")]
+    Folder { path: PathBuf, why: String },
     #[error("no test images: neither {repo} nor {system} exists (run scripts/setup.sh for dataset-fashion-mnist)")]
     NoTestImages { repo: PathBuf, system: PathBuf },
     #[error("CBAM_TEST_IMAGES={wanted} but {file} holds {available} images (use 1..={available})")]
@@ -99,6 +112,7 @@ pub fn generate(runtime: Option<Runtime>) -> Result<(), Error> {
 
     println!("cargo:rerun-if-env-changed=CBAM_BLOB");
     println!("cargo:rerun-if-env-changed=CBAM_TEST_IMAGES");
+    println!("cargo:rerun-if-env-changed=CBAM_TEST_DATA");
     println!("cargo:rerun-if-changed={}", boards_toml.display());
     let blob_path = match std::env::var_os("CBAM_BLOB") {
         Some(path) => manifest_dir.join(path),
@@ -120,11 +134,18 @@ pub fn generate(runtime: Option<Runtime>) -> Result<(), Error> {
     }
 
     let n = image_count()?;
-    let test_images = images::load(
-        &repo_root.join("models/data"),
-        Path::new(images::SYSTEM_DATASET_DIR),
-        n,
-    )?;
+    let test_images = match std::env::var_os("CBAM_TEST_DATA") {
+        Some(dir) => {
+            let dir = manifest_dir.join(dir);
+            println!("cargo:rerun-if-changed={}", dir.display());
+            folder::load(&dir, n)?
+        }
+        None => images::load(
+            &repo_root.join("models/data"),
+            Path::new(images::SYSTEM_DATASET_DIR),
+            n,
+        )?,
+    };
     for source in &test_images.sources {
         println!("cargo:rerun-if-changed={}", source.display());
     }

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cbam_compiler::data::{self, Sample};
+use cbam_compiler::data::{self, InputSpec};
 use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::ir::Op;
 use cbam_compiler::limits::Limits;
 use cbam_compiler::{import, passes};
 
 use crate::model_file::{self, ModelKind};
+use crate::norm::NormArgs;
 
 /// Which engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -80,28 +81,6 @@ impl ModelFile {
     }
 }
 
-/// How 8-bit pixels become the model input.
-#[derive(Debug, Clone)]
-struct Normalisation {
-    mean: Vec<f32>,
-    std: Vec<f32>,
-}
-
-impl Normalisation {
-    fn float_input(&self, pixels_chw: &[u8], plane: usize) -> Vec<f32> {
-        pixels_chw
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| {
-                let c = i.checked_div(plane).unwrap_or(0);
-                let mean = self.mean.get(c).copied().unwrap_or(0.0);
-                let std = self.std.get(c).copied().unwrap_or(1.0);
-                (f32::from(p) / 255.0 - mean) / std
-            })
-            .collect()
-    }
-}
-
 /// A model ready to run frame after frame.
 pub enum Runner<'b> {
     Tract(TractRunner),
@@ -110,8 +89,7 @@ pub enum Runner<'b> {
 
 pub struct TractRunner {
     model: FloatModel,
-    chw: [usize; 3],
-    norm: Normalisation,
+    spec: InputSpec,
     labels: Vec<String>,
     attention: Vec<AttentionValue>,
 }
@@ -130,19 +108,21 @@ pub struct CoreRunner<'b> {
     arena: Vec<u8>,
     output: Vec<i8>,
     labels: Vec<String>,
-    /// From the blob's metadata; only used when its input is not raw pixels.
-    norm: Normalisation,
+    /// From the blob's metadata and the flags; the normalisation is only used when the
+    /// blob's input is not raw pixels.
+    spec: InputSpec,
 }
 
 impl<'b> Runner<'b> {
     /// `with_attention`: locate the attention values (costs a graph import for ONNX).
     /// Notes for the user (e.g. no attention found) are pushed to `notes`. The model must be
-    /// a classifier within `limits`.
+    /// a classifier within `limits`; `norm` replaces what the model records of its input.
     pub fn new(
         file: &'b ModelFile,
         with_attention: bool,
         notes: &mut Vec<String>,
         limits: &Limits,
+        norm: &NormArgs,
     ) -> Result<Self> {
         match file.backend {
             BackendKind::Tract => Ok(Runner::Tract(TractRunner::new(
@@ -150,19 +130,17 @@ impl<'b> Runner<'b> {
                 with_attention,
                 notes,
                 limits,
+                norm,
             )?)),
-            BackendKind::Core => Ok(Runner::Core(CoreRunner::new(file, notes, limits)?)),
+            BackendKind::Core => Ok(Runner::Core(CoreRunner::new(file, notes, limits, norm)?)),
         }
     }
 
-    /// `[C, H, W]` of the model input.
-    pub fn input_chw(&self) -> [usize; 3] {
+    /// The model input: its shape, normalisation and how pictures are fitted to it.
+    pub fn input_spec(&self) -> &InputSpec {
         match self {
-            Runner::Tract(t) => t.chw,
-            Runner::Core(c) => {
-                let i = c.model.input();
-                [i.c, i.h, i.w]
-            }
+            Runner::Tract(t) => &t.spec,
+            Runner::Core(c) => &c.spec,
         }
     }
 
@@ -192,9 +170,10 @@ impl TractRunner {
         with_attention: bool,
         notes: &mut Vec<String>,
         limits: &Limits,
+        norm: &NormArgs,
     ) -> Result<Self> {
         let path = &file.path;
-        let spec = model_file::onnx_input_spec(path, &file.bytes, limits)?;
+        let spec = norm.apply(model_file::onnx_input_spec(path, &file.bytes, limits)?)?;
         let proto = model_file::decode_onnx(path, &file.bytes)?;
         model_file::vet_onnx(path, &proto)?;
         let labels = proto
@@ -213,19 +192,15 @@ impl TractRunner {
         };
         Ok(TractRunner {
             model,
-            chw: spec.shape,
-            norm: Normalisation {
-                mean: spec.mean,
-                std: spec.std,
-            },
+            spec,
             labels,
             attention,
         })
     }
 
     fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
-        let [_, h, w] = self.chw;
-        let input = self.norm.float_input(pixels_chw, h * w);
+        let [_, h, w] = self.spec.shape;
+        let input = self.spec.sample_from_chw(pixels_chw.to_vec()).input;
         if !with_attention || self.attention.is_empty() {
             let scores = self
                 .model
@@ -339,11 +314,25 @@ fn guess_hw(len: usize, ih: usize, iw: usize) -> (usize, usize) {
 }
 
 impl<'b> CoreRunner<'b> {
-    fn new(file: &'b ModelFile, notes: &mut Vec<String>, limits: &Limits) -> Result<Self> {
+    fn new(
+        file: &'b ModelFile,
+        notes: &mut Vec<String>,
+        limits: &Limits,
+        norm: &NormArgs,
+    ) -> Result<Self> {
         let model = model_file::parse_blob(&file.path, &file.bytes, limits)?;
         model_file::blob_classes(&file.path, &model)?;
         let (mean, std) = model_file::blob_normalisation(&file.path, &model)?;
-        if !model.input_is_raw_pixels() && mean.is_empty() && std.is_empty() {
+        let info = model.input();
+        let spec = InputSpec::new([info.c, info.h, info.w], &mean, &std)
+            .with_context(|| format!("model {}", file.path.display()))?
+            .with_preprocess(model_file::blob_preprocess(&file.path, &model)?);
+        let spec = norm.apply(spec)?;
+        if !model.input_is_raw_pixels()
+            && mean.is_empty()
+            && std.is_empty()
+            && norm.given().is_none()
+        {
             notes.push(format!(
                 "{}: the blob's input is not raw pixels and it records no normalisation; \
                  frames are fed as pixel/255",
@@ -351,7 +340,7 @@ impl<'b> CoreRunner<'b> {
             ));
         }
         Ok(CoreRunner {
-            norm: Normalisation { mean, std },
+            spec,
             arena: vec![0u8; model.arena_size()],
             output: vec![0i8; model.output().len()],
             labels: model.labels().map(str::to_string).collect(),
@@ -361,11 +350,7 @@ impl<'b> CoreRunner<'b> {
 
     fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
         let info = self.model.input();
-        let sample = Sample {
-            input: self.norm.float_input(pixels_chw, info.h * info.w),
-            pixels: Some(pixels_chw.to_vec()),
-            label: None,
-        };
+        let sample = self.spec.sample_from_chw(pixels_chw.to_vec());
         let q = data::core_input_for(&sample, &info, self.model.input_is_raw_pixels())
             .context("the frame does not fit the blob's input")?;
         let mut maps = MapCollector {
@@ -417,17 +402,5 @@ mod tests {
     fn map_size_follows_the_input_aspect() {
         assert_eq!(guess_hw(49, 28, 28), (7, 7));
         assert_eq!(guess_hw(8 * 4, 16, 8), (8, 4));
-    }
-
-    #[test]
-    fn normalisation_is_per_channel() {
-        let n = Normalisation {
-            mean: vec![0.5, 0.0],
-            std: vec![0.5, 1.0],
-        };
-        assert_eq!(
-            n.float_input(&[255, 0, 255, 0], 2),
-            vec![1.0, -1.0, 1.0, 0.0]
-        );
     }
 }

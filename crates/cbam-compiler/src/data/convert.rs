@@ -1,8 +1,9 @@
-//! From 8-bit pixels to the model's float input: channel conversion, resize and the model's
-//! pixel normalisation `(pixel / 255 - mean[c]) / std[c]`.
+//! From 8-bit pixels to the model's float input: the crop and resize and channel order of
+//! [`Preprocess`], then the model's pixel normalisation `(pixel / 255 - mean[c]) / std[c]`.
 
 use image::{imageops::FilterType, DynamicImage};
 
+use super::preprocess::{ChannelOrder, Preprocess};
 use super::{DataError, Sample};
 use crate::ir::Graph;
 
@@ -14,6 +15,20 @@ pub struct InputSpec {
     /// Per-channel mean and std of the normalisation, one entry per channel.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// How pictures of other sizes and channel orders become the input picture.
+    pub preprocess: Preprocess,
+}
+
+/// A picture fitted to the model input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FittedImage {
+    /// `[C, H, W]` 8-bit pixels, channels in the model's order.
+    pub pixels_chw: Vec<u8>,
+    /// The same picture at model resolution as RGB (grey for a 1-channel model), for
+    /// showing it.
+    pub rgb: image::RgbImage,
+    /// Set when the picture was cropped or resized: from what to what.
+    pub note: Option<String>,
 }
 
 impl InputSpec {
@@ -26,7 +41,16 @@ impl InputSpec {
         if let Some(why) = normalisation_problem(&mean, &std) {
             return Err(DataError::Meta { why });
         }
-        Ok(InputSpec { shape, mean, std })
+        Ok(InputSpec {
+            shape,
+            mean,
+            std,
+            preprocess: Preprocess::default(),
+        })
+    }
+
+    pub fn with_preprocess(self, preprocess: Preprocess) -> Self {
+        InputSpec { preprocess, ..self }
     }
 
     /// The input shape and `cbam.mean`/`cbam.std` metadata of an imported model.
@@ -95,7 +119,7 @@ impl InputSpec {
     }
 
     /// A sample from pixels already in the model's layout `[C, H, W]`.
-    pub(crate) fn sample_from_chw(&self, pixels: Vec<u8>) -> Sample {
+    pub fn sample_from_chw(&self, pixels: Vec<u8>) -> Sample {
         let plane = self.height() * self.width();
         let input = pixels
             .iter()
@@ -114,25 +138,70 @@ impl InputSpec {
         }
     }
 
-    /// A sample from a decoded image of any size and colour type. Returns whether it had
-    /// to be resized, so the caller can tell the user once.
+    /// A picture of any size and colour type as the model's input picture: the window of
+    /// [`Preprocess::resize`] scaled to the input size (bilinear), in the model's channels
+    /// and channel order.
+    pub fn fit_image(&self, image: &DynamicImage) -> Result<FittedImage, DataError> {
+        let channels = self.channels();
+        if channels != 1 && channels != 3 {
+            return Err(DataError::Channels { channels });
+        }
+        let (w, h) = (self.width(), self.height());
+        let (iw, ih) = (image.width() as usize, image.height() as usize);
+        let (x, y, cw, ch) = self.preprocess.resize.window(iw, ih, w, h);
+        let mut note = None;
+        let rgb = if (x, y, cw, ch, iw, ih) == (0, 0, w, h, w, h) {
+            image.to_rgb8()
+        } else {
+            let cropped = (cw, ch) != (iw, ih);
+            note = Some(if cropped {
+                format!(
+                    "{iw}x{ih} centre-cropped to {cw}x{ch} and resized to the model input \
+                     {w}x{h} (bilinear)"
+                )
+            } else {
+                format!("{iw}x{ih} resized to the model input {w}x{h} (bilinear)")
+            });
+            image
+                .crop_imm(x as u32, y as u32, cw as u32, ch as u32)
+                .resize_exact(w as u32, h as u32, FilterType::Triangle)
+                .to_rgb8()
+        };
+        let pixels_chw = if channels == 1 {
+            DynamicImage::ImageRgb8(rgb.clone()).to_luma8().into_raw()
+        } else {
+            let mut planes = hwc_to_chw(rgb.as_raw(), h * w, 3);
+            if self.preprocess.order == ChannelOrder::Bgr {
+                let plane = h * w;
+                let (r, rest) = planes.split_at_mut(plane);
+                r.swap_with_slice(&mut rest[plane..]);
+            }
+            planes
+        };
+        let rgb = if channels == 1 {
+            DynamicImage::ImageLuma8(
+                image::GrayImage::from_raw(w as u32, h as u32, pixels_chw.clone())
+                    .unwrap_or_default(),
+            )
+            .to_rgb8()
+        } else {
+            rgb
+        };
+        Ok(FittedImage {
+            pixels_chw,
+            rgb,
+            note,
+        })
+    }
+
+    /// A sample from a decoded image of any size and colour type, and the note saying how
+    /// it was fitted, if it had to be.
     pub(crate) fn sample_from_image(
         &self,
         image: DynamicImage,
-    ) -> Result<(Sample, bool), DataError> {
-        let (w, h) = (self.width(), self.height());
-        let resized = image.width() as usize != w || image.height() as usize != h;
-        let image = if resized {
-            image.resize_exact(w as u32, h as u32, FilterType::Triangle)
-        } else {
-            image
-        };
-        let pixels = match self.channels() {
-            1 => image.to_luma8().into_raw(),
-            3 => hwc_to_chw(&image.to_rgb8().into_raw(), h * w, 3),
-            channels => return Err(DataError::Channels { channels }),
-        };
-        Ok((self.sample_from_chw(pixels), resized))
+    ) -> Result<(Sample, Option<String>), DataError> {
+        let fitted = self.fit_image(&image)?;
+        Ok((self.sample_from_chw(fitted.pixels_chw), fitted.note))
     }
 
     /// A sample from a grayscale `h x w` image, the form IDX and `.u8` files store.
@@ -141,9 +210,9 @@ impl InputSpec {
         pixels: Vec<u8>,
         h: usize,
         w: usize,
-    ) -> Result<(Sample, bool), DataError> {
+    ) -> Result<(Sample, Option<String>), DataError> {
         if self.channels() == 1 && h == self.height() && w == self.width() {
-            return Ok((self.sample_from_chw(pixels), false));
+            return Ok((self.sample_from_chw(pixels), None));
         }
         let gray = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
             let at = y as usize * w + x as usize;
@@ -152,15 +221,9 @@ impl InputSpec {
         self.sample_from_image(DynamicImage::ImageLuma8(gray))
     }
 
-    /// The note a dataset carries when `count` images of `from` size were resized.
-    pub(crate) fn resize_note(&self, count: usize, from: (usize, usize)) -> String {
-        format!(
-            "{count} image(s) of {}x{} resized to the model input {}x{} (bilinear)",
-            from.1,
-            from.0,
-            self.width(),
-            self.height()
-        )
+    /// The note a dataset carries when `count` images were fitted as `first` says.
+    pub(crate) fn resize_note(count: usize, first: &str) -> String {
+        format!("{count} image(s) of {first}")
     }
 }
 
@@ -216,6 +279,7 @@ fn hwc_to_chw(hwc: &[u8], plane: usize, channels: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::preprocess::Resize;
     use super::*;
 
     #[test]
@@ -256,25 +320,90 @@ mod tests {
     fn rgb_image_becomes_planar_and_is_resized_when_needed() {
         let spec = InputSpec::new([3, 1, 2], &[], &[]).unwrap();
         let rgb = image::RgbImage::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
-        let (s, resized) = spec
+        let (s, note) = spec
             .sample_from_image(DynamicImage::ImageRgb8(rgb))
             .unwrap();
-        assert!(!resized);
+        assert_eq!(note, None);
         assert_eq!(s.pixels, Some(vec![1, 4, 2, 5, 3, 6]));
 
         let big = image::GrayImage::from_pixel(4, 2, image::Luma([200]));
-        let (s, resized) = spec
+        let (s, note) = spec
             .sample_from_image(DynamicImage::ImageLuma8(big))
             .unwrap();
-        assert!(resized);
+        assert_eq!(
+            note.as_deref(),
+            Some("4x2 resized to the model input 2x1 (bilinear)")
+        );
         assert_eq!(s.pixels, Some(vec![200; 6]));
+    }
+
+    /// A 4x2 picture: its left half red, its right half blue.
+    fn red_left_blue_right() -> DynamicImage {
+        DynamicImage::ImageRgb8(image::RgbImage::from_fn(4, 2, |x, _| {
+            if x < 2 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        }))
+    }
+
+    #[test]
+    fn bgr_models_get_the_blue_plane_first() {
+        let spec = InputSpec::new([3, 2, 4], &[], &[]).unwrap();
+        let rgb = spec.fit_image(&red_left_blue_right()).unwrap();
+        let bgr = spec
+            .with_preprocess(Preprocess {
+                order: ChannelOrder::Bgr,
+                ..Preprocess::default()
+            })
+            .fit_image(&red_left_blue_right())
+            .unwrap();
+        let (r, b) = (&rgb.pixels_chw[..8], &rgb.pixels_chw[16..]);
+        assert_eq!(r, [255, 255, 0, 0, 255, 255, 0, 0]);
+        assert_eq!(&bgr.pixels_chw[..8], b);
+        assert_eq!(&bgr.pixels_chw[16..], r);
+        assert_eq!(bgr.rgb, rgb.rgb, "the picture shown stays RGB");
+    }
+
+    #[test]
+    fn crop_keeps_the_centre_and_stretch_keeps_everything() {
+        let square = InputSpec::new([3, 2, 2], &[], &[]).unwrap();
+        let cropped = square.fit_image(&red_left_blue_right()).unwrap();
+        assert!(cropped.note.unwrap().contains("centre-cropped to 2x2"));
+        // The centre 2x2 window straddles the colours: one red and one blue column.
+        assert_eq!(&cropped.pixels_chw[..4], [255, 0, 255, 0]);
+        let stretched = square
+            .clone()
+            .with_preprocess(Preprocess {
+                resize: Resize::Stretch,
+                ..Preprocess::default()
+            })
+            .fit_image(&red_left_blue_right())
+            .unwrap();
+        assert!(!stretched.note.unwrap().contains("cropped"));
+        let red = &stretched.pixels_chw[..4];
+        assert!(red[0] > 200 && red[1] < 55, "{red:?}");
+        // Half of each side of the centred square: one pixel, the last red column.
+        let quarter = square
+            .with_preprocess(Preprocess {
+                resize: Resize::Crop { fraction: 0.5 },
+                ..Preprocess::default()
+            })
+            .fit_image(&red_left_blue_right())
+            .unwrap();
+        assert_eq!(
+            quarter.note.unwrap(),
+            "4x2 centre-cropped to 1x1 and resized to the model input 2x2 (bilinear)"
+        );
+        assert_eq!(&quarter.pixels_chw[..4], [255; 4]);
     }
 
     #[test]
     fn gray_source_for_an_rgb_model_repeats_the_channel() {
         let spec = InputSpec::new([3, 1, 1], &[], &[]).unwrap();
-        let (s, resized) = spec.sample_from_gray(vec![7], 1, 1).unwrap();
-        assert!(!resized);
+        let (s, note) = spec.sample_from_gray(vec![7], 1, 1).unwrap();
+        assert_eq!(note, None);
         assert_eq!(s.pixels, Some(vec![7, 7, 7]));
     }
 

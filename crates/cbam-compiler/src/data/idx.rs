@@ -41,16 +41,19 @@ pub(crate) fn load_images(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataEr
     let taken = n.min(cap.limit);
     cap.check_samples(taken, spec)?;
     let mut samples = Vec::with_capacity(taken);
-    let mut resized = 0;
+    let (mut fitted, mut first_note) = (0, None);
     for image in idx.data.chunks_exact(h * w).take(taken) {
-        let (sample, was_resized) = spec.sample_from_gray(image.to_vec(), h, w)?;
-        resized += usize::from(was_resized);
+        let (sample, note) = spec.sample_from_gray(image.to_vec(), h, w)?;
+        if let Some(note) = note {
+            fitted += 1;
+            first_note.get_or_insert(note);
+        }
         samples.push(sample);
     }
-    let mut notes = Vec::new();
-    if resized > 0 {
-        notes.push(spec.resize_note(resized, (h, w)));
-    }
+    let notes = first_note
+        .map(|note| InputSpec::resize_note(fitted, &note))
+        .into_iter()
+        .collect();
     Ok(Dataset {
         shape: spec.shape,
         samples,

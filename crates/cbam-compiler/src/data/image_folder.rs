@@ -30,21 +30,18 @@ pub(crate) fn load(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
     }
     cap.check_samples(files.len().min(limit), spec)?;
     let mut samples = Vec::with_capacity(files.len().min(limit));
-    let mut resized_from: Option<(usize, usize)> = None;
-    let mut resized = 0;
+    let (mut fitted, mut first_note) = (0, None);
     for (file, label) in files.iter().take(limit) {
-        let image = decode(file)?;
-        let size = (image.height() as usize, image.width() as usize);
-        let (mut sample, was_resized) = spec.sample_from_image(image)?;
-        if was_resized {
-            resized += 1;
-            resized_from.get_or_insert(size);
+        let (mut sample, note) = spec.sample_from_image(decode(file)?)?;
+        if let Some(note) = note {
+            fitted += 1;
+            first_note.get_or_insert(note);
         }
         sample.label = Some(*label);
         samples.push(sample);
     }
-    let notes = resized_from
-        .map(|from| spec.resize_note(resized, from))
+    let notes = first_note
+        .map(|note| InputSpec::resize_note(fitted, &note))
         .into_iter()
         .collect();
     Ok(Dataset {

@@ -16,6 +16,7 @@ mod convert;
 mod idx;
 mod image_folder;
 mod npy;
+mod preprocess;
 mod raw_u8;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,8 @@ use crate::ir::Graph;
 use crate::limits::{LimitExceeded, DEFAULT_MAX_DATA_BYTES};
 
 pub(crate) use convert::normalisation_problem;
-pub use convert::InputSpec;
+pub use convert::{FittedImage, InputSpec};
+pub use preprocess::{ChannelOrder, Preprocess, Resize};
 
 /// Why a data source could not be loaded. Every variant names the file and says what to do.
 #[derive(Debug, thiserror::Error)]

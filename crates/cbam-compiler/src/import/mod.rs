@@ -4,9 +4,9 @@
 //! batch fixed to 1. Shapes are inferred here, op by op; anything outside the accepted
 //! op set is an [`ImportError::Unsupported`] naming the node.
 
-mod attrs;
+pub(crate) mod attrs;
 mod builder;
-mod constant;
+pub(crate) mod constant;
 mod error;
 mod guard;
 mod model;

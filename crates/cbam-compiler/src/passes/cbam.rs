@@ -91,6 +91,7 @@ struct Channel<'g> {
     avg: Branch<'g>,
     max: Branch<'g>,
     logit: TensorId,
+    gate: TensorId,
 }
 
 /// `F' = Mul(F, Sigmoid(Add(mlp(avg), mlp(max))))` producing `fp`.
@@ -134,6 +135,7 @@ fn channel_gate(v: View<'_>, fp: TensorId) -> Option<Channel<'_>> {
             avg,
             max,
             logit,
+            gate,
         })
     })
 }
@@ -195,6 +197,7 @@ fn try_match(v: View<'_>, last: usize) -> Option<Found> {
             hidden_avg: name(g, ch.avg.hidden),
             hidden_max: name(g, ch.max.hidden),
             channel_logit: name(g, ch.logit),
+            channel_attention: name(g, ch.gate),
             channel_scaled: name(g, fp),
             pooled_map: name(g, pooled_map),
             spatial_logit: name(g, spatial_logit),

@@ -10,6 +10,7 @@
 
 mod affine;
 mod cbam;
+mod channel_sites;
 mod conv_to_linear;
 mod edit;
 mod fold_bn;
@@ -20,6 +21,7 @@ mod simplify;
 
 pub use affine::{affine_to_conv, batchnorm_to_affine, fold_affine};
 pub use cbam::match_cbam;
+pub use channel_sites::{channel_sites, ChannelSite, GateKind};
 pub use conv_to_linear::conv1x1_to_linear;
 pub use fold_bn::fold_batchnorm;
 pub use fold_pad::fold_pad;

@@ -182,17 +182,7 @@ fn every_export_style_becomes_one_cbam() -> Result<(), TestError> {
         assert_eq!(g.nodes.len(), 4, "{style:?}: {:#?}", g.nodes);
         // Every value the block names exists in the ONNX graph, so tract can output it.
         let onnx_values: HashSet<String> = b.nodes.iter().flat_map(|n| n.output.clone()).collect();
-        let v = &cbam.values;
-        for name in [
-            &v.avg_pooled,
-            &v.max_pooled,
-            &v.hidden_avg,
-            &v.hidden_max,
-            &v.channel_logit,
-            &v.channel_scaled,
-            &v.pooled_map,
-            &v.spatial_logit,
-        ] {
+        for name in cbam.values.all() {
             assert!(
                 onnx_values.contains(name),
                 "{name:?} is not an ONNX value ({style:?})"

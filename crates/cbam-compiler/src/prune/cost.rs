@@ -7,7 +7,7 @@
 
 use tract_onnx::pb::ModelProto;
 
-use super::onnx_util::{const_tensor, dims_usize, GraphIndex};
+use super::proto_edit::{const_tensor, dims_usize, GraphIndex};
 use super::shapes::ShapeMap;
 use super::surgery::SCATTER_SUFFIX;
 

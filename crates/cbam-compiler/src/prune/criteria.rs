@@ -4,10 +4,11 @@
 use tract_onnx::pb::{GraphProto, ModelProto};
 
 use super::activations::batch_of_one;
-use super::blocks::CbamSite;
-use super::onnx_util::{const_tensor, tensor_f32, GraphIndex};
+use super::proto_edit::{const_tensor, tensor_f32, GraphIndex};
 use super::PruneError;
 use crate::float_run::FloatModel;
+use crate::import::attrs;
+use crate::passes::ChannelSite;
 
 /// Attention statistics of one block over the calibration set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -18,10 +19,11 @@ pub struct AttentionStats {
     pub samples: usize,
 }
 
-/// Runs the float model on every calibration sample and summarises each block's `Mc`.
+/// Runs the float model on every calibration sample and summarises each site's gate
+/// (a CBAM block's `Mc`, an SE gate).
 pub fn attention_stats(
     proto: &ModelProto,
-    sites: &[CbamSite],
+    sites: &[ChannelSite],
     input_chw: &[usize],
     calib: &[Vec<f32>],
 ) -> Result<Vec<AttentionStats>, PruneError> {
@@ -129,9 +131,7 @@ pub fn producer_l1(g: &GraphProto, feature: &str, channels: usize) -> Result<Vec
         if node.op_type == "BatchNormalization" {
             let gamma = read(node.input.get(1))?;
             let var = read(node.input.get(4))?;
-            let eps = super::onnx_util::attr(node, "epsilon")
-                .map(|a| a.f)
-                .unwrap_or(1e-5);
+            let eps = attrs::float(node, "epsilon").unwrap_or(1e-5);
             for ((s, gm), v) in scale.iter_mut().zip(&gamma).zip(&var) {
                 *s *= (gm / (v + eps).sqrt()).abs();
             }

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 
 use tract_onnx::pb::GraphProto;
 
-use super::onnx_util::{attr_i, GraphIndex};
+use super::proto_edit::GraphIndex;
+use crate::import::attrs;
 
 /// Plain (group 1) convs reached from the outputs of the convs named in `from` without
 /// passing another conv, repeated `hops` times; in first-reached order, without `from`.
@@ -50,7 +51,7 @@ fn next_convs(g: &GraphProto, idx: &GraphIndex, start: &[usize]) -> Vec<usize> {
                 }
                 match g.node.get(c) {
                     // A grouped (depthwise) conv ends the path without being refitted.
-                    Some(n) if n.op_type == "Conv" && attr_i(n, "group").unwrap_or(1) != 1 => {}
+                    Some(n) if n.op_type == "Conv" && attrs::int(n, "group").unwrap_or(1) != 1 => {}
                     Some(n) if n.op_type == "Conv" => convs.push(c),
                     Some(_) => stack.push(c),
                     None => {}

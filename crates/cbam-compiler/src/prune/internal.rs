@@ -17,12 +17,12 @@
 use tract_onnx::pb::{GraphProto, ModelProto};
 
 use super::activations::{capture, channel_mean_abs};
-use super::blocks::CbamSite;
 use super::criteria::AttentionStats;
-use super::onnx_util::{const_tensor, dims_usize, tensor_f32, GraphIndex};
+use super::proto_edit::{const_tensor, dims_usize, tensor_f32, GraphIndex};
 use super::shapes::ShapeMap;
 use super::surgery::{cut_channels, SurgeryOptions};
 use super::PruneError;
+use crate::passes::ChannelSite;
 
 /// One internal group as found in the graph.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,25 +40,30 @@ pub struct InternalSite {
 const TRANSPARENT: &[&str] = &["BatchNormalization", "Identity", "Dropout"];
 
 /// Conv outputs whose cut stays inside one block: no scatter before an Add, no CBAM
-/// feature map among the values it narrows.
+/// feature map among the values it narrows. A conv whose channels another site already
+/// narrows (a depthwise conv after the expansion conv of an inverted residual) is the same
+/// group and not listed again.
 pub fn find_internal_sites(
     proto: &ModelProto,
     shapes: &ShapeMap,
-    sites: &[CbamSite],
+    sites: &[ChannelSite],
 ) -> Result<Vec<InternalSite>, PruneError> {
     let g = proto
         .graph
         .as_ref()
         .ok_or_else(|| PruneError::Unsupported("the ONNX model has no graph".into()))?;
     let mut found = Vec::new();
+    let mut claimed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for node in g.node.iter().filter(|n| n.op_type == "Conv") {
         let Some(out) = node.output.first() else {
             continue;
         };
-        let Some(&[1, channels, _, _]) = shapes.get(out).map(Vec::as_slice) else {
+        let Some(&[1, channels, h, w]) = shapes.get(out).map(Vec::as_slice) else {
             continue;
         };
-        if channels < 2 {
+        // A one-pixel output is an attention MLP's hidden layer: it costs next to nothing,
+        // and cutting it would change the gate where no refit can repair it.
+        if channels < 2 || h * w < 2 {
             continue;
         }
         let mut copy = proto.clone();
@@ -72,9 +77,11 @@ pub fn find_internal_sites(
         let touches_cbam = sites
             .iter()
             .any(|s| outcome.cut_values.contains(&s.feature));
-        if !outcome.scattered_adds.is_empty() || touches_cbam {
+        let same_group = outcome.cut_values.iter().any(|v| claimed.contains(v));
+        if !outcome.scattered_adds.is_empty() || touches_cbam || same_group {
             continue;
         }
+        claimed.extend(outcome.cut_values.iter().cloned());
         let consumer = match outcome.consumer_convs.as_slice() {
             [one] => Some(one.clone()),
             _ => None,
@@ -95,7 +102,7 @@ fn attended_by<'a>(
     g: &GraphProto,
     idx: &GraphIndex,
     conv: &str,
-    sites: &'a [CbamSite],
+    sites: &'a [ChannelSite],
     stats: &'a [AttentionStats],
 ) -> Option<&'a AttentionStats> {
     let node = g.node.iter().find(|n| n.name == conv)?;
@@ -168,7 +175,7 @@ pub fn propagated_scores(
     input_chw: &[usize],
     calib: &[Vec<f32>],
     internal: &[InternalSite],
-    sites: &[CbamSite],
+    sites: &[ChannelSite],
     stats: &[AttentionStats],
 ) -> Result<Vec<Option<Vec<f32>>>, PruneError> {
     let g = proto

@@ -1,8 +1,10 @@
 //! `cbam prune`: remove the channels that CBAM's channel attention rarely attends to.
 //!
 //! 1. [`analyze`]: find the channel groups and gather their statistics on the calibration
-//!    set. *Attended* groups are CBAM feature maps ([`blocks`]): each channel's attention
-//!    `Mc` (mean and 10th percentile, [`criteria`]). *Internal* groups are conv outputs used
+//!    set. *Attended* groups are the feature maps a channel-attention gate scales, as the
+//!    compiler recognises them ([`passes::channel_sites`](crate::passes::channel_sites): CBAM
+//!    blocks, SE-style sigmoid or hard-sigmoid gates): each channel's gate value (mean and
+//!    10th percentile, [`criteria`]). *Internal* groups are conv outputs used
 //!    only inside a block, such as a residual block's `conv1` ([`internal`]): attention
 //!    propagated through the conv that reads them. Both also carry the L1 norm of the
 //!    producing filters, the classic baseline.
@@ -26,14 +28,13 @@
 //! values >= 0, so zeros never win the max).
 
 pub mod activations;
-pub mod blocks;
 pub mod cost;
 pub mod criteria;
 pub mod downstream;
 pub mod internal;
 pub mod lstsq;
-pub mod onnx_util;
 pub mod plot;
+pub mod proto_edit;
 pub mod reconstruct;
 pub mod select;
 pub mod sensitivity;
@@ -43,7 +44,6 @@ pub mod surgery;
 pub mod report;
 mod run;
 
-pub use blocks::CbamSite;
 pub use cost::Cost;
 pub use criteria::AttentionStats;
 pub use reconstruct::{ReconstructOptions, ReconstructionReport};
@@ -62,6 +62,7 @@ use tract_onnx::pb::ModelProto;
 
 use crate::float_run::FloatRunError;
 use crate::import::{self, ImportError};
+use crate::passes::PassError;
 
 /// What ranks channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -178,14 +179,14 @@ pub enum PruneError {
     BudgetUnreachable { budget: u64, best: Option<u64> },
     #[error("a MAC budget in percent must be strictly between 0% and 100% of the model's MACs, got {}%", .0 * 100.0)]
     BadBudgetFraction(f64),
-    #[error("no CBAM block found: there is no channel attention to rank channels by; use --criterion l1 to rank by the L1 norm of conv filters")]
-    NoCbam,
+    #[error("no channel attention found: the compiler recognises no CBAM block and no channel gate (a feature map multiplied by a per-channel sigmoid or hard-sigmoid gate) in this model, so there is nothing to rank channels by; use --criterion l1 to rank by the L1 norm of conv filters")]
+    NoAttention,
+    #[error("the compiler cannot import this model (pruning finds its attention through the import): {0}")]
+    Import(#[source] ImportError),
+    #[error("the compiler's passes failed on this model: {0}")]
+    Passes(#[source] PassError),
     #[error("no prunable channel group found: {0}")]
     NothingPrunable(String),
-    #[error(
-        "the model input shape is not fixed in the ONNX file; re-export with a static input shape"
-    )]
-    DynamicInput,
 }
 
 /// Reads an ONNX file into tract-onnx's protobuf types, checked as the importer checks

@@ -19,12 +19,13 @@ use tract_onnx::pb::{GraphProto, ModelProto, NodeProto};
 
 use super::activations::capture;
 use super::lstsq::NormalEquations;
-use super::onnx_util::{
-    attr_i, attr_ints, const_tensor, const_tensor_mut, dims_usize, new_tensor_f32, set_tensor_f32,
-    tensor_f32, GraphIndex,
+use super::proto_edit::{
+    const_tensor, const_tensor_mut, dims_usize, new_tensor_f32, set_tensor_f32, tensor_f32,
+    GraphIndex,
 };
 use super::shapes::ShapeMap;
 use super::PruneError;
+use crate::import::attrs;
 
 /// Knobs of the fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,12 +136,10 @@ pub fn conv_geometry(
     node: &NodeProto,
     shapes: &ShapeMap,
 ) -> Result<ConvGeometry, PruneError> {
-    if attr_i(node, "group").unwrap_or(1) != 1 {
+    if attrs::int(node, "group").unwrap_or(1) != 1 {
         return Err(unsupported(node, "grouped convolution"));
     }
-    let auto_pad = super::onnx_util::attr(node, "auto_pad")
-        .map(|a| String::from_utf8_lossy(&a.s).to_string())
-        .unwrap_or_default();
+    let auto_pad = attrs::string(node, "auto_pad").unwrap_or_default();
     if !(auto_pad.is_empty() || auto_pad == "NOTSET" || auto_pad == "VALID") {
         return Err(unsupported(
             node,
@@ -160,7 +159,7 @@ pub fn conv_geometry(
         return Err(unsupported(node, "weight is not 4-D"));
     };
     let pair = |name: &str, default: usize| -> [usize; 2] {
-        match attr_ints(node, name).as_deref() {
+        match attrs::ints(node, name).as_deref() {
             Some([a, b, ..]) => [(*a).max(0) as usize, (*b).max(0) as usize],
             _ => [default, default],
         }

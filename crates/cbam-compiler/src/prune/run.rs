@@ -3,12 +3,11 @@
 use tract_onnx::pb::ModelProto;
 
 use super::activations::batch_of_one;
-use super::blocks::find_cbam_sites;
 use super::cost::{model_cost, Cost};
 use super::criteria::{attention_stats, producer_l1, AttentionStats};
 use super::downstream::downstream_convs;
 use super::internal::{find_internal_sites, propagated_scores};
-use super::onnx_util::{
+use super::proto_edit::{
     const_tensor_mut, dims_usize, materialize_constant_identities, set_tensor_f32, tensor_f32,
     GraphIndex,
 };
@@ -20,10 +19,12 @@ use super::report::{
 };
 use super::select::{self, Selection};
 use super::sensitivity::{allocation_order, probe_depths, Reference, SensitivityCurve};
-use super::shapes::{declared_input_chw, value_shapes, ShapeMap};
+use super::shapes::{value_shapes, ShapeMap};
 use super::surgery::{cut_channels, CutOutcome, SurgeryOptions};
 use super::{Criterion, GroupKind, PruneError, PruneOptions, Scope};
 use crate::float_run::{self, FloatModel};
+use crate::import;
+use crate::passes::{self, ChannelSite};
 
 /// A set of channels pruned together: a CBAM block's feature map, or a conv output that
 /// stays inside a block (see [`super::internal`]); for `--criterion l1` on a model without
@@ -72,7 +73,7 @@ impl Group {
 #[derive(Debug, Clone)]
 pub struct Analysis {
     /// The model the analysis (and every cut) works on: the input with constant
-    /// `Identity` nodes materialised (see [`super::onnx_util::materialize_constant_identities`]).
+    /// `Identity` nodes materialised (see [`super::proto_edit::materialize_constant_identities`]).
     pub proto: ModelProto,
     pub input_chw: Vec<usize>,
     pub shapes: ShapeMap,
@@ -126,7 +127,7 @@ fn internal_groups(
     shapes: &ShapeMap,
     input_chw: &[usize],
     calib: &[Vec<f32>],
-    sites: &[super::blocks::CbamSite],
+    sites: &[ChannelSite],
     stats: &[AttentionStats],
 ) -> Result<Vec<Group>, PruneError> {
     let g = graph(proto)?;
@@ -155,6 +156,14 @@ fn internal_groups(
         .collect()
 }
 
+/// The channel-attention sites of `proto` as the compiler recognises them: imported and
+/// optimised as `quantize` does, so pruning ranks exactly the blocks `inspect` lists.
+fn recognised_sites(proto: &ModelProto) -> Result<Vec<ChannelSite>, PruneError> {
+    let graph = import::import_model(proto, None).map_err(PruneError::Import)?;
+    let graph = passes::optimize(graph).map_err(PruneError::Passes)?;
+    Ok(passes::channel_sites(&graph))
+}
+
 /// Finds the groups and gathers their statistics on `calib` (samples are `C*H*W` floats in
 /// the model's input layout and normalisation).
 pub fn analyze(
@@ -167,17 +176,18 @@ pub fn analyze(
         materialize_constant_identities(g);
     }
     let proto = &owned;
-    let input_chw = declared_input_chw(proto).ok_or(PruneError::DynamicInput)?;
+    let (_, input_shape) = import::input_of(proto).map_err(PruneError::Import)?;
+    let input_chw = input_shape.get(1..).unwrap_or_default().to_vec();
     if calib.is_empty() {
         return Err(PruneError::EmptyData("calibration"));
     }
     check_samples(&input_chw, calib)?;
     let shapes = value_shapes(proto, &input_chw)?;
     let g = graph(proto)?;
-    let sites = find_cbam_sites(g, &shapes);
+    let sites = recognised_sites(proto)?;
     if sites.is_empty() {
         if criterion == Criterion::Attention {
-            return Err(PruneError::NoCbam);
+            return Err(PruneError::NoAttention);
         }
         let groups = internal_groups(proto, &shapes, &input_chw, calib, &[], &[])?;
         return Ok(Analysis {
@@ -485,9 +495,20 @@ pub fn reconstruct(
         .filter(|((_, r), _)| !r.is_empty())
         .map(|((g, r), o)| (g, r, o))
         .collect();
+    // A conv on a pooled vector is an attention MLP (or the classifier), applied to the
+    // average and the max alike: refitting one application would break the weights they
+    // share, and the compiler would no longer see one MLP.
+    let reads_map = |conv: &String| {
+        og.node
+            .iter()
+            .find(|n| &n.name == conv)
+            .and_then(|n| n.input.first())
+            .and_then(|x| analysis.shapes.get(x))
+            .is_some_and(|s| s.iter().skip(2).product::<usize>() > 1)
+    };
     let mut targets: Vec<ReconstructTarget> = Vec::new();
     for conv in cuts.iter().flat_map(|(_, _, o)| &o.consumer_convs) {
-        if targets.iter().any(|t| &t.conv == conv) {
+        if targets.iter().any(|t| &t.conv == conv) || !reads_map(conv) {
             continue;
         }
         let output = og
@@ -506,7 +527,10 @@ pub fn reconstruct(
     }
     let cut_consumers: Vec<String> = targets.iter().map(|t| t.conv.clone()).collect();
     let cut_values: Vec<&String> = cuts.iter().flat_map(|(_, _, o)| &o.cut_values).collect();
-    for conv in downstream_convs(og, &cut_consumers, options.downstream) {
+    for conv in downstream_convs(og, &cut_consumers, options.downstream)
+        .into_iter()
+        .filter(|c| reads_map(c))
+    {
         // A conv whose output a cut narrowed is refitted through its own cut, if at all.
         let narrowed = og
             .node

@@ -17,7 +17,8 @@ pub fn load_typed(proto: &ModelProto, input_chw: &[usize]) -> Result<TypedModel,
     Ok(float_run::typed_model(proto, input_chw)?)
 }
 
-/// Shapes of all labelled outlets of a typed model, plus the shapes of constants.
+/// Shapes of all labelled outlets of a typed model, plus the shapes of constants
+/// (initializers and `Constant` nodes, which tract folds away).
 pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap, PruneError> {
     let typed = load_typed(proto, input_chw)?;
     let mut map = ShapeMap::new();
@@ -30,29 +31,13 @@ pub fn value_shapes(proto: &ModelProto, input_chw: &[usize]) -> Result<ShapeMap,
         }
     }
     if let Some(g) = proto.graph.as_ref() {
-        for t in &g.initializer {
-            map.entry(t.name.clone())
-                .or_insert_with(|| super::onnx_util::dims_usize(t));
+        let index = super::proto_edit::GraphIndex::new(g);
+        for (name, &slot) in &index.consts {
+            if let Some(t) = super::proto_edit::const_tensor(g, slot) {
+                map.entry(name.clone())
+                    .or_insert_with(|| super::proto_edit::dims_usize(t));
+            }
         }
     }
     Ok(map)
-}
-
-/// The model's declared input shape without the batch dimension, if fully known.
-pub fn declared_input_chw(proto: &ModelProto) -> Option<Vec<usize>> {
-    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto::Value as TypeValue};
-    let g = proto.graph.as_ref()?;
-    let init: std::collections::HashSet<&str> =
-        g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let input = g.input.iter().find(|i| !init.contains(i.name.as_str()))?;
-    let TypeValue::TensorType(tt) = input.r#type.as_ref()?.value.as_ref()?;
-    let dims = &tt.shape.as_ref()?.dim;
-    let mut out = Vec::new();
-    for d in dims.iter().skip(1) {
-        match d.value.as_ref()? {
-            Value::DimValue(v) if *v > 0 => out.push(*v as usize),
-            _ => return None,
-        }
-    }
-    Some(out)
 }

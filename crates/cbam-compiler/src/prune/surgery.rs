@@ -13,14 +13,15 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use tract_onnx::pb::{GraphProto, ModelProto, NodeProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 
-use super::onnx_util::{
-    self, attr_i, const_tensor, const_tensor_mut, dims_usize, new_tensor_f32, reduce_axes,
-    set_attr_i, set_tensor_f32, set_tensor_i64, tensor_f32, tensor_i64, GraphIndex,
+use super::proto_edit::{
+    self, const_tensor, const_tensor_mut, dims_usize, new_tensor_f32, reduce_axes, set_attr_i,
+    set_tensor_f32, set_tensor_i64, tensor_f32, tensor_i64, GraphIndex,
 };
 use super::shapes::ShapeMap;
 use super::PruneError;
+use crate::import::attrs;
 
 /// Name suffix of the node inserted before a residual `Add` whose branch was pruned.
 ///
@@ -110,10 +111,15 @@ struct Engine<'a> {
     /// Values that must keep their full channel count (the far side of a boundary).
     keep_full: HashSet<String>,
     visited: HashSet<usize>,
+    /// Nodes visited again whenever a value they touch is cut.
+    revisit: HashSet<usize>,
+    /// Constants a node stopped reading for a private copy.
+    replaced: HashSet<String>,
     queue: VecDeque<usize>,
-    sliced: HashMap<String, (usize, usize)>,
+    sliced: HashMap<String, Vec<(usize, usize)>>,
     reachable: HashSet<String>,
     graph_outputs: HashSet<String>,
+    graph_inputs: HashSet<String>,
     scatters: Vec<(usize, usize)>,
     means: Vec<usize>,
     consumers: Vec<String>,
@@ -151,8 +157,11 @@ impl Engine<'_> {
             )));
         }
         let shape = self.shape(v)?;
-        let channel_major =
-            shape.first() == Some(&1) && shape.get(1).is_some_and(|c| c % self.full == 0);
+        // `[1, C, ..]`, or `[C * ..]`: a batch-1 map flattened whole (dynamo's views).
+        let channel_major = match shape {
+            [n] => n % self.full == 0,
+            _ => shape.first() == Some(&1) && shape.get(1).is_some_and(|c| c % self.full == 0),
+        };
         if !channel_major {
             return Err(PruneError::Unsupported(format!(
                 "value `{v}` of shape {shape:?} does not carry the {} cut channels on axis 1",
@@ -180,14 +189,17 @@ impl Engine<'_> {
 
     /// Slices constant `name` along `axis`, keeping blocks of `block` elements per channel.
     fn slice_const(&mut self, name: &str, axis: usize, block: usize) -> Result<(), PruneError> {
-        if let Some(&prev) = self.sliced.get(name) {
-            return if prev == (axis, block) {
-                Ok(())
-            } else {
-                Err(PruneError::Coupled(format!(
-                    "constant `{name}` is shared by nodes cut along different axes"
-                )))
-            };
+        let before = self.sliced.get(name).map(Vec::as_slice).unwrap_or_default();
+        if before.contains(&(axis, block)) {
+            return Ok(());
+        }
+        // One node's square weight loses rows and columns (SE's `C -> C` layer); a weight two
+        // nodes read along different axes cannot serve both once cut.
+        let one_reader = self.idx.consumers_of(name).len() <= 1;
+        if before.iter().any(|&(a, _)| a == axis) || (!before.is_empty() && !one_reader) {
+            return Err(PruneError::Coupled(format!(
+                "constant `{name}` is shared by nodes cut along different axes"
+            )));
         }
         let slot = *self.idx.consts.get(name).ok_or_else(|| {
             PruneError::Unsupported(format!(
@@ -222,7 +234,10 @@ impl Engine<'_> {
         if let Some(t) = const_tensor_mut(self.g, slot) {
             set_tensor_f32(t, &new_dims, &out);
         }
-        self.sliced.insert(name.to_string(), (axis, block));
+        self.sliced
+            .entry(name.to_string())
+            .or_default()
+            .push((axis, block));
         Ok(())
     }
 
@@ -234,7 +249,7 @@ impl Engine<'_> {
 
     fn run(&mut self) -> Result<(), PruneError> {
         while let Some(i) = self.queue.pop_front() {
-            if !self.visited.insert(i) {
+            if !self.visited.insert(i) && !self.revisit.contains(&i) {
                 continue;
             }
             let node = self.node(i)?;
@@ -250,6 +265,10 @@ impl Engine<'_> {
         match op {
             "Conv" => self.visit_conv(i, node),
             "Gemm" | "MatMul" => self.visit_matmul(node),
+            "Gather" => self.visit_gather(i, node),
+            // Its output is metadata: the reshapes and expands it feeds follow the cut at
+            // run time (the official CBAM code's `view` and `expand_as`).
+            "Shape" => Ok(()),
             "BatchNormalization" | "InstanceNormalization" => {
                 let params = if op == "BatchNormalization" {
                     1..5
@@ -268,7 +287,7 @@ impl Engine<'_> {
                 self.cut_value(&input0)?;
                 self.cut_value(&output0)
             }
-            _ if RESHAPES.contains(&op) => self.visit_reshape(node),
+            _ if RESHAPES.contains(&op) => self.visit_reshape(i, node),
             _ if REDUCES.contains(&op) => self.visit_reduce(i, node),
             _ if ELEMENTWISE.contains(&op) => self.visit_elementwise(i, node),
             _ => Err(unsupported(
@@ -283,7 +302,15 @@ impl Engine<'_> {
         let w = node.input.get(1).cloned().unwrap_or_default();
         let b = node.input.get(2).filter(|b| !b.is_empty()).cloned();
         let y = node.output.first().cloned().unwrap_or_default();
-        let group = attr_i(node, "group").unwrap_or(1).max(1) as usize;
+        // The first conv sees raw pixels and every later feature depends on it; like most
+        // structured pruning, this leaves it whole (it is also among the cheapest layers).
+        if self.graph_inputs.contains(&x) {
+            return Err(unsupported(
+                node,
+                "the model's first conv keeps all its output channels",
+            ));
+        }
+        let group = attrs::int(node, "group").unwrap_or(1).max(1) as usize;
         let x_channels = self.shape(&x)?.get(1).copied().unwrap_or(0);
         let y_channels = self.shape(&y)?.get(1).copied().unwrap_or(0);
         if group > 1 {
@@ -305,6 +332,10 @@ impl Engine<'_> {
             self.cut_value(&x)?;
             return self.cut_value(&y);
         }
+        let one_pixel = |s: &[usize]| s.iter().skip(2).product::<usize>() == 1;
+        if one_pixel(self.shape(&x)?) && one_pixel(self.shape(&y)?) {
+            return self.visit_vector_conv(i, node);
+        }
         if self.cut.contains(&y) {
             self.slice_const(&w, 0, 1)?;
             if let Some(b) = &b {
@@ -324,18 +355,37 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// A conv on a pooled vector, inside an attention gate: it may carry the cut through,
+    /// as SE's single `C -> C` layer does from the cut average to the gate of the cut map,
+    /// or end it, as a CBAM MLP's first layer does. Either side may be cut after the first
+    /// visit, so it is visited again whenever one is (see [`Engine::run`]).
+    fn visit_vector_conv(&mut self, i: usize, node: &NodeProto) -> Result<(), PruneError> {
+        self.revisit.insert(i);
+        let w = node.input.get(1).cloned().unwrap_or_default();
+        if node.output.first().is_some_and(|y| self.cut.contains(y)) {
+            self.slice_const(&w, 0, 1)?;
+            if let Some(b) = node.input.get(2).filter(|b| !b.is_empty()) {
+                self.slice_const(b, 0, 1)?;
+            }
+        }
+        if node.input.first().is_some_and(|x| self.cut.contains(x)) {
+            self.slice_const(&w, 1, 1)?;
+        }
+        Ok(())
+    }
+
     /// `Gemm` (transA = 0) and `MatMul` with a constant right-hand side.
     fn visit_matmul(&mut self, node: &NodeProto) -> Result<(), PruneError> {
         let a = node.input.first().cloned().unwrap_or_default();
         let w = node.input.get(1).cloned().unwrap_or_default();
         let y = node.output.first().cloned().unwrap_or_default();
-        if attr_i(node, "transA").unwrap_or(0) != 0 {
+        if attrs::int(node, "transA").unwrap_or(0) != 0 {
             return Err(unsupported(node, "transA = 1"));
         }
         if !self.idx.is_const(&w) {
             return Err(unsupported(node, "right-hand side is not a constant"));
         }
-        let trans_b = node.op_type == "Gemm" && attr_i(node, "transB").unwrap_or(0) != 0;
+        let trans_b = node.op_type == "Gemm" && attrs::int(node, "transB").unwrap_or(0) != 0;
         let (in_axis, out_axis) = if trans_b { (1, 0) } else { (0, 1) };
         if self.cut.contains(&a) {
             let block = self.block_of(&a)?;
@@ -355,22 +405,81 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn visit_reshape(&mut self, node: &NodeProto) -> Result<(), PruneError> {
+    /// Dynamo's `as_strided` view: a `Gather` on axis 0 of a map flattened whole, with the
+    /// constant indices `0..n` shaped like the map. The cut passes through and the indices
+    /// become `0..k`, shaped like the cut map.
+    fn visit_gather(&mut self, i: usize, node: &NodeProto) -> Result<(), PruneError> {
         let x = node.input.first().cloned().unwrap_or_default();
         let y = node.output.first().cloned().unwrap_or_default();
-        if node.op_type == "Flatten" && attr_i(node, "axis").unwrap_or(1) != 1 {
+        let indices = node.input.get(1).cloned().unwrap_or_default();
+        let n = match self.shape(&x)? {
+            [n] => *n,
+            _ => {
+                return Err(unsupported(
+                    node,
+                    "gathers from a map that is not flattened",
+                ))
+            }
+        };
+        let t = self
+            .idx
+            .consts
+            .get(&indices)
+            .and_then(|&slot| const_tensor(self.g, slot))
+            .ok_or_else(|| unsupported(node, "indices computed at run time"))?;
+        let in_order = tensor_i64(t).is_some_and(|v| v.into_iter().eq(0..n as i64));
+        if attrs::int(node, "axis").unwrap_or(0) != 0 || !in_order {
+            return Err(unsupported(node, "not an in-order view of the whole map"));
+        }
+        let mut dims = t.dims.clone();
+        self.cut_value(&x)?;
+        self.cut_value(&y)?;
+        let axis = usize::from(dims.len() > 1);
+        if let Some(d) = dims.get_mut(axis) {
+            *d = *d / self.full as i64 * self.kept.len() as i64;
+        }
+        let kept = (n / self.full * self.kept.len()) as i64;
+        self.set_i64_operand(i, 1, dims, &(0..kept).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// Gives input `slot` of node `i` a constant of its own with `values`: other nodes may
+    /// share the original (exporters deduplicate equal shapes and index lists).
+    fn set_i64_operand(&mut self, i: usize, slot: usize, dims: Vec<i64>, values: &[i64]) {
+        let Some(node) = self.g.node.get_mut(i) else {
+            return;
+        };
+        let Some(input) = node.input.get_mut(slot) else {
+            return;
+        };
+        let name = format!("{input}.cbam_prune.{}", node.name);
+        self.replaced.insert(std::mem::replace(input, name.clone()));
+        let mut t = TensorProto {
+            name,
+            dims,
+            data_type: tract_onnx::pb::tensor_proto::DataType::Int64 as i32,
+            ..Default::default()
+        };
+        set_tensor_i64(&mut t, values);
+        self.g.initializer.push(t);
+    }
+
+    fn visit_reshape(&mut self, i: usize, node: &NodeProto) -> Result<(), PruneError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let y = node.output.first().cloned().unwrap_or_default();
+        if node.op_type == "Flatten" && attrs::int(node, "axis").unwrap_or(1) != 1 {
             return Err(unsupported(node, "Flatten with axis != 1"));
         }
         self.cut_value(&x)?;
         self.cut_value(&y)?;
         if matches!(node.op_type.as_str(), "Reshape" | "Expand") {
-            self.fix_shape_operand(node, &y)?;
+            self.fix_shape_operand(i, node, &y)?;
         }
         Ok(())
     }
 
     /// A constant target shape names the channel count literally: scale it to the kept count.
-    fn fix_shape_operand(&mut self, node: &NodeProto, y: &str) -> Result<(), PruneError> {
+    fn fix_shape_operand(&mut self, i: usize, node: &NodeProto, y: &str) -> Result<(), PruneError> {
         let Some(shape_name) = node.input.get(1) else {
             return Ok(());
         };
@@ -378,18 +487,14 @@ impl Engine<'_> {
             return Ok(()); // computed from the input's shape at run time: follows the cut
         };
         let out_c = self.shape(y)?.get(1).copied().unwrap_or(0);
-        let Some(mut target) = const_tensor(self.g, slot).and_then(tensor_i64) else {
+        let t = const_tensor(self.g, slot);
+        let dims = t.map(|t| t.dims.clone()).unwrap_or_default();
+        let Some(mut target) = t.and_then(tensor_i64) else {
             return Err(unsupported(node, "shape operand is not INT64"));
         };
         if target.get(1).is_some_and(|&c| c > 0 && c as usize == out_c) {
             target[1] = (out_c / self.full * self.kept.len()) as i64;
-            let shared = self.idx.consumers_of(shape_name).len() > 1;
-            if shared {
-                return Err(unsupported(node, "shape constant shared with other nodes"));
-            }
-            if let Some(t) = const_tensor_mut(self.g, slot) {
-                set_tensor_i64(t, &target);
-            }
+            self.set_i64_operand(i, 1, dims, &target);
         }
         Ok(())
     }
@@ -516,6 +621,7 @@ pub fn cut_channels(
     let idx = GraphIndex::new(g);
     let reachable = forward_closure(g, &idx, seed);
     let graph_outputs = g.output.iter().map(|o| o.name.clone()).collect();
+    let graph_inputs = g.input.iter().map(|i| i.name.clone()).collect();
     let mut engine = Engine {
         g,
         idx,
@@ -525,10 +631,13 @@ pub fn cut_channels(
         cut: HashSet::new(),
         keep_full: HashSet::new(),
         visited: HashSet::new(),
+        revisit: HashSet::new(),
+        replaced: HashSet::new(),
         queue: VecDeque::new(),
         sliced: HashMap::new(),
         reachable,
         graph_outputs,
+        graph_inputs,
         scatters: Vec::new(),
         means: Vec::new(),
         consumers: Vec::new(),
@@ -553,8 +662,10 @@ pub fn cut_channels(
             .collect();
     }
     insert_scatters(&mut engine, &mut outcome)?;
-    let cut = engine.cut;
-    model_graph_drop_value_info(model, &cut);
+    drop_unread(engine.g, &engine.replaced);
+    let mut stale = engine.cut;
+    stale.extend(engine.sliced.into_keys());
+    forget_stale_shapes(model, &stale);
     Ok(outcome)
 }
 
@@ -605,7 +716,7 @@ fn mean_consumer_conv(e: &Engine, mean_out: &str) -> Result<Option<(String, usiz
         return Ok(None);
     };
     let (conv_input, channel) = if node.op_type == "Concat" {
-        let axis = attr_i(node, "axis").unwrap_or(0);
+        let axis = attrs::int(node, "axis").unwrap_or(0);
         if axis != 1 && axis != -3 {
             return Ok(None);
         }
@@ -636,7 +747,7 @@ fn mean_consumer_conv(e: &Engine, mean_out: &str) -> Result<Option<(String, usiz
     let Some(conv) = e.g.node.get(*conv_idx) else {
         return Ok(None);
     };
-    if conv.op_type != "Conv" || attr_i(conv, "group").unwrap_or(1) != 1 {
+    if conv.op_type != "Conv" || attrs::int(conv, "group").unwrap_or(1) != 1 {
         return Ok(None);
     }
     let Some(w) = conv.input.get(1) else {
@@ -703,7 +814,7 @@ fn insert_scatters(e: &mut Engine, outcome: &mut CutOutcome) -> Result<(), Prune
             output: vec![out_name.clone()],
             ..Default::default()
         };
-        onnx_util::set_attr_ints(&mut scatter, "kernel_shape", &[1, 1]);
+        proto_edit::set_attr_ints(&mut scatter, "kernel_shape", &[1, 1]);
         if let Some(n) = e.g.node.get_mut(node_idx) {
             if let Some(inp) = n.input.get_mut(slot) {
                 *inp = out_name;
@@ -715,11 +826,43 @@ fn insert_scatters(e: &mut Engine, outcome: &mut CutOutcome) -> Result<(), Prune
     Ok(())
 }
 
-/// Shapes recorded in `value_info` for cut values are stale; dropping them lets tract and
-/// onnxruntime infer the new ones.
-fn model_graph_drop_value_info(model: &mut ModelProto, cut: &HashSet<String>) {
-    if let Some(g) = model.graph.as_mut() {
-        g.value_info.retain(|vi| !cut.contains(&vi.name));
+/// Removes the initializers among `names` that no node reads any more.
+fn drop_unread(g: &mut GraphProto, names: &HashSet<String>) {
+    let read: HashSet<&String> = g.node.iter().flat_map(|n| &n.input).collect();
+    let unread: HashSet<String> = names
+        .iter()
+        .filter(|n| !read.contains(n))
+        .cloned()
+        .collect();
+    g.initializer.retain(|t| !unread.contains(&t.name));
+}
+
+/// Shapes declared for cut values and sliced constants are stale: `value_info` entries
+/// (dynamo declares every weight's) are dropped so tract and onnxruntime infer the new ones,
+/// and a constant also listed as a graph input (older exporters) gets its new dims.
+fn forget_stale_shapes(model: &mut ModelProto, stale: &HashSet<String>) {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto::Value};
+    let Some(g) = model.graph.as_mut() else {
+        return;
+    };
+    g.value_info.retain(|vi| !stale.contains(&vi.name));
+    for input in g.input.iter_mut().filter(|i| stale.contains(&i.name)) {
+        let Some(t) = g.initializer.iter().find(|t| t.name == input.name) else {
+            continue;
+        };
+        let shape = input
+            .r#type
+            .as_mut()
+            .and_then(|ty| match ty.value.as_mut() {
+                Some(Value::TensorType(tt)) => tt.shape.as_mut(),
+                _ => None,
+            });
+        if let Some(shape) = shape {
+            shape.dim.truncate(t.dims.len());
+            for (d, &n) in shape.dim.iter_mut().zip(&t.dims) {
+                d.value = Some(Dim::DimValue(n));
+            }
+        }
     }
 }
 

@@ -67,6 +67,7 @@ pub fn cbam_block(channels: usize, hidden: usize, k: usize, prefix: &str) -> Cba
             hidden_avg: name("hid_avg"),
             hidden_max: name("hid_max"),
             channel_logit: name("logit"),
+            channel_attention: name("mc"),
             channel_scaled: name("f1"),
             pooled_map: name("map"),
             spatial_logit: name("slogit"),

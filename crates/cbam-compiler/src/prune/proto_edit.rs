@@ -1,5 +1,6 @@
-//! Small helpers over tract-onnx's prost `ModelProto`: constant tensors as `f32`/`i64`,
-//! attribute access, and who produces or consumes a value.
+//! Pruning's edits of the ONNX protobuf: writing constants and attributes, and an index of
+//! who produces, reads and holds each value. Reading goes through the importer's decoders
+//! ([`import::constant`], [`import::attrs`]), so both see the same bytes the same way.
 
 use std::collections::HashMap;
 
@@ -9,50 +10,35 @@ use tract_onnx::pb::{
 };
 
 use super::PruneError;
+use crate::import::{
+    attrs,
+    constant::{decode_tensor, ConstData},
+};
 
-/// A constant's element type as far as pruning cares.
-fn data_type(t: &TensorProto) -> Option<DataType> {
-    DataType::try_from(t.data_type).ok()
-}
-
-/// Reads a FLOAT tensor's elements, whether stored in `float_data` or `raw_data`.
+/// A FLOAT constant's elements: the only type a cut slices and writes back.
 pub fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>, PruneError> {
-    if data_type(t) != Some(DataType::Float) {
-        return Err(PruneError::Unsupported(format!(
-            "constant `{}` has ONNX data type {}, pruning only slices FLOAT weights",
-            t.name, t.data_type
+    let unsupported = |why: String| PruneError::Unsupported(format!("constant `{}` {why}", t.name));
+    if DataType::try_from(t.data_type) != Ok(DataType::Float) {
+        return Err(unsupported(format!(
+            "has ONNX data type {}, pruning only slices FLOAT weights",
+            t.data_type
         )));
     }
-    if !t.external_data.is_empty() {
-        return Err(PruneError::Unsupported(format!(
-            "constant `{}` is stored as external data; re-export the model with weights inside the .onnx file",
-            t.name
-        )));
+    match decode_tensor(t, None).map_err(unsupported)?.data {
+        ConstData::F32(v) => Ok(v),
+        ConstData::I64(_) => Err(unsupported("is not FLOAT".into())),
     }
-    if !t.raw_data.is_empty() {
-        return Ok(t
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect());
-    }
-    Ok(t.float_data.clone())
 }
 
-/// Reads an INT64 tensor's elements (shapes, axes).
+/// An INT64 constant's elements (shapes, axes), the type reshape targets are written back in.
 pub fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
-    if data_type(t) != Some(DataType::Int64) {
+    if DataType::try_from(t.data_type) != Ok(DataType::Int64) {
         return None;
     }
-    if !t.raw_data.is_empty() {
-        return Some(
-            t.raw_data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .collect(),
-        );
+    match decode_tensor(t, None).ok()?.data {
+        ConstData::I64(v) => Some(v),
+        ConstData::F32(_) => None,
     }
-    Some(t.int64_data.clone())
 }
 
 /// Replaces a FLOAT tensor's contents and dims; data goes to `raw_data` (little-endian).
@@ -81,18 +67,6 @@ pub fn new_tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorProto
 
 pub fn dims_usize(t: &TensorProto) -> Vec<usize> {
     t.dims.iter().map(|&d| d.max(0) as usize).collect()
-}
-
-pub fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
-pub fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
-    attr(node, name).map(|a| a.i)
-}
-
-pub fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attr(node, name).map(|a| a.ints.clone())
 }
 
 /// Sets (or adds) an INT attribute.
@@ -135,8 +109,7 @@ impl GraphIndex {
         for (i, n) in g.node.iter().enumerate() {
             for o in n.output.iter().filter(|o| !o.is_empty()) {
                 producer.insert(o.clone(), i);
-                if n.op_type == "Constant" && attr(n, "value").and_then(|a| a.t.as_ref()).is_some()
-                {
+                if n.op_type == "Constant" && attrs::tensor(n, "value").is_some() {
                     consts.insert(o.clone(), ConstSlot::ConstantNode(i));
                 }
             }
@@ -166,11 +139,7 @@ impl GraphIndex {
 pub fn const_tensor(g: &GraphProto, slot: ConstSlot) -> Option<&TensorProto> {
     match slot {
         ConstSlot::Initializer(i) => g.initializer.get(i),
-        ConstSlot::ConstantNode(i) => g
-            .node
-            .get(i)
-            .and_then(|n| attr(n, "value"))
-            .and_then(|a| a.t.as_ref()),
+        ConstSlot::ConstantNode(i) => g.node.get(i).and_then(|n| attrs::tensor(n, "value")),
     }
 }
 
@@ -193,7 +162,7 @@ pub fn reduce_axes(
     node: &NodeProto,
     rank: usize,
 ) -> Option<Vec<usize>> {
-    let raw = attr_ints(node, "axes").or_else(|| {
+    let raw = attrs::ints(node, "axes").or_else(|| {
         let name = node.input.get(1)?;
         let slot = *idx.consts.get(name)?;
         tensor_i64(const_tensor(g, slot)?)
