@@ -140,7 +140,7 @@ impl<'t> Link<'t> {
         if let Err(e) = self.requester.request(request) {
             return Err(self.failure(e));
         }
-        self.transport.send(self.requester.frame())?;
+        self.resend()?;
         let mut sent = Instant::now();
         let mut heard = sent;
         let mut patience = self.retry_after(kind);
@@ -160,12 +160,15 @@ impl<'t> Link<'t> {
                 if let Err(e) = self.requester.timed_out() {
                     return Err(self.failure(e));
                 }
-                self.transport.send(self.requester.frame())?;
+                self.resend()?;
                 sent = now;
                 patience = (patience * 2).min(self.silence_limit);
             }
             let deadline = (sent + patience).min(heard + self.silence_limit);
-            let received = self.transport.receive(deadline)?;
+            let received = match self.transport.receive(deadline) {
+                Ok(received) => received,
+                Err(e) => return Err(self.lost(e)),
+            };
             self.log.feed(&received.log);
             if !received.link.is_empty() || !received.log.is_empty() {
                 heard = Instant::now();
@@ -193,10 +196,27 @@ impl<'t> Link<'t> {
         }
         self.pending.drain(..used_total);
         if resend && answer.is_none() {
-            self.transport.send(self.requester.frame())?;
+            self.resend()?;
             *sent = Instant::now();
         }
         Ok(answer)
+    }
+
+    /// Sends the outstanding request (again).
+    fn resend(&mut self) -> Result<()> {
+        match self.transport.send(self.requester.frame()) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// The transport says the device side is gone (QEMU exited, the probe went away).
+    fn lost(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "the device went away while cbam waited for it (the evaluation firmware runs \
+             until cbam closes the link; a firmware given with --firmware may not be one){}",
+            self.log.tail()
+        ))
     }
 
     fn retry_after(&self, kind: Exchange) -> Duration {
