@@ -8,7 +8,7 @@
 #   the host core: cortex-m on mps2-an386 (M4F) and mps2-an385 (M3, and the
 #   thumbv6m build on it), riscv-virt;
 # - link-only builds of the real boards (nucleo-f411re, nrf52840dk, rpi-pico
-#   thumbv6m) and of the ESP32-C3 firmware;
+#   thumbv6m) and of the ESP32-C3 firmware, test and evaluation (`eval`) builds;
 # - the RGB example models (scripts/rgb-blobs.sh quantizes them) on mps2-an386 with
 #   their own test images, bit-exact with the host core, when `cbam flash --dry-run`
 #   says they fit it; their fit on the real boards, from the same check;
@@ -131,6 +131,13 @@ for crate in app build-support; do
     grep 'test result' "$logs/unit-$crate.log" | head -n1 | sed 's/^/   /'
   fi
 done
+# The evaluation firmware's request handling (cbam eval --device), on the host.
+if ! (cd "$here/app" && cargo test --quiet --features eval) >"$logs/unit-app-eval.log" 2>&1; then
+  tail -n 20 "$logs/unit-app-eval.log" | sed 's/^/   /'
+  fail "unit tests of firmware/app --features eval (log: $logs/unit-app-eval.log)"
+else
+  grep 'test result' "$logs/unit-app-eval.log" | head -n1 | sed 's/^/   /'
+fi
 
 # cbam-core's shared kernel suite against its Cortex-M4 (Arm DSP) backend (bit-exact).
 echo "== kernel-tests (DSP path on mps2-an386): cargo run --release"
@@ -150,6 +157,18 @@ build_only nucleo-f411re cortex-m --no-default-features --features nucleo-f411re
 build_only nrf52840dk cortex-m --no-default-features --features nrf52840dk --target thumbv7em-none-eabihf
 build_only rpi-pico cortex-m --no-default-features --features rpi-pico --target thumbv6m-none-eabi
 build_only esp32c3-devkit esp32c3 && "$here/esp32c3/size.sh" | sed 's/^/   /'
+# The evaluation firmware (cbam eval --device) of the real boards must link; the QEMU
+# boards' eval builds run in crates/cbam-cli/tests/eval_device.rs.
+for eval in "nucleo-f411re cortex-m thumbv7em-none-eabihf" "rpi-pico cortex-m thumbv6m-none-eabi" \
+  "esp32c3-devkit esp32c3 riscv32imc-unknown-none-elf"; do
+  read -r board dir target <<<"$eval"
+  args=(--no-default-features --features "$board,eval" --target "$target")
+  echo "== $board+eval: cargo build --release ${args[*]}"
+  if ! (cd "$here/$dir" && cargo build --release "${args[@]}") >"$logs/$board-eval.log" 2>&1; then
+    tail -n 20 "$logs/$board-eval.log" | sed 's/^/   /'
+    fail "$board+eval did not build (log: $logs/$board-eval.log)"
+  fi
+done
 # The benchmark calls the core's kernels directly: keep it building.
 echo "== kernel-bench: cargo build --release --features kernel-bench"
 if ! (cd "$here/cortex-m" && cargo build --release --features kernel-bench) >"$logs/kernel-bench.log" 2>&1; then

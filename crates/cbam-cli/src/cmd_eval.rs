@@ -1,5 +1,8 @@
 //! `cbam eval`: top-1 accuracy of a float/QDQ ONNX model (tract) or a `.cbam` blob (the
-//! int8 core) on a data source, and its agreement with a reference model.
+//! int8 core) on a data source, and its agreement with a reference model. With `--device`
+//! the blob runs on a board instead ([`device`]).
+
+mod device;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,13 +31,25 @@ Examples:
       --reference models/example.onnx --json
   # a float model on an ImageFolder (labels are the sorted class folders)
   cbam eval models/example.onnx --data images/ --limit 500
+  # the blob on a board through its firmware (QEMU here), every output checked vs the host
+  cbam eval models/fmnist_cbam.cbam --device mps2-an386 \\
+      --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \\
+      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --limit 1000
 
 DATA is a .npy float32 array [N,C,H,W] (labels from --labels L.npy), an ImageFolder
 DIR/<class>/*.png|jpg, an IDX images file (.gz or raw; labels from the idx1 file) or a .u8
 file of N images at the model's input size (labels from a .u8 file, one byte each).
 The top-1 class is the first of equal largest outputs; `ties` counts the samples where two
 or more outputs share the largest value (common for int8 logits).
-JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}."
+JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}.
+
+--device BOARD (a board of firmware/boards.toml) runs the blob in the board's evaluation
+firmware, built on first use (QEMU boards: run here; real boards: flashed through the
+probe), streams every input over the debug link and compares each output with the host
+core's. JSON: {\"n\", \"accuracy\", \"host_mismatches\" (must be 0), \"agreement\", \"ties\",
+\"latency\": {\"unit\", \"min\", \"median\", \"p99\", \"max\", \"mean\"}, \"link_overhead\" (the same
+per image, on the device outside the model), \"images_per_second\", \"ram\", \"link\",
+\"board\", \"firmware\"}; a run with a differing output exits non-zero."
 )]
 pub struct EvalArgs {
     /// The model: float or QDQ .onnx (run by tract) or .cbam (run by the int8 core)
@@ -59,6 +74,8 @@ pub struct EvalArgs {
     pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: LimitArgs,
+    #[command(flatten, next_help_heading = "On a board")]
+    pub device: device::DeviceArgs,
 }
 
 /// A model opened for evaluation: its bytes and what it is.
@@ -141,54 +158,26 @@ struct Report {
     notes: Vec<String>,
 }
 
+/// The engines of the model and of the reference, and the data, checked against each other.
+struct Prepared<'s> {
+    engine: Engine<'s>,
+    reference_engine: Option<Engine<'s>>,
+    dataset: Dataset,
+    notes: Vec<String>,
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let limits = args.limits.limits();
     let subject = Subject::open(&args.model)?;
     let reference = args.reference.as_deref().map(Subject::open).transpose()?;
-    let mut notes = Vec::new();
-    let spec = input_spec(
-        &subject,
-        reference.as_ref(),
-        &args.norm,
-        &mut notes,
-        &limits,
-    )?;
-    if let Some(r) = &reference {
-        let ref_spec = input_spec(r, None, &args.norm, &mut Vec::new(), &limits)?;
-        ensure!(
-            ref_spec.shape == spec.shape,
-            "the reference {} takes input {:?} but {} takes {:?}; compare models of the same input",
-            r.path.display(),
-            ref_spec.shape,
-            subject.path.display(),
-            spec.shape
-        );
+    if let Some(board) = &args.device.device {
+        return device::run(args, board, &subject, reference.as_ref());
     }
-    let (engine, reference_engine, classes) = engines(&subject, reference.as_ref(), &limits)?;
-    let source = DataSource {
-        data: args.data.clone(),
-        labels: args.labels.clone(),
-        limit: args.limit,
-    };
-    let dataset = data::load_within(&source, &spec, limits.max_data_bytes)
-        .with_context(|| format!("cannot load evaluation data {}", args.data.display()))?;
-    ensure!(
-        !dataset.is_empty(),
-        "{} holds no samples (or --limit is 0); nothing to evaluate",
-        args.data.display()
-    );
-    if !dataset.has_labels() && reference.is_none() {
-        bail!(
-            "{} has no labels, so there is nothing to measure; pass --labels L (IDX, .npy or \
-             .u8 labels) or --reference FLOAT.onnx to measure agreement",
-            args.data.display()
-        );
-    }
-    if dataset.has_labels() {
-        let labels = args.labels.as_deref().unwrap_or(&args.data);
-        data::check_labels(&dataset, labels, classes)?;
-    }
-    notes.extend(dataset.notes.iter().cloned());
+    let Prepared {
+        engine,
+        reference_engine,
+        dataset,
+        notes,
+    } = prepare(args, &subject, reference.as_ref())?;
 
     let (predictions, ms) = predict(&subject, &engine, &dataset)?;
     let accuracy = accuracy(&predictions.classes, &dataset);
@@ -221,6 +210,59 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         crate::out!("{}", render(&report))?;
     }
     Ok(())
+}
+
+/// Loads the engines and the data and checks them against each other.
+fn prepare<'s>(
+    args: &EvalArgs,
+    subject: &'s Subject,
+    reference: Option<&'s Subject>,
+) -> Result<Prepared<'s>> {
+    let limits = args.limits.limits();
+    let mut notes = Vec::new();
+    let spec = input_spec(subject, reference, &args.norm, &mut notes, &limits)?;
+    if let Some(r) = reference {
+        let ref_spec = input_spec(r, None, &args.norm, &mut Vec::new(), &limits)?;
+        ensure!(
+            ref_spec.shape == spec.shape,
+            "the reference {} takes input {:?} but {} takes {:?}; compare models of the same input",
+            r.path.display(),
+            ref_spec.shape,
+            subject.path.display(),
+            spec.shape
+        );
+    }
+    let (engine, reference_engine, classes) = engines(subject, reference, &limits)?;
+    let source = DataSource {
+        data: args.data.clone(),
+        labels: args.labels.clone(),
+        limit: args.limit,
+    };
+    let dataset = data::load_within(&source, &spec, limits.max_data_bytes)
+        .with_context(|| format!("cannot load evaluation data {}", args.data.display()))?;
+    ensure!(
+        !dataset.is_empty(),
+        "{} holds no samples (or --limit is 0); nothing to evaluate",
+        args.data.display()
+    );
+    if !dataset.has_labels() && reference.is_none() {
+        bail!(
+            "{} has no labels, so there is nothing to measure; pass --labels L (IDX, .npy or \
+             .u8 labels) or --reference FLOAT.onnx to measure agreement",
+            args.data.display()
+        );
+    }
+    if dataset.has_labels() {
+        let labels = args.labels.as_deref().unwrap_or(&args.data);
+        data::check_labels(&dataset, labels, classes)?;
+    }
+    notes.extend(dataset.notes.iter().cloned());
+    Ok(Prepared {
+        engine,
+        reference_engine,
+        dataset,
+        notes,
+    })
 }
 
 /// The engines of the model and of the reference, and the classes both score.

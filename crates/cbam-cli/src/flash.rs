@@ -6,15 +6,15 @@
 //! sizes from its ELF, and the arena from the blob header.
 
 mod blob;
-mod boards;
+pub(crate) mod boards;
 mod budget;
 mod chip;
 mod error;
 mod image;
 mod plan;
-mod probe;
-mod rtt_log;
-mod session;
+pub(crate) mod probe;
+pub(crate) mod rtt_log;
+pub(crate) mod session;
 
 use std::path::{Path, PathBuf};
 

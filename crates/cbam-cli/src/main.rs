@@ -12,6 +12,7 @@ mod cmd_inspect;
 mod cmd_prune;
 mod cmd_quantize;
 mod cmd_run;
+mod firmware_build;
 mod flash;
 mod frames;
 mod interrupt;

@@ -41,10 +41,11 @@ pub trait Counter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    struct Steps(u64);
+    /// A counter that advances 7 on every read.
+    pub(crate) struct Steps(pub u64);
     impl Counter for Steps {
         fn kind(&self) -> CounterKind {
             CounterKind::Instructions

@@ -3,7 +3,9 @@
 /// Declares, in the calling board crate: the build-generated `testset` module, the static
 /// arena (named `CBAM_ARENA`, which `cbam flash` looks up to learn the buffer size) or, with
 /// the crate's `kernel-bench` feature, the benchmark buffer, and
-/// `fn run_firmware(board) -> !` that runs the app (or the benchmark) once.
+/// `fn run_firmware(board) -> !` that runs the app (or the benchmark) once. With the
+/// crate's `eval` feature it declares `fn run_eval(board, port) -> !` instead, which serves
+/// `cbam eval --device` over `port` with an arena of `EVAL_BUFFER_SIZE` bytes.
 ///
 /// A macro rather than a function because the statics' sizes come from the board crate's
 /// own build script (`OUT_DIR`) and the feature test must see the board crate's features.
@@ -17,9 +19,36 @@ macro_rules! firmware_app {
             include!(concat!(env!("OUT_DIR"), "/cbam_testset.rs"));
         }
 
-        #[cfg(not(feature = "kernel-bench"))]
+        #[cfg(not(any(feature = "kernel-bench", feature = "eval")))]
         static CBAM_ARENA: $crate::StaticArena<{ testset::ARENA_SIZE }> =
             $crate::StaticArena::new();
+
+        #[cfg(feature = "eval")]
+        static CBAM_ARENA: $crate::StaticArena<{ testset::EVAL_BUFFER_SIZE }> =
+            $crate::StaticArena::new();
+
+        /// Serves `cbam eval --device` over `port` until the host closes it. Call it once,
+        /// from the entry point.
+        #[cfg(feature = "eval")]
+        fn run_eval<C, L, D, X, P>(board: $crate::Board<C, L, D, X>, port: P) -> !
+        where
+            C: $crate::Counter,
+            L: $crate::embedded_hal::digital::OutputPin,
+            D: $crate::embedded_hal::delay::DelayNs,
+            X: $crate::Exit,
+            P: $crate::embedded_io::Read
+                + $crate::embedded_io::ReadReady
+                + $crate::embedded_io::Write,
+        {
+            let id = $crate::Identity {
+                board: testset::BOARD,
+                run_tag: testset::RUN_TAG,
+                build: testset::FIRMWARE_BUILD,
+            };
+            // SAFETY: called once from the entry point; nothing else takes the arena.
+            let buffer = unsafe { CBAM_ARENA.take() };
+            $crate::eval::run_and_exit(board, port, testset::model_blob(), buffer, id)
+        }
 
         #[cfg(feature = "kernel-bench")]
         static BENCH_BUFFER: $crate::StaticArena<{ $crate::kernel_bench::BENCH_BUFFER_BYTES }> =
@@ -27,6 +56,7 @@ macro_rules! firmware_app {
 
         /// Runs the embedded test set (or the kernel benchmark) on `board`. Call it once,
         /// from the entry point.
+        #[cfg(not(feature = "eval"))]
         fn run_firmware<C, L, D, X>(board: $crate::Board<C, L, D, X>) -> !
         where
             C: $crate::Counter,
@@ -37,6 +67,7 @@ macro_rules! firmware_app {
             let id = $crate::Identity {
                 board: testset::BOARD,
                 run_tag: testset::RUN_TAG,
+                build: testset::FIRMWARE_BUILD,
             };
             #[cfg(feature = "kernel-bench")]
             {

@@ -6,6 +6,10 @@
 //! model blob, a static arena and the build-generated [`TestSet`]. The app
 //! validates the blob, checks the arena, runs every embedded image, compares
 //! each output with the host core's, logs with `defmt` and exits pass/fail.
+//!
+//! With the `eval` feature the same wiring plus a byte port ([`transport`]) serves
+//! `cbam eval --device` instead ([`eval`]): the host streams its test set over the
+//! debug link and compares every output with its own core.
 #![cfg_attr(not(test), no_std)]
 
 #[macro_use]
@@ -14,6 +18,8 @@ mod log;
 pub mod arena;
 pub mod counter;
 mod entry;
+#[cfg(feature = "eval")]
+pub mod eval;
 pub mod input;
 #[cfg(feature = "kernel-bench")]
 pub mod kernel_bench;
@@ -22,9 +28,12 @@ pub mod region;
 pub mod runner;
 pub mod summary;
 pub mod testset;
+pub mod transport;
 
 // The entry macro names the traits through this path, so board crates need no import.
 pub use embedded_hal;
+#[cfg(feature = "eval")]
+pub use embedded_io;
 
 pub use arena::StaticArena;
 pub use counter::{Counter, CounterKind};

@@ -60,12 +60,13 @@ impl From<cbam_core::Error> for AppError {
     }
 }
 
-/// What the build says about the firmware: the board name and the run tag
-/// (`cbam_testset.rs`'s `BOARD` and `RUN_TAG`).
+/// What the build says about the firmware: the board name, the run tag and the build
+/// (`cbam_testset.rs`'s `BOARD`, `RUN_TAG` and `FIRMWARE_BUILD`).
 #[derive(Clone, Copy, Debug)]
 pub struct Identity<'a> {
     pub board: &'a str,
     pub run_tag: &'a str,
+    pub build: &'a str,
 }
 
 /// [`run`] with the input and output buffers on the stack, sized by the build script's

@@ -8,12 +8,37 @@ use crate::boards::Board;
 use crate::expected::Expected;
 use crate::Error;
 
+/// What is being built: the test firmware or the evaluation firmware, and its name.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// The crate's `eval` feature: `cbam eval --device` instead of the embedded test run.
+    pub eval: bool,
+    /// Crate, version and target, as the firmware introduces itself to the host.
+    pub name: String,
+}
+
+/// RAM the evaluation firmware keeps back from the model for stack, statics and the link
+/// buffers on boards whose model region may later hold any model.
+pub const EVAL_RAM_RESERVE: u64 = 32 * 1024;
+
+/// Bytes of the evaluation firmware's model buffer (arena, input and output). A board with
+/// a model region gives it all RAM but [`EVAL_RAM_RESERVE`], since the model there can be
+/// replaced without rebuilding; an embedded model gets exactly what it needs.
+pub fn eval_buffer_size(board: &Board, expected: &Expected) -> Result<usize, Error> {
+    if board.model_region()?.is_some() {
+        let bytes = board.ram_size.saturating_sub(EVAL_RAM_RESERVE) / 16 * 16;
+        return usize::try_from(bytes).map_err(|_| Error::Internal("RAM size beyond usize"));
+    }
+    Ok((expected.arena_size + expected.input_len + expected.output_len).next_multiple_of(16))
+}
+
 /// Writes every generated file for `board` into `out_dir`.
 pub fn write_all(
     out_dir: &Path,
     board: &Board,
     blob: &[u8],
     expected: &Expected,
+    build: &Build,
 ) -> Result<(), Error> {
     let expected_bytes: Vec<u8> = expected.outputs.iter().map(|&q| q as u8).collect();
     for (name, bytes) in [
@@ -25,7 +50,7 @@ pub fn write_all(
         let path = out_dir.join(name);
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
-    let source = testset_rs(board, blob, expected)?;
+    let source = testset_rs(board, blob, expected, build)?;
     let path = out_dir.join("cbam_testset.rs");
     std::fs::write(&path, source).map_err(|e| Error::io(&path, e))
 }
@@ -39,8 +64,16 @@ fn run_tag(board: &Board) -> String {
     )
 }
 
-fn testset_rs(board: &Board, blob: &[u8], expected: &Expected) -> Result<String, Error> {
+fn testset_rs(
+    board: &Board,
+    blob: &[u8],
+    expected: &Expected,
+    build: &Build,
+) -> Result<String, Error> {
     let in_region = board.model_region()?.is_some();
+    // The evaluation firmware reads whatever blob is placed in the region (under QEMU a
+    // loader puts it there, and QEMU refuses two images at one address): it links none.
+    let link_blob = !(in_region && build.eval);
     let n = expected.labels.len();
     let mut s = String::new();
     let _ = writeln!(
@@ -69,6 +102,20 @@ fn testset_rs(board: &Board, blob: &[u8], expected: &Expected) -> Result<String,
     let _ = writeln!(s, "pub const BLOB_LEN: usize = {};", blob.len());
     let _ = writeln!(s, "pub const BLOB_CRC: u32 = {:#010x};", expected.blob_crc);
     let _ = writeln!(s, "pub const MODEL_IN_REGION: bool = {in_region};");
+    let _ = writeln!(
+        s,
+        "/// The build's name, as the evaluation firmware introduces itself."
+    );
+    let _ = writeln!(s, "pub const FIRMWARE_BUILD: &str = {:?};", build.name);
+    let _ = writeln!(
+        s,
+        "/// RAM the evaluation firmware sets aside for a model: arena, input and output."
+    );
+    let _ = writeln!(
+        s,
+        "pub const EVAL_BUFFER_SIZE: usize = {};",
+        eval_buffer_size(board, expected)?
+    );
     let _ = writeln!(
         s,
         "/// How firmware/run.sh runs this ELF (QEMU machine or probe-rs chip); the app"
@@ -101,14 +148,16 @@ fn testset_rs(board: &Board, blob: &[u8], expected: &Expected) -> Result<String,
     // Exactly the blob's bytes, no alignment padding: `cbam flash` compares
     // this symbol with the blob it is given. The core reads unaligned blobs;
     // in a model region the blob starts at the region's aligned origin anyway.
-    let _ = writeln!(
-        s,
-        "/// The blob the firmware was built with (`cbam flash` finds it by name)."
-    );
-    if in_region {
-        let _ = writeln!(s, "#[link_section = \".cbam_model\"]");
+    if link_blob {
+        let _ = writeln!(
+            s,
+            "/// The blob the firmware was built with (`cbam flash` finds it by name)."
+        );
+        if in_region {
+            let _ = writeln!(s, "#[link_section = \".cbam_model\"]");
+        }
+        let _ = writeln!(s, "#[used]\npub static MODEL_BLOB: [u8; BLOB_LEN] = *include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.cbam\"));");
     }
-    let _ = writeln!(s, "#[used]\npub static MODEL_BLOB: [u8; BLOB_LEN] = *include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.cbam\"));");
     let _ = writeln!(
         s,
         "/// The embedded test images with the host core's outputs for the build-time blob."
@@ -129,11 +178,13 @@ fn testset_rs(board: &Board, blob: &[u8], expected: &Expected) -> Result<String,
     );
     let _ = writeln!(s, "pub fn model_blob() -> &'static [u8] {{");
     if in_region {
-        let _ = writeln!(
-            s,
-            "    // Keeps the linked-in blob even though it is read through the region."
-        );
-        let _ = writeln!(s, "    let _ = &MODEL_BLOB;");
+        if link_blob {
+            let _ = writeln!(
+                s,
+                "    // Keeps the linked-in blob even though it is read through the region."
+            );
+            let _ = writeln!(s, "    let _ = &MODEL_BLOB;");
+        }
         let _ = writeln!(s, "    cbam_firmware_app::region::model_region()");
     } else {
         let _ = writeln!(s, "    &MODEL_BLOB");
@@ -150,6 +201,13 @@ mod tests {
     fn board(name: &str) -> Board {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards.toml");
         boards::load(&path, name).expect("board in boards.toml")
+    }
+
+    fn test_build() -> Build {
+        Build {
+            eval: false,
+            name: "cbam-firmware-test 0.1.0".into(),
+        }
     }
 
     fn sample() -> (Vec<u8>, Expected) {
@@ -171,7 +229,7 @@ mod tests {
     #[test]
     fn a_region_board_links_the_blob_into_the_model_section_and_reads_the_region() {
         let (blob, expected) = sample();
-        let rs = testset_rs(&board("mps2-an386"), &blob, &expected).expect("rs");
+        let rs = testset_rs(&board("mps2-an386"), &blob, &expected, &test_build()).expect("rs");
         assert!(rs.contains("pub const ARENA_SIZE: usize = 4096;"), "{rs}");
         assert!(rs.contains("pub const BLOB_CRC: u32 = 0x1234abcd;"), "{rs}");
         assert!(rs.contains("#[link_section = \".cbam_model\"]"), "{rs}");
@@ -188,7 +246,7 @@ mod tests {
     #[test]
     fn an_embedded_board_reads_the_linked_blob() {
         let (blob, expected) = sample();
-        let rs = testset_rs(&board("esp32c3-devkit"), &blob, &expected).expect("rs");
+        let rs = testset_rs(&board("esp32c3-devkit"), &blob, &expected, &test_build()).expect("rs");
         assert!(!rs.contains("link_section"), "{rs}");
         assert!(rs.contains("    &MODEL_BLOB\n"), "{rs}");
         assert!(rs.contains("chip=esp32c3"), "{rs}");
@@ -198,9 +256,50 @@ mod tests {
     fn write_all_emits_the_expected_outputs_as_bytes() {
         let (blob, expected) = sample();
         let dir = tempfile::tempdir().expect("tempdir");
-        write_all(dir.path(), &board("riscv-virt"), &blob, &expected).expect("write");
+        write_all(
+            dir.path(),
+            &board("riscv-virt"),
+            &blob,
+            &expected,
+            &test_build(),
+        )
+        .expect("write");
         let bytes = std::fs::read(dir.path().join("expected.i8")).expect("expected.i8");
         assert_eq!(bytes, vec![0xff; 20]);
         assert!(dir.path().join("cbam_testset.rs").is_file());
+    }
+
+    #[test]
+    fn the_eval_build_of_a_region_board_links_no_blob_and_takes_the_ram() {
+        let (blob, expected) = sample();
+        let eval = Build {
+            eval: true,
+            ..test_build()
+        };
+        let rs = testset_rs(&board("mps2-an386"), &blob, &expected, &eval).expect("rs");
+        assert!(!rs.contains("MODEL_BLOB"), "{rs}");
+        assert!(rs.contains("model_region()"), "{rs}");
+        let ram = 0x40_0000 - EVAL_RAM_RESERVE;
+        assert!(
+            rs.contains(&format!("EVAL_BUFFER_SIZE: usize = {ram};")),
+            "{rs}"
+        );
+        assert!(
+            rs.contains("FIRMWARE_BUILD: &str = \"cbam-firmware-test 0.1.0\""),
+            "{rs}"
+        );
+    }
+
+    #[test]
+    fn the_eval_build_of_an_embedded_board_keeps_the_blob_and_its_size() {
+        let (blob, expected) = sample();
+        let eval = Build {
+            eval: true,
+            ..test_build()
+        };
+        let rs = testset_rs(&board("esp32c3-devkit"), &blob, &expected, &eval).expect("rs");
+        assert!(rs.contains("pub static MODEL_BLOB"), "{rs}");
+        // 4090 + 784 + 10, rounded up to 16.
+        assert!(rs.contains("EVAL_BUFFER_SIZE: usize = 4896;"), "{rs}");
     }
 }

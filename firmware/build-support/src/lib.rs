@@ -151,7 +151,16 @@ pub fn generate(runtime: Option<Runtime>) -> Result<(), Error> {
     }
     let expected = expected::compute(&blob, &test_images)?;
 
-    emit::write_all(&out_dir, &board, &blob, &expected)?;
+    let build = emit::Build {
+        eval: std::env::var_os("CARGO_FEATURE_EVAL").is_some(),
+        name: format!(
+            "{} {} {}",
+            env("CARGO_PKG_NAME")?,
+            env("CARGO_PKG_VERSION")?,
+            env("TARGET")?
+        ),
+    };
+    emit::write_all(&out_dir, &board, &blob, &expected, &build)?;
     if let Some(runtime) = runtime {
         let memory = linker::memory_x(&board, runtime)?;
         let path = out_dir.join("memory.x");

@@ -14,7 +14,18 @@ cbam_firmware_app::firmware_app!();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    run_firmware(board::init())
+    #[cfg(feature = "eval")]
+    {
+        // The link first: on RTT boards it also carries the log, which must exist before
+        // the first log line.
+        let link = board::open_link();
+        run_eval(board::init(), link);
+    }
+    #[cfg(not(feature = "eval"))]
+    {
+        board::init_log();
+        run_firmware(board::init())
+    }
 }
 
 #[panic_handler]

@@ -1,6 +1,7 @@
 //! cbam firmware for the ESP32-C3 DevKit, on esp-hal: the shared app with the
 //! C3's cycle counter, a status pin, esp-hal's delay and defmt over the
-//! built-in USB-Serial-JTAG (esp-println).
+//! built-in USB-Serial-JTAG (esp-println). With `eval` it serves `cbam eval --device`
+//! over RTT through the same USB-JTAG (probe-rs), its log on RTT too.
 #![no_std]
 #![no_main]
 
@@ -9,6 +10,8 @@ mod cycles;
 use cbam_firmware_app::Exit;
 use esp_hal::delay::Delay;
 use esp_hal::gpio::{Level, Output, OutputConfig};
+// The test firmware's log; the evaluation firmware logs on RTT beside its link.
+#[cfg(not(feature = "eval"))]
 use esp_println as _;
 
 cbam_firmware_app::firmware_app!();
@@ -29,6 +32,9 @@ impl Exit for Park {
 
 #[esp_hal::main]
 fn main() -> ! {
+    // RTT's control block before anything can log.
+    #[cfg(feature = "eval")]
+    let link = cbam_firmware_app::transport::rtt::open();
     let peripherals = esp_hal::init(esp_hal::Config::default());
     // GPIO7 is free on the DevKitM-1/DevKitC-02 headers (their on-board LED on
     // GPIO8 is a WS2812 that needs a serial protocol): wire an LED to it.
@@ -39,6 +45,9 @@ fn main() -> ! {
         delay: Delay::new(),
         exit: Park,
     };
+    #[cfg(feature = "eval")]
+    run_eval(board, link);
+    #[cfg(not(feature = "eval"))]
     run_firmware(board)
 }
 

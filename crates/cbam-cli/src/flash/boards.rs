@@ -18,13 +18,22 @@ pub enum ModelPlacement {
     Embedded,
 }
 
-/// One `[[board]]` entry (the fields `cbam flash` needs; the rest is for the firmware).
+/// One `[[board]]` entry (the fields `cbam flash` and `cbam eval --device` need; the rest
+/// is for the firmware).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Board {
     pub name: String,
     /// probe-rs chip name; empty for boards that only exist under QEMU.
     pub chip: String,
+    /// Rust target triple of the firmware.
+    pub target: String,
+    /// Cargo feature of the firmware crate that selects this board.
+    pub feature: String,
     pub firmware_dir: String,
+    /// `M4F`, `M3`, `M0+`, `M0` or `RV32IMC`.
+    pub core: String,
+    /// QEMU `-machine` of an emulated board, empty for real ones.
+    pub qemu_machine: String,
     pub flash_origin: u64,
     pub flash_size: u64,
     pub ram_origin: u64,
@@ -166,7 +175,11 @@ mod tests {
             [[board]]
             name = "bad"
             chip = "X"
+            target = "thumbv7em-none-eabihf"
+            feature = "bad"
             firmware_dir = "cortex-m"
+            core = "M4F"
+            qemu_machine = ""
             flash_origin = 0
             flash_size = 0x1000
             ram_origin = 0x2000_0000
@@ -185,7 +198,11 @@ mod tests {
             [[board]]
             name = "bad"
             chip = "X"
+            target = "thumbv7em-none-eabihf"
+            feature = "bad"
             firmware_dir = "cortex-m"
+            core = "M4F"
+            qemu_machine = ""
             flash_origin = 0
             flash_size = 0x1000
             ram_origin = 0x2000_0000

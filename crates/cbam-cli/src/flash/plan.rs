@@ -124,7 +124,11 @@ mod tests {
         Board {
             name: "b".into(),
             chip: "C".into(),
+            target: "thumbv7em-none-eabihf".into(),
+            feature: "b".into(),
             firmware_dir: "cortex-m".into(),
+            core: "M4F".into(),
+            qemu_machine: String::new(),
             flash_origin: 0x0800_0000,
             flash_size: 0x8_0000,
             ram_origin: 0x2000_0000,

@@ -54,14 +54,14 @@ pub fn stream(core: &mut Core, elf: &[u8]) -> Result<(), FlashError> {
     Ok(())
 }
 
-fn rtt_address(elf: &[u8]) -> Option<u64> {
+pub(crate) fn rtt_address(elf: &[u8]) -> Option<u64> {
     let file = object::File::parse(elf).ok()?;
     let symbol = file.symbols().find(|s| s.name() == Ok(RTT_SYMBOL))?;
     Some(symbol.address())
 }
 
 /// Retries until the firmware has written its RTT control block.
-fn attach(core: &mut Core, address: Option<u64>) -> Result<Rtt, FlashError> {
+pub(crate) fn attach(core: &mut Core, address: Option<u64>) -> Result<Rtt, FlashError> {
     let region = address.map_or(ScanRegion::Ram, ScanRegion::Exact);
     let started = Instant::now();
     loop {

@@ -31,6 +31,22 @@ pub struct Job<'a> {
 }
 
 pub fn flash_and_run(job: &Job) -> Result<(), FlashError> {
+    let mut session = flash_and_reset(job)?;
+    let mut core = session
+        .core(0)
+        .map_err(|e| FlashError::hardware("selecting core 0")(e.to_string()))?;
+    match job.log_elf {
+        Some(elf) => rtt_log::stream(&mut core, elf),
+        None => {
+            crate::errln!("no firmware ELF given: not streaming the defmt log (pass --firmware)");
+            Ok(())
+        }
+    }
+}
+
+/// Attaches, programs and verifies, then resets the chip; the session stays open for
+/// whoever talks to the firmware next (the log stream, or `cbam eval --device`).
+pub(crate) fn flash_and_reset(job: &Job) -> Result<Session, FlashError> {
     let registry = chip::registry();
     let probe = job
         .probe
@@ -43,20 +59,13 @@ pub fn flash_and_run(job: &Job) -> Result<(), FlashError> {
 
     program(&mut session, job)?;
 
-    let mut core = session
+    session
         .core(0)
-        .map_err(|e| FlashError::hardware("selecting core 0")(e.to_string()))?;
-    core.reset()
+        .map_err(|e| FlashError::hardware("selecting core 0")(e.to_string()))?
+        .reset()
         .map_err(|e| FlashError::hardware("resetting the chip")(e.to_string()))?;
     crate::errln!("reset; the firmware is running");
-
-    match job.log_elf {
-        Some(elf) => rtt_log::stream(&mut core, elf),
-        None => {
-            crate::errln!("no firmware ELF given: not streaming the defmt log (pass --firmware)");
-            Ok(())
-        }
-    }
+    Ok(session)
 }
 
 /// Stages the firmware image and the blob in one flash loader, so sectors shared by both

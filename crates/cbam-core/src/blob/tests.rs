@@ -33,6 +33,13 @@ fn valid_blob_parses_and_ignores_trailing_padding() {
 }
 
 #[test]
+fn the_crc_names_the_blob() {
+    let blob = tiny_cbam_blob();
+    let model = Model::parse(&blob).unwrap();
+    assert_eq!(model.crc(), crate::crc32(&blob[16..]));
+}
+
+#[test]
 fn truncated() {
     let blob = tiny_cbam_blob();
     assert_eq!(

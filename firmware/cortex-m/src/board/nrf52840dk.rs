@@ -2,7 +2,6 @@
 //! defmt over RTT, DWT cycle counts at the 64 MHz core clock.
 
 use cbam_firmware_app::Board;
-use defmt_rtt as _;
 
 use crate::counter::DwtCounter;
 use crate::delay::SpinDelay;

@@ -3,7 +3,6 @@
 //! are cycles whatever the clock.
 
 use cbam_firmware_app::Board;
-use defmt_rtt as _;
 
 use crate::counter::DwtCounter;
 use crate::delay::SpinDelay;

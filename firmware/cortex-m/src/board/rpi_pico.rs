@@ -4,7 +4,6 @@
 //! which changes the wall time, not the cycle count.
 
 use cbam_firmware_app::{Board, CounterKind};
-use defmt_rtt as _;
 
 use crate::counter::SysTickCounter;
 use crate::delay::SpinDelay;
