@@ -5,6 +5,11 @@ images the suite uses (models/data/rgb*/calib); then top-1 agreement of the QDQ 
 the float model, and both accuracies, on RGB Fashion-MNIST test images (tools/rgb_fmnist.py).
 
     python tools/ort_baseline.py models/rgb_mbv2_cbam96.onnx [--count 10000] [--qdq out.onnx] [--json] [--record]
+    python tools/ort_baseline.py models/zoo/M.onnx --calib calib64.npy --test test64.npy --labels test64_labels.npy
+
+With --calib/--test/--labels the images come from those float32 NCHW .npy files (already
+normalised as the model expects; labels int64 [N]) instead of RGB Fashion-MNIST, so any
+model, e.g. the zoo's, is measured on exactly what `cbam quantize`/`cbam eval` read.
 """
 
 from __future__ import annotations
@@ -76,6 +81,26 @@ def quantize(model_path: Path, qdq_path: Path, calib: np.ndarray) -> str:
     return done
 
 
+def baseline(model: Path, calib: np.ndarray, x: np.ndarray, labels: np.ndarray, qdq: Path | None = None) -> dict:
+    """Quantizes `model` with onnxruntime on `calib`, runs the float and the QDQ model on `x`:
+    agreement and both accuracies against `labels`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        qdq_path = qdq or Path(tmp) / "qdq.onnx"
+        pre = quantize(model, qdq_path, calib)
+        float_top1 = top1(eval_onnx.session(model), x)
+        int8_top1 = top1(eval_onnx.session(qdq_path), x)
+    return {
+        "model": str(model),
+        "test_images": int(len(x)),
+        "calibration_images": int(len(calib)),
+        "pre_processing": pre,
+        "float_accuracy": round(float(np.mean(float_top1 == labels)), 4),
+        "ort_int8_accuracy": round(float(np.mean(int8_top1 == labels)), 4),
+        "ort_int8_float_agreement": round(float(np.mean(int8_top1 == float_top1)), 4),
+        "ort_int8_float_agreement_first256": round(float(np.mean(int8_top1[:256] == float_top1[:256])), 4),
+    }
+
+
 def record(model: Path, result: dict) -> None:
     manifest = Path(__file__).resolve().parent.parent / "models" / "manifest.json"
     entries = json.loads(manifest.read_text())
@@ -89,33 +114,27 @@ def record(model: Path, result: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
-    parser.add_argument("--count", type=int, default=10000, help="first N test images (default: all 10,000)")
+    parser.add_argument("--count", type=int, default=10000, help="first N test images (default: all 10,000, or all of --test)")
     parser.add_argument("--qdq", type=Path, default=None, help="keep the QDQ model here")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--calib", type=Path, help="calibration inputs, float32 NCHW .npy (with --test, --labels)")
+    parser.add_argument("--test", type=Path, help="test inputs, float32 NCHW .npy")
+    parser.add_argument("--labels", type=Path, help="test labels, integer .npy")
     parser.add_argument("--record", action="store_true",
                         help="also store the result in the model's models/manifest.json entry (key ort_int8_baseline)")
     args = parser.parse_args()
-    size = input_size(onnx.load(str(args.model)))
-    gray, labels = rgb_fmnist.fmnist.load("train")
-    calib_idx = rgb_fmnist.calibration_indices(len(gray))
-    calib = rgb_fmnist.to_input(rgb_fmnist.rgb_images(gray[calib_idx], calib_idx, "train", size))
-    test_images, test_labels, _ = rgb_fmnist.load("t10k", size, np.arange(args.count))
-    x = rgb_fmnist.to_input(test_images)
-    with tempfile.TemporaryDirectory() as tmp:
-        qdq_path = args.qdq or Path(tmp) / "qdq.onnx"
-        pre = quantize(args.model, qdq_path, calib)
-        float_top1 = top1(eval_onnx.session(args.model), x)
-        int8_top1 = top1(eval_onnx.session(qdq_path), x)
-    result = {
-        "model": str(args.model),
-        "test_images": int(len(x)),
-        "calibration_images": int(len(calib)),
-        "pre_processing": pre,
-        "float_accuracy": round(float(np.mean(float_top1 == test_labels)), 4),
-        "ort_int8_accuracy": round(float(np.mean(int8_top1 == test_labels)), 4),
-        "ort_int8_float_agreement": round(float(np.mean(int8_top1 == float_top1)), 4),
-        "ort_int8_float_agreement_first256": round(float(np.mean(int8_top1[:256] == float_top1[:256])), 4),
-    }
+    npy = [args.calib, args.test, args.labels]
+    if any(npy) and not all(npy):
+        parser.error("--calib, --test and --labels go together")
+    if all(npy):
+        calib, x, test_labels = np.load(args.calib), np.load(args.test)[: args.count], np.load(args.labels)[: args.count]
+        if len(x) != len(test_labels):
+            parser.error(f"{args.test} has {len(x)} images but {args.labels} {len(test_labels)} labels")
+    else:
+        size = input_size(onnx.load(str(args.model)))
+        calib = rgb_fmnist.calibration_inputs(size)
+        x, test_labels = rgb_fmnist.test_inputs(size, args.count)
+    result = baseline(args.model, calib, x, test_labels, args.qdq)
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     if args.record:
         record(args.model, result)

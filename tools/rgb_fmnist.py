@@ -127,6 +127,19 @@ def load(split: str, size: int, indices: np.ndarray | None = None) -> tuple[np.n
     return rgb_images(gray[indices], indices, split, size), labels[indices], indices
 
 
+def calibration_inputs(size: int) -> np.ndarray:
+    """The 256 calibration images at `size` as normalised float32 NCHW model inputs."""
+    gray, _ = fmnist.load("train")
+    indices = calibration_indices(len(gray))
+    return to_input(rgb_images(gray[indices], indices, "train", size))
+
+
+def test_inputs(size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised float32 NCHW inputs, int64 labels) of the first `count` test images."""
+    images, labels, _ = load("t10k", size, np.arange(count))
+    return to_input(images), labels.astype(np.int64)
+
+
 def write_image_folder(out: Path, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, split: str) -> None:
     """PNG files out/<class>/<split>_<index>.png."""
     from PIL import Image  # only for writing PNGs

@@ -34,6 +34,11 @@ TEST_COUNT = 256
 TIMEOUT = 1800
 
 
+def models() -> list[Path]:
+    """The RGB example models, then the zoo, each in name order."""
+    return sorted(REPO.glob("models/rgb_*.onnx")) + sorted(ZOO.glob("*.onnx"))
+
+
 def input_size(path: Path) -> int:
     import onnx
 
@@ -41,16 +46,18 @@ def input_size(path: Path) -> int:
     return dims[2].dim_value
 
 
-def data_files(work: Path, size: int) -> tuple[Path, Path, Path]:
-    calib, test, labels = work / f"calib{size}.npy", work / f"test{size}.npy", work / f"test{size}_labels.npy"
+def data_files(work: Path, size: int, count: int = TEST_COUNT) -> tuple[Path, Path, Path]:
+    """(calibration, test, test labels) .npy files in `work`: the 256 RGB calibration images
+    and the first `count` RGB test images at `size`, made once."""
+    suffix = "" if count == TEST_COUNT else f"_n{count}"
+    calib, test = work / f"calib{size}.npy", work / f"test{size}{suffix}.npy"
+    labels = work / f"test{size}{suffix}_labels.npy"
     if not calib.exists():
-        gray, _ = rgb_fmnist.fmnist.load("train")
-        idx = rgb_fmnist.calibration_indices(len(gray))
-        np.save(calib, rgb_fmnist.to_input(rgb_fmnist.rgb_images(gray[idx], idx, "train", size)))
+        np.save(calib, rgb_fmnist.calibration_inputs(size))
     if not test.exists() or not labels.exists():
-        images, y, _ = rgb_fmnist.load("t10k", size, np.arange(TEST_COUNT))
-        np.save(test, rgb_fmnist.to_input(images))
-        np.save(labels, y.astype(np.int64))
+        x, y = rgb_fmnist.test_inputs(size, count)
+        np.save(test, x)
+        np.save(labels, y)
     return calib, test, labels
 
 
@@ -159,20 +166,20 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ZOO / "STATUS.md")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    models = sorted(REPO.glob("models/rgb_*.onnx")) + sorted(ZOO.glob("*.onnx"))
+    chosen = models()
     if args.only:
-        models = [m for m in models if m.stem in args.only]
+        chosen = [m for m in chosen if m.stem in args.only]
     version = subprocess.run([args.cbam, "--version"], capture_output=True, text=True).stdout.strip()
     # The last commit that changed the Rust sources the binary is built from.
     commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", "crates", "Cargo.lock"],
                             capture_output=True, text=True).stdout.strip()
-    rows = [status(m, args.cbam, args.work) for m in models]
+    rows = [status(m, args.cbam, args.work) for m in chosen]
     saved = args.out.with_suffix(".json")
     if args.only and saved.exists():
         # Keep what an earlier run found for the models not run now.
         done = {r["model"] for r in rows}
         rows = [r for r in json.loads(saved.read_text()) if r["model"] not in done] + rows
-        order = {str(m.relative_to(REPO)): i for i, m in enumerate(sorted(REPO.glob("models/rgb_*.onnx")) + sorted(ZOO.glob("*.onnx")))}
+        order = {str(m.relative_to(REPO)): i for i, m in enumerate(models())}
         rows.sort(key=lambda r: order.get(r["model"], len(order)))
     write(rows, args.out, f"{version}, Rust sources of commit {commit}")
     saved.write_text(json.dumps(rows, indent=1) + "\n")
