@@ -39,7 +39,7 @@ pub fn depthwise_conv2d(
     output: &mut [i8],
 ) -> Result<(), Error> {
     check(p, in_shape, input, out_shape, output)?;
-    if out_shape.c == 0 {
+    if out_shape.c == 0 || Active::depthwise(p, in_shape, input, out_shape, output) {
         return Ok(());
     }
     let q = &p.quant;

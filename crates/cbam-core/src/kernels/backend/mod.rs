@@ -7,8 +7,8 @@
 //! do faster, with the same bits:
 //! - `arm_dsp`: Cortex-M4/M7 (Armv7E-M), the DSP extension's packed multiply-accumulates
 //!   under the inner products, the output stages and the CBAM steps;
-//! - `simd` over `x86` (AVX2, detected at run time) or `neon` (aarch64): whole CONV2D, ADD,
-//!   MAX_POOL2D and the CBAM element-wise steps on vector lanes.
+//! - `simd` over `x86` (AVX2, detected at run time) or `neon` (aarch64): whole CONV2D,
+//!   DEPTHWISE_CONV2D, ADD, MAX_POOL2D and the CBAM element-wise steps on vector lanes.
 //!
 //! `suite` is the shared test suite each backend instantiates. `build.rs` sets
 //! `cbam_backend` from the target (Arm target features are unstable in `cfg` on stable
@@ -51,7 +51,8 @@ use super::depthwise::Interior;
 use super::dot;
 use super::requant::{self, BoundedStage, SignedProductRequant};
 use super::{
-    AddParams, CbamParams, ChannelPoolParams, Conv2dParams, ConvGeometry, PoolParams, Shape,
+    AddParams, CbamParams, ChannelPoolParams, Conv2dParams, ConvGeometry, DepthwiseParams,
+    PoolParams, Shape,
 };
 use crate::cbam::spatial_conv;
 use crate::math::ActRange;
@@ -198,6 +199,19 @@ pub(crate) trait Backend: Sized {
     #[inline(always)]
     fn conv2d(
         p: &Conv2dParams,
+        in_shape: Shape,
+        input: &[i8],
+        out_shape: Shape,
+        output: &mut [i8],
+    ) -> bool {
+        let _ = (p, in_shape, input, out_shape, output);
+        false
+    }
+
+    /// DEPTHWISE_CONV2D over slices already checked against the shapes.
+    #[inline(always)]
+    fn depthwise(
+        p: &DepthwiseParams,
         in_shape: Shape,
         input: &[i8],
         out_shape: Shape,

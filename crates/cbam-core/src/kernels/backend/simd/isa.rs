@@ -2,6 +2,7 @@
 //! once per layer or op: [`ChannelBlock`] (per output channel) and [`TensorRequant`] (one
 //! per tensor).
 
+use super::depthwise::PairWeights;
 use crate::kernels::{AddParams, ChannelQuant};
 use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8, Requant};
 
@@ -215,6 +216,21 @@ pub(crate) trait Isa: Copy {
         out: &mut [i8],
     );
 
+    /// One output pixel of a depthwise convolution (depth multiplier 1) for the
+    /// `out.len() <= LANES` channels from the block's channel `at`:
+    /// `out[o] = clamp(requant(bias + sum_t (rows[t][o] + offset) * w_t[o]) + zp)`, where
+    /// taps `2j` and `2j + 1` have the weights `weights[j]` (interleaved) and
+    /// `rows.len() == 2 * weights.len()`. A row shorter than `LANES` bytes reads as
+    /// zero-padded.
+    fn depthwise_pixel(
+        self,
+        rows: &[&[i8]],
+        weights: &[PairWeights],
+        offset: i16,
+        block: (&ChannelBlock, usize),
+        out: &mut [i8],
+    );
+
     /// [`Isa::pixel`] for a window of at most `2 * SMALL_PAIRS` taps, with the block's
     /// weights transposed (`out.len() <= weights.lanes`).
     fn pixel_small(
@@ -246,9 +262,9 @@ pub(crate) trait Isa: Copy {
 }
 
 /// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
-/// same-named function of the invoking module's `conv` and `elementwise` submodules
-/// (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch` proves the
-/// target features those `unsafe` functions enable are present.
+/// same-named function of the invoking module's `conv`, `depthwise` and `elementwise`
+/// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
+/// proves the target features those `unsafe` functions enable are present.
 macro_rules! forward_isa {
     ($arch:ty, detect: $detect:expr, $why:literal) => {
         #[doc = concat!("Sound because ", $why, ".")]
@@ -302,6 +318,19 @@ macro_rules! forward_isa {
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { conv::pair_row(plane, wp, taps, kw, block, out) }
+            }
+
+            #[inline]
+            fn depthwise_pixel(
+                self,
+                rows: &[&[i8]],
+                weights: &[$crate::kernels::backend::simd::depthwise::PairWeights],
+                offset: i16,
+                block: (&ChannelBlock, usize),
+                out: &mut [i8],
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { depthwise::depthwise_pixel(rows, weights, offset, block, out) }
             }
 
             #[inline]

@@ -4,7 +4,7 @@
 //!
 //! - [`isa`]: the [`Isa`] trait each instruction set implements (`x86`, `neon`) and the
 //!   constants it works from;
-//! - [`conv`], [`cbam`], [`add`]: the loops and checks around the arithmetic, written once
+//! - [`conv`], [`depthwise`], [`cbam`], [`add`]: the loops and checks around the arithmetic, written once
 //!   for every [`Isa`];
 //! - [`pool`]: MAX_POOL2D in plain Rust with the channels innermost, which the compiler
 //!   vectorises by itself (so it needs no instruction set detected).
@@ -15,13 +15,14 @@
 mod add;
 mod cbam;
 pub(super) mod conv;
+pub(super) mod depthwise;
 pub(super) mod isa;
 mod pool;
 #[cfg(test)]
 pub(super) mod tests;
 
 use super::{Backend, NoBounds};
-use crate::kernels::{AddParams, CbamParams, Conv2dParams, PoolParams, Shape};
+use crate::kernels::{AddParams, CbamParams, Conv2dParams, DepthwiseParams, PoolParams, Shape};
 use crate::math::ActRange;
 use core::marker::PhantomData;
 pub(super) use isa::Isa;
@@ -47,6 +48,18 @@ impl<I: Isa> Backend for Simd<I> {
         output: &mut [i8],
     ) -> bool {
         I::detect().is_some_and(|isa| conv::conv2d(isa, p, in_shape, input, out_shape, output))
+    }
+
+    #[inline]
+    fn depthwise(
+        p: &DepthwiseParams,
+        in_shape: Shape,
+        input: &[i8],
+        out_shape: Shape,
+        output: &mut [i8],
+    ) -> bool {
+        I::detect()
+            .is_some_and(|isa| depthwise::depthwise(isa, p, in_shape, input, out_shape, output))
     }
 
     #[inline]

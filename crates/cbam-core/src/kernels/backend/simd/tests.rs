@@ -3,12 +3,12 @@
 //! kernels built on them. Run on x86_64 natively and on aarch64 under qemu-user
 //! (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
 
-use super::conv;
 use super::isa::{ChannelBlock, Isa, TensorRequant};
+use super::{conv, depthwise};
 use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
-use crate::kernels::test_support::{random_conv_shapes, QuantData, Rng};
-use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
+use crate::kernels::test_support::{depthwise_reference, random_conv_shapes, QuantData, Rng};
+use crate::kernels::{Conv2dParams, ConvGeometry, DepthwiseParams, Shape};
 use crate::math::{ActRange, Requant};
 use std::vec::Vec;
 
@@ -24,6 +24,7 @@ macro_rules! isa_tests {
         $crate::kernels::backend::simd::tests::isa_tests!(@each isa;
             conv2d_takes_the_cases_it_is_exact_for,
             conv2d_declines_windows_past_its_buffer,
+            depthwise_takes_model_layers,
             requant_matches_output_requant_at_the_extremes,
             widen_adds_the_offset_over_any_length,
             cbam_scalings_match_requantize_to_i8,
@@ -86,6 +87,49 @@ pub(crate) fn conv2d_takes_the_cases_it_is_exact_for(b: impl Isa) {
     let mut rng = Rng::new(0x51DC0);
     for _ in 0..600 {
         conv_case(&mut rng, b);
+    }
+}
+
+/// The depthwise layers of a MobileNetV2-style network (3x3, stride 1 or 2, channel
+/// counts around the 16-channel groups and the 128-channel blocks) take the SIMD path and
+/// match the reference.
+pub(crate) fn depthwise_takes_model_layers(b: impl Isa) {
+    let mut rng = Rng::new(0xD3E9);
+    for (c, stride) in [
+        (16, 1),
+        (64, 2),
+        (96, 1),
+        (24, 2),
+        (160, 1),
+        (150, 2),
+        (7, 1),
+    ] {
+        let g = ConvGeometry {
+            stride_h: stride,
+            stride_w: stride,
+            ..ConvGeometry::square(3, 1)
+        };
+        let ins = Shape::new(6, 5, c);
+        let (oh, ow) = g.output_size(ins.h, ins.w).unwrap();
+        let outs = Shape::new(oh, ow, c);
+        let input = rng.i8s(ins.len().unwrap());
+        let weights = rng.i8s(9 * c);
+        let qt = QuantData::random(&mut rng, c);
+        let bytes = qt.bytes();
+        let p = DepthwiseParams {
+            geometry: g,
+            depth_multiplier: 1,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut got = std::vec![0i8; outs.len().unwrap()];
+        let mut want = got.clone();
+        assert!(
+            depthwise::depthwise(b, &p, ins, &input, outs, &mut got),
+            "c={c}"
+        );
+        depthwise_reference(&g, &qt, (ins, &input), &weights, (outs, &mut want));
+        assert_eq!(got, want, "c={c} stride={stride}");
     }
 }
 

@@ -8,7 +8,7 @@ use crate::kernels::pool::pool2d;
 use crate::kernels::test_support::{
     add_reference, channel_pool_reference, conv2d_reference, depthwise_reference,
     fully_connected_reference, max_pool_reference, random_conv_shapes, random_geometry, QuantData,
-    Rng,
+    Rng, MAX_CHANNELS,
 };
 use crate::kernels::{add, conv2d, fully_connected};
 use crate::kernels::{
@@ -106,14 +106,28 @@ pub(super) fn conv2d<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
     checked
 }
 
-/// DEPTHWISE_CONV2D against the reference: any window and depth multiplier, and whole 3x3
+/// DEPTHWISE_CONV2D against the reference: any window and depth multiplier, whole 3x3
 /// windows over maps large enough for an interior, with several groups of four channels
-/// (the backend's lane products and 3x3 interior).
+/// (the backend's lane products and 3x3 interior), and small maps of more channels than
+/// one 128-channel block; the backend's whole DEPTHWISE_CONV2D (where it takes the case)
+/// against the reference too.
 pub(super) fn depthwise<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
     let mut buf = Buffers::new(&mut mem);
     let mut checked = 0;
     for case in 0..400 {
-        let (g, ins, dm) = if case % 2 == 0 {
+        let (g, ins, dm) = if case % 8 == 7 {
+            let g = ConvGeometry {
+                stride_h: rng.range(1, 3),
+                stride_w: rng.range(1, 3),
+                ..ConvGeometry::square(rng.pick(&[3, 5]), rng.range(0, 3))
+            };
+            let ins = Shape::new(
+                rng.range(1, 5),
+                rng.range(1, 5),
+                rng.range(100, MAX_CHANNELS + 1),
+            );
+            (g, ins, 1)
+        } else if case % 2 == 0 {
             let g = ConvGeometry {
                 stride_h: rng.range(1, 3),
                 stride_w: rng.range(1, 3),
@@ -133,7 +147,7 @@ pub(super) fn depthwise<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
         let bytes = q.bytes();
         let n_w = g.kh * g.kw * outs.c;
         let sizes = (ins.len().unwrap_or(0), n_w, outs.len().unwrap_or(0));
-        let Some((input, weights, [got, _, reference])) = buf.case(rng, sizes, 0) else {
+        let Some((input, weights, [got, want, reference])) = buf.case(rng, sizes, 0) else {
             continue;
         };
         let p = DepthwiseParams {
@@ -146,6 +160,9 @@ pub(super) fn depthwise<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
         depthwise_conv2d(&p, ins, input, outs, got).expect("consistent shapes");
         depthwise_reference(&g, &q, (ins, input), weights, (outs, reference));
         checked += same("depthwise", got, reference, case);
+        if B::depthwise(&p, ins, input, outs, want) {
+            checked += same("the backend's depthwise", want, reference, case);
+        }
     }
     checked
 }

@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 mod conv;
+mod depthwise;
 mod elementwise;
 mod requant;
 use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};

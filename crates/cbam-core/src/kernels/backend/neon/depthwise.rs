@@ -1,0 +1,84 @@
+//! DEPTHWISE_CONV2D: one output pixel of sixteen channels, `smlal` per tap.
+
+use super::load_lanes;
+use super::requant::{requant_lanes, Lanes};
+use crate::kernels::backend::simd::depthwise::{PairWeights, LANES};
+use crate::kernels::backend::simd::isa::ChannelBlock;
+use core::arch::aarch64::*;
+
+/// The first sixteen bytes of `row`, zero-padded.
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_row(row: &[i8]) -> int8x16_t {
+    match row.first_chunk::<16>() {
+        // SAFETY: reads exactly the 16 bytes of the chunk.
+        Some(bytes) => unsafe { vld1q_s8(bytes.as_ptr()) },
+        None => {
+            let mut bytes = [0i8; 16];
+            for (b, &x) in bytes.iter_mut().zip(row) {
+                *b = x;
+            }
+            // SAFETY: reads exactly the 16 bytes of the local array.
+            unsafe { vld1q_s8(bytes.as_ptr()) }
+        }
+    }
+}
+
+/// `acc[0..4] += x * w` over sixteen `i16` lanes (`x` and `w` as low and high halves).
+#[inline]
+#[target_feature(enable = "neon")]
+fn mac16(acc: &mut [int32x4_t; 4], x: [int16x8_t; 2], w: [int16x8_t; 2]) {
+    acc[0] = vmlal_s16(acc[0], vget_low_s16(x[0]), vget_low_s16(w[0]));
+    acc[1] = vmlal_high_s16(acc[1], x[0], w[0]);
+    acc[2] = vmlal_s16(acc[2], vget_low_s16(x[1]), vget_low_s16(w[1]));
+    acc[3] = vmlal_high_s16(acc[3], x[1], w[1]);
+}
+
+/// Bit-exact: `x + offset` fits `i16` (the offset is minus an int8 zero point) and `smlal`
+/// adds each exact `i32` product with wrap-around, like the portable kernel.
+#[target_feature(enable = "neon")]
+pub(super) fn depthwise_pixel(
+    rows: &[&[i8]],
+    weights: &[PairWeights],
+    offset: i16,
+    (block, at): (&ChannelBlock, usize),
+    out: &mut [i8],
+) {
+    let off = vdupq_n_s16(offset);
+    let mut acc = [vdupq_n_s32(0); 4];
+    for (pair, w) in rows.chunks_exact(2).zip(weights) {
+        let [a, b] = pair else { continue };
+        let (a, b) = (load_row(a), load_row(b));
+        let xa = [vaddw_s8(off, vget_low_s8(a)), vaddw_high_s8(off, a)];
+        let xb = [vaddw_s8(off, vget_low_s8(b)), vaddw_high_s8(off, b)];
+        // SAFETY: each reads 32 of the 64 bytes of `w`; `vld2q` splits the interleaved
+        // (tap a, tap b) weights of eight channels into the two taps.
+        let (w0, w1) = unsafe { (vld2q_s16(w.as_ptr()), vld2q_s16(w.as_ptr().add(LANES))) };
+        mac16(&mut acc, xa, [w0.0, w1.0]);
+        mac16(&mut acc, xb, [w0.1, w1.1]);
+    }
+    let mut words = [vdupq_n_s32(0); 4];
+    for (i, (word, acc)) in words.iter_mut().zip(acc).enumerate() {
+        let ch = at + 4 * i;
+        let lanes = Lanes {
+            mult: load_lanes(&block.mult, ch),
+            left: load_lanes(&block.left, ch),
+            right: load_lanes(&block.right, ch),
+            zp: vdupq_n_s32(block.zp),
+            min: vdupq_n_s32(block.min),
+            max: vdupq_n_s32(block.max),
+        };
+        *word = requant_lanes(vaddq_s32(acc, load_lanes(&block.bias, ch)), &lanes);
+    }
+    let halves = [
+        vcombine_s16(vqmovn_s32(words[0]), vqmovn_s32(words[1])),
+        vcombine_s16(vqmovn_s32(words[2]), vqmovn_s32(words[3])),
+    ];
+    let packed = vcombine_s8(vqmovn_s16(halves[0]), vqmovn_s16(halves[1]));
+    let mut bytes = [0i8; LANES];
+    // SAFETY: writes exactly the 16 bytes of the local array.
+    unsafe { vst1q_s8(bytes.as_mut_ptr(), packed) };
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b;
+    }
+}

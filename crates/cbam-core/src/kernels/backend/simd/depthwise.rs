@@ -1,0 +1,130 @@
+//! The architecture-independent half of the SIMD DEPTHWISE_CONV2D (depth multiplier 1):
+//! which input bytes each output pixel's taps read, and the loops over pixels and groups
+//! of [`LANES`] channels. The arithmetic is the [`Isa`]'s.
+//!
+//! The portable kernel takes four channels at a time; here a pixel's taps are multiplied
+//! against [`LANES`] adjacent channels at once, tap pairs interleaved so that one widening
+//! multiply-add serves two taps. Taps in the padding read a row of input zero points,
+//! whose `x + offset` is exactly 0, so border pixels run the same code as interior ones.
+
+use super::isa::{ChannelBlock, Isa, BLOCK, MAX_OUT_ZP};
+use crate::kernels::conv2d::valid_taps;
+use crate::kernels::{DepthwiseParams, Shape};
+
+/// Channels one [`Isa::depthwise_pixel`] call computes.
+pub(crate) const LANES: usize = 16;
+
+/// Taps (`kh * kw`) the SIMD path takes: a 7x7 window.
+const MAX_TAPS: usize = 49;
+
+/// Tap pairs of the longest window.
+const MAX_PAIRS: usize = MAX_TAPS.div_ceil(2);
+
+/// Weights of one group of [`LANES`] channels for one tap pair, interleaved:
+/// `[w_a[0], w_b[0], w_a[1], w_b[1], ..]` for the pair's taps `a` and `b`.
+pub(crate) type PairWeights = [i16; 2 * LANES];
+
+/// DEPTHWISE_CONV2D (depth multiplier 1) with `isa`, for slices already checked against
+/// the shapes. `false`, writing nothing, for parameters outside what the SIMD path is
+/// exact for or its buffers hold; the caller then runs the portable kernel.
+pub(crate) fn depthwise<I: Isa>(
+    isa: I,
+    p: &DepthwiseParams,
+    in_shape: Shape,
+    input: &[i8],
+    out_shape: Shape,
+    output: &mut [i8],
+) -> bool {
+    let g = &p.geometry;
+    let taps = g.kh * g.kw;
+    // A zero point outside int8 has no input byte that pads exactly.
+    let (Ok(pad), Ok(offset)) = (
+        i8::try_from(p.quant.in_zp),
+        i16::try_from(p.quant.in_zp.wrapping_neg()),
+    ) else {
+        return false;
+    };
+    if p.depth_multiplier != 1
+        || taps == 0
+        || taps > MAX_TAPS
+        || in_shape.c != out_shape.c
+        || !(-MAX_OUT_ZP..=MAX_OUT_ZP).contains(&p.quant.out_zp)
+    {
+        return false;
+    }
+    let c = out_shape.c;
+    let pairs = taps.div_ceil(2);
+    let padding = [pad; LANES];
+    let mut first = 0;
+    while first < c {
+        let n = (c - first).min(BLOCK);
+        let block = ChannelBlock::new(&p.quant, first, n);
+        let mut weights = [[0i16; 2 * LANES]; MAX_PAIRS * (BLOCK / LANES)];
+        for (group, w) in weights.chunks_exact_mut(MAX_PAIRS).enumerate() {
+            let ch = first + group * LANES;
+            if ch < first + n {
+                interleave(p.weights, c, taps, ch, (first + n - ch).min(LANES), w);
+            }
+        }
+        let mut out_pixels = output.chunks_exact_mut(c);
+        for oy in 0..out_shape.h {
+            let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
+            for ox in 0..out_shape.w {
+                let Some(px) = out_pixels.next() else {
+                    return true;
+                };
+                let kx = valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_shape.w);
+                // Every tap's input pixel (channel 0) or `None` in the padding.
+                let mut at = [None; MAX_TAPS + 1];
+                for ky in ky.0..ky.1 {
+                    let iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
+                    for kx in kx.0..kx.1 {
+                        let ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
+                        if let Some(a) = at.get_mut(ky * g.kw + kx) {
+                            *a = Some((iy * in_shape.w + ix) * c);
+                        }
+                    }
+                }
+                let mut ch = first;
+                for w in weights.chunks_exact(MAX_PAIRS) {
+                    if ch >= first + n {
+                        break;
+                    }
+                    let mut rows = [&padding[..]; 2 * MAX_PAIRS];
+                    for (r, a) in rows.iter_mut().zip(&at).take(2 * pairs) {
+                        if let Some(a) = a {
+                            *r = input.get(a + ch..).unwrap_or(&padding);
+                        }
+                    }
+                    let len = (first + n - ch).min(LANES);
+                    let Some(out) = px.get_mut(ch..ch + len) else {
+                        return true;
+                    };
+                    let (rows, w) = (&rows[..2 * pairs], &w[..pairs]);
+                    isa.depthwise_pixel(rows, w, offset, (&block, ch - first), out);
+                    ch += LANES;
+                }
+            }
+        }
+        first += n;
+    }
+    true
+}
+
+/// Channels `ch..ch + n` of the `[tap][c]` weights, as [`PairWeights`] per tap pair (zero
+/// for channels past `n` and for the missing second tap of an odd window).
+fn interleave(weights: &[i8], c: usize, taps: usize, ch: usize, n: usize, out: &mut [PairWeights]) {
+    for (pair, dst) in out.iter_mut().enumerate().take(taps.div_ceil(2)) {
+        for (half, tap) in [2 * pair, 2 * pair + 1].into_iter().enumerate() {
+            if tap >= taps {
+                continue;
+            }
+            let row = weights.get(tap * c + ch..).unwrap_or_default();
+            for (o, &w) in row.iter().take(n).enumerate() {
+                if let Some(d) = dst.get_mut(2 * o + half) {
+                    *d = i16::from(w);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! DEPTHWISE_CONV2D: one output pixel of sixteen channels, two taps per multiply-add.
+
+use super::requant::{requant_lanes, Lanes};
+use super::{load_lanes8, pack8};
+use crate::kernels::backend::simd::depthwise::{PairWeights, LANES};
+use crate::kernels::backend::simd::isa::ChannelBlock;
+use core::arch::x86_64::*;
+
+/// The first sixteen bytes of `row`, zero-padded.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_row(row: &[i8]) -> __m128i {
+    match row.first_chunk::<16>() {
+        // SAFETY: reads exactly the 16 bytes of the chunk.
+        Some(bytes) => unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) },
+        None => {
+            let mut bytes = [0i8; 16];
+            for (b, &x) in bytes.iter_mut().zip(row) {
+                *b = x;
+            }
+            // SAFETY: reads exactly the 16 bytes of the local array.
+            unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
+        }
+    }
+}
+
+/// Bit-exact: `x + offset` fits `i16` (the offset is minus an int8 zero point), so each
+/// `vpmaddwd` pair sum `(xa + off) * wa + (xb + off) * wb` fits `i32`, and the adds wrap
+/// like the portable kernel's.
+#[target_feature(enable = "avx2")]
+pub(super) fn depthwise_pixel(
+    rows: &[&[i8]],
+    weights: &[PairWeights],
+    offset: i16,
+    (block, at): (&ChannelBlock, usize),
+    out: &mut [i8],
+) {
+    let off = _mm256_set1_epi16(offset);
+    let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for (pair, w) in rows.chunks_exact(2).zip(weights) {
+        let [a, b] = pair else { continue };
+        let (a, b) = (load_row(a), load_row(b));
+        // Channel by channel (tap a, tap b): the layout of the weights.
+        let xl = _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b)), off);
+        let xh = _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b)), off);
+        // SAFETY: each reads 32 of the 64 bytes of `w`.
+        let (wl, wh) = unsafe {
+            (
+                _mm256_loadu_si256(w.as_ptr().cast()),
+                _mm256_loadu_si256(w.as_ptr().add(LANES).cast()),
+            )
+        };
+        lo = _mm256_add_epi32(lo, _mm256_madd_epi16(xl, wl));
+        hi = _mm256_add_epi32(hi, _mm256_madd_epi16(xh, wh));
+    }
+    let mut bytes = [0i8; LANES];
+    for (half, (acc, dst)) in [lo, hi]
+        .into_iter()
+        .zip(bytes.chunks_exact_mut(8))
+        .enumerate()
+    {
+        let ch = at + 8 * half;
+        let lanes = Lanes {
+            mult: load_lanes8(&block.mult, ch),
+            left: load_lanes8(&block.left, ch),
+            right: load_lanes8(&block.right, ch),
+            zp: _mm256_set1_epi32(block.zp),
+            min: _mm256_set1_epi32(block.min),
+            max: _mm256_set1_epi32(block.max),
+        };
+        let acc = _mm256_add_epi32(acc, load_lanes8(&block.bias, ch));
+        dst.copy_from_slice(&pack8(requant_lanes(acc, &lanes)));
+    }
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b;
+    }
+}
