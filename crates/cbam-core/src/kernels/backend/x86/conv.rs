@@ -98,10 +98,24 @@ pub(super) fn dot4(window: &[[i16; 16]], rows: [&[i8]; 4]) -> __m128i {
     reduce4(acc)
 }
 
-/// [`dot4`] for two windows: each weight chunk is loaded and widened once for both.
+/// `[sum a0, .., sum a3 | sum b0, .., sum b3]` of two pixels' four 8-lane accumulators
+/// (wrapping): one reduction for both halves.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn dot4x2(windows: [&[[i16; 16]]; 2], rows: [&[i8]; 4]) -> [__m128i; 2] {
+fn reduce4x2(a: [__m256i; 4], b: [__m256i; 4]) -> __m256i {
+    let sa = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    let sb = _mm256_hadd_epi32(_mm256_hadd_epi32(b[0], b[1]), _mm256_hadd_epi32(b[2], b[3]));
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(sa, sb),
+        _mm256_permute2x128_si256::<0x31>(sa, sb),
+    )
+}
+
+/// [`dot4`] for two windows: each weight chunk is loaded and widened once for both. The
+/// first window's four sums are the low half of the result, the second's the high half.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn dot4x2(windows: [&[[i16; 16]]; 2], rows: [&[i8]; 4]) -> __m256i {
     let mut a = [_mm256_setzero_si256(); 4];
     let mut b = [_mm256_setzero_si256(); 4];
     let chunks = [
@@ -151,7 +165,15 @@ pub(super) fn dot4x2(windows: [&[[i16; 16]]; 2], rows: [&[i8]; 4]) -> [__m128i; 
             *ab = _mm256_add_epi32(*ab, _mm256_madd_epi16(xb, w));
         }
     }
-    [reduce4(a), reduce4(b)]
+    reduce4x2(a, b)
+}
+
+/// Four lanes of `words` from `at` (zero past its end), in both halves.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_lanes_twice(words: &[i32], at: usize) -> __m256i {
+    let v = load_lanes(words, at);
+    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(v), v)
 }
 
 #[target_feature(enable = "avx2")]
@@ -182,15 +204,28 @@ pub(super) fn pixel2(
             row_from(weights, per_out, (ch + 2).min(n - 1)),
             row_from(weights, per_out, (ch + 3).min(n - 1)),
         ];
-        let [sa, sb] = dot4x2(windows, rows);
-        let bias = load_lanes(&block.bias, ch);
-        let ba = requant4(_mm_add_epi32(sa, bias), block, ch);
-        let bb = requant4(_mm_add_epi32(sb, bias), block, ch);
-        for (o, v) in oa.iter_mut().skip(ch).zip(ba) {
-            *o = v;
-        }
-        for (o, v) in ob.iter_mut().skip(ch).zip(bb) {
-            *o = v;
+        let sums = dot4x2(windows, rows);
+        // Both pixels' four channels in one pass: the constants repeat in each half.
+        let lanes = Lanes {
+            mult: load_lanes_twice(&block.mult, ch),
+            left: load_lanes_twice(&block.left, ch),
+            right: load_lanes_twice(&block.right, ch),
+            zp: _mm256_set1_epi32(block.zp),
+            min: _mm256_set1_epi32(block.min),
+            max: _mm256_set1_epi32(block.max),
+        };
+        let bytes = pack8(requant_lanes(
+            _mm256_add_epi32(sums, load_lanes_twice(&block.bias, ch)),
+            &lanes,
+        ));
+        let (ba, bb) = bytes.split_at(4);
+        if let (Some(da), Some(db)) = (oa.get_mut(ch..), ob.get_mut(ch..)) {
+            for (o, &v) in da.iter_mut().zip(ba) {
+                *o = v;
+            }
+            for (o, &v) in db.iter_mut().zip(bb) {
+                *o = v;
+            }
         }
         ch += 4;
     }
