@@ -66,12 +66,7 @@ pub(super) fn pixel(
 }
 
 #[target_feature(enable = "neon")]
-pub(super) fn pixel_small(
-    window: &[i16],
-    weights: &SmallWeights,
-    block: &ChannelBlock,
-    out: &mut [i8],
-) {
+fn pixel_small(window: &[i16], weights: &SmallWeights, block: &ChannelBlock, out: &mut [i8]) {
     let taps = window.chunks_exact(2).take(weights.pairs);
     for (g, out) in out.chunks_mut(8).enumerate() {
         let ch = g * 8;
@@ -96,6 +91,20 @@ pub(super) fn pixel_small(
         let (a, b) = (requant4(lo, block, ch), requant4(hi, block, ch + 4));
         for (o, v) in out.iter_mut().zip(a.into_iter().chain(b)) {
             *o = v;
+        }
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub(super) fn row_small(
+    (windows, stride): (&[i16], usize),
+    weights: &SmallWeights,
+    block: &ChannelBlock,
+    (out, step, n): (&mut [i8], usize, usize),
+) {
+    for (i, window) in windows.chunks_exact(stride.max(1)).enumerate() {
+        if let Some(o) = out.get_mut(i * step..i * step + n) {
+            pixel_small(window, weights, block, o);
         }
     }
 }

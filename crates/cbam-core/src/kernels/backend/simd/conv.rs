@@ -81,6 +81,11 @@ pub(crate) fn conv2d<I: Isa>(
         // and each pixel's taps broadcast against eight channels at a time instead.
         let small = (per_out <= 2 * SMALL_PAIRS).then(|| SmallWeights::new(weights, per_out, n));
         let w = out_shape.w.max(1);
+        if let Some(t) = &small {
+            windows.small_rows(isa, (per_out, w), t, &block, (output, out_c, first, n));
+            first += n;
+            continue;
+        }
         let mut at = 0;
         let mut pixels = output.chunks_exact_mut(out_c);
         while let Some(px) = pixels.next() {
@@ -88,15 +93,8 @@ pub(crate) fn conv2d<I: Isa>(
                 return true;
             };
             windows.gather(isa, window, per_out, at / w, at % w);
-            match (&small, pixels.next()) {
-                (Some(t), next) => {
-                    isa.pixel_small(window, t, &block, out);
-                    if let Some(out2) = next.and_then(|px| px.get_mut(first..first + n)) {
-                        windows.gather(isa, window, per_out, (at + 1) / w, (at + 1) % w);
-                        isa.pixel_small(window, t, &block, out2);
-                    }
-                }
-                (None, Some(next)) => {
+            match pixels.next() {
+                Some(next) => {
                     let Some(out2) = next.get_mut(first..first + n) else {
                         return true;
                     };
@@ -104,7 +102,7 @@ pub(crate) fn conv2d<I: Isa>(
                     let windows = [&window[..], &window2[..]];
                     isa.pixel2(windows, weights, per_out, &block, [out, out2]);
                 }
-                (None, None) => isa.pixel(window, weights, per_out, &block, out),
+                None => isa.pixel(window, weights, per_out, &block, out),
             }
             at += 2;
         }
@@ -112,6 +110,9 @@ pub(crate) fn conv2d<I: Isa>(
     }
     true
 }
+
+/// Output pixels whose windows [`Windows::small_rows`] gathers at a time.
+const SMALL_RUN: usize = 128;
 
 /// Gathers output pixels' windows out of the input.
 struct Windows<'a> {
@@ -122,6 +123,37 @@ struct Windows<'a> {
 }
 
 impl Windows<'_> {
+    /// Every output pixel of the `n` channels from `first` by [`Isa::row_small`]: the
+    /// windows of [`SMALL_RUN`] pixels at a time are gathered first, so that each group of
+    /// channels keeps its constants in registers over them.
+    fn small_rows<I: Isa>(
+        &self,
+        isa: I,
+        (per_out, w): (usize, usize),
+        weights: &SmallWeights,
+        block: &ChannelBlock,
+        (output, out_c, first, n): (&mut [i8], usize, usize, usize),
+    ) {
+        let stride = 2 * weights.pairs;
+        let mut buffer = [0i16; SMALL_RUN * 2 * SMALL_PAIRS];
+        let pixels = output.len() / out_c.max(1);
+        let mut px = 0;
+        while px < pixels {
+            let count = (pixels - px).min(SMALL_RUN);
+            for (i, window) in buffer
+                .chunks_exact_mut(stride.max(1))
+                .take(count)
+                .enumerate()
+            {
+                self.gather(isa, window, per_out, (px + i) / w, (px + i) % w);
+            }
+            let windows = buffer.get(..count * stride).unwrap_or_default();
+            let out = output.get_mut(px * out_c + first..).unwrap_or_default();
+            isa.row_small((windows, stride), weights, block, (out, out_c, n));
+            px += count;
+        }
+    }
+
     /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`
     /// order and 0 for taps in the padding, into `window[..per_out]`.
     #[inline]

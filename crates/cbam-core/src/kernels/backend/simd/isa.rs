@@ -56,10 +56,10 @@ impl ChannelBlock {
     }
 }
 
-/// Windows of up to `2 * SMALL_PAIRS` taps take [`Isa::pixel_small`].
+/// Windows of up to `2 * SMALL_PAIRS` taps take [`Isa::row_small`].
 pub(crate) const SMALL_PAIRS: usize = 16;
 
-/// A block's weights transposed for [`Isa::pixel_small`]: word `j * lanes + o` holds
+/// A block's weights transposed for [`Isa::row_small`]: word `j * lanes + o` holds
 /// channel `o`'s taps `2j` (low half) and `2j + 1` (high half) as `i16`, so that one
 /// vector load brings one tap pair of consecutive channels. Channels past the block's
 /// (up to `lanes`, a multiple of 8) and taps past the window are zero.
@@ -231,14 +231,17 @@ pub(crate) trait Isa: Copy {
         out: &mut [i8],
     );
 
-    /// [`Isa::pixel`] for a window of at most `2 * SMALL_PAIRS` taps, with the block's
-    /// weights transposed (`out.len() <= weights.lanes`).
-    fn pixel_small(
+    /// Output pixels of a window of at most `2 * SMALL_PAIRS` taps, with the block's weights
+    /// transposed (`n <= weights.lanes`), by broadcasting each tap pair against eight
+    /// channels: pixel `i`'s window is
+    /// `windows[i * stride..][..stride]` (`stride = 2 * weights.pairs`, zero past its taps)
+    /// and its `n` outputs are `out[i * step..][..n]`.
+    fn row_small(
         self,
-        window: &[i16],
+        windows: (&[i16], usize),
         weights: &SmallWeights,
         block: &ChannelBlock,
-        out: &mut [i8],
+        out: (&mut [i8], usize, usize),
     );
 
     /// `out[o] = clamp(requant(acc[o]) + zp)` with channel `o`'s constants (bias not added).
@@ -334,15 +337,15 @@ macro_rules! forward_isa {
             }
 
             #[inline]
-            fn pixel_small(
+            fn row_small(
                 self,
-                window: &[i16],
+                windows: (&[i16], usize),
                 weights: &SmallWeights,
                 block: &ChannelBlock,
-                out: &mut [i8],
+                out: (&mut [i8], usize, usize),
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
-                unsafe { conv::pixel_small(window, weights, block, out) }
+                unsafe { conv::row_small(windows, weights, block, out) }
             }
 
             #[cfg(test)]

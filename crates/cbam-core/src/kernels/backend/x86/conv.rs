@@ -335,35 +335,29 @@ pub(super) fn pixel(
     }
 }
 
+/// Each group of eight channels keeps its weights and output constants in registers over
+/// the whole row of pixels.
 #[target_feature(enable = "avx2")]
-pub(super) fn pixel_small(
-    window: &[i16],
+pub(super) fn row_small(
+    (windows, stride): (&[i16], usize),
     weights: &SmallWeights,
     block: &ChannelBlock,
-    out: &mut [i8],
+    (out, step, n): (&mut [i8], usize, usize),
 ) {
-    // The window's tap pairs as words, each to be broadcast against eight channels.
-    let mut pairs = [0i32; SMALL_PAIRS];
-    for (p, taps) in pairs.iter_mut().zip(window.chunks_exact(2)) {
-        if let [lo, hi] = taps {
-            *p = (u32::from(*lo as u16) | (u32::from(*hi as u16) << 16)) as i32;
-        }
-    }
-    let pairs = pairs.get(..weights.pairs).unwrap_or_default();
+    let pairs = weights.pairs.min(SMALL_PAIRS);
     let (zp, min, max) = (
         _mm256_set1_epi32(block.zp),
         _mm256_set1_epi32(block.min),
         _mm256_set1_epi32(block.max),
     );
-    for (g, out) in out.chunks_mut(8).enumerate() {
-        let ch = g * 8;
-        let mut acc = load_lanes8(&block.bias, ch);
-        let mut at = ch;
-        for &pair in pairs {
-            let w = load_lanes8(&weights.table, at);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_set1_epi32(pair), w));
-            at += weights.lanes;
+    for ch in (0..n).step_by(8) {
+        let len = (n - ch).min(8);
+        let mut w = [_mm256_setzero_si256(); SMALL_PAIRS];
+        for (j, w) in w.iter_mut().enumerate().take(pairs) {
+            *w = load_lanes8(&weights.table, j * weights.lanes + ch);
         }
+        let w = w.get(..pairs).unwrap_or_default();
+        let bias = load_lanes8(&block.bias, ch);
         let lanes = Lanes {
             mult: load_lanes8(&block.mult, ch),
             left: load_lanes8(&block.left, ch),
@@ -372,9 +366,18 @@ pub(super) fn pixel_small(
             min,
             max,
         };
-        let bytes = pack8(requant_lanes(acc, &lanes));
-        for (o, b) in out.iter_mut().zip(bytes) {
-            *o = b;
+        for (i, window) in windows.chunks_exact(stride.max(1)).enumerate() {
+            let mut acc = bias;
+            for (taps, &w) in window.as_chunks::<2>().0.iter().zip(w) {
+                let pair = u32::from(taps[0] as u16) | (u32::from(taps[1] as u16) << 16);
+                let x = _mm256_set1_epi32(pair as i32);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
+            }
+            let bytes = pack8(requant_lanes(acc, &lanes));
+            let at = i * step + ch;
+            if let (Some(o), Some(b)) = (out.get_mut(at..at + len), bytes.get(..len)) {
+                o.copy_from_slice(b);
+            }
         }
     }
 }
