@@ -1,7 +1,9 @@
 //! Where a model's inference time goes: runs a `.cbam` blob on fixed pseudo-random input
 //! and prints the wall time of every op (median over the runs), its MACs and MAC rate.
 //!
-//! Usage: `model_profile MODEL.cbam [RUNS]` (default 200 runs after 20 warm-up runs).
+//! Usage: `model_profile MODEL.cbam [RUNS [WARMUP]]` (default 200 runs after 20 warm-up
+//! runs; instruction counters such as callgrind or a QEMU log take `RUNS` and `RUNS + k`
+//! with no warm-up and divide the difference by `k`).
 //! Build with `--release`: the numbers of a debug build say nothing.
 
 use cbam_core::{Model, Observer, OpCode};
@@ -33,7 +35,7 @@ fn median(values: &mut [Duration]) -> Duration {
     values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
-fn profile(path: &str, runs: usize) -> Result<(), String> {
+fn profile(path: &str, runs: usize, warmup: usize) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let model = Model::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let mut arena = vec![0u8; model.arena_size()];
@@ -51,7 +53,7 @@ fn profile(path: &str, runs: usize) -> Result<(), String> {
         started: Instant::now(),
         times: vec![Vec::with_capacity(runs); model.n_ops()],
     };
-    for _ in 0..20 {
+    for _ in 0..warmup {
         model
             .run(&mut arena, &input, &mut out)
             .map_err(|e| e.to_string())?;
@@ -104,8 +106,13 @@ fn main() -> ExitCode {
         Some(Ok(n)) if n > 0 => Ok(n),
         Some(_) => Err(()),
     };
-    match (args.get(1), runs) {
-        (Some(path), Ok(runs)) => match profile(path, runs) {
+    let warmup = match args.get(3).map(|n| n.parse::<usize>()) {
+        None => Ok(20),
+        Some(Ok(n)) => Ok(n),
+        Some(_) => Err(()),
+    };
+    match (args.get(1), runs, warmup) {
+        (Some(path), Ok(runs), Ok(warmup)) => match profile(path, runs, warmup) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("model_profile: {e}");
@@ -113,7 +120,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: model_profile MODEL.cbam [RUNS > 0]");
+            eprintln!("usage: model_profile MODEL.cbam [RUNS > 0 [WARMUP]]");
             ExitCode::from(2)
         }
     }
