@@ -1,17 +1,20 @@
 //! Runs one kernel N times on fixed data, for instruction counting under callgrind
 //! (`bench.sh` runs it with N and N + 10 and takes the difference, so set-up cancels out).
 //!
-//! Usage: `kernel_bench conv|cbam|chanpool ITERATIONS`
+//! Usage: `kernel_bench conv|depthwise|cbam|chanpool ITERATIONS`
 //! - conv: CONV2D 3x3, stride 1, pad 1, 16 -> 32 channels on a 14x14 map (903,168 MACs);
+//! - depthwise: DEPTHWISE_CONV2D 3x3, stride 1, pad 1, 96 channels on a 24x24 map (a
+//!   MobileNetV2 block of a 96x96 input; 497,664 MACs);
 //! - cbam: the fused CBAM op on a 14x14x32 map, Cr = 4, k = 7 (6,272 elements);
 //! - chanpool: CHANNEL_POOL `[mean; max]` of a 14x14x32 map (6,272 elements).
 
 use cbam_core::cbam::{cbam, cbam_scratch_size};
 use cbam_core::kernels::channel_pool::channel_pool;
 use cbam_core::kernels::conv2d::conv2d;
+use cbam_core::kernels::depthwise::depthwise_conv2d;
 use cbam_core::kernels::{
-    CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, Conv2dParams, ConvGeometry, PoolOrder,
-    Shape,
+    CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, Conv2dParams, ConvGeometry,
+    DepthwiseParams, PoolOrder, Shape,
 };
 use cbam_core::le::I32Le;
 use cbam_core::math::{ActRange, Requant};
@@ -63,6 +66,35 @@ fn bench_conv(iterations: usize) -> Result<(), cbam_core::Error> {
             Shape::new(h, w, co),
             &mut out,
         )?;
+        black_box(&out);
+    }
+    Ok(())
+}
+
+fn bench_depthwise(iterations: usize) -> Result<(), cbam_core::Error> {
+    let (h, w, c) = (24, 24, 96);
+    let input = bytes(h * w * c, 6);
+    let weights = bytes(9 * c, 7);
+    let bias = words((0..c as i32).map(|i| i * 29 - 900));
+    let mult = words((0..c).map(|_| 1_518_500_250));
+    let shift = words((0..c).map(|_| -8));
+    let p = DepthwiseParams {
+        geometry: ConvGeometry::square(3, 1),
+        depth_multiplier: 1,
+        weights: &weights,
+        quant: ChannelQuant {
+            in_zp: -128,
+            out_zp: -128,
+            act: ActRange::FULL,
+            bias: I32Le::new(&bias),
+            mult: I32Le::new(&mult),
+            shift: I32Le::new(&shift),
+        },
+    };
+    let mut out = vec![0i8; h * w * c];
+    for _ in 0..iterations {
+        let shape = Shape::new(h, w, c);
+        depthwise_conv2d(&p, shape, black_box(&input), shape, &mut out)?;
         black_box(&out);
     }
     Ok(())
@@ -141,10 +173,11 @@ fn main() -> ExitCode {
     let iterations = args.get(2).and_then(|n| n.parse().ok());
     let result = match (args.get(1).map(String::as_str), iterations) {
         (Some("conv"), Some(n)) => bench_conv(n),
+        (Some("depthwise"), Some(n)) => bench_depthwise(n),
         (Some("cbam"), Some(n)) => bench_cbam(n),
         (Some("chanpool"), Some(n)) => bench_channel_pool(n),
         _ => {
-            eprintln!("usage: kernel_bench conv|cbam|chanpool ITERATIONS");
+            eprintln!("usage: kernel_bench conv|depthwise|cbam|chanpool ITERATIONS");
             return ExitCode::FAILURE;
         }
     };

@@ -78,7 +78,8 @@ pub(super) fn depthwise_pixel(
     let mut bytes = [0i8; LANES];
     // SAFETY: writes exactly the 16 bytes of the local array.
     unsafe { vst1q_s8(bytes.as_mut_ptr(), packed) };
-    for (o, b) in out.iter_mut().zip(bytes) {
-        *o = b;
+    let n = out.len().min(LANES);
+    if let (Some(o), Some(b)) = (out.get_mut(..n), bytes.get(..n)) {
+        o.copy_from_slice(b);
     }
 }

@@ -67,6 +67,9 @@ pub(crate) fn depthwise<I: Isa>(
             }
         }
         let mut out_pixels = output.chunks_exact_mut(c);
+        // Only the first `taps` (`2 * pairs`) entries are ever read: set per pixel (group).
+        let mut at = [None; 2 * MAX_PAIRS];
+        let mut rows = [&padding[..]; 2 * MAX_PAIRS];
         for oy in 0..out_shape.h {
             let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
             for ox in 0..out_shape.w {
@@ -75,7 +78,8 @@ pub(crate) fn depthwise<I: Isa>(
                 };
                 let kx = valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_shape.w);
                 // Every tap's input pixel (channel 0) or `None` in the padding.
-                let mut at = [None; MAX_TAPS + 1];
+                let at = at.get_mut(..2 * pairs).unwrap_or_default();
+                at.fill(None);
                 for ky in ky.0..ky.1 {
                     let iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
                     for kx in kx.0..kx.1 {
@@ -90,11 +94,11 @@ pub(crate) fn depthwise<I: Isa>(
                     if ch >= first + n {
                         break;
                     }
-                    let mut rows = [&padding[..]; 2 * MAX_PAIRS];
-                    for (r, a) in rows.iter_mut().zip(&at).take(2 * pairs) {
-                        if let Some(a) = a {
-                            *r = input.get(a + ch..).unwrap_or(&padding);
-                        }
+                    for (r, a) in rows.iter_mut().zip(at.iter()) {
+                        *r = match a {
+                            Some(a) => input.get(a + ch..).unwrap_or(&padding),
+                            None => &padding,
+                        };
                     }
                     let len = (first + n - ch).min(LANES);
                     let Some(out) = px.get_mut(ch..ch + len) else {

@@ -71,7 +71,8 @@ pub(super) fn depthwise_pixel(
         let acc = _mm256_add_epi32(acc, load_lanes8(&block.bias, ch));
         dst.copy_from_slice(&pack8(requant_lanes(acc, &lanes)));
     }
-    for (o, b) in out.iter_mut().zip(bytes) {
-        *o = b;
+    let n = out.len().min(LANES);
+    if let (Some(o), Some(b)) = (out.get_mut(..n), bytes.get(..n)) {
+        o.copy_from_slice(b);
     }
 }
