@@ -117,7 +117,7 @@ impl RowWindow {
 /// A stage as the walk sees it; op `i` is the stage's `i`-th op (table order).
 pub trait StageGraph {
     /// Ops in the stage (at most [`MAX_STAGE_OPS`]).
-    fn len(&self) -> usize;
+    fn n_ops(&self) -> usize;
     fn window(&self, op: usize) -> RowWindow;
     /// Rows of op `op`'s output.
     fn out_h(&self, op: usize) -> usize;
@@ -176,7 +176,7 @@ pub fn walk<G: StageGraph, E>(
     band_rows: usize,
     mut f: impl FnMut(&Band) -> Result<(), E>,
 ) -> Result<(), E> {
-    let n = g.len().min(MAX_STAGE_OPS);
+    let n = g.n_ops().min(MAX_STAGE_OPS);
     let Some(last) = n.checked_sub(1) else {
         return Ok(());
     };
@@ -242,7 +242,7 @@ mod tests {
     }
 
     impl StageGraph for Chain {
-        fn len(&self) -> usize {
+        fn n_ops(&self) -> usize {
             self.windows.len()
         }
         fn window(&self, op: usize) -> RowWindow {

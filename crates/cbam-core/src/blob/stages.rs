@@ -138,14 +138,10 @@ impl StageOps {
         }
         Ok(ops)
     }
-
-    pub fn len(&self) -> usize {
-        self.n
-    }
 }
 
 impl StageGraph for StageOps {
-    fn len(&self) -> usize {
+    fn n_ops(&self) -> usize {
         self.n
     }
     fn window(&self, op: usize) -> RowWindow {
@@ -189,7 +185,7 @@ pub(crate) fn validate(blob: &[u8], header: &Header) -> Result<(), Error> {
                 n_spans += 1;
             }
         };
-        for k in 0..ops.len() {
+        for k in 0..ops.n_ops() {
             let op = decode_op(blob, header, s.first + k as u16)?;
             let max_rows = cost.max_rows.get(k).copied().unwrap_or(0);
             if op.output.band_rows != 0 && max_rows > op.output.band_rows {
