@@ -69,6 +69,8 @@ pub enum Error {
     },
     /// The model output tensor is not written by any op.
     OutputNeverWritten,
+    /// A stage of the schedule cannot run band by band (`reason`).
+    BadSchedule { stage: u16, reason: &'static str },
     /// The metadata section is not UTF-8.
     BadMetadata,
     /// The caller's input slice does not have the input tensor's `h*w*c` bytes.
@@ -90,7 +92,8 @@ impl fmt::Display for Error {
             BadMagic => f.write_str("not a .cbam blob (magic is not \"CBAM\"); pass the file written by `cbam quantize`"),
             UnsupportedVersion { found } => write!(
                 f,
-                "blob format version {found} is not supported (this core reads version {}); recompile the model with a matching cbam",
+                "blob format version {found} is not supported (this core reads versions {} to {}); recompile the model with a matching cbam",
+                crate::format::MIN_VERSION,
                 crate::format::VERSION
             ),
             BadHeaderLen { found } => write!(f, "header_len is {found}, expected {}", crate::format::HEADER_LEN),
@@ -136,6 +139,10 @@ impl fmt::Display for Error {
                 "op {op}: scratch_len is {found}, the core needs {expected} (within the header's scratch)"
             ),
             OutputNeverWritten => f.write_str("no op writes the model output tensor"),
+            BadSchedule { stage, reason } => write!(
+                f,
+                "schedule stage {stage}: {reason}; recompile the model with a matching cbam"
+            ),
             BadMetadata => f.write_str("the metadata section is not valid UTF-8"),
             InputLength { expected, found } => write!(
                 f,

@@ -27,6 +27,7 @@ mod error;
 pub mod format;
 mod interp;
 pub mod le;
+pub mod schedule;
 #[cfg(test)]
 mod testblob;
 

@@ -4,7 +4,8 @@ use super::read::{region, size};
 use crate::crc::crc32;
 use crate::error::Error;
 use crate::format::{
-    HeaderFields, CRC_START, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
+    HeaderFields, CRC_START, HEADER_LEN, MAGIC, MIN_VERSION, OP_RECORD_LEN, TENSOR_RECORD_LEN,
+    VERSION,
 };
 
 /// The decoded header, every field range-checked against the blob.
@@ -24,6 +25,9 @@ pub(crate) struct Header {
     pub meta_off: usize,
     pub meta_len: usize,
     pub macs: u32,
+    pub version: u16,
+    /// 0: no schedule (every op runs whole).
+    pub schedule_off: usize,
 }
 
 impl Header {
@@ -38,7 +42,7 @@ impl Header {
         if f.magic != MAGIC {
             return Err(Error::BadMagic);
         }
-        if f.version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&f.version) {
             return Err(Error::UnsupportedVersion { found: f.version });
         }
         if f.header_len != HEADER_LEN {
@@ -82,6 +86,13 @@ impl Header {
             meta_off: size(f.meta_off, "meta_off")?,
             meta_len: size(f.meta_len, "meta_len")?,
             macs: f.macs,
+            version: f.version,
+            // Version 1 had a reserved word here.
+            schedule_off: if f.version >= 2 {
+                size(f.schedule_off, "schedule_off")?
+            } else {
+                0
+            },
         })
     }
 

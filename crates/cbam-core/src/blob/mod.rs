@@ -4,6 +4,7 @@ mod decode;
 mod header;
 mod op_record;
 mod read;
+pub(crate) mod stages;
 mod tensor;
 mod validate;
 

@@ -34,6 +34,9 @@ pub(crate) struct Tensor<'a> {
     pub kept: Option<U16Le<'a>>,
     pub scale: f32,
     pub zero_point: i32,
+    /// 0: the whole tensor is in the arena; otherwise only a band of this many rows, inside
+    /// a stage of the schedule, and `span` is that band's buffer.
+    pub band_rows: usize,
 }
 
 /// Decodes and validates tensor `index`.
@@ -85,7 +88,21 @@ pub(crate) fn tensor<'a>(blob: &'a [u8], header: &Header, index: u16) -> Result<
             .map_err(|_| bad("kept list not strictly increasing below full_c"))?;
         Some(list)
     };
-    let len = shape.len().ok_or(Error::ShapeOverflow {
+    // Version 1 had a reserved word where version 2 keeps the band rows.
+    let band_rows = if header.version >= 2 {
+        size(f.band_rows, "band_rows")?
+    } else {
+        0
+    };
+    if band_rows > shape.h {
+        return Err(bad("band_rows exceeds h"));
+    }
+    let stored = if band_rows == 0 {
+        shape
+    } else {
+        Shape::new(band_rows, shape.w, shape.c)
+    };
+    let len = stored.len().ok_or(Error::ShapeOverflow {
         what: "tensor h*w*c",
     })?;
     let span = Span {
@@ -109,6 +126,7 @@ pub(crate) fn tensor<'a>(blob: &'a [u8], header: &Header, index: u16) -> Result<
         kept,
         scale,
         zero_point,
+        band_rows,
     })
 }
 

@@ -70,9 +70,39 @@ fn bad_magic() {
 #[test]
 fn wrong_version() {
     assert_eq!(
-        patched(|b| patch_header(b, |h| h.version = 2)),
-        Err(Error::UnsupportedVersion { found: 2 })
+        patched(|b| patch_header(b, |h| h.version = crate::format::VERSION + 1)),
+        Err(Error::UnsupportedVersion {
+            found: crate::format::VERSION + 1
+        })
     );
+    assert_eq!(
+        patched(|b| patch_header(b, |h| h.version = 0)),
+        Err(Error::UnsupportedVersion { found: 0 })
+    );
+}
+
+#[test]
+fn version_1_blobs_still_run_and_their_reserved_words_mean_nothing() {
+    let blob = tiny_cbam_blob();
+    let run = |blob: &[u8]| {
+        let model = Model::parse(blob).unwrap();
+        let mut arena = std::vec![0u8; model.arena_size()];
+        let input: Vec<i8> = (0..model.input().len())
+            .map(|i| (i * 7 % 251) as i8)
+            .collect();
+        let mut out = std::vec![0i8; model.output().len()];
+        model.run(&mut arena, &input, &mut out).unwrap();
+        out
+    };
+    let mut old = blob.clone();
+    // A version-1 writer may have left anything in what was reserved then.
+    patch_header(&mut old, |h| {
+        h.version = 1;
+        h.schedule_off = 12345;
+    });
+    patch_tensor(&mut old, 1, |t| t.band_rows = 3);
+    seal_crc(&mut old);
+    assert_eq!(run(&old), run(&blob));
 }
 
 #[test]

@@ -14,9 +14,24 @@ pub(crate) fn model(blob: &[u8], header: &Header) -> Result<(), Error> {
         tensor(blob, header, t)?;
     }
     let not_ready = first_unready(blob, header)?;
+    super::stages::validate(blob, header)?;
+    if tensor(blob, header, header.output_tensor)?.band_rows != 0 {
+        return Err(Error::BadTensor {
+            tensor: header.output_tensor,
+            reason: "the model output cannot be a band buffer",
+        });
+    }
     let mut output_written = false;
     for index in 0..header.n_ops {
         let op = decode_op(blob, header, index)?;
+        let banded =
+            op.inputs.iter().flatten().any(|t| t.band_rows != 0) || op.output.band_rows != 0;
+        if banded && super::stages::stage_of(blob, header, index)?.is_none() {
+            return Err(Error::BadSchedule {
+                stage: u16::MAX,
+                reason: "an op outside every stage touches a band buffer",
+            });
+        }
         let needed = op.required_scratch()?;
         if op.record.scratch_len != needed || needed > header.scratch_size {
             return Err(Error::BadScratch {

@@ -380,6 +380,7 @@ pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     }
 }
 
+pub(crate) mod banded;
 pub(crate) mod spatial_conv;
 #[cfg(test)]
 pub(crate) mod tests;

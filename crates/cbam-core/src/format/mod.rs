@@ -32,7 +32,7 @@ pub use params::{
     AddWords, CbamWords, ChannelPoolWords, ConcatWords, Conv2dWords, DepthwiseWords,
     FullyConnectedWords, GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
 };
-pub use records::{seal_crc, Field, HeaderFields, OpFields, TensorFields};
+pub use records::{seal_crc, Field, HeaderFields, OpFields, StageFields, TensorFields};
 pub use scratch::cbam_scratch_size;
 pub use words::{ActWords, PerChannelWords, RequantWords, WordBuf, Words, MAX_WORDS};
 #[cfg(any(test, feature = "alloc"))]
@@ -40,8 +40,10 @@ pub use writer::{BlobWriter, ConstArrays, TooLarge, Unplaced};
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"CBAM";
-/// The format version this core reads and the compiler writes.
-pub const VERSION: u16 = 1;
+/// The format version the compiler writes (and the newest this core reads).
+pub const VERSION: u16 = 2;
+/// The oldest version this core still reads (version 1: no schedule, no band buffers).
+pub const MIN_VERSION: u16 = 1;
 /// Bytes of the header.
 pub const HEADER_LEN: u16 = 64;
 /// Bytes of one tensor record.
@@ -50,6 +52,8 @@ pub const TENSOR_RECORD_LEN: usize = 32;
 pub const OP_RECORD_LEN: usize = 32;
 /// The header's CRC covers the bytes from here to `total_len`.
 pub const CRC_START: usize = 16;
+/// Bytes of one stage record of the schedule.
+pub const STAGE_RECORD_LEN: usize = 8;
 /// Input slots of an op record.
 pub const MAX_INPUTS: usize = 4;
 /// The tensor index of an unused input slot.
@@ -69,6 +73,7 @@ pub const TENSOR_FLAG_OUTPUT: u32 = 2;
 const _: () = assert!(HeaderFields::LEN == HEADER_LEN as usize);
 const _: () = assert!(TensorFields::LEN == TENSOR_RECORD_LEN);
 const _: () = assert!(OpFields::LEN == OP_RECORD_LEN);
+const _: () = assert!(StageFields::LEN == STAGE_RECORD_LEN);
 
 #[cfg(test)]
 mod tests;

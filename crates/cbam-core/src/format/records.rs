@@ -138,7 +138,9 @@ record! {
         pub meta_len: u32,
         /// Multiply-accumulates per inference (informational).
         pub macs: u32,
-        pub reserved: u32,
+        /// Version 2: 0, or the blob offset of the schedule (a `u32` stage count, then
+        /// that many [`StageFields`]). Version 1: reserved, read as 0.
+        pub schedule_off: u32,
     }
 }
 
@@ -160,7 +162,9 @@ record! {
         pub zero_point: i32,
         /// [`super::TENSOR_FLAG_INPUT`], [`super::TENSOR_FLAG_OUTPUT`].
         pub flags: u32,
-        pub reserved: u32,
+        /// Version 2: 0 for a whole tensor; otherwise the tensor lives only inside a stage,
+        /// in a band buffer of this many rows at `arena_off`. Version 1: reserved, 0.
+        pub band_rows: u32,
     }
 }
 
@@ -181,6 +185,18 @@ record! {
         /// Scratch bytes the op needs (the core's own number for it).
         pub scratch_len: u32,
         pub reserved_28: u32,
+    }
+}
+
+record! {
+    /// One 8-byte entry of the schedule: ops `first_op..end_op` run band by band.
+    pub struct StageFields {
+        pub first_op: u16,
+        /// One past the stage's last op, whose output is a whole tensor.
+        pub end_op: u16,
+        /// Rows of the last op's output per band.
+        pub band_rows: u16,
+        pub reserved: u16,
     }
 }
 

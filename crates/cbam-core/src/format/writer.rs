@@ -5,7 +5,9 @@
 
 use alloc::vec::Vec;
 
-use super::{seal_crc, HeaderFields, ARRAY_ALIGN, HEADER_LEN, MAGIC, VERSION, WORD_ALIGN};
+use super::{
+    seal_crc, HeaderFields, StageFields, ARRAY_ALIGN, HEADER_LEN, MAGIC, VERSION, WORD_ALIGN,
+};
 
 /// Where an op's constant arrays are stored. Each call returns the array's blob offset, the
 /// value of its `*_off` parameter word.
@@ -130,6 +132,23 @@ impl BlobWriter {
     /// Appends an op's parameter words at the next 4-byte boundary; returns their offset.
     pub fn words(&mut self, words: &[i32]) -> u32 {
         self.append(WORD_ALIGN, words.iter().flat_map(|w| w.to_le_bytes()))
+    }
+
+    /// Appends the schedule (the stage count, then each stage record); returns its offset,
+    /// the header's `schedule_off`, or 0 (absent) for no stages.
+    pub fn schedule(&mut self, stages: &[StageFields]) -> u32 {
+        if stages.is_empty() {
+            return 0;
+        }
+        let count = u32::try_from(stages.len()).unwrap_or_else(|_| {
+            self.too_large = true;
+            u32::MAX
+        });
+        let bytes = count
+            .to_le_bytes()
+            .into_iter()
+            .chain(stages.iter().flat_map(|s| s.write()));
+        self.append(WORD_ALIGN, bytes)
     }
 
     /// Appends text (the metadata) where the blob ends; returns its offset.

@@ -1,5 +1,6 @@
 //! The interpreter: runs a validated model's ops in table order over a caller-given arena.
 
+use crate::blob::stages::stage_of;
 use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::cbam;
 use crate::error::Error;
@@ -74,12 +75,19 @@ impl Model<'_> {
             });
         }
         slice_mut(arena, in_span)?.copy_from_slice(as_u8(input));
-        for index in 0..self.header.n_ops {
+        let mut index = 0;
+        while index < self.header.n_ops {
+            if let Some(stage) = stage_of(self.blob, &self.header, index)? {
+                self.run_stage(&stage, arena, observer)?;
+                index = stage.end;
+                continue;
+            }
             let op = decode_op(self.blob, &self.header, index)?;
             let i = usize::from(index);
             observer.op_start(i, op.record.code);
             self.execute(i, &op, arena, observer)?;
             observer.op_end(i, op.record.code, as_i8(slice_mut(arena, op.output.span)?));
+            index += 1;
         }
         output.copy_from_slice(as_i8(slice_mut(arena, out_span)?));
         Ok(())
@@ -259,5 +267,6 @@ fn split(arena: &mut [u8], out: Span, scratch: Span) -> Option<OpArena<'_>> {
     Some(OpArena { out, scratch, gaps })
 }
 
+mod stage;
 #[cfg(test)]
 mod tests;
