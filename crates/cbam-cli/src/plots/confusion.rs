@@ -7,7 +7,7 @@ use image::RgbImage;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{FontStyle, FontTransform};
+use plotters::style::FontStyle;
 
 use super::{drawing, render, scheme, FONT};
 use crate::cmd_eval::metrics::Confusion;
@@ -15,6 +15,8 @@ use crate::cmd_eval::metrics::Confusion;
 const GRADIENT: colorous::Gradient = colorous::BLUES;
 const LEGEND_WIDTH: u32 = 120;
 const TITLE_HEIGHT: u32 = 70;
+/// Room under a matrix for its class numbers and the axis title.
+const X_LABELS: u32 = 64;
 
 /// One model's matrix and its title.
 pub struct Panel<'a> {
@@ -28,12 +30,12 @@ pub fn chart(panels: &[Panel], names: &[String]) -> Result<RgbImage> {
     let cell = (480 / n as u32).clamp(4, 64);
     let longest = names.iter().map(|s| s.chars().count()).max().unwrap_or(2) as u32;
     let labels = if cell >= 12 {
-        30 + 8 * longest.min(24)
+        60 + 8 * longest.min(24)
     } else {
         30
     };
     let panel_w = labels + n as u32 * cell + 50;
-    let panel_h = TITLE_HEIGHT + n as u32 * cell + labels + 50;
+    let panel_h = TITLE_HEIGHT + n as u32 * cell + X_LABELS + 30;
     let width = panel_w * panels.len().max(1) as u32 + LEGEND_WIDTH;
     render(width, panel_h, |root| {
         let (matrices, legend) = root.split_horizontally(width - LEGEND_WIDTH);
@@ -41,7 +43,7 @@ pub fn chart(panels: &[Panel], names: &[String]) -> Result<RgbImage> {
         for (panel, area) in panels.iter().zip(&areas) {
             draw_panel(area, panel, names, labels, cell)?;
         }
-        draw_legend(&legend, labels)
+        draw_legend(&legend, X_LABELS)
     })
 }
 
@@ -60,22 +62,26 @@ fn draw_panel<DB: DrawingBackend>(
     let n = confusion.classes();
     let top = |v: &SegmentValue<i32>| match v {
         // Row 0 is drawn at the top: the chart's y runs upwards.
-        SegmentValue::CenterOf(y) if *y >= 0 => name(names, n.saturating_sub(1 + *y as usize)),
+        SegmentValue::CenterOf(y) if *y >= 0 => {
+            let c = n.saturating_sub(1 + *y as usize);
+            format!("{c} {}", name(names, c))
+        }
         _ => String::new(),
     };
     let across = |v: &SegmentValue<i32>| match v {
-        SegmentValue::CenterOf(x) if *x >= 0 => name(names, *x as usize),
+        SegmentValue::CenterOf(x) if *x >= 0 => x.to_string(),
         _ => String::new(),
     };
     let mut chart = drawing(
         ChartBuilder::on(area)
             .caption(&panel.title, (FONT, 20).into_font().style(FontStyle::Bold))
             .margin(12)
-            .x_label_area_size(labels)
+            .x_label_area_size(X_LABELS)
             .y_label_area_size(labels)
+            // A segmented 0..k has k + 1 cells.
             .build_cartesian_2d(
-                (0..n as i32).into_segmented(),
-                (0..n as i32).into_segmented(),
+                (0..n as i32 - 1).into_segmented(),
+                (0..n as i32 - 1).into_segmented(),
             ),
     )?;
     let tick_labels = if cell >= 12 { n } else { 0 };
@@ -87,15 +93,9 @@ fn draw_panel<DB: DrawingBackend>(
             .y_labels(tick_labels)
             .x_label_formatter(&across)
             .y_label_formatter(&top)
-            .x_label_style(
-                (FONT, 14)
-                    .into_font()
-                    .transform(FontTransform::Rotate90)
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
-            )
+            .x_label_style((FONT, 14))
             .y_label_style((FONT, 14))
-            .x_desc("predicted class")
+            .x_desc("predicted class (numbered as the rows)")
             .y_desc("true class")
             .axis_desc_style((FONT, 16))
             .draw(),
