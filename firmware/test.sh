@@ -215,7 +215,7 @@ fi
 while IFS=$'\t' read -r name blob test_dir <&3; do
   [ -n "$name" ] || continue
   fit_log="$logs/$name@$rgb_board.fit.log"
-  "$cbam" flash --board "$rgb_board" --model "$blob" --dry-run >"$fit_log" 2>&1
+  "$cbam" flash --board "$rgb_board" --model "$blob" --dry-run --no-build >"$fit_log" 2>&1
   fit_status=$?
   if [ $fit_status -eq 0 ]; then
     CBAM_BLOB=$blob CBAM_TEST_DATA=$test_dir CBAM_TEST_IMAGES=$rgb_images \
@@ -232,7 +232,8 @@ while IFS=$'\t' read -r name blob test_dir <&3; do
   fit_summary "$rgb_board" "$fit_log" | sed 's/^/     /'
   echo "   fit ($name alone: model, arena and cbam flash's default stack) on the real boards:"
   for board in "${real_boards[@]}"; do
-    "$cbam" flash --board "$board" --model "$blob" --dry-run >"$logs/$name@$board.fit.log" 2>&1
+    "$cbam" flash --board "$board" --model "$blob" --dry-run --no-build \
+      >"$logs/$name@$board.fit.log" 2>&1
     fit_summary "$board" "$logs/$name@$board.fit.log" | sed 's/^/     /'
   done
 done 3<<<"$rgb"

@@ -3,6 +3,8 @@
 //! the blob runs on a board instead ([`device`]).
 
 mod device;
+pub mod metrics;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,6 +15,8 @@ use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::limits::Limits;
 use clap::Args;
 use serde::Serialize;
+
+use self::metrics::Metrics;
 
 use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
@@ -41,7 +45,14 @@ DIR/<class>/*.png|jpg, an IDX images file (.gz or raw; labels from the idx1 file
 file of N images at the model's input size (labels from a .u8 file, one byte each).
 The top-1 class is the first of equal largest outputs; `ties` counts the samples where two
 or more outputs share the largest value (common for int8 logits).
-JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", ...}.
+JSON: {\"n\", \"accuracy\", \"agreement\" (with --reference), \"ties\", \"backend\", \"metrics\",
+\"reference\": {..., \"metrics\"}, ...}. With labels, \"metrics\" holds \"per_class\" [{\"class\",
+\"name\", \"precision\", \"recall\", \"f1\", \"support\", \"predicted\"}], \"macro_avg\" and
+\"weighted_avg\" (as scikit-learn's classification_report: over the classes that occur in the
+labels or the predictions), \"confusion\" (rows: true class, columns: predicted) and notes
+(a class nothing was predicted as gets precision 0, not NaN). Class names come from the
+ImageFolder's folders, else the model's labels metadata, else are the class indices.
+--plots DIR writes DIR/confusion.png (the model and the reference side by side).
 
 --device BOARD (a board of firmware/boards.toml) runs the blob in the board's evaluation
 firmware, built on first use (QEMU boards: run here; real boards: flashed through the
@@ -70,6 +81,9 @@ pub struct EvalArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Write the confusion matrix as DIR/confusion.png (needs labelled data)
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
     #[command(flatten)]
     pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
@@ -102,8 +116,9 @@ impl Subject {
         })
     }
 
-    /// The model loaded (ONNX: checked by the importer first), and its class count.
-    fn engine(&self, limits: &Limits) -> Result<(Engine<'_>, usize)> {
+    /// The model loaded (ONNX: checked by the importer first), its class count and the
+    /// class names its metadata records (none when it records none).
+    fn engine(&self, limits: &Limits) -> Result<(Engine<'_>, usize, Vec<String>)> {
         let path = &self.path;
         match self.kind {
             ModelKind::Onnx => {
@@ -112,12 +127,17 @@ impl Subject {
                 let model = FloatModel::from_proto(&proto, path.parent())
                     .with_context(|| format!("tract cannot run {}", path.display()))?;
                 let classes = model_file::onnx_classes(path, &model)?;
-                Ok((Engine::Tract(model), classes))
+                Ok((
+                    Engine::Tract(model),
+                    classes,
+                    model_file::onnx_labels(&proto),
+                ))
             }
             ModelKind::Blob => {
                 let model = model_file::parse_blob(path, &self.bytes, limits)?;
                 let classes = model_file::blob_classes(path, &model)?;
-                Ok((Engine::Core(model), classes))
+                let labels = model.labels().map(str::to_string).collect();
+                Ok((Engine::Core(model), classes, labels))
             }
         }
     }
@@ -138,6 +158,8 @@ struct ModelResult {
     /// Samples whose largest output two or more classes share.
     ties: usize,
     ms_per_sample: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<Metrics>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,6 +176,8 @@ struct Report {
     model: String,
     ms_per_sample: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<Metrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<ModelResult>,
     notes: Vec<String>,
 }
@@ -163,6 +187,9 @@ struct Prepared<'s> {
     engine: Engine<'s>,
     reference_engine: Option<Engine<'s>>,
     dataset: Dataset,
+    /// Class names: the ImageFolder's, else the model's, else the reference's metadata.
+    names: Vec<String>,
+    classes: usize,
     notes: Vec<String>,
 }
 
@@ -172,15 +199,26 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(board) = &args.device.device {
         return device::run(args, board, &subject, reference.as_ref());
     }
+    if let Some(dir) = &args.plots {
+        report::check_plots_dir(dir)?;
+    }
     let Prepared {
         engine,
         reference_engine,
         dataset,
+        names,
+        classes,
         notes,
     } = prepare(args, &subject, reference.as_ref())?;
 
     let (predictions, ms) = predict(&subject, &engine, &dataset)?;
     let accuracy = accuracy(&predictions.classes, &dataset);
+    let truth: Option<Vec<usize>> = dataset.samples.iter().map(|s| s.label).collect();
+    let metrics_of = |predicted: &[usize]| {
+        truth
+            .as_ref()
+            .map(|truth| Metrics::new(classes, &names, truth, predicted))
+    };
     let mut report = Report {
         data: args.data.display().to_string(),
         n: dataset.len(),
@@ -190,6 +228,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         backend: subject.backend(),
         model: subject.path.display().to_string(),
         ms_per_sample: ms,
+        metrics: metrics_of(&predictions.classes),
         reference: None,
         notes,
     };
@@ -202,12 +241,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             accuracy: self::accuracy(&ref_predictions.classes, &dataset),
             ties: ref_predictions.ties,
             ms_per_sample: ref_ms,
+            metrics: metrics_of(&ref_predictions.classes),
         });
+    }
+    if let Some(dir) = &args.plots {
+        let path = report::write_confusion_png(args, dir, &report, &names)?;
+        report.notes.push(format!("wrote {}", path.display()));
     }
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         crate::out!("{}", render(&report))?;
+        crate::out!("{}", report::per_class_table(&report))?;
     }
     Ok(())
 }
@@ -232,7 +277,7 @@ fn prepare<'s>(
             spec.shape
         );
     }
-    let (engine, reference_engine, classes) = engines(subject, reference, &limits)?;
+    let (engine, reference_engine, classes, model_names) = engines(subject, reference, &limits)?;
     let source = DataSource {
         data: args.data.clone(),
         labels: args.labels.clone(),
@@ -257,25 +302,36 @@ fn prepare<'s>(
         data::check_labels(&dataset, labels, classes)?;
     }
     notes.extend(dataset.notes.iter().cloned());
+    let names = if dataset.classes.len() == classes {
+        dataset.classes.clone()
+    } else {
+        model_names
+    };
     Ok(Prepared {
         engine,
         reference_engine,
         dataset,
+        names,
+        classes,
         notes,
     })
 }
 
-/// The engines of the model and of the reference, and the classes both score.
+/// The engines of the model and of the reference, the classes both score and their names
+/// as the model (else the reference) records them.
 fn engines<'s>(
     subject: &'s Subject,
     reference: Option<&'s Subject>,
     limits: &Limits,
-) -> Result<(Engine<'s>, Option<Engine<'s>>, usize)> {
-    let (engine, classes) = subject.engine(limits)?;
+) -> Result<(Engine<'s>, Option<Engine<'s>>, usize, Vec<String>)> {
+    let (engine, classes, mut names) = subject.engine(limits)?;
     let Some(r) = reference else {
-        return Ok((engine, None, classes));
+        return Ok((engine, None, classes, names));
     };
-    let (reference_engine, ref_classes) = r.engine(limits)?;
+    let (reference_engine, ref_classes, ref_names) = r.engine(limits)?;
+    if names.len() != classes {
+        names = ref_names;
+    }
     ensure!(
         ref_classes == classes,
         "the reference {} scores {ref_classes} classes but {} scores {classes}; compare \
@@ -283,7 +339,7 @@ fn engines<'s>(
         r.path.display(),
         subject.path.display()
     );
-    Ok((engine, Some(reference_engine), classes))
+    Ok((engine, Some(reference_engine), classes, names))
 }
 
 /// The model's input and its pixel normalisation: `--mean`/`--std` when given, else the

@@ -8,8 +8,8 @@ use cbam_compiler::data::{self, DataSource, Dataset};
 use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::limits::Limits;
 use cbam_compiler::prune::{
-    self, plot, Analysis, Criterion, MinChannels, PruneOptions, ReconstructOptions, Scope,
-    Selection, SurgeryOptions,
+    self, Analysis, Criterion, MinChannels, PruneOptions, ReconstructOptions, Scope, Selection,
+    SurgeryOptions,
 };
 use clap::{Args, ValueEnum};
 
@@ -17,6 +17,7 @@ use crate::limits::LimitArgs;
 use crate::model_file;
 use crate::norm::NormArgs;
 use crate::outputs::{self, Staging};
+use crate::plots;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CriterionArg {
@@ -446,18 +447,17 @@ fn stats_only(
         print_group_table(group, cut)?;
         if args.plots.is_some() {
             let scores = group.scores(options.criterion);
-            let p10 = group
-                .attention
-                .as_ref()
-                .map(|a| a.p10.clone())
-                .unwrap_or_else(|| scores.clone());
-            let img = plot::attention_chart(&plot::ChartInput {
-                mean: &scores,
-                p10: &p10,
+            let attention =
+                options.criterion == Criterion::Attention && group.has_attention_scores();
+            let img = plots::attention::chart(&plots::attention::ChartInput {
+                block: &group.name,
+                scores: &scores,
+                p10: group.attention.as_ref().map(|a| a.p10.as_slice()),
                 removed: cut,
                 threshold,
-            });
-            charts.push((chart_name(i, &group.name), plot::encode_png(&img)?));
+                attention,
+            })?;
+            charts.push((chart_name(i, &group.name), plots::encode_png(&img)?));
         }
     }
     if let Some(dir) = &args.plots {

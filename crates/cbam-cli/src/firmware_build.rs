@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::flash::boards::Board;
@@ -17,6 +17,8 @@ use crate::flash::boards::Board;
 /// Which firmware to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
+    /// The board's application, the one `cbam flash` writes (the board's feature alone).
+    App,
     /// The firmware `cbam eval --device` talks to (the crate's `eval` feature).
     Eval,
 }
@@ -24,22 +26,49 @@ pub enum Purpose {
 impl Purpose {
     fn label(self) -> &'static str {
         match self {
+            Purpose::App => "application",
             Purpose::Eval => "eval",
+        }
+    }
+
+    /// The cargo features that select this firmware for `board`.
+    fn features(self, board: &Board) -> String {
+        match self {
+            Purpose::App => board.feature.clone(),
+            Purpose::Eval => format!("{},eval", board.feature),
+        }
+    }
+
+    /// The application shares the crate's own `target/` with `cargo build` there and
+    /// `firmware/test.sh` (same features and target: one build serves all); the evaluation
+    /// firmware has its own, so building it never replaces the application's ELF.
+    fn target_dir(self, crate_dir: &Path) -> PathBuf {
+        match self {
+            Purpose::App => crate_dir.join("target"),
+            Purpose::Eval => crate_dir.join("target").join("cbam-eval"),
         }
     }
 }
 
-/// The `firmware/` directory: `CBAM_FIRMWARE_DIR`, else the one beside the sources this
-/// binary was built from.
+/// The `firmware/` directory: `CBAM_FIRMWARE_DIR`, else that of the repository checkout
+/// the current directory is in, else the one beside the sources this binary was built from.
 pub fn firmware_root() -> Result<PathBuf> {
     let root = match std::env::var_os("CBAM_FIRMWARE_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware"),
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|cwd| {
+                cwd.ancestors()
+                    .map(|dir| dir.join("firmware"))
+                    .find(|dir| dir.join("boards.toml").is_file())
+            })
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware")),
     };
     if !root.join("boards.toml").is_file() {
         bail!(
-            "no firmware sources at {}: run cbam from its repository checkout, point \
-             CBAM_FIRMWARE_DIR at the repository's firmware/ directory, or pass --firmware ELF",
+            "no firmware sources at {}: run cbam inside a cbam-edge repository checkout, \
+             point CBAM_FIRMWARE_DIR at a checkout's firmware/ directory, or pass \
+             --firmware ELF (a firmware you built)",
             root.display()
         );
     }
@@ -52,12 +81,16 @@ pub fn firmware_root() -> Result<PathBuf> {
 pub fn build(board: &Board, purpose: Purpose, blob: Option<&Path>) -> Result<PathBuf> {
     let root = firmware_root()?;
     let crate_dir = root.join(&board.firmware_dir);
-    let target_dir = crate_dir
-        .join("target")
-        .join(format!("cbam-{}", purpose.label()));
-    let features = match purpose {
-        Purpose::Eval => format!("{},eval", board.feature),
-    };
+    ensure!(
+        crate_dir.join("Cargo.toml").is_file(),
+        "board {} names firmware_dir `{}` but {} has no Cargo.toml; firmware_dir is a crate \
+         under firmware/ (cortex-m, esp32c3, riscv-virt)",
+        board.name,
+        board.firmware_dir,
+        crate_dir.display()
+    );
+    let target_dir = purpose.target_dir(&crate_dir);
+    let features = purpose.features(board);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -96,9 +129,13 @@ pub fn build(board: &Board, purpose: Purpose, blob: Option<&Path>) -> Result<Pat
         board.target
     );
     let progress = Progress::start(&what);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot run cargo to build {what}"))?;
+    let mut child = command.spawn().with_context(|| {
+        format!(
+            "cannot run cargo to build {what}: install Rust with rustup (https://rustup.rs), \
+             then `rustup target add {}` (scripts/setup.sh does both), or pass --firmware ELF",
+            board.target
+        )
+    })?;
     let stderr = child.stderr.take().context("cargo's stderr")?;
     let log = std::thread::spawn({
         let progress = progress.clone();
@@ -123,9 +160,32 @@ pub fn build(board: &Board, purpose: Purpose, blob: Option<&Path>) -> Result<Pat
     progress.finish();
     if !status.success() {
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        bail!("cargo could not build {what}:\n{tail}");
+        bail!(
+            "cargo could not build {what}:\n{tail}{}",
+            hint(&lines, board)
+        );
     }
     elf.with_context(|| format!("cargo built {what} but named no executable"))
+}
+
+/// What to do about the failures whose cause is known: a target or a feature missing.
+fn hint(lines: &[String], board: &Board) -> String {
+    let said = |text: &str| lines.iter().any(|l| l.contains(text));
+    if said("target may not be installed") || said("can't find crate for `core`") {
+        format!(
+            "\nThe Rust target {0} is not installed: run `rustup target add {0}` \
+             (scripts/setup.sh installs every firmware target).",
+            board.target
+        )
+    } else if said("does not have") && said("feature") {
+        format!(
+            "\nfirmware/{} has no cargo feature `{}`: a new board needs its feature and board \
+             module in that crate (README: \"Adding a board\").",
+            board.firmware_dir, board.feature
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The `executable` of a cargo `compiler-artifact` message.

@@ -35,8 +35,12 @@ const DEFAULT_STACK: u64 = 16 * 1024;
     about = "Check that a model fits a chip, then flash firmware and model through a debug probe",
     after_help = "\
 Examples:
-  # Fit check only (no probe needed): budget table, exit 1 if it does not fit
-  cbam flash --board nucleo-f411re --model models/example.cbam --dry-run
+  # Build the board's firmware, then the fit check with its real code size (no probe)
+  cbam flash --board nucleo-f411re --model models/fmnist_cbam.cbam --dry-run
+  # Build, flash firmware + model, verify, run and stream the defmt log
+  cbam flash --board nucleo-f411re --model models/fmnist_cbam.cbam
+  # The boards (firmware/boards.toml, or your own file with --boards)
+  cbam flash --list-boards
   # Flash firmware + model, verify, run and stream the defmt log
   cbam flash --chip STM32F411RETx --model models/example.cbam \\
       --firmware firmware/cortex-m/target/thumbv7em-none-eabihf/release/cbam-firmware
@@ -45,22 +49,36 @@ Examples:
   # ESP32-C3 through its built-in USB-JTAG (model linked into the firmware)
   cbam flash --chip esp32c3 --model models/example.cbam --firmware ESP_ELF
 
-Boards (firmware/boards.toml) give the model region and RAM window; a chip without a
-board gets its whole flash and largest RAM region from probe-rs, with the model embedded."
+Boards (firmware/boards.toml) give the model region and RAM window, and the firmware crate,
+feature and target: without --firmware, cbam builds that firmware with cargo from the
+repository's firmware/ sources (found from the current directory, or CBAM_FIRMWARE_DIR) into
+the crate's own target/ directory, so `cargo build` there and firmware/test.sh share it. A chip
+without a board gets its whole flash and largest RAM region from probe-rs, with the model
+embedded, and needs --firmware."
 )]
 pub struct FlashArgs {
     /// probe-rs chip name, e.g. STM32F411RETx, nRF52840_xxAA, RP2040, esp32c3 [default: the board's]
     #[arg(long)]
     pub chip: Option<String>,
     /// The .cbam model blob (from `cbam quantize`)
-    #[arg(long, value_name = "M.cbam")]
-    pub model: PathBuf,
-    /// Board from firmware/boards.toml [default: the board built around --chip]
+    #[arg(long, value_name = "M.cbam", required_unless_present = "list_boards")]
+    pub model: Option<PathBuf>,
+    /// Board from firmware/boards.toml (or --boards) [default: the board built around --chip]
     #[arg(long)]
     pub board: Option<String>,
     /// Firmware ELF to flash; also sizes code and static RAM and decodes the defmt log
+    /// [default: the board's firmware, built from the repository's firmware/ sources]
     #[arg(long, value_name = "ELF")]
     pub firmware: Option<PathBuf>,
+    /// Do not build the board's firmware: the fit check counts model, arena and stack only
+    #[arg(long, conflicts_with = "firmware")]
+    pub no_build: bool,
+    /// Board table to use instead of the built-in firmware/boards.toml (same format)
+    #[arg(long, value_name = "FILE")]
+    pub boards: Option<PathBuf>,
+    /// Print the boards (name, chip, target, firmware crate and feature, memory) and exit
+    #[arg(long)]
+    pub list_boards: bool,
     /// Write only the model region; the firmware on the chip stays
     #[arg(long)]
     pub model_only: bool,
@@ -79,14 +97,100 @@ pub struct FlashArgs {
 }
 
 pub fn run(args: &FlashArgs) -> anyhow::Result<()> {
-    let boards = boards::builtin()?;
-    let checked = fit_check(args, &boards)?;
+    let boards = match &args.boards {
+        Some(path) => boards::from_file(path)?,
+        None => boards::builtin()?,
+    };
+    if args.list_boards {
+        crate::out!("{}", boards::render(&boards))?;
+        return Ok(());
+    }
+    let model = args
+        .model
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--model M.cbam is required"))?;
+    let (board, _) = resolve_target(&boards, args.board.as_deref(), args.chip.as_deref())?;
+    let firmware = match (&args.firmware, board) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(board)) if wants_build(args, board) => {
+            if args.boards.is_some() {
+                same_as_firmware_table(board)?;
+            }
+            Some(build_firmware(board, model)?)
+        }
+        (None, _) => None,
+    };
+    let checked = fit_check(args, model, firmware.as_deref(), &boards)?;
     if args.dry_run {
         crate::outln!("fits; --dry-run: nothing was flashed")?;
         return Ok(());
     }
-    flash(args, checked)?;
+    flash(args, model, checked)?;
     Ok(())
+}
+
+/// Whether flashing or the dry run needs the board's firmware built here.
+fn wants_build(args: &FlashArgs, board: &Board) -> bool {
+    // A QEMU board is only fit-checked (flashing it is refused); --model-only keeps the
+    // firmware on the chip.
+    !args.no_build && !args.model_only && (args.dry_run || !board.is_emulated())
+}
+
+/// A board from a user's table can only be built if the firmware links it the same way:
+/// the firmware's linker script comes from `firmware/boards.toml`, row by cargo feature.
+fn same_as_firmware_table(board: &Board) -> anyhow::Result<()> {
+    let root = crate::firmware_build::firmware_root()?;
+    let table = boards::from_file(&root.join("boards.toml"))?;
+    let Some(linked) = table.iter().find(|b| b.feature == board.feature) else {
+        anyhow::bail!(
+            "{}/boards.toml has no board with feature `{}`, so the firmware cannot be built \
+             for {}: add the board there and to firmware/{} (README: \"Adding a board\"), or \
+             pass --firmware ELF",
+            root.display(),
+            board.feature,
+            board.name,
+            board.firmware_dir
+        );
+    };
+    let memory = |b: &Board| {
+        (
+            b.target.clone(),
+            b.firmware_dir.clone(),
+            b.flash_origin,
+            b.flash_size,
+            b.ram_origin,
+            b.ram_size,
+            b.model_placement,
+            b.model_origin,
+            b.model_size,
+        )
+    };
+    anyhow::ensure!(
+        memory(linked) == memory(board),
+        "board {} of --boards differs from {} in {}/boards.toml (target, crate or memory \
+         map), which the firmware is linked with: change that row (README: \"Adding a \
+         board\"), or pass --firmware ELF",
+        board.name,
+        linked.name,
+        root.display()
+    );
+    Ok(())
+}
+
+/// The board's application firmware, built with `model` as its linked-in blob (the model
+/// region, where the board has one, is written with the same blob).
+fn build_firmware(board: &Board, model: &Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let elf = crate::firmware_build::build(board, crate::firmware_build::Purpose::App, Some(model))
+        .with_context(|| {
+            format!(
+                "cannot build the firmware for {}; pass --firmware ELF (one you built), or \
+                 --no-build for a fit check of the model alone",
+                board.name
+            )
+        })?;
+    crate::errln!("firmware: {}", elf.display());
+    Ok(elf)
 }
 
 /// Everything the fit check read, kept for flashing.
@@ -101,12 +205,17 @@ struct Checked<'b> {
 }
 
 /// Reads blob, target and firmware, prints the budget table, and fails when it does not fit.
-fn fit_check<'b>(args: &FlashArgs, boards: &'b [Board]) -> Result<Checked<'b>, FlashError> {
-    let blob = read(&args.model)?;
-    let blob_info = blob::inspect(&args.model, &blob)?;
+fn fit_check<'b>(
+    args: &FlashArgs,
+    model: &Path,
+    firmware: Option<&Path>,
+    boards: &'b [Board],
+) -> Result<Checked<'b>, FlashError> {
+    let blob = read(model)?;
+    let blob_info = blob::inspect(model, &blob)?;
     let (board, chip) = resolve_target(boards, args.board.as_deref(), args.chip.as_deref())?;
     let plan = Plan::new(board, chip.as_ref())?;
-    let (firmware, image) = match &args.firmware {
+    let (firmware, image) = match firmware {
         Some(path) => {
             let elf = read(path)?;
             let image = FirmwareImage::measure(&elf, &layout(&plan, chip.as_ref()))?;
@@ -128,7 +237,7 @@ fn fit_check<'b>(args: &FlashArgs, boards: &'b [Board]) -> Result<Checked<'b>, F
     if embedded_matches == Some(false) {
         budget.notes.push(format!(
             "the firmware ELF embeds a different model than {}",
-            args.model.display()
+            model.display()
         ));
     }
     crate::out!("{}", budget.render()).map_err(FlashError::Output)?;
@@ -144,7 +253,7 @@ fn fit_check<'b>(args: &FlashArgs, boards: &'b [Board]) -> Result<Checked<'b>, F
 }
 
 /// Refuses what cannot be flashed as asked, then programs through the one attached probe.
-fn flash(args: &FlashArgs, checked: Checked) -> Result<(), FlashError> {
+fn flash(args: &FlashArgs, model: &Path, checked: Checked) -> Result<(), FlashError> {
     let Checked {
         blob,
         board,
@@ -175,7 +284,7 @@ fn flash(args: &FlashArgs, checked: Checked) -> Result<(), FlashError> {
         }
         if model_address.is_none() && embedded_matches == Some(false) {
             return Err(FlashError::EmbeddedModelMismatch {
-                path: args.model.clone(),
+                path: model.to_path_buf(),
             });
         }
     }
@@ -448,9 +557,12 @@ mod tests {
     fn args(board: &str, model_only: bool) -> FlashArgs {
         FlashArgs {
             chip: None,
-            model: "m.cbam".into(),
+            model: Some("m.cbam".into()),
             board: Some(board.into()),
             firmware: None,
+            no_build: false,
+            boards: None,
+            list_boards: false,
             model_only,
             dry_run: false,
             probe: None,
@@ -480,6 +592,7 @@ mod tests {
         }
         let err = flash(
             &args("nucleo-f411re", true),
+            Path::new("m.cbam"),
             checked(&boards, "nucleo-f411re"),
         )
         .unwrap_err();
@@ -489,14 +602,20 @@ mod tests {
     #[test]
     fn what_cannot_be_flashed_is_refused_before_looking_for_a_probe() {
         let boards = boards::builtin().unwrap();
-        let qemu = flash(&args("mps2-an386", false), checked(&boards, "mps2-an386"));
+        let m = Path::new("m.cbam");
+        let qemu = flash(
+            &args("mps2-an386", false),
+            m,
+            checked(&boards, "mps2-an386"),
+        );
         assert!(matches!(qemu, Err(FlashError::EmulatedBoard { .. })));
         let esp = flash(
             &args("esp32c3-devkit", true),
+            m,
             checked(&boards, "esp32c3-devkit"),
         );
         assert!(matches!(esp, Err(FlashError::NoModelRegion { .. })));
-        let no_elf = flash(&args("rpi-pico", false), checked(&boards, "rpi-pico"));
+        let no_elf = flash(&args("rpi-pico", false), m, checked(&boards, "rpi-pico"));
         assert!(matches!(no_elf, Err(FlashError::NeedFirmware { .. })));
     }
 

@@ -46,6 +46,17 @@ pub fn decode_onnx(path: &Path, bytes: &[u8]) -> Result<ModelProto> {
     Ok(proto)
 }
 
+/// The class names an ONNX model records (`cbam.labels` in `metadata_props`, comma
+/// separated); none when it records none.
+pub fn onnx_labels(proto: &ModelProto) -> Vec<String> {
+    proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "cbam.labels")
+        .map(|p| p.value.split(',').map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
 /// Runs the importer over an ONNX model before tract sees it, for what tract does not
 /// check (damaged weights, windows larger than their input, shapes past the caps). An op
 /// the importer does not translate (the QDQ ops, say) is no error here: tract may run it.

@@ -2,18 +2,26 @@
 //! it, and a caption, as PNG-ready RGB images.
 //!
 //! Model inputs are tiny (28x28 for Fashion-MNIST), so panels are upscaled to at least
-//! [`MIN_PANEL`] pixels; captions use a built-in 5x7 bitmap font so no font file is needed.
+//! [`MIN_PANEL`] pixels; captions are set in the charts' embedded font ([`crate::plots`]),
+//! so no font file is needed on the machine.
 //! Deep blocks often attend almost uniformly (every value near 1), so each map is stretched
 //! to its own min..max for display and the panel caption states the real range.
 
 use image::{imageops, Rgb, RgbImage};
+use plotters::prelude::*;
+
+use crate::plots::{self, FONT};
 
 use crate::cmd_run::backend::AttentionMap;
 
 /// Smallest panel side in pixels.
 pub const MIN_PANEL: u32 = 224;
-const CAPTION_SCALE: u32 = 2;
-const LINE_HEIGHT: u32 = (GLYPH_H + 3) * CAPTION_SCALE;
+/// Caption text size and line pitch in pixels; `CHAR_WIDTH` is the font's mean advance at
+/// that size, for wrapping.
+const CAPTION_SIZE: f64 = 16.0;
+const LINE_HEIGHT: u32 = 20;
+const CHAR_WIDTH: u32 = 9;
+const PAD: u32 = 4;
 const MAX_CAPTION_LINES: usize = 3;
 const GAP: u32 = 8;
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 24]);
@@ -67,7 +75,7 @@ fn stretched(map: &AttentionMap, lo: f32, hi: f32) -> AttentionMap {
 }
 
 fn chars_per_line(width: u32) -> usize {
-    ((width.saturating_sub(4 * CAPTION_SCALE)) / ((GLYPH_W + 1) * CAPTION_SCALE)).max(1) as usize
+    (width.saturating_sub(2 * PAD) / CHAR_WIDTH).max(1) as usize
 }
 
 /// Greedy word wrap; a word longer than a line is cut. At most [`MAX_CAPTION_LINES`].
@@ -119,27 +127,40 @@ fn sample_bilinear(map: &AttentionMap, u: f32, v: f32) -> f32 {
     top * (1.0 - ty) + bottom * ty
 }
 
-/// Blue (ignored) through green and yellow to red (attended), for `a` in 0..1.
+/// Dark blue (ignored) through green and yellow to dark red (attended), for `a` in 0..1:
+/// the "turbo" scheme, jet's perceptually smoother successor.
 pub fn colormap(a: f32) -> [u8; 3] {
-    let a = a.clamp(0.0, 1.0);
-    let channel = |centre: f32| {
-        let v = 1.5 - (4.0 * a - centre).abs();
-        (v.clamp(0.0, 1.0) * 255.0).round() as u8
-    };
-    // The classic "jet" ramp: each channel is a tent around its own centre.
-    [channel(3.0), channel(2.0), channel(1.0)]
+    let c = plots::scheme(colorous::TURBO, f64::from(a));
+    [c.0, c.1, c.2]
 }
 
 /// Every panel gets room for [`MAX_CAPTION_LINES`] so panels in a row line up.
 fn with_caption(image: &RgbImage, lines: &[String]) -> RgbImage {
-    let strip = LINE_HEIGHT * MAX_CAPTION_LINES as u32 + 2 * CAPTION_SCALE;
+    let strip = LINE_HEIGHT * MAX_CAPTION_LINES as u32 + 2 * PAD;
     let mut out = RgbImage::from_pixel(image.width(), image.height() + strip, BACKGROUND);
     imageops::replace(&mut out, image, 0, 0);
-    for (i, line) in lines.iter().enumerate() {
-        let y = image.height() + 2 * CAPTION_SCALE + i as u32 * LINE_HEIGHT;
-        draw_text(&mut out, line, 2 * CAPTION_SCALE, y);
+    // Drawing text into a buffer of the right size cannot fail short of a font defect,
+    // which the tests catch; the panel is still worth having without its caption then.
+    if let Ok(caption) = caption_strip(image.width(), strip, lines) {
+        imageops::replace(&mut out, &caption, 0, i64::from(image.height()));
     }
     out
+}
+
+fn caption_strip(width: u32, height: u32, lines: &[String]) -> anyhow::Result<RgbImage> {
+    let [r, g, b] = BACKGROUND.0;
+    let [tr, tg, tb] = TEXT.0;
+    plots::render(width, height, |root| {
+        plots::drawing(root.fill(&RGBColor(r, g, b)))?;
+        let style = (FONT, CAPTION_SIZE)
+            .into_font()
+            .color(&RGBColor(tr, tg, tb));
+        for (i, line) in lines.iter().enumerate() {
+            let y = (PAD + i as u32 * LINE_HEIGHT) as i32;
+            plots::drawing(root.draw(&Text::new(line.as_str(), (PAD as i32, y), style.clone())))?;
+        }
+        Ok(())
+    })
 }
 
 /// Panels left to right with a gap, top-aligned.
@@ -170,92 +191,6 @@ pub fn stacked(rows: &[RgbImage]) -> RgbImage {
     out
 }
 
-const GLYPH_W: u32 = 5;
-const GLYPH_H: u32 = 7;
-
-fn draw_text(image: &mut RgbImage, text: &str, x0: u32, y0: u32) {
-    let mut x = x0;
-    for ch in text.chars() {
-        let rows = glyph(ch);
-        for (row, bits) in rows.iter().enumerate() {
-            for col in 0..GLYPH_W {
-                if bits & (1 << (GLYPH_W - 1 - col)) == 0 {
-                    continue;
-                }
-                for dy in 0..CAPTION_SCALE {
-                    for dx in 0..CAPTION_SCALE {
-                        let (px, py) = (
-                            x + col * CAPTION_SCALE + dx,
-                            y0 + row as u32 * CAPTION_SCALE + dy,
-                        );
-                        if px < image.width() && py < image.height() {
-                            image.put_pixel(px, py, TEXT);
-                        }
-                    }
-                }
-            }
-        }
-        x += (GLYPH_W + 1) * CAPTION_SCALE;
-    }
-}
-
-/// 5x7 glyphs, one byte per row, bit 4 = leftmost column. Lower case is drawn as upper
-/// case; anything without a glyph is a small box so it is visibly not a space.
-fn glyph(ch: char) -> [u8; 7] {
-    match ch.to_ascii_uppercase() {
-        ' ' => [0; 7],
-        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
-        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-        'D' => [0x1E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1E],
-        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
-        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
-        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
-        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
-        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
-        'Y' => [0x11, 0x11, 0x0A, 0x04, 0x04, 0x04, 0x04],
-        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        '-' => [0, 0, 0, 0x1F, 0, 0, 0],
-        '_' => [0, 0, 0, 0, 0, 0, 0x1F],
-        '.' => [0, 0, 0, 0, 0, 0x0C, 0x0C],
-        ',' => [0, 0, 0, 0, 0x0C, 0x04, 0x08],
-        ':' => [0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0],
-        '/' => [0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10],
-        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
-        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
-        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
-        '#' => [0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A],
-        '=' => [0, 0, 0x1F, 0, 0x1F, 0, 0],
-        '\'' => [0x04, 0x04, 0x08, 0, 0, 0, 0],
-        _ => [0, 0x1F, 0x11, 0x11, 0x11, 0x1F, 0],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,9 +202,9 @@ mod tests {
     #[test]
     fn colormap_runs_from_blue_to_red() {
         let [r, _, b] = colormap(0.0);
-        assert!(b > 100 && r == 0);
-        let [r, _, b] = colormap(1.0);
-        assert!(r > 100 && b == 0);
+        assert!(b > r, "{r} {b}");
+        let [r, g, b] = colormap(1.0);
+        assert!(r > 100 && r > 10 * b.max(g), "{r} {g} {b}");
     }
 
     #[test]
@@ -278,9 +213,12 @@ mod tests {
         let p = panel(&img, None, "Trouser 0.99");
         assert_eq!(p.width(), 28 * 8);
         assert!(p.height() > 28 * 8);
-        // Some caption pixels are lit.
-        let lit = (28 * 8..p.height()).any(|y| (0..p.width()).any(|x| *p.get_pixel(x, y) == TEXT));
-        assert!(lit);
+        // The caption's letters are drawn: a good number of bright pixels in the strip.
+        let lit = (28 * 8..p.height())
+            .flat_map(|y| (0..p.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| p.get_pixel(x, y).0.iter().all(|&c| c > 180))
+            .count();
+        assert!(lit > 60, "{lit} bright caption pixels");
     }
 
     #[test]

@@ -709,6 +709,7 @@ fn a_stack_past_64_bits_does_not_fit_and_a_mistyped_board_gets_a_suggestion() {
         "--stack",
         "18446744073709551615",
         "--dry-run",
+        "--no-build",
     ]);
     let stderr = refused(&out, &["does not fit"]);
     assert!(
@@ -722,6 +723,7 @@ fn a_stack_past_64_bits_does_not_fit_and_a_mistyped_board_gets_a_suggestion() {
         "--model",
         s(&blob),
         "--dry-run",
+        "--no-build",
     ]);
     refused(&out, &["did you mean `nucleo-f411re`"]);
 }

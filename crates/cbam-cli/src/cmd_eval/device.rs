@@ -127,6 +127,7 @@ pub fn run(
         reference_engine,
         dataset,
         mut notes,
+        ..
     } = prepare(args, subject, reference)?;
     let Engine::Core(model) = engine else {
         bail!("internal error: a .cbam blob opened as an ONNX model");

@@ -1,6 +1,8 @@
 //! The board table `firmware/boards.toml`, embedded at build time so that an installed
 //! `cbam` binary knows the same memory maps the firmware was linked with.
 
+use std::path::Path;
+
 use serde::Deserialize;
 
 use super::error::FlashError;
@@ -57,7 +59,58 @@ struct BoardTable {
 
 /// The boards compiled into this binary.
 pub fn builtin() -> Result<Vec<Board>, FlashError> {
-    parse(BOARDS_TOML)
+    parse(BOARDS_TOML).map_err(|e| within("firmware/boards.toml (built into cbam)", e))
+}
+
+/// A user's own board table (`--boards FILE`), in the format of `firmware/boards.toml`.
+pub fn from_file(path: &Path) -> Result<Vec<Board>, FlashError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FlashError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let boards = parse(&text).map_err(|e| within(&path.display().to_string(), e))?;
+    if boards.is_empty() {
+        return Err(FlashError::BoardTable(format!(
+            "{} has no [[board]] entries (see README, \"Adding a board\")",
+            path.display()
+        )));
+    }
+    Ok(boards)
+}
+
+/// Names the table a table error is in.
+fn within(origin: &str, e: FlashError) -> FlashError {
+    match e {
+        FlashError::BoardTable(reason) => FlashError::BoardTable(format!("{origin}: {reason}")),
+        other => other,
+    }
+}
+
+/// The table as `cbam flash --list-boards` prints it.
+pub fn render(boards: &[Board]) -> String {
+    let mut text = format!(
+        "{:<16} {:<14} {:<28} {:<18} {:>9} {:>9}  {}\n",
+        "board", "chip", "target", "firmware", "flash", "RAM", "model"
+    );
+    for b in boards {
+        let chip = if b.is_emulated() { "(QEMU)" } else { &b.chip };
+        let model = match (b.model_placement, b.model_origin, b.model_size) {
+            (ModelPlacement::Region, Some(origin), Some(size)) => {
+                format!("region {origin:#010x}, {} KiB", size / 1024)
+            }
+            _ => "linked into the firmware".to_string(),
+        };
+        text.push_str(&format!(
+            "{:<16} {:<14} {:<28} {:<18} {:>5} KiB {:>5} KiB  {model}\n",
+            b.name,
+            chip,
+            b.target,
+            format!("{} +{}", b.firmware_dir, b.feature),
+            b.flash_size / 1024,
+            b.ram_size / 1024,
+        ));
+    }
+    text
 }
 
 fn parse(text: &str) -> Result<Vec<Board>, FlashError> {
@@ -135,6 +188,34 @@ mod tests {
         assert!(boards
             .iter()
             .any(|b| b.model_placement == ModelPlacement::Region));
+    }
+
+    #[test]
+    fn a_users_board_file_is_read_and_its_errors_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my-boards.toml");
+        let mine = BOARDS_TOML.replace("name = \"nucleo-f411re\"", "name = \"my-f411\"");
+        std::fs::write(&path, &mine).unwrap();
+        let boards = from_file(&path).unwrap();
+        assert!(by_name(&boards, "my-f411").is_ok());
+        let listed = render(&boards);
+        assert!(
+            listed.contains("my-f411") && listed.contains("STM32F411RETx"),
+            "{listed}"
+        );
+        assert!(listed.contains("region 0x08040000, 256 KiB"), "{listed}");
+
+        std::fs::write(&path, "[[board]]\nname = \"half\"\n").unwrap();
+        let err = from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("my-boards.toml") && err.contains("chip"),
+            "{err}"
+        );
+        std::fs::write(&path, "").unwrap();
+        let err = from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("my-boards.toml"), "{err}");
+        let missing = from_file(&dir.path().join("none.toml")).unwrap_err();
+        assert!(matches!(missing, FlashError::Read { .. }), "{missing}");
     }
 
     #[test]

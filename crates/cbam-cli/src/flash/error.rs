@@ -16,7 +16,7 @@ pub enum FlashError {
     #[error("the firmware ELF cannot be used: {reason}")]
     BadFirmware { reason: String },
 
-    #[error("firmware/boards.toml (built into cbam) is invalid: {0}")]
+    #[error("the board table is invalid: {0}")]
     BoardTable(String),
 
     #[error(
@@ -65,7 +65,7 @@ pub enum FlashError {
     #[error("{target} has no model region: the model is linked into the firmware. Rebuild the firmware with this model embedded and flash it with --firmware (without --model-only)")]
     NoModelRegion { target: String },
 
-    #[error("flashing needs the firmware ELF: pass --firmware PATH (built in firmware/{firmware_dir}), or --model-only to replace just the model")]
+    #[error("flashing needs the firmware ELF: pass --firmware PATH (built in firmware/{firmware_dir}), --board BOARD without --no-build to build it here, or --model-only to replace just the model")]
     NeedFirmware { firmware_dir: String },
 
     #[error("the firmware ELF embeds a different model than {}: rebuild the firmware with this model, or use the blob it was built with", .path.display())]
