@@ -334,6 +334,15 @@ struct Predictions {
     ties: usize,
 }
 
+impl Predictions {
+    fn push<T: PartialOrd>(&mut self, scores: &[T]) -> Option<()> {
+        let (class, tied) = top1(scores)?;
+        self.classes.push(class);
+        self.ties += usize::from(tied);
+        Some(())
+    }
+}
+
 impl FromIterator<(usize, bool)> for Predictions {
     fn from_iter<I: IntoIterator<Item = (usize, bool)>>(top1: I) -> Self {
         let mut out = Predictions::default();
