@@ -21,7 +21,7 @@ use self::metrics::Metrics;
 use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
-use crate::progress;
+use crate::{parallel, progress};
 
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -84,6 +84,10 @@ pub struct EvalArgs {
     /// Write the confusion matrix as DIR/confusion.png (needs labelled data)
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    /// Worker threads, each running whole samples (0: every core). Results do not depend
+    /// on it; ms_per_sample is wall time over the samples, so it falls as threads are added
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
     #[command(flatten)]
     pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
@@ -211,7 +215,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         notes,
     } = prepare(args, &subject, reference.as_ref())?;
 
-    let (predictions, ms) = predict(&subject, &engine, &dataset)?;
+    let threads = parallel::resolve_threads(args.threads);
+    let (predictions, ms) = predict(&subject, &engine, &dataset, threads)?;
     let accuracy = accuracy(&predictions.classes, &dataset);
     let truth: Option<Vec<usize>> = dataset.samples.iter().map(|s| s.label).collect();
     let metrics_of = |predicted: &[usize]| {
@@ -233,7 +238,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         notes,
     };
     if let (Some(r), Some(engine)) = (&reference, &reference_engine) {
-        let (ref_predictions, ref_ms) = predict(r, engine, &dataset)?;
+        let (ref_predictions, ref_ms) = predict(r, engine, &dataset, threads)?;
         report.agreement = Some(agreement(&predictions.classes, &ref_predictions.classes));
         report.reference = Some(ModelResult {
             model: r.path.display().to_string(),
@@ -387,19 +392,42 @@ struct Predictions {
 
 impl Predictions {
     fn push<T: PartialOrd>(&mut self, scores: &[T]) -> Option<()> {
-        self.classes.push(cbam_core::argmax(scores)?);
-        self.ties += usize::from(cbam_core::top1_tied(scores));
+        let (class, tied) = top1(scores)?;
+        self.classes.push(class);
+        self.ties += usize::from(tied);
         Some(())
     }
 }
 
-/// Top-1 class of every sample, and the mean milliseconds per sample.
-fn predict(subject: &Subject, engine: &Engine, dataset: &Dataset) -> Result<(Predictions, f64)> {
+impl FromIterator<(usize, bool)> for Predictions {
+    fn from_iter<I: IntoIterator<Item = (usize, bool)>>(top1: I) -> Self {
+        let mut out = Predictions::default();
+        for (class, tied) in top1 {
+            out.classes.push(class);
+            out.ties += usize::from(tied);
+        }
+        out
+    }
+}
+
+/// The top-1 class and whether another class ties it; `None` for an empty output.
+fn top1<T: PartialOrd>(scores: &[T]) -> Option<(usize, bool)> {
+    Some((cbam_core::argmax(scores)?, cbam_core::top1_tied(scores)))
+}
+
+/// Top-1 class of every sample over `threads` workers, and the milliseconds of wall time
+/// per sample.
+fn predict(
+    subject: &Subject,
+    engine: &Engine,
+    dataset: &Dataset,
+    threads: usize,
+) -> Result<(Predictions, f64)> {
     let bar = progress::bar(dataset.len(), subject.backend());
     let start = Instant::now();
     let predictions = match engine {
-        Engine::Tract(model) => predict_tract(&subject.path, model, dataset, &bar)?,
-        Engine::Core(model) => predict_core(&subject.path, model, dataset, &bar)?,
+        Engine::Tract(model) => predict_tract(&subject.path, model, dataset, &bar, threads)?,
+        Engine::Core(model) => predict_core(&subject.path, model, dataset, &bar, threads)?,
     };
     bar.finish_and_clear();
     let ms = start.elapsed().as_secs_f64() * 1e3 / dataset.len().max(1) as f64;
@@ -411,19 +439,35 @@ fn predict_tract(
     model: &FloatModel,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
+    threads: usize,
 ) -> Result<Predictions> {
-    let mut out = Predictions::default();
-    for (i, sample) in dataset.samples.iter().enumerate() {
-        let scores = model
-            .run(&sample.input)
-            .with_context(|| format!("{}: running sample {i}", path.display()))?;
-        model_file::check_scores(&scores)
-            .with_context(|| format!("{}: sample {i}", path.display()))?;
-        out.push(&scores)
-            .with_context(|| format!("{} has an empty output", path.display()))?;
-        bar.inc(1);
-    }
-    Ok(out)
+    let classes = parallel::map_ordered(
+        dataset.len(),
+        threads,
+        || Ok(()),
+        |(), i| {
+            let sample = dataset
+                .samples
+                .get(i)
+                .context("sample index out of range")?;
+            let scores = model
+                .run(&sample.input)
+                .with_context(|| format!("{}: running sample {i}", path.display()))?;
+            model_file::check_scores(&scores)
+                .with_context(|| format!("{}: sample {i}", path.display()))?;
+            bar.inc(1);
+            top1(&scores).with_context(|| format!("{} has an empty output", path.display()))
+        },
+    )?;
+    Ok(classes.into_iter().collect())
+}
+
+/// One worker's buffers for the core: the arena, the quantized input and the output,
+/// allocated once and reused for every sample it runs.
+struct CoreWorker {
+    arena: Vec<u8>,
+    input: Vec<i8>,
+    output: Vec<i8>,
 }
 
 fn predict_core(
@@ -431,27 +475,41 @@ fn predict_core(
     model: &cbam_core::Model,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
+    threads: usize,
 ) -> Result<Predictions> {
-    let input = model.input();
+    let info = model.input();
     let raw = model.input_is_raw_pixels();
-    let mut arena = vec![0u8; model.arena_size()];
-    let mut output = vec![0i8; model.output().len()];
-    let mut out = Predictions::default();
-    for (i, sample) in dataset.samples.iter().enumerate() {
-        let q = data::core_input_for(sample, &input, raw).with_context(|| {
-            format!(
-                "{}: sample {i} does not fit the blob's input",
-                path.display()
-            )
-        })?;
-        model.run(&mut arena, &q, &mut output).map_err(|e| {
-            anyhow::anyhow!("{}: the core failed on sample {i}: {e}", path.display())
-        })?;
-        out.push(&output)
-            .with_context(|| format!("{} has an empty output", path.display()))?;
-        bar.inc(1);
-    }
-    Ok(out)
+    let classes = parallel::map_ordered(
+        dataset.len(),
+        threads,
+        || {
+            Ok(CoreWorker {
+                arena: vec![0u8; model.arena_size()],
+                input: Vec::with_capacity(info.len()),
+                output: vec![0i8; model.output().len()],
+            })
+        },
+        |w: &mut CoreWorker, i| {
+            let sample = dataset
+                .samples
+                .get(i)
+                .context("sample index out of range")?;
+            data::core_input_for_into(sample, &info, raw, &mut w.input).with_context(|| {
+                format!(
+                    "{}: sample {i} does not fit the blob's input",
+                    path.display()
+                )
+            })?;
+            model
+                .run(&mut w.arena, &w.input, &mut w.output)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: the core failed on sample {i}: {e}", path.display())
+                })?;
+            bar.inc(1);
+            top1(&w.output).with_context(|| format!("{} has an empty output", path.display()))
+        },
+    )?;
+    Ok(classes.into_iter().collect())
 }
 
 fn accuracy(predictions: &[usize], dataset: &Dataset) -> Option<f64> {
@@ -518,10 +576,10 @@ mod tests {
 
     #[test]
     fn predictions_count_ties() {
-        let mut p = Predictions::default();
-        assert_eq!(p.push(&[1i8, 4, 4]), Some(()));
-        assert_eq!(p.push(&[0.5f32, 0.1]), Some(()));
-        assert_eq!(p.push::<i8>(&[]), None);
+        assert_eq!(top1(&[1i8, 4, 4]), Some((1, true)));
+        assert_eq!(top1(&[0.5f32, 0.1]), Some((0, false)));
+        assert_eq!(top1::<i8>(&[]), None);
+        let p: Predictions = [(1, true), (0, false)].into_iter().collect();
         assert_eq!((p.classes, p.ties), (vec![1, 0], 1));
     }
 

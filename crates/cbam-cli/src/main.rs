@@ -21,6 +21,7 @@ mod model_file;
 mod norm;
 mod outputs;
 mod overlay;
+mod parallel;
 mod plots;
 mod progress;
 

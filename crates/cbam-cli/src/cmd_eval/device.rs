@@ -189,7 +189,12 @@ pub fn run(
         notes,
     };
     if let (Some(r), Some(engine)) = (reference, &reference_engine) {
-        let (reference_predictions, _) = predict(r, engine, &dataset)?;
+        let (reference_predictions, _) = predict(
+            r,
+            engine,
+            &dataset,
+            crate::parallel::resolve_threads(args.threads),
+        )?;
         report.agreement = Some(agreement(
             &predictions.classes,
             &reference_predictions.classes,

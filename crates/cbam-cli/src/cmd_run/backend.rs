@@ -3,6 +3,7 @@
 //! spatial attention map of every CBAM block.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cbam_compiler::data::{self, InputSpec};
@@ -88,13 +89,15 @@ pub enum Runner<'b> {
 }
 
 pub struct TractRunner {
-    model: FloatModel,
+    /// Shared by the workers of a multi-threaded run (tract's plans are thread-safe).
+    model: Arc<FloatModel>,
     spec: InputSpec,
     labels: Vec<String>,
     attention: Vec<AttentionValue>,
 }
 
 /// Where tract finds one block's spatial attention.
+#[derive(Clone)]
 struct AttentionValue {
     name: String,
     /// Known from the float IR; for QDQ models guessed from the map size.
@@ -106,6 +109,8 @@ struct AttentionValue {
 pub struct CoreRunner<'b> {
     model: cbam_core::Model<'b>,
     arena: Vec<u8>,
+    /// The quantized frame, reused from frame to frame.
+    input: Vec<i8>,
     output: Vec<i8>,
     labels: Vec<String>,
     /// From the blob's metadata and the flags; the normalisation is only used when the
@@ -155,6 +160,27 @@ impl<'b> Runner<'b> {
             .unwrap_or_else(|| format!("class {class}"))
     }
 
+    /// A runner for another thread: the same model (tract's plan and the core's blob are
+    /// shared, not reloaded) with buffers of its own (the core's arena).
+    pub fn worker(&self) -> Runner<'b> {
+        match self {
+            Runner::Tract(t) => Runner::Tract(TractRunner {
+                model: t.model.clone(),
+                spec: t.spec.clone(),
+                labels: t.labels.clone(),
+                attention: t.attention.clone(),
+            }),
+            Runner::Core(c) => Runner::Core(CoreRunner {
+                model: c.model,
+                arena: vec![0u8; c.arena.len()],
+                input: Vec::with_capacity(c.input.capacity()),
+                output: vec![0i8; c.output.len()],
+                labels: c.labels.clone(),
+                spec: c.spec.clone(),
+            }),
+        }
+    }
+
     /// Runs one frame given as `[C, H, W]` pixels at the model's input size.
     pub fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
         match self {
@@ -191,7 +217,7 @@ impl TractRunner {
             Vec::new()
         };
         Ok(TractRunner {
-            model,
+            model: Arc::new(model),
             spec,
             labels,
             attention,
@@ -342,6 +368,7 @@ impl<'b> CoreRunner<'b> {
         Ok(CoreRunner {
             spec,
             arena: vec![0u8; model.arena_size()],
+            input: Vec::with_capacity(model.input().len()),
             output: vec![0i8; model.output().len()],
             labels: model.labels().map(str::to_string).collect(),
             model,
@@ -351,14 +378,15 @@ impl<'b> CoreRunner<'b> {
     fn infer(&mut self, pixels_chw: &[u8], with_attention: bool) -> Result<Inference> {
         let info = self.model.input();
         let sample = self.spec.sample_from_chw(pixels_chw.to_vec());
-        let q = data::core_input_for(&sample, &info, self.model.input_is_raw_pixels())
+        let raw = self.model.input_is_raw_pixels();
+        data::core_input_for_into(&sample, &info, raw, &mut self.input)
             .context("the frame does not fit the blob's input")?;
         let mut maps = MapCollector {
             enabled: with_attention,
             maps: Vec::new(),
         };
         self.model
-            .run_observed(&mut self.arena, &q, &mut self.output, &mut maps)
+            .run_observed(&mut self.arena, &self.input, &mut self.output, &mut maps)
             .map_err(|e| anyhow::anyhow!("the int8 core failed on the frame: {e}"))?;
         let out = self.model.output();
         Ok(Inference {

@@ -450,6 +450,20 @@ pub fn core_input(
     zero_point: i32,
     raw_pixels: bool,
 ) -> Result<Vec<i8>, DataError> {
+    let mut out = Vec::new();
+    core_input_into(sample, hwc, scale, zero_point, raw_pixels, &mut out)?;
+    Ok(out)
+}
+
+/// [`core_input`] into `out` (cleared first), so a loop over samples reuses one buffer.
+pub fn core_input_into(
+    sample: &Sample,
+    hwc: [usize; 3],
+    scale: f32,
+    zero_point: i32,
+    raw_pixels: bool,
+    out: &mut Vec<i8>,
+) -> Result<(), DataError> {
     let [h, w, c] = hwc;
     let expected = h * w * c;
     if sample.input.len() != expected {
@@ -473,7 +487,8 @@ pub fn core_input(
             }
         }
     };
-    let mut out = Vec::with_capacity(expected);
+    out.clear();
+    out.reserve(expected);
     for y in 0..h {
         for x in 0..w {
             for ch in 0..c {
@@ -481,7 +496,7 @@ pub fn core_input(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// [`core_input`] for the core's input tensor description and the blob's raw-pixel flag
@@ -497,6 +512,23 @@ pub fn core_input_for(
         input.scale,
         input.zero_point,
         raw_pixels,
+    )
+}
+
+/// [`core_input_for`] into `out`, reusing its allocation.
+pub fn core_input_for_into(
+    sample: &Sample,
+    input: &cbam_core::TensorInfo,
+    raw_pixels: bool,
+    out: &mut Vec<i8>,
+) -> Result<(), DataError> {
+    core_input_into(
+        sample,
+        [input.h, input.w, input.c],
+        input.scale,
+        input.zero_point,
+        raw_pixels,
+        out,
     )
 }
 

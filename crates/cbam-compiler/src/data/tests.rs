@@ -115,6 +115,17 @@ fn core_input_is_nhwc_and_uses_raw_pixels_only_with_the_flag() {
 }
 
 #[test]
+fn core_input_into_reuses_a_dirty_buffer() {
+    let spec = InputSpec::new([2, 1, 2], &[0.5], &[0.5]).unwrap();
+    let sample = spec.sample_from_chw(vec![0, 255, 128, 64]);
+    let mut buffer = vec![9i8; 11];
+    core_input_into(&sample, [1, 2, 2], 1.0 / 64.0, 3, false, &mut buffer).unwrap();
+    assert_eq!(buffer, vec![-61, 3, 67, -29]);
+    core_input_into(&sample, [1, 2, 2], 0.5, 0, true, &mut buffer).unwrap();
+    assert_eq!(buffer, vec![-128, 0, 127, -64]);
+}
+
+#[test]
 fn quantize_rounds_half_away_and_saturates() {
     assert_eq!(quantize(0.5, 1.0, 0), 1);
     assert_eq!(quantize(-0.5, 1.0, 0), -1);
