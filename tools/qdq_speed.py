@@ -3,9 +3,9 @@ tract, against the float model and onnxruntime's own `quantize_static` QDQ model
 
 For each model: a copy of the float model with a symbolic batch axis `N` (the example
 models are exported with batch 1; `cbam quantize --qdq` keeps whichever the source has),
-then `cbam quantize` of that copy with `--qdq-form standard` and `--qdq-form exact`, and
-`quantize_static` (QDQ, per-channel int8 weights, int8 activations, MinMax) on the same 256
-calibration images. Every model runs single-threaded in onnxruntime on a batch of 500 and
+then `cbam quantize` of that copy with each `--qdq-form`, and `quantize_static` (QDQ,
+per-channel int8 weights, int8 or uint8 activations, MinMax) on the same 256 calibration
+images. Every model runs single-threaded in onnxruntime on a batch of 500 and
 one image at a time; top-1 agreement with the float model on those test images. tract's
 frames/s come from `cbam-bench` (one image at a time). onnxruntime's optimised graph of each
 QDQ model (SessionOptions.optimized_model_filepath) shows which ops became int8 kernels.
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fmnist  # noqa: E402
@@ -36,6 +37,7 @@ import rgb_fmnist  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["fmnist_cbam", "fmnist_cbam_res", "rgb_resnet_cbam64"]
+FORMS = ["standard", "standard-u8", "exact"]
 IMAGENET = ("0.485,0.456,0.406", "0.229,0.224,0.225")
 
 
@@ -62,6 +64,19 @@ def symbolic_batch(src: Path, dst: Path) -> None:
             shape[0] = -1
             t.CopyFrom(onnx.numpy_helper.from_array(shape, t.name))
     onnx.save(m, str(dst))
+
+
+def ort_quantize(model: Path, out: Path, calib: np.ndarray, activations: QuantType) -> None:
+    """onnxruntime's own post-training quantization: QDQ, per-channel int8 weights, MinMax."""
+    name = onnx.load(str(model)).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        ort_baseline.pre_process(model, prepared)
+        quantize_static(
+            str(prepared), str(out), ort_baseline.Images(name, calib),
+            quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+            activation_type=activations, weight_type=QuantType.QInt8,
+        )
 
 
 def data(model: str, count: int):
@@ -122,10 +137,9 @@ def tract_fps(bench: Path, float_model: Path, qdq: Path, blob: Path, data_path: 
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
     fps = {}
     for line in out.stdout.splitlines():
-        parts = line.split()
-        for engine in ("tract float", "tract QDQ", "int8 core"):
+        for engine in ("tract float", "tract QDQ int8", "int8 core"):
             if line.startswith(engine):
-                fps[engine] = float(parts[len(engine.split())])
+                fps[engine] = float(line[len(engine):].split()[0])
     return fps
 
 
@@ -135,18 +149,18 @@ def bench_model(name: str, args, work: Path) -> dict:
     symbolic_batch(src, float_model)
     calib_args, calib, test = data(name, args.images)
     blob = work / f"{name}.cbam"
-    qdq = {"standard": work / f"{name}.std.onnx", "exact": work / f"{name}.exact.onnx"}
+    qdq = {form: work / f"{name}.{form}.onnx" for form in FORMS}
     for form, path in qdq.items():
         subprocess.run(
             [str(args.cbam), "quantize", str(float_model), *calib_args, "--out", str(blob),
              "--qdq", str(path), "--qdq-form", form],
             check=True, capture_output=True,
         )
-    ort_qdq = work / f"{name}.ort_qdq.onnx"
-    ort_baseline.quantize(float_model, ort_qdq, calib)
-
-    models = {"float": float_model, "cbam standard": qdq["standard"], "cbam exact": qdq["exact"],
-              "ort quantize_static": ort_qdq}
+    models = {"float": float_model, **{f"cbam {form}": path for form, path in qdq.items()}}
+    for act in ("s8", "u8"):
+        path = work / f"{name}.ort_{act}.onnx"
+        ort_quantize(float_model, path, calib, QuantType.QInt8 if act == "s8" else QuantType.QUInt8)
+        models[f"ort static {act}"] = path
     rows = {}
     float_top1 = None
     for label, path in models.items():
@@ -165,9 +179,9 @@ def bench_model(name: str, args, work: Path) -> dict:
         }
     bench_data = work / f"{name}.bench.npy"
     np.save(bench_data, test[: args.tract_images])
-    for label in ("cbam standard", "cbam exact", "ort quantize_static"):
+    for label in [k for k in models if k != "float"]:
         fps = tract_fps(args.bench, float_model, models[label], blob, bench_data, args.tract_rounds)
-        rows[label]["tract_fps"] = fps.get("tract QDQ", fps.get("error"))
+        rows[label]["tract_fps"] = fps.get("tract QDQ int8", fps.get("error"))
         rows["float"]["tract_fps"] = fps.get("tract float", rows["float"].get("tract_fps"))
     return {"model": name, "test_images": int(len(test)), "rows": rows}
 
