@@ -7,10 +7,12 @@
 #   scripts/bench-pi.sh --release  the release profile for everything (slow first build;
 #                                  use this on the Pi)
 #   ROUNDS=20 scripts/bench-pi.sh  more timed passes over the 64 test images (default 10)
+#   QDQ_FORM=exact scripts/bench-pi.sh  the QDQ model in another --qdq-form (default standard)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 ROUNDS="${ROUNDS:-10}"
+QDQ_FORM="${QDQ_FORM:-standard}"
 case "${1:-}" in
   --release)
     BUILD=(--release); DIR=release ;;
@@ -32,7 +34,7 @@ OUT="$ROOT/target/pi-bench"
 mkdir -p "$OUT"
 for m in fmnist_cbam fmnist_cbam_res; do
   "$BIN/cbam" quantize "models/$m.onnx" --calib models/data/calib256_images.u8 \
-    --out "$OUT/$m.cbam" --qdq "$OUT/$m.int8.onnx" >/dev/null
+    --out "$OUT/$m.cbam" --qdq "$OUT/$m.int8.onnx" --qdq-form "$QDQ_FORM" >/dev/null
   echo
   "$BIN/cbam-bench" --float "models/$m.onnx" --qdq "$OUT/$m.int8.onnx" --blob "$OUT/$m.cbam" \
     --data models/data/test64_images.u8 --rounds "$ROUNDS"

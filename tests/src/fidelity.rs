@@ -7,6 +7,7 @@ use cbam_compiler::data::{self, DataSource, Dataset};
 use cbam_compiler::float_run::FloatModel;
 use cbam_compiler::import;
 use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
+use cbam_compiler::qdq::QdqForm;
 
 pub type Error = Box<dyn std::error::Error>;
 
@@ -57,9 +58,32 @@ pub fn load_data(
     Ok(data::load_for_graph(&source, &graph)?)
 }
 
-/// Quantizes `onnx` with `calib` (also writing the QDQ ONNX) with the library's defaults.
+/// Quantizes `onnx` with `calib` with the library's defaults, also writing the exact-form
+/// QDQ ONNX (the core's bit-level reference, which the layer-by-layer comparison needs).
 pub fn quantize(onnx: &Path, calib: &Dataset, norm: &Normalization) -> Result<Compiled, Error> {
-    quantize_with(onnx, calib, QuantizeOptions::default(), norm)
+    quantize_with(onnx, calib, exact_qdq(), norm)
+}
+
+/// As [`quantize`], with the QDQ ONNX in `form`.
+pub fn quantize_qdq(
+    onnx: &Path,
+    calib: &Dataset,
+    form: QdqForm,
+    norm: &Normalization,
+) -> Result<Compiled, Error> {
+    let opts = QuantizeOptions {
+        qdq_form: form,
+        ..exact_qdq()
+    };
+    quantize_with(onnx, calib, opts, norm)
+}
+
+/// The library's defaults with the exact-form QDQ ONNX.
+fn exact_qdq() -> QuantizeOptions {
+    QuantizeOptions {
+        qdq_form: QdqForm::Exact,
+        ..QuantizeOptions::default()
+    }
 }
 
 /// As `cbam quantize` does by default: bias correction, weight rounding by output error and
@@ -73,7 +97,7 @@ pub fn quantize_tuned(
         bias_correction: true,
         optimise_rounding: true,
         top1_output_range: Some(true),
-        ..QuantizeOptions::default()
+        ..exact_qdq()
     };
     quantize_with(onnx, calib, opts, norm)
 }

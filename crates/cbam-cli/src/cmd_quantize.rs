@@ -7,6 +7,7 @@ use anyhow::{ensure, Context, Result};
 use cbam_compiler::calib::CalibMethod;
 use cbam_compiler::data::{self, DataSource};
 use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
+use cbam_compiler::qdq::QdqForm;
 use cbam_compiler::quant::LowerOptions;
 use cbam_compiler::{import, passes};
 use clap::{Args, ValueEnum};
@@ -16,6 +17,29 @@ use crate::model_file;
 use crate::norm::NormArgs;
 use crate::outputs::{self, Staging};
 use crate::progress;
+
+/// The QDQ ONNX `--qdq` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QdqFormArg {
+    /// Float ops between QuantizeLinear/DequantizeLinear, which onnxruntime, TensorRT and
+    /// TFLite converters turn into their int8 kernels (close to the core, not bit for bit)
+    Standard,
+    /// The standard form with uint8 activations (the same values): onnxruntime's fast int8
+    /// path on x86 (uint8 activations, int8 weights)
+    StandardU8,
+    /// The core's integer arithmetic written exactly (bit-level reference for the core; slow)
+    Exact,
+}
+
+impl From<QdqFormArg> for QdqForm {
+    fn from(f: QdqFormArg) -> Self {
+        match f {
+            QdqFormArg::Standard => QdqForm::Standard,
+            QdqFormArg::StandardU8 => QdqForm::StandardU8,
+            QdqFormArg::Exact => QdqForm::Exact,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -37,6 +61,8 @@ Examples:
   cbam quantize models/example.onnx \\
       --calib /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --limit 512 \\
       --out example.cbam --qdq example.int8.onnx --report example.report.json
+  cbam quantize model.onnx --calib calib.npy --out model.cbam \
+      --qdq model.exact.onnx --qdq-form exact     # bit-level reference for the core
   cbam quantize model.onnx --calib calib_images/ --method percentile --out model.cbam
   cbam quantize model.onnx --calib calib.npy --out model.cbam --no-bias-correction
 
@@ -58,9 +84,13 @@ pub struct QuantizeArgs {
     /// Where to write the int8 blob
     #[arg(long, value_name = "OUT.cbam")]
     pub out: PathBuf,
-    /// Also write a QDQ ONNX with the same scales (for tract / onnxruntime)
+    /// Also write a QDQ ONNX with the blob's scales and weights (for onnxruntime, TensorRT,
+    /// TFLite converters or tract); it keeps the model's batch axis
     #[arg(long, value_name = "OUT.onnx")]
     pub qdq: Option<PathBuf>,
+    /// Which QDQ ONNX --qdq writes
+    #[arg(long, value_enum, default_value_t = QdqFormArg::Standard, requires = "qdq")]
+    pub qdq_form: QdqFormArg,
     /// How activation ranges are chosen from the calibration values
     #[arg(long, value_enum, default_value_t = Method::Minmax)]
     pub method: Method,
@@ -171,6 +201,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let opts = QuantizeOptions {
         method,
         qdq: args.qdq.is_some(),
+        qdq_form: args.qdq_form.into(),
         bias_correction: !args.no_bias_correction,
         optimise_rounding: !args.nearest_rounding && !args.no_bias_correction,
         range_search: args.range_search,

@@ -26,6 +26,18 @@ pub struct ModelMeta {
     pub labels: Vec<String>,
     pub source_name: String,
     pub opset: i64,
+    /// The source model's batch axis: the IR runs one image, the QDQ model keeps the axis.
+    pub batch: Batch,
+}
+
+/// The batch axis of the source model's input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Batch {
+    /// A fixed batch of one (or an axis the exporter left without a size or name).
+    #[default]
+    One,
+    /// A symbolic (dynamic) axis of this name, such as `N` or `batch`.
+    Symbolic(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

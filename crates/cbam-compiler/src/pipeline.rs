@@ -15,7 +15,7 @@ use crate::import::{self, ImportError};
 use crate::ir::Graph;
 use crate::passes::{self, PassError};
 use crate::plan::{self, PlanError};
-use crate::qdq::{self, QdqError};
+use crate::qdq::{self, QdqError, QdqForm};
 use crate::quant::{self, LowerOptions, QModel, QuantError};
 use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
 use crate::tune::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
@@ -31,6 +31,8 @@ pub struct QuantizeOptions {
     pub method: CalibMethod,
     /// Also write the QDQ ONNX.
     pub qdq: bool,
+    /// Which QDQ ONNX: the standard pattern runtimes fuse, or the core's exact arithmetic.
+    pub qdq_form: QdqForm,
     /// Calibration images also run on the core for the report's SQNR and agreement.
     pub sqnr_images: usize,
     /// The `name` metadata; the ONNX file stem when `None`.
@@ -65,6 +67,7 @@ impl Default for QuantizeOptions {
         QuantizeOptions {
             method: CalibMethod::MinMax,
             qdq: false,
+            qdq_form: QdqForm::Standard,
             sqnr_images: 16,
             name: None,
             lower: LowerOptions::default(),
@@ -185,7 +188,7 @@ pub fn quantize(
         &mut |done| progress(calib_inputs.len() + done, total),
     )?;
     let qdq = if opts.qdq {
-        Some(qdq::write(&graph, &model)?)
+        Some(qdq::write(&graph, &model, opts.qdq_form)?)
     } else {
         None
     };

@@ -13,7 +13,7 @@ use super::guard;
 use super::ops_act::{self, Arith};
 use super::{ops_nn, ops_pad, ops_shape, ImportError};
 use crate::data::normalisation_problem;
-use crate::ir::{Graph, ModelMeta, Op};
+use crate::ir::{Batch, Graph, ModelMeta, Op};
 
 pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Graph, ImportError> {
     guard::check_model(proto, model_dir)?;
@@ -32,6 +32,7 @@ pub(crate) fn import(proto: &ModelProto, model_dir: Option<&Path>) -> Result<Gra
     meta.source_name = graph.name.clone();
 
     let input = image_input(graph)?;
+    meta.batch = batch_of(input);
     let [output] = graph.output.as_slice() else {
         return Err(ImportError::BadGraph {
             why: format!("has {} outputs", graph.output.len()),
@@ -141,6 +142,18 @@ fn live_nodes<'a>(nodes: &'a [NodeProto], output: &str) -> Vec<&'a NodeProto> {
     }
     live.reverse();
     live
+}
+
+/// The input's batch axis, as the QDQ writer keeps it ([`input_shape`] checks the rest).
+fn batch_of(input: &ValueInfoProto) -> Batch {
+    let first = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t.shape.as_ref().and_then(|s| s.dim.first()),
+        _ => None,
+    };
+    match first.and_then(|d| d.value.as_ref()) {
+        Some(Dim::DimParam(name)) if !name.is_empty() => Batch::Symbolic(name.clone()),
+        _ => Batch::One,
+    }
 }
 
 /// The input's shape with the batch dimension (symbolic in dynamo exports) fixed to 1.

@@ -123,7 +123,7 @@ fn requantize_one(e: &mut Emitter<'_>, acc: &str, r: Requant, zp: i32, out: &str
     requantize(e, acc, (&[r.mult], &[r.shift]), zp, (-128, 127), out)
 }
 
-fn params<'a>(e: &Emitter<'a>, node: &Node) -> Result<&'a CbamParams, QdqError> {
+pub(super) fn params<'a>(e: &Emitter<'a>, node: &Node) -> Result<&'a CbamParams, QdqError> {
     match &e.qop(node)?.kind {
         QOpKind::Cbam(p) => Ok(p),
         other => Err(QdqError::Unsupported {

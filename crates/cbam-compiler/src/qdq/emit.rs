@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use tract_onnx::pb::{tensor_proto::DataType, AttributeProto, NodeProto, TensorProto};
 
 use super::proto::{int, tensor};
-use super::QdqError;
+use super::{QdqError, QdqForm};
 use crate::ir::{Graph, Node, TensorId};
 use crate::quant::{Clamp, QModel, QOp, QParams};
 
 pub struct Emitter<'a> {
     pub graph: &'a Graph,
     pub model: &'a QModel,
+    pub form: QdqForm,
     /// The lowered op of each IR node, by node name.
     ops: HashMap<&'a str, &'a QOp>,
     pub nodes: Vec<NodeProto>,
@@ -23,10 +24,11 @@ pub struct Emitter<'a> {
 }
 
 impl<'a> Emitter<'a> {
-    pub fn new(graph: &'a Graph, model: &'a QModel) -> Self {
+    pub fn new(graph: &'a Graph, model: &'a QModel, form: QdqForm) -> Self {
         Emitter {
             graph,
             model,
+            form,
             ops: model.ops.iter().map(|op| (op.node.as_str(), op)).collect(),
             nodes: Vec::new(),
             inits: Vec::new(),
@@ -96,8 +98,15 @@ impl<'a> Emitter<'a> {
 
     fn quant_params(&mut self, out: &str, q: QParams) -> (String, String) {
         let scale = self.f32s(&format!("{out}__scale"), &[], &[q.scale]);
-        let zp = q.zero_point.clamp(-128, 127) as i8;
-        let zp = self.i8s(&format!("{out}__zp"), &[], &[zp]);
+        let zp = q.zero_point.clamp(-128, 127);
+        let name = format!("{out}__zp");
+        let zp = if self.form == QdqForm::StandardU8 {
+            let raw = vec![(zp + 128) as u8];
+            self.inits.push(tensor(&name, &[], DataType::Uint8, raw));
+            name
+        } else {
+            self.i8s(&name, &[], &[zp as i8])
+        };
         (scale, zp)
     }
 

@@ -5,8 +5,22 @@
 //! what the QDQ model runs). tract and onnxruntime load and run it as a reference for the
 //! int8 core. A final Softmax is dropped, as in the blob: the output is the dequantized
 //! logits. The `cbam.core_ops` metadata maps each core op to its QDQ value ([`compare`]).
+//! The graph input and output keep the source model's batch axis (a symbolic one stays
+//! symbolic) and declare their shapes.
 //!
-//! # Bit for bit or within one step: which, and why
+//! # Two forms
+//!
+//! [`QdqForm::Standard`] (the default) writes every op, the CBAM blocks included, as the
+//! ordinary float op between DequantizeLinear and QuantizeLinear (see `standard/`): the
+//! pattern onnxruntime's QDQ transformer turns into QLinearConv, QLinearMul, QLinearSigmoid
+//! and friends, and that TensorRT and TFLite converters take. Each op rounds once, half to
+//! even, so values sit a step or so from the core's and top-1 agrees with it on nearly every
+//! image (`tests.rs` bounds it; `tools/qdq_speed.py` measures it on the example models).
+//!
+//! [`QdqForm::Exact`] is the reference for bit-level comparison with the core, described
+//! below; it costs speed in every runtime.
+//!
+//! # The exact form: bit for bit or within one step, and why
 //!
 //! Given the same int8 inputs, every op is bit-exact except the ones a QDQ runtime fuses
 //! into int8 kernels, which are within one quantization step. [`compare`] measures it op
@@ -42,16 +56,40 @@ mod exact;
 mod layout;
 mod ops;
 mod proto;
+mod standard;
 
 use prost::Message;
 use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto};
 
-use crate::ir::Graph;
+use crate::ir::{Batch, Graph};
 use crate::quant::{QModel, QParams};
 use emit::Emitter;
-use proto::{input_value, metadata_props, value_info};
+use proto::{input_value, metadata_props, shaped_value_info, Axis};
 
 const OPSET: i64 = 13;
+
+/// Which QDQ model to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QdqForm {
+    /// Ordinary float ops between QuantizeLinear/DequantizeLinear pairs, the pattern
+    /// runtimes fuse into their int8 kernels; close to the core, not bit for bit.
+    #[default]
+    Standard,
+    /// [`QdqForm::Standard`] with every activation as uint8 (the same levels shifted by
+    /// 128, zero points with them: the same real values), the pairing onnxruntime's x86
+    /// int8 kernels are fastest with (uint8 activations, int8 weights).
+    StandardU8,
+    /// The core's integer arithmetic written exactly in float ops: bit for bit with the
+    /// core except Conv/Gemm/Add/Mul/Concat (within a step), slow in every runtime.
+    Exact,
+}
+
+impl QdqForm {
+    /// Ordinary ops between Q/DQ pairs (either activation type).
+    pub fn is_standard(self) -> bool {
+        self != QdqForm::Exact
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum QdqError {
@@ -62,8 +100,8 @@ pub enum QdqError {
 }
 
 /// Encodes the QDQ model of `graph` with the quantization of `model` (lowered from it).
-pub fn write(graph: &Graph, model: &QModel) -> Result<Vec<u8>, QdqError> {
-    let mut e = Emitter::new(graph, model);
+pub fn write(graph: &Graph, model: &QModel, form: QdqForm) -> Result<Vec<u8>, QdqError> {
+    let mut e = Emitter::new(graph, model, form);
     let input = graph
         .tensors
         .get(graph.input)
@@ -77,17 +115,8 @@ pub fn write(graph: &Graph, model: &QModel) -> Result<Vec<u8>, QdqError> {
         ops::lower(&mut e, node)?;
     }
     let output = e.name_of(graph.output);
-    let input_dims: Vec<i64> = std::iter::once(1)
-        .chain(
-            graph
-                .tensors
-                .get(graph.input)
-                .map(|t| t.shape.clone())
-                .unwrap_or_default()
-                .iter()
-                .map(|d| *d as i64),
-        )
-        .collect();
+    let input_axes = with_batch(graph, graph.input);
+    let output_axes = with_batch(graph, graph.output);
     let proto = ModelProto {
         ir_version: 7,
         opset_import: vec![OperatorSetIdProto {
@@ -101,13 +130,29 @@ pub fn write(graph: &Graph, model: &QModel) -> Result<Vec<u8>, QdqError> {
             name: "cbam_qdq".into(),
             node: e.nodes,
             initializer: e.inits,
-            input: vec![value_info(&input, Some(&input_dims))],
-            output: vec![value_info(&output, None)],
+            input: vec![shaped_value_info(&input, Some(&input_axes))],
+            output: vec![shaped_value_info(&output, Some(&output_axes))],
             ..Default::default()
         }),
         ..Default::default()
     };
     Ok(proto.encode_to_vec())
+}
+
+/// The source model's batch axis followed by the IR shape of tensor `id`.
+fn with_batch(graph: &Graph, id: usize) -> Vec<Axis> {
+    let batch = match &graph.meta.batch {
+        Batch::One => Axis::Fixed(1),
+        Batch::Symbolic(name) => Axis::Named(name.clone()),
+    };
+    let shape = graph
+        .tensors
+        .get(id)
+        .map(|t| t.shape.as_slice())
+        .unwrap_or(&[]);
+    std::iter::once(batch)
+        .chain(shape.iter().map(|d| Axis::Fixed(*d as i64)))
+        .collect()
 }
 
 /// The real value the device's input tensor represents, from the float model's input.

@@ -4,7 +4,7 @@ use super::emit::Emitter;
 use super::exact::{self, Sum};
 use super::layout;
 use super::proto::{int, ints};
-use super::QdqError;
+use super::{standard, QdqError};
 use crate::ir::{Conv, Node, Op};
 use crate::quant::scatter::selection_kept;
 use crate::quant::{ConvParams, FcParams, PoolParams, QOpKind, Requant};
@@ -35,7 +35,11 @@ pub fn lower(e: &mut Emitter<'_>, node: &Node) -> Result<(), QdqError> {
             e.set_name(node.output, x);
             Ok(())
         }
+        Op::Cbam(c) if e.form.is_standard() => standard::cbam::lower(e, node, &x, c),
         Op::Cbam(c) => super::cbam::lower(e, node, &x, c),
+        Op::ChannelMean | Op::ChannelMax if e.form.is_standard() => {
+            standard::channel_stat(e, node, &x, &raw)
+        }
         Op::ChannelMean | Op::ChannelMax => channel_stat(e, node, &x, &raw),
         _ => lower_op(e, node, &x, &raw),
     }
@@ -50,6 +54,7 @@ fn folded_scatter(e: &Emitter<'_>, node: &Node, c: &Conv) -> bool {
 fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), QdqError> {
     let op = e.qop(node)?;
     let out_q = e.q_of(&node.name, node.output)?;
+    let standard = e.form.is_standard();
     match (&node.op, &op.kind) {
         (Op::Conv(c), QOpKind::Conv(p)) => {
             let taps = c.kernel[0] * c.kernel[1];
@@ -66,8 +71,22 @@ fn lower_op(e: &mut Emitter<'_>, node: &Node, x: &str, raw: &str) -> Result<(), 
             let y = e.clamp(raw, p.clamp, out_q);
             e.finish(node, &y)
         }
+        (Op::AvgPool(_), QOpKind::AvgPool(p)) if standard => standard::avg_pool(e, node, x, raw, p),
         (Op::AvgPool(_), QOpKind::AvgPool(p)) => avg_pool(e, node, x, p),
+        (Op::GlobalAvgPool, QOpKind::GlobalAvgPool(_)) if standard => {
+            standard::global_avg_pool(e, node, x, raw)
+        }
         (Op::GlobalAvgPool, QOpKind::GlobalAvgPool(r)) => global_avg_pool(e, node, x, *r),
+        (Op::Sigmoid, QOpKind::Sigmoid(_)) if standard => {
+            let out = e.out_name(node);
+            let dq = standard::sigmoid(e, x, out_q, &out);
+            e.set_name(node.output, dq);
+            Ok(())
+        }
+        (Op::Pointwise(f), QOpKind::Lut(_)) if standard => {
+            let y = standard::pointwise(e, x, raw, f);
+            e.finish(node, &y)
+        }
         (Op::GlobalMaxPool, QOpKind::GlobalMaxPool) => {
             e.node("GlobalMaxPool", &[x], raw, vec![]);
             e.finish(node, raw)
@@ -234,13 +253,13 @@ fn core_shape(e: &Emitter<'_>, node: &Node, i: usize) -> Option<[usize; 3]> {
 }
 
 /// Input `i` of an element-wise op as an NCHW map. The IR takes `[n]` and `[n, 1, 1]` as
-/// one shape, but ONNX does not: a Gemm's `[1, c]` would broadcast against a map's width or
-/// a pool's `[1, c, 1, 1]`, so every `1x1xc` input is reshaped to `[1, c, 1, 1]`.
+/// one shape, but ONNX does not: a Gemm's `[batch, c]` would broadcast against a map's width
+/// or a pool's `[batch, c, 1, 1]`, so every `1x1xc` input is reshaped to `[batch, c, 1, 1]`.
 fn per_channel_map(e: &mut Emitter<'_>, node: &Node, i: usize, x: String) -> String {
     let Some([1, 1, c]) = core_shape(e, node, i) else {
         return x;
     };
-    let dims = e.i64s(&format!("{x}__nchw_dims"), &[4], &[1, c as i64, 1, 1]);
+    let dims = e.i64s(&format!("{x}__nchw_dims"), &[4], &[-1, c as i64, 1, 1]);
     let out = format!("{x}__nchw");
     e.node("Reshape", &[&x, &dims], &out, vec![]);
     out

@@ -63,21 +63,35 @@ pub fn input_value(graph_input: &str) -> String {
     format!("{graph_input}__dq")
 }
 
+/// One axis of a declared shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Axis {
+    Fixed(i64),
+    Named(String),
+}
+
 pub fn value_info(name: &str, dims: Option<&[i64]>) -> ValueInfoProto {
+    let axes: Option<Vec<Axis>> = dims.map(|d| d.iter().map(|v| Axis::Fixed(*v)).collect());
+    shaped_value_info(name, axes.as_deref())
+}
+
+/// A float tensor's declaration, with its shape when known.
+pub fn shaped_value_info(name: &str, axes: Option<&[Axis]>) -> ValueInfoProto {
+    let dim = |a: &Axis| Dimension {
+        denotation: String::new(),
+        value: Some(match a {
+            Axis::Fixed(v) => dimension::Value::DimValue(*v),
+            Axis::Named(n) => dimension::Value::DimParam(n.clone()),
+        }),
+    };
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
             denotation: String::new(),
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: DataType::Float as i32,
-                shape: dims.map(|d| TensorShapeProto {
-                    dim: d
-                        .iter()
-                        .map(|v| Dimension {
-                            denotation: String::new(),
-                            value: Some(dimension::Value::DimValue(*v)),
-                        })
-                        .collect(),
+                shape: axes.map(|a| TensorShapeProto {
+                    dim: a.iter().map(dim).collect(),
                 }),
             })),
         }),
@@ -90,6 +104,15 @@ pub fn ints(name: &str, v: &[usize]) -> AttributeProto {
         name: name.into(),
         r#type: AttributeType::Ints as i32,
         ints: v.iter().map(|x| *x as i64).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f: v,
         ..Default::default()
     }
 }

@@ -8,7 +8,7 @@ use super::proto::value_info;
 use super::*;
 use crate::data::Sample;
 use crate::float_run::FloatModel;
-use crate::ir::ModelMeta;
+use crate::ir::{Batch, ModelMeta};
 use crate::quant::{lower, testing::small_cbam_graph, LowerOptions};
 use cbam_core::OpCode;
 
@@ -33,11 +33,19 @@ fn samples(n: u64, meta: &ModelMeta) -> Vec<Sample> {
         .collect()
 }
 
-/// The QDQ model of `graph` lowered with `ranges` against its blob in the core, layer by
-/// layer, on `n` samples.
-fn lowered_vs_core((g, r): (Graph, crate::calib::Ranges), n: u64) -> compare::Agreement {
+/// The exact-form QDQ model of `graph` lowered with `ranges` against its blob in the
+/// core, layer by layer, on `n` samples.
+fn lowered_vs_core(graph: (Graph, crate::calib::Ranges), n: u64) -> compare::Agreement {
+    form_vs_core(graph, QdqForm::Exact, n)
+}
+
+fn form_vs_core(
+    (g, r): (Graph, crate::calib::Ranges),
+    form: QdqForm,
+    n: u64,
+) -> compare::Agreement {
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let qdq = write(&g, &m).unwrap();
+    let qdq = write(&g, &m, form).unwrap();
     let plan = crate::plan::plan(&m).unwrap();
     let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
     compare(&qdq, &blob, &samples(n, &g.meta)).unwrap()
@@ -99,7 +107,7 @@ fn the_float_models_normalisation_and_labels_survive_into_the_qdq_model() {
     g.meta.std = vec![0.353, 0.25];
     g.meta.labels = vec!["a".into(), "b".into(), "c".into()];
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let proto = ModelProto::decode(write(&g, &m).unwrap().as_slice()).unwrap();
+    let proto = ModelProto::decode(write(&g, &m, QdqForm::Exact).unwrap().as_slice()).unwrap();
     let prop = |key: &str| {
         proto
             .metadata_props
@@ -117,7 +125,7 @@ fn the_float_models_normalisation_and_labels_survive_into_the_qdq_model() {
     assert_eq!(prop(compare::CORE_OPS_KEY).lines().count(), m.ops.len());
 
     g.meta = ModelMeta::default();
-    let proto = ModelProto::decode(write(&g, &m).unwrap().as_slice()).unwrap();
+    let proto = ModelProto::decode(write(&g, &m, QdqForm::Exact).unwrap().as_slice()).unwrap();
     let keys: Vec<&str> = proto
         .metadata_props
         .iter()
@@ -132,7 +140,7 @@ fn a_model_without_its_lowering_is_an_error() {
     let mut m = lower(&g, &r, &LowerOptions::default()).unwrap();
     m.ops.retain(|op| op.node != "Gemm_4");
     assert!(matches!(
-        write(&g, &m),
+        write(&g, &m, QdqForm::Exact),
         Err(QdqError::Unquantized { node, .. }) if node == "Gemm_4"
     ));
 }
@@ -141,7 +149,7 @@ fn a_model_without_its_lowering_is_an_error() {
 fn run_piece(build: impl FnOnce(&mut Emitter<'_>, &str), input: &[f32]) -> Vec<f32> {
     let (g, r) = small_cbam_graph();
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let mut e = Emitter::new(&g, &m);
+    let mut e = Emitter::new(&g, &m, QdqForm::Exact);
     let unit = QParams {
         scale: 1.0,
         zero_point: 0,
@@ -219,4 +227,122 @@ fn table_lookup_indexes_by_level_plus_128() {
         .map(|v| f32::from(table[(*v as i32 + 128) as usize]))
         .collect();
     assert_eq!(y, expected);
+}
+
+/// Op types of the encoded model.
+fn op_types(qdq: &[u8]) -> Vec<String> {
+    let proto = ModelProto::decode(qdq).unwrap();
+    proto
+        .graph
+        .unwrap()
+        .node
+        .into_iter()
+        .map(|n| n.op_type)
+        .collect()
+}
+
+#[test]
+fn the_standard_form_is_ordinary_ops_between_q_and_dq_and_stays_near_the_core() {
+    let (g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let ops = op_types(&write(&g, &m, QdqForm::Standard).unwrap());
+    // No integer emulation: no casts, floors, table gathers or float64 arithmetic.
+    for op in ["Cast", "Floor", "Gather", "Sign"] {
+        assert!(!ops.iter().any(|o| o == op), "{op} in {ops:?}");
+    }
+    for op in [
+        "Sigmoid",
+        "GlobalAveragePool",
+        "ReduceMean",
+        "ReduceMax",
+        "Mul",
+    ] {
+        assert!(ops.iter().any(|o| o == op), "no {op} in {ops:?}");
+    }
+    let exact = op_types(&write(&g, &m, QdqForm::Exact).unwrap());
+    assert!(exact.iter().any(|o| o == "Gather"), "{exact:?}");
+
+    // Every op rounds once, half to even: within a couple of steps of the core per layer
+    // on the core's own inputs (steep sigmoids widen a step of their input), and the
+    // logits close.
+    let a = form_vs_core((g, r), QdqForm::Standard, 16);
+    assert_eq!(a.input.differing, 0, "{a}");
+    for l in &a.layers {
+        assert_eq!(l.isolated.samples, 16, "{a}");
+        assert!(l.isolated.max <= 3, "{a}");
+    }
+    assert!(a.logits().max <= 3, "{a}");
+}
+
+/// Input and output declarations of the encoded model: `(name, dims)` with a symbolic
+/// axis as its name.
+fn declared(qdq: &[u8]) -> Vec<Vec<String>> {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto};
+    let graph = ModelProto::decode(qdq).unwrap().graph.unwrap();
+    graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .map(|v| {
+            let Some(type_proto::Value::TensorType(t)) =
+                v.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                panic!("{} is not a tensor", v.name)
+            };
+            t.shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(Value::DimValue(v)) => v.to_string(),
+                            Some(Value::DimParam(p)) => p.clone(),
+                            None => "?".into(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn the_batch_axis_is_kept_and_the_output_declared() {
+    let (mut g, r) = small_cbam_graph();
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let classes = g.tensors[g.output].shape[0].to_string();
+    let input: Vec<String> = g.tensors[g.input]
+        .shape
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    for form in [QdqForm::Standard, QdqForm::Exact] {
+        g.meta.batch = Batch::Symbolic("N".into());
+        let qdq = write(&g, &m, form).unwrap();
+        let with = |batch: &str, rest: &[String]| -> Vec<String> {
+            std::iter::once(batch.to_string())
+                .chain(rest.iter().cloned())
+                .collect()
+        };
+        assert_eq!(
+            declared(&qdq),
+            [with("N", &input), with("N", std::slice::from_ref(&classes))],
+            "{form:?}"
+        );
+        // tract runs it (at batch 1) as it runs the float model.
+        let samples = samples(1, &g.meta);
+        let logits = FloatModel::from_proto(&ModelProto::decode(qdq.as_slice()).unwrap(), None)
+            .unwrap()
+            .run(&samples[0].input)
+            .unwrap();
+        assert_eq!(logits.len().to_string(), classes);
+
+        g.meta.batch = Batch::One;
+        let qdq = write(&g, &m, form).unwrap();
+        assert_eq!(
+            declared(&qdq),
+            [with("1", &input), with("1", std::slice::from_ref(&classes))],
+            "{form:?}"
+        );
+    }
 }

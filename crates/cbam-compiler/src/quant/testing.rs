@@ -99,6 +99,7 @@ fn classifier(source: &str, tensors: &[(&str, &[usize])], nodes: Vec<Node>) -> G
             labels: vec!["a".into(), "b".into(), "c".into()],
             source_name: source.into(),
             opset: 13,
+            ..Default::default()
         },
     }
 }
