@@ -149,12 +149,12 @@ fn harmonic_mean(p: f64, r: f64) -> f64 {
 /// The mean of each score over `scores`, each weighted by `weight`; 0 when the weights
 /// add up to 0.
 fn average(scores: &[&ClassScores], weight: impl Fn(&ClassScores) -> f64) -> Average {
-    let total: f64 = scores.iter().map(|s| weight(*s)).sum();
+    let total: f64 = scores.iter().map(|s| weight(s)).sum();
     let mean = |value: fn(&ClassScores) -> f64| {
         if total == 0.0 {
             0.0
         } else {
-            scores.iter().map(|s| value(*s) * weight(*s)).sum::<f64>() / total
+            scores.iter().map(|s| value(s) * weight(s)).sum::<f64>() / total
         }
     };
     Average {

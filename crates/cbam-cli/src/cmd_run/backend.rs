@@ -85,7 +85,7 @@ impl ModelFile {
 /// A model ready to run frame after frame.
 pub enum Runner<'b> {
     Tract(TractRunner),
-    Core(CoreRunner<'b>),
+    Core(Box<CoreRunner<'b>>),
 }
 
 pub struct TractRunner {
@@ -137,7 +137,9 @@ impl<'b> Runner<'b> {
                 limits,
                 norm,
             )?)),
-            BackendKind::Core => Ok(Runner::Core(CoreRunner::new(file, notes, limits, norm)?)),
+            BackendKind::Core => Ok(Runner::Core(Box::new(CoreRunner::new(
+                file, notes, limits, norm,
+            )?))),
         }
     }
 
@@ -170,14 +172,14 @@ impl<'b> Runner<'b> {
                 labels: t.labels.clone(),
                 attention: t.attention.clone(),
             }),
-            Runner::Core(c) => Runner::Core(CoreRunner {
+            Runner::Core(c) => Runner::Core(Box::new(CoreRunner {
                 model: c.model,
                 arena: vec![0u8; c.arena.len()],
                 input: Vec::with_capacity(c.input.capacity()),
                 output: vec![0i8; c.output.len()],
                 labels: c.labels.clone(),
                 spec: c.spec.clone(),
-            }),
+            })),
         }
     }
 

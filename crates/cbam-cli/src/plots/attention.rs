@@ -102,8 +102,11 @@ pub fn chart(input: &ChartInput) -> Result<RgbImage> {
                 .draw(),
         )?;
         let bars = |removed: bool| {
-            order.iter().enumerate().filter_map(move |(slot, &c)| {
-                (input.removed.contains(&c) == removed).then(|| {
+            order
+                .iter()
+                .enumerate()
+                .filter(move |&(_, c)| input.removed.contains(c) == removed)
+                .map(move |(slot, &c)| {
                     let x = slot as f64;
                     let colour = if removed { REMOVED } else { KEPT };
                     Rectangle::new(
@@ -111,7 +114,6 @@ pub fn chart(input: &ChartInput) -> Result<RgbImage> {
                         colour.filled(),
                     )
                 })
-            })
         };
         let swatch = |colour: RGBColor| {
             move |(x, y): (i32, i32)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled())
