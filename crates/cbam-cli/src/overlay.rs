@@ -130,7 +130,10 @@ fn sample_bilinear(map: &AttentionMap, u: f32, v: f32) -> f32 {
 /// Dark blue (ignored) through green and yellow to dark red (attended), for `a` in 0..1:
 /// the "turbo" scheme, jet's perceptually smoother successor.
 pub fn colormap(a: f32) -> [u8; 3] {
-    let c = plots::scheme(colorous::TURBO, f64::from(a));
+    // Turbo's polynomial form begins in near-black; starting at its blue keeps "ignored"
+    // distinguishable from a dark image.
+    const START: f64 = 0.1;
+    let c = plots::scheme(colorous::TURBO, START + (1.0 - START) * f64::from(a));
     [c.0, c.1, c.2]
 }
 
