@@ -98,7 +98,7 @@ fn a_dry_run_from_the_checkout_builds_the_boards_firmware_and_counts_its_code() 
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(!stderr.contains("firmware: "), "{stderr}");
-    assert!(used(&stdout, "flash: firmware ") < code, "{stdout}");
+    assert!(!stdout.contains("flash: firmware"), "{stdout}");
 }
 
 #[test]
@@ -128,7 +128,8 @@ fn the_boards_are_listed_and_a_users_board_file_is_taken() {
     );
     let (stdout, _) = text(&out);
     assert!(
-        stdout.contains("my-f411") && !stdout.contains("nucleo-f411re"),
+        stdout.lines().any(|l| l.starts_with("my-f411 "))
+            && !stdout.lines().any(|l| l.starts_with("nucleo-f411re ")),
         "{stdout}"
     );
     let out = cbam(
@@ -211,7 +212,11 @@ fn a_users_board_is_built_only_as_the_firmware_links_it() {
     // The same memory map under another name builds (the test above built it already).
     let own = table.replace("name = \"nucleo-f411re\"", "name = \"my-f411\"");
     std::fs::write(&mine, own).unwrap();
-    let moved = table.replace("model_origin = 0x0804_0000", "model_origin = 0x0806_0000");
+    // Still inside the flash (so the table itself is valid), but not where the firmware
+    // looks for the model.
+    let moved = table
+        .replace("model_origin = 0x0804_0000", "model_origin = 0x0806_0000")
+        .replace("model_size = 0x0004_0000", "model_size = 0x0002_0000");
     let out = cbam(
         &[
             "flash",
