@@ -26,12 +26,13 @@ done
 
 # --- Debian packages ------------------------------------------------------
 need_pkgs=""
-for p in qemu-system-arm qemu-system-misc qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross dataset-fashion-mnist valgrind libclang1-14 libclang-common-14-dev; do
+for p in qemu-system-arm qemu-system-misc qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross dataset-fashion-mnist valgrind libclang1-14 libclang-common-14-dev chromium; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
   log "apt packages:$need_pkgs"
   $SUDO apt-get update -qq
+  # chromium: the headless browser of the live page's test (cbam-cli/tests/live_page.rs).
   # A newer qemu-utils is preinstalled on this image; QEMU 7.2's system
   # emulators only resolve against bookworm's qemu-utils.
   # shellcheck disable=SC2086

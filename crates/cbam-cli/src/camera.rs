@@ -281,7 +281,11 @@ mod capture {
             let source = format!("{}#{}", self.path.display(), self.index);
             self.index += 1;
             match self.format.decode(used, self.width, self.height) {
-                Ok(image) => Next::Frame(Frame { source, image }),
+                Ok(image) => Next::Frame(Frame {
+                    source,
+                    image,
+                    truth: None,
+                }),
                 Err(why) => Next::Skipped(format!("{source}: {why}")),
             }
         }

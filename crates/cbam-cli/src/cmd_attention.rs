@@ -55,7 +55,7 @@ pub fn run(args: &AttentionArgs) -> Result<()> {
     inputs.extend(args.compare.as_deref().map(|c| ("--compare", c)));
     outputs::check(&inputs, &[("-o", args.output.as_path())])?;
     let limits = args.limits.limits();
-    let mut frames = FileFrames::open(&args.image)?;
+    let mut frames = FileFrames::open(&args.image, limits.max_data_bytes)?;
     let frame = match frames.next_frame()? {
         Next::Frame(f) => f,
         _ => bail!("{} holds no image", args.image.display()),

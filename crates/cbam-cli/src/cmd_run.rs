@@ -3,6 +3,8 @@
 //! throughput and latency percentiles; optional attention overlays.
 
 pub mod backend;
+mod pipe;
+mod serve;
 mod stats;
 
 use std::collections::HashSet;
@@ -22,6 +24,8 @@ use crate::norm::NormArgs;
 use crate::parallel::{self, OrderedStream};
 use crate::{interrupt, outputs, overlay};
 use backend::{BackendKind, Inference, ModelFile, Runner};
+use pipe::{PipeFrames, RawFormat};
+use serve::{ClassView, FrameUpdate, LivePage};
 use stats::Summary;
 
 #[derive(Debug, Clone, Args)]
@@ -35,6 +39,11 @@ Examples:
   cbam run models/fmnist_cbam.onnx --input models/data/images/ --json
   # the QDQ int8 model through tract on a video (Y4M: ffmpeg -i in.mp4 -pix_fmt yuv420p in.y4m)
   cbam run model.int8.onnx --input clip.y4m --top-k 5
+  # the Pi camera module through a pipe, watched live at http://<pi>:8080/
+  rpicam-vid -t 0 -n --codec yuv420 --width 640 --height 480 -o - \\
+    | cbam run model.cbam --input - --raw yuv420:640x480 --serve 0.0.0.0:8080
+  # any video ffmpeg reads, as a Y4M stream
+  ffmpeg -i clip.mp4 -pix_fmt yuv420p -f yuv4mpegpipe - | cbam run model.cbam --input -
 
 MODEL: a float or QDQ .onnx (tract) or a .cbam blob (int8 core); --backend, when given,
 must match it. Frames are centre-cropped to the model's aspect ratio (or as --resize says,
@@ -42,8 +51,10 @@ or as the blob records), resized and converted to grayscale or RGB as the model 
 are normalised as --mean/--std say, or as the model records (an ONNX model's cbam.mean /
 cbam.std metadata, a blob's own); raw-pixel blobs take pixel - 128. In a directory an unreadable image is
 skipped with a warning; a single unreadable image is an error. Latency is per frame from
-the decoded frame to the scores (crop, resize, normalise, inference). Ctrl-C stops a camera
-run and still prints the summary."
+the decoded frame to the scores (crop, resize, normalise, inference). Ctrl-C stops a camera,
+pipe or --serve run and still prints the summary. Raw frames (--raw) are BT.601 limited
+range, as ffmpeg and rpicam-vid write them; a Y4M stream is too unless its header says
+XCOLORRANGE=FULL. An ImageFolder (DIR/<class>/*.png) gives the live page its accuracy."
 )]
 pub struct RunArgs {
     /// The model: float or QDQ .onnx (tract) or .cbam blob (int8 core)
@@ -57,9 +68,14 @@ pub struct RunArgs {
         required_unless_present = "input"
     )]
     pub camera: Option<PathBuf>,
-    /// An image (PNG/JPEG), a directory of images or a .y4m video
+    /// An image (PNG/JPEG), a directory of images, a .y4m video, or - for a Y4M stream (or,
+    /// with --raw, raw frames) on standard input
     #[arg(long, value_name = "PATH")]
     pub input: Option<PathBuf>,
+    /// With --input -: headerless frames of this layout, e.g. yuv420:640x480 (what
+    /// `rpicam-vid --codec yuv420 -o -` writes at --width 640 --height 480)
+    #[arg(long, value_name = "FORMAT", requires = "input")]
+    pub raw: Option<RawFormat>,
     /// The engine; defaults to what MODEL is (tract for .onnx, core for .cbam)
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
@@ -69,6 +85,11 @@ pub struct RunArgs {
     /// Stop after N frames (default: all frames of the input; a camera runs until Ctrl-C)
     #[arg(long, value_name = "N")]
     pub frames: Option<usize>,
+    /// Serve a live page at HOST:PORT (e.g. 0.0.0.0:8080): the frame with a CBAM block's
+    /// attention, channel weights, top classes, frames/s, latency, accuracy; it stays up
+    /// after the input ends, until Ctrl-C
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
     /// Print one JSON document at the end instead of a line per frame
     #[arg(long)]
     pub json: bool,
@@ -120,6 +141,7 @@ struct Report {
 enum Source {
     Files(FileFrames),
     Camera(Box<Camera>),
+    Pipe(PipeFrames<std::io::StdinLock<'static>>),
 }
 
 impl Source {
@@ -130,8 +152,18 @@ impl Source {
                 let name = camera.describe();
                 Ok((Source::Camera(Box::new(camera)), name))
             }
+            (None, Some(path)) if path == Path::new("-") => {
+                let pipe = PipeFrames::stdin(args.raw, args.limits.max_data_bytes)?;
+                Ok((Source::Pipe(pipe), "stdin".into()))
+            }
             (None, Some(path)) => {
-                let files = FileFrames::open(path)
+                if args.raw.is_some() {
+                    bail!(
+                        "--raw describes frames on standard input; pass --input - and pipe them \
+                         in (a raw file: cat it into `cbam run ... --input - --raw ...`)"
+                    );
+                }
+                let files = FileFrames::open(path, args.limits.max_data_bytes)
                     .with_context(|| format!("cannot open input {}", path.display()))?;
                 Ok((Source::Files(files), path.display().to_string()))
             }
@@ -143,6 +175,7 @@ impl Source {
         match self {
             Source::Files(f) => Ok(f.next_frame()?),
             Source::Camera(c) => Ok(c.next_frame()),
+            Source::Pipe(p) => Ok(p.next_frame()?),
         }
     }
 }
@@ -157,25 +190,28 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let file = ModelFile::open(&args.model, args.backend)?;
     let mut notes = Vec::new();
     let limits = args.limits.limits();
-    let runner = Runner::new(
-        &file,
-        args.overlay.is_some(),
-        &mut notes,
-        &limits,
-        &args.norm,
-    )?;
+    let with_attention = args.overlay.is_some() || args.serve.is_some();
+    let runner = Runner::new(&file, with_attention, &mut notes, &limits, &args.norm)?;
+    // Before the input opens: a camera or pipe may take a while, a bad address does not.
+    let mut live = match &args.serve {
+        Some(addr) => {
+            let page = LivePage::start(addr, file.path.display().to_string(), file.backend)?;
+            errln!("live page: {}", page.url());
+            Some(page)
+        }
+        None => None,
+    };
     let (mut source, input_name) = Source::open(args)?;
     let mut overlays = match &args.overlay {
         Some(dir) => Some(Overlays::new(dir, args, &source)?),
         None => None,
     };
-    let stop = stop_flag(matches!(source, Source::Camera(_)));
+    let stop = stop_flag(matches!(source, Source::Camera(_) | Source::Pipe(_)) || live.is_some());
     let mut run = RunState::default();
     let started = Instant::now();
     let workers = (0..parallel::resolve_threads(args.threads))
         .map(|_| runner.worker())
         .collect();
-    let with_attention = args.overlay.is_some();
     // Frames are read here and inferred by the workers; reports come back in input order.
     let read_error = std::thread::scope(|scope| -> Result<Option<anyhow::Error>> {
         let mut stream = OrderedStream::start(
@@ -186,7 +222,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
             },
         );
         let mut emit = |inferred: Result<Inferred>| -> Result<()> {
-            let report = report_frame(args, &runner, inferred?, &mut overlays, &mut notes)?;
+            let report = report_frame(
+                args,
+                &runner,
+                inferred?,
+                &mut overlays,
+                live.as_mut(),
+                &mut notes,
+            )?;
             if !args.json {
                 outln!("{}", render_frame(&report))?;
             }
@@ -227,7 +270,23 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if run.frames.is_empty() {
         bail!("{input_name}: no frame could be read, so nothing ran (see the warnings above)");
     }
-    finish(args, &file, &input_name, run, started, notes)
+    finish(args, &file, &input_name, run, started, notes)?;
+    if let Some(live) = &mut live {
+        linger(live, stop);
+    }
+    Ok(())
+}
+/// The input has ended: the page keeps its last frame until Ctrl-C, so a short input can
+/// still be looked at.
+fn linger(live: &mut LivePage, stop: &AtomicBool) {
+    live.end();
+    errln!(
+        "the input has ended; {} still shows the last frame; Ctrl-C to stop",
+        live.url()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[derive(Default)]
@@ -242,7 +301,8 @@ fn warn(warnings: &mut Vec<String>, message: String) {
     warnings.push(message);
 }
 
-/// Ctrl-C ends a camera run cleanly; files end on their own, so they keep the default.
+/// Ctrl-C ends a camera, pipe or served run cleanly (the summary is printed); files end on
+/// their own, so they keep the default.
 fn stop_flag(camera: bool) -> &'static AtomicBool {
     static NEVER: AtomicBool = AtomicBool::new(false);
     if camera {
@@ -271,7 +331,7 @@ impl Overlays {
             .with_context(|| format!("cannot create the overlay directory {}", dir.display()))?;
         let mut inputs: HashSet<PathBuf> = match source {
             Source::Files(files) => files.paths().iter().filter_map(|p| canonical(p)).collect(),
-            Source::Camera(_) => HashSet::new(),
+            Source::Camera(_) | Source::Pipe(_) => HashSet::new(),
         };
         inputs.extend(canonical(&args.model));
         Ok(Overlays {
@@ -301,6 +361,7 @@ fn canonical(path: &Path) -> Option<PathBuf> {
 struct Inferred {
     index: usize,
     source: String,
+    truth: Option<crate::frames::Truth>,
     fitted_note: Option<String>,
     preview: image::RgbImage,
     inference: Inference,
@@ -323,6 +384,7 @@ fn infer_frame(
     Ok(Inferred {
         index,
         source: frame.source,
+        truth: frame.truth,
         fitted_note: fitted.note,
         preview: fitted.preview,
         inference,
@@ -336,11 +398,13 @@ fn report_frame(
     runner: &Runner<'_>,
     inferred: Inferred,
     overlays: &mut Option<Overlays>,
+    live: Option<&mut LivePage>,
     notes: &mut Vec<String>,
 ) -> Result<FrameReport> {
     let Inferred {
         index,
         source,
+        truth,
         fitted_note,
         preview,
         inference,
@@ -349,26 +413,48 @@ fn report_frame(
     if let Some(note) = fitted_note {
         note_once(notes, note);
     }
-    let top_k = top_k(&inference, args.top_k, runner);
+    let shown = top_k(&inference, args.top_k, runner);
     let overlay = match overlays {
         Some(o) => Some(write_overlay(
             &o.path(index)?,
             &preview,
             &inference,
-            &top_k,
+            &shown,
             notes,
         )?),
         None => None,
     };
+    if let Some(live) = live {
+        let top = top_k(&inference, LIVE_TOP_K, runner)
+            .into_iter()
+            .map(|c| ClassView {
+                class: c.class,
+                label: c.label,
+                score: c.score,
+            })
+            .collect();
+        live.publish(FrameUpdate {
+            source: source.clone(),
+            preview,
+            attention: inference.attention,
+            channel_attention: inference.channel_attention,
+            top,
+            latency_ms,
+            truth,
+        });
+    }
     Ok(FrameReport {
         index,
         source,
-        top_k,
+        top_k: shown,
         latency_ms,
         output_q: inference.output_q,
         overlay,
     })
 }
+
+/// The live page lists this many classes, whatever --top-k says for the terminal.
+const LIVE_TOP_K: usize = 3;
 
 /// Notes repeat for every frame of the same size; the user needs each once.
 fn note_once(notes: &mut Vec<String>, note: String) {

@@ -13,12 +13,17 @@ use std::path::{Path, PathBuf};
 use cbam_compiler::data::{DataError, InputSpec};
 use image::{DynamicImage, GrayImage, RgbImage};
 
+/// The true class of a labelled frame (an ImageFolder image): index and name.
+pub type Truth = (usize, String);
+
 /// One frame as decoded, before it is fitted to the model.
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Where it came from: a file name, `video.y4m#12`, `/dev/video0#3`.
     pub source: String,
     pub image: DynamicImage,
+    /// The true class (index, name) of an ImageFolder image.
+    pub truth: Option<Truth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +35,11 @@ pub enum FrameError {
     },
     #[error("{}: cannot decode the image ({why}); pass a PNG or JPEG file", path.display())]
     Undecodable { path: PathBuf, why: String },
-    #[error("{}: no .png/.jpg/.jpeg images in this directory", path.display())]
+    #[error(
+        "{}: no .png/.jpg/.jpeg images in this directory or in class subdirectories \
+         (DIR/<class>/*.png)",
+        path.display()
+    )]
     EmptyDirectory { path: PathBuf },
     #[error(
         "{}: not an input cbam run can read; pass a PNG/JPEG image, a directory of them or a \
@@ -40,12 +49,16 @@ pub enum FrameError {
     UnknownKind { path: PathBuf },
     #[error("{}: corrupt Y4M video: {why}", path.display())]
     CorruptVideo { path: PathBuf, why: String },
+    /// A headerless stream that cannot be read as told (`--raw`).
+    #[error("{}: {why}", path.display())]
+    BadStream { path: PathBuf, why: String },
 }
 
 /// Where frames come from, opened from `--input PATH`.
 pub enum FileFrames {
     Images {
-        paths: std::vec::IntoIter<PathBuf>,
+        /// Each with its true class when the directory is an ImageFolder.
+        paths: std::vec::IntoIter<(PathBuf, Option<Truth>)>,
         /// Whether a bad image is skipped (directory) or fatal (single image).
         skip_bad: bool,
     },
@@ -72,7 +85,8 @@ fn is_image_name(path: &Path) -> bool {
 }
 
 impl FileFrames {
-    pub fn open(path: &Path) -> Result<Self, FrameError> {
+    /// A video frame larger than `max_frame_bytes` is refused before any is read.
+    pub fn open(path: &Path, max_frame_bytes: u64) -> Result<Self, FrameError> {
         let io = |source| FrameError::Io {
             path: path.to_path_buf(),
             source,
@@ -84,14 +98,13 @@ impl FileFrames {
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|p| p.is_file() && is_image_name(p))
                 .collect();
-            if paths.is_empty() {
-                return Err(FrameError::EmptyDirectory {
-                    path: path.to_path_buf(),
-                });
-            }
             paths.sort();
+            let mut items: Vec<_> = paths.into_iter().map(|p| (p, None)).collect();
+            if items.is_empty() {
+                items = image_folder(path)?;
+            }
             return Ok(FileFrames::Images {
-                paths: paths.into_iter(),
+                paths: items.into_iter(),
                 skip_bad: true,
             });
         }
@@ -99,11 +112,11 @@ impl FileFrames {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("y4m"));
         if is_y4m {
-            return Ok(FileFrames::Video(Y4mReader::open(path)?));
+            return Ok(FileFrames::Video(Y4mReader::open(path, max_frame_bytes)?));
         }
         if is_image_name(path) {
             return Ok(FileFrames::Images {
-                paths: vec![path.to_path_buf()].into_iter(),
+                paths: vec![(path.to_path_buf(), None)].into_iter(),
                 skip_bad: false,
             });
         }
@@ -115,7 +128,9 @@ impl FileFrames {
     /// The files still to read: the images, or the video.
     pub fn paths(&self) -> Vec<PathBuf> {
         match self {
-            FileFrames::Images { paths, .. } => paths.as_slice().to_vec(),
+            FileFrames::Images { paths, .. } => {
+                paths.as_slice().iter().map(|p| p.0.clone()).collect()
+            }
             FileFrames::Video(video) => vec![video.path.clone()],
         }
     }
@@ -123,13 +138,14 @@ impl FileFrames {
     pub fn next_frame(&mut self) -> Result<Next, FrameError> {
         match self {
             FileFrames::Images { paths, skip_bad } => {
-                let Some(path) = paths.next() else {
+                let Some((path, truth)) = paths.next() else {
                     return Ok(Next::End);
                 };
                 match decode_image(&path) {
                     Ok(image) => Ok(Next::Frame(Frame {
                         source: path.display().to_string(),
                         image,
+                        truth,
                     })),
                     Err(e) if *skip_bad => Ok(Next::Skipped(e.to_string())),
                     Err(e) => Err(e),
@@ -138,6 +154,28 @@ impl FileFrames {
             FileFrames::Video(video) => video.next_frame(),
         }
     }
+}
+
+/// A directory without images of its own, read as an ImageFolder (`DIR/<class>/<image>`):
+/// its frames carry their class, so the live page can count accuracy.
+fn image_folder(path: &Path) -> Result<Vec<(PathBuf, Option<Truth>)>, FrameError> {
+    let listing = cbam_compiler::data::list_image_folder(path).map_err(|e| match e {
+        DataError::EmptyImageFolder { .. } => FrameError::EmptyDirectory {
+            path: path.to_path_buf(),
+        },
+        other => FrameError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })?;
+    Ok(listing
+        .files
+        .into_iter()
+        .map(|(file, label)| {
+            let name = listing.classes.get(label).cloned().unwrap_or_default();
+            (file, Some((label, name)))
+        })
+        .collect())
 }
 
 fn decode_image(path: &Path) -> Result<DynamicImage, FrameError> {
@@ -162,19 +200,25 @@ fn decode_image(path: &Path) -> Result<DynamicImage, FrameError> {
     })
 }
 
-/// Y4M (YUV4MPEG2), the uncompressed video format ffmpeg writes without extra libraries.
-/// Only the luma plane and, for colour, the chroma planes of 4:2:0, 4:2:2 and 4:4:4 are read.
-pub struct Y4mReader {
+/// Y4M (YUV4MPEG2), the uncompressed video format ffmpeg writes without extra libraries,
+/// from a file or a pipe. Only the luma plane and, for colour, the chroma planes of 4:2:0,
+/// 4:2:2 and 4:4:4 are read. Colour is BT.601, limited range unless the header says
+/// `XCOLORRANGE=FULL` (ffmpeg's `yuv420p` is limited, its `yuvj420p` full); `mono` luma is
+/// taken as grey levels.
+pub struct Y4mReader<R = BufReader<File>> {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: R,
     width: usize,
     height: usize,
     chroma: Chroma,
+    range: Range,
     index: usize,
+    /// A pipe cut off mid-frame is an error (the writer died); a file ends early instead.
+    cut_off_is_error: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chroma {
+pub enum Chroma {
     Mono,
     /// Horizontal and vertical subsampling of the two chroma planes.
     Yuv {
@@ -183,18 +227,28 @@ enum Chroma {
     },
 }
 
+/// How YCbCr values map to RGB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Y 0..255 (JPEG/JFIF, webcams' YUYV).
+    Full,
+    /// Y 16..235, Cb/Cr 16..240 (video: ffmpeg's default, rpicam-vid's YUV420).
+    Limited,
+}
+
 impl Chroma {
     fn parse(tag: &str) -> Option<Self> {
         match tag {
             "mono" => Some(Chroma::Mono),
             "444" => Some(Chroma::Yuv { sx: 1, sy: 1 }),
             "422" => Some(Chroma::Yuv { sx: 2, sy: 1 }),
-            t if t.starts_with("420") => Some(Chroma::Yuv { sx: 2, sy: 2 }),
+            // 8-bit 4:2:0 with any chroma siting; the 10- and 12-bit forms (420p10) are not.
+            "420" | "420jpeg" | "420paldv" | "420mpeg2" => Some(Chroma::Yuv { sx: 2, sy: 2 }),
             _ => None,
         }
     }
 
-    fn frame_len(self, width: usize, height: usize) -> usize {
+    pub fn frame_len(self, width: usize, height: usize) -> usize {
         match self {
             Chroma::Mono => width * height,
             Chroma::Yuv { sx, sy } => width * height + 2 * width.div_ceil(sx) * height.div_ceil(sy),
@@ -202,15 +256,26 @@ impl Chroma {
     }
 }
 
-const MAX_Y4M_SIDE: usize = 16384;
+pub const MAX_Y4M_SIDE: usize = 16384;
 
 impl Y4mReader {
-    pub fn open(path: &Path) -> Result<Self, FrameError> {
+    pub fn open(path: &Path, max_frame_bytes: u64) -> Result<Self, FrameError> {
         let file = File::open(path).map_err(|source| FrameError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut reader = BufReader::new(file);
+        Y4mReader::from_reader(path, BufReader::new(file), max_frame_bytes, false)
+    }
+}
+
+impl<R: BufRead> Y4mReader<R> {
+    /// Reads the stream header from `reader`; `path` names the stream in messages.
+    pub fn from_reader(
+        path: &Path,
+        mut reader: R,
+        max_frame_bytes: u64,
+        cut_off_is_error: bool,
+    ) -> Result<Self, FrameError> {
         let corrupt = |why: String| FrameError::CorruptVideo {
             path: path.to_path_buf(),
             why,
@@ -220,7 +285,8 @@ impl Y4mReader {
         if words.next() != Some("YUV4MPEG2") {
             return Err(corrupt("it does not start with YUV4MPEG2".into()));
         }
-        let (mut width, mut height, mut chroma) = (0, 0, Chroma::Yuv { sx: 2, sy: 2 });
+        let (mut width, mut height) = (0, 0);
+        let (mut chroma, mut range) = (Chroma::Yuv { sx: 2, sy: 2 }, Range::Limited);
         for word in words {
             let (tag, value) = word.split_at_checked(1).unwrap_or((word, ""));
             match tag {
@@ -228,9 +294,18 @@ impl Y4mReader {
                 "H" => height = value.parse().unwrap_or(0),
                 "C" => {
                     chroma = Chroma::parse(value).ok_or_else(|| {
-                        corrupt(format!("colour space C{value} is not supported"))
+                        corrupt(format!(
+                            "colour space C{value} is not supported; write 4:2:0, 4:2:2, 4:4:4 \
+                             or mono 8-bit (ffmpeg -pix_fmt yuv420p)"
+                        ))
                     })?;
                 }
+                "I" if !matches!(value, "p" | "?" | "") => {
+                    return Err(corrupt(format!(
+                        "interlaced video (I{value}) is not supported; write progressive frames"
+                    )))
+                }
+                "X" if value.eq_ignore_ascii_case("COLORRANGE=FULL") => range = Range::Full,
                 _ => {}
             }
         }
@@ -239,21 +314,30 @@ impl Y4mReader {
                 "frame size {width}x{height} is missing or out of range"
             )));
         }
+        let frame_len = chroma.frame_len(width, height);
+        if frame_len as u64 > max_frame_bytes {
+            return Err(corrupt(format!(
+                "one {width}x{height} frame is {frame_len} bytes, over --max-data-bytes \
+                 {max_frame_bytes}; scale the video down or raise --max-data-bytes"
+            )));
+        }
         Ok(Y4mReader {
             path: path.to_path_buf(),
             reader,
             width,
             height,
             chroma,
+            range,
             index: 0,
+            cut_off_is_error,
         })
     }
 
-    fn next_frame(&mut self) -> Result<Next, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Next, FrameError> {
         let line = match read_line(&mut self.reader, 1024) {
             Ok(line) if line.is_empty() => return Ok(Next::End),
             Ok(line) => line,
-            Err(e) => return Ok(Next::EndedEarly(self.truncated(&e.to_string()))),
+            Err(e) => return self.cut_off(&e.to_string()),
         };
         if !line.starts_with("FRAME") {
             return Err(FrameError::CorruptVideo {
@@ -263,21 +347,33 @@ impl Y4mReader {
         }
         let mut data = vec![0u8; self.chroma.frame_len(self.width, self.height)];
         if let Err(e) = self.reader.read_exact(&mut data) {
-            return Ok(Next::EndedEarly(self.truncated(&e.to_string())));
+            return self.cut_off(&e.to_string());
         }
-        let image = yuv_planes_to_image(&data, self.width, self.height, self.chroma);
+        let image = yuv_planes_to_image(&data, self.width, self.height, self.chroma, self.range);
         let source = format!("{}#{}", self.path.display(), self.index);
         self.index += 1;
-        Ok(Next::Frame(Frame { source, image }))
+        Ok(Next::Frame(Frame {
+            source,
+            image,
+            truth: None,
+        }))
     }
 
-    fn truncated(&self, why: &str) -> String {
-        format!(
+    fn cut_off(&self, why: &str) -> Result<Next, FrameError> {
+        let message = format!(
             "{}: the video is cut off in frame {} ({why}); stopped after {} whole frame(s)",
             self.path.display(),
             self.index,
             self.index
-        )
+        );
+        if self.cut_off_is_error {
+            Err(FrameError::CorruptVideo {
+                path: self.path.clone(),
+                why: message,
+            })
+        } else {
+            Ok(Next::EndedEarly(message))
+        }
     }
 }
 
@@ -299,7 +395,14 @@ fn read_line(reader: &mut impl BufRead, max: usize) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "header is not text"))
 }
 
-fn yuv_planes_to_image(data: &[u8], width: usize, height: usize, chroma: Chroma) -> DynamicImage {
+/// Planar Y, then Cb and Cr (subsampled as `chroma` says), as an RGB (or, mono, grey) image.
+pub fn yuv_planes_to_image(
+    data: &[u8],
+    width: usize,
+    height: usize,
+    chroma: Chroma,
+    range: Range,
+) -> DynamicImage {
     let luma_len = width * height;
     let luma = data.get(..luma_len).unwrap_or_default();
     let Chroma::Yuv { sx, sy } = chroma else {
@@ -311,6 +414,10 @@ fn yuv_planes_to_image(data: &[u8], width: usize, height: usize, chroma: Chroma)
         });
         return DynamicImage::ImageLuma8(gray);
     };
+    let to_rgb = match range {
+        Range::Full => yuv_to_rgb,
+        Range::Limited => limited_yuv_to_rgb,
+    };
     let cw = width.div_ceil(sx);
     let plane = cw * height.div_ceil(sy);
     let u = data.get(luma_len..luma_len + plane).unwrap_or_default();
@@ -319,7 +426,7 @@ fn yuv_planes_to_image(data: &[u8], width: usize, height: usize, chroma: Chroma)
         let (x, y) = (x as usize, y as usize);
         let at = |p: &[u8], i: usize| p.get(i).copied().unwrap_or(128);
         let ci = (y / sy) * cw + x / sx;
-        image::Rgb(yuv_to_rgb(at(luma, y * width + x), at(u, ci), at(v, ci)))
+        image::Rgb(to_rgb(at(luma, y * width + x), at(u, ci), at(v, ci)))
     });
     DynamicImage::ImageRgb8(rgb)
 }
@@ -332,6 +439,19 @@ pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
     let r = y + ((91881 * v + 32768) >> 16);
     let g = y - ((22554 * u + 46802 * v + 32768) >> 16);
     let b = y + ((116130 * u + 32768) >> 16);
+    [clamp(r), clamp(g), clamp(b)]
+}
+
+/// BT.601 limited-range YCbCr (Y 16..235, Cb/Cr 16..240) to RGB, in integers: the
+/// full-range matrix scaled by 255/219 for luma and 255/224 for chroma.
+pub fn limited_yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let (y, u, v) = (i32::from(y) - 16, i32::from(u) - 128, i32::from(v) - 128);
+    let clamp = |x: i32| (x >> 16).clamp(0, 255) as u8;
+    // Coefficients x 2^16: 1.164384, 1.596027, 0.391762, 0.812968, 2.017232.
+    let y = 76309 * y + 32768;
+    let r = y + 104597 * v;
+    let g = y - 25675 * u - 53279 * v;
+    let b = y + 132201 * u;
     [clamp(r), clamp(g), clamp(b)]
 }
 
@@ -432,7 +552,7 @@ mod tests {
             "YUV4MPEG2 W4 H2 F25:1 C420jpeg",
             &[&frame, &frame, &frame[..5]],
         );
-        let mut frames = FileFrames::open(&path).unwrap();
+        let mut frames = FileFrames::open(&path, u64::MAX).unwrap();
         let (n, early) = count_frames(&mut frames);
         assert_eq!(n, 2);
         assert!(early.unwrap().contains("cut off in frame 2"));
@@ -442,10 +562,34 @@ mod tests {
     fn y4m_with_a_bad_header_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_y4m(dir.path(), "YUV4MPEG2 W0 H2", &[]);
-        let err = FileFrames::open(&path).err().unwrap().to_string();
+        let err = FileFrames::open(&path, u64::MAX).err().unwrap().to_string();
         assert!(err.contains("corrupt Y4M") && err.contains("0x2"), "{err}");
         let path = write_y4m(dir.path(), "RIFF junk", &[]);
-        assert!(FileFrames::open(&path).is_err());
+        assert!(FileFrames::open(&path, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn an_image_folder_gives_frames_their_class() {
+        let dir = tempfile::tempdir().unwrap();
+        for class in ["1_trouser", "0_tshirt"] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+            GrayImage::from_pixel(3, 3, image::Luma([9]))
+                .save(dir.path().join(class).join("a.png"))
+                .unwrap();
+        }
+        let mut frames = FileFrames::open(dir.path(), u64::MAX).unwrap();
+        let mut truths = Vec::new();
+        while let Next::Frame(f) = frames.next_frame().unwrap() {
+            truths.push(f.truth.unwrap());
+        }
+        assert_eq!(
+            truths,
+            vec![(0, "0_tshirt".to_string()), (1, "1_trouser".to_string())]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::create_dir(empty.path().join("c")).unwrap();
+        let err = FileFrames::open(empty.path(), u64::MAX).err().unwrap();
+        assert!(matches!(err, FrameError::EmptyDirectory { .. }), "{err}");
     }
 
     #[test]
@@ -456,11 +600,11 @@ mod tests {
         GrayImage::from_pixel(3, 3, image::Luma([9]))
             .save(dir.path().join("b.png"))
             .unwrap();
-        let mut frames = FileFrames::open(dir.path()).unwrap();
+        let mut frames = FileFrames::open(dir.path(), u64::MAX).unwrap();
         assert!(matches!(frames.next_frame().unwrap(), Next::Skipped(_)));
         assert!(matches!(frames.next_frame().unwrap(), Next::Frame(_)));
         assert!(matches!(frames.next_frame().unwrap(), Next::End));
-        let mut alone = FileFrames::open(&bad).unwrap();
+        let mut alone = FileFrames::open(&bad, u64::MAX).unwrap();
         assert!(matches!(
             alone.next_frame(),
             Err(FrameError::Undecodable { .. })

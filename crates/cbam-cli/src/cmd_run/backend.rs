@@ -42,6 +42,9 @@ pub struct Inference {
     pub output_q: Option<Vec<i8>>,
     /// One map per CBAM block, in graph order; empty unless requested.
     pub attention: Vec<AttentionMap>,
+    /// Each CBAM block's channel attention (one weight in 0..1 per channel), in graph
+    /// order; empty unless requested, and for QDQ models, which do not name it.
+    pub channel_attention: Vec<Vec<f32>>,
 }
 
 /// A model file read into memory, with the engine that will run it.
@@ -104,6 +107,8 @@ struct AttentionValue {
     hw: Option<(usize, usize)>,
     /// The value is the pre-sigmoid logit (float models), so apply the sigmoid here.
     logit: bool,
+    /// The block's channel attention (already a sigmoid output), when the model names it.
+    channel: Option<String>,
 }
 
 pub struct CoreRunner<'b> {
@@ -239,10 +244,12 @@ impl TractRunner {
                 scores,
                 output_q: None,
                 attention: Vec::new(),
+                channel_attention: Vec::new(),
             });
         }
         let mut names: Vec<String> = vec![self.model.output_name().to_string()];
         names.extend(self.attention.iter().map(|a| a.name.clone()));
+        names.extend(self.attention.iter().filter_map(|a| a.channel.clone()));
         let mut values = self
             .model
             .run_with_values(&input, &names)
@@ -250,11 +257,16 @@ impl TractRunner {
         let scores = values.remove(self.model.output_name()).unwrap_or_default();
         model_file::check_scores(&scores).context("the model's scores for the frame")?;
         let mut maps = Vec::new();
+        let mut channels = Vec::new();
         for a in &self.attention {
             let raw = values.remove(&a.name).unwrap_or_default();
             let (mh, mw) = a.hw.unwrap_or_else(|| guess_hw(raw.len(), h, w));
             if mh * mw != raw.len() || raw.is_empty() {
                 continue;
+            }
+            // Pushed only beside a map, so block i's channel weights are at index i too.
+            if let Some(channel) = a.channel.as_ref().and_then(|n| values.remove(n)) {
+                channels.push(channel);
             }
             let values = if a.logit {
                 raw.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect()
@@ -271,6 +283,7 @@ impl TractRunner {
             scores,
             output_q: None,
             attention: maps,
+            channel_attention: channels,
         })
     }
 }
@@ -300,6 +313,7 @@ fn attention_values(
                             name: c.values.spatial_logit.clone(),
                             hw,
                             logit: true,
+                            channel: Some(c.values.channel_attention.clone()),
                         })
                     }
                     _ => None,
@@ -320,6 +334,7 @@ fn attention_values(
             name: name.clone(),
             hw: None,
             logit: false,
+            channel: None,
         })
         .collect();
     if qdq.is_empty() {
@@ -386,6 +401,7 @@ impl<'b> CoreRunner<'b> {
         let mut maps = MapCollector {
             enabled: with_attention,
             maps: Vec::new(),
+            channels: Vec::new(),
         };
         self.model
             .run_observed(&mut self.arena, &self.input, &mut self.output, &mut maps)
@@ -395,6 +411,7 @@ impl<'b> CoreRunner<'b> {
             scores: self.output.iter().map(|&v| out.dequantize(v)).collect(),
             output_q: Some(self.output.clone()),
             attention: maps.maps,
+            channel_attention: maps.channels,
         })
     }
 }
@@ -402,24 +419,29 @@ impl<'b> CoreRunner<'b> {
 struct MapCollector {
     enabled: bool,
     maps: Vec<AttentionMap>,
+    channels: Vec<Vec<f32>>,
 }
 
 impl cbam_core::Observer for MapCollector {
     fn cbam_attention(
         &mut self,
         _index: usize,
-        _channel: &[i8],
+        channel: &[i8],
         spatial: &[i8],
         h: usize,
         w: usize,
     ) {
         if self.enabled {
             // Scale 1/256, zero point -128 (the core's sigmoid output).
-            let values = spatial
-                .iter()
-                .map(|&q| (f32::from(q) + 128.0) / 256.0)
-                .collect();
-            self.maps.push(AttentionMap { h, w, values });
+            let dequantize = |q: &[i8]| -> Vec<f32> {
+                q.iter().map(|&q| (f32::from(q) + 128.0) / 256.0).collect()
+            };
+            self.maps.push(AttentionMap {
+                h,
+                w,
+                values: dequantize(spatial),
+            });
+            self.channels.push(dequantize(channel));
         }
     }
 }

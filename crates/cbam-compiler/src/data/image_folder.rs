@@ -7,8 +7,17 @@ use super::{convert::InputSpec, Cap, DataError, Dataset};
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-pub(crate) fn load(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
-    let (dir, limit) = (cap.path, cap.limit);
+/// The images of an ImageFolder, without decoding them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolderListing {
+    /// Class directory names in label order.
+    pub classes: Vec<String>,
+    /// Every image with its label, in class then file name order.
+    pub files: Vec<(PathBuf, usize)>,
+}
+
+/// Lists the ImageFolder at `dir`; one without any image is an error.
+pub fn list(dir: &Path) -> Result<ImageFolderListing, DataError> {
     let classes = sorted_entries(dir, |p| p.is_dir())?;
     let mut files: Vec<(PathBuf, usize)> = Vec::new();
     let mut class_names = Vec::with_capacity(classes.len());
@@ -28,6 +37,18 @@ pub(crate) fn load(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
             path: dir.to_path_buf(),
         });
     }
+    Ok(ImageFolderListing {
+        classes: class_names,
+        files,
+    })
+}
+
+pub(crate) fn load(cap: &Cap, spec: &InputSpec) -> Result<Dataset, DataError> {
+    let limit = cap.limit;
+    let ImageFolderListing {
+        classes: class_names,
+        files,
+    } = list(cap.path)?;
     cap.check_samples(files.len().min(limit), spec)?;
     let mut samples = Vec::with_capacity(files.len().min(limit));
     let (mut fitted, mut first_note) = (0, None);

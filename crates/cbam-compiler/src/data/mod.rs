@@ -27,6 +27,7 @@ use crate::limits::{LimitExceeded, DEFAULT_MAX_DATA_BYTES};
 
 pub(crate) use convert::normalisation_problem;
 pub use convert::{FittedImage, InputSpec};
+pub use image_folder::{list as list_image_folder, ImageFolderListing};
 pub use preprocess::{ChannelOrder, Preprocess, Resize};
 
 /// Why a data source could not be loaded. Every variant names the file and says what to do.
