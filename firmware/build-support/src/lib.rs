@@ -9,6 +9,10 @@
 //! The images are the first `CBAM_TEST_IMAGES` (default [`DEFAULT_TEST_IMAGES`]) of
 //! Fashion-MNIST's test set, or of the ImageFolder `CBAM_TEST_DATA` names (the model's own
 //! images, e.g. a colour model's; they must have its input size).
+//!
+//! `CBAM_RAM_LIMIT` (bytes, or with a `K` suffix: `128K`) links the firmware into at most
+//! that much of the board's RAM, to prove on a large QEMU board that a model runs on a
+//! smaller chip.
 
 pub mod boards;
 pub mod emit;
@@ -65,6 +69,8 @@ pub enum Error {
         available: usize,
         file: PathBuf,
     },
+    #[error("CBAM_RAM_LIMIT must be a byte count of at least 1024 and a multiple of 4, or KiB with a K suffix (128K), got `{0}`")]
+    RamLimitSyntax(String),
     #[error("CBAM_TEST_IMAGES must be a positive integer, got `{0}`")]
     ImageCountSyntax(String),
     #[error("{path}: not a Fashion-MNIST IDX file ({why})")]
@@ -105,10 +111,14 @@ pub fn generate(runtime: Option<Runtime>) -> Result<(), Error> {
     let repo_root = firmware_dir.join("..");
 
     let boards_toml = firmware_dir.join("boards.toml");
-    let board = boards::load(
+    let mut board = boards::load(
         &boards_toml,
         &board_from_features(&boards_toml, &manifest_dir)?,
     )?;
+    println!("cargo:rerun-if-env-changed=CBAM_RAM_LIMIT");
+    if let Some(limit) = ram_limit()? {
+        board.ram_size = board.ram_size.min(limit);
+    }
 
     println!("cargo:rerun-if-env-changed=CBAM_BLOB");
     println!("cargo:rerun-if-env-changed=CBAM_TEST_IMAGES");
@@ -174,6 +184,26 @@ fn env(name: &'static str) -> Result<String, Error> {
     std::env::var(name).map_err(|_| Error::NotInBuildScript(name))
 }
 
+fn ram_limit() -> Result<Option<u64>, Error> {
+    match std::env::var("CBAM_RAM_LIMIT") {
+        Err(_) => Ok(None),
+        Ok(text) => parse_ram_limit(&text)
+            .map(Some)
+            .ok_or(Error::RamLimitSyntax(text)),
+    }
+}
+
+/// `131072` or `128K` (KiB); at least 1 KiB, a multiple of 4 like every RAM region.
+fn parse_ram_limit(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1024),
+        None => (text, 1),
+    };
+    let bytes = digits.parse::<u64>().ok()?.checked_mul(unit)?;
+    (bytes >= 1024 && bytes % 4 == 0).then_some(bytes)
+}
+
 fn image_count() -> Result<usize, Error> {
     match std::env::var("CBAM_TEST_IMAGES") {
         Err(_) => Ok(DEFAULT_TEST_IMAGES),
@@ -220,5 +250,29 @@ fn board_from_features(boards_toml: &Path, manifest_dir: &Path) -> Result<String
                 .collect::<Vec<_>>()
                 .join(", "),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ram_limit;
+
+    #[test]
+    fn ram_limits_are_bytes_or_kib() {
+        assert_eq!(parse_ram_limit("131072"), Some(131_072));
+        assert_eq!(parse_ram_limit(" 128K"), Some(131_072));
+        assert_eq!(parse_ram_limit("64k"), Some(65_536));
+        for bad in [
+            "",
+            "K",
+            "0",
+            "1023",
+            "1026",
+            "-1K",
+            "12.5K",
+            "99999999999999999999K",
+        ] {
+            assert_eq!(parse_ram_limit(bad), None, "{bad}");
+        }
     }
 }

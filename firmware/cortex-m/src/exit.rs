@@ -8,6 +8,13 @@ pub struct SemihostingExit;
 
 impl cbam_firmware_app::Exit for SemihostingExit {
     fn exit(&mut self, passed: bool) -> ! {
+        let ram = crate::stack::usage();
+        defmt::info!(
+            "CBAM-RAM statics={=usize} stack_peak={=usize} margin={=usize}",
+            ram.statics,
+            ram.stack_peak,
+            ram.margin
+        );
         debug::exit(if passed {
             debug::EXIT_SUCCESS
         } else {

@@ -7,6 +7,7 @@ mod counter;
 mod delay;
 mod exit;
 mod pin;
+mod stack;
 
 use cbam_firmware_app::Exit as _;
 
@@ -14,6 +15,7 @@ cbam_firmware_app::firmware_app!();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
+    stack::paint();
     #[cfg(feature = "eval")]
     {
         // The link first: on RTT boards it also carries the log, which must exist before
