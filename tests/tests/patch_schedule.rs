@@ -1,11 +1,12 @@
 //! Patch-based schedules against the whole-tensor one, bit for bit: every example model
 //! (the grayscale ones and the RGB ones) quantized once, then planned again with random
 //! stages and band heights (and with the planner's own patch plan), each blob run on the
-//! core with the same inputs as the in-place blob.
+//! core with the same real images as the layer-by-layer blob.
 
 use std::path::Path;
 
 use cbam_compiler::blob;
+use cbam_compiler::data;
 use cbam_compiler::pipeline::Compiled;
 use cbam_compiler::plan::{plan_with, Plan, Stage};
 use cbam_compiler::schedule::{self, ScheduleChoice};
@@ -17,34 +18,10 @@ use proptest::test_runner::{Config, TestRunner};
 
 /// Calibration images: bit-exactness does not depend on how good the ranges are.
 const CALIB_IMAGES: usize = 8;
-/// Random inputs each pair of blobs is compared on.
+/// Real images each pair of blobs is compared on.
 const INPUTS: usize = 2;
 /// Random stages per model.
 const CASES: u32 = 24;
-
-fn quantize(onnx: &Path, images: &Path, norm: &Normalization) -> Compiled {
-    let calib = fidelity::load_data(onnx, images, None, CALIB_IMAGES, norm)
-        .unwrap_or_else(|e| panic!("{}: calibration data: {e}", onnx.display()));
-    fidelity::quantize_fast(onnx, &calib, norm)
-        .unwrap_or_else(|e| panic!("{}: quantize: {e}", onnx.display()))
-}
-
-/// Deterministic int8 inputs covering the whole range.
-fn inputs(len: usize) -> Vec<Vec<i8>> {
-    (0..INPUTS)
-        .map(|k| {
-            let mut x = 0x9E37_79B9u32.wrapping_mul(k as u32 + 1);
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    (x >> 24) as u8 as i8
-                })
-                .collect()
-        })
-        .collect()
-}
 
 fn outputs(blob: &[u8], inputs: &[Vec<i8>]) -> Vec<Vec<i8>> {
     let model = Model::parse(blob).unwrap_or_else(|e| panic!("the blob does not parse: {e}"));
@@ -61,19 +38,26 @@ fn outputs(blob: &[u8], inputs: &[Vec<i8>]) -> Vec<Vec<i8>> {
 
 fn check_model(onnx: &Path, images: &Path, norm: &Normalization) {
     let name = onnx.display();
-    let compiled = quantize(onnx, images, norm);
+    let calib = fidelity::load_data(onnx, images, None, CALIB_IMAGES, norm)
+        .unwrap_or_else(|e| panic!("{name}: calibration data: {e}"));
+    let compiled = fidelity::quantize_fast(onnx, &calib, norm)
+        .unwrap_or_else(|e| panic!("{name}: quantize: {e}"));
     let model = &compiled.model;
-    let reference_blob = &compiled.blob;
-    let input_len = Model::parse(reference_blob).unwrap().input().len();
-    let xs = inputs(input_len);
-    let reference = outputs(reference_blob, &xs);
     let write = |plan: &Plan| blob::write(model, plan, &compiled.meta).expect("write");
 
-    let layer = plan_with(model, false, &[]).unwrap();
+    // The reference: every op on whole tensors, nothing in place.
+    let layer_blob = write(&plan_with(model, false, &[]).unwrap());
+    let core = Model::parse(&layer_blob).unwrap();
+    let xs: Vec<Vec<i8>> = calib.samples[..INPUTS]
+        .iter()
+        .map(|s| data::core_input_for(s, &core.input(), core.input_is_raw_pixels()).unwrap())
+        .collect();
+    let reference = outputs(&layer_blob, &xs);
+
     assert_eq!(
-        outputs(&write(&layer), &xs),
+        outputs(&compiled.blob, &xs),
         reference,
-        "{name}: layer by layer"
+        "{name}: the in-place blob"
     );
     let (patch, arenas) = schedule::choose(model, ScheduleChoice::Patch).unwrap();
     assert_eq!(

@@ -161,7 +161,17 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
         }
     };
     // In place: a CBAM op whose input is read by nothing else and is not the model input
-    // or output shares the input's buffer.
+    // or output shares the input's buffer. Inside a stage only between two band buffers
+    // (a band and a whole tensor are laid out differently, and a stage's whole input lives
+    // to the stage's end).
+    let in_stage = |i: usize| stages.iter().any(|s| (s.first..s.end).contains(&i));
+    let same_storage = |i: usize, input: usize, output: usize| {
+        if in_stage(i) {
+            band_rows[input] != 0 && band_rows[output] != 0
+        } else {
+            end[input] == i
+        }
+    };
     let mut owner: Vec<usize> = (0..model.tensors.len()).collect();
     let mut in_place = Vec::new();
     for (i, op) in model.ops.iter().enumerate() {
@@ -178,7 +188,7 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
             && readers == 1
             && input != model.input
             && input != model.output
-            && end[input] == i
+            && same_storage(i, input, op.output)
         {
             owner[op.output] = owner[input];
             in_place.push(i);
