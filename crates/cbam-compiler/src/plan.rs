@@ -489,4 +489,76 @@ mod tests {
         let cbam_t = p.offsets[m.ops[1].output] as usize..p.offsets[m.ops[1].output] as usize + 256;
         assert!(scratch_end <= cbam_t.start || p.scratch_off as usize >= cbam_t.end);
     }
+
+    /// The core's outputs for `plan` on a few inputs (the blob must pass the reader's checks).
+    fn run_core(m: &QModel, p: &Plan) -> Vec<Vec<i8>> {
+        let blob = crate::blob::write(m, p, &crate::blob::BlobMeta::default()).unwrap();
+        let model = cbam_core::Model::parse(&blob).unwrap();
+        let mut arena = vec![0u8; model.arena_size()];
+        (0..3)
+            .map(|k| {
+                let x: Vec<i8> = (0..64)
+                    .map(|i| ((i * 37 + k * 101) % 256) as u8 as i8)
+                    .collect();
+                let mut y = vec![0i8; model.output().len()];
+                model.run(&mut arena, &x, &mut y).unwrap();
+                y
+            })
+            .collect()
+    }
+
+    fn stage(first: usize, end: usize, band_rows: usize) -> Stage {
+        Stage {
+            first,
+            end,
+            band_rows,
+        }
+    }
+
+    #[test]
+    fn a_stage_holds_bands_with_cbam_in_place_between_them_and_gives_the_same_bytes() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let whole = plan_with(&m, false, &[]).unwrap();
+        // Conv, CBAM, 2x2 max pool: one pooled row needs two rows of each 8-row map.
+        let staged = plan_with(&m, true, &[stage(0, 3, 1)]).unwrap();
+        let (conv_out, cbam_out) = (m.ops[0].output, m.ops[1].output);
+        assert_eq!(staged.band_rows[conv_out], 2);
+        assert_eq!(staged.band_rows[cbam_out], 2);
+        assert_eq!(
+            staged.band_rows[m.ops[2].output], 0,
+            "the last output is whole"
+        );
+        assert_eq!(staged.in_place, vec![1]);
+        assert_eq!(staged.offsets[conv_out], staged.offsets[cbam_out]);
+        assert!(staged.arena_size < whole.arena_size, "{staged:?}");
+        // The conv runs in all three passes (two rows per band, four bands each).
+        assert_eq!(staged.extra_macs, 2 * op_macs(&m, 0));
+        assert_eq!(run_core(&m, &staged), run_core(&m, &whole));
+    }
+
+    #[test]
+    fn a_stage_ending_at_its_cbam_op_copies_the_band_into_the_whole_output() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let staged = plan_with(&m, true, &[stage(0, 2, 3)]).unwrap();
+        assert!(staged.in_place.is_empty());
+        assert_eq!(staged.band_rows[m.ops[1].output], 0);
+        assert_eq!(run_core(&m, &staged), run_core(&m, &plan(&m).unwrap()));
+    }
+
+    #[test]
+    fn ops_that_need_the_whole_map_cannot_be_staged() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let fc = m.ops.len() - 1;
+        assert!(matches!(
+            plan_with(&m, true, &[stage(fc - 1, fc + 1, 1)]),
+            Err(PlanError::BadStage { .. })
+        ));
+        assert!(matches!(
+            plan_with(&m, true, &[stage(0, 3, 0)]),
+            Err(PlanError::BadStage { .. })
+        ));
+    }
 }

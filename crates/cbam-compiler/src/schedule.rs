@@ -195,3 +195,71 @@ fn largest_layer(model: &QModel, stages: &[Stage]) -> Option<usize> {
             op.inputs.iter().map(|&t| bytes(t)).sum::<usize>() + bytes(op.output)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{lower, testing::small_cbam_graph, LowerOptions};
+
+    fn small() -> QModel {
+        let (g, r) = small_cbam_graph();
+        lower(&g, &r, &LowerOptions::default()).unwrap()
+    }
+
+    /// The smallest arena any schedule reaches, from the refusal of a 1-byte budget.
+    fn smallest(m: &QModel) -> usize {
+        match choose(m, ScheduleChoice::Budget(1)) {
+            Err(ScheduleError::OverBudget { best, .. }) => best,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_three_arenas_shrink_in_order_and_patch_stages_stay_within_the_extra_macs() {
+        let m = small();
+        let (plan, a) = choose(&m, ScheduleChoice::Patch).unwrap();
+        assert!(
+            a.patch <= a.in_place && a.in_place < a.layer_by_layer,
+            "{a:?}"
+        );
+        assert_eq!(plan.arena_size, a.patch);
+        assert!(plan.extra_macs as f64 <= m.macs as f64 * MAX_EXTRA_MACS);
+        let (plan, a) = choose(&m, ScheduleChoice::LayerByLayer).unwrap();
+        assert_eq!(
+            (plan.arena_size, a.chosen.as_str()),
+            (a.layer_by_layer, "layer-by-layer")
+        );
+    }
+
+    #[test]
+    fn a_budget_takes_whole_tensors_when_they_fit_and_stages_only_when_needed() {
+        let m = small();
+        let (_, a) = choose(&m, ScheduleChoice::InPlace).unwrap();
+        let (plan, b) = choose(&m, ScheduleChoice::Budget(a.in_place as usize)).unwrap();
+        assert!(plan.stages.is_empty() && plan.extra_macs == 0);
+        assert_eq!(b.chosen, "in-place");
+        let best = smallest(&m);
+        assert!(best < a.in_place as usize, "{best} {a:?}");
+        let (plan, b) = choose(&m, ScheduleChoice::Budget(best)).unwrap();
+        assert!(plan.arena_size as usize <= best && !plan.stages.is_empty());
+        assert!(
+            plan.extra_macs > 0,
+            "the small model's stages recompute its conv"
+        );
+        assert_eq!(b.chosen, "patch");
+    }
+
+    #[test]
+    fn a_budget_below_every_plan_is_refused_with_the_shortfall() {
+        let m = small();
+        let best = smallest(&m);
+        let budget = best / 2;
+        let text = choose(&m, ScheduleChoice::Budget(budget))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(&format!("misses it by {} bytes", best - budget)),
+            "{text}"
+        );
+    }
+}
