@@ -16,7 +16,7 @@ use crate::plan::{plan_with, Plan, PlanError, Stage};
 use crate::quant::QModel;
 
 /// Band heights the search tries.
-const BAND_ROWS: [usize; 5] = [1, 2, 4, 8, 16];
+const BAND_ROWS: [usize; 9] = [1, 2, 3, 4, 6, 8, 12, 16, 24];
 /// Ops on either side of the largest layer a stage may reach.
 const REACH: usize = 24;
 /// Rounds of the search (each adds or widens one stage).
@@ -92,21 +92,35 @@ pub fn choose(
     let plan = match choice {
         ScheduleChoice::InPlace => in_place,
         ScheduleChoice::LayerByLayer => layer,
-        ScheduleChoice::Patch => patch,
+        ScheduleChoice::Patch => patch.clone(),
         ScheduleChoice::Budget(budget) => {
             let fits = |p: &Plan| p.arena_size as usize <= budget;
             if fits(&in_place) {
                 in_place
             } else {
-                let best = search(model, Some(budget), in_place)?;
-                if !fits(&best) {
-                    return Err(ScheduleError::OverBudget {
-                        budget,
-                        best: best.arena_size as usize,
-                        extra_macs: best.extra_macs,
-                    });
+                // The greedy search can stall where it started: search from whole tensors
+                // (cheapest stages first) and on from the patch plan (smallest arena).
+                let from_whole = search(model, Some(budget), in_place)?;
+                let from_patch = search(model, Some(budget), patch)?;
+                let candidates = [from_whole, from_patch];
+                let cheapest = candidates
+                    .iter()
+                    .filter(|p| fits(p))
+                    .min_by_key(|p| (p.extra_macs, p.arena_size));
+                match cheapest {
+                    Some(plan) => plan.clone(),
+                    None => {
+                        let best = candidates
+                            .iter()
+                            .min_by_key(|p| (p.arena_size, p.extra_macs))
+                            .unwrap_or(&candidates[0]);
+                        return Err(ScheduleError::OverBudget {
+                            budget,
+                            best: best.arena_size as usize,
+                            extra_macs: best.extra_macs,
+                        });
+                    }
                 }
-                best
             }
         }
     };
