@@ -7,7 +7,6 @@ use std::path::Path;
 
 use cbam_compiler::blob;
 use cbam_compiler::data;
-use cbam_compiler::pipeline::Compiled;
 use cbam_compiler::plan::{plan_with, Plan, Stage};
 use cbam_compiler::schedule::{self, ScheduleChoice};
 use cbam_core::Model;
