@@ -109,3 +109,48 @@ fn the_budget_picks_the_cheapest_schedule_that_fits_or_says_by_how_much_none_doe
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a byte count"));
 }
+
+/// `cbam flash --dry-run --no-build` on a 128 KB board with `--stack` set so that only the
+/// patch-based arena leaves room: the fit check reads the arena the blob was written with.
+fn fits_nucleo(blob: &Path, stack: usize) -> bool {
+    let out = cbam(&[
+        "flash",
+        "--board",
+        "nucleo-f411re",
+        "--model",
+        blob.to_str().unwrap(),
+        "--dry-run",
+        "--no-build",
+        "--stack",
+        &stack.to_string(),
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.success(), text.contains("fits;"), "{text}");
+    out.status.success()
+}
+
+#[test]
+fn the_flash_fit_check_counts_the_scheduled_arena() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = quantize(dir.path(), &["--schedule", "in-place"]);
+    assert!(out.status.success());
+    let s = &report.unwrap()["schedules"];
+    let (in_place, patch) = (
+        s["in_place"].as_u64().unwrap() as usize,
+        s["patch"].as_u64().unwrap() as usize,
+    );
+    let whole = dir.path().join("whole.cbam");
+    std::fs::rename(dir.path().join("m.cbam"), &whole).unwrap();
+    let (out, _) = quantize(dir.path(), &["--schedule", "patch"]);
+    assert!(out.status.success());
+    let patched = dir.path().join("m.cbam");
+    assert_eq!(arena_of(&patched), patch);
+    // The STM32F411's 128 KB of RAM less the patch arena, less half the arenas' difference.
+    let stack = 128 * 1024 - patch - (in_place - patch) / 2;
+    assert!(
+        !fits_nucleo(&whole, stack),
+        "the whole-tensor arena must not fit"
+    );
+    assert!(fits_nucleo(&patched, stack), "the patch arena must fit");
+}
