@@ -86,6 +86,22 @@ fn exact_qdq() -> QuantizeOptions {
     }
 }
 
+/// Quick: no QDQ model, no tuning, SQNR on two images (for tests of the blob, not of the
+/// quantization).
+pub fn quantize_fast(
+    onnx: &Path,
+    calib: &Dataset,
+    norm: &Normalization,
+) -> Result<Compiled, Error> {
+    let inputs: Vec<Vec<f32>> = calib.samples.iter().map(|s| s.input.clone()).collect();
+    let opts = QuantizeOptions {
+        sqnr_images: 2,
+        normalization: norm.clone(),
+        ..QuantizeOptions::default()
+    };
+    Ok(pipeline::quantize(onnx, &inputs, &opts, &mut |_, _| {})?)
+}
+
 /// As `cbam quantize` does by default: bias correction, weight rounding by output error and
 /// the top-1 output range on.
 pub fn quantize_tuned(

@@ -9,6 +9,7 @@ use cbam_compiler::data::{self, DataSource};
 use cbam_compiler::pipeline::{self, Compiled, QuantizeOptions};
 use cbam_compiler::qdq::QdqForm;
 use cbam_compiler::quant::LowerOptions;
+use cbam_compiler::schedule::ScheduleChoice;
 use cbam_compiler::{import, passes};
 use clap::{Args, ValueEnum};
 
@@ -51,6 +52,48 @@ pub enum Method {
     Mse,
     /// Clip threshold with the least KL divergence (TensorRT's entropy calibration)
     Entropy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Schedule {
+    /// Whole tensors, the CBAM op in place
+    InPlace,
+    /// Whole tensors, nothing in place (TensorFlow Lite Micro's plan)
+    Layer,
+    /// Band-by-band stages around the largest layers
+    Patch,
+}
+
+/// A byte count: a plain number, or with a `KB`/`K`/`KiB` or `MB`/`M`/`MiB` suffix (powers
+/// of 1024, as MCU data sheets count SRAM).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let (number, unit) = [
+        ("KIB", 1024.0),
+        ("MIB", 1048576.0),
+        ("KB", 1024.0),
+        ("MB", 1048576.0),
+        ("K", 1024.0),
+        ("M", 1048576.0),
+        ("B", 1.0),
+    ]
+    .iter()
+    .find_map(|&(suffix, unit)| {
+        upper
+            .strip_suffix(suffix)
+            .map(|n| (n.trim().to_string(), unit))
+    })
+    .unwrap_or((upper.clone(), 1.0));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a byte count; write e.g. 98304, 96KB or 0.5MB"))?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!(
+            "`{text}`: the budget must be a positive number of bytes"
+        ));
+    }
+    Ok((value * unit).floor() as usize)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -129,6 +172,17 @@ pub struct QuantizeArgs {
     /// shift: the fast path of the Cortex-M4 kernels)
     #[arg(long)]
     pub calibrated_cbam_scales: bool,
+    /// The most arena bytes the target can give (e.g. 98304, 96KB, 0.1MB; KB = 1024 bytes):
+    /// the cheapest schedule that fits is written (whole tensors if they fit, else stages
+    /// that run band by band, recomputing their halo rows); an error says by how much the
+    /// smallest misses
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, conflicts_with = "schedule")]
+    pub ram_budget: Option<usize>,
+    /// The schedule to write whatever the arena: `in-place` (whole tensors, CBAM over its
+    /// input), `layer` (whole tensors, nothing in place) or `patch` (the smallest arena
+    /// whose band-by-band stages add at most 15% MACs)
+    #[arg(long, value_enum, default_value_t = Schedule::InPlace)]
+    pub schedule: Schedule,
     #[command(flatten)]
     pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
@@ -213,6 +267,12 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         },
         normalization: args.norm.given(),
         preprocess: spec.preprocess,
+        schedule: match (args.ram_budget, args.schedule) {
+            (Some(budget), _) => ScheduleChoice::Budget(budget),
+            (None, Schedule::InPlace) => ScheduleChoice::InPlace,
+            (None, Schedule::Layer) => ScheduleChoice::LayerByLayer,
+            (None, Schedule::Patch) => ScheduleChoice::Patch,
+        },
         ..QuantizeOptions::default()
     };
     let bar = progress::bar(inputs.len(), "calibrating");
@@ -273,6 +333,18 @@ fn summary(args: &QuantizeArgs, compiled: &Compiled) -> String {
         r.arena_bytes,
         r.macs
     );
+    let a = &r.schedules;
+    let percent = |extra: u64| extra as f64 * 100.0 / r.macs.max(1) as f64;
+    text.push_str(&format!(
+        "arena: layer-by-layer {} B, in-place {} B, patch {} B ({:.2}x layer-by-layer, +{} MACs = +{:.1}%); written: {}\n",
+        a.layer_by_layer,
+        a.in_place,
+        a.patch,
+        f64::from(a.patch) / f64::from(a.layer_by_layer.max(1)),
+        a.patch_extra_macs,
+        percent(a.patch_extra_macs),
+        a.chosen
+    ));
     if let Some(path) = &args.qdq {
         text.push_str(&format!("wrote {}\n", path.display()));
     }

@@ -1,11 +1,11 @@
-//! The `.cbam` blob writer: the one writer of `crates/cbam-core/FORMAT.md`, version 1.
+//! The `.cbam` blob writer: the one writer of `crates/cbam-core/FORMAT.md`, version 2.
 //!
 //! Layout: header, tensor table, op table, then each op's constant arrays (16-byte
 //! aligned) followed by its parameter words, then kept-channel lists and metadata.
 
 use cbam_core::format::{
-    BlobWriter, HeaderFields, OpFields, TensorFields, FLAG_RAW_PIXELS, MAX_INPUTS, NO_INPUT,
-    OP_RECORD_LEN, TENSOR_FLAG_INPUT, TENSOR_FLAG_OUTPUT, TENSOR_RECORD_LEN,
+    BlobWriter, HeaderFields, OpFields, StageFields, TensorFields, FLAG_RAW_PIXELS, MAX_INPUTS,
+    NO_INPUT, OP_RECORD_LEN, TENSOR_FLAG_INPUT, TENSOR_FLAG_OUTPUT, TENSOR_RECORD_LEN,
 };
 
 use crate::data::Preprocess;
@@ -146,13 +146,32 @@ pub fn write(model: &QModel, plan: &Plan, meta: &BlobMeta) -> Result<Vec<u8>, Bl
             scale: t.q.scale,
             zero_point: t.q.zero_point,
             flags,
-            ..TensorFields::default()
+            band_rows: plan.band_rows.get(i).copied().unwrap_or(0),
         };
         w.put(
             record_at(tensors_off, i, TENSOR_RECORD_LEN),
             &record.write(),
         );
     }
+    let stages = plan
+        .stages
+        .iter()
+        .map(|s| {
+            let field = |v: usize| {
+                u16::try_from(v).map_err(|_| BlobError::TooMany {
+                    what: "ops",
+                    count: v,
+                })
+            };
+            Ok(StageFields {
+                first_op: field(s.first)?,
+                end_op: field(s.end)?,
+                band_rows: field(s.band_rows)?,
+                reserved: 0,
+            })
+        })
+        .collect::<Result<Vec<_>, BlobError>>()?;
+    let schedule_off = w.schedule(&stages);
     let meta_text = meta.to_text();
     let meta_off = w.text(&meta_text);
     let header = HeaderFields {
@@ -173,6 +192,7 @@ pub fn write(model: &QModel, plan: &Plan, meta: &BlobMeta) -> Result<Vec<u8>, Bl
         meta_off,
         meta_len: meta_text.len() as u32,
         macs: u32::try_from(model.macs).unwrap_or(u32::MAX),
+        schedule_off,
         ..HeaderFields::default()
     };
     Ok(w.finish(header)?)

@@ -29,6 +29,7 @@ pub mod quant;
 // Tuning by running the lowered model, and the whole `quantize` pipeline.
 pub mod pipeline;
 pub mod report;
+pub mod schedule;
 pub mod tune;
 
 // Input data (npy, ImageFolder, IDX).

@@ -14,10 +14,11 @@ use crate::float_run::{FloatModel, FloatRunError};
 use crate::import::{self, ImportError};
 use crate::ir::Graph;
 use crate::passes::{self, PassError};
-use crate::plan::{self, PlanError};
+use crate::plan::PlanError;
 use crate::qdq::{self, QdqError, QdqForm};
 use crate::quant::{self, LowerOptions, QModel, QuantError};
 use crate::report::{self, InputReport, QuantReport, SqnrAccumulator};
+use crate::schedule::{self, ScheduleChoice, ScheduleError};
 use crate::tune::bias_correction::{self, BiasCorrectionError, CorrectedLayer};
 use crate::tune::core_run::{nchw_to_nhwc, CoreRunError, CoreRunner};
 use crate::tune::range_search::{self, RangeChoice, RangeSearchError, SearchInputs};
@@ -60,6 +61,8 @@ pub struct QuantizeOptions {
     /// The crop, resize and channel order the calibration pictures were fitted with,
     /// stored in the blob for whoever feeds it pictures later.
     pub preprocess: Preprocess,
+    /// The execution schedule (and so the arena) the blob is written with.
+    pub schedule: ScheduleChoice,
 }
 
 impl Default for QuantizeOptions {
@@ -86,6 +89,7 @@ impl Default for QuantizeOptions {
             top1_output_range: None,
             normalization: None,
             preprocess: Preprocess::default(),
+            schedule: ScheduleChoice::default(),
         }
     }
 }
@@ -95,6 +99,11 @@ pub struct Compiled {
     pub blob: Vec<u8>,
     pub qdq: Option<Vec<u8>>,
     pub report: QuantReport,
+    /// The quantized model the blob was written from (to plan or write it again, e.g. with
+    /// another schedule).
+    pub model: QModel,
+    /// The blob's metadata.
+    pub meta: BlobMeta,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +130,8 @@ pub enum PipelineError {
     Quant(#[from] QuantError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     #[error(transparent)]
     RangeSearch(#[from] RangeSearchError),
     #[error(transparent)]
@@ -161,7 +172,7 @@ pub fn quantize(
     let tuned = tune(&graph, &float, &calibrator, lowest_top1, calib_inputs, opts)?;
     let (graph, ranges) = (tuned.graph, tuned.ranges);
     let model = quant::lower(&graph, &ranges, &opts.lower)?;
-    let plan = plan::plan(&model)?;
+    let (plan, schedules) = schedule::choose(&model, opts.schedule)?;
     let meta = BlobMeta {
         name: opts.name.clone().unwrap_or_else(|| {
             onnx.file_stem()
@@ -207,6 +218,7 @@ pub fn quantize(
         sqnr_images,
         top1_agreement: fidelity.agreement,
         arena_bytes: plan.arena_size as usize,
+        schedules,
         scratch_bytes: plan.scratch_size as usize,
         blob_bytes: blob.len(),
         weight_bytes: model.ops.iter().map(|o| o.kind.weight_bytes()).sum(),
@@ -222,7 +234,13 @@ pub fn quantize(
         layers: report::layer_rows(&model, &ranges, Some(&fidelity.sqnr)),
         notes: notes(&graph, &model),
     };
-    Ok(Compiled { blob, qdq, report })
+    Ok(Compiled {
+        blob,
+        qdq,
+        report,
+        model,
+        meta,
+    })
 }
 
 /// The graph and ranges the lowering uses, after every host-side refinement of the plain

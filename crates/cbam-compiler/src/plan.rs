@@ -8,6 +8,9 @@
 //! every offset 16-byte aligned. A CBAM op writes in place over its input when nothing
 //! else reads that input.
 
+use cbam_core::format::{OpParams, Unplaced};
+use cbam_core::schedule::{self, RowWindow, StageGraph, MAX_STAGE_OPS};
+
 use crate::quant::{QModel, QOpKind};
 
 pub const ALIGN: usize = 16;
@@ -23,6 +26,12 @@ pub struct Plan {
     pub arena_size: u32,
     /// Ops whose output aliases their input.
     pub in_place: Vec<usize>,
+    /// Stages that run band by band (empty: every op runs on whole tensors).
+    pub stages: Vec<Stage>,
+    /// Per tensor: 0 for a whole tensor, else the rows of its band buffer.
+    pub band_rows: Vec<u32>,
+    /// Multiply-accumulates the stages compute more than a whole-tensor run.
+    pub extra_macs: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,6 +42,12 @@ pub enum PlanError {
     Scratch { op: String, reason: String },
     #[error("tensor `{tensor}` is read by op {op} before any op writes it")]
     ReadBeforeWrite { tensor: String, op: usize },
+    #[error("ops {first}..{end} cannot run band by band: {reason}")]
+    BadStage {
+        first: usize,
+        end: usize,
+        reason: &'static str,
+    },
 }
 
 /// A block of arena memory alive over ops `start..=end`.
@@ -106,12 +121,57 @@ pub fn scratch_len(model: &QModel, index: usize) -> Result<usize, PlanError> {
         })
 }
 
-/// Plans `model`'s arena.
+/// Plans `model`'s arena with CBAM in place and no stages.
 pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
+    plan_with(model, true, &[])
+}
+
+/// Plans `model`'s arena: CBAM in place or not, and `stages` run band by band.
+pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Result<Plan, PlanError> {
     let n_ops = model.ops.len();
-    let (start, end) = lifetimes(model)?;
+    let (mut start, mut end) = lifetimes(model)?;
+    let mut band_rows = vec![0u32; model.tensors.len()];
+    let mut extra_macs = 0u64;
+    for stage in stages {
+        let graph = QStage::new(model, *stage)?;
+        let cost = schedule::cost(&graph, stage.band_rows);
+        let last = stage.end - 1;
+        for (k, op) in model.ops[stage.first..stage.end].iter().enumerate() {
+            let i = stage.first + k;
+            let out_h = model.tensors[op.output].shape[0];
+            let per_row = op_macs(model, i) / out_h.max(1) as u64;
+            extra_macs += per_row * cost.computed_rows[k].saturating_sub(out_h) as u64;
+            for &t in &op.inputs {
+                end[t] = end[t].max(last);
+            }
+            if i == last {
+                start[op.output] = start[op.output].min(stage.first);
+            } else {
+                band_rows[op.output] = cost.max_rows[k] as u32;
+                start[op.output] = stage.first;
+                end[op.output] = last;
+            }
+        }
+    }
+    let stored_len = |t: usize| {
+        let tensor = &model.tensors[t];
+        match band_rows[t] {
+            0 => tensor.len(),
+            rows => rows as usize * tensor.shape[1] * tensor.shape[2],
+        }
+    };
     // In place: a CBAM op whose input is read by nothing else and is not the model input
-    // or output shares the input's buffer.
+    // or output shares the input's buffer. Inside a stage only between two band buffers
+    // (a band and a whole tensor are laid out differently, and a stage's whole input lives
+    // to the stage's end).
+    let in_stage = |i: usize| stages.iter().any(|s| (s.first..s.end).contains(&i));
+    let same_storage = |i: usize, input: usize, output: usize| {
+        if in_stage(i) {
+            band_rows[input] != 0 && band_rows[output] != 0
+        } else {
+            end[input] == i
+        }
+    };
     let mut owner: Vec<usize> = (0..model.tensors.len()).collect();
     let mut in_place = Vec::new();
     for (i, op) in model.ops.iter().enumerate() {
@@ -123,11 +183,12 @@ pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
             .iter()
             .filter(|o| o.inputs.contains(&input))
             .count();
-        if matches!(op.kind, QOpKind::Cbam(_))
+        if cbam_in_place
+            && matches!(op.kind, QOpKind::Cbam(_))
             && readers == 1
             && input != model.input
             && input != model.output
-            && end[input] == i
+            && same_storage(i, input, op.output)
         {
             owner[op.output] = owner[input];
             in_place.push(i);
@@ -146,7 +207,7 @@ pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
             buffer_of[root] = buffers.len() - 1;
         }
         let b = &mut buffers[buffer_of[root]];
-        b.size = b.size.max(model.tensors[t].len());
+        b.size = b.size.max(stored_len(t));
         b.start = b.start.min(start[t]);
         b.end = b.end.max(end[t]);
         buffer_of[t] = buffer_of[root];
@@ -158,10 +219,17 @@ pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
     let users: Vec<usize> = (0..n_ops).filter(|&i| op_scratch[i] > 0).collect();
     let scratch_buffer = match (users.first(), users.last()) {
         (Some(&first), Some(&last)) => {
+            // A stage's CBAM op keeps its scratch from the stage's first band to its last.
+            let around = |i: usize| {
+                stages
+                    .iter()
+                    .find(|s| (s.first..s.end).contains(&i))
+                    .map_or((i, i), |s| (s.first, s.end - 1))
+            };
             buffers.push(Buffer {
                 size: scratch_size,
-                start: first,
-                end: last,
+                start: around(first).0,
+                end: around(last).1,
             });
             Some(buffers.len() - 1)
         }
@@ -188,7 +256,120 @@ pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
         scratch_size: to_u32(scratch_size)?,
         arena_size: to_u32(arena)?,
         in_place,
+        stages: stages.to_vec(),
+        band_rows,
+        extra_macs,
     })
+}
+
+/// Ops `first..end` run band by band, `band_rows` rows of the last op's output at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    pub first: usize,
+    pub end: usize,
+    pub band_rows: usize,
+}
+
+/// Multiply-accumulates of op `i` as the core counts them for convolutions (the ops whose
+/// rows a stage recomputes at a cost worth reporting).
+pub fn op_macs(model: &QModel, i: usize) -> u64 {
+    let op = &model.ops[i];
+    let out = model.tensors[op.output].len() as u64;
+    let in_c = op
+        .inputs
+        .first()
+        .map_or(0, |&t| model.tensors[t].shape[2] as u64);
+    match op.kind.params(&mut Unplaced) {
+        OpParams::Conv2d(c) => out * (c.kh * c.kw) as u64 * in_c,
+        OpParams::DepthwiseConv2d(d) => out * (d.conv.kh * d.conv.kw) as u64,
+        _ => 0,
+    }
+}
+
+/// A stage of a quantized model as the core's walk sees it.
+struct QStage<'a> {
+    model: &'a QModel,
+    stage: Stage,
+    cbam: Option<usize>,
+}
+
+impl<'a> QStage<'a> {
+    /// The stage, if the core can run it band by band (the reader's checks, ahead of it).
+    fn new(model: &'a QModel, stage: Stage) -> Result<Self, PlanError> {
+        let bad = |reason| PlanError::BadStage {
+            first: stage.first,
+            end: stage.end,
+            reason,
+        };
+        let Stage { first, end, .. } = stage;
+        if first >= end || end > model.ops.len() || end - first > MAX_STAGE_OPS {
+            return Err(bad("empty, past the last op or longer than 32 ops"));
+        }
+        if stage.band_rows == 0 || stage.band_rows > usize::from(u16::MAX) {
+            return Err(bad("band rows outside 1..=65535"));
+        }
+        let mut cbam = None;
+        for (k, op) in model.ops[first..end].iter().enumerate() {
+            let i = first + k;
+            if RowWindow::of(&op.kind.params(&mut Unplaced)).is_none() {
+                return Err(bad("an op that cannot run on bands"));
+            }
+            let h = model.tensors[op.inputs[0]].shape[0];
+            if op.inputs.iter().any(|&t| model.tensors[t].shape[0] != h) {
+                return Err(bad("inputs of different heights"));
+            }
+            if let QOpKind::Cbam(_) = op.kind {
+                let [h, w, c] = model.tensors[op.output].shape;
+                if cbam.is_some() || 2 * c > h * w {
+                    return Err(bad("more than one CBAM op, or one with 2C > hw"));
+                }
+                cbam = Some(k);
+            }
+            if i + 1 < end {
+                if op.output == model.output || op.output == model.input {
+                    return Err(bad("the model input or output inside"));
+                }
+                let read_outside = model
+                    .ops
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| !(first..end).contains(&j) && o.inputs.contains(&op.output));
+                if read_outside {
+                    return Err(bad("a tensor inside is read after the stage"));
+                }
+            }
+        }
+        Ok(Self { model, stage, cbam })
+    }
+
+    fn op(&self, op: usize) -> &crate::quant::QOp {
+        &self.model.ops[self.stage.first + op]
+    }
+}
+
+impl StageGraph for QStage<'_> {
+    fn n_ops(&self) -> usize {
+        self.stage.end - self.stage.first
+    }
+    fn window(&self, op: usize) -> RowWindow {
+        RowWindow::of(&self.op(op).kind.params(&mut Unplaced)).unwrap_or(RowWindow::Same)
+    }
+    fn out_h(&self, op: usize) -> usize {
+        self.model.tensors[self.op(op).output].shape[0]
+    }
+    fn in_h(&self, op: usize) -> usize {
+        self.model.tensors[self.op(op).inputs[0]].shape[0]
+    }
+    fn producers(&self, op: usize) -> [Option<usize>; 4] {
+        let mut out = [None; 4];
+        for (slot, &t) in out.iter_mut().zip(&self.op(op).inputs) {
+            *slot = (0..op).find(|&k| self.op(k).output == t);
+        }
+        out
+    }
+    fn cbam(&self) -> Option<usize> {
+        self.cbam
+    }
 }
 
 /// Per tensor: the first and last op index at which it must hold its value.
@@ -307,5 +488,77 @@ mod tests {
         // Scratch is disjoint from the CBAM tensor while CBAM runs.
         let cbam_t = p.offsets[m.ops[1].output] as usize..p.offsets[m.ops[1].output] as usize + 256;
         assert!(scratch_end <= cbam_t.start || p.scratch_off as usize >= cbam_t.end);
+    }
+
+    /// The core's outputs for `plan` on a few inputs (the blob must pass the reader's checks).
+    fn run_core(m: &QModel, p: &Plan) -> Vec<Vec<i8>> {
+        let blob = crate::blob::write(m, p, &crate::blob::BlobMeta::default()).unwrap();
+        let model = cbam_core::Model::parse(&blob).unwrap();
+        let mut arena = vec![0u8; model.arena_size()];
+        (0..3)
+            .map(|k| {
+                let x: Vec<i8> = (0..64)
+                    .map(|i| ((i * 37 + k * 101) % 256) as u8 as i8)
+                    .collect();
+                let mut y = vec![0i8; model.output().len()];
+                model.run(&mut arena, &x, &mut y).unwrap();
+                y
+            })
+            .collect()
+    }
+
+    fn stage(first: usize, end: usize, band_rows: usize) -> Stage {
+        Stage {
+            first,
+            end,
+            band_rows,
+        }
+    }
+
+    #[test]
+    fn a_stage_holds_bands_with_cbam_in_place_between_them_and_gives_the_same_bytes() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let whole = plan_with(&m, false, &[]).unwrap();
+        // Conv, CBAM, 2x2 max pool: one pooled row needs two rows of each 8-row map.
+        let staged = plan_with(&m, true, &[stage(0, 3, 1)]).unwrap();
+        let (conv_out, cbam_out) = (m.ops[0].output, m.ops[1].output);
+        assert_eq!(staged.band_rows[conv_out], 2);
+        assert_eq!(staged.band_rows[cbam_out], 2);
+        assert_eq!(
+            staged.band_rows[m.ops[2].output], 0,
+            "the last output is whole"
+        );
+        assert_eq!(staged.in_place, vec![1]);
+        assert_eq!(staged.offsets[conv_out], staged.offsets[cbam_out]);
+        assert!(staged.arena_size < whole.arena_size, "{staged:?}");
+        // The conv runs in all three passes (two rows per band, four bands each).
+        assert_eq!(staged.extra_macs, 2 * op_macs(&m, 0));
+        assert_eq!(run_core(&m, &staged), run_core(&m, &whole));
+    }
+
+    #[test]
+    fn a_stage_ending_at_its_cbam_op_copies_the_band_into_the_whole_output() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let staged = plan_with(&m, true, &[stage(0, 2, 3)]).unwrap();
+        assert!(staged.in_place.is_empty());
+        assert_eq!(staged.band_rows[m.ops[1].output], 0);
+        assert_eq!(run_core(&m, &staged), run_core(&m, &plan(&m).unwrap()));
+    }
+
+    #[test]
+    fn ops_that_need_the_whole_map_cannot_be_staged() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let fc = m.ops.len() - 1;
+        assert!(matches!(
+            plan_with(&m, true, &[stage(fc - 1, fc + 1, 1)]),
+            Err(PlanError::BadStage { .. })
+        ));
+        assert!(matches!(
+            plan_with(&m, true, &[stage(0, 3, 0)]),
+            Err(PlanError::BadStage { .. })
+        ));
     }
 }

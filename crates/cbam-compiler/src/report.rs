@@ -17,6 +17,9 @@ pub struct QuantReport {
     /// Top-1 agreement int8 vs float on those images (0..1).
     pub top1_agreement: Option<f64>,
     pub arena_bytes: usize,
+    /// The arena of each schedule and the one the blob was written with.
+    #[serde(default)]
+    pub schedules: crate::schedule::ArenaComparison,
     pub scratch_bytes: usize,
     pub blob_bytes: usize,
     pub weight_bytes: usize,
