@@ -37,7 +37,7 @@ import rgb_fmnist  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["fmnist_cbam", "fmnist_cbam_res", "rgb_resnet_cbam64"]
-FORMS = ["standard", "standard-u8", "exact"]
+FORMS = ["standard", "standard-s8", "exact"]
 IMAGENET = ("0.485,0.456,0.406", "0.229,0.224,0.225")
 
 

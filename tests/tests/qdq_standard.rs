@@ -27,7 +27,7 @@ fn measure(model: &Path, test: &paths::TestSet) -> Fidelity {
     let calib_images = paths::calibration_images().expect("calibration images in models/data");
     let calib = fidelity::load_data(model, &calib_images, None, 256, &None)
         .unwrap_or_else(|e| panic!("{}: calibration data: {e}", model.display()));
-    let compiled = fidelity::quantize_qdq(model, &calib, QdqForm::Standard, &None)
+    let compiled = fidelity::quantize_qdq(model, &calib, QdqForm::default(), &None)
         .unwrap_or_else(|e| panic!("{}: quantize: {e}", model.display()));
     let dir = tempfile::tempdir().unwrap();
     let qdq_path = dir.path().join("model.int8.onnx");

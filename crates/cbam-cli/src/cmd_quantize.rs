@@ -22,12 +22,13 @@ use crate::progress;
 /// The QDQ ONNX `--qdq` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QdqFormArg {
-    /// Float ops between QuantizeLinear/DequantizeLinear, which onnxruntime, TensorRT and
-    /// TFLite converters turn into their int8 kernels (close to the core, not bit for bit)
+    /// Float ops between QuantizeLinear/DequantizeLinear, which onnxruntime and TFLite
+    /// converters turn into their int8 kernels (close to the core, not bit for bit), with
+    /// uint8 activations: onnxruntime's fast int8 path on x86 (uint8 activations, int8 weights)
     Standard,
-    /// The standard form with uint8 activations (the same values): onnxruntime's fast int8
-    /// path on x86 (uint8 activations, int8 weights)
-    StandardU8,
+    /// The standard form with int8 activations (the same values), for runtimes that want
+    /// signed activations
+    StandardS8,
     /// The core's integer arithmetic written exactly (bit-level reference for the core; slow)
     Exact,
 }
@@ -35,8 +36,8 @@ pub enum QdqFormArg {
 impl From<QdqFormArg> for QdqForm {
     fn from(f: QdqFormArg) -> Self {
         match f {
-            QdqFormArg::Standard => QdqForm::Standard,
-            QdqFormArg::StandardU8 => QdqForm::StandardU8,
+            QdqFormArg::Standard => QdqForm::StandardU8,
+            QdqFormArg::StandardS8 => QdqForm::StandardS8,
             QdqFormArg::Exact => QdqForm::Exact,
         }
     }

@@ -70,7 +70,7 @@ impl Default for QuantizeOptions {
         QuantizeOptions {
             method: CalibMethod::MinMax,
             qdq: false,
-            qdq_form: QdqForm::Standard,
+            qdq_form: QdqForm::StandardU8,
             sqnr_images: 16,
             name: None,
             lower: LowerOptions::default(),

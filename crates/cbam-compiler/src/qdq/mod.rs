@@ -10,8 +10,9 @@
 //!
 //! # Two forms
 //!
-//! [`QdqForm::Standard`] (the default) writes every op, the CBAM blocks included, as the
-//! ordinary float op between DequantizeLinear and QuantizeLinear (see `standard/`): the
+//! [`QdqForm::StandardU8`] (the default) and [`QdqForm::StandardS8`] write every op, the
+//! CBAM blocks included, as the ordinary float op between DequantizeLinear and QuantizeLinear
+//! (see `standard/`), with uint8 or int8 activations (the same values): the
 //! pattern onnxruntime's QDQ transformer turns into QLinearConv, QLinearMul, QLinearSigmoid
 //! and friends, and that TensorRT and TFLite converters take. Each op rounds once, half to
 //! even, so values sit a step or so from the core's and top-1 agrees with it on nearly every
@@ -72,12 +73,14 @@ const OPSET: i64 = 13;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QdqForm {
     /// Ordinary float ops between QuantizeLinear/DequantizeLinear pairs, the pattern
-    /// runtimes fuse into their int8 kernels; close to the core, not bit for bit.
+    /// runtimes fuse into their int8 kernels, with int8 activations; close to the core, not
+    /// bit for bit.
+    StandardS8,
+    /// [`QdqForm::StandardS8`] with every activation as uint8 (the same levels shifted by
+    /// 128, zero points with them: the same real values). The default: it is the pairing
+    /// onnxruntime's x86 int8 kernels are fast with (uint8 activations, int8 weights), where
+    /// int8 activations run slower than the float model (`tools/qdq_speed.py`).
     #[default]
-    Standard,
-    /// [`QdqForm::Standard`] with every activation as uint8 (the same levels shifted by
-    /// 128, zero points with them: the same real values), the pairing onnxruntime's x86
-    /// int8 kernels are fastest with (uint8 activations, int8 weights).
     StandardU8,
     /// The core's integer arithmetic written exactly in float ops: bit for bit with the
     /// core except Conv/Gemm/Add/Mul/Concat (within a step), slow in every runtime.

@@ -245,7 +245,7 @@ fn op_types(qdq: &[u8]) -> Vec<String> {
 fn the_standard_form_is_ordinary_ops_between_q_and_dq_and_stays_near_the_core() {
     let (g, r) = small_cbam_graph();
     let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let ops = op_types(&write(&g, &m, QdqForm::Standard).unwrap());
+    let ops = op_types(&write(&g, &m, QdqForm::StandardS8).unwrap());
     // No integer emulation: no casts, floors, table gathers or float64 arithmetic.
     for op in ["Cast", "Floor", "Gather", "Sign"] {
         assert!(!ops.iter().any(|o| o == op), "{op} in {ops:?}");
@@ -265,13 +265,22 @@ fn the_standard_form_is_ordinary_ops_between_q_and_dq_and_stays_near_the_core() 
     // Every op rounds once, half to even: within a couple of steps of the core per layer
     // on the core's own inputs (steep sigmoids widen a step of their input), and the
     // logits close.
-    let a = form_vs_core((g, r), QdqForm::Standard, 16);
+    let a = form_vs_core((g.clone(), r.clone()), QdqForm::StandardS8, 16);
     assert_eq!(a.input.differing, 0, "{a}");
     for l in &a.layers {
         assert_eq!(l.isolated.samples, 16, "{a}");
         assert!(l.isolated.max <= 3, "{a}");
     }
     assert!(a.logits().max <= 3, "{a}");
+    // The uint8 form holds the same values; the op-by-op comparison says it reads only int8.
+    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+    let u8_model = write(&g, &m, QdqForm::StandardU8).unwrap();
+    let plan = crate::plan::plan(&m).unwrap();
+    let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
+    assert!(matches!(
+        compare(&u8_model, &blob, &samples(1, &g.meta)),
+        Err(compare::CompareError::Uint8Activations)
+    ));
 }
 
 /// Input and output declarations of the encoded model: `(name, dims)` with a symbolic
@@ -316,7 +325,7 @@ fn the_batch_axis_is_kept_and_the_output_declared() {
         .iter()
         .map(usize::to_string)
         .collect();
-    for form in [QdqForm::Standard, QdqForm::Exact] {
+    for form in [QdqForm::StandardS8, QdqForm::StandardU8, QdqForm::Exact] {
         g.meta.batch = Batch::Symbolic("N".into());
         let qdq = write(&g, &m, form).unwrap();
         let with = |batch: &str, rest: &[String]| -> Vec<String> {

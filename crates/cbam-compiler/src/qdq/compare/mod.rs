@@ -36,6 +36,8 @@ pub enum CompareError {
         "QDQ value `{0}` has no scale/zero point initializer; the op map and the graph disagree"
     )]
     NoQuantization(String),
+    #[error("the QDQ model has uint8 activations (`--qdq-form standard`); the op-by-op comparison feeds the core's int8 levels, so compare a model written with --qdq-form standard-s8 or exact")]
+    Uint8Activations,
     #[error("the int8 core rejected the blob")]
     Blob(#[from] cbam_core::Error),
     #[error("op {0} of the blob does not decode")]
@@ -210,6 +212,9 @@ struct Cut {
 /// int8 inputs for the isolated ones.
 pub fn compare(qdq: &[u8], blob: &[u8], samples: &[Sample]) -> Result<Agreement, CompareError> {
     let proto = ModelProto::decode(qdq)?;
+    if has_uint8_activations(&proto) {
+        return Err(CompareError::Uint8Activations);
+    }
     let core = cbam_core::Model::parse(blob)?;
     let ops = op_map(&proto, &core)?;
     let input = input_row(&proto, &core);
@@ -437,6 +442,20 @@ fn compared(
         zero_point,
         chw,
     })
+}
+
+/// Whether any activation is quantized to uint8 (a QuantizeLinear with a uint8 zero point).
+fn has_uint8_activations(proto: &ModelProto) -> bool {
+    let Some(graph) = proto.graph.as_ref() else {
+        return false;
+    };
+    graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "QuantizeLinear")
+        .filter_map(|n| n.input.get(2))
+        .filter_map(|zp| graph.initializer.iter().find(|t| &t.name == zp))
+        .any(|t| t.data_type == DataType::Uint8 as i32)
 }
 
 /// The scale and zero point of the DequantizeLinear that produces `value`.
