@@ -12,6 +12,9 @@
 # - the RGB example models (scripts/rgb-blobs.sh quantizes them) on mps2-an386 with
 #   their own test images, bit-exact with the host core, when `cbam flash --dry-run`
 #   says they fit it; their fit on the real boards, from the same check;
+# - the 96x96 RGB model quantized with a patch schedule (--ram-budget) on mps2-an386
+#   linked into 128 KB of RAM (CBAM_RAM_LIMIT, the STM32F411's), bit-exact and with
+#   stack room left (the CBAM-RAM line's margin > 0); its fit on nucleo-f411re;
 # - a table: board, instructions per inference, per MAC, arena, code, blob bytes.
 # Needs what scripts/setup.sh installs (targets, QEMU, defmt-print, llvm-tools).
 set -uo pipefail
@@ -79,7 +82,7 @@ qemu_run() {
   echo "== $name: cargo run --release $*"
   (cd "$here/$dir" && cargo run --release "$@") >"$log" 2>&1
   local status=$?
-  grep -E 'counter check|accuracy|latency|CBAM-RESULT|PASS|FAIL|ERROR|error' "$log" | sed 's/^/   /'
+  grep -E 'counter check|accuracy|latency|CBAM-RESULT|CBAM-RAM|PASS|FAIL|ERROR|error' "$log" | sed 's/^/   /'
   if [ $status -ne 0 ]; then
     fail "$name exited with $status (log: $log)"
     return
@@ -237,6 +240,35 @@ while IFS=$'\t' read -r name blob test_dir <&3; do
     fit_summary "$board" "$logs/$name@$board.fit.log" | sed 's/^/     /'
   done
 done 3<<<"$rgb"
+
+# The 96x96 RGB model in the STM32F411's RAM: a patch schedule whose arena leaves room for
+# the firmware's statics and stack in a 128 KB link. Last, as it relinks the cortex-m ELF.
+ram_model=$repo/models/rgb_mbv2_cbam96.onnx
+ram_limit=128K
+ram_budget=96KB
+ram_images=3
+echo "== $(basename "$ram_model" .onnx) at CBAM_RAM_LIMIT=$ram_limit (quantize --ram-budget $ram_budget; $ram_images test images)"
+ram=""
+if [ -x "$cbam" ] && ram=$(bash "$repo/scripts/rgb-blobs.sh" "$cbam" "$logs/rgb-ram" "$ram_model" \
+  -- --ram-budget "$ram_budget" 2>"$logs/rgb-ram-blobs.log"); then
+  grep '^arena:' "$logs/rgb-ram-blobs.log" | sed 's/^/   /'
+  IFS=$'\t' read -r name blob test_dir <<<"$ram"
+  run_name="$name@$rgb_board-$ram_limit"
+  CBAM_RAM_LIMIT=$ram_limit CBAM_BLOB=$blob CBAM_TEST_DATA=$test_dir CBAM_TEST_IMAGES=$ram_images \
+    qemu_run "$run_name" cortex-m
+  margin=$(grep -o 'CBAM-RAM .*' "$logs/$run_name.log" | tail -n1 | sed -n 's/.* margin=\([0-9]*\).*/\1/p')
+  if [ -z "$margin" ] || [ "$margin" -eq 0 ]; then
+    fail "$run_name: no stack room left in $ram_limit of RAM (margin ${margin:-missing}; log: $logs/$run_name.log)"
+  fi
+  if ! "$cbam" flash --board nucleo-f411re --model "$blob" --dry-run --no-build \
+    >"$logs/$name@nucleo-f411re-ram.fit.log" 2>&1; then
+    fail "$name with --ram-budget $ram_budget does not fit nucleo-f411re (log: $logs/$name@nucleo-f411re-ram.fit.log)"
+  fi
+  fit_summary nucleo-f411re "$logs/$name@nucleo-f411re-ram.fit.log" | sed 's/^/   /'
+else
+  sed 's/^/   /' "$logs/rgb-ram-blobs.log" 2>/dev/null
+  fail "$(basename "$ram_model") did not quantize with --ram-budget $ram_budget (log: $logs/rgb-ram-blobs.log)"
+fi
 
 echo
 echo "blob: $CBAM_BLOB ($(stat -c %s "$CBAM_BLOB") bytes), the RGB rows their own; code = vector table + text + rodata (incl. the embedded test images) + data"

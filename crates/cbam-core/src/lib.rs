@@ -3,7 +3,8 @@
 //! [`Model::parse`] validates a `.cbam` blob once (every offset, length, shape and the
 //! arena size); [`Model::run`] runs it over a caller-given arena, and
 //! [`Model::run_observed`] with an [`Observer`] (per-op hooks, CBAM attention maps);
-//! [`argmax`] picks the class. [`TensorInfo`] describes the input and the output.
+//! [`Model::input_mut`] then [`Model::invoke`] do the same without a second copy of the
+//! input (it is written straight into the arena); [`argmax`] picks the class. [`TensorInfo`] describes the input and the output.
 //!
 //! - [`format`]: the `.cbam` blob format (FORMAT.md) in one place: constants, records, op
 //!   codes, each op's parameter words and scratch size; the encoder behind feature `alloc`.

@@ -79,7 +79,7 @@ macro_rules! firmware_app {
             {
                 // SAFETY: called once from the entry point; nothing else takes the arena.
                 let arena = unsafe { CBAM_ARENA.take() };
-                $crate::run_on_stack::<_, _, _, _, { testset::INPUT_LEN }, { testset::OUTPUT_LEN }>(
+                $crate::run_on_stack::<_, _, _, _, { testset::OUTPUT_LEN }>(
                     board,
                     testset::model_blob(),
                     arena,

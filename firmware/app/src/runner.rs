@@ -26,11 +26,11 @@ pub struct Board<C, L, D, X> {
     pub exit: X,
 }
 
-/// Caller-owned memory: the static arena, and input/output buffers of the
-/// test set's sizes.
+/// Caller-owned memory: the static arena, and an output buffer of the test set's size.
+/// There is no input buffer: each image is encoded straight into the arena's input slot
+/// ([`Model::input_mut`]), so the input does not occupy RAM twice.
 pub struct Buffers<'a> {
     pub arena: &'a mut [u8],
-    pub input: &'a mut [i8],
     pub output: &'a mut [i8],
 }
 
@@ -43,8 +43,7 @@ pub enum AppError {
     /// The blob needs more arena than the firmware was built with: rebuild the
     /// firmware with this blob (`CBAM_BLOB=...`).
     ArenaTooSmall { needed: usize, available: usize },
-    /// The model's input size differs from the embedded images' size (or the
-    /// firmware's input buffer).
+    /// The model's input size differs from the embedded images' size.
     InputShape { model: usize, images: usize },
     /// The model's output size differs from the embedded expected outputs'.
     OutputShape { model: usize, expected: usize },
@@ -69,9 +68,9 @@ pub struct Identity<'a> {
     pub build: &'a str,
 }
 
-/// [`run`] with the input and output buffers on the stack, sized by the build script's
-/// constants, so a board's entry point is its wiring plus this one call.
-pub fn run_on_stack<C, L, D, X, const IN: usize, const OUT: usize>(
+/// [`run`] with the output buffer on the stack, sized by the build script's constant, so a
+/// board's entry point is its wiring plus this one call.
+pub fn run_on_stack<C, L, D, X, const OUT: usize>(
     board: Board<C, L, D, X>,
     blob: &[u8],
     arena: &mut [u8],
@@ -84,11 +83,9 @@ where
     D: DelayNs,
     X: Exit,
 {
-    let mut input = [0i8; IN];
     let mut output = [0i8; OUT];
     let buffers = Buffers {
         arena,
-        input: &mut input,
         output: &mut output,
     };
     run(board, blob, buffers, set, id)
@@ -141,11 +138,7 @@ pub fn evaluate<C: Counter>(
     counter: &mut C,
 ) -> Result<Summary, AppError> {
     let model = Model::parse(blob)?;
-    let Buffers {
-        arena,
-        input,
-        output,
-    } = fit_buffers(&model, buffers, set)?;
+    let Buffers { arena, output } = fit_buffers(&model, buffers, set)?;
     let compared = model.crc() == set.blob_crc;
     if !compared {
         warn!("the model region holds another blob than the build's: outputs are not compared");
@@ -166,10 +159,12 @@ pub fn evaluate<C: Counter>(
     };
 
     let mut summary = Summary::new(compared, model.macs(), model.arena_size());
+    let mut last_pixels: &[u8] = &[];
     for i in 0..set.len() {
         let Some(case) = set.case(i) else { break };
-        encode(encoding, case.pixels, input);
-        let (result, count) = counter.measure(|| model.run(arena, input, output));
+        encode(encoding, case.pixels, model.input_mut(arena)?);
+        last_pixels = case.pixels;
+        let (result, count) = counter.measure(|| model.invoke(arena, output));
         result?;
         let class = cbam_core::argmax(output).unwrap_or(0);
         let exact = bit_exact(output, case.expected);
@@ -191,7 +186,9 @@ pub fn evaluate<C: Counter>(
             );
         }
     }
-    profile_layers(&model, arena, input, output, counter)?;
+    // The ops may have overwritten the input slot: the profile run encodes its image again.
+    encode(encoding, last_pixels, model.input_mut(arena)?);
+    profile_layers(&model, arena, output, counter)?;
     Ok(summary)
 }
 
@@ -209,11 +206,12 @@ fn fit_buffers<'b>(
         .get_mut(..needed)
         .ok_or(AppError::ArenaTooSmall { needed, available })?;
     let input_len = model.input().len();
-    let input =
-        exact_prefix(buffers.input, input_len, set.input_len).ok_or(AppError::InputShape {
+    if input_len != set.input_len {
+        return Err(AppError::InputShape {
             model: input_len,
             images: set.input_len,
-        })?;
+        });
+    }
     let output_len = model.output().len();
     let output =
         exact_prefix(buffers.output, output_len, set.output_len).ok_or(AppError::OutputShape {
@@ -223,11 +221,7 @@ fn fit_buffers<'b>(
     if set.is_empty() {
         return Err(AppError::NoImages);
     }
-    Ok(Buffers {
-        arena,
-        input,
-        output,
-    })
+    Ok(Buffers { arena, output })
 }
 
 /// The first `len` elements of `buf`, when the model's length equals the test set's.
@@ -235,17 +229,16 @@ fn exact_prefix(buf: &mut [i8], len: usize, expected: usize) -> Option<&mut [i8]
     buf.get_mut(..len).filter(|_| len == expected)
 }
 
-/// One more inference (on whatever input is in the buffer) with every op
+/// One more inference (on the input already written into the arena) with every op
 /// timed, for the per-layer report.
 fn profile_layers<C: Counter>(
     model: &Model<'_>,
     arena: &mut [u8],
-    input: &[i8],
     output: &mut [i8],
     counter: &mut C,
 ) -> Result<(), AppError> {
     let mut timer = LayerTimer::new(model, counter);
-    model.run_observed(arena, input, output, &mut timer)?;
+    model.invoke_observed(arena, output, &mut timer)?;
     let total = timer.total;
     info!(
         "layers: {=u64} {=str} in {=usize} ops",
@@ -331,10 +324,9 @@ mod tests {
     #[test]
     fn garbage_is_a_model_error_not_a_panic() {
         let mut arena = [0u8; 16];
-        let (mut input, mut output) = ([0i8; 4], [0i8; 2]);
+        let mut output = [0i8; 2];
         let buffers = Buffers {
             arena: &mut arena,
-            input: &mut input,
             output: &mut output,
         };
         let lut = [[0i8; 256]];

@@ -16,7 +16,7 @@ use crate::kernels::mul::mul;
 use crate::kernels::pool::pool2d;
 use crate::kernels::sigmoid::sigmoid;
 use crate::kernels::ConcatInput;
-use crate::le::{as_i8, as_i8_mut, as_u8};
+use crate::le::{as_i8, as_i8_mut};
 
 /// Hooks into a run: per-op timing on firmware, attention heatmaps on the Pi.
 pub trait Observer {
@@ -55,18 +55,39 @@ impl Model<'_> {
         output: &mut [i8],
         observer: &mut impl Observer,
     ) -> Result<(), Error> {
-        let needed = self.arena_size();
-        let found = arena.len();
-        let arena = arena
-            .get_mut(..needed)
-            .ok_or(Error::ArenaBufferTooSmall { needed, found })?;
-        let in_span = span_of(self.input().len(), self.input_offset()?);
-        if input.len() != in_span.len {
+        let slot = self.input_mut(arena)?;
+        if input.len() != slot.len() {
             return Err(Error::InputLength {
-                expected: in_span.len,
+                expected: slot.len(),
                 found: input.len(),
             });
         }
+        slot.copy_from_slice(input);
+        self.invoke_observed(arena, output, observer)
+    }
+
+    /// The arena's input tensor, for a caller that writes the input in place (a firmware
+    /// whose RAM cannot hold a second copy of it) and then calls [`Model::invoke`].
+    pub fn input_mut<'a>(&self, arena: &'a mut [u8]) -> Result<&'a mut [i8], Error> {
+        let arena = self.fit_arena(arena)?;
+        let span = span_of(self.input().len(), self.input_offset()?);
+        slice_mut(arena, span).map(as_i8_mut)
+    }
+
+    /// Runs one inference on the input already in the arena (written through
+    /// [`Model::input_mut`]) and copies the output out.
+    pub fn invoke(&self, arena: &mut [u8], output: &mut [i8]) -> Result<(), Error> {
+        self.invoke_observed(arena, output, &mut NoObserver)
+    }
+
+    /// [`Model::invoke`] with hooks before and after every op.
+    pub fn invoke_observed(
+        &self,
+        arena: &mut [u8],
+        output: &mut [i8],
+        observer: &mut impl Observer,
+    ) -> Result<(), Error> {
+        let arena = self.fit_arena(arena)?;
         let out_span = span_of(self.output().len(), self.output_offset()?);
         if output.len() != out_span.len {
             return Err(Error::OutputLength {
@@ -74,7 +95,6 @@ impl Model<'_> {
                 found: output.len(),
             });
         }
-        slice_mut(arena, in_span)?.copy_from_slice(as_u8(input));
         let mut index = 0;
         while index < self.header.n_ops {
             if let Some(stage) = stage_of(self.blob, &self.header, index)? {
@@ -91,6 +111,15 @@ impl Model<'_> {
         }
         output.copy_from_slice(as_i8(slice_mut(arena, out_span)?));
         Ok(())
+    }
+
+    /// The first [`Model::arena_size`] bytes of `arena`.
+    fn fit_arena<'a>(&self, arena: &'a mut [u8]) -> Result<&'a mut [u8], Error> {
+        let needed = self.arena_size();
+        let found = arena.len();
+        arena
+            .get_mut(..needed)
+            .ok_or(Error::ArenaBufferTooSmall { needed, found })
     }
 
     fn input_offset(&self) -> Result<usize, Error> {

@@ -573,6 +573,63 @@ fn run_rejects_wrong_buffers() {
     assert!(model.run(&mut big, &input, &mut out).is_ok());
 }
 
+/// Writing the input straight into the arena and invoking is `run` without the copy: same
+/// output, same ops observed, whatever the arena held before.
+#[test]
+fn input_mut_then_invoke_matches_run() {
+    let blob = crate::testblob::tiny_cbam_blob();
+    let model = Model::parse(&blob).unwrap();
+    let mut rng = Rng::new(0x1A9);
+    let input = rng.i8s(model.input().len());
+    let mut run_out = vec![0i8; model.output().len()];
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut by_run = Recorder::default();
+    model
+        .run_observed(&mut arena, &input, &mut run_out, &mut by_run)
+        .unwrap();
+
+    let mut dirty = vec![0xA5u8; model.arena_size() + 7];
+    let slot = model.input_mut(&mut dirty).unwrap();
+    assert_eq!(slot.len(), input.len());
+    slot.copy_from_slice(&input);
+    let mut by_invoke = Recorder::default();
+    let mut invoke_out = vec![0i8; model.output().len()];
+    model
+        .invoke_observed(&mut dirty, &mut invoke_out, &mut by_invoke)
+        .unwrap();
+    assert_eq!(invoke_out, run_out);
+    assert_eq!(by_invoke.ended, by_run.ended);
+    assert!(run_out.iter().any(|&v| v != run_out[0]), "{run_out:?}");
+
+    // The ops may overwrite the input slot: each inference writes its input again.
+    model.input_mut(&mut dirty).unwrap().copy_from_slice(&input);
+    model.invoke(&mut dirty, &mut invoke_out).unwrap();
+    assert_eq!(invoke_out, run_out);
+}
+
+#[test]
+fn input_mut_and_invoke_reject_wrong_buffers() {
+    let blob = crate::testblob::tiny_cbam_blob();
+    let model = Model::parse(&blob).unwrap();
+    let needed = model.arena_size();
+    let mut small = vec![0u8; needed - 1];
+    let too_small = Error::ArenaBufferTooSmall {
+        needed,
+        found: needed - 1,
+    };
+    assert_eq!(model.input_mut(&mut small).err(), Some(too_small));
+    let mut out = vec![0i8; 10];
+    assert_eq!(model.invoke(&mut small, &mut out), Err(too_small));
+    let mut arena = vec![0u8; needed];
+    assert_eq!(
+        model.invoke(&mut arena, &mut out[1..]),
+        Err(Error::OutputLength {
+            expected: 10,
+            found: 9
+        })
+    );
+}
+
 #[test]
 fn split_keeps_inputs_readable_around_output_and_scratch() {
     let mut arena: Vec<u8> = (0..20).collect();
