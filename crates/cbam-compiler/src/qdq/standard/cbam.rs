@@ -3,9 +3,12 @@
 //! the blob's own int8/int32 numbers behind DequantizeLinear:
 //!
 //! - pooled vectors: GlobalAveragePool / GlobalMaxPool, in the input's quantization;
-//! - shared MLP: two 1x1 Convs (one per branch) with ReLU into the hidden quantization, their
-//!   dequantized sum through the second 1x1 Conv with the blob's doubled bias (the core's
-//!   one shared second layer), into the logit quantization;
+//! - shared MLP: two 1x1 Convs (one per branch) with ReLU into the hidden quantization, then
+//!   the core's one shared second layer on the sum of both branches, written as a Concat of
+//!   the two hidden vectors into a 1x1 Conv whose weights are the second layer's twice
+//!   over (the same integer sum, with the blob's doubled bias) so that runtimes keep it in
+//!   int8 (an Add of two dequantized values would stay a float op), into the logit
+//!   quantization;
 //! - Sigmoid into scale 1/256, zero point -128 (the core's table output); `F' = F * a`;
 //! - ReduceMean / ReduceMax over channels and their Concat in `F'`'s quantization, the
 //!   k x k Conv, Sigmoid, and `F'' = F' * as` in the block's output quantization.
@@ -50,12 +53,23 @@ pub fn lower(e: &mut Emitter<'_>, node: &Node, x: &str, c: &Cbam) -> Result<(), 
         hidden.push(e.qdq(&y, p.hidden_q, &n(branch)));
     }
 
-    // Step 3: the shared second layer on the sum of both branches (bias doubled in the blob).
-    e.node("Add", &[&hidden[0], &hidden[1]], &n("hsum"), vec![]);
+    // Step 3: the shared second layer on the sum of both branches (bias doubled in the
+    // blob): W2 h_avg + W2 h_max is [W2 W2] applied to [h_avg; h_max].
+    e.node(
+        "Concat",
+        &[&hidden[0], &hidden[1]],
+        &n("hcat_f"),
+        vec![int("axis", 1)],
+    );
+    let hcat = e.qdq(&n("hcat_f"), p.hidden_q, &n("hcat"));
     let raw = n("z_f");
-    let w = e.weight(&raw, &p.w2, &[ch, hid, 1, 1], &p.w2_scales);
+    let w2_twice: Vec<i8> =
+        p.w2.chunks(hid)
+            .flat_map(|row| row.iter().chain(row).copied())
+            .collect();
+    let w = e.weight(&raw, &w2_twice, &[ch, 2 * hid, 1, 1], &p.w2_scales);
     let b = e.bias(&raw, &p.b2, p.hidden_q.scale, &p.w2_scales);
-    e.node("Conv", &[&n("hsum"), &w, &b], &raw, vec![]);
+    e.node("Conv", &[&hcat, &w, &b], &raw, vec![]);
     let z = e.qdq(&raw, p.logit_q, &n("z"));
 
     // Step 4: channel attention and F'.

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint, host tests, cross builds, firmware under QEMU,
+# the Pi build under qemu-user. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+step() { printf '\n=== %s\n' "$*"; }
+
+step "set-up"
+bash scripts/setup.sh
+
+step "format"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "host tests"
+cargo test --workspace --no-fail-fast
+
+step "cbam-core builds for every embedded target"
+for t in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+  cargo build -p cbam-core --release --target "$t"
+  cargo build -p cbam-core --release --target "$t" --features defmt
+done
+
+step "example blobs from the example models"
+CBAM="$ROOT/target/debug/cbam"
+mkdir -p target/blobs
+for m in fmnist_cbam fmnist_cbam_res; do
+  "$CBAM" quantize "models/$m.onnx" --calib models/data/calib256_images.u8 \
+    --out "target/blobs/$m.cbam"
+done
+# The committed default blob of the firmware (`cargo run` in firmware/cortex-m with no
+# CBAM_BLOB) must still be one the core reads and runs.
+"$CBAM" eval models/fmnist_cbam.cbam --data models/data/test64_images.u8 \
+  --labels models/data/test64_labels.u8
+
+step "firmware under QEMU (Cortex-M, RISC-V) and real-board builds"
+CBAM_BLOB="$ROOT/target/blobs/fmnist_cbam.cbam" bash firmware/test.sh
+
+step "the Pi build: aarch64 under qemu-user, compared with the host"
+bash scripts/test-pi.sh
+
+echo
+echo "all test steps passed"
