@@ -44,11 +44,19 @@ fn form_vs_core(
     form: QdqForm,
     n: u64,
 ) -> compare::Agreement {
-    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let qdq = write(&g, &m, form).unwrap();
-    let plan = crate::plan::plan(&m).unwrap();
-    let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
+    let (qdq, blob) = qdq_and_blob(&g, &r, form);
     compare(&qdq, &blob, &samples(n, &g.meta)).unwrap()
+}
+
+/// The QDQ model in `form` and the blob compiled alongside it.
+fn qdq_and_blob(g: &Graph, r: &crate::calib::Ranges, form: QdqForm) -> (Vec<u8>, Vec<u8>) {
+    let m = lower(g, r, &LowerOptions::default()).unwrap();
+    let qdq = write(g, &m, form).unwrap();
+    let plan = crate::plan::plan(&m).unwrap();
+    (
+        qdq,
+        crate::blob::write(&m, &plan, &Default::default()).unwrap(),
+    )
 }
 
 #[test]
@@ -273,10 +281,7 @@ fn the_standard_form_is_ordinary_ops_between_q_and_dq_and_stays_near_the_core() 
     }
     assert!(a.logits().max <= 3, "{a}");
     // The uint8 form holds the same values; the op-by-op comparison says it reads only int8.
-    let m = lower(&g, &r, &LowerOptions::default()).unwrap();
-    let u8_model = write(&g, &m, QdqForm::StandardU8).unwrap();
-    let plan = crate::plan::plan(&m).unwrap();
-    let blob = crate::blob::write(&m, &plan, &Default::default()).unwrap();
+    let (u8_model, blob) = qdq_and_blob(&g, &r, QdqForm::StandardU8);
     assert!(matches!(
         compare(&u8_model, &blob, &samples(1, &g.meta)),
         Err(compare::CompareError::Uint8Activations)
