@@ -42,8 +42,9 @@ pub struct Inference {
     pub output_q: Option<Vec<i8>>,
     /// One map per CBAM block, in graph order; empty unless requested.
     pub attention: Vec<AttentionMap>,
-    /// Each CBAM block's channel attention (one weight in 0..1 per channel), in graph
-    /// order; empty unless requested, and for QDQ models, which do not name it.
+    /// Each CBAM block's channel attention (one weight in 0..1 per channel), one entry per
+    /// map in `attention`; empty unless requested. An entry is empty for a block whose
+    /// channel weights the model does not name (QDQ models).
     pub channel_attention: Vec<Vec<f32>>,
 }
 
@@ -264,10 +265,14 @@ impl TractRunner {
             if mh * mw != raw.len() || raw.is_empty() {
                 continue;
             }
-            // Pushed only beside a map, so block i's channel weights are at index i too.
-            if let Some(channel) = a.channel.as_ref().and_then(|n| values.remove(n)) {
-                channels.push(channel);
-            }
+            // One entry beside every map (empty when the model does not name the block's
+            // channel weights), so block i's channel weights stay at index i.
+            channels.push(
+                a.channel
+                    .as_ref()
+                    .and_then(|n| values.remove(n))
+                    .unwrap_or_default(),
+            );
             let values = if a.logit {
                 raw.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect()
             } else {
