@@ -79,7 +79,7 @@ qemu_run() {
   local name=$1 dir=$2
   shift 2
   local log="$logs/$name.log"
-  echo "== $name: cargo run --release $*"
+  echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $name: cargo run --release $*"
   (cd "$here/$dir" && cargo run --release "$@") >"$log" 2>&1
   local status=$?
   grep -E 'counter check|accuracy|latency|CBAM-RESULT|CBAM-RAM|PASS|FAIL|ERROR|error' "$log" | sed 's/^/   /'
@@ -103,7 +103,7 @@ build_only() {
   local name=$1 dir=$2
   shift 2
   local log="$logs/$name.log"
-  echo "== $name: cargo build --release $*"
+  echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $name: cargo build --release $*"
   if ! (cd "$here/$dir" && cargo build --release "$@") >"$log" 2>&1; then
     tail -n 20 "$log" | sed 's/^/   /'
     fail "$name did not build (log: $log)"

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # The camera feature needs bindgen against the aarch64 kernel headers; the suite keeps to
 # the capture-free build so it stays fast, and the camera code is unit-tested on the host.

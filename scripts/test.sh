@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-step() { printf '\n=== %s\n' "$*"; }
+# Each step is stamped with the suite's elapsed time, so a CI log shows where the time goes.
+step() { printf '\n=== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 step "set-up"
 bash scripts/setup.sh
@@ -43,4 +44,4 @@ step "the Pi build: aarch64 under qemu-user, compared with the host"
 bash scripts/test-pi.sh
 
 echo
-echo "all test steps passed"
+echo "all test steps passed in $((SECONDS / 60))m$((SECONDS % 60))s"
