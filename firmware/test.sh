@@ -125,6 +125,12 @@ elf_path() {
   echo "$here/$dir/target/$target/release/cbam-firmware-$dir"
 }
 
+# The suite lints its host workspace through RUSTC_WORKSPACE_WRAPPER; the firmware
+# workspaces build for their targets without it, and only the host `cbam` below keeps it so
+# it reuses the suite's build.
+HOST_WORKSPACE_WRAPPER=${RUSTC_WORKSPACE_WRAPPER:-}
+unset RUSTC_WORKSPACE_WRAPPER
+
 echo "== host unit tests (app, build-support)"
 for crate in app build-support; do
   if ! (cd "$here/$crate" && cargo test --quiet) >"$logs/unit-$crate.log" 2>&1; then
@@ -208,7 +214,7 @@ fit_summary() {
 echo "== RGB example models on $rgb_board (scripts/rgb-blobs.sh; $rgb_images of their test images)"
 cbam=$repo/target/debug/cbam
 rgb=""
-if ! (cd "$repo" && cargo build -p cbam-cli --bin cbam) >"$logs/cbam-host.log" 2>&1; then
+if ! (cd "$repo" && RUSTC_WORKSPACE_WRAPPER=$HOST_WORKSPACE_WRAPPER cargo build -p cbam-cli --bin cbam) >"$logs/cbam-host.log" 2>&1; then
   tail -n 20 "$logs/cbam-host.log" | sed 's/^/   /'
   fail "the host cbam did not build (log: $logs/cbam-host.log)"
 elif ! rgb=$(bash "$repo/scripts/rgb-blobs.sh" "$cbam" "$logs/rgb-blobs" 2>"$logs/rgb-blobs.log"); then

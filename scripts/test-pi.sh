@@ -18,9 +18,9 @@ step() { printf '\n=== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"
 CAMERA=(--no-camera)
 [ "${PI_CAMERA:-0}" = 1 ] && CAMERA=()
 step "cross-build cbam for aarch64 ${CAMERA[*]:-}"
-PI_BIN="$ROOT/$(bash scripts/pi-build.sh --dev "${CAMERA[@]}" | tail -n 1)"
+PI_BIN="$ROOT/$(env -u RUSTC_WORKSPACE_WRAPPER bash scripts/pi-build.sh --dev "${CAMERA[@]}" | tail -n 1)"
 step "cbam-core's tests on aarch64 under qemu-user (the NEON backend's shared suite)"
-cargo test -p cbam-core --target aarch64-unknown-linux-gnu
+env -u RUSTC_WORKSPACE_WRAPPER cargo test -p cbam-core --target aarch64-unknown-linux-gnu
 step "host build"
 cargo build -p cbam-cli --bin cbam
 HOST_BIN="$ROOT/target/debug/cbam"
