@@ -201,6 +201,21 @@ pub(crate) trait Isa: Copy {
         outs: [&mut [i8]; 2],
     );
 
+    /// The matrix product's micro-kernel (see [`super::gemm`]): for each pixel `p <
+    /// pixels <= TILE`, whose window is `windows[p * stride..][..stride]` (`stride` even),
+    /// and each channel `o < len <= PANEL`, `out[p * out_c + o] = clamp(requant(bias +
+    /// sum_j window[2j] * w_o[2j] + window[2j + 1] * w_o[2j + 1]) + zp)` with the block's
+    /// channel `at + o`'s constants, where `w_o`'s taps `2j` and `2j + 1` are the two
+    /// halves of `panel[j * PANEL + o]` and `panel` holds `stride / 2 * PANEL` words.
+    fn gemm_tile(
+        self,
+        windows: (&[i16], usize),
+        pixels: usize,
+        panel: &[i32],
+        block: (&ChannelBlock, usize),
+        out: (&mut [i8], usize, usize),
+    );
+
     /// One output row of a two-channel-to-one convolution (stride 1): `out[x]` is
     /// `clamp(requant(bias + sum_t pair(plane[2 * (ky * wp + x + kx)..]) . taps[t]) + zp)`
     /// with channel 0's constants, over taps `t = ky * kw + kx`, where `pair(..)` is the
@@ -265,7 +280,7 @@ pub(crate) trait Isa: Copy {
 }
 
 /// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
-/// same-named function of the invoking module's `conv`, `depthwise` and `elementwise`
+/// same-named function of the invoking module's `conv`, `gemm`, `depthwise` and `elementwise`
 /// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
 /// proves the target features those `unsafe` functions enable are present.
 macro_rules! forward_isa {
@@ -307,6 +322,19 @@ macro_rules! forward_isa {
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { conv::pixel2(windows, weights, per_out, block, outs) }
+            }
+
+            #[inline]
+            fn gemm_tile(
+                self,
+                windows: (&[i16], usize),
+                pixels: usize,
+                panel: &[i32],
+                block: (&ChannelBlock, usize),
+                out: (&mut [i8], usize, usize),
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { gemm::gemm_tile(windows, pixels, panel, block, out) }
             }
 
             #[inline]
