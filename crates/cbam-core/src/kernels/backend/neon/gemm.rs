@@ -10,40 +10,76 @@ use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::aarch64::*;
 
 #[target_feature(enable = "neon")]
-pub(super) fn gemm_tile(
-    windows: (&[i16], usize),
+pub(super) fn gemm_run(
+    (windows, stride): (&[i16], usize),
     pixels: usize,
     panel: &[i32],
-    block: (&ChannelBlock, usize),
-    out: (&mut [i8], usize, usize),
+    (block, at): (&ChannelBlock, usize),
+    (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    match pixels {
-        4 => tile::<4>(windows, panel, block, out),
-        3 => tile::<3>(windows, panel, block, out),
-        2 => tile::<2>(windows, panel, block, out),
-        1 => tile::<1>(windows, panel, block, out),
-        _ => {}
+    let stage = PanelStage::new(block, at);
+    let mut done = 0;
+    while done < pixels {
+        let x = windows.get(done * stride..).unwrap_or_default();
+        let o = out.get_mut(done * out_c..).unwrap_or_default();
+        let (x, o) = ((x, stride), (o, out_c, len));
+        done += match pixels - done {
+            1 => tile::<1>(x, panel, &stage, o),
+            2 => tile::<2>(x, panel, &stage, o),
+            3 => tile::<3>(x, panel, &stage, o),
+            _ => tile::<4>(x, panel, &stage, o),
+        };
     }
 }
 
-/// [`gemm_tile`] of `P` pixels: `4 * P` accumulators and four weight vectors stay in
-/// registers.
+/// The output stage of a panel's sixteen channels, decoded once per run.
+struct PanelStage {
+    lanes: [Lanes; 4],
+    bias: [int32x4_t; 4],
+}
+
+impl PanelStage {
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn new(block: &ChannelBlock, at: usize) -> Self {
+        let (zp, min, max) = (
+            vdupq_n_s32(block.zp),
+            vdupq_n_s32(block.min),
+            vdupq_n_s32(block.max),
+        );
+        let mut lanes = [Lanes {
+            mult: zp,
+            left: zp,
+            right: zp,
+            zp,
+            min,
+            max,
+        }; 4];
+        let mut bias = [zp; 4];
+        for (q, (l, b)) in lanes.iter_mut().zip(bias.iter_mut()).enumerate() {
+            let ch = at + 4 * q;
+            l.mult = load_lanes(&block.mult, ch);
+            l.left = load_lanes(&block.left, ch);
+            l.right = load_lanes(&block.right, ch);
+            *b = load_lanes(&block.bias, ch);
+        }
+        Self { lanes, bias }
+    }
+}
+
+/// `P` pixels of [`gemm_run`]: `4 * P` accumulators and four weight vectors stay in
+/// registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "neon")]
 fn tile<const P: usize>(
     (windows, stride): (&[i16], usize),
     panel: &[i32],
-    (block, at): (&ChannelBlock, usize),
+    stage: &PanelStage,
     (out, out_c, len): (&mut [i8], usize, usize),
-) {
+) -> usize {
     let pairs = stride / 2;
-    if P == 0
-        || stride % 2 != 0
-        || windows.len() < P * stride
-        || panel.len() < pairs * PANEL
-        || len > PANEL
-    {
-        return;
+    if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
+        return P.max(1);
     }
     let mut acc = [[vdupq_n_s32(0); 4]; P];
     let (x, w) = (windows.as_ptr(), panel.as_ptr());
@@ -67,27 +103,7 @@ fn tile<const P: usize>(
             }
         }
     }
-    let (zp, min, max) = (
-        vdupq_n_s32(block.zp),
-        vdupq_n_s32(block.min),
-        vdupq_n_s32(block.max),
-    );
-    let mut lanes = [Lanes {
-        mult: zp,
-        left: zp,
-        right: zp,
-        zp,
-        min,
-        max,
-    }; 4];
-    let mut bias = [zp; 4];
-    for (q, (l, b)) in lanes.iter_mut().zip(bias.iter_mut()).enumerate() {
-        let ch = at + 4 * q;
-        l.mult = load_lanes(&block.mult, ch);
-        l.left = load_lanes(&block.left, ch);
-        l.right = load_lanes(&block.right, ch);
-        *b = load_lanes(&block.bias, ch);
-    }
+    let (lanes, bias) = (&stage.lanes, &stage.bias);
     for (p, acc) in acc.iter().enumerate() {
         let v: [int32x4_t; 4] = [
             requant_lanes(vaddq_s32(acc[0], bias[0]), &lanes[0]),
@@ -101,4 +117,5 @@ fn tile<const P: usize>(
             *d = s;
         }
     }
+    P
 }

@@ -1,23 +1,20 @@
 //! CONV2D as a register-blocked matrix product, with the output channels in the vector
 //! lanes: each output pixel's window (`x + offset` as `i16`, zero in the padding) is one
 //! row of the left matrix, and the weights, repacked once per layer into panels of
-//! [`PANEL`] channels, the right one. The [`Isa::gemm_tile`] micro-kernel multiplies a
-//! pair of taps of up to [`TILE`] pixels, broadcast, against the same pair of taps of
+//! [`PANEL`] channels, the right one. The [`Isa::gemm_run`] micro-kernel multiplies a
+//! pair of taps of up to four pixels, broadcast, against the same pair of taps of
 //! [`PANEL`] channels, so that its accumulators are whole output vectors: no horizontal
 //! sums, and one requantization per [`PANEL`] outputs.
 //!
 //! The order of the loops keeps both operands in the L1 cache: channel blocks (one
 //! [`ChannelBlock`] of constants and the panels of its weights) outside, then runs of
 //! pixels whose windows are gathered once into a stack buffer, then each panel over the
-//! run, [`TILE`] pixels at a time.
+//! run, a few pixels at a time.
 
 use super::isa::{ChannelBlock, Isa, BLOCK};
 
 /// Output channels per panel, the micro-kernel's width.
 pub(crate) const PANEL: usize = 16;
-
-/// Output pixels per micro-kernel call.
-pub(crate) const TILE: usize = 4;
 
 /// `i32` words of packed weights on the stack (64 KiB): a block's panels.
 const PACKED_WORDS: usize = 16_384;
@@ -77,7 +74,7 @@ pub(crate) fn conv<I: Isa>(
     let pixels = output.len() / out_c;
     // Channels per block: as many panels as the buffer holds, at most one ChannelBlock.
     let block_c = (PACKED_WORDS / (pairs * PANEL) * PANEL).min(BLOCK);
-    let run = (ROWS_LEN / stride / TILE * TILE).clamp(TILE, MAX_RUN);
+    let run = (ROWS_LEN / stride).min(MAX_RUN);
     let mut packed = [0i32; PACKED_WORDS];
     let mut rows = [0i16; ROWS_LEN];
     let mut first = 0;
@@ -103,22 +100,17 @@ pub(crate) fn conv<I: Isa>(
             for (s, panel) in packed.chunks_exact(pairs * PANEL).enumerate() {
                 let at = s * PANEL;
                 let len = (n - at).min(PANEL);
-                let mut done = 0;
-                while done < count {
-                    let tile = (count - done).min(TILE);
-                    let windows = rows.get(done * stride..).unwrap_or_default();
-                    let out = output
-                        .get_mut((px + done) * out_c + first + at..)
-                        .unwrap_or_default();
-                    isa.gemm_tile(
-                        (windows, stride),
-                        tile,
-                        panel,
-                        (&block, at),
-                        (out, out_c, len),
-                    );
-                    done += tile;
-                }
+                let windows = rows.get(..count * stride).unwrap_or_default();
+                let out = output
+                    .get_mut(px * out_c + first + at..)
+                    .unwrap_or_default();
+                isa.gemm_run(
+                    (windows, stride),
+                    count,
+                    panel,
+                    (&block, at),
+                    (out, out_c, len),
+                );
             }
             px += count;
         }

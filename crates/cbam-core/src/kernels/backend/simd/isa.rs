@@ -201,13 +201,13 @@ pub(crate) trait Isa: Copy {
         outs: [&mut [i8]; 2],
     );
 
-    /// The matrix product's micro-kernel (see [`super::gemm`]): for each pixel `p <
-    /// pixels <= TILE`, whose window is `windows[p * stride..][..stride]` (`stride` even),
+    /// The matrix product's micro-kernel (see [`super::gemm`]) over a run of pixels, a
+    /// few at a time: for each pixel `p < pixels`, whose window is `windows[p * stride..][..stride]` (`stride` even),
     /// and each channel `o < len <= PANEL`, `out[p * out_c + o] = clamp(requant(bias +
     /// sum_j window[2j] * w_o[2j] + window[2j + 1] * w_o[2j + 1]) + zp)` with the block's
     /// channel `at + o`'s constants, where `w_o`'s taps `2j` and `2j + 1` are the two
     /// halves of `panel[j * PANEL + o]` and `panel` holds `stride / 2 * PANEL` words.
-    fn gemm_tile(
+    fn gemm_run(
         self,
         windows: (&[i16], usize),
         pixels: usize,
@@ -325,7 +325,7 @@ macro_rules! forward_isa {
             }
 
             #[inline]
-            fn gemm_tile(
+            fn gemm_run(
                 self,
                 windows: (&[i16], usize),
                 pixels: usize,
@@ -334,7 +334,7 @@ macro_rules! forward_isa {
                 out: (&mut [i8], usize, usize),
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
-                unsafe { gemm::gemm_tile(windows, pixels, panel, block, out) }
+                unsafe { gemm::gemm_run(windows, pixels, panel, block, out) }
             }
 
             #[inline]

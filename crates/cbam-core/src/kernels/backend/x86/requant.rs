@@ -76,19 +76,23 @@ pub(super) fn saturating_shl(x: __m256i, left: __m256i) -> __m256i {
     _mm256_blendv_epi8(saturated, shifted, exact)
 }
 
-/// `multiply_by_quantized_multiplier` lane by lane:
-/// - the saturating `acc * 2^left`;
-/// - the doubling high multiply as `(x * mult + 2^30) >> 31` on 64-bit products (even
-///   lanes with `vpmuldq`, odd lanes moved down first), where only `MIN * MIN` ends at
-///   `i32::MIN` and becomes `i32::MAX`;
-/// - the rounding divide by `2^right`, half away from zero, with per-lane mask and
-///   threshold.
+/// `multiply_by_quantized_multiplier` lane by lane: the saturating `acc * 2^left`, the
+/// [`doubling_high`] multiply and the [`rounding_shr`] by `2^right`.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn scale_lanes(acc: __m256i, mult: __m256i, left: __m256i, right: __m256i) -> __m256i {
     let one = _mm256_set1_epi32(1);
-    let x = saturating_shl(acc, left);
+    let high = doubling_high(saturating_shl(acc, left), mult);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    rounding_shr(high, right, mask, _mm256_srai_epi32::<1>(mask))
+}
 
+/// The saturating rounding doubling high multiply lane by lane, as `(x * mult + 2^30) >> 31`
+/// on 64-bit products (even lanes with `vpmuldq`, odd lanes moved down first), where only
+/// `MIN * MIN` ends at `i32::MIN` and becomes `i32::MAX`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn doubling_high(x: __m256i, mult: __m256i) -> __m256i {
     let nudge = _mm256_set1_epi64x(1 << 30);
     let even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
     let odd = _mm256_add_epi64(
@@ -99,10 +103,15 @@ pub(super) fn scale_lanes(acc: __m256i, mult: __m256i, left: __m256i, right: __m
         _mm256_srli_epi64::<31>(even),
         _mm256_slli_epi64::<1>(odd),
     );
-    let high = _mm256_xor_si256(high, _mm256_cmpeq_epi32(high, _mm256_set1_epi32(i32::MIN)));
+    _mm256_xor_si256(high, _mm256_cmpeq_epi32(high, _mm256_set1_epi32(i32::MIN)))
+}
 
-    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-    let threshold = _mm256_sub_epi32(_mm256_srai_epi32::<1>(mask), _mm256_srai_epi32::<31>(high));
+/// The rounding divide of `high` by `2^right`, half away from zero, lane by lane, with
+/// `mask = 2^right - 1` and `half = mask >> 1`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn rounding_shr(high: __m256i, right: __m256i, mask: __m256i, half: __m256i) -> __m256i {
+    let threshold = _mm256_sub_epi32(half, _mm256_srai_epi32::<31>(high));
     let round_up = _mm256_cmpgt_epi32(_mm256_and_si256(high, mask), threshold);
     _mm256_sub_epi32(_mm256_srav_epi32(high, right), round_up)
 }
