@@ -9,6 +9,12 @@ use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::aarch64::*;
 
+/// The portable packing (this loop is a small part of a layer's time on the Pi's cores).
+#[target_feature(enable = "neon")]
+pub(super) fn pack_panels(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
+    crate::kernels::backend::simd::gemm::pack(weights, per_out, pairs, packed);
+}
+
 #[target_feature(enable = "neon")]
 pub(super) fn gemm_run(
     (windows, stride): (&[i16], usize),

@@ -64,7 +64,11 @@ pub(crate) fn conv2d<I: Isa>(
         offset,
     };
     let out_c = out_shape.c;
-    if per_out <= gemm::MAX_TAPS {
+    // Packing the weights costs about as much as a few pixels' products: with few output
+    // pixels per weight (late layers of a network) the per-pixel dot products, which
+    // read the weights as they are, win (measured on the example models).
+    let pixels = output.len() / out_c.max(1);
+    if per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out {
         let w = out_shape.w.max(1);
         let weights = (p.weights, per_out);
         if g.is_pointwise() {

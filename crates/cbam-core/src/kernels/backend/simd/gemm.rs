@@ -22,6 +22,10 @@ const PACKED_WORDS: usize = 16_384;
 /// Longest window (taps) the matrix product takes: one panel's pairs fill the buffer.
 pub(crate) const MAX_TAPS: usize = 2 * PACKED_WORDS / PANEL;
 
+/// The matrix product pays for its packing from one output pixel per this many taps of
+/// window on (measured on the example models' layers, AVX2).
+pub(crate) const TAPS_PER_PIXEL: usize = 12;
+
 /// `i16` elements of gathered windows on the stack (16 KiB).
 const ROWS_LEN: usize = 8192;
 
@@ -29,10 +33,11 @@ const ROWS_LEN: usize = 8192;
 const MAX_RUN: usize = 64;
 
 /// The weights of the channels `first..first + n` of a block, as panels of [`PANEL`]
-/// channels: panel `s`'s word `j * PANEL + o` holds taps `2j` (low half) and `2j + 1`
+/// channels (`packed` holds whole panels): panel `s`'s word `j * PANEL + o` holds taps `2j` (low half) and `2j + 1`
 /// (high half) of channel `first + s * PANEL + o` as `i16`; taps past the window and
 /// channels past `n` are zero.
-fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
+#[cfg(any(test, cbam_backend = "neon"))]
+pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
     let panel_len = pairs * PANEL;
     for (panel, rows) in packed
         .chunks_exact_mut(panel_len.max(1))
@@ -86,7 +91,7 @@ pub(crate) fn conv<I: Isa>(
             .get(first * per_out..(first + n) * per_out)
             .unwrap_or_default();
         let packed = packed.get_mut(..panels * pairs * PANEL).unwrap_or_default();
-        pack(block_weights, per_out, pairs, packed);
+        isa.pack_panels(block_weights, per_out, pairs, packed);
         let mut px = 0;
         while px < pixels {
             let count = (pixels - px).min(run);

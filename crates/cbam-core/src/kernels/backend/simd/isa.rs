@@ -201,6 +201,9 @@ pub(crate) trait Isa: Copy {
         outs: [&mut [i8]; 2],
     );
 
+    /// [`super::gemm::pack`], the same words.
+    fn pack_panels(self, weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]);
+
     /// The matrix product's micro-kernel (see [`super::gemm`]) over a run of pixels, a
     /// few at a time: for each pixel `p < pixels`, whose window is `windows[p * stride..][..stride]` (`stride` even),
     /// and each channel `o < len <= PANEL`, `out[p * out_c + o] = clamp(requant(bias +
@@ -322,6 +325,12 @@ macro_rules! forward_isa {
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { conv::pixel2(windows, weights, per_out, block, outs) }
+            }
+
+            #[inline]
+            fn pack_panels(self, weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { gemm::pack_panels(weights, per_out, pairs, packed) }
             }
 
             #[inline]

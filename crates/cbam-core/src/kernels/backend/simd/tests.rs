@@ -4,7 +4,7 @@
 //! (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
 
 use super::isa::{ChannelBlock, Isa, TensorRequant};
-use super::{conv, depthwise};
+use super::{conv, depthwise, gemm};
 use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
 use crate::kernels::test_support::{depthwise_reference, random_conv_shapes, QuantData, Rng};
@@ -25,6 +25,7 @@ macro_rules! isa_tests {
             conv2d_takes_the_cases_it_is_exact_for,
             conv2d_declines_windows_past_its_buffer,
             gemm_matches_portable_on_long_windows,
+            pack_panels_matches_portable,
             depthwise_takes_model_layers,
             requant_matches_output_requant_at_the_extremes,
             widen_adds_the_offset_over_any_length,
@@ -184,6 +185,24 @@ pub(crate) fn gemm_matches_portable_on_long_windows(b: impl Isa) {
             portable(&p, ins, &input, outs),
             "{ins:?} {outs:?} k={k} out_zp={out_zp}"
         );
+    }
+}
+
+/// The instruction set's weight packing gives the portable packing's words, for any
+/// window length and any number of channels (partial panels, partial 16-byte chunks).
+pub(crate) fn pack_panels_matches_portable(b: impl Isa) {
+    let mut rng = Rng::new(0x9AC4);
+    for _ in 0..300 {
+        let per_out = rng.range(1, 80);
+        let n = rng.range(1, 50);
+        let pairs = per_out.div_ceil(2);
+        let panels = n.div_ceil(gemm::PANEL);
+        let weights = rng.i8s(n * per_out);
+        let len = panels * pairs * gemm::PANEL;
+        let (mut got, mut want) = (std::vec![7i32; len], std::vec![-7i32; len]);
+        b.pack_panels(&weights, per_out, pairs, &mut got);
+        gemm::pack(&weights, per_out, pairs, &mut want);
+        assert_eq!(got, want, "per_out={per_out} n={n}");
     }
 }
 

@@ -8,6 +8,93 @@ use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::x86_64::*;
 
+/// [`crate::kernels::backend::simd::gemm::pack`] by 8x8 transposes: sixteen bytes of a
+/// weight row, sign-extended, are eight tap-pair words of one channel; eight such rows
+/// transposed are eight panel rows of eight channels.
+#[target_feature(enable = "avx2")]
+pub(super) fn pack_panels(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
+    let panel_len = pairs * PANEL;
+    if per_out == 0 || panel_len == 0 {
+        return;
+    }
+    for (panel, rows) in packed
+        .chunks_exact_mut(panel_len)
+        .zip(weights.chunks(PANEL * per_out))
+    {
+        for half in 0..PANEL / 8 {
+            let mut j0 = 0;
+            while j0 < pairs {
+                let mut r = [_mm256_setzero_si256(); 8];
+                for (o, r) in r.iter_mut().enumerate() {
+                    let row = rows.get((half * 8 + o) * per_out..).unwrap_or_default();
+                    let row = row.get(..per_out).unwrap_or_default();
+                    *r = widen_chunk(row.get(2 * j0..).unwrap_or_default());
+                }
+                let t = transpose8(r);
+                for (j, t) in t.iter().enumerate() {
+                    let at = (j0 + j) * PANEL + half * 8;
+                    if let Some(dst) = panel.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<8>) {
+                        // SAFETY: writes exactly the 32 bytes of the chunk.
+                        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), *t) };
+                    }
+                }
+                j0 += 8;
+            }
+        }
+    }
+}
+
+/// The first sixteen bytes of `bytes` (zero past its end) sign-extended to `i16`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn widen_chunk(bytes: &[i8]) -> __m256i {
+    let v = match bytes.first_chunk::<16>() {
+        // SAFETY: reads exactly the 16 bytes of the chunk.
+        Some(c) => unsafe { _mm_loadu_si128(c.as_ptr().cast()) },
+        None => {
+            let mut c = [0i8; 16];
+            for (d, &s) in c.iter_mut().zip(bytes) {
+                *d = s;
+            }
+            // SAFETY: reads exactly the 16 bytes of the local array.
+            unsafe { _mm_loadu_si128(c.as_ptr().cast()) }
+        }
+    };
+    _mm256_cvtepi8_epi16(v)
+}
+
+/// The 8x8 transpose of `i32` lanes: lane `i` of result `j` is lane `j` of `r[i]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+    let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+    let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+    let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+    let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    let u0 = _mm256_unpacklo_epi64(t0, t2);
+    let u1 = _mm256_unpackhi_epi64(t0, t2);
+    let u2 = _mm256_unpacklo_epi64(t1, t3);
+    let u3 = _mm256_unpackhi_epi64(t1, t3);
+    let u4 = _mm256_unpacklo_epi64(t4, t6);
+    let u5 = _mm256_unpackhi_epi64(t4, t6);
+    let u6 = _mm256_unpacklo_epi64(t5, t7);
+    let u7 = _mm256_unpackhi_epi64(t5, t7);
+    [
+        _mm256_permute2x128_si256::<0x20>(u0, u4),
+        _mm256_permute2x128_si256::<0x20>(u1, u5),
+        _mm256_permute2x128_si256::<0x20>(u2, u6),
+        _mm256_permute2x128_si256::<0x20>(u3, u7),
+        _mm256_permute2x128_si256::<0x31>(u0, u4),
+        _mm256_permute2x128_si256::<0x31>(u1, u5),
+        _mm256_permute2x128_si256::<0x31>(u2, u6),
+        _mm256_permute2x128_si256::<0x31>(u3, u7),
+    ]
+}
+
 #[target_feature(enable = "avx2")]
 pub(super) fn gemm_run(
     (windows, stride): (&[i16], usize),
