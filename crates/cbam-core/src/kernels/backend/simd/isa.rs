@@ -249,6 +249,23 @@ pub(crate) trait Isa: Copy {
         out: &mut [i8],
     );
 
+    /// [`Isa::depthwise_pixel`] for `count` output pixels of a row whose windows lie
+    /// inside the input: pixel `i`'s tap `t` row is `input[start + i * step + taps[t]..]`
+    /// and its outputs are `out[i * out_step..][..len]` (`len <= LANES`). `false`,
+    /// writing nothing, when some tap's sixteen bytes are not all inside `input` or
+    /// `taps.len() != 2 * weights.len()`.
+    #[allow(clippy::too_many_arguments)]
+    fn depthwise_row(
+        self,
+        input: &[i8],
+        pixels: (usize, usize, usize),
+        taps: &[usize],
+        weights: &[PairWeights],
+        offset: i16,
+        block: (&ChannelBlock, usize),
+        out: (&mut [i8], usize, usize),
+    ) -> bool;
+
     /// Output pixels of a window of at most `2 * SMALL_PAIRS` taps, with the block's weights
     /// transposed (`n <= weights.lanes`), by broadcasting each tap pair against eight
     /// channels: pixel `i`'s window is
@@ -371,6 +388,23 @@ macro_rules! forward_isa {
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { depthwise::depthwise_pixel(rows, weights, offset, block, out) }
+            }
+
+            #[inline]
+            fn depthwise_row(
+                self,
+                input: &[i8],
+                pixels: (usize, usize, usize),
+                taps: &[usize],
+                weights: &[$crate::kernels::backend::simd::depthwise::PairWeights],
+                offset: i16,
+                block: (&ChannelBlock, usize),
+                out: (&mut [i8], usize, usize),
+            ) -> bool {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe {
+                    depthwise::depthwise_row(input, pixels, taps, weights, offset, block, out)
+                }
             }
 
             #[inline]

@@ -2,8 +2,7 @@
 //! broadcast pair of window taps `vpmaddwd` against the same pair of taps of eight
 //! channels gives eight exact `i32` pair sums, added into that pixel's accumulators.
 
-use super::load_lanes8;
-use super::requant::{doubling_high, requant_lanes, rounding_shr, saturating_shl, Lanes};
+use super::requant::Stage16;
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::x86_64::*;
@@ -103,7 +102,7 @@ pub(super) fn gemm_run(
     (block, at): (&ChannelBlock, usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let stage = PanelStage::new(block, at);
+    let stage = Stage16::new(block, at);
     let mut done = 0;
     while done < pixels {
         let x = windows.get(done * stride..).unwrap_or_default();
@@ -125,7 +124,7 @@ pub(super) fn gemm_run(
 fn tile<const P: usize>(
     (windows, stride): (&[i16], usize),
     panel: &[i32],
-    stage: &PanelStage,
+    stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
     let pairs = stride / 2;
@@ -166,145 +165,4 @@ fn tile<const P: usize>(
         }
     }
     P
-}
-
-/// Output zero points for which [`PanelStage::finish`] may add the zero point with `i16`
-/// saturation: a value saturated at `+-32767` plus such a zero point is still outside the
-/// int8 range on the same side, so the final clamp gives what the exact sum would.
-const NARROW_ZP: core::ops::RangeInclusive<i32> = -32_640..=32_640;
-
-/// The output stage of a panel's sixteen channels, decoded once per tile.
-struct PanelStage {
-    bias: [__m256i; 2],
-    mult: [__m256i; 2],
-    left: [__m256i; 2],
-    right: [__m256i; 2],
-    mask: [__m256i; 2],
-    half: [__m256i; 2],
-    /// Whether any channel has a left shift (a multiplier above one: rare).
-    shifts_left: bool,
-    narrow: bool,
-    zp16: __m256i,
-    min8: __m128i,
-    max8: __m128i,
-    /// The general stage, for a zero point that is not narrow.
-    lanes: [Lanes; 2],
-}
-
-impl PanelStage {
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn new(block: &ChannelBlock, at: usize) -> Self {
-        let (zp, min, max) = (
-            _mm256_set1_epi32(block.zp),
-            _mm256_set1_epi32(block.min),
-            _mm256_set1_epi32(block.max),
-        );
-        let one = _mm256_set1_epi32(1);
-        let mult = [
-            load_lanes8(&block.mult, at),
-            load_lanes8(&block.mult, at + 8),
-        ];
-        let left = [
-            load_lanes8(&block.left, at),
-            load_lanes8(&block.left, at + 8),
-        ];
-        let right = [
-            load_lanes8(&block.right, at),
-            load_lanes8(&block.right, at + 8),
-        ];
-        let mask = [
-            _mm256_sub_epi32(_mm256_sllv_epi32(one, right[0]), one),
-            _mm256_sub_epi32(_mm256_sllv_epi32(one, right[1]), one),
-        ];
-        let lanes = [
-            Lanes {
-                mult: mult[0],
-                left: left[0],
-                right: right[0],
-                zp,
-                min,
-                max,
-            },
-            Lanes {
-                mult: mult[1],
-                left: left[1],
-                right: right[1],
-                zp,
-                min,
-                max,
-            },
-        ];
-        Self {
-            bias: [
-                load_lanes8(&block.bias, at),
-                load_lanes8(&block.bias, at + 8),
-            ],
-            mult,
-            left,
-            right,
-            mask,
-            half: [
-                _mm256_srai_epi32::<1>(mask[0]),
-                _mm256_srai_epi32::<1>(mask[1]),
-            ],
-            shifts_left: {
-                let any = _mm256_or_si256(left[0], left[1]);
-                _mm256_testz_si256(any, any) == 0
-            },
-            narrow: NARROW_ZP.contains(&block.zp),
-            // Only read for a narrow zero point, which then fits.
-            zp16: _mm256_set1_epi16(block.zp as i16),
-            min8: _mm_set1_epi8(block.min as i8),
-            max8: _mm_set1_epi8(block.max as i8),
-            lanes,
-        }
-    }
-
-    /// `clamp(requant(bias + acc) + zp)` of the sixteen channels, as bytes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn finish(&self, acc: &[__m256i; 2]) -> __m128i {
-        let sums = [
-            _mm256_add_epi32(acc[0], self.bias[0]),
-            _mm256_add_epi32(acc[1], self.bias[1]),
-        ];
-        if !self.narrow {
-            return pack16(
-                requant_lanes(sums[0], &self.lanes[0]),
-                requant_lanes(sums[1], &self.lanes[1]),
-            );
-        }
-        let mut scaled = [_mm256_setzero_si256(); 2];
-        for (h, s) in scaled.iter_mut().enumerate() {
-            let x = if self.shifts_left {
-                saturating_shl(sums[h], self.left[h])
-            } else {
-                sums[h]
-            };
-            let high = doubling_high(x, self.mult[h]);
-            *s = rounding_shr(high, self.right[h], self.mask[h], self.half[h]);
-        }
-        // Saturated to i16 and back in channel order, plus the zero point (see NARROW_ZP),
-        // saturated to i8 and clamped to the activation range.
-        let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(scaled[0], scaled[1]));
-        let words = _mm256_adds_epi16(words, self.zp16);
-        let bytes = _mm_packs_epi16(
-            _mm256_castsi256_si128(words),
-            _mm256_extracti128_si256::<1>(words),
-        );
-        _mm_min_epi8(_mm_max_epi8(bytes, self.min8), self.max8)
-    }
-}
-
-/// The sixteen int8-range lanes of `a` then `b` as bytes.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn pack16(a: __m256i, b: __m256i) -> __m128i {
-    // `packs` works within 128-bit halves: [a0-3, b0-3 | a4-7, b4-7], put back in order.
-    let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(a, b));
-    _mm_packs_epi16(
-        _mm256_castsi256_si128(words),
-        _mm256_extracti128_si256::<1>(words),
-    )
 }
