@@ -3,8 +3,10 @@
 //! the [`Isa`]'s.
 //!
 //! Each output pixel's window is widened once into an `i16` buffer with the input offset
-//! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes), so the
-//! backend's inner loop is a plain `i16 x i8` dot product over a contiguous, zero-padded
+//! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes). Most
+//! layers then run as a matrix product of those windows with the weights ([`gemm`]);
+//! layers with few output pixels per weight, or windows past [`gemm::MAX_TAPS`], take the
+//! per-pixel path here, a plain `i16 x i8` dot product over the contiguous, zero-padded
 //! buffer shared by every output channel of the pixel.
 
 use super::gemm;
