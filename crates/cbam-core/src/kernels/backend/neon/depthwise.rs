@@ -83,3 +83,37 @@ pub(super) fn depthwise_pixel(
         o.copy_from_slice(b);
     }
 }
+
+/// A row of output pixels whose windows lie inside the input, each by [`depthwise_pixel`].
+#[target_feature(enable = "neon")]
+pub(super) fn depthwise_row(
+    input: &[i8],
+    (start, step, count): (usize, usize, usize),
+    taps: &[usize],
+    weights: &[PairWeights],
+    offset: i16,
+    block: (&ChannelBlock, usize),
+    (out, out_step, len): (&mut [i8], usize, usize),
+) -> bool {
+    const MAX: usize = 64;
+    if taps.len() != 2 * weights.len() || taps.len() > MAX {
+        return false;
+    }
+    let mut rows = [&input[..0]; MAX];
+    for i in 0..count {
+        let base = start + i * step;
+        for (r, &t) in rows.iter_mut().zip(taps) {
+            *r = input.get(base + t..).unwrap_or_default();
+        }
+        let o = out.get_mut(i * out_step..).unwrap_or_default();
+        let o = o.get_mut(..len.min(o.len())).unwrap_or_default();
+        depthwise_pixel(
+            rows.get(..taps.len()).unwrap_or_default(),
+            weights,
+            offset,
+            block,
+            o,
+        );
+    }
+    true
+}

@@ -11,6 +11,7 @@
 mod conv;
 mod depthwise;
 mod elementwise;
+mod gemm;
 mod requant;
 use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
 use core::arch::aarch64::*;

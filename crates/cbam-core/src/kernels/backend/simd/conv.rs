@@ -3,10 +3,13 @@
 //! the [`Isa`]'s.
 //!
 //! Each output pixel's window is widened once into an `i16` buffer with the input offset
-//! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes), so the
-//! backend's inner loop is a plain `i16 x i8` dot product over a contiguous, zero-padded
+//! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes). Most
+//! layers then run as a matrix product of those windows with the weights ([`gemm`]);
+//! layers with few output pixels per weight, or windows past [`gemm::MAX_TAPS`], take the
+//! per-pixel path here, a plain `i16 x i8` dot product over the contiguous, zero-padded
 //! buffer shared by every output channel of the pixel.
 
+use super::gemm;
 use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
 use crate::kernels::backend::PACKED_OFFSET;
 use crate::kernels::conv2d::valid_taps;
@@ -56,11 +59,6 @@ pub(crate) fn conv2d<I: Isa>(
     if let Some(done) = two_channels_to_one(isa, p, in_shape, input, out_shape, output, offset) {
         return done;
     }
-    let (mut buffer, mut second) = ([0i16; MAX_WINDOW], [0i16; MAX_WINDOW]);
-    let padded = per_out.next_multiple_of(16);
-    let (Some(window), Some(window2)) = (buffer.get_mut(..padded), second.get_mut(..padded)) else {
-        return false;
-    };
     let windows = Windows {
         g,
         in_shape,
@@ -68,6 +66,30 @@ pub(crate) fn conv2d<I: Isa>(
         offset,
     };
     let out_c = out_shape.c;
+    // Packing the weights costs about as much as a few pixels' products: with few output
+    // pixels per weight (late layers of a network) the per-pixel dot products, which
+    // read the weights as they are, win (measured on the example models).
+    let pixels = output.len() / out_c.max(1);
+    if per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out {
+        let w = out_shape.w.max(1);
+        let weights = (p.weights, per_out);
+        if g.is_pointwise() {
+            gemm::conv(isa, weights, &p.quant, output, out_c, |window, px| {
+                let x = input.get(px * per_out..).unwrap_or_default();
+                isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
+            });
+        } else {
+            gemm::conv(isa, weights, &p.quant, output, out_c, |window, px| {
+                windows.gather(isa, window, per_out, px / w, px % w);
+            });
+        }
+        return true;
+    }
+    let (mut buffer, mut second) = ([0i16; MAX_WINDOW], [0i16; MAX_WINDOW]);
+    let padded = per_out.next_multiple_of(16);
+    let (Some(window), Some(window2)) = (buffer.get_mut(..padded), second.get_mut(..padded)) else {
+        return false;
+    };
     let mut first = 0;
     while first < out_c {
         let n = (out_c - first).min(BLOCK);

@@ -9,7 +9,7 @@
 
 use super::isa::{ChannelBlock, Isa, BLOCK, MAX_OUT_ZP};
 use crate::kernels::conv2d::valid_taps;
-use crate::kernels::{DepthwiseParams, Shape};
+use crate::kernels::{ConvGeometry, DepthwiseParams, Shape};
 
 /// Channels one [`Isa::depthwise_pixel`] call computes.
 pub(crate) const LANES: usize = 16;
@@ -66,48 +66,63 @@ pub(crate) fn depthwise<I: Isa>(
                 interleave(p.weights, c, taps, ch, (first + n - ch).min(LANES), w);
             }
         }
-        let mut out_pixels = output.chunks_exact_mut(c);
-        // Only the first `taps` (`2 * pairs`) entries are ever read: set per pixel (group).
-        let mut at = [None; 2 * MAX_PAIRS];
-        let mut rows = [&padding[..]; 2 * MAX_PAIRS];
+        let groups = Groups {
+            isa,
+            g,
+            in_shape,
+            input,
+            offset,
+            padding: &padding,
+            weights: &weights,
+            block: &block,
+            first,
+            n,
+        };
+        let taps = tap_offsets(g, in_shape);
+        let taps = taps.get(..2 * pairs).unwrap_or_default();
+        let interior = interior_columns(g, in_shape.w, out_shape.w);
         for oy in 0..out_shape.h {
             let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
-            for ox in 0..out_shape.w {
-                let Some(px) = out_pixels.next() else {
-                    return true;
-                };
-                let kx = valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_shape.w);
-                // Every tap's input pixel (channel 0) or `None` in the padding.
-                let at = at.get_mut(..2 * pairs).unwrap_or_default();
-                at.fill(None);
-                for ky in ky.0..ky.1 {
-                    let iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
-                    for kx in kx.0..kx.1 {
-                        let ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
-                        if let Some(a) = at.get_mut(ky * g.kw + kx) {
-                            *a = Some((iy * in_shape.w + ix) * c);
-                        }
-                    }
-                }
-                let mut ch = first;
-                for w in weights.chunks_exact(MAX_PAIRS) {
+            let (lo, hi) = if ky == (0, g.kh) { interior } else { (0, 0) };
+            let row = output
+                .get_mut(oy * out_shape.w * c..(oy + 1) * out_shape.w * c)
+                .unwrap_or_default();
+            let (left, rest) = row.split_at_mut((lo * c).min(row.len()));
+            let (mid, right) = rest.split_at_mut(((hi - lo) * c).min(rest.len()));
+            for (ox, px) in left.chunks_exact_mut(c).enumerate() {
+                groups.pixel(oy, ox, px, 0..usize::MAX);
+            }
+            if hi > lo {
+                // Whole windows: one call per group for the run of pixels.
+                let iy = oy * g.stride_h - g.pad_top;
+                let ix = lo * g.stride_w - g.pad_left;
+                let step = g.stride_w * c;
+                for (k, w) in weights.chunks_exact(MAX_PAIRS).enumerate() {
+                    let ch = first + k * LANES;
                     if ch >= first + n {
                         break;
                     }
-                    for (r, a) in rows.iter_mut().zip(at.iter()) {
-                        *r = match a {
-                            Some(a) => input.get(a + ch..).unwrap_or(&padding),
-                            None => &padding,
-                        };
-                    }
                     let len = (first + n - ch).min(LANES);
-                    let Some(out) = px.get_mut(ch..ch + len) else {
-                        return true;
-                    };
-                    let (rows, w) = (&rows[..2 * pairs], &w[..pairs]);
-                    isa.depthwise_pixel(rows, w, offset, (&block, ch - first), out);
-                    ch += LANES;
+                    let start = (iy * in_shape.w + ix) * c + ch;
+                    let w = w.get(..pairs).unwrap_or_default();
+                    let done = isa.depthwise_row(
+                        input,
+                        (start, step, hi - lo),
+                        taps,
+                        w,
+                        offset,
+                        (&block, ch - first),
+                        (mid.get_mut(ch..).unwrap_or_default(), c, len),
+                    );
+                    if !done {
+                        for (i, px) in mid.chunks_exact_mut(c).enumerate() {
+                            groups.pixel(oy, lo + i, px, k..k + 1);
+                        }
+                    }
                 }
+            }
+            for (i, px) in right.chunks_exact_mut(c).enumerate() {
+                groups.pixel(oy, hi + i, px, 0..usize::MAX);
             }
         }
         first += n;
@@ -129,6 +144,93 @@ fn interleave(weights: &[i8], c: usize, taps: usize, ch: usize, n: usize, out: &
                     *d = i16::from(w);
                 }
             }
+        }
+    }
+}
+
+/// The input offset of every tap `ky * kw + kx` from its window's first tap, for a window
+/// that lies inside the input; an odd window's missing last tap (weight zero) repeats
+/// tap 0.
+fn tap_offsets(g: &ConvGeometry, in_shape: Shape) -> [usize; 2 * MAX_PAIRS] {
+    let mut taps = [0usize; 2 * MAX_PAIRS];
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            if let Some(t) = taps.get_mut(ky * g.kw + kx) {
+                *t = (ky * g.dil_h * in_shape.w + kx * g.dil_w) * in_shape.c;
+            }
+        }
+    }
+    taps
+}
+
+/// The output columns whose windows lie wholly inside the input's columns, as a
+/// half-open range (contiguous, since a window moves right with its column).
+fn interior_columns(g: &ConvGeometry, in_w: usize, out_w: usize) -> (usize, usize) {
+    let whole =
+        |ox: usize| valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_w) == (0, g.kw);
+    let lo = (0..out_w).find(|&ox| whole(ox)).unwrap_or(out_w);
+    let hi = (lo..out_w).find(|&ox| !whole(ox)).unwrap_or(out_w);
+    (lo, hi)
+}
+
+/// One channel block's constants and weights, for the pixels computed one at a time.
+struct Groups<'a, I> {
+    isa: I,
+    g: &'a ConvGeometry,
+    in_shape: Shape,
+    input: &'a [i8],
+    offset: i16,
+    padding: &'a [i8; LANES],
+    weights: &'a [PairWeights],
+    block: &'a ChannelBlock,
+    first: usize,
+    n: usize,
+}
+
+impl<I: Isa> Groups<'_, I> {
+    /// The groups `groups` (of [`LANES`] channels, counted from the block's first) of
+    /// output pixel `(oy, ox)`, whose channels are `px`: taps in the padding read the row
+    /// of input zero points.
+    fn pixel(&self, oy: usize, ox: usize, px: &mut [i8], groups: core::ops::Range<usize>) {
+        let (g, in_shape) = (self.g, self.in_shape);
+        let c = in_shape.c;
+        let taps = g.kh * g.kw;
+        let pairs = taps.div_ceil(2);
+        let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
+        let kx = valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_shape.w);
+        // Every tap's input pixel (channel 0) or `None` in the padding.
+        let mut at = [None; 2 * MAX_PAIRS];
+        for ky in ky.0..ky.1 {
+            let iy = oy * g.stride_h + ky * g.dil_h - g.pad_top;
+            for kx in kx.0..kx.1 {
+                let ix = ox * g.stride_w + kx * g.dil_w - g.pad_left;
+                if let Some(a) = at.get_mut(ky * g.kw + kx) {
+                    *a = Some((iy * in_shape.w + ix) * c);
+                }
+            }
+        }
+        let at = at.get(..2 * pairs).unwrap_or_default();
+        let mut rows = [&self.padding[..]; 2 * MAX_PAIRS];
+        let (first, n) = (self.first, self.n);
+        let chunks = self.weights.chunks_exact(MAX_PAIRS).enumerate();
+        for (k, w) in chunks.skip(groups.start).take(groups.len()) {
+            let ch = first + k * LANES;
+            if ch >= first + n {
+                break;
+            }
+            for (r, a) in rows.iter_mut().zip(at.iter()) {
+                *r = match a {
+                    Some(a) => self.input.get(a + ch..).unwrap_or(self.padding),
+                    None => self.padding,
+                };
+            }
+            let len = (first + n - ch).min(LANES);
+            let Some(out) = px.get_mut(ch..ch + len) else {
+                return;
+            };
+            let (rows, w) = (&rows[..2 * pairs], &w[..pairs]);
+            self.isa
+                .depthwise_pixel(rows, w, self.offset, (self.block, ch - first), out);
         }
     }
 }

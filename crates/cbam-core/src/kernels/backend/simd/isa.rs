@@ -201,6 +201,24 @@ pub(crate) trait Isa: Copy {
         outs: [&mut [i8]; 2],
     );
 
+    /// [`super::gemm::pack`], the same words.
+    fn pack_panels(self, weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]);
+
+    /// The matrix product's micro-kernel (see [`super::gemm`]) over a run of pixels, a
+    /// few at a time: for each pixel `p < pixels`, whose window is `windows[p * stride..][..stride]` (`stride` even),
+    /// and each channel `o < len <= PANEL`, `out[p * out_c + o] = clamp(requant(bias +
+    /// sum_j window[2j] * w_o[2j] + window[2j + 1] * w_o[2j + 1]) + zp)` with the block's
+    /// channel `at + o`'s constants, where `w_o`'s taps `2j` and `2j + 1` are the two
+    /// halves of `panel[j * PANEL + o]` and `panel` holds `stride / 2 * PANEL` words.
+    fn gemm_run(
+        self,
+        windows: (&[i16], usize),
+        pixels: usize,
+        panel: &[i32],
+        block: (&ChannelBlock, usize),
+        out: (&mut [i8], usize, usize),
+    );
+
     /// One output row of a two-channel-to-one convolution (stride 1): `out[x]` is
     /// `clamp(requant(bias + sum_t pair(plane[2 * (ky * wp + x + kx)..]) . taps[t]) + zp)`
     /// with channel 0's constants, over taps `t = ky * kw + kx`, where `pair(..)` is the
@@ -230,6 +248,23 @@ pub(crate) trait Isa: Copy {
         block: (&ChannelBlock, usize),
         out: &mut [i8],
     );
+
+    /// [`Isa::depthwise_pixel`] for `count` output pixels of a row whose windows lie
+    /// inside the input: pixel `i`'s tap `t` row is `input[start + i * step + taps[t]..]`
+    /// and its outputs are `out[i * out_step..][..len]` (`len <= LANES`). `false`,
+    /// writing nothing, when some tap's sixteen bytes are not all inside `input` or
+    /// `taps.len() != 2 * weights.len()`.
+    #[allow(clippy::too_many_arguments)]
+    fn depthwise_row(
+        self,
+        input: &[i8],
+        pixels: (usize, usize, usize),
+        taps: &[usize],
+        weights: &[PairWeights],
+        offset: i16,
+        block: (&ChannelBlock, usize),
+        out: (&mut [i8], usize, usize),
+    ) -> bool;
 
     /// Output pixels of a window of at most `2 * SMALL_PAIRS` taps, with the block's weights
     /// transposed (`n <= weights.lanes`), by broadcasting each tap pair against eight
@@ -265,7 +300,7 @@ pub(crate) trait Isa: Copy {
 }
 
 /// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
-/// same-named function of the invoking module's `conv`, `depthwise` and `elementwise`
+/// same-named function of the invoking module's `conv`, `gemm`, `depthwise` and `elementwise`
 /// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
 /// proves the target features those `unsafe` functions enable are present.
 macro_rules! forward_isa {
@@ -310,6 +345,25 @@ macro_rules! forward_isa {
             }
 
             #[inline]
+            fn pack_panels(self, weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { gemm::pack_panels(weights, per_out, pairs, packed) }
+            }
+
+            #[inline]
+            fn gemm_run(
+                self,
+                windows: (&[i16], usize),
+                pixels: usize,
+                panel: &[i32],
+                block: (&ChannelBlock, usize),
+                out: (&mut [i8], usize, usize),
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { gemm::gemm_run(windows, pixels, panel, block, out) }
+            }
+
+            #[inline]
             fn pair_row(
                 self,
                 plane: &[i16],
@@ -334,6 +388,23 @@ macro_rules! forward_isa {
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { depthwise::depthwise_pixel(rows, weights, offset, block, out) }
+            }
+
+            #[inline]
+            fn depthwise_row(
+                self,
+                input: &[i8],
+                pixels: (usize, usize, usize),
+                taps: &[usize],
+                weights: &[$crate::kernels::backend::simd::depthwise::PairWeights],
+                offset: i16,
+                block: (&ChannelBlock, usize),
+                out: (&mut [i8], usize, usize),
+            ) -> bool {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe {
+                    depthwise::depthwise_row(input, pixels, taps, weights, offset, block, out)
+                }
             }
 
             #[inline]

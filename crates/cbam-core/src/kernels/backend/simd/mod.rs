@@ -16,6 +16,7 @@ mod add;
 mod cbam;
 pub(super) mod conv;
 pub(super) mod depthwise;
+pub(super) mod gemm;
 pub(super) mod isa;
 mod pool;
 #[cfg(test)]

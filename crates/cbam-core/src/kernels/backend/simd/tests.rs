@@ -4,7 +4,7 @@
 //! (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
 
 use super::isa::{ChannelBlock, Isa, TensorRequant};
-use super::{conv, depthwise};
+use super::{conv, depthwise, gemm};
 use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
 use crate::kernels::test_support::{depthwise_reference, random_conv_shapes, QuantData, Rng};
@@ -24,6 +24,8 @@ macro_rules! isa_tests {
         $crate::kernels::backend::simd::tests::isa_tests!(@each isa;
             conv2d_takes_the_cases_it_is_exact_for,
             conv2d_declines_windows_past_its_buffer,
+            gemm_matches_portable_on_long_windows,
+            pack_panels_matches_portable,
             depthwise_takes_model_layers,
             requant_matches_output_requant_at_the_extremes,
             widen_adds_the_offset_over_any_length,
@@ -130,6 +132,77 @@ pub(crate) fn depthwise_takes_model_layers(b: impl Isa) {
         );
         depthwise_reference(&g, &qt, (ins, &input), &weights, (outs, &mut want));
         assert_eq!(got, want, "c={c} stride={stride}");
+    }
+}
+
+/// The matrix product over long windows (several blocks of packed weights, odd tap
+/// counts, channel counts past whole panels, windows just inside and just past its
+/// buffer) and with output zero points at the edges of its narrow output stage matches
+/// the portable kernel.
+pub(crate) fn gemm_matches_portable_on_long_windows(b: impl Isa) {
+    let mut rng = Rng::new(0x6E33);
+    let cases = [
+        (1023, 37, 1, 32_640),
+        (2048, 17, 1, -32_640),
+        (2049, 5, 1, 3),
+        (255, 150, 1, 32_641),
+        (96, 24, 1, -32_641),
+        (160, 40, 1, 0),
+        (113, 33, 3, 5),
+        (227, 19, 3, -3),
+        (228, 3, 3, -128),
+        (3, 16, 3, 127),
+    ];
+    for (in_c, out_c, k, out_zp) in cases {
+        let g = ConvGeometry::square(k, k / 2);
+        let ins = Shape::new(rng.range(1, 5), rng.range(1, 7), in_c);
+        let (oh, ow) = g.output_size(ins.h, ins.w).unwrap_or((0, 0));
+        let outs = Shape::new(oh, ow, out_c);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(out_c * k * k * in_c);
+        let mut qt = QuantData::extreme(&mut rng, out_c);
+        qt.out_zp = out_zp;
+        qt.in_zp = qt.in_zp.clamp(-32_639, 32_639);
+        // The whole int8 range, and values far past it, so that a zero point at the
+        // edge decides outputs.
+        qt.act = ActRange::from_words(-128, 127);
+        for (m, s) in qt.mult.iter_mut().zip(qt.shift.iter_mut()).take(out_c) {
+            (*m, *s) = (i32::MAX - rng.int(0, 1 << 20), rng.int(-8, 4));
+        }
+        let bytes = qt.bytes();
+        let p = Conv2dParams {
+            geometry: g,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+        assert!(
+            conv::conv2d(b, &p, ins, &input, outs, &mut fast),
+            "{ins:?} {outs:?}"
+        );
+        assert_eq!(
+            fast,
+            portable(&p, ins, &input, outs),
+            "{ins:?} {outs:?} k={k} out_zp={out_zp}"
+        );
+    }
+}
+
+/// The instruction set's weight packing gives the portable packing's words, for any
+/// window length and any number of channels (partial panels, partial 16-byte chunks).
+pub(crate) fn pack_panels_matches_portable(b: impl Isa) {
+    let mut rng = Rng::new(0x9AC4);
+    for _ in 0..300 {
+        let per_out = rng.range(1, 80);
+        let n = rng.range(1, 50);
+        let pairs = per_out.div_ceil(2);
+        let panels = n.div_ceil(gemm::PANEL);
+        let weights = rng.i8s(n * per_out);
+        let len = panels * pairs * gemm::PANEL;
+        let (mut got, mut want) = (std::vec![7i32; len], std::vec![-7i32; len]);
+        b.pack_panels(&weights, per_out, pairs, &mut got);
+        gemm::pack(&weights, per_out, pairs, &mut want);
+        assert_eq!(got, want, "per_out={per_out} n={n}");
     }
 }
 

@@ -1,7 +1,7 @@
 //! The requantization on vector lanes, bit-exact with [`crate::kernels::requant::OutputRequant`]
 //! and [`crate::math::multiply_by_quantized_multiplier`].
 
-use super::{load_lanes, pack8};
+use super::{load_lanes, load_lanes8, pack8};
 use crate::kernels::backend::simd::isa::{ChannelBlock, TensorRequant};
 use core::arch::x86_64::*;
 
@@ -76,19 +76,23 @@ pub(super) fn saturating_shl(x: __m256i, left: __m256i) -> __m256i {
     _mm256_blendv_epi8(saturated, shifted, exact)
 }
 
-/// `multiply_by_quantized_multiplier` lane by lane:
-/// - the saturating `acc * 2^left`;
-/// - the doubling high multiply as `(x * mult + 2^30) >> 31` on 64-bit products (even
-///   lanes with `vpmuldq`, odd lanes moved down first), where only `MIN * MIN` ends at
-///   `i32::MIN` and becomes `i32::MAX`;
-/// - the rounding divide by `2^right`, half away from zero, with per-lane mask and
-///   threshold.
+/// `multiply_by_quantized_multiplier` lane by lane: the saturating `acc * 2^left`, the
+/// [`doubling_high`] multiply and the [`rounding_shr`] by `2^right`.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn scale_lanes(acc: __m256i, mult: __m256i, left: __m256i, right: __m256i) -> __m256i {
     let one = _mm256_set1_epi32(1);
-    let x = saturating_shl(acc, left);
+    let high = doubling_high(saturating_shl(acc, left), mult);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    rounding_shr(high, right, mask, _mm256_srai_epi32::<1>(mask))
+}
 
+/// The saturating rounding doubling high multiply lane by lane, as `(x * mult + 2^30) >> 31`
+/// on 64-bit products (even lanes with `vpmuldq`, odd lanes moved down first), where only
+/// `MIN * MIN` ends at `i32::MIN` and becomes `i32::MAX`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn doubling_high(x: __m256i, mult: __m256i) -> __m256i {
     let nudge = _mm256_set1_epi64x(1 << 30);
     let even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
     let odd = _mm256_add_epi64(
@@ -99,10 +103,15 @@ pub(super) fn scale_lanes(acc: __m256i, mult: __m256i, left: __m256i, right: __m
         _mm256_srli_epi64::<31>(even),
         _mm256_slli_epi64::<1>(odd),
     );
-    let high = _mm256_xor_si256(high, _mm256_cmpeq_epi32(high, _mm256_set1_epi32(i32::MIN)));
+    _mm256_xor_si256(high, _mm256_cmpeq_epi32(high, _mm256_set1_epi32(i32::MIN)))
+}
 
-    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-    let threshold = _mm256_sub_epi32(_mm256_srai_epi32::<1>(mask), _mm256_srai_epi32::<31>(high));
+/// The rounding divide of `high` by `2^right`, half away from zero, lane by lane, with
+/// `mask = 2^right - 1` and `half = mask >> 1`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn rounding_shr(high: __m256i, right: __m256i, mask: __m256i, half: __m256i) -> __m256i {
+    let threshold = _mm256_sub_epi32(half, _mm256_srai_epi32::<31>(high));
     let round_up = _mm256_cmpgt_epi32(_mm256_and_si256(high, mask), threshold);
     _mm256_sub_epi32(_mm256_srav_epi32(high, right), round_up)
 }
@@ -120,4 +129,146 @@ pub(super) fn saturating_add(a: __m256i, b: __m256i) -> __m256i {
     ));
     let saturated = _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(a));
     _mm256_blendv_epi8(sum, saturated, overflow)
+}
+
+/// Output zero points for which [`Stage16::finish`] may add the zero point with `i16`
+/// saturation: a value saturated at `+-32767` plus such a zero point is still outside the
+/// int8 range on the same side, so the final clamp gives what the exact sum would.
+const NARROW_ZP: core::ops::RangeInclusive<i32> = -32_640..=32_640;
+
+/// The output stage of sixteen consecutive channels, decoded once per run of pixels.
+pub(super) struct Stage16 {
+    pub(super) bias: [__m256i; 2],
+    mult: [__m256i; 2],
+    left: [__m256i; 2],
+    right: [__m256i; 2],
+    mask: [__m256i; 2],
+    half: [__m256i; 2],
+    /// Whether any channel has a left shift (a multiplier above one: rare).
+    shifts_left: bool,
+    narrow: bool,
+    zp16: __m256i,
+    min8: __m128i,
+    max8: __m128i,
+    /// The general stage, for a zero point that is not narrow.
+    lanes: [Lanes; 2],
+}
+
+impl Stage16 {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    /// Channels `at..at + 16` of `block`.
+    pub(super) fn new(block: &ChannelBlock, at: usize) -> Self {
+        let (zp, min, max) = (
+            _mm256_set1_epi32(block.zp),
+            _mm256_set1_epi32(block.min),
+            _mm256_set1_epi32(block.max),
+        );
+        let one = _mm256_set1_epi32(1);
+        let mult = [
+            load_lanes8(&block.mult, at),
+            load_lanes8(&block.mult, at + 8),
+        ];
+        let left = [
+            load_lanes8(&block.left, at),
+            load_lanes8(&block.left, at + 8),
+        ];
+        let right = [
+            load_lanes8(&block.right, at),
+            load_lanes8(&block.right, at + 8),
+        ];
+        let mask = [
+            _mm256_sub_epi32(_mm256_sllv_epi32(one, right[0]), one),
+            _mm256_sub_epi32(_mm256_sllv_epi32(one, right[1]), one),
+        ];
+        let lanes = [
+            Lanes {
+                mult: mult[0],
+                left: left[0],
+                right: right[0],
+                zp,
+                min,
+                max,
+            },
+            Lanes {
+                mult: mult[1],
+                left: left[1],
+                right: right[1],
+                zp,
+                min,
+                max,
+            },
+        ];
+        Self {
+            bias: [
+                load_lanes8(&block.bias, at),
+                load_lanes8(&block.bias, at + 8),
+            ],
+            mult,
+            left,
+            right,
+            mask,
+            half: [
+                _mm256_srai_epi32::<1>(mask[0]),
+                _mm256_srai_epi32::<1>(mask[1]),
+            ],
+            shifts_left: {
+                let any = _mm256_or_si256(left[0], left[1]);
+                _mm256_testz_si256(any, any) == 0
+            },
+            narrow: NARROW_ZP.contains(&block.zp),
+            // Only read for a narrow zero point, which then fits.
+            zp16: _mm256_set1_epi16(block.zp as i16),
+            min8: _mm_set1_epi8(block.min as i8),
+            max8: _mm_set1_epi8(block.max as i8),
+            lanes,
+        }
+    }
+
+    /// `clamp(requant(bias + acc) + zp)` of the sixteen channels, as bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn finish(&self, acc: &[__m256i; 2]) -> __m128i {
+        let sums = [
+            _mm256_add_epi32(acc[0], self.bias[0]),
+            _mm256_add_epi32(acc[1], self.bias[1]),
+        ];
+        if !self.narrow {
+            return pack16(
+                requant_lanes(sums[0], &self.lanes[0]),
+                requant_lanes(sums[1], &self.lanes[1]),
+            );
+        }
+        let mut scaled = [_mm256_setzero_si256(); 2];
+        for (h, s) in scaled.iter_mut().enumerate() {
+            let x = if self.shifts_left {
+                saturating_shl(sums[h], self.left[h])
+            } else {
+                sums[h]
+            };
+            let high = doubling_high(x, self.mult[h]);
+            *s = rounding_shr(high, self.right[h], self.mask[h], self.half[h]);
+        }
+        // Saturated to i16 and back in channel order, plus the zero point (see NARROW_ZP),
+        // saturated to i8 and clamped to the activation range.
+        let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(scaled[0], scaled[1]));
+        let words = _mm256_adds_epi16(words, self.zp16);
+        let bytes = _mm_packs_epi16(
+            _mm256_castsi256_si128(words),
+            _mm256_extracti128_si256::<1>(words),
+        );
+        _mm_min_epi8(_mm_max_epi8(bytes, self.min8), self.max8)
+    }
+}
+
+/// The sixteen int8-range lanes of `a` then `b` as bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pack16(a: __m256i, b: __m256i) -> __m128i {
+    // `packs` works within 128-bit halves: [a0-3, b0-3 | a4-7, b4-7], put back in order.
+    let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(a, b));
+    _mm_packs_epi16(
+        _mm256_castsi256_si128(words),
+        _mm256_extracti128_si256::<1>(words),
+    )
 }

@@ -1,0 +1,127 @@
+//! The matrix product's micro-kernel (see [`crate::kernels::backend::simd::gemm`]): each
+//! panel row (a pair of taps of sixteen channels) is de-interleaved by `vld2q` into the
+//! even and the odd taps, and `smlal` by each pixel's two tap values adds the products
+//! into that pixel's sixteen `i32` lanes.
+
+use super::requant::{requant_lanes, Lanes};
+use super::{load_lanes, pack8};
+use crate::kernels::backend::simd::gemm::PANEL;
+use crate::kernels::backend::simd::isa::ChannelBlock;
+use core::arch::aarch64::*;
+
+/// The portable packing (this loop is a small part of a layer's time on the Pi's cores).
+#[target_feature(enable = "neon")]
+pub(super) fn pack_panels(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
+    crate::kernels::backend::simd::gemm::pack(weights, per_out, pairs, packed);
+}
+
+#[target_feature(enable = "neon")]
+pub(super) fn gemm_run(
+    (windows, stride): (&[i16], usize),
+    pixels: usize,
+    panel: &[i32],
+    (block, at): (&ChannelBlock, usize),
+    (out, out_c, len): (&mut [i8], usize, usize),
+) {
+    let stage = PanelStage::new(block, at);
+    let mut done = 0;
+    while done < pixels {
+        let x = windows.get(done * stride..).unwrap_or_default();
+        let o = out.get_mut(done * out_c..).unwrap_or_default();
+        let (x, o) = ((x, stride), (o, out_c, len));
+        done += match pixels - done {
+            1 => tile::<1>(x, panel, &stage, o),
+            2 => tile::<2>(x, panel, &stage, o),
+            3 => tile::<3>(x, panel, &stage, o),
+            _ => tile::<4>(x, panel, &stage, o),
+        };
+    }
+}
+
+/// The output stage of a panel's sixteen channels, decoded once per run.
+struct PanelStage {
+    lanes: [Lanes; 4],
+    bias: [int32x4_t; 4],
+}
+
+impl PanelStage {
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn new(block: &ChannelBlock, at: usize) -> Self {
+        let (zp, min, max) = (
+            vdupq_n_s32(block.zp),
+            vdupq_n_s32(block.min),
+            vdupq_n_s32(block.max),
+        );
+        let mut lanes = [Lanes {
+            mult: zp,
+            left: zp,
+            right: zp,
+            zp,
+            min,
+            max,
+        }; 4];
+        let mut bias = [zp; 4];
+        for (q, (l, b)) in lanes.iter_mut().zip(bias.iter_mut()).enumerate() {
+            let ch = at + 4 * q;
+            l.mult = load_lanes(&block.mult, ch);
+            l.left = load_lanes(&block.left, ch);
+            l.right = load_lanes(&block.right, ch);
+            *b = load_lanes(&block.bias, ch);
+        }
+        Self { lanes, bias }
+    }
+}
+
+/// `P` pixels of [`gemm_run`]: `4 * P` accumulators and four weight vectors stay in
+/// registers. Returns `P`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn tile<const P: usize>(
+    (windows, stride): (&[i16], usize),
+    panel: &[i32],
+    stage: &PanelStage,
+    (out, out_c, len): (&mut [i8], usize, usize),
+) -> usize {
+    let pairs = stride / 2;
+    if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
+        return P.max(1);
+    }
+    let mut acc = [[vdupq_n_s32(0); 4]; P];
+    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    for j in 0..pairs {
+        // SAFETY: `j < pairs`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
+        // taps `2j, 2j + 1` of every pixel `p < P` inside `windows` (both checked above).
+        unsafe {
+            // Channels 0-7 and 8-15, each split into (even taps, odd taps).
+            let lo = vld2q_s16(w.add(j * PANEL).cast::<i16>());
+            let hi = vld2q_s16(w.add(j * PANEL + 8).cast::<i16>());
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let (x0, x1) = (*x.add(p * stride + 2 * j), *x.add(p * stride + 2 * j + 1));
+                acc[0] = vmlal_n_s16(acc[0], vget_low_s16(lo.0), x0);
+                acc[1] = vmlal_high_n_s16(acc[1], lo.0, x0);
+                acc[2] = vmlal_n_s16(acc[2], vget_low_s16(hi.0), x0);
+                acc[3] = vmlal_high_n_s16(acc[3], hi.0, x0);
+                acc[0] = vmlal_n_s16(acc[0], vget_low_s16(lo.1), x1);
+                acc[1] = vmlal_high_n_s16(acc[1], lo.1, x1);
+                acc[2] = vmlal_n_s16(acc[2], vget_low_s16(hi.1), x1);
+                acc[3] = vmlal_high_n_s16(acc[3], hi.1, x1);
+            }
+        }
+    }
+    let (lanes, bias) = (&stage.lanes, &stage.bias);
+    for (p, acc) in acc.iter().enumerate() {
+        let v: [int32x4_t; 4] = [
+            requant_lanes(vaddq_s32(acc[0], bias[0]), &lanes[0]),
+            requant_lanes(vaddq_s32(acc[1], bias[1]), &lanes[1]),
+            requant_lanes(vaddq_s32(acc[2], bias[2]), &lanes[2]),
+            requant_lanes(vaddq_s32(acc[3], bias[3]), &lanes[3]),
+        ];
+        let (a, b) = (pack8(v[0], v[1]), pack8(v[2], v[3]));
+        let dst = out.get_mut(p * out_c..).unwrap_or_default();
+        for (d, s) in dst.iter_mut().take(len).zip(a.into_iter().chain(b)) {
+            *d = s;
+        }
+    }
+    P
+}
