@@ -74,13 +74,7 @@ impl Resumable {
         if to == self.boundary {
             return Ok(());
         }
-        let plan = plan::plan(model)?;
-        if plan != self.plan {
-            return Err(CoreRunError::Missing(
-                "the arena plan of its first lowering (a later lowering moved tensors)".into(),
-            ));
-        }
-        let blob = blob::write(model, &plan, &BlobMeta::default())?;
+        let blob = self.blob(model)?;
         let core = cbam_core::Model::parse(&blob)?;
         let lifetimes = plan::lifetimes(model)?;
         let next: Vec<(QTensorId, usize, usize)> = live_at(model, &lifetimes, to)
@@ -94,6 +88,38 @@ impl Resumable {
         self.live = next;
         self.boundary = to;
         Ok(())
+    }
+
+    /// Runs every image from the current boundary through op `op` (at or after it) with
+    /// `model`'s parameters and `observer`, and hands the observer to `take` after each
+    /// image; the states stay at the boundary.
+    pub fn peek<O: cbam_core::Observer, T>(
+        &mut self,
+        model: &QModel,
+        op: usize,
+        observer: &mut O,
+        mut take: impl FnMut(&mut O) -> T,
+    ) -> Result<Vec<T>, CoreRunError> {
+        let blob = self.blob(model)?;
+        let core = cbam_core::Model::parse(&blob)?;
+        let mut taken = Vec::with_capacity(self.states.len());
+        for state in &self.states {
+            restore(&mut self.arena, &self.live, state);
+            core.invoke_ops_observed(&mut self.arena, self.boundary..op + 1, observer)?;
+            taken.push(take(observer));
+        }
+        Ok(taken)
+    }
+
+    /// `model`'s blob, refused if its arena plan is not the first lowering's.
+    fn blob(&self, model: &QModel) -> Result<Vec<u8>, CoreRunError> {
+        let plan = plan::plan(model)?;
+        if plan != self.plan {
+            return Err(CoreRunError::Missing(
+                "the arena plan of its first lowering (a later lowering moved tensors)".into(),
+            ));
+        }
+        Ok(blob::write(model, &plan, &BlobMeta::default())?)
     }
 
     /// Tensor `id` of image `image` at the current boundary, if it is live there.

@@ -26,7 +26,7 @@ use super::core_run::CoreRunError;
 use crate::calib::Ranges;
 use crate::float_run::{FloatModel, FloatRunError};
 use crate::ir::{Graph, Op};
-use crate::quant::{self, LowerOptions, QModel, QOpKind, QTensorId, QuantError};
+use crate::quant::{self, LowerOptions, QModel, QOpKind, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BiasCorrectionError {
@@ -158,6 +158,7 @@ pub fn correct_biases(
                 &mut corrected,
                 ranges,
                 opts,
+                &mut states,
                 images,
                 block,
             )?);
@@ -196,6 +197,7 @@ pub fn correct_biases(
             &mut corrected,
             ranges,
             opts,
+            &mut states,
             images,
             block,
         )?);
@@ -590,17 +592,32 @@ mod tests {
         opts: &LowerOptions,
         float: &FloatModel,
         images: &[Vec<f32>],
-        rounding: bool,
+        passes: CorrectionPasses,
     ) -> Graph {
         let mut targets = find_targets(graph, &quant::lower(graph, ranges, opts).unwrap());
         float_means(graph, float, images, &mut targets).unwrap();
+        let attention = if passes.attention {
+            attention_bias::float_logits(graph, float, images).unwrap()
+        } else {
+            Vec::new()
+        };
+        let mut blocks = attention.iter().peekable();
         let mut corrected = graph.clone();
+        let block_from_scratch = |corrected: &mut Graph, block| {
+            let model = quant::lower(corrected, ranges, opts).unwrap();
+            let mut fresh = Resumable::new(&model, images).unwrap();
+            attention_bias::correct_block(corrected, ranges, opts, &mut fresh, images, block)
+                .unwrap();
+        };
         for target in &targets {
+            while let Some(block) = blocks.next_if(|b| b.node() < target.node) {
+                block_from_scratch(&mut corrected, block);
+            }
             let mut model = quant::lower(&corrected, ranges, opts).unwrap();
             let op = target_op(&model, graph, target).unwrap();
             let owned = full_run_inputs(&model, op, images);
             let inputs: Vec<&[i8]> = owned.iter().map(Vec::as_slice).collect();
-            if rounding && roundable(graph, target) {
+            if passes.rounding && roundable(graph, target) {
                 let name = input_name(graph, target).unwrap();
                 let layout = patches::Layout::new(&model, op, target.geometry, name).unwrap();
                 let subset = &images[..images.len().min(ROUNDING_IMAGES)];
@@ -619,6 +636,9 @@ mod tests {
                 .collect();
             apply_shift(&mut corrected, target, &shift).unwrap();
         }
+        for block in blocks {
+            block_from_scratch(&mut corrected, block);
+        }
         corrected
     }
 
@@ -631,18 +651,23 @@ mod tests {
         let ranges =
             calibrate_synthetic(&graph, &float, &images).ranges(crate::calib::CalibMethod::MinMax);
         let opts = LowerOptions::default();
-        for rounding in [false, true] {
+        for (rounding, attention) in [(false, false), (true, false), (true, true)] {
             let passes = CorrectionPasses {
                 rounding,
-                attention: false,
+                attention,
             };
             let (resumed, layers) =
                 correct_biases(&graph, &ranges, &opts, &float, &images, passes).unwrap();
             assert!(layers.len() >= 5, "{layers:?}");
-            assert!(rounding == layers.iter().any(|l| l.rounding_flips > 0));
-            let scratch = correct_from_scratch(&graph, &ranges, &opts, &float, &images, rounding);
+            assert_eq!(rounding, layers.iter().any(|l| l.rounding_flips > 0));
+            let logits = layers
+                .iter()
+                .filter(|l| l.target != CorrectionTarget::Layer)
+                .count();
+            assert_eq!(logits, if attention { 2 } else { 0 }, "{layers:?}");
+            let scratch = correct_from_scratch(&graph, &ranges, &opts, &float, &images, passes);
             assert!(scratch != graph, "the correction changed nothing");
-            assert!(resumed == scratch, "rounding {rounding}: the graphs differ");
+            assert!(resumed == scratch, "{passes:?}: the graphs differ");
         }
     }
 
