@@ -61,7 +61,7 @@ impl Layout {
         let rows = (0..images)
             .map(|i| {
                 (0..positions)
-                    .filter(|p| (i * positions + p) % stride == 0)
+                    .filter(|p| (i * positions + p).is_multiple_of(stride))
                     .count()
             })
             .sum::<usize>();
@@ -88,7 +88,7 @@ impl Layout {
                 ((y * w + x) * c + ch, (ch * h + y) * w + x)
             }
         };
-        for pos in (0..positions).filter(|p| (index * positions + p) % stride == 0) {
+        for pos in (0..positions).filter(|p| (index * positions + p).is_multiple_of(stride)) {
             let (oy, ox) = (pos / ow, pos % ow);
             for ch in 0..g.input[0] {
                 for ky in 0..kh {
