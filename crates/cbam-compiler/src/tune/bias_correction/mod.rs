@@ -170,7 +170,7 @@ pub fn correct_biases(
         let inputs = layer_inputs(&model, graph, target, op, &states, images.len())?;
         let flips = if passes.rounding && roundable(graph, target) {
             let rows = float_rows.take(k, float, rounding_images)?;
-            let patches = gather_patches(&model, graph, target, op, &inputs, &rows)?;
+            let patches = gather_patches(&model, graph, target, op, &inputs, rows)?;
             let flips = round_weights(&mut corrected, target, &patches);
             model = quant::lower(&corrected, ranges, opts)?;
             flips
@@ -471,7 +471,7 @@ fn gather_patches(
     target: &Target,
     op: usize,
     inputs: &[&[i8]],
-    float_rows: &[f32],
+    float_rows: Vec<f32>,
 ) -> Result<rounding::Patches, BiasCorrectionError> {
     let input_t = model
         .ops
@@ -624,7 +624,7 @@ mod tests {
                 let rows = patches::FloatRows::new(vec![(0, layout)])
                     .take(0, float, subset)
                     .unwrap();
-                let p = gather_patches(&model, graph, target, op, &inputs, &rows).unwrap();
+                let p = gather_patches(&model, graph, target, op, &inputs, rows).unwrap();
                 round_weights(&mut corrected, target, &p);
                 model = quant::lower(&corrected, ranges, opts).unwrap();
             }

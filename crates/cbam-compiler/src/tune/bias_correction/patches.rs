@@ -113,12 +113,12 @@ impl Layout {
         &self,
         quant: &[&[i8]],
         (zero_point, scale): (f64, f64),
-        float: &[f32],
+        float: Vec<f32>,
     ) -> Patches {
         let mut patches = Patches {
             n: self.n(),
             quant: Vec::with_capacity(float.len()),
-            float: float.iter().map(|v| f64::from(*v)).collect(),
+            float,
         };
         for (index, xq) in quant.iter().enumerate() {
             self.visit(index, quant.len(), |at| {

@@ -14,7 +14,8 @@
 pub struct Patches {
     pub n: usize,
     pub quant: Vec<f64>,
-    pub float: Vec<f64>,
+    /// Float rows as tract computes them (f32: exact in f64, half the memory).
+    pub float: Vec<f32>,
 }
 
 impl Patches {
@@ -53,7 +54,7 @@ impl Patches {
             let r: f64 = w
                 .iter()
                 .zip(xq.iter().zip(xf))
-                .map(|(w, (q, f))| w * (q - f))
+                .map(|(w, (q, f))| w * (q - f64::from(*f)))
                 .sum();
             for (gi, q) in g.iter_mut().zip(xq) {
                 *gi += q * r;
@@ -132,7 +133,7 @@ mod tests {
                     .zip(xq)
                     .map(|(q, x)| f64::from(*q) * scale * x)
                     .sum();
-                let yf: f64 = w.iter().zip(xf).map(|(w, x)| w * x).sum();
+                let yf: f64 = w.iter().zip(xf).map(|(w, x)| w * f64::from(*x)).sum();
                 (yq - yf) * (yq - yf)
             })
             .sum()
@@ -140,10 +141,12 @@ mod tests {
 
     fn patches(n: usize, rows: usize) -> Patches {
         let x = crate::quant::testing::weights(n * rows, 7, 1.0);
-        let float: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
         // The "int8" input: the float input on a coarse grid.
-        let quant = float.iter().map(|v| (v * 8.0).round() / 8.0).collect();
-        Patches { n, quant, float }
+        let quant = x
+            .iter()
+            .map(|v| (f64::from(*v) * 8.0).round() / 8.0)
+            .collect();
+        Patches { n, quant, float: x }
     }
 
     #[test]
