@@ -13,10 +13,11 @@ use super::{BiasCorrectionError, ROUNDING_ROWS};
 use crate::float_run::FloatModel;
 use crate::quant::{QModel, QOpKind};
 
-/// Float patch values kept between tract passes: a pass gathers the next layers' rows
-/// until this many values are held, so memory stays bounded however deep the model is,
-/// and a ResNet-18 at 224x224 needs two or three passes instead of one per layer.
-const FLOAT_ROWS_BUDGET: usize = 64 << 20;
+/// Float patch values (f32, 128 MiB) kept between tract passes: a pass gathers the next
+/// layers' rows until this many values are held, so memory stays bounded however deep the
+/// model is, and a deep model needs a pass per budget's worth of layers, not per layer (one
+/// layer holds at most `ROUNDING_ROWS` rows of its patch size).
+const FLOAT_ROWS_BUDGET: usize = 32 << 20;
 
 /// Where one layer's patches come from in the core's and tract's tensors.
 #[derive(Debug, Clone)]
