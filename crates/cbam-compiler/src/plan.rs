@@ -373,7 +373,7 @@ impl StageGraph for QStage<'_> {
 }
 
 /// Per tensor: the first and last op index at which it must hold its value.
-fn lifetimes(model: &QModel) -> Result<(Vec<usize>, Vec<usize>), PlanError> {
+pub(crate) fn lifetimes(model: &QModel) -> Result<(Vec<usize>, Vec<usize>), PlanError> {
     let n = model.tensors.len();
     let last_op = model.ops.len().saturating_sub(1);
     let mut start = vec![usize::MAX; n];

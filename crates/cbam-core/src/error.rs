@@ -79,6 +79,9 @@ pub enum Error {
     OutputLength { expected: usize, found: usize },
     /// A kernel was called with slices whose lengths disagree with its shapes (`what`).
     SliceLength { what: &'static str },
+    /// [`crate::Model::invoke_ops`] was given ops `start..end` that leave the op table or
+    /// begin or end inside a band-by-band stage.
+    BadOpRange { start: usize, end: usize },
 }
 
 impl fmt::Display for Error {
@@ -153,6 +156,10 @@ impl fmt::Display for Error {
                 "output buffer has {found} values, the model output tensor has {expected}"
             ),
             SliceLength { what } => write!(f, "kernel called with inconsistent slice lengths: {what}"),
+            BadOpRange { start, end } => write!(
+                f,
+                "ops {start}..{end} leave the op table or split a band-by-band stage; resume only at op boundaries outside stages"
+            ),
         }
     }
 }

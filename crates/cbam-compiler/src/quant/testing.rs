@@ -4,7 +4,7 @@
 
 use crate::calib::{Calibrator, Range, Ranges};
 use crate::float_run::FloatModel;
-use crate::import::testing::{CbamStyle, OnnxBuilder};
+use crate::import::testing::{int, CbamStyle, OnnxBuilder};
 use crate::ir::*;
 
 /// Deterministic weights in [-scale, scale).
@@ -271,6 +271,34 @@ pub fn synthetic_classifier() -> (Graph, FloatModel, Vec<Vec<f32>>) {
     let float = FloatModel::from_proto(&proto, None).unwrap();
     let images = (0..24u64)
         .map(|s| crate::quant::testing::weights(64, s + 1, 1.5))
+        .collect();
+    (graph, float, images)
+}
+
+/// A deeper RGB classifier for the passes that walk the layers one by one: conv relu, a
+/// residual pair of convs (two tensors live across them), CBAM, a strided conv, global
+/// pool and gemm; with 24 inputs.
+pub fn synthetic_deep_classifier() -> (Graph, FloatModel, Vec<Vec<f32>>) {
+    let mut b = OnnxBuilder::new(&[1, 3, 8, 8], 13).seeded(7);
+    let c = b.conv("x", 3, 8, 3, true);
+    let c = b.node("Relu", &[&c], vec![]);
+    let r = b.conv(&c, 8, 8, 3, true);
+    let r = b.node("Relu", &[&r], vec![]);
+    let r = b.conv(&r, 8, 8, 3, true);
+    let s = b.node("Add", &[&c, &r], vec![]);
+    let s = b.node("Relu", &[&s], vec![]);
+    let a = b.cbam(&s, 8, 2, [8, 8], &CbamStyle::default());
+    let d = b.conv_strided(&a, 8, 16, 3, 2, true);
+    let d = b.node("Relu", &[&d], vec![]);
+    let p = b.node("GlobalAveragePool", &[&d], vec![]);
+    let f = b.node("Flatten", &[&p], vec![int("axis", 1)]);
+    let out = b.gemm(&f, 16, 4, true);
+    let proto = b.build(&out);
+    let graph = crate::import::import_model(&proto, None).unwrap();
+    let graph = crate::passes::optimize(graph).unwrap();
+    let float = FloatModel::from_proto(&proto, None).unwrap();
+    let images = (0..24u64)
+        .map(|s| crate::quant::testing::weights(3 * 64, s + 1, 1.5))
         .collect();
     (graph, float, images)
 }

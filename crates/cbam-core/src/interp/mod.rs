@@ -1,5 +1,7 @@
 //! The interpreter: runs a validated model's ops in table order over a caller-given arena.
 
+use core::ops::Range;
+
 use crate::blob::stages::stage_of;
 use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::cbam;
@@ -95,21 +97,66 @@ impl Model<'_> {
                 found: output.len(),
             });
         }
-        let mut index = 0;
-        while index < self.header.n_ops {
-            if let Some(stage) = stage_of(self.blob, &self.header, index)? {
+        self.invoke_ops_observed(arena, 0..usize::from(self.header.n_ops), observer)?;
+        output.copy_from_slice(as_i8(slice_mut(arena, out_span)?));
+        Ok(())
+    }
+
+    /// Runs only ops `ops` (table indices) on the arena as it stands, copying nothing in or
+    /// out. Between two ops the arena is the whole state of an inference (every live tensor
+    /// sits at its planned offset; the scratch is rewritten by each op that uses it), so
+    /// consecutive ranges from 0 to [`Model::n_ops`] compute exactly what
+    /// [`Model::invoke`] does, and a caller may keep the arena (or its live tensors) at a
+    /// boundary and resume from it later, for instance under a blob whose later ops carry
+    /// other parameters but the same arena plan. A range may not start or end inside a
+    /// band-by-band stage.
+    pub fn invoke_ops(&self, arena: &mut [u8], ops: Range<usize>) -> Result<(), Error> {
+        self.invoke_ops_observed(arena, ops, &mut NoObserver)
+    }
+
+    /// [`Model::invoke_ops`] with hooks before and after every op.
+    pub fn invoke_ops_observed(
+        &self,
+        arena: &mut [u8],
+        ops: Range<usize>,
+        observer: &mut impl Observer,
+    ) -> Result<(), Error> {
+        let bad = Error::BadOpRange {
+            start: ops.start,
+            end: ops.end,
+        };
+        let n_ops = usize::from(self.header.n_ops);
+        if ops.start > ops.end || ops.end > n_ops {
+            return Err(bad);
+        }
+        let inside_stage = |boundary: usize| -> Result<bool, Error> {
+            let Ok(at) = u16::try_from(boundary) else {
+                return Ok(false);
+            };
+            Ok(stage_of(self.blob, &self.header, at)?.is_some_and(|s| s.first < at))
+        };
+        if inside_stage(ops.start)? || inside_stage(ops.end)? {
+            return Err(bad);
+        }
+        let arena = self.fit_arena(arena)?;
+        let mut index = ops.start;
+        while index < ops.end {
+            let at = u16::try_from(index).map_err(|_| bad)?;
+            if let Some(stage) = stage_of(self.blob, &self.header, at)? {
                 self.run_stage(&stage, arena, observer)?;
-                index = stage.end;
+                index = usize::from(stage.end);
                 continue;
             }
-            let op = decode_op(self.blob, &self.header, index)?;
-            let i = usize::from(index);
-            observer.op_start(i, op.record.code);
-            self.execute(i, &op, arena, observer)?;
-            observer.op_end(i, op.record.code, as_i8(slice_mut(arena, op.output.span)?));
+            let op = decode_op(self.blob, &self.header, at)?;
+            observer.op_start(index, op.record.code);
+            self.execute(index, &op, arena, observer)?;
+            observer.op_end(
+                index,
+                op.record.code,
+                as_i8(slice_mut(arena, op.output.span)?),
+            );
             index += 1;
         }
-        output.copy_from_slice(as_i8(slice_mut(arena, out_span)?));
         Ok(())
     }
 

@@ -665,3 +665,56 @@ fn split_keeps_inputs_readable_around_output_and_scratch() {
     )
     .is_none());
 }
+
+/// A run split at any op boundary, its arena carried over to another buffer (as a caller
+/// that keeps the state and resumes later would), ends bit for bit where one invoke does.
+#[test]
+fn invoke_ops_resumed_at_every_boundary_matches_invoke() {
+    let blob = crate::testblob::all_ops_blob();
+    let model = Model::parse(&blob).unwrap();
+    let input: Vec<i8> = (0..model.input().len())
+        .map(|i| (i * 29 % 256) as u8 as i8)
+        .collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut whole = vec![0i8; model.output().len()];
+    model.run(&mut arena, &input, &mut whole).unwrap();
+    let n = model.n_ops();
+    for split in 0..=n {
+        let mut first = vec![0x5Au8; model.arena_size()];
+        model.input_mut(&mut first).unwrap().copy_from_slice(&input);
+        model.invoke_ops(&mut first, 0..split).unwrap();
+        let mut second = first.clone();
+        first.fill(0xC3);
+        let mut rec = Recorder::default();
+        model
+            .invoke_ops_observed(&mut second, split..n, &mut rec)
+            .unwrap();
+        assert_eq!(rec.ended.len(), n - split, "split at {split}");
+        let out = crate::blob::tensor_span(model.blob, &model.header, model.header.output_tensor)
+            .unwrap();
+        let resumed: Vec<i8> = as_i8(&second[out.start..out.start + out.len]).to_vec();
+        assert_eq!(resumed, whole, "split at {split}");
+    }
+}
+
+#[test]
+fn invoke_ops_rejects_ranges_past_the_op_table() {
+    let blob = crate::testblob::tiny_cbam_blob();
+    let model = Model::parse(&blob).unwrap();
+    let mut arena = vec![0u8; model.arena_size()];
+    let n = model.n_ops();
+    assert_eq!(
+        model.invoke_ops(&mut arena, 0..n + 1),
+        Err(Error::BadOpRange {
+            start: 0,
+            end: n + 1
+        })
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = 2..1;
+    assert_eq!(
+        model.invoke_ops(&mut arena, backwards),
+        Err(Error::BadOpRange { start: 2, end: 1 })
+    );
+    assert_eq!(model.invoke_ops(&mut arena, n..n), Ok(()));
+}

@@ -14,7 +14,7 @@ use crate::calib::Ranges;
 use crate::float_run::FloatModel;
 use crate::ir::{Graph, Op};
 use crate::quant::{self, LowerOptions, QModel, QOpKind, QParams};
-use crate::tune::core_run::run_each;
+use crate::tune::core_resume::Resumable;
 
 /// Fewer unsaturated samples than this leave a channel's bias alone: the mean of a handful
 /// of table-quantized logits is noise, not a shift.
@@ -90,6 +90,7 @@ pub(super) fn correct_block(
     graph: &mut Graph,
     ranges: &Ranges,
     opts: &LowerOptions,
+    states: &mut Resumable,
     images: &[Vec<f32>],
     float: &FloatLogits,
 ) -> Result<Vec<CorrectedLayer>, BiasCorrectionError> {
@@ -102,7 +103,14 @@ pub(super) fn correct_block(
             .map(|n| n.name.clone())
             .unwrap_or_default();
         let (index, lut, q) = table_of(&model, &name, logit)?;
-        let maps = core_attention(&model, index, logit, images)?;
+        // The block's logits do not feed anything before it: resume there, run only it.
+        states.advance(&model, images, index)?;
+        let mut capture = CaptureAttention {
+            op: index,
+            logit,
+            map: Vec::new(),
+        };
+        let maps = states.peek(&model, index, &mut capture, |c| std::mem::take(&mut c.map))?;
         let reference = match logit {
             Logit::Channel => &float.channel,
             Logit::Spatial => &float.spatial,
@@ -175,23 +183,6 @@ impl cbam_core::Observer for CaptureAttention {
             });
         }
     }
-}
-
-/// The attention map of op `index` as the core computes it, one per image.
-fn core_attention(
-    model: &QModel,
-    index: usize,
-    logit: Logit,
-    images: &[Vec<f32>],
-) -> Result<Vec<Vec<i8>>, BiasCorrectionError> {
-    let mut capture = CaptureAttention {
-        op: index,
-        logit,
-        map: Vec::new(),
-    };
-    Ok(run_each(model, images, &mut capture, |c, _| {
-        std::mem::take(&mut c.map)
-    })?)
 }
 
 /// For each attention level the table produces, the mean real logit of the entries that
@@ -283,6 +274,26 @@ mod tests {
     use crate::calib::CalibMethod;
     use crate::quant::testing::{calibrate_synthetic, synthetic_classifier};
 
+    /// The attention map of op `index` as the core computes it, one per image.
+    fn core_attention(
+        model: &QModel,
+        index: usize,
+        logit: Logit,
+        images: &[Vec<f32>],
+    ) -> Result<Vec<Vec<i8>>, BiasCorrectionError> {
+        let mut capture = CaptureAttention {
+            op: index,
+            logit,
+            map: Vec::new(),
+        };
+        Ok(crate::tune::core_run::run_each(
+            model,
+            images,
+            &mut capture,
+            |c, _| std::mem::take(&mut c.map),
+        )?)
+    }
+
     #[test]
     fn the_table_inverse_skips_both_ends_and_averages_shared_levels() {
         let q = QParams {
@@ -346,7 +357,10 @@ mod tests {
         let mut corrected = graph.clone();
         for block in &logits {
             let before = error(&corrected, block, Logit::Channel);
-            let layers = correct_block(&mut corrected, &ranges, &opts, &images, block).unwrap();
+            let model = quant::lower(&corrected, &ranges, &opts).unwrap();
+            let mut states = Resumable::new(&model, &images).unwrap();
+            let layers =
+                correct_block(&mut corrected, &ranges, &opts, &mut states, &images, block).unwrap();
             assert_eq!(layers.len(), 2);
             let after = error(&corrected, block, Logit::Channel);
             assert!(before > 0.0, "nothing to correct");

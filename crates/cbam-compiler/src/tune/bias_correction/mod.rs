@@ -16,15 +16,17 @@
 
 mod attention_bias;
 mod channel_means;
+mod patches;
 mod rounding;
 
 use channel_means::{Geometry, TapSums};
 
-use super::core_run::{device_input, run_each, CoreRunError};
+use super::core_resume::Resumable;
+use super::core_run::CoreRunError;
 use crate::calib::Ranges;
 use crate::float_run::{FloatModel, FloatRunError};
 use crate::ir::{Graph, Op};
-use crate::quant::{self, LowerOptions, QModel, QOpKind, QTensorId, QuantError};
+use crate::quant::{self, LowerOptions, QModel, QOpKind, QuantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BiasCorrectionError {
@@ -81,6 +83,13 @@ pub struct CorrectionPasses {
 const ROUNDING_IMAGES: usize = 128;
 const ROUNDING_ROWS: usize = 8192;
 
+/// Bytes of int8 core state kept for all images at once (each image's live tensors at the
+/// layer being corrected, see [`Resumable`]). A ResNet-18 at 224x224 keeps under 1 MB per
+/// image, so a few hundred images fit; past the budget the correction reads only the first
+/// images that fit: a per-channel mean over hundreds of images, each with hundreds of
+/// output positions, no longer moves by a bias step.
+const STATE_BUDGET: usize = 256 << 20;
+
 /// A conv or linear IR node that the lowering turned into a core op.
 struct Target {
     /// Index into `graph.nodes`.
@@ -94,6 +103,10 @@ struct Target {
 
 /// Returns `graph` with corrected conv/linear biases (and, with `rounding`, re-rounded
 /// weights) and what changed per layer.
+///
+/// The layers are corrected in execution order and a correction changes only its own
+/// layer's op, so the core's run of each image resumes at the next layer from where it
+/// stopped ([`Resumable`]): one model run per image in all, not one per layer.
 pub fn correct_biases(
     graph: &Graph,
     ranges: &Ranges,
@@ -102,38 +115,69 @@ pub fn correct_biases(
     images: &[Vec<f32>],
     passes: CorrectionPasses,
 ) -> Result<(Graph, Vec<CorrectedLayer>), BiasCorrectionError> {
-    let mut targets = find_targets(graph, &quant::lower(graph, ranges, opts)?);
+    let first = quant::lower(graph, ranges, opts)?;
+    let mut targets = find_targets(graph, &first);
+    let ops = targets
+        .iter()
+        .map(|t| target_op(&first, graph, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let state = Resumable::state_bytes(&first, ops.iter().copied())?.max(1);
+    let images = &images[..images.len().min((STATE_BUDGET / state).max(1))];
     float_means(graph, float, images, &mut targets)?;
     let attention = if passes.attention {
         attention_bias::float_logits(graph, float, images)?
     } else {
         Vec::new()
     };
+    let rounding_images = &images[..images.len().min(ROUNDING_IMAGES)];
+    let mut float_rows = patches::FloatRows::new(if passes.rounding {
+        targets
+            .iter()
+            .zip(&ops)
+            .enumerate()
+            .filter(|(_, (t, _))| roundable(graph, t))
+            .map(|(k, (t, &op))| {
+                let name = input_name(graph, t)?;
+                patches::Layout::new(&first, op, t.geometry, name)
+                    .map(|l| (k, l))
+                    .ok_or_else(|| layer_error(graph, t, "no input tensor"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    });
+    let mut states = Resumable::new(&first, images)?;
     // Blocks are corrected in execution order with the layers, so every measurement
     // already sees the corrections upstream of it.
     let mut blocks = attention.iter().peekable();
     let mut corrected = graph.clone();
     let mut layers = Vec::with_capacity(targets.len() + 2 * attention.len());
-    for target in &targets {
+    for (k, (target, &op)) in targets.iter().zip(&ops).enumerate() {
         while let Some(block) = blocks.next_if(|b| b.node() < target.node) {
             layers.extend(attention_bias::correct_block(
                 &mut corrected,
                 ranges,
                 opts,
+                &mut states,
                 images,
                 block,
             )?);
         }
+        // The layer's input does not depend on the layer: one advance serves the rounding
+        // and the bias, before and after the layer's own weights change.
+        let mut model = quant::lower(&corrected, ranges, opts)?;
+        states.advance(&model, images, op)?;
+        let inputs = layer_inputs(&model, graph, target, op, &states, images.len())?;
         let flips = if passes.rounding && roundable(graph, target) {
-            let model = quant::lower(&corrected, ranges, opts)?;
-            let subset = &images[..images.len().min(ROUNDING_IMAGES)];
-            let patches = gather_patches(&model, &corrected, float, target, subset)?;
-            round_weights(&mut corrected, target, &patches)
+            let rows = float_rows.take(k, float, rounding_images)?;
+            let patches = gather_patches(&model, graph, target, op, &inputs, rows)?;
+            let flips = round_weights(&mut corrected, target, &patches);
+            model = quant::lower(&corrected, ranges, opts)?;
+            flips
         } else {
             0
         };
-        let model = quant::lower(&corrected, ranges, opts)?;
-        let quant_means = quant_means(&model, &corrected, target, images)?;
+        let quant_means = quant_means(&model, &corrected, target, &inputs)?;
         let shift: Vec<f64> = quant_means
             .iter()
             .zip(&target.float_means)
@@ -153,11 +197,63 @@ pub fn correct_biases(
             &mut corrected,
             ranges,
             opts,
+            &mut states,
             images,
             block,
         )?);
     }
     Ok((corrected, layers))
+}
+
+fn layer_error(graph: &Graph, target: &Target, detail: &str) -> BiasCorrectionError {
+    BiasCorrectionError::Layer {
+        node: node_name(graph, target.node),
+        detail: detail.into(),
+    }
+}
+
+/// Index of the target's op in `model` (the first op lowered from its node).
+fn target_op(model: &QModel, graph: &Graph, target: &Target) -> Result<usize, BiasCorrectionError> {
+    let name = node_name(graph, target.node);
+    model
+        .ops
+        .iter()
+        .position(|o| o.node == name)
+        .ok_or_else(|| layer_error(graph, target, "no op"))
+}
+
+/// The IR name of the target's input, as tract names it.
+fn input_name(graph: &Graph, target: &Target) -> Result<String, BiasCorrectionError> {
+    graph
+        .nodes
+        .get(target.node)
+        .and_then(|n| n.inputs.first().copied())
+        .and_then(|i| graph.tensors.get(i))
+        .map(|t| t.name.clone())
+        .ok_or_else(|| layer_error(graph, target, "no input"))
+}
+
+/// The target op's int8 input for each image, from the core's state at its boundary.
+fn layer_inputs<'s>(
+    model: &QModel,
+    graph: &Graph,
+    target: &Target,
+    op: usize,
+    states: &'s Resumable,
+    images: usize,
+) -> Result<Vec<&'s [i8]>, BiasCorrectionError> {
+    let input = model
+        .ops
+        .get(op)
+        .and_then(|o| o.inputs.first().copied())
+        .ok_or_else(|| layer_error(graph, target, "no input"))?;
+    (0..images)
+        .map(|i| {
+            states
+                .tensor(i, input)
+                .ok_or_else(|| layer_error(graph, target, "its input is not live before it"))
+        })
+        .collect()
 }
 
 fn node_name(graph: &Graph, index: usize) -> String {
@@ -273,27 +369,13 @@ fn float_means(
     Ok(())
 }
 
-/// Captures one op's int8 output during a core run.
-struct CaptureOne {
-    op: usize,
-    output: Vec<i8>,
-}
-
-impl cbam_core::Observer for CaptureOne {
-    fn op_end(&mut self, index: usize, _code: cbam_core::OpCode, output: &[i8]) {
-        if index == self.op {
-            self.output.clear();
-            self.output.extend_from_slice(output);
-        }
-    }
-}
-
-/// Mean pre-activation output of the target's int8 op, with the core's int8 inputs.
+/// Mean pre-activation output of the target's int8 op, with the core's int8 inputs (one
+/// per image).
 fn quant_means(
     model: &QModel,
     graph: &Graph,
     target: &Target,
-    images: &[Vec<f32>],
+    inputs: &[&[i8]],
 ) -> Result<Vec<f64>, BiasCorrectionError> {
     let name = node_name(graph, target.node);
     let layer_err = |detail: &str| BiasCorrectionError::Layer {
@@ -313,14 +395,13 @@ fn quant_means(
     let [h, w, c] = input_t.shape;
     let (zp, s_in) = (f64::from(input_t.q.zero_point), f64::from(input_t.q.scale));
     let real = |q: Option<&i8>| q.map_or(0.0, |q| s_in * (f64::from(*q) - zp));
-    let inputs = core_inputs(model, input_id, images)?;
     let (out_c, taps) = (target.out_c, target.geometry.taps());
     let conv_sums = || {
         let mut sums = TapSums::new(Geometry {
             input: [c, h, w],
             ..target.geometry
         });
-        for x in &inputs {
+        for x in inputs {
             // The core's input is NHWC; the sums index it as (c, y, x).
             sums.add(|ch, y, xx| real(x.get((y * w + xx) * c + ch)));
         }
@@ -346,7 +427,7 @@ fn quant_means(
             // The core flattens NHWC and its weights are permuted to match: use the vector as is.
             let n_in = h * w * c;
             let mut flat = TapSums::new(Geometry::dense(n_in));
-            for x in &inputs {
+            for x in inputs {
                 flat.add(|i, _, _| real(x.get(i)));
             }
             flat.output_means(
@@ -368,36 +449,6 @@ fn dequant_bias(bias: &[i32], scales: &[f32], s_in: f64, o: usize) -> f64 {
     bias.get(o).map_or(0.0, |b| f64::from(*b)) * s_in * scale_of(scales, o)
 }
 
-/// The int8 values of tensor `id` as the core computes them, one per image.
-fn core_inputs(
-    model: &QModel,
-    id: QTensorId,
-    images: &[Vec<f32>],
-) -> Result<Vec<Vec<i8>>, BiasCorrectionError> {
-    if id == model.input {
-        let input_t = model
-            .tensors
-            .get(id)
-            .ok_or_else(|| CoreRunError::Missing("its input tensor".into()))?;
-        return Ok(images
-            .iter()
-            .map(|image| device_input(input_t, image))
-            .collect());
-    }
-    let producer = model
-        .ops
-        .iter()
-        .position(|o| o.output == id)
-        .ok_or_else(|| CoreRunError::Missing(format!("an op producing tensor #{id}")))?;
-    let mut capture = CaptureOne {
-        op: producer,
-        output: Vec::new(),
-    };
-    Ok(run_each(model, images, &mut capture, |c, _| {
-        std::mem::take(&mut c.output)
-    })?)
-}
-
 /// Dense convs and linear layers; not the conv that absorbs the input normalisation (the
 /// lowering rescales its weights, so levels chosen here would not survive).
 fn roundable(graph: &Graph, target: &Target) -> bool {
@@ -412,91 +463,27 @@ fn roundable(graph: &Graph, target: &Target) -> bool {
     }
 }
 
-/// The target's input patches, int8 (as the core feeds it) and float (tract), in the IR
-/// weights' order (`[i][ky][kx]`, or NCHW flattening for a linear layer).
+/// The target's input patches over the rounding images: int8 from the core's `inputs`,
+/// float from the rows tract gave for the same images and positions.
 fn gather_patches(
     model: &QModel,
     graph: &Graph,
-    float: &FloatModel,
     target: &Target,
-    images: &[Vec<f32>],
+    op: usize,
+    inputs: &[&[i8]],
+    float_rows: Vec<f32>,
 ) -> Result<rounding::Patches, BiasCorrectionError> {
-    let name = node_name(graph, target.node);
-    let layer_err = |detail: &str| BiasCorrectionError::Layer {
-        node: name.clone(),
-        detail: detail.into(),
-    };
-    let input_ir = graph
-        .nodes
-        .get(target.node)
-        .and_then(|n| n.inputs.first().copied())
-        .and_then(|i| graph.tensors.get(i))
-        .ok_or_else(|| layer_err("no input"))?;
-    let op = model
-        .ops
-        .iter()
-        .find(|o| o.node == name)
-        .ok_or_else(|| layer_err("no op"))?;
-    let input_id = *op.inputs.first().ok_or_else(|| layer_err("no input"))?;
     let input_t = model
-        .tensors
-        .get(input_id)
-        .ok_or_else(|| layer_err("no input tensor"))?;
-    let [h, w, c] = input_t.shape;
-    let (zp, s_in) = (f64::from(input_t.q.zero_point), f64::from(input_t.q.scale));
-    let quant = core_inputs(model, input_id, images)?;
-    let dense = matches!(op.kind, QOpKind::FullyConnected(_));
-    let g = if dense {
-        Geometry::dense(h * w * c)
-    } else {
-        target.geometry
-    };
-    let (oh, ow) = g.output_hw();
-    let [kh, kw] = g.kernel;
-    let n = g.input[0] * kh * kw;
-    let positions = oh * ow;
-    let stride = (positions * images.len()).div_ceil(ROUNDING_ROWS).max(1);
-    let mut patches = rounding::Patches {
-        n,
-        ..Default::default()
-    };
-    let names = [input_ir.name.clone()];
-    for (index, (image, xq)) in images.iter().zip(&quant).enumerate() {
-        let values = float.run_with_values(image, &names)?;
-        let xf = values.get(&input_ir.name).map(Vec::as_slice).unwrap_or(&[]);
-        // IR coordinates (ch, y, x) -> index in the core's NHWC int8 tensor and in tract's
-        // NCHW value; a linear layer's `ch` is its NCHW-flattened input index.
-        let at = |ch: usize, y: usize, x: usize| -> (usize, usize) {
-            if dense {
-                let (channel, pixel) = (ch / (h * w), ch % (h * w));
-                (pixel * c + channel, ch)
-            } else {
-                ((y * w + x) * c + ch, (ch * h + y) * w + x)
-            }
-        };
-        for pos in (0..positions).filter(|p| (index * positions + p) % stride == 0) {
-            let (oy, ox) = (pos / ow, pos % ow);
-            for ch in 0..g.input[0] {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let y = (oy * g.stride[0] + ky * g.dilation[0]).checked_sub(g.pads[0]);
-                        let x = (ox * g.stride[1] + kx * g.dilation[1]).checked_sub(g.pads[1]);
-                        let (q, f) = match (y, x) {
-                            (Some(y), Some(x)) if y < g.input[1] && x < g.input[2] => {
-                                let (iq, i_f) = at(ch, y, x);
-                                let q = xq.get(iq).map_or(0.0, |v| s_in * (f64::from(*v) - zp));
-                                (q, xf.get(i_f).map_or(0.0, |v| f64::from(*v)))
-                            }
-                            _ => (0.0, 0.0),
-                        };
-                        patches.quant.push(q);
-                        patches.float.push(f);
-                    }
-                }
-            }
-        }
-    }
-    Ok(patches)
+        .ops
+        .get(op)
+        .and_then(|o| o.inputs.first())
+        .and_then(|&i| model.tensors.get(i))
+        .ok_or_else(|| layer_error(graph, target, "no input tensor"))?;
+    let layout = patches::Layout::new(model, op, target.geometry, String::new())
+        .ok_or_else(|| layer_error(graph, target, "no input tensor"))?;
+    let quant = &inputs[..inputs.len().min(ROUNDING_IMAGES)];
+    let zp_scale = (f64::from(input_t.q.zero_point), f64::from(input_t.q.scale));
+    Ok(layout.patches(quant, zp_scale, float_rows))
 }
 
 /// Re-rounds every output channel of the target and places its float weights exactly on
@@ -563,6 +550,126 @@ fn apply_shift(
 mod tests {
     use super::*;
     use crate::quant::testing::{calibrate_synthetic, synthetic_classifier};
+    use crate::tune::core_run::{device_input, run_each};
+
+    /// Captures one op's int8 output during a core run.
+    struct CaptureOne {
+        op: usize,
+        output: Vec<i8>,
+    }
+
+    impl cbam_core::Observer for CaptureOne {
+        fn op_end(&mut self, index: usize, _code: cbam_core::OpCode, output: &[i8]) {
+            if index == self.op {
+                self.output = output.to_vec();
+            }
+        }
+    }
+
+    /// Op `op`'s int8 input per image, each from a run of the whole model from its input.
+    fn full_run_inputs(model: &QModel, op: usize, images: &[Vec<f32>]) -> Vec<Vec<i8>> {
+        let id = model.ops[op].inputs[0];
+        if id == model.input {
+            let t = &model.tensors[id];
+            return images.iter().map(|i| device_input(t, i)).collect();
+        }
+        let producer = model.ops.iter().position(|o| o.output == id).unwrap();
+        let mut capture = CaptureOne {
+            op: producer,
+            output: Vec::new(),
+        };
+        run_each(model, images, &mut capture, |c, _| {
+            std::mem::take(&mut c.output)
+        })
+        .unwrap()
+    }
+
+    /// The correction as it reads without resuming: every layer's int8 input from runs of
+    /// the whole model, its float patches from a tract pass of its own.
+    fn correct_from_scratch(
+        graph: &Graph,
+        ranges: &Ranges,
+        opts: &LowerOptions,
+        float: &FloatModel,
+        images: &[Vec<f32>],
+        passes: CorrectionPasses,
+    ) -> Graph {
+        let mut targets = find_targets(graph, &quant::lower(graph, ranges, opts).unwrap());
+        float_means(graph, float, images, &mut targets).unwrap();
+        let attention = if passes.attention {
+            attention_bias::float_logits(graph, float, images).unwrap()
+        } else {
+            Vec::new()
+        };
+        let mut blocks = attention.iter().peekable();
+        let mut corrected = graph.clone();
+        let block_from_scratch = |corrected: &mut Graph, block| {
+            let model = quant::lower(corrected, ranges, opts).unwrap();
+            let mut fresh = Resumable::new(&model, images).unwrap();
+            attention_bias::correct_block(corrected, ranges, opts, &mut fresh, images, block)
+                .unwrap();
+        };
+        for target in &targets {
+            while let Some(block) = blocks.next_if(|b| b.node() < target.node) {
+                block_from_scratch(&mut corrected, block);
+            }
+            let mut model = quant::lower(&corrected, ranges, opts).unwrap();
+            let op = target_op(&model, graph, target).unwrap();
+            let owned = full_run_inputs(&model, op, images);
+            let inputs: Vec<&[i8]> = owned.iter().map(Vec::as_slice).collect();
+            if passes.rounding && roundable(graph, target) {
+                let name = input_name(graph, target).unwrap();
+                let layout = patches::Layout::new(&model, op, target.geometry, name).unwrap();
+                let subset = &images[..images.len().min(ROUNDING_IMAGES)];
+                let rows = patches::FloatRows::new(vec![(0, layout)])
+                    .take(0, float, subset)
+                    .unwrap();
+                let p = gather_patches(&model, graph, target, op, &inputs, rows).unwrap();
+                round_weights(&mut corrected, target, &p);
+                model = quant::lower(&corrected, ranges, opts).unwrap();
+            }
+            let means = quant_means(&model, &corrected, target, &inputs).unwrap();
+            let shift: Vec<f64> = means
+                .iter()
+                .zip(&target.float_means)
+                .map(|(q, f)| q - f)
+                .collect();
+            apply_shift(&mut corrected, target, &shift).unwrap();
+        }
+        for block in blocks {
+            block_from_scratch(&mut corrected, block);
+        }
+        corrected
+    }
+
+    /// Resuming each image's core run layer after layer, with the float patches of several
+    /// layers from one tract pass, corrects every bias and weight bit for bit as running
+    /// the whole model per layer does.
+    #[test]
+    fn resumed_correction_equals_the_correction_from_scratch() {
+        let (graph, float, images) = crate::quant::testing::synthetic_deep_classifier();
+        let ranges =
+            calibrate_synthetic(&graph, &float, &images).ranges(crate::calib::CalibMethod::MinMax);
+        let opts = LowerOptions::default();
+        for (rounding, attention) in [(false, false), (true, false), (true, true)] {
+            let passes = CorrectionPasses {
+                rounding,
+                attention,
+            };
+            let (resumed, layers) =
+                correct_biases(&graph, &ranges, &opts, &float, &images, passes).unwrap();
+            assert!(layers.len() >= 5, "{layers:?}");
+            assert_eq!(rounding, layers.iter().any(|l| l.rounding_flips > 0));
+            let logits = layers
+                .iter()
+                .filter(|l| l.target != CorrectionTarget::Layer)
+                .count();
+            assert_eq!(logits, if attention { 2 } else { 0 }, "{layers:?}");
+            let scratch = correct_from_scratch(&graph, &ranges, &opts, &float, &images, passes);
+            assert!(scratch != graph, "the correction changed nothing");
+            assert!(resumed == scratch, "{passes:?}: the graphs differ");
+        }
+    }
 
     /// After the correction every layer's int8 mean output equals the float mean up to
     /// the bias's own rounding, although the error it removed was larger.
@@ -589,7 +696,10 @@ mod tests {
         let model = quant::lower(&corrected, &ranges, &opts).unwrap();
         let mut beyond_rounding = false;
         for (target, layer) in targets.iter().zip(&layers) {
-            let after = quant_means(&model, &corrected, target, &images).unwrap();
+            let op_index = target_op(&model, &corrected, target).unwrap();
+            let owned = full_run_inputs(&model, op_index, &images);
+            let inputs: Vec<&[i8]> = owned.iter().map(Vec::as_slice).collect();
+            let after = quant_means(&model, &corrected, target, &inputs).unwrap();
             let op = model.ops.iter().find(|o| o.node == layer.node).unwrap();
             let in_scale = f64::from(model.tensors[op.inputs[0]].q.scale);
             let w_scales = match &op.kind {
