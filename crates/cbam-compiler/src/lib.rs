@@ -42,4 +42,7 @@ pub mod prune;
 pub mod fsio;
 pub mod limits;
 
+// Independent per-item work over every core.
+pub mod cores;
+
 pub use fsio::write_atomic;

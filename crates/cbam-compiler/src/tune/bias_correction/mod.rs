@@ -502,18 +502,22 @@ fn round_weights(graph: &mut Graph, target: &Target, patches: &rounding::Patches
         return 0;
     }
     let h = patches.gram();
-    let mut flips = 0;
-    for row in weight.chunks_exact_mut(n) {
+    // Output channels are rounded independently of each other, so they share out over the
+    // cores with the same result as one by one.
+    let mut rows: Vec<&mut [f32]> = weight.chunks_exact_mut(n).collect();
+    let flips = crate::cores::map_mut(&mut rows, |_, row| {
         let scaled = quant::math::quantize_per_channel(row, 1);
         let scale = scaled.scales.first().copied().unwrap_or(1.0);
         let w: Vec<f64> = row.iter().map(|v| f64::from(*v)).collect();
         let q = rounding::round_channel(&w, f64::from(scale), &h, &patches.cross(&w));
+        let mut flips = 0;
         for ((slot, level), nearest) in row.iter_mut().zip(&q).zip(&scaled.values) {
             flips += usize::from(*level != i32::from(*nearest));
             *slot = *level as f32 * scale;
         }
-    }
-    flips
+        flips
+    });
+    flips.iter().sum()
 }
 
 /// Subtracts `shift` (real output units) from the float bias of the target node.

@@ -31,13 +31,15 @@ impl Patches {
     ///
     /// The upper triangle is filled a tile of rows at a time, every patch row streamed
     /// past the tile, so a large `H` (170 MB at `n` = 4608) is not streamed through memory
-    /// once per patch row; each entry still sums the rows in their order.
+    /// once per patch row; each entry still sums the rows in their order. Tiles are
+    /// independent and shared out over the cores.
     pub fn gram(&self) -> Vec<f64> {
         let n = self.n;
         let mut h = vec![0.0; n * n];
-        for first in (0..n).step_by(GRAM_TILE_ROWS) {
+        let mut tiles: Vec<&mut [f64]> = h.chunks_mut(GRAM_TILE_ROWS * n.max(1)).collect();
+        crate::cores::map_mut(&mut tiles, |index, tile| {
+            let first = index * GRAM_TILE_ROWS;
             let last = (first + GRAM_TILE_ROWS).min(n);
-            let tile = &mut h[first * n..last * n];
             for row in self.quant.chunks_exact(n) {
                 for (i, xi) in row.iter().enumerate().take(last).skip(first) {
                     if *xi == 0.0 {
@@ -49,7 +51,7 @@ impl Patches {
                     }
                 }
             }
-        }
+        });
         for i in 0..n {
             for j in 0..i {
                 h[i * n + j] = h[j * n + i];
