@@ -9,7 +9,7 @@ With --only, the rows of the other models are kept from models/zoo/STATUS.json (
 machine-readable form of the table, written on every run).
 
 Calibration: the 256 RGB calibration images (tools/rgb_fmnist.py) at each input size, as a
-normalised float32 NCHW .npy (the CLI has no --mean/--std yet); evaluation: the first 256
+normalised float32 NCHW .npy (the models' own input form); evaluation: the first 256
 RGB test images, same form. numpy only: no torch.
 """
 
@@ -142,8 +142,8 @@ def write(rows: list[dict], path: Path, cbam_version: str) -> None:
         "",
         f"Written by `python tools/zoo_status.py` with `{cbam_version}`. Per model:",
         "`cbam inspect M`; `cbam quantize M --calib calibS.npy --out M.cbam` (the 256 RGB",
-        "calibration images at the model's input size S, ImageNet-normalised float32 NCHW, since",
-        "the CLI has no --mean/--std yet); `cbam eval M.cbam --data testS.npy --labels",
+        "calibration images at the model's input size S, ImageNet-normalised float32 NCHW, the",
+        "models' own input form); `cbam eval M.cbam --data testS.npy --labels",
         "testS_labels.npy --reference M --json` (first 256 RGB test images; agreement = int8 top-1",
         "equal to the float model's top-1 in tract). Errors are the CLI's own words. The zoo's",
         "weights are random, so accuracy there means nothing; agreement does.",
