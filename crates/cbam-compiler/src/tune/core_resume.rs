@@ -115,9 +115,7 @@ impl Resumable {
     fn blob(&self, model: &QModel) -> Result<Vec<u8>, CoreRunError> {
         let plan = plan::plan(model)?;
         if plan != self.plan {
-            return Err(CoreRunError::Missing(
-                "the arena plan of its first lowering (a later lowering moved tensors)".into(),
-            ));
+            return Err(CoreRunError::PlanMoved);
         }
         Ok(blob::write(model, &plan, &BlobMeta::default())?)
     }

@@ -16,6 +16,8 @@ pub enum CoreRunError {
     Core(#[from] cbam_core::Error),
     #[error("the lowered model lacks {0} (a compiler bug; please report it)")]
     Missing(String),
+    #[error("a re-lowered model moved tensors in the arena, so a run kept at an op boundary cannot resume under it (a compiler bug; please report it)")]
+    PlanMoved,
 }
 
 /// A blob parsed by the core, with its arena and output buffer.
