@@ -33,11 +33,7 @@ fn row(onnx: &Path, images: &Path, norm: &Normalization) -> Result<String, fidel
     };
     let name = onnx.file_stem().unwrap_or_default().to_string_lossy();
     let ratio = |x: u32| f64::from(x) / f64::from(a.layer_by_layer.max(1));
-    let stages: Vec<String> = a
-        .patch_stages
-        .iter()
-        .map(|[first, end, rows]| format!("ops {first}..{end} by {rows}"))
-        .collect();
+    let stages: Vec<String> = a.patch_stages.iter().map(|s| s.to_string()).collect();
     Ok(format!(
         "| `{name}` | {} | {} ({:.2}x) | {} ({:.2}x) | {} (+{:.1}%) | {} | {smallest} |",
         a.layer_by_layer,

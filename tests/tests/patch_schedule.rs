@@ -1,6 +1,6 @@
 //! Patch-based schedules against the whole-tensor one, bit for bit: every example model
 //! (the grayscale ones and the RGB ones) quantized once, then planned again with random
-//! stages and band heights (and with the planner's own patch plan), each blob run on the
+//! stages, band heights and CBAM look-ahead (and with the planner's own patch plan), each blob run on the
 //! core with the same real images as the layer-by-layer blob.
 
 use std::path::Path;
@@ -70,11 +70,13 @@ fn check_model(onnx: &Path, images: &Path, norm: &Normalization) {
         "{name}: {arenas:?}"
     );
 
-    // Every stage the planner accepts (band height 1 decides legality), then random ones.
+    // Every stage the planner accepts (band height 1 decides legality), with and without
+    // the CBAM look-ahead, then random ones.
     let n = model.ops.len();
-    let legal: Vec<(usize, usize)> = (0..n)
+    let legal: Vec<(usize, usize, bool)> = (0..n)
         .flat_map(|first| (first + 1..=n.min(first + 32)).map(move |end| (first, end)))
-        .filter(|&(first, end)| {
+        .flat_map(|(first, end)| [(first, end, false), (first, end, true)])
+        .filter(|&(first, end, lookahead)| {
             plan_with(
                 model,
                 true,
@@ -82,14 +84,19 @@ fn check_model(onnx: &Path, images: &Path, norm: &Normalization) {
                     first,
                     end,
                     band_rows: 1,
+                    lookahead,
                 }],
             )
             .is_ok()
         })
         .collect();
     assert!(
-        legal.iter().any(|&(f, e)| e - f >= 3),
+        legal.iter().any(|&(f, e, _)| e - f >= 3),
         "{name}: no stage of 3 ops or more: {legal:?}"
+    );
+    assert!(
+        legal.iter().any(|&(_, _, lookahead)| lookahead),
+        "{name}: no look-ahead stage: {legal:?}"
     );
     let mut runner = TestRunner::new(Config {
         cases: CASES,
@@ -98,11 +105,12 @@ fn check_model(onnx: &Path, images: &Path, norm: &Normalization) {
     });
     runner
         .run(&(0..legal.len(), 1usize..=20), |(pick, band_rows)| {
-            let (first, end) = legal[pick];
+            let (first, end, lookahead) = legal[pick];
             let stage = Stage {
                 first,
                 end,
                 band_rows,
+                lookahead,
             };
             let plan = plan_with(model, true, &[stage]).unwrap();
             prop_assert_eq!(

@@ -5,7 +5,8 @@
 
 use cbam_core::format::{
     BlobWriter, HeaderFields, OpFields, StageFields, TensorFields, FLAG_RAW_PIXELS, MAX_INPUTS,
-    NO_INPUT, OP_RECORD_LEN, TENSOR_FLAG_INPUT, TENSOR_FLAG_OUTPUT, TENSOR_RECORD_LEN,
+    NO_INPUT, OP_RECORD_LEN, STAGE_FLAG_LOOKAHEAD, TENSOR_FLAG_INPUT, TENSOR_FLAG_OUTPUT,
+    TENSOR_RECORD_LEN,
 };
 
 use crate::data::Preprocess;
@@ -167,7 +168,7 @@ pub fn write(model: &QModel, plan: &Plan, meta: &BlobMeta) -> Result<Vec<u8>, Bl
                 first_op: field(s.first)?,
                 end_op: field(s.end)?,
                 band_rows: field(s.band_rows)?,
-                reserved: 0,
+                flags: if s.lookahead { STAGE_FLAG_LOOKAHEAD } else { 0 },
             })
         })
         .collect::<Result<Vec<_>, BlobError>>()?;

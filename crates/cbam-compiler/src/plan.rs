@@ -5,8 +5,8 @@
 //! Lifetimes come from the op order: a tensor lives from the op that writes it to the last
 //! op that reads it (the model input from op 0, the model output to the end). Offsets are
 //! assigned greedily, largest buffer first, into the smallest gap that fits (best fit),
-//! every offset 16-byte aligned. A CBAM op writes in place over its input when nothing
-//! else reads that input.
+//! every offset 16-byte aligned. A CBAM op writes in place over its input, and an ADD over
+//! one of its inputs, when nothing else reads that input.
 
 use cbam_core::format::{OpParams, Unplaced};
 use cbam_core::schedule::{self, RowWindow, StageGraph, MAX_STAGE_OPS};
@@ -32,6 +32,8 @@ pub struct Plan {
     pub band_rows: Vec<u32>,
     /// Multiply-accumulates the stages compute more than a whole-tensor run.
     pub extra_macs: u64,
+    /// The op during which the most bytes are alive (where a smaller plan must cut).
+    pub peak_op: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -121,23 +123,39 @@ pub fn scratch_len(model: &QModel, index: usize) -> Result<usize, PlanError> {
         })
 }
 
-/// Plans `model`'s arena with CBAM in place and no stages.
+/// [`scratch_len`] for op `index` in a look-ahead stage whose bands hold at most `rows`
+/// rows of its output.
+fn lookahead_scratch_len(model: &QModel, index: usize, rows: usize) -> Result<usize, PlanError> {
+    let op = &model.ops[index];
+    let [h, w, c] = model.tensors[op.inputs[0]].shape;
+    op.kind
+        .params(&mut cbam_core::format::Unplaced)
+        .lookahead_scratch_size((h, w, c), rows)
+        .ok_or_else(|| PlanError::Scratch {
+            op: op.node.clone(),
+            reason: "its scratch size overflows usize".into(),
+        })
+}
+
+/// Plans `model`'s arena with CBAM and ADD in place and no stages.
 pub fn plan(model: &QModel) -> Result<Plan, PlanError> {
     plan_with(model, true, &[])
 }
 
-/// Plans `model`'s arena: CBAM in place or not, and `stages` run band by band.
-pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Result<Plan, PlanError> {
+/// Plans `model`'s arena: CBAM and ADD in place or not, and `stages` run band by band.
+pub fn plan_with(model: &QModel, ops_in_place: bool, stages: &[Stage]) -> Result<Plan, PlanError> {
     let n_ops = model.ops.len();
     let (mut start, mut end) = lifetimes(model)?;
     let mut band_rows = vec![0u32; model.tensors.len()];
     let mut extra_macs = 0u64;
+    let mut keeps = vec![false; n_ops];
     for stage in stages {
         let graph = QStage::new(model, *stage)?;
         let cost = schedule::cost(&graph, stage.band_rows);
         let last = stage.end - 1;
         for (k, op) in model.ops[stage.first..stage.end].iter().enumerate() {
             let i = stage.first + k;
+            keeps[i] = cost.keeps[k];
             let out_h = model.tensors[op.output].shape[0];
             let per_row = op_macs(model, i) / out_h.max(1) as u64;
             extra_macs += per_row * cost.computed_rows[k].saturating_sub(out_h) as u64;
@@ -160,10 +178,10 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
             rows => rows as usize * tensor.shape[1] * tensor.shape[2],
         }
     };
-    // In place: a CBAM op whose input is read by nothing else and is not the model input
-    // or output shares the input's buffer. Inside a stage only between two band buffers
-    // (a band and a whole tensor are laid out differently, and a stage's whole input lives
-    // to the stage's end).
+    // In place ([`may_alias`]): the op's output shares the input's buffer. Inside a stage
+    // only between two band buffers (a band and a whole tensor are laid out differently,
+    // and a stage's whole input lives to the stage's end) whose output keeps no rows from
+    // band to band (or its rows would not line up with the input's).
     let in_stage = |i: usize| stages.iter().any(|s| (s.first..s.end).contains(&i));
     let same_storage = |i: usize, input: usize, output: usize| {
         if in_stage(i) {
@@ -175,23 +193,27 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
     let mut owner: Vec<usize> = (0..model.tensors.len()).collect();
     let mut in_place = Vec::new();
     for (i, op) in model.ops.iter().enumerate() {
-        let Some(&input) = op.inputs.first() else {
+        if !ops_in_place || (in_stage(i) && keeps[i]) {
             continue;
-        };
-        let readers = model
-            .ops
-            .iter()
-            .filter(|o| o.inputs.contains(&input))
-            .count();
-        if cbam_in_place
-            && matches!(op.kind, QOpKind::Cbam(_))
-            && readers == 1
-            && input != model.input
-            && input != model.output
-            && same_storage(i, input, op.output)
-        {
-            owner[op.output] = owner[input];
+        }
+        let slot = (0..op.inputs.len())
+            .find(|&slot| may_alias(model, i, slot) && same_storage(i, op.inputs[slot], op.output));
+        if let Some(slot) = slot {
+            owner[op.output] = owner[op.inputs[slot]];
             in_place.push(i);
+        }
+    }
+    // A look-ahead CBAM op works on its band and the rows below it: in its own buffer, or
+    // in the stage's whole output.
+    for stage in stages.iter().filter(|s| s.lookahead) {
+        let cbam =
+            (stage.first..stage.end).find(|&i| matches!(model.ops[i].kind, QOpKind::Cbam(_)));
+        if cbam.is_some_and(|i| i + 1 < stage.end && !in_place.contains(&i)) {
+            return Err(PlanError::BadStage {
+                first: stage.first,
+                end: stage.end,
+                reason: "a look-ahead CBAM op must be in place or the stage's last op",
+            });
         }
     }
     let mut buffers: Vec<Buffer> = Vec::new();
@@ -213,7 +235,21 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
         buffer_of[t] = buffer_of[root];
     }
     let op_scratch = (0..n_ops)
-        .map(|i| scratch_len(model, i))
+        .map(|i| {
+            match stages
+                .iter()
+                .find(|s| s.lookahead && (s.first..s.end).contains(&i))
+            {
+                Some(stage) => {
+                    let rows = match band_rows[model.ops[i].output] {
+                        0 => stage.band_rows,
+                        rows => rows as usize,
+                    };
+                    lookahead_scratch_len(model, i, rows)
+                }
+                None => scratch_len(model, i),
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let scratch_size = op_scratch.iter().copied().max().unwrap_or(0);
     let users: Vec<usize> = (0..n_ops).filter(|&i| op_scratch[i] > 0).collect();
@@ -242,6 +278,14 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
         .map(|(b, o)| o + b.size)
         .max()
         .unwrap_or(0);
+    let live_at = |i: usize| -> usize {
+        buffers
+            .iter()
+            .filter(|b| b.start <= i && i <= b.end)
+            .map(|b| b.size)
+            .sum()
+    };
+    let peak_op = (0..n_ops).max_by_key(|&i| (live_at(i), i)).unwrap_or(0);
     let to_u32 = |x: usize| u32::try_from(x).map_err(|_| PlanError::ArenaTooLarge { bytes: arena });
     Ok(Plan {
         offsets: buffer_of
@@ -259,6 +303,7 @@ pub fn plan_with(model: &QModel, cbam_in_place: bool, stages: &[Stage]) -> Resul
         stages: stages.to_vec(),
         band_rows,
         extra_macs,
+        peak_op,
     })
 }
 
@@ -268,6 +313,38 @@ pub struct Stage {
     pub first: usize,
     pub end: usize,
     pub band_rows: usize,
+    /// The stage's CBAM op pools its spatial maps in the final pass, reading rows beyond
+    /// each band, instead of in a pass of its own (see `cbam_core::schedule`).
+    pub lookahead: bool,
+}
+
+/// Whether op `i` may write over its input `slot` (the core's `Op::in_place_slot`): the
+/// fused CBAM op over its input, or an ADD of two same-shaped, unpruned tensors over
+/// either; nothing else reads that input, and it is neither the model's input nor output.
+fn may_alias(model: &QModel, i: usize, slot: usize) -> bool {
+    let op = &model.ops[i];
+    let Some(&input) = op.inputs.get(slot) else {
+        return false;
+    };
+    let kind_allows = match op.kind {
+        QOpKind::Cbam(_) => slot == 0,
+        QOpKind::Add(_) => {
+            let out = &model.tensors[op.output];
+            op.inputs.len() == 2
+                && op.inputs[0] != op.inputs[1]
+                && op.inputs.iter().all(|&t| {
+                    let t = &model.tensors[t];
+                    t.shape == out.shape && t.kept.is_none()
+                })
+        }
+        _ => false,
+    };
+    let readers = model
+        .ops
+        .iter()
+        .filter(|o| o.inputs.contains(&input))
+        .count();
+    kind_allows && readers == 1 && input != model.input && input != model.output
 }
 
 /// Multiply-accumulates of op `i` as the core counts them for convolutions (the ops whose
@@ -339,6 +416,9 @@ impl<'a> QStage<'a> {
                 }
             }
         }
+        if stage.lookahead && cbam.is_none() {
+            return Err(bad("look-ahead without a CBAM op"));
+        }
         Ok(Self { model, stage, cbam })
     }
 
@@ -369,6 +449,13 @@ impl StageGraph for QStage<'_> {
     }
     fn cbam(&self) -> Option<usize> {
         self.cbam
+    }
+    fn cbam_lookahead(&self) -> Option<usize> {
+        let c = self.cbam.filter(|_| self.stage.lookahead)?;
+        match &self.op(c).kind {
+            QOpKind::Cbam(p) => Some(p.kernel / 2),
+            _ => None,
+        }
     }
 }
 
@@ -492,8 +579,11 @@ mod tests {
 
     /// The core's outputs for `plan` on a few inputs (the blob must pass the reader's checks).
     fn run_core(m: &QModel, p: &Plan) -> Vec<Vec<i8>> {
-        let blob = crate::blob::write(m, p, &crate::blob::BlobMeta::default()).unwrap();
-        let model = cbam_core::Model::parse(&blob).unwrap();
+        run_blob(&crate::blob::write(m, p, &crate::blob::BlobMeta::default()).unwrap())
+    }
+
+    fn run_blob(blob: &[u8]) -> Vec<Vec<i8>> {
+        let model = cbam_core::Model::parse(blob).unwrap();
         let mut arena = vec![0u8; model.arena_size()];
         (0..3)
             .map(|k| {
@@ -512,6 +602,7 @@ mod tests {
             first,
             end,
             band_rows,
+            lookahead: false,
         }
     }
 
@@ -545,6 +636,77 @@ mod tests {
         assert!(staged.in_place.is_empty());
         assert_eq!(staged.band_rows[m.ops[1].output], 0);
         assert_eq!(run_core(&m, &staged), run_core(&m, &plan(&m).unwrap()));
+    }
+
+    fn lookahead(first: usize, end: usize, band_rows: usize) -> Stage {
+        Stage {
+            lookahead: true,
+            ..stage(first, end, band_rows)
+        }
+    }
+
+    #[test]
+    fn a_lookahead_stage_drops_the_spatial_map_pass_and_gives_the_same_bytes() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let whole = run_core(&m, &plan(&m).unwrap());
+        for band_rows in 1..=4 {
+            let three = plan_with(&m, true, &[stage(0, 3, band_rows)]).unwrap();
+            let ahead = plan_with(&m, true, &[lookahead(0, 3, band_rows)]).unwrap();
+            assert_eq!(ahead.in_place, vec![1]);
+            assert_eq!(run_core(&m, &ahead), whole, "bands of {band_rows} rows");
+            // The conv's output (the CBAM input) holds the rows below the band too, unless
+            // the band (two CBAM rows per pooled row) is the whole 8-row map.
+            let conv_out = m.ops[0].output;
+            let cbam_rows = ahead.band_rows[m.ops[1].output];
+            assert_eq!(cbam_rows as usize, (2 * band_rows).min(8));
+            assert_eq!(ahead.band_rows[conv_out] > cbam_rows, cbam_rows < 8);
+            // One pass of the conv fewer, k/2 rows more per band.
+            if band_rows >= 2 {
+                assert!(ahead.extra_macs < three.extra_macs, "{ahead:?} {three:?}");
+            }
+        }
+        // Ending at the CBAM op: the look-ahead rows go to the whole output.
+        let last = plan_with(&m, true, &[lookahead(0, 2, 3)]).unwrap();
+        assert!(last.in_place.is_empty());
+        assert_eq!(run_core(&m, &last), whole);
+    }
+
+    #[test]
+    fn a_version_2_stage_computes_every_row_it_holds_and_gives_the_same_bytes() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        let p = plan_with(&m, true, &[stage(0, 3, 1)]).unwrap();
+        let mut old = crate::blob::write(&m, &p, &crate::blob::BlobMeta::default()).unwrap();
+        let mut header = cbam_core::format::HeaderFields::read(&old).unwrap();
+        header.version = 2;
+        old[..cbam_core::format::HeaderFields::LEN].copy_from_slice(&header.write());
+        cbam_core::format::seal_crc(&mut old).unwrap();
+        assert_eq!(run_blob(&old), run_core(&m, &plan(&m).unwrap()));
+    }
+
+    #[test]
+    fn the_lookahead_needs_a_cbam_op_and_the_reader_refuses_unknown_stage_flags() {
+        let (g, r) = small_cbam_graph();
+        let m = lower(&g, &r, &LowerOptions::default()).unwrap();
+        assert!(matches!(
+            plan_with(&m, true, &[lookahead(2, 3, 1)]),
+            Err(PlanError::BadStage { .. })
+        ));
+        // Not in place and not the stage's last op: no room for the rows below the band.
+        assert!(matches!(
+            plan_with(&m, false, &[lookahead(0, 3, 1)]),
+            Err(PlanError::BadStage { .. })
+        ));
+        let p = plan_with(&m, true, &[lookahead(0, 3, 2)]).unwrap();
+        let mut blob = crate::blob::write(&m, &p, &crate::blob::BlobMeta::default()).unwrap();
+        let header = cbam_core::format::HeaderFields::read(&blob).unwrap();
+        let flags_at = header.schedule_off as usize + 4 + 6;
+        assert_eq!(blob[flags_at], 1, "the look-ahead flag");
+        blob[flags_at] = 3;
+        cbam_core::format::seal_crc(&mut blob).unwrap();
+        let err = cbam_core::Model::parse(&blob).unwrap_err().to_string();
+        assert!(err.contains("unknown stage flags"), "{err}");
     }
 
     #[test]

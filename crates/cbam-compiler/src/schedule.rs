@@ -3,14 +3,15 @@
 //!
 //! - layer by layer: every op on whole tensors, nothing in place (what TensorFlow Lite
 //!   Micro's greedy planner does with the same graph);
-//! - in place: the same with the fused CBAM op writing over its input;
-//! - patch: in place, plus stages of ops around the largest layers that run band by band,
-//!   recomputing the rows where bands overlap.
+//! - in place: the same with the fused CBAM op and ADD writing over an input;
+//! - patch: in place, plus stages of ops around the peak that run band by band, keeping
+//!   the rows where bands overlap (a CBAM op in a stage costs its input ops one or two more
+//!   passes: the multiply-accumulates the plan adds).
 //!
-//! The search is greedy: it tiles the op with the largest whole-tensor footprint by the
-//! stage (ops around it, band height) that gives the smallest arena, and repeats while the
-//! arena shrinks (or until it fits a budget, taking then the stage that fits with the fewest
-//! extra multiply-accumulates).
+//! The search is greedy: it tiles the op where the most bytes are alive by the stage (ops
+//! around it, band height, CBAM look-ahead or not) that gives the smallest arena, and
+//! repeats while the arena shrinks (or until it fits a budget, taking then the stage that
+//! fits with the fewest extra multiply-accumulates).
 
 use crate::plan::{plan_with, Plan, PlanError, Stage};
 use crate::quant::QModel;
@@ -20,7 +21,7 @@ const BAND_ROWS: [usize; 9] = [1, 2, 3, 4, 6, 8, 12, 16, 24];
 /// Ops on either side of the largest layer a stage may reach.
 const REACH: usize = 24;
 /// Rounds of the search (each adds or widens one stage).
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 8;
 /// Without a budget, stages may add at most this fraction of the model's MACs.
 pub const MAX_EXTRA_MACS: f64 = 0.15;
 
@@ -46,10 +47,33 @@ pub struct ArenaComparison {
     pub patch: u32,
     /// Multiply-accumulates the patch plan recomputes.
     pub patch_extra_macs: u64,
-    /// The patch plan's stages: `[first_op, end_op, band_rows]`.
-    pub patch_stages: Vec<[usize; 3]>,
+    /// The patch plan's stages.
+    pub patch_stages: Vec<StageSummary>,
     /// The schedule the blob was written with: `layer-by-layer`, `in-place` or `patch`.
     pub chosen: String,
+}
+
+/// A stage of the patch plan, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StageSummary {
+    pub first_op: usize,
+    pub end_op: usize,
+    pub band_rows: usize,
+    /// The CBAM op pools its spatial maps in the final pass (no spatial-map pass).
+    pub lookahead: bool,
+}
+
+impl std::fmt::Display for StageSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ops {}..{} by {}{}",
+            self.first_op,
+            self.end_op,
+            self.band_rows,
+            if self.lookahead { " (look-ahead)" } else { "" }
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,7 +109,12 @@ pub fn choose(
         patch_stages: patch
             .stages
             .iter()
-            .map(|s| [s.first, s.end, s.band_rows])
+            .map(|s| StageSummary {
+                first_op: s.first,
+                end_op: s.end,
+                band_rows: s.band_rows,
+                lookahead: s.lookahead,
+            })
             .collect(),
         chosen: String::new(),
     };
@@ -138,7 +167,9 @@ pub fn choose(
     ))
 }
 
-/// The greedy search from `start` (the in-place plan).
+/// The greedy search from `start` (the in-place plan): each round tries every stage around
+/// the op where the most bytes are alive (replacing the stages it overlaps) and keeps the
+/// best plan, while the arena shrinks.
 fn search(model: &QModel, budget: Option<usize>, start: Plan) -> Result<Plan, PlanError> {
     let max_extra = (model.macs as f64 * MAX_EXTRA_MACS) as u64;
     let mut best = start;
@@ -146,17 +177,19 @@ fn search(model: &QModel, budget: Option<usize>, start: Plan) -> Result<Plan, Pl
         if budget.is_some_and(|b| best.arena_size as usize <= b) {
             break;
         }
-        let Some(peak) = largest_layer(model, &best.stages) else {
-            break;
-        };
+        let peak = best.peak_op;
         let mut round: Option<Plan> = None;
         for first in peak.saturating_sub(REACH)..=peak {
             for end in peak + 1..=(peak + 1 + REACH).min(model.ops.len()) {
-                for band_rows in BAND_ROWS {
+                for (band_rows, lookahead) in BAND_ROWS
+                    .into_iter()
+                    .flat_map(|rows| [(rows, false), (rows, true)])
+                {
                     let stage = Stage {
                         first,
                         end,
                         band_rows,
+                        lookahead,
                     };
                     let mut stages: Vec<Stage> = best
                         .stages
@@ -197,17 +230,6 @@ fn better(plan: &Plan, other: Option<&Plan>, budget: Option<usize>) -> bool {
         (true, true) => (plan.extra_macs, plan.arena_size) < (other.extra_macs, other.arena_size),
         (false, false) => (plan.arena_size, plan.extra_macs) < (other.arena_size, other.extra_macs),
     }
-}
-
-/// The op outside every stage whose inputs and output together are largest.
-fn largest_layer(model: &QModel, stages: &[Stage]) -> Option<usize> {
-    (0..model.ops.len())
-        .filter(|i| !stages.iter().any(|s| (s.first..s.end).contains(i)))
-        .max_by_key(|&i| {
-            let op = &model.ops[i];
-            let bytes = |t: usize| model.tensors[t].len();
-            op.inputs.iter().map(|&t| bytes(t)).sum::<usize>() + bytes(op.output)
-        })
 }
 
 #[cfg(test)]

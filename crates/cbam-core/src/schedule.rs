@@ -1,11 +1,20 @@
 //! Patch-based execution of a stage: a run of ops computed band by band (full-width rows of
 //! the stage's last output), each op's rows worked out backwards from the band through
-//! every op's window (kernel, stride, dilation, padding) and recomputed where bands overlap.
+//! every op's window (kernel, stride, dilation, padding).
 //!
 //! The rows live in per-tensor band buffers, so the stage's intermediate tensors never
-//! exist whole. A CBAM block inside a stage takes three passes over its input rows: channel
-//! statistics (O(C)), the channel-pooled spatial maps (O(hw)), then the scaling while the
-//! final pass runs on; the passes before the last stop at the CBAM block.
+//! exist whole. Bands move down the map, so where a window makes two bands read the same
+//! rows of a tensor, its buffer keeps them from the band before (they move up to the
+//! buffer's start) and its op computes only the rows below: every row is computed once per
+//! pass, and an op needs of its inputs only what its new rows read.
+//!
+//! A CBAM block inside a stage first takes a pass over its input rows for the channel
+//! statistics (O(C)); the spatial attention then needs the channel-pooled maps around each
+//! pixel. Either a second pass pools the whole maps (O(hw)) before the final pass scales,
+//! or (a look-ahead stage) the final pass pools them as it goes: the CBAM op reads `k/2`
+//! rows beyond its band, so the spatial conv's window is pooled before the band is scaled,
+//! and the maps shrink to a window of rows. The ops before the CBAM op then run twice
+//! instead of three times, for `k/2` more rows in their buffers.
 //!
 //! The interpreter, the reader's checks and the compiler's planner all walk a stage through
 //! [`walk`], so the rows the planner sizes a buffer for are the rows the core computes.
@@ -128,6 +137,16 @@ pub trait StageGraph {
     fn producers(&self, op: usize) -> [Option<usize>; 4];
     /// The stage's CBAM op, if it has one (a stage holds at most one).
     fn cbam(&self) -> Option<usize>;
+    /// For a look-ahead stage, the rows below its band the CBAM op reads in the final pass
+    /// (half its spatial kernel); `None` for a stage with a separate spatial-map pass.
+    fn cbam_lookahead(&self) -> Option<usize> {
+        None
+    }
+    /// Whether ops keep the rows two bands share (format version 3); without, every band
+    /// computes all the rows it holds.
+    fn keeps_rows(&self) -> bool {
+        true
+    }
 }
 
 /// What a pass computes at its target op.
@@ -137,33 +156,143 @@ pub enum Pass {
     ChannelStats,
     /// The CBAM op scales its input by the channel attention and pools it per pixel.
     SpatialMaps,
-    /// Every op runs to the end; the CBAM op applies both attentions.
+    /// Every op runs to the end; the CBAM op applies both attentions (in a look-ahead
+    /// stage, after pooling the spatial maps of its band and the rows below it).
     Final,
 }
 
-/// One band of one pass: the rows each stage op computes (empty: the op does not run).
+/// One band of one pass. Per stage op: the rows its buffer holds during the band (empty:
+/// the op is not needed), the rows it computes, and how far the rows it keeps from the
+/// previous band move up in its buffer.
 pub struct Band<'a> {
     pub pass: Pass,
     /// The op the pass runs up to (the CBAM op, or the stage's last op).
     pub target: usize,
+    /// Rows each op's buffer holds: kept from the previous band, then computed.
     pub rows: &'a [Rows],
+    /// Rows each op computes in this band (the end of its `rows`).
+    pub fresh: &'a [Rows],
+    /// Per op: the buffer's first row was this many rows further down in the previous band
+    /// (its kept rows move up by as many rows before the op computes).
+    pub shift: &'a [usize],
+    /// In the final pass of a look-ahead stage: the CBAM op and the rows below its band
+    /// it reads.
+    pub lookahead: Option<(usize, usize)>,
 }
 
-/// Fills `rows` with the rows each op must compute for op `target` to yield `out`.
-fn needs<G: StageGraph>(g: &G, target: usize, out: Rows, rows: &mut [Rows]) {
-    rows.fill(Rows::EMPTY);
-    if let Some(r) = rows.get_mut(target) {
-        *r = out;
+impl Band<'_> {
+    /// How op `op`'s output rows depend on its input rows in this band.
+    pub fn window<G: StageGraph>(&self, g: &G, op: usize) -> RowWindow {
+        window_in(g, self.lookahead, op)
     }
-    for op in (0..=target).rev() {
-        let Some(&own) = rows.get(op) else { continue };
-        if own.is_empty() {
-            continue;
+
+    /// Rows of op `op`'s buffer kept from the previous band (the start of its `rows`).
+    pub fn kept(&self, op: usize) -> Rows {
+        let held = self.rows.get(op).copied().unwrap_or(Rows::EMPTY);
+        let fresh = self.fresh.get(op).copied().unwrap_or(Rows::EMPTY);
+        Rows::new(held.start, fresh.start.max(held.start).min(held.end))
+    }
+}
+
+fn window_in<G: StageGraph>(g: &G, lookahead: Option<(usize, usize)>, op: usize) -> RowWindow {
+    match lookahead {
+        Some((cbam, rows)) if cbam == op => RowWindow::Window {
+            kh: rows + 1,
+            stride: 1,
+            dil: 1,
+            pad_top: 0,
+        },
+        _ => g.window(op),
+    }
+}
+
+/// The look-ahead of a band of `pass` (see [`Band::lookahead`]).
+fn lookahead_of<G: StageGraph>(g: &G, pass: Pass) -> Option<(usize, usize)> {
+    match pass {
+        Pass::Final => g.cbam().zip(g.cbam_lookahead()),
+        _ => None,
+    }
+}
+
+/// Where a band's rows start from.
+#[derive(Clone, Copy)]
+enum Seed {
+    /// These rows of the target op.
+    Output(Rows),
+    /// These rows of the target's inputs, the target not running.
+    Inputs(Rows),
+}
+
+/// The working arrays of a pass: per op, the rows held now and in the previous band.
+struct Rolling {
+    held: [Rows; MAX_STAGE_OPS],
+    fresh: [Rows; MAX_STAGE_OPS],
+    shift: [usize; MAX_STAGE_OPS],
+    prev: [Rows; MAX_STAGE_OPS],
+}
+
+impl Rolling {
+    fn new() -> Self {
+        Self {
+            held: [Rows::EMPTY; MAX_STAGE_OPS],
+            fresh: [Rows::EMPTY; MAX_STAGE_OPS],
+            shift: [0; MAX_STAGE_OPS],
+            prev: [Rows::EMPTY; MAX_STAGE_OPS],
         }
-        let input = g.window(op).input_rows(g.in_h(op), own);
-        for p in g.producers(op).into_iter().flatten().filter(|&p| p < op) {
-            if let Some(r) = rows.get_mut(p) {
-                *r = r.union(input);
+    }
+
+    /// Works out, backwards from op `target` yielding `out`, the rows each op holds and
+    /// computes. An op keeps the rows it computed before that it still needs (rows only
+    /// move down the map as the bands do); it computes the rest, and needs of its inputs
+    /// only what those rows read.
+    fn band<G: StageGraph>(
+        &mut self,
+        g: &G,
+        n: usize,
+        target: usize,
+        lookahead: Option<(usize, usize)>,
+        seed: Seed,
+    ) {
+        self.held.fill(Rows::EMPTY);
+        self.fresh.fill(Rows::EMPTY);
+        self.shift.fill(0);
+        match seed {
+            Seed::Output(out) => {
+                if let Some(r) = self.held.get_mut(target) {
+                    *r = out;
+                }
+            }
+            Seed::Inputs(rows) => {
+                for p in g.producers(target).into_iter().flatten() {
+                    if let Some(r) = self.held.get_mut(p) {
+                        *r = rows;
+                    }
+                }
+            }
+        }
+        for op in (0..=target.min(n.saturating_sub(1))).rev() {
+            let held = self.held[op];
+            if held.is_empty() {
+                continue;
+            }
+            let prev = self.prev[op];
+            let keeps = g.keeps_rows()
+                && !prev.is_empty()
+                && held.start >= prev.start
+                && held.start < prev.end
+                && held.end >= prev.end;
+            self.fresh[op] = if keeps {
+                self.shift[op] = held.start - prev.start;
+                Rows::new(prev.end, held.end)
+            } else {
+                held
+            };
+            self.prev[op] = held;
+            let input = window_in(g, lookahead, op).input_rows(g.in_h(op), self.fresh[op]);
+            for p in g.producers(op).into_iter().flatten().filter(|&p| p < op) {
+                if let Some(r) = self.held.get_mut(p) {
+                    *r = r.union(input);
+                }
             }
         }
     }
@@ -181,24 +310,39 @@ pub fn walk<G: StageGraph, E>(
         return Ok(());
     };
     let step = band_rows.max(1);
-    let mut rows = [Rows::EMPTY; MAX_STAGE_OPS];
-    let passes = g
-        .cbam()
-        .filter(|&c| c < n)
-        .map(|c| [(Pass::ChannelStats, c), (Pass::SpatialMaps, c)]);
-    let prefix = passes.iter().flatten().copied();
-    for (pass, target) in prefix.chain([(Pass::Final, last)]) {
+    let mut state = Rolling::new();
+    let cbam = g.cbam().filter(|&c| c < n);
+    let stats = cbam.map(|c| (Pass::ChannelStats, c));
+    let maps = cbam
+        .filter(|_| g.cbam_lookahead().is_none())
+        .map(|c| (Pass::SpatialMaps, c));
+    for (pass, target) in stats.into_iter().chain(maps).chain([(Pass::Final, last)]) {
+        let lookahead = lookahead_of(g, pass).filter(|&(c, _)| c < n);
+        state.prev.fill(Rows::EMPTY);
+        let mut emit = |state: &Rolling, target: usize| {
+            f(&Band {
+                pass,
+                target,
+                rows: state.held.get(..n).unwrap_or_default(),
+                fresh: state.fresh.get(..n).unwrap_or_default(),
+                shift: state.shift.get(..n).unwrap_or_default(),
+                lookahead,
+            })
+        };
+        // A look-ahead CBAM op's first band reads rows below it: the ops before it compute
+        // those first, a row at a time, so no buffer holds more than its steady band.
+        if let Some((cbam, rows)) = lookahead {
+            for y in 0..rows.min(g.in_h(cbam)) {
+                state.band(g, n, cbam, lookahead, Seed::Inputs(Rows::new(0, y + 1)));
+                emit(&state, cbam)?;
+            }
+        }
         let h = g.out_h(target);
         let mut y = 0;
         while y < h {
             let band = Rows::new(y, (y + step).min(h));
-            let slice = rows.get_mut(..n).unwrap_or_default();
-            needs(g, target, band, slice);
-            f(&Band {
-                pass,
-                target,
-                rows: slice,
-            })?;
+            state.band(g, n, target, lookahead, Seed::Output(band));
+            emit(&state, target)?;
             y = band.end;
         }
     }
@@ -210,6 +354,9 @@ pub fn walk<G: StageGraph, E>(
 pub struct StageCost {
     pub max_rows: [usize; MAX_STAGE_OPS],
     pub computed_rows: [usize; MAX_STAGE_OPS],
+    /// Whether the op's buffer keeps rows from one band to the next (an op running in
+    /// place must not: its output rows would not line up with its input's).
+    pub keeps: [bool; MAX_STAGE_OPS],
 }
 
 /// The walk's totals for bands of `band_rows` rows.
@@ -217,12 +364,16 @@ pub fn cost<G: StageGraph>(g: &G, band_rows: usize) -> StageCost {
     let mut cost = StageCost {
         max_rows: [0; MAX_STAGE_OPS],
         computed_rows: [0; MAX_STAGE_OPS],
+        keeps: [false; MAX_STAGE_OPS],
     };
     let _ = walk::<G, ()>(g, band_rows, |band| {
-        for (i, r) in band.rows.iter().enumerate() {
+        for (i, (r, fresh)) in band.rows.iter().zip(band.fresh).enumerate() {
             if let (Some(m), Some(c)) = (cost.max_rows.get_mut(i), cost.computed_rows.get_mut(i)) {
                 *m = (*m).max(r.len());
-                *c += r.len();
+                *c += fresh.len();
+            }
+            if let Some(k) = cost.keeps.get_mut(i) {
+                *k |= !band.kept(i).is_empty();
             }
         }
         Ok(())
@@ -287,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn every_output_row_is_computed_once_per_pass_and_halos_are_recomputed() {
+    fn every_output_row_is_computed_once_per_pass_and_halo_rows_are_kept() {
         let g = Chain {
             windows: &[S2, S1, RowWindow::Same],
             heights: &[16, 8, 8, 8],
@@ -296,9 +447,23 @@ mod tests {
         let c = cost(&g, 2);
         // Three passes over the CBAM op, one row each time.
         assert_eq!(c.computed_rows[2], 3 * 8);
-        // The 3x3 conv before it needs one halo row on each inner band edge.
+        // The 3x3 conv before it reads one row above and below its band: the row above
+        // was computed by the band before and is kept, not computed again.
         assert_eq!(c.max_rows[0], 4);
-        assert!(c.computed_rows[0] > 3 * 8);
+        assert_eq!(c.computed_rows[0], 3 * 8);
+        let mut second = None;
+        walk::<_, ()>(&g, 2, |b| {
+            if b.pass == Pass::ChannelStats && b.rows[2] == Rows::new(2, 4) {
+                second = Some((b.rows[0], b.fresh[0], b.kept(0), b.shift[0]));
+            }
+            Ok(())
+        })
+        .unwrap();
+        // Band 0 held rows 0..3 of op 0; band 1 holds 1..5, keeps 1..3 (moved up one row).
+        assert_eq!(
+            second,
+            Some((Rows::new(1, 5), Rows::new(3, 5), Rows::new(1, 3), 1))
+        );
         let mut finals = 0;
         walk::<_, ()>(&g, 3, |b| {
             finals += usize::from(b.pass == Pass::Final);
@@ -306,5 +471,75 @@ mod tests {
         })
         .unwrap();
         assert_eq!(finals, 3, "8 rows in bands of 3");
+    }
+
+    /// [`Chain`] whose CBAM op reads rows below its band in the final pass.
+    struct Ahead(Chain, usize);
+
+    impl StageGraph for Ahead {
+        fn n_ops(&self) -> usize {
+            self.0.n_ops()
+        }
+        fn window(&self, op: usize) -> RowWindow {
+            self.0.window(op)
+        }
+        fn out_h(&self, op: usize) -> usize {
+            self.0.out_h(op)
+        }
+        fn in_h(&self, op: usize) -> usize {
+            self.0.in_h(op)
+        }
+        fn producers(&self, op: usize) -> [Option<usize>; 4] {
+            self.0.producers(op)
+        }
+        fn cbam(&self) -> Option<usize> {
+            self.0.cbam()
+        }
+        fn cbam_lookahead(&self) -> Option<usize> {
+            Some(self.1)
+        }
+    }
+
+    #[test]
+    fn a_lookahead_stage_has_two_passes_and_its_cbam_op_reads_below_its_band() {
+        let chain = || Chain {
+            windows: &[S1, RowWindow::Same, RowWindow::Same],
+            heights: &[16, 16, 16, 16],
+            cbam: Some(1),
+        };
+        let g = Ahead(chain(), 3);
+        let mut seen = Vec::new();
+        walk::<_, ()>(&g, 4, |b| {
+            let cbam_in = b.window(&g, 1).input_rows(16, b.fresh[1]);
+            seen.push((b.pass, b.rows[1], cbam_in, b.rows[0], b.fresh[0]));
+            Ok(())
+        })
+        .unwrap();
+        let passes: Vec<Pass> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(
+            passes,
+            [&[Pass::ChannelStats; 4][..], &[Pass::Final; 3 + 4]].concat()
+        );
+        // First the conv computes the three rows below the first band, one at a time,
+        // without the CBAM op.
+        for (y, band) in seen[4..7].iter().enumerate() {
+            assert_eq!(
+                (band.1, band.3, band.4),
+                (Rows::EMPTY, Rows::new(0, y + 1), Rows::new(y, y + 1))
+            );
+        }
+        // The second band: CBAM rows 4..8 read rows 4..11; the conv keeps 4..7 and
+        // computes 7..11.
+        assert_eq!(seen[8].1, Rows::new(4, 8));
+        assert_eq!(seen[8].2, Rows::new(4, 11));
+        assert_eq!((seen[8].3, seen[8].4), (Rows::new(4, 11), Rows::new(7, 11)));
+        // The last band stops at the map's edge.
+        assert_eq!(seen[10].2, Rows::new(12, 16));
+        // The conv's rows once per pass: two passes, against three without look-ahead; its
+        // buffer holds the band and the three rows below it.
+        let (ahead, three) = (cost(&g, 4), cost(&chain(), 4));
+        assert_eq!(ahead.computed_rows[0], 2 * 16);
+        assert_eq!(three.computed_rows[0], 3 * 16);
+        assert_eq!((ahead.max_rows[0], three.max_rows[0]), (4 + 3, 4));
     }
 }

@@ -6,7 +6,7 @@ use super::read::{record, region, size};
 use super::tensor::Span;
 use super::{decode_op, Kernel};
 use crate::error::Error;
-use crate::format::{StageFields, STAGE_RECORD_LEN};
+use crate::format::{StageFields, STAGE_FLAG_LOOKAHEAD, STAGE_RECORD_LEN};
 use crate::schedule::{self, RowWindow, StageGraph, MAX_STAGE_OPS};
 
 /// A stage record, range-checked against the op table.
@@ -16,6 +16,8 @@ pub(crate) struct Stage {
     pub first: u16,
     pub end: u16,
     pub band_rows: usize,
+    /// The CBAM op pools its spatial maps in the final pass ([`STAGE_FLAG_LOOKAHEAD`]).
+    pub lookahead: bool,
 }
 
 /// Stages in the schedule (0 without one).
@@ -57,11 +59,17 @@ pub(crate) fn stage(blob: &[u8], header: &Header, index: u16) -> Result<Stage, E
     if f.band_rows == 0 {
         return Err(bad("band_rows is 0"));
     }
+    // Version 2 left the flags word reserved.
+    let flags = if header.version >= 3 { f.flags } else { 0 };
+    if flags & !STAGE_FLAG_LOOKAHEAD != 0 {
+        return Err(bad("unknown stage flags"));
+    }
     Ok(Stage {
         index,
         first: f.first_op,
         end: f.end_op,
         band_rows: size(u32::from(f.band_rows), "band_rows")?,
+        lookahead: flags & STAGE_FLAG_LOOKAHEAD != 0,
     })
 }
 
@@ -84,6 +92,10 @@ pub(crate) struct StageOps {
     out_h: [usize; MAX_STAGE_OPS],
     producers: [[Option<usize>; 4]; MAX_STAGE_OPS],
     cbam: Option<usize>,
+    /// Rows below a band the CBAM op reads in a look-ahead stage.
+    lookahead: Option<usize>,
+    /// Version 3 keeps the rows two bands share; version 2 computes them again.
+    keeps_rows: bool,
 }
 
 impl StageOps {
@@ -100,6 +112,8 @@ impl StageOps {
             out_h: [0; MAX_STAGE_OPS],
             producers: [[None; 4]; MAX_STAGE_OPS],
             cbam: None,
+            lookahead: None,
+            keeps_rows: header.version >= 3,
         };
         let mut outputs = [u16::MAX; MAX_STAGE_OPS];
         for i in 0..ops.n {
@@ -119,6 +133,14 @@ impl StageOps {
                     return Err(bad("more than one CBAM op, or one with 2C > hw"));
                 }
                 ops.cbam = Some(i);
+                if stage.lookahead {
+                    if op.in_place_slot().is_none() && op.output.band_rows != 0 {
+                        return Err(bad(
+                            "a look-ahead CBAM op must be in place or write the whole output",
+                        ));
+                    }
+                    ops.lookahead = Some(p.k / 2);
+                }
             }
             ops.windows[i] = window;
             ops.in_h[i] = op.input(0)?.shape.h;
@@ -135,6 +157,9 @@ impl StageOps {
                 ops.producers[i][slot] = producer;
             }
             outputs[i] = op.record.output;
+        }
+        if stage.lookahead && ops.cbam.is_none() {
+            return Err(bad("the look-ahead flag on a stage without a CBAM op"));
         }
         Ok(ops)
     }
@@ -158,6 +183,12 @@ impl StageGraph for StageOps {
     }
     fn cbam(&self) -> Option<usize> {
         self.cbam
+    }
+    fn cbam_lookahead(&self) -> Option<usize> {
+        self.lookahead
+    }
+    fn keeps_rows(&self) -> bool {
+        self.keeps_rows
     }
 }
 
@@ -194,9 +225,14 @@ pub(crate) fn validate(blob: &[u8], header: &Header) -> Result<(), Error> {
                     reason: "a band needs more rows than its tensor's band buffer holds",
                 });
             }
-            let aliased =
-                matches!(op.kernel, Kernel::Cbam(_)) && op.input(0)?.span == op.output.span;
-            if !aliased {
+            let in_place = op.in_place_slot().is_some();
+            if in_place && cost.keeps.get(k).copied().unwrap_or(true) {
+                return Err(Error::BadSchedule {
+                    stage: i,
+                    reason: "an op in place keeps rows from one band to the next",
+                });
+            }
+            if !in_place {
                 push(op.output.span);
             }
             for t in op.inputs.iter().flatten().filter(|t| t.band_rows == 0) {

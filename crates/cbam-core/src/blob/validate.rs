@@ -2,10 +2,10 @@
 //! Linear in tensors and ops, without allocation: a device validates a blob in one pass
 //! over its tables (plus a few cheap passes for the op order, see [`first_unready`]).
 
+use super::decode_op;
 use super::header::Header;
 use super::op_record::op_fields;
 use super::tensor::{tensor, Span};
-use super::{decode_op, Kernel};
 use crate::error::Error;
 
 /// Every check of FORMAT.md that [`super::Model::parse`] promises, before the first run.
@@ -26,13 +26,17 @@ pub(crate) fn model(blob: &[u8], header: &Header) -> Result<(), Error> {
         let op = decode_op(blob, header, index)?;
         let banded =
             op.inputs.iter().flatten().any(|t| t.band_rows != 0) || op.output.band_rows != 0;
-        if banded && super::stages::stage_of(blob, header, index)?.is_none() {
+        let stage = super::stages::stage_of(blob, header, index)?;
+        if banded && stage.is_none() {
             return Err(Error::BadSchedule {
                 stage: u16::MAX,
                 reason: "an op outside every stage touches a band buffer",
             });
         }
-        let needed = op.required_scratch()?;
+        let needed = match stage.filter(|s| s.lookahead) {
+            Some(s) => op.required_lookahead_scratch(s.band_rows)?,
+            None => op.required_scratch()?,
+        };
         if op.record.scratch_len != needed || needed > header.scratch_size {
             return Err(Error::BadScratch {
                 op: index,
@@ -120,20 +124,21 @@ fn first_unready(blob: &[u8], header: &Header) -> Result<Option<(u16, u16)>, Err
     Ok(first.map(|(op, _, t)| (op, t)))
 }
 
-/// Inputs never overlap the output (CBAM may alias its input exactly), and the op's
-/// scratch overlaps neither.
+/// Inputs never overlap the output (but for the one an op may run in place over:
+/// [`super::Op::in_place_slot`]), and the op's scratch overlaps neither.
 fn check_aliasing(op: &super::Op, header: &Header, index: u16) -> Result<(), Error> {
     let out = op.output.span;
     let scratch = Span {
         start: header.scratch_off,
         len: op.record.scratch_len,
     };
-    let in_place_ok = matches!(op.kernel, Kernel::Cbam(_));
+    let in_place = op.in_place_slot();
     if scratch.overlaps(&out) {
         return Err(Error::ArenaOverlap { op: index });
     }
-    for t in op.inputs.iter().flatten() {
-        let aliased = t.span == out && in_place_ok;
+    for (slot, t) in op.inputs.iter().enumerate() {
+        let Some(t) = t else { continue };
+        let aliased = in_place == Some(slot);
         if (t.span.overlaps(&out) && !aliased) || t.span.overlaps(&scratch) {
             return Err(Error::ArenaOverlap { op: index });
         }

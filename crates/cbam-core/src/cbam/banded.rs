@@ -4,26 +4,42 @@
 //! region of [`super::cbam`] carrying everything between the passes. Each step reuses the
 //! whole-map op's functions on the band's pixels, so both forms give the same bytes.
 //!
+//! A look-ahead stage merges the last two passes ([`lookahead_rows`]): each band of the
+//! final pass pools its own rows and the `k/2` rows below them, so the spatial conv's window
+//! is pooled by the time the band is scaled.
+//!
 //! During the first pass the spatial-map region (`2hw` bytes) holds the per-channel `i32`
 //! sums (`4C` bytes; a stage holds a CBAM op only where `4C <= 2hw`).
 
 use super::{
     channel_attention, mlp_hidden, scale_channels_and_pool, scale_pixels, spatial_attention,
-    Scratch,
+    spatial_attention_rows, Scratch,
 };
 use crate::error::Error;
 use crate::kernels::{CbamParams, Shape};
 use crate::math::mean_level;
 
+/// The scratch's parts; the spatial maps take what the vectors and the attention map leave
+/// (every row, or a look-ahead stage's window of rows).
 fn parts<'s>(p: &CbamParams, shape: Shape, scratch: &'s mut [i8]) -> Result<Scratch<'s>, Error> {
     let bad = Error::SliceLength {
         what: "cbam band scratch",
     };
     let hw = shape.pixels().ok_or(bad)?;
-    if p.c.checked_mul(4).is_none_or(|s| s > hw.saturating_mul(2)) {
+    let fixed =
+        p.c.checked_mul(3)
+            .and_then(|v| v.checked_add(p.cr.checked_mul(2)?)?.checked_add(hw))
+            .ok_or(bad)?;
+    let maps_len = scratch.len().checked_sub(fixed).ok_or(bad)?;
+    let row = shape.w.saturating_mul(2);
+    if maps_len > hw.saturating_mul(2)
+        || row == 0
+        || !maps_len.is_multiple_of(row)
+        || p.c.checked_mul(4).is_none_or(|s| s > maps_len)
+    {
         return Err(bad);
     }
-    Scratch::split(scratch, p.c, p.cr, hw).ok_or(bad)
+    Scratch::split(scratch, p.c, p.cr, hw, maps_len).ok_or(bad)
 }
 
 /// Before the first band of the statistics pass: sums 0, maxima -128.
@@ -106,6 +122,69 @@ pub fn apply_rows(
     scale_channels_and_pool(p, data, s.att_c, maps, s.pooled);
     let att = s.att_s.get(first_px..).unwrap_or_default();
     scale_pixels(p, data, att);
+    Ok(())
+}
+
+/// The input rows a look-ahead band for output rows `rows` finds already scaled and pooled
+/// up to: the `k/2` rows the previous band read past its end.
+pub fn lookahead_done(p: &CbamParams, shape: Shape, rows: core::ops::Range<usize>) -> usize {
+    if rows.start == 0 {
+        0
+    } else {
+        rows.start.saturating_add(p.k / 2).min(shape.h)
+    }
+}
+
+/// The final pass of a look-ahead stage over output rows `rows`: `data` holds the input's
+/// rows from `rows.start` to `k/2` rows past `rows.end` (or the map's end). The rows the
+/// previous band left (up to `k/2` rows past its end, see [`lookahead_done`]) are already
+/// scaled by the channel attention and pooled; the others are scaled in place and pooled.
+/// Then the band's rows of the spatial attention are computed from the map rows above,
+/// within and below them, and the band's rows of `data` scaled by it.
+///
+/// The maps are a window of rows: at the start of a band it holds the `2*(k/2)` rows up to
+/// the first row not yet pooled, at its start (all the band's spatial conv reads above
+/// that row); the band's new rows follow, and the window then moves down for the next band.
+pub fn lookahead_rows(
+    p: &CbamParams,
+    shape: Shape,
+    scratch: &mut [i8],
+    data: &mut [i8],
+    rows: core::ops::Range<usize>,
+) -> Result<(), Error> {
+    let bad = Error::SliceLength {
+        what: "cbam look-ahead band",
+    };
+    let s = parts(p, shape, scratch)?;
+    let row_bytes = shape.w.checked_mul(p.c).ok_or(bad)?;
+    let pad = p.k / 2;
+    let end = rows.end.saturating_add(pad).min(shape.h);
+    if rows.start >= rows.end || rows.end > shape.h || data.len() != (end - rows.start) * row_bytes
+    {
+        return Err(bad);
+    }
+    let done = lookahead_done(p, shape, rows.clone());
+    let low = done.saturating_sub(2 * pad);
+    let map_row = shape.w * 2;
+    let at = |row: usize| (row - low) * map_row;
+    let maps = s.maps.get_mut(at(done)..at(end)).ok_or(bad)?;
+    let fresh = data.get_mut((done - rows.start) * row_bytes..).ok_or(bad)?;
+    scale_channels_and_pool(p, fresh, s.att_c, maps, s.pooled);
+    let first = rows.start.saturating_sub(pad);
+    let window = s.maps.get(at(first)..at(end)).ok_or(bad)?;
+    let att = s
+        .att_s
+        .get_mut(rows.start * shape.w..rows.end * shape.w)
+        .ok_or(bad)?;
+    spatial_attention_rows(p, shape, window, first, rows.clone(), att)?;
+    let band = data.get_mut(..rows.len() * row_bytes).ok_or(bad)?;
+    scale_pixels(p, band, att);
+    // The next band finds `end` rows pooled and keeps the 2*pad rows before it.
+    let next_low = end.saturating_sub(2 * pad);
+    s.maps
+        .get_mut(..at(end))
+        .ok_or(bad)?
+        .copy_within(at(next_low).., 0);
     Ok(())
 }
 

@@ -36,18 +36,26 @@ struct Scratch<'s> {
     hid_a: &'s mut [i8],
     hid_m: &'s mut [i8],
     att_c: &'s mut [i8],
-    /// The pooled spatial maps interleaved as an `(h, w, 2)` tensor in the model's order.
+    /// The pooled spatial maps interleaved as an `(h, w, 2)` tensor in the model's order
+    /// (in a look-ahead stage, a window of its rows).
     maps: &'s mut [i8],
     att_s: &'s mut [i8],
 }
 
 impl<'s> Scratch<'s> {
-    fn split(scratch: &'s mut [i8], c: usize, cr: usize, hw: usize) -> Option<Self> {
+    /// The parts of `scratch` with `maps_len` bytes of spatial maps.
+    fn split(
+        scratch: &'s mut [i8],
+        c: usize,
+        cr: usize,
+        hw: usize,
+        maps_len: usize,
+    ) -> Option<Self> {
         let (pooled, rest) = scratch.split_at_mut_checked(c.checked_mul(2)?)?;
         let (hid_a, rest) = rest.split_at_mut_checked(cr)?;
         let (hid_m, rest) = rest.split_at_mut_checked(cr)?;
         let (att_c, rest) = rest.split_at_mut_checked(c)?;
-        let (maps, rest) = rest.split_at_mut_checked(hw.checked_mul(2)?)?;
+        let (maps, rest) = rest.split_at_mut_checked(maps_len)?;
         let (att_s, _) = rest.split_at_mut_checked(hw)?;
         Some(Self {
             pooled,
@@ -101,7 +109,7 @@ pub fn cbam<'s>(
     let scratch = scratch.get_mut(..needed).ok_or(Error::SliceLength {
         what: "cbam scratch",
     })?;
-    let s = Scratch::split(scratch, p.c, p.cr, hw).ok_or(Error::SliceLength {
+    let s = Scratch::split(scratch, p.c, p.cr, hw, hw * 2).ok_or(Error::SliceLength {
         what: "cbam scratch",
     })?;
 
@@ -297,13 +305,39 @@ pub(crate) fn spatial_attention_by_conv2d(
     maps: &[i8],
     att: &mut [i8],
 ) -> Result<(), Error> {
+    spatial_attention_rows(p, shape, maps, 0, 0..shape.h, att)
+}
+
+/// Rows `rows` of the spatial attention map into `att`, from the pooled maps' rows that
+/// start at row `maps_first` (`maps`: every row the conv's window reaches, the ones past
+/// the map's edge left out).
+pub(crate) fn spatial_attention_rows(
+    p: &CbamParams,
+    shape: Shape,
+    maps: &[i8],
+    maps_first: usize,
+    rows: core::ops::Range<usize>,
+    att: &mut [i8],
+) -> Result<(), Error> {
+    let bad = Error::SliceLength {
+        what: "cbam spatial rows",
+    };
+    let pad = p.k / 2;
+    let maps_rows = maps.len() / shape.w.saturating_mul(2).max(1);
+    // The window of output row y reaches rows y - pad ..= y + pad.
+    let pad_top = (maps_first + pad).checked_sub(rows.start).ok_or(bad)?;
+    let pad_bottom = (rows.end + pad).saturating_sub(maps_first + maps_rows);
     let (bias, mult, shift) = (
         p.bs.to_le_bytes(),
         p.rs.mult.to_le_bytes(),
         p.rs.shift.to_le_bytes(),
     );
     let conv = Conv2dParams {
-        geometry: ConvGeometry::square(p.k, p.k / 2),
+        geometry: ConvGeometry {
+            pad_top,
+            pad_bottom,
+            ..ConvGeometry::square(p.k, pad)
+        },
         weights: p.ws,
         quant: ChannelQuant {
             in_zp: p.zp_f1,
@@ -316,9 +350,9 @@ pub(crate) fn spatial_attention_by_conv2d(
     };
     conv2d(
         &conv,
-        Shape::new(shape.h, shape.w, 2),
+        Shape::new(maps_rows, shape.w, 2),
         maps,
-        Shape::new(shape.h, shape.w, 1),
+        Shape::new(rows.len(), shape.w, 1),
         att,
     )?;
     for v in att.iter_mut() {
@@ -327,14 +361,6 @@ pub(crate) fn spatial_attention_by_conv2d(
     Ok(())
 }
 
-/// Step 7b: `F'' = F' * as[y, x]` in place, into the output quantization.
-///
-/// Public for the benchmarks, like [`scale_channels_and_pool`]; pixels past the shorter of
-/// `data` (in `p.c`-byte pixels) and `att` are left alone. `data` must be what the channel
-/// scaling wrote: with `p.zp_in = -128` a backend's `Backend::cbam_scale_pixels` may count
-/// on no value being below `p.zp_f1`, which that scaling guarantees (other values give
-/// wrong bytes, never undefined behaviour).
-// Out of line: see `pool_channels`.
 #[inline(never)]
 pub fn scale_pixels(p: &CbamParams, data: &mut [i8], att: &[i8]) {
     let zp_f1 = p.zp_f1;

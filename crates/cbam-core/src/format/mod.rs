@@ -32,7 +32,9 @@ pub use params::{
     AddWords, CbamWords, ChannelPoolWords, ConcatWords, Conv2dWords, DepthwiseWords,
     FullyConnectedWords, GlobalAvgPoolWords, LutWords, MulWords, NoWords, PoolWords,
 };
-pub use records::{seal_crc, Field, HeaderFields, OpFields, StageFields, TensorFields};
+pub use records::{
+    seal_crc, Field, HeaderFields, OpFields, StageFields, TensorFields, STAGE_FLAG_LOOKAHEAD,
+};
 pub use scratch::cbam_scratch_size;
 pub use words::{ActWords, PerChannelWords, RequantWords, WordBuf, Words, MAX_WORDS};
 #[cfg(any(test, feature = "alloc"))]
@@ -41,7 +43,7 @@ pub use writer::{BlobWriter, ConstArrays, TooLarge, Unplaced};
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"CBAM";
 /// The format version the compiler writes (and the newest this core reads).
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest version this core still reads (version 1: no schedule, no band buffers).
 pub const MIN_VERSION: u16 = 1;
 /// Bytes of the header.

@@ -188,6 +188,10 @@ record! {
     }
 }
 
+/// The stage's CBAM op pools its spatial maps during the final pass, reading `k/2` rows
+/// beyond each band, instead of in a pass of its own.
+pub const STAGE_FLAG_LOOKAHEAD: u16 = 1;
+
 record! {
     /// One 8-byte entry of the schedule: ops `first_op..end_op` run band by band.
     pub struct StageFields {
@@ -196,7 +200,8 @@ record! {
         pub end_op: u16,
         /// Rows of the last op's output per band.
         pub band_rows: u16,
-        pub reserved: u16,
+        /// Version 3: [`STAGE_FLAG_LOOKAHEAD`]; version 2: reserved, read as 0.
+        pub flags: u16,
     }
 }
 

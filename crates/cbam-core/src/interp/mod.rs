@@ -7,7 +7,7 @@ use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::cbam;
 use crate::error::Error;
 use crate::format::OpCode;
-use crate::kernels::add::add;
+use crate::kernels::add::{add, add_in_place, AddInPlace};
 use crate::kernels::channel_pool::channel_pool;
 use crate::kernels::concat::concat;
 use crate::kernels::conv2d::conv2d;
@@ -207,7 +207,11 @@ impl Model<'_> {
             Kernel::Pool(kind, p) => pool2d(*kind, p, in0, read(0)?, out_shape, out),
             Kernel::GlobalAvgPool(p) => global_avg_pool(p, in0, read(0)?, out),
             Kernel::GlobalMaxPool => global_max_pool(in0, read(0)?, out),
-            Kernel::Add(p, channels) => add(p, out_shape, read(0)?, read(1)?, *channels, out),
+            Kernel::Add(p, channels) => match op.in_place_slot() {
+                Some(0) => add_in_place(p, out, read(1)?, AddInPlace::First),
+                Some(_) => add_in_place(p, out, read(0)?, AddInPlace::Second),
+                None => add(p, out_shape, read(0)?, read(1)?, *channels, out),
+            },
             Kernel::Mul(p, broadcast) => mul(p, in0, read(0)?, read(1)?, *broadcast, out),
             Kernel::Lut(lut) => sigmoid(lut, read(0)?, out),
             Kernel::ChannelPool(p) => channel_pool(p, in0, read(0)?, out),

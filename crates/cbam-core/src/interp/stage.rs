@@ -7,7 +7,7 @@ use crate::blob::stages::{Stage, StageOps};
 use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::banded;
 use crate::error::Error;
-use crate::kernels::add::add;
+use crate::kernels::add::{add, add_in_place, AddInPlace};
 use crate::kernels::conv2d::conv2d;
 use crate::kernels::depthwise::depthwise_conv2d;
 use crate::kernels::pool::pool2d;
@@ -35,7 +35,10 @@ impl Model<'_> {
                 }
                 let index = stage.first + i as u16;
                 let op = decode_op(self.blob, &self.header, index)?;
-                self.run_rows(&op, &ops, i, band, arena, observer)?;
+                keep_rows(&op, band, i, arena)?;
+                if band.fresh.get(i).is_some_and(|f| !f.is_empty()) {
+                    self.run_rows(&op, &ops, i, band, arena, observer)?;
+                }
             }
             Ok(())
         })?;
@@ -60,7 +63,7 @@ impl Model<'_> {
         arena: &mut [u8],
         observer: &mut impl Observer,
     ) -> Result<(), Error> {
-        let rows = band.rows.get(i).copied().unwrap_or(Rows::EMPTY);
+        let rows = band.fresh.get(i).copied().unwrap_or(Rows::EMPTY);
         let overlap = Error::ArenaOverlap {
             op: op.record.index,
         };
@@ -81,7 +84,7 @@ impl Model<'_> {
             origin(out_t.band_rows, Some(i)),
             rows,
         )?;
-        let window = ops.window(i);
+        let window = band.window(ops, i);
         let in_rows = window.input_rows(ops.in_h(i), rows);
         let producers = ops.producers(i);
         let mut in_spans = [Span { start: 0, len: 0 }; 4];
@@ -96,6 +99,38 @@ impl Model<'_> {
             start: self.header.scratch_off,
             len: op.record.scratch_len,
         };
+        if let (Kernel::Cbam(p), Pass::Final, Some(_)) = (&op.kernel, band.pass, band.lookahead) {
+            // The op's work rows: the band and the rows below it that the spatial conv
+            // reads, in its own buffer (in place) or in the whole output.
+            let in_place = in_spans[0].start == out_span.start;
+            let work = if in_place {
+                in_spans[0]
+            } else {
+                rows_span(out_t.span, out_t.shape, 0, in_rows)?
+            };
+            let view = split(arena, work, scratch).ok_or(overlap)?;
+            let data = as_i8_mut(view.out);
+            if !in_place {
+                // Only the rows the previous band did not reach: the rest are scaled.
+                let input = view.gaps.read(in_spans[0]).map(as_i8).ok_or(overlap)?;
+                let done = banded::lookahead_done(p, out_t.shape, rows.start..rows.end);
+                let skip = done.saturating_sub(in_rows.start) * out_t.shape.w * out_t.shape.c;
+                let (to, from) = (data.get_mut(skip..), input.get(skip..));
+                to.zip(from)
+                    .filter(|(t, f)| t.len() == f.len())
+                    .ok_or(overlap)
+                    .map(|(t, f)| t.copy_from_slice(f))?;
+            }
+            let shape = out_t.shape;
+            let scratch = as_i8_mut(view.scratch);
+            banded::lookahead_rows(p, shape, scratch, data, rows.start..rows.end)?;
+            if rows.end == shape.h {
+                let att = banded::attention(p, shape, scratch)?;
+                let index = usize::from(op.record.index);
+                observer.cbam_attention(index, att.channel, att.spatial, shape.h, shape.w);
+            }
+            return Ok(());
+        }
         let view = split(arena, out_span, scratch).ok_or(overlap)?;
         let out = as_i8_mut(view.out);
         let read = |slot: usize| -> Result<&[i8], Error> {
@@ -124,7 +159,12 @@ impl Model<'_> {
                 };
                 pool2d(*kind, &p, in_shape, read(0)?, out_shape, out)
             }
-            Kernel::Add(p, channels) => add(p, out_shape, read(0)?, read(1)?, *channels, out),
+            Kernel::Add(p, channels) => match op.in_place_slot() {
+                Some(slot) if in_spans[slot] != out_span => Err(overlap),
+                Some(0) => add_in_place(p, out, read(1)?, AddInPlace::First),
+                Some(_) => add_in_place(p, out, read(0)?, AddInPlace::Second),
+                None => add(p, out_shape, read(0)?, read(1)?, *channels, out),
+            },
             Kernel::Lut(lut) => sigmoid(lut, read(0)?, out),
             Kernel::Cbam(p) => {
                 if in_spans[0] != out_span {
@@ -170,6 +210,26 @@ impl Model<'_> {
             }),
         }
     }
+}
+
+/// Moves the rows op `i` keeps from the previous band to the start of its band buffer (a
+/// whole output keeps every row where it is).
+fn keep_rows(op: &Op, band: &Band, i: usize, arena: &mut [u8]) -> Result<(), Error> {
+    let out = &op.output;
+    let kept = band.kept(i);
+    let shift = band.shift.get(i).copied().unwrap_or(0);
+    if out.band_rows == 0 || kept.is_empty() || shift == 0 {
+        return Ok(());
+    }
+    let to = rows_span(out.span, out.shape, kept.start, kept)?;
+    let from = rows_span(out.span, out.shape, kept.start - shift, kept)?;
+    arena
+        .get_mut(to.start..from.end())
+        .ok_or(Error::SliceLength {
+            what: "stage band outside its buffer",
+        })?
+        .copy_within(from.start - to.start.., 0);
+    Ok(())
 }
 
 /// The bytes of `rows` of a tensor of `shape` whose buffer `span` starts at row `origin`.

@@ -82,6 +82,38 @@ pub fn add(
     Ok(())
 }
 
+/// Which input of a dense ADD its output overwrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddInPlace {
+    First,
+    Second,
+}
+
+/// A dense ADD whose output is one of its inputs: `data` holds that input and receives the
+/// sums, `other` is the other input. Runs [`add`] on chunks copied to the stack, so the
+/// bytes are [`add`]'s.
+pub fn add_in_place(
+    p: &AddParams,
+    data: &mut [i8],
+    other: &[i8],
+    which: AddInPlace,
+) -> Result<(), Error> {
+    const CHUNK: usize = 256;
+    check_len(other.len(), Some(data.len()), "add input 2")?;
+    let mut copy = [0i8; CHUNK];
+    for (out, other) in data.chunks_mut(CHUNK).zip(other.chunks(CHUNK)) {
+        let n = out.len();
+        let own = copy.get_mut(..n).unwrap_or_default();
+        own.copy_from_slice(out);
+        let shape = Shape::new(1, 1, n);
+        match which {
+            AddInPlace::First => add(p, shape, own, other, In2Channels::Dense, out)?,
+            AddInPlace::Second => add(p, shape, other, own, In2Channels::Dense, out)?,
+        }
+    }
+    Ok(())
+}
+
 fn scatter_pixel(p: &AddParams, out_px: &mut [i8], in1_px: &[i8], in2_px: &[i8], kept: U16Le) {
     let mut stored = kept.iter().zip(in2_px).peekable();
     for (n, (o, &a)) in out_px.iter_mut().zip(in1_px).enumerate() {
@@ -120,6 +152,38 @@ mod tests {
                 ActRange::from_words(rng.int(-128, 0), 127)
             },
         }
+    }
+
+    #[test]
+    fn in_place_over_either_input_matches_dense() {
+        let mut rng = Rng::new(0xADD2);
+        for len in [1, 255, 256, 257, 1000] {
+            let p = random_params(&mut rng);
+            let (a, b) = (rng.i8s(len), rng.i8s(len));
+            let mut want = vec![0i8; len];
+            add(
+                &p,
+                Shape::new(1, 1, len),
+                &a,
+                &b,
+                In2Channels::Dense,
+                &mut want,
+            )
+            .unwrap();
+            let mut first = a.clone();
+            add_in_place(&p, &mut first, &b, AddInPlace::First).unwrap();
+            let mut second = b.clone();
+            add_in_place(&p, &mut second, &a, AddInPlace::Second).unwrap();
+            assert_eq!((first, second), (want.clone(), want));
+        }
+        let mut short = vec![0i8; 3];
+        assert!(add_in_place(
+            &random_params(&mut rng),
+            &mut short,
+            &[0; 2],
+            AddInPlace::First
+        )
+        .is_err());
     }
 
     #[test]

@@ -48,6 +48,36 @@ pub(crate) struct Op<'a> {
 }
 
 impl<'a> Op<'a> {
+    /// The input slot whose buffer the output is written into (the op runs in place), if
+    /// any: the fused CBAM op over its input, or a dense ADD over one of two different
+    /// tensors. The output shares the input's bytes, or, between band buffers of a stage,
+    /// the start of the input's buffer (which may hold more rows).
+    pub fn in_place_slot(&self) -> Option<usize> {
+        let out = self.output.span;
+        let shares = |t: &Tensor| {
+            t.span == out
+                || (t.band_rows != 0
+                    && self.output.band_rows != 0
+                    && t.span.start == out.start
+                    && t.span.len >= out.len)
+        };
+        let slots: &[usize] = match &self.kernel {
+            Kernel::Cbam(_) => &[0],
+            Kernel::Add(_, In2Channels::Dense)
+                if self.record.inputs().first() != self.record.inputs().get(1) =>
+            {
+                &[0, 1]
+            }
+            _ => &[],
+        };
+        slots.iter().copied().find(|&slot| {
+            self.inputs
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(shares)
+        })
+    }
+
     /// Input `slot`; slots below `n_inputs` are always present after decoding.
     pub fn input(&self, slot: usize) -> Result<&Tensor<'a>, Error> {
         self.inputs
@@ -65,6 +95,21 @@ impl<'a> Op<'a> {
         self.record
             .params
             .scratch_size((s.h, s.w, s.c))
+            .ok_or(Error::ShapeOverflow { what: "op scratch" })
+    }
+
+    /// The scratch bytes the core needs for this op in a look-ahead stage whose last op
+    /// yields `stage_rows` rows per band (the op's own rows per band: its band buffer's, or
+    /// those when it writes the stage's whole output).
+    pub fn required_lookahead_scratch(&self, stage_rows: usize) -> Result<usize, Error> {
+        let s = self.input(0)?.shape;
+        let rows = match self.output.band_rows {
+            0 => stage_rows,
+            rows => rows,
+        };
+        self.record
+            .params
+            .lookahead_scratch_size((s.h, s.w, s.c), rows)
             .ok_or(Error::ShapeOverflow { what: "op scratch" })
     }
 
