@@ -17,6 +17,10 @@ pub(crate) const LANES: usize = 16;
 /// Taps (`kh * kw`) the SIMD path takes: a 7x7 window.
 const MAX_TAPS: usize = 49;
 
+/// Bytes of the padded copy [`Groups::band`] builds on the stack: a 3x3 window's band
+/// holds 85 input columns of one group of [`LANES`] channels.
+const BAND: usize = 4096;
+
 /// Tap pairs of the longest window.
 const MAX_PAIRS: usize = MAX_TAPS.div_ceil(2);
 
@@ -89,9 +93,7 @@ pub(crate) fn depthwise<I: Isa>(
                 .unwrap_or_default();
             let (left, rest) = row.split_at_mut((lo * c).min(row.len()));
             let (mid, right) = rest.split_at_mut(((hi - lo) * c).min(rest.len()));
-            for (ox, px) in left.chunks_exact_mut(c).enumerate() {
-                groups.pixel(oy, ox, px, 0..usize::MAX);
-            }
+            groups.border(oy, 0, left);
             if hi > lo {
                 // Whole windows: one call per group for the run of pixels.
                 let iy = oy * g.stride_h - g.pad_top;
@@ -121,9 +123,7 @@ pub(crate) fn depthwise<I: Isa>(
                     }
                 }
             }
-            for (i, px) in right.chunks_exact_mut(c).enumerate() {
-                groups.pixel(oy, hi + i, px, 0..usize::MAX);
-            }
+            groups.border(oy, hi, right);
         }
         first += n;
     }
@@ -188,6 +188,117 @@ struct Groups<'a, I> {
 }
 
 impl<I: Isa> Groups<'_, I> {
+    /// The output pixels `seg` (whole pixels) of row `oy` from column `ox`, some of whose
+    /// windows reach into the padding: by [`Groups::band`] where the instruction set has
+    /// a row kernel worth the copy, else one pixel at a time.
+    fn border(&self, oy: usize, ox: usize, seg: &mut [i8]) {
+        let c = self.in_shape.c;
+        if c == 0 || seg.is_empty() {
+            return;
+        }
+        let g = self.g;
+        let span_h = (g.kh - 1) * g.dil_h + 1;
+        let ext_w = (g.kw - 1) * g.dil_w + 1;
+        // The most output pixels whose band fits the buffer.
+        let cols = BAND / (LANES * span_h);
+        let most = cols
+            .checked_sub(ext_w)
+            .map_or(0, |spare| spare / g.stride_w.max(1) + 1);
+        if !I::DEPTHWISE_BAND || most == 0 {
+            for (i, px) in seg.chunks_exact_mut(c).enumerate() {
+                self.pixel(oy, ox + i, px, 0..usize::MAX);
+            }
+            return;
+        }
+        let mut done = 0;
+        for part in seg.chunks_mut(most * c) {
+            let n = part.len() / c;
+            self.band(oy, ox + done, part);
+            done += n;
+        }
+    }
+
+    /// The output pixels `seg` of row `oy` from column `ox0` by [`Isa::depthwise_row`]
+    /// over a copy of the input they read, one group of [`LANES`] channels at a time, in
+    /// which the padding is the row of input zero points: `x + offset` is 0 there, as the
+    /// reference's skipped taps contribute nothing. The band must fit [`BAND`].
+    fn band(&self, oy: usize, ox0: usize, seg: &mut [i8]) {
+        let (g, s) = (self.g, self.in_shape);
+        let c = s.c;
+        let count = seg.len() / c.max(1);
+        let span_h = (g.kh - 1) * g.dil_h + 1;
+        let span_w = (count.max(1) - 1) * g.stride_w + (g.kw - 1) * g.dil_w + 1;
+        let taps = g.kh * g.kw;
+        let pairs = taps.div_ceil(2);
+        // The band's tap offsets; an odd window's missing tap (weight zero) reads tap 0.
+        let mut offsets = [0usize; 2 * MAX_PAIRS];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                if let Some(t) = offsets.get_mut(ky * g.kw + kx) {
+                    *t = (ky * g.dil_h * span_w + kx * g.dil_w) * LANES;
+                }
+            }
+        }
+        let offsets = offsets.get(..2 * pairs).unwrap_or_default();
+        let mut band = [0i8; BAND];
+        let Some(band) = band.get_mut(..span_h * span_w * LANES) else {
+            return;
+        };
+        // Input row and column of the band's first row and column (may lie in the padding).
+        let y0 = (oy * g.stride_h) as isize - g.pad_top as isize;
+        let x0 = (ox0 * g.stride_w) as isize - g.pad_left as isize;
+        let (first, n) = (self.first, self.n);
+        for (k, w) in self.weights.chunks_exact(MAX_PAIRS).enumerate() {
+            let ch = first + k * LANES;
+            if ch >= first + n {
+                break;
+            }
+            let len = (first + n - ch).min(LANES);
+            for (r, row) in band.chunks_exact_mut(span_w * LANES).enumerate() {
+                let iy = y0 + r as isize;
+                if iy < 0 || iy >= s.h as isize {
+                    row.fill(self.padding[0]);
+                    continue;
+                }
+                for (col, dst) in row.chunks_exact_mut(LANES).enumerate() {
+                    let ix = x0 + col as isize;
+                    let dst = dst.first_chunk_mut::<LANES>();
+                    let Some(dst) = dst else { continue };
+                    if ix < 0 || ix >= s.w as isize {
+                        *dst = *self.padding;
+                        continue;
+                    }
+                    let at = (iy as usize * s.w + ix as usize) * c + ch;
+                    match self.input.get(at..).and_then(<[i8]>::first_chunk::<LANES>) {
+                        Some(src) => *dst = *src,
+                        None => {
+                            let src = self.input.get(at..).unwrap_or_default();
+                            for (d, &x) in dst.iter_mut().zip(src.iter().take(len)) {
+                                *d = x;
+                            }
+                        }
+                    }
+                }
+            }
+            let w = w.get(..pairs).unwrap_or_default();
+            let out = seg.get_mut(ch..).unwrap_or_default();
+            let done = self.isa.depthwise_row(
+                band,
+                (0, g.stride_w * LANES, count),
+                offsets,
+                w,
+                self.offset,
+                (self.block, ch - first),
+                (out, c, len),
+            );
+            if !done {
+                for (i, px) in seg.chunks_exact_mut(c).enumerate() {
+                    self.pixel(oy, ox0 + i, px, k..k + 1);
+                }
+            }
+        }
+    }
+
     /// The groups `groups` (of [`LANES`] channels, counted from the block's first) of
     /// output pixel `(oy, ox)`, whose channels are `px`: taps in the padding read the row
     /// of input zero points.

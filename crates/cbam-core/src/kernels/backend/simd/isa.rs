@@ -25,6 +25,10 @@ pub(crate) struct ChannelBlock {
     pub zp: i32,
     pub min: i32,
     pub max: i32,
+    /// The input zero point: with the window length, it bounds the accumulators.
+    pub in_zp: i32,
+    /// Channels in the block: the lanes from `n` on are zero.
+    pub n: usize,
 }
 
 impl ChannelBlock {
@@ -38,6 +42,8 @@ impl ChannelBlock {
             zp: q.out_zp,
             min: i32::from(q.act.min),
             max: i32::from(q.act.max),
+            in_zp: q.in_zp,
+            n: n.min(BLOCK),
         };
         let lanes = block
             .bias
@@ -53,6 +59,13 @@ impl ChannelBlock {
             *right = (-shift).max(0);
         }
         block
+    }
+
+    /// An upper bound of `|sum_t (x_t - in_zp) * w_t|` over `taps` int8 inputs and
+    /// weights: what the accumulators of the block's channels hold before the bias.
+    pub(crate) fn product_bound(&self, taps: usize) -> u64 {
+        let x = u64::from(self.in_zp.unsigned_abs()) + 128;
+        (taps as u64).saturating_mul(x * 128)
     }
 }
 
@@ -173,6 +186,11 @@ impl AddLanes {
 pub(crate) trait Isa: Copy {
     /// The instruction set, when this CPU has it.
     fn detect() -> Option<Self>;
+
+    /// Whether the depthwise border pixels run [`Isa::depthwise_row`] over a padded copy
+    /// of their input: only where the row kernel beats one pixel at a time by more than
+    /// the copy costs.
+    const DEPTHWISE_BAND: bool;
 
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
@@ -299,14 +317,17 @@ pub(crate) trait Isa: Copy {
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
 }
 
-/// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
+/// `impl Isa for $arch`: `detect` is `$detect`, `DEPTHWISE_BAND` is `$band`, every other
+/// method forwards to the
 /// same-named function of the invoking module's `conv`, `gemm`, `depthwise` and `elementwise`
 /// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
 /// proves the target features those `unsafe` functions enable are present.
 macro_rules! forward_isa {
-    ($arch:ty, detect: $detect:expr, $why:literal) => {
+    ($arch:ty, detect: $detect:expr, band: $band:expr, $why:literal) => {
         #[doc = concat!("Sound because ", $why, ".")]
         impl Isa for $arch {
+            const DEPTHWISE_BAND: bool = $band;
+
             #[inline]
             fn detect() -> Option<Self> {
                 $detect

@@ -99,7 +99,7 @@ pub(super) fn depthwise_row(
     if taps.len() != 2 * pairs || len > LANES || last.is_none_or(|l| l > input.len()) {
         return false;
     }
-    let mut stage = Stage16::new(block, at);
+    let mut stage = Stage16::new(block, at, taps.len());
     let ones = _mm256_set1_epi16(1);
     let (mut sum_lo, mut sum_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     for w in weights {

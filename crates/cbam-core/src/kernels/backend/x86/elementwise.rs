@@ -1,6 +1,9 @@
 //! The element-wise kernels: CBAM's scalings and pooling, and the dense ADD.
 
-use super::requant::{requant_lanes, saturating_add, saturating_shl, scale_lanes, Lanes};
+use super::requant::{
+    requant_lanes, rounding_constant, saturating_add, saturating_shl, scale_lanes, scale_short,
+    Lanes,
+};
 use super::{load8, pack8, store8};
 use crate::kernels::backend::simd::isa::{AddLanes, TensorRequant};
 use crate::math::{requantize_to_i8, ActRange};
@@ -8,6 +11,12 @@ use core::arch::x86_64::*;
 
 #[target_feature(enable = "avx2")]
 pub(super) fn add(a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
+    let short = match ShortAdd::new(k) {
+        Some(short) => add_short(a, b, out, &short),
+        None => 0,
+    };
+    let (a, b) = (a.get(short..).unwrap_or_default(), b.get(short..).unwrap_or_default());
+    let out = out.get_mut(short..).unwrap_or_default();
     let shift = _mm256_set1_epi32(k.shift);
     let (zp1, zp2) = (_mm256_set1_epi32(k.zp1), _mm256_set1_epi32(k.zp2));
     let split = |t: &TensorRequant| {
@@ -51,6 +60,140 @@ pub(super) fn add(a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
     {
         *o = k.one(x, y);
     }
+}
+
+/// One requantization's constants for [`scale_short`], the same in every lane.
+#[derive(Clone, Copy)]
+struct ShortScale {
+    mult: __m256i,
+    round: __m256i,
+    right: __m256i,
+}
+
+impl ShortScale {
+    /// `None` where [`scale_short`] is not exact: a left shift, a negative multiplier or
+    /// no right shift.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new(rq: &TensorRequant) -> Option<Self> {
+        let exact = rq.left == 0 && rq.mult >= 0 && (1..=31).contains(&rq.right);
+        exact.then(|| Self {
+            mult: _mm256_set1_epi32(rq.mult),
+            round: _mm256_set1_epi64x(rounding_constant(rq.right)),
+            right: _mm256_set1_epi32(rq.right),
+        })
+    }
+
+    /// [`scale_lanes`] of `x` (every lane inside `+-2^30`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn apply(&self, x: __m256i) -> __m256i {
+        // A broadcast multiplier sits in the low half of every 64-bit lane already.
+        scale_short(x, self.mult, self.mult, [self.round; 2], self.right)
+    }
+}
+
+/// The constants of an ADD whose every step [`scale_short`] does exactly and whose sums
+/// cannot saturate: the common case of TFLite's scheme (a left shift of 20, multipliers
+/// below one).
+struct ShortAdd {
+    shift: __m128i,
+    zp1: __m256i,
+    zp2: __m256i,
+    in1: ShortScale,
+    in2: ShortScale,
+    out: ShortScale,
+    zp: __m256i,
+    min: __m256i,
+    max: __m256i,
+}
+
+impl ShortAdd {
+    /// `None` unless both shifted inputs are bounded so that neither the shift nor the sum
+    /// saturates and the sum stays inside `+-2^30` (each scaled input is at most its
+    /// shifted value: the multipliers are below one), and every requantization is one
+    /// [`ShortScale`] takes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new(k: &AddLanes) -> Option<Self> {
+        let bound = |zp: i32| (u64::from(zp.unsigned_abs()) + 128) << k.shift.clamp(0, 30);
+        if bound(k.zp1) + bound(k.zp2) >= 1 << 30 {
+            return None;
+        }
+        Some(Self {
+            shift: _mm_cvtsi32_si128(k.shift),
+            zp1: _mm256_set1_epi32(k.zp1),
+            zp2: _mm256_set1_epi32(k.zp2),
+            in1: ShortScale::new(&k.in1)?,
+            in2: ShortScale::new(&k.in2)?,
+            out: ShortScale::new(&k.out)?,
+            zp: _mm256_set1_epi32(k.out.zp),
+            min: _mm256_set1_epi8(k.min.clamp(-128, 127) as i8),
+            max: _mm256_set1_epi8(k.max.clamp(-128, 127) as i8),
+        })
+    }
+
+    /// Eight elements, sign-extended, to their outputs before the activation clamp.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn eight(&self, a: __m256i, b: __m256i) -> __m256i {
+        let x = _mm256_sll_epi32(_mm256_sub_epi32(a, self.zp1), self.shift);
+        let y = _mm256_sll_epi32(_mm256_sub_epi32(b, self.zp2), self.shift);
+        let sum = _mm256_add_epi32(self.in1.apply(x), self.in2.apply(y));
+        _mm256_add_epi32(self.out.apply(sum), self.zp)
+    }
+}
+
+/// The whole chunks of 32 elements of [`add`] in the short form; returns how many
+/// elements it did.
+#[target_feature(enable = "avx2")]
+fn add_short(a: &[i8], b: &[i8], out: &mut [i8], k: &ShortAdd) -> usize {
+    let (oc, _) = out.as_chunks_mut::<32>();
+    let (ac, _) = a.as_chunks::<32>();
+    let (bc, _) = b.as_chunks::<32>();
+    // `packs` works within 128-bit halves: put the four groups of each half back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut done = 0;
+    for ((o, x), y) in oc.iter_mut().zip(ac).zip(bc) {
+        // SAFETY: each reads exactly the 32 bytes of its chunk.
+        let (x, y) = unsafe {
+            (
+                _mm256_loadu_si256(x.as_ptr().cast()),
+                _mm256_loadu_si256(y.as_ptr().cast()),
+            )
+        };
+        let quarters = |v: __m256i| {
+            let (lo, hi) = (
+                _mm256_castsi256_si128(v),
+                _mm256_extracti128_si256::<1>(v),
+            );
+            [
+                _mm256_cvtepi8_epi32(lo),
+                _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(lo)),
+                _mm256_cvtepi8_epi32(hi),
+                _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(hi)),
+            ]
+        };
+        let (xq, yq) = (quarters(x), quarters(y));
+        let v = [
+            k.eight(xq[0], yq[0]),
+            k.eight(xq[1], yq[1]),
+            k.eight(xq[2], yq[2]),
+            k.eight(xq[3], yq[3]),
+        ];
+        // Saturating to i16 then i8 is the clamp to the int8 range; the activation's
+        // range lies inside it.
+        let words = [
+            _mm256_packs_epi32(v[0], v[1]),
+            _mm256_packs_epi32(v[2], v[3]),
+        ];
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words[0], words[1]), order);
+        let bytes = _mm256_min_epi8(_mm256_max_epi8(bytes, k.min), k.max);
+        // SAFETY: writes exactly the 32 bytes of the chunk.
+        unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), bytes) };
+        done += 32;
+    }
+    done
 }
 
 /// `(sum, max)` of the lanes of two accumulators, wrapping.
