@@ -59,6 +59,8 @@ pub(crate) fn depthwise<I: Isa>(
     let c = out_shape.c;
     let pairs = taps.div_ceil(2);
     let padding = [pad; LANES];
+    // Made once per layer: the bands overwrite what they read.
+    let mut band = [0i8; BAND];
     let mut first = 0;
     while first < c {
         let n = (c - first).min(BLOCK);
@@ -85,15 +87,23 @@ pub(crate) fn depthwise<I: Isa>(
         let taps = tap_offsets(g, in_shape);
         let taps = taps.get(..2 * pairs).unwrap_or_default();
         let interior = interior_columns(g, in_shape.w, out_shape.w);
+        let out_w = out_shape.w;
         for oy in 0..out_shape.h {
             let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
             let (lo, hi) = if ky == (0, g.kh) { interior } else { (0, 0) };
             let row = output
-                .get_mut(oy * out_shape.w * c..(oy + 1) * out_shape.w * c)
+                .get_mut(oy * out_w * c..(oy + 1) * out_w * c)
                 .unwrap_or_default();
+            if I::DEPTHWISE_BAND && hi == lo {
+                // A row of border pixels: by bands, the whole row at once.
+                groups.band_run(&mut band, (oy, 0), (0, 1), (row, c));
+                continue;
+            }
             let (left, rest) = row.split_at_mut((lo * c).min(row.len()));
             let (mid, right) = rest.split_at_mut(((hi - lo) * c).min(rest.len()));
-            groups.border(oy, 0, left);
+            if !I::DEPTHWISE_BAND {
+                groups.pixels(oy, 0, left);
+            }
             if hi > lo {
                 // Whole windows: one call per group for the run of pixels.
                 let iy = oy * g.stride_h - g.pad_top;
@@ -123,7 +133,26 @@ pub(crate) fn depthwise<I: Isa>(
                     }
                 }
             }
-            groups.border(oy, hi, right);
+            if !I::DEPTHWISE_BAND {
+                groups.pixels(oy, hi, right);
+            }
+        }
+        if I::DEPTHWISE_BAND {
+            // The border columns of the rows with an interior: one band per column, down
+            // the rows.
+            let rows = interior_rows(g, in_shape.h, out_shape.h);
+            let (lo, hi) = interior;
+            if rows.1 > rows.0 && hi > lo {
+                for ox in (0..lo).chain(hi..out_w) {
+                    let from = (rows.0 * out_w + ox) * c;
+                    let Some(out) = output.get_mut(from..) else {
+                        continue;
+                    };
+                    let len = (rows.1 - rows.0 - 1) * out_w * c + c;
+                    let out = out.get_mut(..len).unwrap_or_default();
+                    groups.band_run(&mut band, (rows.0, ox), (1, 0), (out, out_w * c));
+                }
+            }
         }
         first += n;
     }
@@ -173,6 +202,16 @@ fn interior_columns(g: &ConvGeometry, in_w: usize, out_w: usize) -> (usize, usiz
     (lo, hi)
 }
 
+/// The output rows whose windows lie wholly inside the input's rows, as a half-open
+/// range.
+fn interior_rows(g: &ConvGeometry, in_h: usize, out_h: usize) -> (usize, usize) {
+    let whole =
+        |oy: usize| valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_h) == (0, g.kh);
+    let lo = (0..out_h).find(|&oy| whole(oy)).unwrap_or(out_h);
+    let hi = (lo..out_h).find(|&oy| !whole(oy)).unwrap_or(out_h);
+    (lo, hi)
+}
+
 /// One channel block's constants and weights, for the pixels computed one at a time.
 struct Groups<'a, I> {
     isa: I,
@@ -188,46 +227,72 @@ struct Groups<'a, I> {
 }
 
 impl<I: Isa> Groups<'_, I> {
-    /// The output pixels `seg` (whole pixels) of row `oy` from column `ox`, some of whose
-    /// windows reach into the padding: by [`Groups::band`] where the instruction set has
-    /// a row kernel worth the copy, else one pixel at a time.
-    fn border(&self, oy: usize, ox: usize, seg: &mut [i8]) {
-        let c = self.in_shape.c;
-        if c == 0 || seg.is_empty() {
+    /// The output pixels `seg` (whole pixels) of row `oy` from column `ox`, one at a time.
+    fn pixels(&self, oy: usize, ox: usize, seg: &mut [i8]) {
+        for (i, px) in seg.chunks_exact_mut(self.in_shape.c.max(1)).enumerate() {
+            self.pixel(oy, ox + i, px, 0..usize::MAX);
+        }
+    }
+
+    /// A line of output pixels, some of whose windows reach into the padding: pixel `i`
+    /// is `(oy + i * dy, ox + i * dx)` (a row for `(0, 1)`, a column for `(1, 0)`) and its
+    /// channels are `out[i * step..][..c]`, for as many pixels as `out` holds. By
+    /// [`Isa::depthwise_row`] over a copy of the input they read, one group of [`LANES`]
+    /// channels at a time, in which the padding is the row of input zero points: `x +
+    /// offset` is 0 there, as the reference's skipped taps contribute nothing. The line is
+    /// cut into pieces whose copies fit `band`.
+    fn band_run(
+        &self,
+        band: &mut [i8; BAND],
+        (oy, ox): (usize, usize),
+        (dy, dx): (usize, usize),
+        (out, step): (&mut [i8], usize),
+    ) {
+        let (g, c) = (self.g, self.in_shape.c);
+        if c == 0 || step == 0 {
             return;
         }
-        let g = self.g;
-        let span_h = (g.kh - 1) * g.dil_h + 1;
+        let count = (out.len() + step - c) / step;
+        let ext_h = (g.kh - 1) * g.dil_h + 1;
         let ext_w = (g.kw - 1) * g.dil_w + 1;
-        // The most output pixels whose band fits the buffer.
-        let cols = BAND / (LANES * span_h);
-        let most = cols
-            .checked_sub(ext_w)
-            .map_or(0, |spare| spare / g.stride_w.max(1) + 1);
-        if !I::DEPTHWISE_BAND || most == 0 {
-            for (i, px) in seg.chunks_exact_mut(c).enumerate() {
-                self.pixel(oy, ox + i, px, 0..usize::MAX);
-            }
-            return;
-        }
+        // The most pixels whose copy fits: the band grows along the line only.
+        let (across, along, stride) = if dy == 0 {
+            (ext_h, ext_w, g.stride_w)
+        } else {
+            (ext_w, ext_h, g.stride_h)
+        };
+        let most = (BAND / (LANES * across))
+            .checked_sub(along)
+            .map_or(0, |spare| spare / stride.max(1) + 1);
         let mut done = 0;
-        for part in seg.chunks_mut(most * c) {
-            let n = part.len() / c;
-            self.band(oy, ox + done, part);
+        while done < count {
+            let n = (count - done).min(most.max(1));
+            let at = (oy + done * dy, ox + done * dx);
+            let out = out.get_mut(done * step..).unwrap_or_default();
+            if most == 0 {
+                for i in 0..n {
+                    let px = out.get_mut(i * step..i * step + c).unwrap_or_default();
+                    self.pixel(at.0 + i * dy, at.1 + i * dx, px, 0..usize::MAX);
+                }
+            } else {
+                self.band(band, at, (dy, dx, n), (out, step));
+            }
             done += n;
         }
     }
 
-    /// The output pixels `seg` of row `oy` from column `ox0` by [`Isa::depthwise_row`]
-    /// over a copy of the input they read, one group of [`LANES`] channels at a time, in
-    /// which the padding is the row of input zero points: `x + offset` is 0 there, as the
-    /// reference's skipped taps contribute nothing. The band must fit [`BAND`].
-    fn band(&self, oy: usize, ox0: usize, seg: &mut [i8]) {
+    /// [`Groups::band_run`] of `n` pixels whose copy fits `band`.
+    fn band(
+        &self,
+        band: &mut [i8; BAND],
+        (oy, ox): (usize, usize),
+        (dy, dx, n): (usize, usize, usize),
+        (out, step): (&mut [i8], usize),
+    ) {
         let (g, s) = (self.g, self.in_shape);
         let c = s.c;
-        let count = seg.len() / c.max(1);
-        let span_h = (g.kh - 1) * g.dil_h + 1;
-        let span_w = (count.max(1) - 1) * g.stride_w + (g.kw - 1) * g.dil_w + 1;
+        let span_h = (n - 1) * dy * g.stride_h + (g.kh - 1) * g.dil_h + 1;
+        let span_w = (n - 1) * dx * g.stride_w + (g.kw - 1) * g.dil_w + 1;
         let taps = g.kh * g.kw;
         let pairs = taps.div_ceil(2);
         // The band's tap offsets; an odd window's missing tap (weight zero) reads tap 0.
@@ -240,40 +305,44 @@ impl<I: Isa> Groups<'_, I> {
             }
         }
         let offsets = offsets.get(..2 * pairs).unwrap_or_default();
-        let mut band = [0i8; BAND];
+        let pixel_step = (dy * g.stride_h * span_w + dx * g.stride_w) * LANES;
         let Some(band) = band.get_mut(..span_h * span_w * LANES) else {
             return;
         };
-        // Input row and column of the band's first row and column (may lie in the padding).
+        // The input row and column of the band's first row and column, and the band's
+        // columns that lie inside the input (the same for every row).
         let y0 = (oy * g.stride_h) as isize - g.pad_top as isize;
-        let x0 = (ox0 * g.stride_w) as isize - g.pad_left as isize;
-        let (first, n) = (self.first, self.n);
+        let x0 = (ox * g.stride_w) as isize - g.pad_left as isize;
+        let inside = |v: isize| v.clamp(0, span_w as isize) as usize;
+        let (c_lo, c_hi) = (inside(-x0), inside(s.w as isize - x0));
+        let c_hi = c_hi.max(c_lo);
+        let pad = self.padding[0];
+        let (first, n_ch) = (self.first, self.n);
         for (k, w) in self.weights.chunks_exact(MAX_PAIRS).enumerate() {
             let ch = first + k * LANES;
-            if ch >= first + n {
+            if ch >= first + n_ch {
                 break;
             }
-            let len = (first + n - ch).min(LANES);
+            let len = (first + n_ch - ch).min(LANES);
             for (r, row) in band.chunks_exact_mut(span_w * LANES).enumerate() {
                 let iy = y0 + r as isize;
                 if iy < 0 || iy >= s.h as isize {
-                    row.fill(self.padding[0]);
+                    row.fill(pad);
                     continue;
                 }
-                for (col, dst) in row.chunks_exact_mut(LANES).enumerate() {
-                    let ix = x0 + col as isize;
-                    let dst = dst.first_chunk_mut::<LANES>();
-                    let Some(dst) = dst else { continue };
-                    if ix < 0 || ix >= s.w as isize {
-                        *dst = *self.padding;
-                        continue;
-                    }
-                    let at = (iy as usize * s.w + ix as usize) * c + ch;
-                    match self.input.get(at..).and_then(<[i8]>::first_chunk::<LANES>) {
-                        Some(src) => *dst = *src,
-                        None => {
-                            let src = self.input.get(at..).unwrap_or_default();
-                            for (d, &x) in dst.iter_mut().zip(src.iter().take(len)) {
+                let (left, rest) = row.split_at_mut(c_lo * LANES);
+                let (mid, right) = rest.split_at_mut((c_hi - c_lo) * LANES);
+                left.fill(pad);
+                right.fill(pad);
+                // Input column `x0 + c_lo` (inside the input when the band has such columns).
+                let base = (iy as usize * s.w + (x0 + c_lo as isize).max(0) as usize) * c + ch;
+                let src = self.input.get(base..).unwrap_or_default();
+                for (i, dst) in mid.chunks_exact_mut(LANES).enumerate() {
+                    let from = src.get(i * c..).unwrap_or_default();
+                    match (from.first_chunk::<LANES>(), dst.first_chunk_mut::<LANES>()) {
+                        (Some(from), Some(dst)) => *dst = *from,
+                        _ => {
+                            for (d, &x) in dst.iter_mut().zip(from.iter().take(len)) {
                                 *d = x;
                             }
                         }
@@ -281,19 +350,19 @@ impl<I: Isa> Groups<'_, I> {
                 }
             }
             let w = w.get(..pairs).unwrap_or_default();
-            let out = seg.get_mut(ch..).unwrap_or_default();
             let done = self.isa.depthwise_row(
                 band,
-                (0, g.stride_w * LANES, count),
+                (0, pixel_step, n),
                 offsets,
                 w,
                 self.offset,
                 (self.block, ch - first),
-                (out, c, len),
+                (out.get_mut(ch..).unwrap_or_default(), step, len),
             );
             if !done {
-                for (i, px) in seg.chunks_exact_mut(c).enumerate() {
-                    self.pixel(oy, ox0 + i, px, k..k + 1);
+                for i in 0..n {
+                    let px = out.get_mut(i * step..i * step + c).unwrap_or_default();
+                    self.pixel(oy + i * dy, ox + i * dx, px, k..k + 1);
                 }
             }
         }

@@ -25,9 +25,12 @@ pub(crate) struct ChannelBlock {
     pub zp: i32,
     pub min: i32,
     pub max: i32,
-    /// The input zero point: with the window length, it bounds the accumulators.
+    /// The input zero point: with the window length, it bounds the accumulators (for
+    /// the output stages that need a bound; NEON's does not).
+    #[cfg_attr(cbam_backend = "neon", allow(dead_code))]
     pub in_zp: i32,
     /// Channels in the block: the lanes from `n` on are zero.
+    #[cfg_attr(cbam_backend = "neon", allow(dead_code))]
     pub n: usize,
 }
 
@@ -63,6 +66,7 @@ impl ChannelBlock {
 
     /// An upper bound of `|sum_t (x_t - in_zp) * w_t|` over `taps` int8 inputs and
     /// weights: what the accumulators of the block's channels hold before the bias.
+    #[cfg_attr(cbam_backend = "neon", allow(dead_code))]
     pub(crate) fn product_bound(&self, taps: usize) -> u64 {
         let x = u64::from(self.in_zp.unsigned_abs()) + 128;
         (taps as u64).saturating_mul(x * 128)

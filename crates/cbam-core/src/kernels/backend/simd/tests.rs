@@ -508,8 +508,8 @@ pub(crate) fn output_stages_match_portable_at_the_short_form_bounds(b: impl Isa)
     }
 }
 
-/// Depthwise layers whose border pixels run in several bands (rows wider than one band
-/// holds), with strides, dilations, uneven padding, windows up to 7x7, channel counts off
+/// Depthwise layers whose border pixels run in several bands (rows wider and columns
+/// taller than one band holds), with strides, dilations, uneven padding, windows up to 7x7, channel counts off
 /// the 16-channel groups and input zero points at the ends of int8.
 pub(crate) fn depthwise_borders_match_reference_on_wide_and_dilated_maps(b: impl Isa) {
     let mut rng = Rng::new(0xB0DE);
@@ -527,9 +527,19 @@ pub(crate) fn depthwise_borders_match_reference_on_wide_and_dilated_maps(b: impl
             pad_bottom: rng.range(0, k + 1),
             pad_right: rng.range(0, k + 1),
         };
-        let w = if case % 4 == 0 { rng.range(90, 200) } else { rng.range(1, 30) };
+        // Rows and columns longer than one band holds.
+        let w = if case % 4 == 0 {
+            rng.range(90, 200)
+        } else {
+            rng.range(1, 30)
+        };
+        let h = if case % 4 == 1 {
+            rng.range(90, 200)
+        } else {
+            rng.range(1, 12)
+        };
         let c = rng.pick(&[1, 5, 16, 17, 31, 48]);
-        let ins = Shape::new(rng.range(1, 12), w, c);
+        let ins = Shape::new(h, w, c);
         let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
             continue;
         };

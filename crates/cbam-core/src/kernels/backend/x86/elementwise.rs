@@ -1,8 +1,8 @@
 //! The element-wise kernels: CBAM's scalings and pooling, and the dense ADD.
 
 use super::requant::{
-    requant_lanes, rounding_constant, saturating_add, saturating_shl, scale_lanes, scale_short,
-    Lanes,
+    doubling_high_short, requant_lanes, rounding_constant, saturating_add, saturating_shl,
+    scale_lanes, scale_short, Lanes,
 };
 use super::{load8, pack8, store8};
 use crate::kernels::backend::simd::isa::{AddLanes, TensorRequant};
@@ -15,7 +15,10 @@ pub(super) fn add(a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
         Some(short) => add_short(a, b, out, &short),
         None => 0,
     };
-    let (a, b) = (a.get(short..).unwrap_or_default(), b.get(short..).unwrap_or_default());
+    let (a, b) = (
+        a.get(short..).unwrap_or_default(),
+        b.get(short..).unwrap_or_default(),
+    );
     let out = out.get_mut(short..).unwrap_or_default();
     let shift = _mm256_set1_epi32(k.shift);
     let (zp1, zp2) = (_mm256_set1_epi32(k.zp1), _mm256_set1_epi32(k.zp2));
@@ -68,19 +71,23 @@ struct ShortScale {
     mult: __m256i,
     round: __m256i,
     right: __m256i,
+    /// Whether there is a right shift: without one (TFLite's ADD scales its larger input
+    /// by exactly one half, `2^30` with shift 0), the stage is the doubling high multiply
+    /// alone.
+    shifts: bool,
 }
 
 impl ShortScale {
-    /// `None` where [`scale_short`] is not exact: a left shift, a negative multiplier or
-    /// no right shift.
+    /// `None` where [`scale_short`] is not exact: a left shift or a negative multiplier.
     #[inline]
     #[target_feature(enable = "avx2")]
     fn new(rq: &TensorRequant) -> Option<Self> {
-        let exact = rq.left == 0 && rq.mult >= 0 && (1..=31).contains(&rq.right);
+        let exact = rq.left == 0 && rq.mult >= 0 && (0..=31).contains(&rq.right);
         exact.then(|| Self {
             mult: _mm256_set1_epi32(rq.mult),
             round: _mm256_set1_epi64x(rounding_constant(rq.right)),
             right: _mm256_set1_epi32(rq.right),
+            shifts: rq.right > 0,
         })
     }
 
@@ -89,7 +96,11 @@ impl ShortScale {
     #[target_feature(enable = "avx2")]
     fn apply(&self, x: __m256i) -> __m256i {
         // A broadcast multiplier sits in the low half of every 64-bit lane already.
-        scale_short(x, self.mult, self.mult, [self.round; 2], self.right)
+        if self.shifts {
+            scale_short(x, self.mult, self.mult, [self.round; 2], self.right)
+        } else {
+            doubling_high_short(x, self.mult, self.mult)
+        }
     }
 }
 
@@ -162,18 +173,6 @@ fn add_short(a: &[i8], b: &[i8], out: &mut [i8], k: &ShortAdd) -> usize {
                 _mm256_loadu_si256(y.as_ptr().cast()),
             )
         };
-        let quarters = |v: __m256i| {
-            let (lo, hi) = (
-                _mm256_castsi256_si128(v),
-                _mm256_extracti128_si256::<1>(v),
-            );
-            [
-                _mm256_cvtepi8_epi32(lo),
-                _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(lo)),
-                _mm256_cvtepi8_epi32(hi),
-                _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(hi)),
-            ]
-        };
         let (xq, yq) = (quarters(x), quarters(y));
         let v = [
             k.eight(xq[0], yq[0]),
@@ -194,6 +193,19 @@ fn add_short(a: &[i8], b: &[i8], out: &mut [i8], k: &ShortAdd) -> usize {
         done += 32;
     }
     done
+}
+
+/// The 32 bytes of `v` sign-extended to four vectors of eight `i32` lanes, in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn quarters(v: __m256i) -> [__m256i; 4] {
+    let (lo, hi) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    [
+        _mm256_cvtepi8_epi32(lo),
+        _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(lo)),
+        _mm256_cvtepi8_epi32(hi),
+        _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(hi)),
+    ]
 }
 
 /// `(sum, max)` of the lanes of two accumulators, wrapping.

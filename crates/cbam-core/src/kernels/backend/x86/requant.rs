@@ -288,7 +288,13 @@ impl Stage16 {
     fn scale(&self, h: usize, sum: __m256i) -> __m256i {
         let h = h.min(1);
         if self.short {
-            return scale_short(sum, self.mult[h], self.mult_odd[h], self.round[h], self.right[h]);
+            return scale_short(
+                sum,
+                self.mult[h],
+                self.mult_odd[h],
+                self.round[h],
+                self.right[h],
+            );
         }
         let x = if self.shifts_left {
             saturating_shl(sum, self.left[h])
@@ -359,9 +365,27 @@ pub(super) fn scale_short(
     _mm256_srav_epi32(rounded, right)
 }
 
-/// [`scale_short`]'s rounding constant of a right shift: `2^30 + 2^(right + 30)`.
+/// [`doubling_high`] for lanes where `|x| < 2^30` (nothing saturates): [`scale_short`]
+/// without a right shift.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn doubling_high_short(x: __m256i, mult: __m256i, mult_odd: __m256i) -> __m256i {
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+    let odd = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), mult_odd),
+        nudge,
+    );
+    _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<31>(even), _mm256_slli_epi64::<1>(odd))
+}
+
+/// [`scale_short`]'s rounding constant of a right shift: `2^30 + 2^(right + 30)` (`2^30`
+/// for none).
 pub(super) const fn rounding_constant(right: i32) -> i64 {
-    let right = if right < 0 { 0 } else if right > 31 { 31 } else { right };
+    if right <= 0 {
+        return 1 << 30;
+    }
+    let right = if right > 31 { 31 } else { right };
     (1i64 << 30) + (1i64 << (right + 30))
 }
 
