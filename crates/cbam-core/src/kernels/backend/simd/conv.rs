@@ -74,14 +74,16 @@ pub(crate) fn conv2d<I: Isa>(
         let w = out_shape.w.max(1);
         let weights = (p.weights, per_out);
         if g.is_pointwise() {
-            gemm::conv(isa, weights, &p.quant, output, out_c, |window, px| {
+            let fill = |window: &mut [i16], px: usize| {
                 let x = input.get(px * per_out..).unwrap_or_default();
                 isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
-            });
+            };
+            gemm::conv(isa, weights, &p.quant, output, out_c, (Some((input, offset)), fill));
         } else {
-            gemm::conv(isa, weights, &p.quant, output, out_c, |window, px| {
+            let fill = |window: &mut [i16], px: usize| {
                 windows.gather(isa, window, per_out, px / w, px % w);
-            });
+            };
+            gemm::conv(isa, weights, &p.quant, output, out_c, (None, fill));
         }
         return true;
     }
@@ -207,8 +209,8 @@ impl Windows<'_> {
                     dst.get_mut(..run).unwrap_or_default(),
                     src.get(..run).unwrap_or_default(),
                 );
-                if run < 8 {
-                    // A few bytes (a first layer's grey pixels): cheaper here than a call.
+                if run < 16 {
+                    // A few bytes (a first layer's pixels): cheaper here than a call.
                     for (d, &x) in dst.iter_mut().zip(src) {
                         *d = i16::from(x).wrapping_add(self.offset);
                     }

@@ -60,6 +60,9 @@ pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i
 /// Every output pixel of a convolution whose windows are `per_out <= MAX_TAPS` taps long:
 /// `fill(window, pixel)` writes output pixel `pixel`'s window (`x + offset`, zero in the
 /// padding) into `window[..per_out]`; the elements up to the next even length are zero.
+/// With `contiguous`, the windows of consecutive pixels are consecutive runs of `per_out`
+/// input bytes from `contiguous.0` (a 1x1 convolution), and an even-length run of them
+/// is widened with one call.
 /// `output` holds whole pixels of `out_c` channels.
 // Out of line so that its 80 KiB of buffers are not part of its caller's frame.
 #[inline(never)]
@@ -69,7 +72,7 @@ pub(crate) fn conv<I: Isa>(
     quant: &crate::kernels::ChannelQuant,
     output: &mut [i8],
     out_c: usize,
-    mut fill: impl FnMut(&mut [i16], usize),
+    (contiguous, mut fill): (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize)),
 ) {
     let pairs = per_out.div_ceil(2);
     let stride = 2 * pairs;
@@ -95,12 +98,21 @@ pub(crate) fn conv<I: Isa>(
         let mut px = 0;
         while px < pixels {
             let count = (pixels - px).min(run);
-            for (i, window) in rows.chunks_exact_mut(stride).take(count).enumerate() {
-                if let Some(last) = window.last_mut() {
-                    // The odd tap's partner, when the window has an odd length.
-                    *last = 0;
+            match contiguous {
+                Some((input, offset)) if per_out == stride => {
+                    let src = input.get(px * per_out..).unwrap_or_default();
+                    let src = src.get(..count * per_out).unwrap_or_default();
+                    isa.widen(rows.get_mut(..count * stride).unwrap_or_default(), src, offset);
                 }
-                fill(window, px + i);
+                _ => {
+                    for (i, window) in rows.chunks_exact_mut(stride).take(count).enumerate() {
+                        if let Some(last) = window.last_mut() {
+                            // The odd tap's partner, when the window has an odd length.
+                            *last = 0;
+                        }
+                        fill(window, px + i);
+                    }
+                }
             }
             for (s, panel) in packed.chunks_exact(pairs * PANEL).enumerate() {
                 let at = s * PANEL;
