@@ -78,7 +78,14 @@ pub(crate) fn conv2d<I: Isa>(
                 let x = input.get(px * per_out..).unwrap_or_default();
                 isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
             };
-            gemm::conv(isa, weights, &p.quant, output, out_c, (Some((input, offset)), fill));
+            gemm::conv(
+                isa,
+                weights,
+                &p.quant,
+                output,
+                out_c,
+                (Some((input, offset)), fill),
+            );
         } else {
             let fill = |window: &mut [i16], px: usize| {
                 windows.gather(isa, window, per_out, px / w, px % w);

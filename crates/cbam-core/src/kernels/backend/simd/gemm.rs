@@ -102,7 +102,11 @@ pub(crate) fn conv<I: Isa>(
                 Some((input, offset)) if per_out == stride => {
                     let src = input.get(px * per_out..).unwrap_or_default();
                     let src = src.get(..count * per_out).unwrap_or_default();
-                    isa.widen(rows.get_mut(..count * stride).unwrap_or_default(), src, offset);
+                    isa.widen(
+                        rows.get_mut(..count * stride).unwrap_or_default(),
+                        src,
+                        offset,
+                    );
                 }
                 _ => {
                     for (i, window) in rows.chunks_exact_mut(stride).take(count).enumerate() {

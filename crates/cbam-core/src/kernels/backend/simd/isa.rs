@@ -313,6 +313,20 @@ pub(crate) trait Isa: Copy {
     /// `v[i] = requant((v[i] - zp) * (att + 128))`, into the whole int8 range.
     fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant);
 
+    /// [`Isa::scale_by_lanes`] of each pixel of `data` in turn (`att.len()` channels
+    /// each), handing each pixel's sum and maximum to `pooled`.
+    fn scale_pixels_by_lanes(
+        self,
+        data: &mut [i8],
+        att: &[i8],
+        zp: i8,
+        rq: &TensorRequant,
+        pooled: &mut dyn FnMut(i32, i8),
+    );
+
+    /// [`Isa::scale_by_one`] of each pixel `i` of `data` (`c` channels each) by `att[i]`.
+    fn scale_pixels_by_one(self, data: &mut [i8], c: usize, att: &[i8], zp: i8, rq: &TensorRequant);
+
     /// Over the pixels of an NHWC map with `sums.len()` channels (`data.len()` a multiple
     /// of it): `sums[c]` = the wrapping sum, `maxs[c]` = the maximum of channel `c`.
     fn channel_sums(self, data: &[i8], sums: &mut [i32], maxs: &mut [i8]);
@@ -460,6 +474,32 @@ macro_rules! forward_isa {
             ) -> (i32, i8) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { elementwise::scale_by_lanes(v, att, zp, rq) }
+            }
+
+            #[inline]
+            fn scale_pixels_by_lanes(
+                self,
+                data: &mut [i8],
+                att: &[i8],
+                zp: i8,
+                rq: &TensorRequant,
+                pooled: &mut dyn FnMut(i32, i8),
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_pixels_by_lanes(data, att, zp, rq, pooled) }
+            }
+
+            #[inline]
+            fn scale_pixels_by_one(
+                self,
+                data: &mut [i8],
+                c: usize,
+                att: &[i8],
+                zp: i8,
+                rq: &TensorRequant,
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_pixels_by_one(data, c, att, zp, rq) }
             }
 
             #[inline]

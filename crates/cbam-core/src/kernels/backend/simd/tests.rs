@@ -37,6 +37,7 @@ macro_rules! isa_tests {
             output_stages_match_portable_at_the_short_form_bounds,
             depthwise_borders_match_reference_on_wide_and_dilated_maps,
             add_matches_reference_around_tflite_constants,
+            cbam_map_scalings_match_requantize_to_i8,
         );
     };
     (@each $isa:ident; $($test:ident),+ $(,)?) => {$(
@@ -367,6 +368,50 @@ pub(crate) fn cbam_scalings_match_requantize_to_i8(b: impl Isa) {
         assert_eq!(one, expected, "{rq:?} out_zp={out_zp} zp={zp} a={a}");
     }
     assert!(TensorRequant::new(Requant::new(1 << 30, -3), (1 << 16) + 1).is_none());
+}
+
+/// The whole-map scalings (both CBAM steps over every pixel) with multipliers and shifts
+/// of either sign (left shifts up to the short form's bound and past it), channel counts
+/// on and off the 16-byte chunks, against the scalar formula pixel by pixel.
+pub(crate) fn cbam_map_scalings_match_requantize_to_i8(b: impl Isa) {
+    let mut rng = Rng::new(0xCB4D);
+    for case in 0..600 {
+        let c = rng.pick(&[1, 7, 15, 16, 17, 24, 32, 33, 64]);
+        let pixels = rng.range(0, 6);
+        let (mut rq, out_zp) = tensor_requant(&mut rng);
+        if case % 3 == 0 {
+            // Left shifts around the short form's bound (|product| < 2^16 shifted by
+            // up to 13 stays under 2^30).
+            rq = Requant::new(rng.int(0, i32::MAX), rng.int(0, 16));
+        }
+        let Some(t) = TensorRequant::new(rq, out_zp) else {
+            continue;
+        };
+        let (v, att, zp) = (rng.i8s(c * pixels), rng.i8s(c), rng.i8());
+        let mut got = v.clone();
+        let mut pooled = Vec::new();
+        b.scale_pixels_by_lanes(&mut got, &att, zp, &t, &mut |s, m| pooled.push((s, m)));
+        let mut want_pooled = Vec::new();
+        for (px, want) in v.chunks_exact(c).zip(got.chunks_exact(c)) {
+            let expected: Vec<i8> = px
+                .iter()
+                .zip(&att)
+                .map(|(&x, &a)| scaled(x, zp, a, rq, out_zp))
+                .collect();
+            assert_eq!(want, &expected[..], "{rq:?} out_zp={out_zp} zp={zp} c={c}");
+            let sum = expected.iter().fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
+            want_pooled.push((sum, expected.iter().copied().max().unwrap_or(i8::MIN)));
+        }
+        assert_eq!(pooled, want_pooled, "{rq:?} c={c}");
+
+        let per_pixel = rng.i8s(pixels);
+        let mut one = v.clone();
+        b.scale_pixels_by_one(&mut one, c, &per_pixel, zp, &t);
+        for ((px, got), &a) in v.chunks_exact(c).zip(one.chunks_exact(c)).zip(&per_pixel) {
+            let expected: Vec<i8> = px.iter().map(|&x| scaled(x, zp, a, rq, out_zp)).collect();
+            assert_eq!(got, &expected[..], "{rq:?} out_zp={out_zp} zp={zp} a={a} c={c}");
+        }
+    }
 }
 
 pub(crate) fn channel_sums_match_scalar_loops(b: impl Isa) {

@@ -401,7 +401,7 @@ fn round64(block: &ChannelBlock, at: usize) -> __m256i {
 /// The sixteen int8-range lanes of `a` then `b` as bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn pack16(a: __m256i, b: __m256i) -> __m128i {
+pub(super) fn pack16(a: __m256i, b: __m256i) -> __m128i {
     // `packs` works within 128-bit halves: [a0-3, b0-3 | a4-7, b4-7], put back in order.
     let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(a, b));
     _mm_packs_epi16(
