@@ -87,6 +87,11 @@ pub(crate) fn depthwise<I: Isa>(
         let taps = tap_offsets(g, in_shape);
         let taps = taps.get(..2 * pairs).unwrap_or_default();
         let interior = interior_columns(g, in_shape.w, out_shape.w);
+        if I::DEPTHWISE_BAND {
+            groups.banded(&mut band, taps, interior, (out_shape, output));
+            first += n;
+            continue;
+        }
         let out_w = out_shape.w;
         for oy in 0..out_shape.h {
             let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
@@ -94,65 +99,18 @@ pub(crate) fn depthwise<I: Isa>(
             let row = output
                 .get_mut(oy * out_w * c..(oy + 1) * out_w * c)
                 .unwrap_or_default();
-            if I::DEPTHWISE_BAND && hi == lo {
-                // A row of border pixels: by bands, the whole row at once.
-                groups.band_run(&mut band, (oy, 0), (0, 1), (row, c));
-                continue;
-            }
             let (left, rest) = row.split_at_mut((lo * c).min(row.len()));
             let (mid, right) = rest.split_at_mut(((hi - lo) * c).min(rest.len()));
-            if !I::DEPTHWISE_BAND {
-                groups.pixels(oy, 0, left);
-            }
+            groups.pixels(oy, 0, left);
             if hi > lo {
                 // Whole windows: one call per group for the run of pixels.
                 let iy = oy * g.stride_h - g.pad_top;
                 let ix = lo * g.stride_w - g.pad_left;
-                let step = g.stride_w * c;
-                for (k, w) in weights.chunks_exact(MAX_PAIRS).enumerate() {
-                    let ch = first + k * LANES;
-                    if ch >= first + n {
-                        break;
-                    }
-                    let len = (first + n - ch).min(LANES);
-                    let start = (iy * in_shape.w + ix) * c + ch;
-                    let w = w.get(..pairs).unwrap_or_default();
-                    let done = isa.depthwise_row(
-                        input,
-                        (start, step, hi - lo),
-                        taps,
-                        w,
-                        offset,
-                        (&block, ch - first),
-                        (mid.get_mut(ch..).unwrap_or_default(), c, len),
-                    );
-                    if !done {
-                        for (i, px) in mid.chunks_exact_mut(c).enumerate() {
-                            groups.pixel(oy, lo + i, px, k..k + 1);
-                        }
-                    }
-                }
+                let start = (iy * in_shape.w + ix) * c;
+                let line = (start, g.stride_w * c, hi - lo);
+                groups.direct(taps, line, (1, 0, 0), mid, (oy, lo));
             }
-            if !I::DEPTHWISE_BAND {
-                groups.pixels(oy, hi, right);
-            }
-        }
-        if I::DEPTHWISE_BAND {
-            // The border columns of the rows with an interior: one band per column, down
-            // the rows.
-            let rows = interior_rows(g, in_shape.h, out_shape.h);
-            let (lo, hi) = interior;
-            if rows.1 > rows.0 && hi > lo {
-                for ox in (0..lo).chain(hi..out_w) {
-                    let from = (rows.0 * out_w + ox) * c;
-                    let Some(out) = output.get_mut(from..) else {
-                        continue;
-                    };
-                    let len = (rows.1 - rows.0 - 1) * out_w * c + c;
-                    let out = out.get_mut(..len).unwrap_or_default();
-                    groups.band_run(&mut band, (rows.0, ox), (1, 0), (out, out_w * c));
-                }
-            }
+            groups.pixels(oy, hi, right);
         }
         first += n;
     }
@@ -227,6 +185,99 @@ struct Groups<'a, I> {
 }
 
 impl<I: Isa> Groups<'_, I> {
+    /// The pixels of a grid whose windows lie inside the input, by [`Isa::depthwise_row`]
+    /// on the input itself, one call per group of [`LANES`] channels: `line` is the first
+    /// row's `(start, step, count)` in the input (channel 0), `rows` the rows' `(count,
+    /// input step, output step)`, `out` starts at the first pixel and `at` is its place.
+    fn direct(
+        &self,
+        taps: &[usize],
+        (start, step, count): (usize, usize, usize),
+        rows: (usize, usize, usize),
+        out: &mut [i8],
+        at: (usize, usize),
+    ) {
+        let c = self.in_shape.c;
+        let pairs = taps.len() / 2;
+        let (first, n) = (self.first, self.n);
+        for (k, w) in self.weights.chunks_exact(MAX_PAIRS).enumerate() {
+            let ch = first + k * LANES;
+            if ch >= first + n {
+                break;
+            }
+            let len = (first + n - ch).min(LANES);
+            let w = w.get(..pairs).unwrap_or_default();
+            let done = self.isa.depthwise_row(
+                self.input,
+                (start + ch, step, count),
+                rows,
+                taps,
+                w,
+                self.offset,
+                (self.block, ch - first),
+                (out.get_mut(ch..).unwrap_or_default(), c, len),
+            );
+            if !done {
+                for (y, i) in (0..rows.0).flat_map(|y| (0..count).map(move |i| (y, i))) {
+                    let from = y * rows.2 + i * c;
+                    let px = out.get_mut(from..from + c).unwrap_or_default();
+                    self.pixel(at.0 + y, at.1 + i, px, k..k + 1);
+                }
+            }
+        }
+    }
+
+    /// The whole layer for the block's channels by bands: a map whose padded input fits
+    /// one band in a single band per group, otherwise the interior by [`Groups::direct`]
+    /// and the border rows and columns by [`Groups::band_run`].
+    fn banded(
+        &self,
+        band: &mut [i8; BAND],
+        taps: &[usize],
+        (lo, hi): (usize, usize),
+        (out_shape, output): (Shape, &mut [i8]),
+    ) {
+        let (g, s) = (self.g, self.in_shape);
+        let (c, out_w) = (s.c, out_shape.w);
+        let full = (g.pad_top + s.h + g.pad_bottom) * (g.pad_left + s.w + g.pad_right);
+        if full * LANES <= BAND {
+            // Every window inside the padded input, which the band holds whole.
+            let grid = (out_shape.h, out_w);
+            self.band(band, (0, 0), grid, (output, c, out_w * c));
+            return;
+        }
+        let rows = interior_rows(g, s.h, out_shape.h);
+        let inside = rows.1 > rows.0 && hi > lo;
+        if inside {
+            let iy = rows.0 * g.stride_h - g.pad_top;
+            let ix = lo * g.stride_w - g.pad_left;
+            let line = ((iy * s.w + ix) * c, g.stride_w * c, hi - lo);
+            let grid = (rows.1 - rows.0, g.stride_h * s.w * c, out_w * c);
+            let out = output
+                .get_mut((rows.0 * out_w + lo) * c..)
+                .unwrap_or_default();
+            self.direct(taps, line, grid, out, (rows.0, lo));
+        }
+        for oy in (0..out_shape.h).filter(|&oy| !inside || oy < rows.0 || oy >= rows.1) {
+            let row = output
+                .get_mut(oy * out_w * c..(oy + 1) * out_w * c)
+                .unwrap_or_default();
+            self.band_run(band, (oy, 0), (0, 1), (row, c));
+        }
+        if inside {
+            // The border columns of the rows with an interior: one band per column, down
+            // the rows.
+            for ox in (0..lo).chain(hi..out_w) {
+                let from = (rows.0 * out_w + ox) * c;
+                let len = (rows.1 - rows.0 - 1) * out_w * c + c;
+                let Some(out) = output.get_mut(from..from + len) else {
+                    continue;
+                };
+                self.band_run(band, (rows.0, ox), (1, 0), (out, out_w * c));
+            }
+        }
+    }
+
     /// The output pixels `seg` (whole pixels) of row `oy` from column `ox`, one at a time.
     fn pixels(&self, oy: usize, ox: usize, seg: &mut [i8]) {
         for (i, px) in seg.chunks_exact_mut(self.in_shape.c.max(1)).enumerate() {
@@ -274,25 +325,34 @@ impl<I: Isa> Groups<'_, I> {
                     let px = out.get_mut(i * step..i * step + c).unwrap_or_default();
                     self.pixel(at.0 + i * dy, at.1 + i * dx, px, 0..usize::MAX);
                 }
+            } else if dy == 0 {
+                self.band(band, at, (1, n), (out, step, 0));
             } else {
-                self.band(band, at, (dy, dx, n), (out, step));
+                self.band(band, at, (n, 1), (out, c, step));
             }
             done += n;
         }
     }
 
-    /// [`Groups::band_run`] of `n` pixels whose copy fits `band`.
+    /// A grid of `ny` rows of `nx` output pixels from `(oy, ox)`, whose copy of the input
+    /// fits `band`, by [`Isa::depthwise_row`] over that copy, one group of [`LANES`]
+    /// channels at a time, in which the padding is the row of input zero points: `x +
+    /// offset` is 0 there, as the reference's skipped taps contribute nothing. Pixel `(y,
+    /// x)`'s channels are `out[y * row_step + x * step..][..c]`.
     fn band(
         &self,
         band: &mut [i8; BAND],
         (oy, ox): (usize, usize),
-        (dy, dx, n): (usize, usize, usize),
-        (out, step): (&mut [i8], usize),
+        (ny, nx): (usize, usize),
+        (out, step, row_step): (&mut [i8], usize, usize),
     ) {
         let (g, s) = (self.g, self.in_shape);
         let c = s.c;
-        let span_h = (n - 1) * dy * g.stride_h + (g.kh - 1) * g.dil_h + 1;
-        let span_w = (n - 1) * dx * g.stride_w + (g.kw - 1) * g.dil_w + 1;
+        if ny == 0 || nx == 0 {
+            return;
+        }
+        let span_h = (ny - 1) * g.stride_h + (g.kh - 1) * g.dil_h + 1;
+        let span_w = (nx - 1) * g.stride_w + (g.kw - 1) * g.dil_w + 1;
         let taps = g.kh * g.kw;
         let pairs = taps.div_ceil(2);
         // The band's tap offsets; an odd window's missing tap (weight zero) reads tap 0.
@@ -305,7 +365,8 @@ impl<I: Isa> Groups<'_, I> {
             }
         }
         let offsets = offsets.get(..2 * pairs).unwrap_or_default();
-        let pixel_step = (dy * g.stride_h * span_w + dx * g.stride_w) * LANES;
+        let pixel_step = g.stride_w * LANES;
+        let band_rows = (ny, g.stride_h * span_w * LANES, row_step);
         let Some(band) = band.get_mut(..span_h * span_w * LANES) else {
             return;
         };
@@ -352,7 +413,8 @@ impl<I: Isa> Groups<'_, I> {
             let w = w.get(..pairs).unwrap_or_default();
             let done = self.isa.depthwise_row(
                 band,
-                (0, pixel_step, n),
+                (0, pixel_step, nx),
+                band_rows,
                 offsets,
                 w,
                 self.offset,
@@ -360,9 +422,10 @@ impl<I: Isa> Groups<'_, I> {
                 (out.get_mut(ch..).unwrap_or_default(), step, len),
             );
             if !done {
-                for i in 0..n {
-                    let px = out.get_mut(i * step..i * step + c).unwrap_or_default();
-                    self.pixel(oy + i * dy, ox + i * dx, px, k..k + 1);
+                for (y, x) in (0..ny).flat_map(|y| (0..nx).map(move |x| (y, x))) {
+                    let from = y * row_step + x * step;
+                    let px = out.get_mut(from..from + c).unwrap_or_default();
+                    self.pixel(oy + y, ox + x, px, k..k + 1);
                 }
             }
         }

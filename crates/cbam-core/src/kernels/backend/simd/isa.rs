@@ -271,16 +271,18 @@ pub(crate) trait Isa: Copy {
         out: &mut [i8],
     );
 
-    /// [`Isa::depthwise_pixel`] for `count` output pixels of a row whose windows lie
-    /// inside the input: pixel `i`'s tap `t` row is `input[start + i * step + taps[t]..]`
-    /// and its outputs are `out[i * out_step..][..len]` (`len <= LANES`). `false`,
-    /// writing nothing, when some tap's sixteen bytes are not all inside `input` or
+    /// [`Isa::depthwise_pixel`] for `count` output pixels of each of `n` rows whose
+    /// windows lie inside the input: pixel `i` of row `r` has the tap `t` row
+    /// `input[start + r * row_in + i * step + taps[t]..]` and its outputs are
+    /// `out[r * row_out + i * out_step..][..len]` (`len <= LANES`). `false`, writing
+    /// nothing, when some tap's sixteen bytes are not all inside `input` or
     /// `taps.len() != 2 * weights.len()`.
     #[allow(clippy::too_many_arguments)]
     fn depthwise_row(
         self,
         input: &[i8],
         pixels: (usize, usize, usize),
+        rows: (usize, usize, usize),
         taps: &[usize],
         weights: &[PairWeights],
         offset: i16,
@@ -434,6 +436,7 @@ macro_rules! forward_isa {
                 self,
                 input: &[i8],
                 pixels: (usize, usize, usize),
+                rows: (usize, usize, usize),
                 taps: &[usize],
                 weights: &[$crate::kernels::backend::simd::depthwise::PairWeights],
                 offset: i16,
@@ -442,7 +445,7 @@ macro_rules! forward_isa {
             ) -> bool {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe {
-                    depthwise::depthwise_row(input, pixels, taps, weights, offset, block, out)
+                    depthwise::depthwise_row(input, pixels, rows, taps, weights, offset, block, out)
                 }
             }
 

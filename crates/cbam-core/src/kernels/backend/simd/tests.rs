@@ -399,7 +399,9 @@ pub(crate) fn cbam_map_scalings_match_requantize_to_i8(b: impl Isa) {
                 .map(|(&x, &a)| scaled(x, zp, a, rq, out_zp))
                 .collect();
             assert_eq!(want, &expected[..], "{rq:?} out_zp={out_zp} zp={zp} c={c}");
-            let sum = expected.iter().fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
+            let sum = expected
+                .iter()
+                .fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
             want_pooled.push((sum, expected.iter().copied().max().unwrap_or(i8::MIN)));
         }
         assert_eq!(pooled, want_pooled, "{rq:?} c={c}");
@@ -409,7 +411,11 @@ pub(crate) fn cbam_map_scalings_match_requantize_to_i8(b: impl Isa) {
         b.scale_pixels_by_one(&mut one, c, &per_pixel, zp, &t);
         for ((px, got), &a) in v.chunks_exact(c).zip(one.chunks_exact(c)).zip(&per_pixel) {
             let expected: Vec<i8> = px.iter().map(|&x| scaled(x, zp, a, rq, out_zp)).collect();
-            assert_eq!(got, &expected[..], "{rq:?} out_zp={out_zp} zp={zp} a={a} c={c}");
+            assert_eq!(
+                got,
+                &expected[..],
+                "{rq:?} out_zp={out_zp} zp={zp} a={a} c={c}"
+            );
         }
     }
 }
