@@ -64,14 +64,41 @@ pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i
 /// input bytes from `contiguous.0` (a 1x1 convolution), and an even-length run of them
 /// is widened with one call.
 /// `output` holds whole pixels of `out_c` channels.
-// Out of line so that its 80 KiB of buffers are not part of its caller's frame.
-#[inline(never)]
 pub(crate) fn conv<I: Isa>(
     isa: I,
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     output: &mut [i8],
     out_c: usize,
+    fill: (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize)),
+) {
+    let pairs = per_out.div_ceil(2);
+    let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * pairs;
+    let rows = MAX_RUN * 2 * pairs;
+    // The buffers are zeroed on every call (the language wants them initialised): a
+    // layer that needs a quarter of them gets buffers of that size, the same blocks and
+    // runs for a fraction of the zeroing.
+    if packed <= PACKED_WORDS / 4 && rows <= ROWS_LEN / 2 {
+        conv_in::<I, { PACKED_WORDS / 4 }, { ROWS_LEN / 2 }>(
+            isa,
+            (weights, per_out),
+            quant,
+            (output, out_c),
+            fill,
+        );
+    } else {
+        conv_in::<I, PACKED_WORDS, ROWS_LEN>(isa, (weights, per_out), quant, (output, out_c), fill);
+    }
+}
+
+/// [`conv`] with `PW` words of packed weights and `RL` elements of windows on the stack.
+// Out of line so that its buffers are not part of its caller's frame.
+#[inline(never)]
+fn conv_in<I: Isa, const PW: usize, const RL: usize>(
+    isa: I,
+    (weights, per_out): (&[i8], usize),
+    quant: &crate::kernels::ChannelQuant,
+    (output, out_c): (&mut [i8], usize),
     (contiguous, mut fill): (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize)),
 ) {
     let pairs = per_out.div_ceil(2);
@@ -81,10 +108,13 @@ pub(crate) fn conv<I: Isa>(
     }
     let pixels = output.len() / out_c;
     // Channels per block: as many panels as the buffer holds, at most one ChannelBlock.
-    let block_c = (PACKED_WORDS / (pairs * PANEL) * PANEL).min(BLOCK);
-    let run = (ROWS_LEN / stride).min(MAX_RUN);
-    let mut packed = [0i32; PACKED_WORDS];
-    let mut rows = [0i16; ROWS_LEN];
+    let block_c = (PW / (pairs * PANEL) * PANEL).min(BLOCK);
+    let run = (RL / stride).min(MAX_RUN);
+    if block_c == 0 || run == 0 {
+        return;
+    }
+    let mut packed = [0i32; PW];
+    let mut rows = [0i16; RL];
     let mut first = 0;
     while first < out_c {
         let n = (out_c - first).min(block_c);
