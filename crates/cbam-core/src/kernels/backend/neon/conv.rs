@@ -29,6 +29,22 @@ pub(super) fn widen(dst: &mut [i16], src: &[i8], offset: i16) {
     }
 }
 
+/// [`widen`] of each run in turn (nothing past the last run is written).
+#[target_feature(enable = "neon")]
+pub(super) fn widen_runs(
+    dst: &mut [i16],
+    src: &[i8],
+    (starts, run): (&[usize], usize),
+    offset: i16,
+) {
+    for (k, &start) in starts.iter().enumerate() {
+        let d = dst.get_mut(k * run..).unwrap_or_default();
+        let d = d.get_mut(..run.min(d.len())).unwrap_or_default();
+        let s = src.get(start..).unwrap_or_default();
+        widen(d, s.get(..run.min(s.len())).unwrap_or_default(), offset);
+    }
+}
+
 #[target_feature(enable = "neon")]
 pub(super) fn pixel(
     window: &[i16],

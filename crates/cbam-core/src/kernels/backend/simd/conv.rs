@@ -88,7 +88,7 @@ pub(crate) fn conv2d<I: Isa>(
             );
         } else {
             let fill = |window: &mut [i16], px: usize| {
-                windows.gather(isa, window, per_out, px / w, px % w);
+                windows.gather_spilling(isa, window, per_out, px / w, px % w);
             };
             gemm::conv(isa, weights, &p.quant, output, out_c, (None, fill));
         }
@@ -183,6 +183,37 @@ impl Windows<'_> {
             isa.row_small((windows, stride), weights, block, (out, out_c, n));
             px += count;
         }
+    }
+
+    /// [`Windows::gather`], which may also write anything into `window` past `per_out`:
+    /// a window inside the input (without horizontal dilation) is its kernel rows' runs
+    /// of bytes, widened a vector at a time by [`Isa::widen_runs`].
+    #[inline]
+    fn gather_spilling<I: Isa>(
+        &self,
+        isa: I,
+        window: &mut [i16],
+        per_out: usize,
+        oy: usize,
+        ox: usize,
+    ) {
+        const MAX_ROWS: usize = 16;
+        let (g, s) = (self.g, self.in_shape);
+        let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
+        let ky = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h);
+        let kx = valid_taps(x0, g.kw, g.dil_w, g.pad_left, s.w);
+        if ky != (0, g.kh) || kx != (0, g.kw) || g.dil_w != 1 || g.kh > MAX_ROWS {
+            self.gather(isa, window, per_out, oy, ox);
+            return;
+        }
+        let mut starts = [0usize; MAX_ROWS];
+        let ix = x0 - g.pad_left;
+        for (ky, start) in starts.iter_mut().enumerate().take(g.kh) {
+            let iy = y0 + ky * g.dil_h - g.pad_top;
+            *start = (iy * s.w + ix) * s.c;
+        }
+        let starts = starts.get(..g.kh).unwrap_or_default();
+        isa.widen_runs(window, self.input, (starts, g.kw * s.c), self.offset);
     }
 
     /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`

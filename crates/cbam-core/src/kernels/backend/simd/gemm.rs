@@ -59,7 +59,8 @@ pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i
 
 /// Every output pixel of a convolution whose windows are `per_out <= MAX_TAPS` taps long:
 /// `fill(window, pixel)` writes output pixel `pixel`'s window (`x + offset`, zero in the
-/// padding) into `window[..per_out]`; the elements up to the next even length are zero.
+/// padding) into `window[..per_out]`, where `window` runs to the end of the buffer: it may
+/// write anything past `per_out` (the windows of later pixels are filled after it).
 /// With `contiguous`, the windows of consecutive pixels are consecutive runs of `per_out`
 /// input bytes from `contiguous.0` (a 1x1 convolution), and an even-length run of them
 /// is widened with one call.
@@ -139,12 +140,15 @@ fn conv_in<I: Isa, const PW: usize, const RL: usize>(
                     );
                 }
                 _ => {
-                    for (i, window) in rows.chunks_exact_mut(stride).take(count).enumerate() {
-                        if let Some(last) = window.last_mut() {
-                            // The odd tap's partner, when the window has an odd length.
-                            *last = 0;
+                    for i in 0..count {
+                        fill(rows.get_mut(i * stride..).unwrap_or_default(), px + i);
+                        if let Some(last) = rows.get_mut(i * stride + stride - 1) {
+                            // The odd tap's partner, when the window has an odd length
+                            // (the fill may have written past the window's taps).
+                            if stride > per_out {
+                                *last = 0;
+                            }
                         }
-                        fill(window, px + i);
                     }
                 }
             }

@@ -199,6 +199,11 @@ pub(crate) trait Isa: Copy {
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
 
+    /// [`Isa::widen`] of several runs of `run` bytes: `dst[k * run..][..run]` from
+    /// `src[starts[k]..][..run]`. The elements of `dst` past the last run may be
+    /// overwritten too (with anything), so that short runs can take whole vectors.
+    fn widen_runs(self, dst: &mut [i16], src: &[i8], runs: (&[usize], usize), offset: i16);
+
     /// One output pixel: for every channel `o < out.len()` of the block,
     /// `out[o] = clamp(requant(bias[o] + sum_k window[k] * w_o[k]) + zp)`, where `w_o` is
     /// `weights[o * per_out..]`. `window.len()` is a multiple of 16 and at least `per_out`,
@@ -357,6 +362,12 @@ macro_rules! forward_isa {
             fn widen(self, dst: &mut [i16], src: &[i8], offset: i16) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { conv::widen(dst, src, offset) }
+            }
+
+            #[inline]
+            fn widen_runs(self, dst: &mut [i16], src: &[i8], runs: (&[usize], usize), offset: i16) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::widen_runs(dst, src, runs, offset) }
             }
 
             #[inline]
