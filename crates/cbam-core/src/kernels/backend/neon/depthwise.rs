@@ -85,6 +85,7 @@ pub(super) fn depthwise_pixel(
 }
 
 /// Rows of output pixels whose windows lie inside the input, each by [`depthwise_pixel`].
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 pub(super) fn depthwise_row(
     input: &[i8],

@@ -199,8 +199,8 @@ pub(crate) trait Isa: Copy {
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
 
-    /// [`Isa::widen`] of several runs of `run` bytes: `dst[k * run..][..run]` from
-    /// `src[starts[k]..][..run]`. The elements of `dst` past the last run may be
+    /// [`Isa::widen`] of several runs of `run` bytes, `runs = (starts, run)`:
+    /// `dst[k * run..][..run]` from `src[starts[k]..][..run]`. The elements of `dst` past the last run may be
     /// overwritten too (with anything), so that short runs can take whole vectors.
     fn widen_runs(self, dst: &mut [i16], src: &[i8], runs: (&[usize], usize), offset: i16);
 
@@ -315,13 +315,16 @@ pub(crate) trait Isa: Copy {
     /// `v[i] = requant((v[i] - zp) * (att[i] + 128))` over the shorter of the two slices,
     /// into the whole int8 range; returns the sum and the maximum of the new values
     /// (`(0, i8::MIN)` for none).
+    #[cfg(test)]
     fn scale_by_lanes(self, v: &mut [i8], att: &[i8], zp: i8, rq: &TensorRequant) -> (i32, i8);
 
     /// `v[i] = requant((v[i] - zp) * (att + 128))`, into the whole int8 range.
+    #[cfg(test)]
     fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant);
 
-    /// [`Isa::scale_by_lanes`] of each pixel of `data` in turn (`att.len()` channels
-    /// each), handing each pixel's sum and maximum to `pooled`.
+    /// `v[i] = requant((v[i] - zp) * (att[i] + 128))` into the whole int8 range over each
+    /// pixel `v` of `data` in turn (`att.len()` channels each), handing each pixel's
+    /// wrapping sum and maximum of the new values to `pooled`.
     fn scale_pixels_by_lanes(
         self,
         data: &mut [i8],
@@ -331,7 +334,8 @@ pub(crate) trait Isa: Copy {
         pooled: &mut dyn FnMut(i32, i8),
     );
 
-    /// [`Isa::scale_by_one`] of each pixel `i` of `data` (`c` channels each) by `att[i]`.
+    /// `v[j] = requant((v[j] - zp) * (att[i] + 128))` into the whole int8 range over each
+    /// pixel `i` (`v`, `c` channels) of `data`.
     fn scale_pixels_by_one(self, data: &mut [i8], c: usize, att: &[i8], zp: i8, rq: &TensorRequant);
 
     /// Over the pixels of an NHWC map with `sums.len()` channels (`data.len()` a multiple
@@ -478,6 +482,7 @@ macro_rules! forward_isa {
                 unsafe { conv::requant_all(acc, block, out) }
             }
 
+            #[cfg(test)]
             #[inline]
             fn scale_by_lanes(
                 self,
@@ -516,6 +521,7 @@ macro_rules! forward_isa {
                 unsafe { elementwise::scale_pixels_by_one(data, c, att, zp, rq) }
             }
 
+            #[cfg(test)]
             #[inline]
             fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).

@@ -80,6 +80,7 @@ pub(super) fn depthwise_pixel(
 /// Rows of output pixels whose windows lie inside the input: the output stage decoded
 /// once, and `offset * sum(w)` folded into its bias so that the taps need no offset add
 /// (`sum (x + offset) * w = sum x * w + offset * sum w`, all wrapping).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(super) fn depthwise_row(
     input: &[i8],
