@@ -76,8 +76,6 @@ struct ShortScale {
     /// by exactly one half, `2^30` with shift 0), the stage is the doubling high multiply
     /// alone.
     shifts: bool,
-    /// Whether there is a left shift (then there is no right one).
-    lifts: bool,
 }
 
 impl ShortScale {
@@ -95,7 +93,6 @@ impl ShortScale {
             right: _mm256_set1_epi32(rq.right),
             left: _mm_cvtsi32_si128(rq.left),
             shifts: rq.right > 0,
-            lifts: left > 0,
         })
     }
 
@@ -106,10 +103,9 @@ impl ShortScale {
         // A broadcast multiplier sits in the low half of every 64-bit lane already.
         if self.shifts {
             scale_short(x, self.mult, self.mult, [self.round; 2], self.right)
-        } else if self.lifts {
-            let x = _mm256_sll_epi32(x, self.left);
-            doubling_high_short(x, self.mult, self.mult)
         } else {
+            // A left shift, if any (a shift is left or right, never both).
+            let x = _mm256_sll_epi32(x, self.left);
             doubling_high_short(x, self.mult, self.mult)
         }
     }
@@ -270,10 +266,28 @@ pub(super) fn scale_pixels_by_lanes(
             );
             top = _mm_max_epi8(top, bytes);
         }
+        // Eight channels more where they are (24 channels: a pixel of 16 and 8).
+        let x8 = px.get_mut(whole..).and_then(<[i8]>::first_chunk_mut::<8>);
+        let a8 = att.get(whole..).and_then(<[i8]>::first_chunk::<8>);
+        let mut done = whole;
+        if let (Some(x), Some(a)) = (x8, a8) {
+            let prod = _mm256_mullo_epi32(
+                _mm256_sub_epi32(load8(x), zp_v),
+                _mm256_add_epi32(load8(a), bias),
+            );
+            let r = _mm256_add_epi32(k.apply(prod), out_zp);
+            // Both halves are the eight bytes: the sum takes the low one alone.
+            let bytes = pack16(r, r);
+            store8(x, pack8_low(bytes));
+            let low = _mm_move_epi64(_mm_xor_si128(bytes, flip));
+            sums = _mm_add_epi64(sums, _mm_sad_epu8(low, _mm_setzero_si128()));
+            top = _mm_max_epi8(top, bytes);
+            done += 8;
+        }
         let sum = _mm_cvtsi128_si64(_mm_add_epi64(sums, _mm_unpackhi_epi64(sums, sums)));
-        let sum = (sum - 128 * whole as i64) as i32;
+        let sum = (sum - 128 * done as i64) as i32;
         let top = max_byte(top);
-        let (rest_sum, rest_top) = match (px.get_mut(whole..), att.get(whole..)) {
+        let (rest_sum, rest_top) = match (px.get_mut(done..), att.get(done..)) {
             (Some(x), Some(a)) if !x.is_empty() => scale_by_lanes(x, a, zp, rq),
             _ => (0, i8::MIN),
         };
@@ -326,10 +340,24 @@ pub(super) fn scale_pixels_by_one(
             // SAFETY: writes exactly the 16 bytes of the chunk.
             unsafe { _mm_storeu_si128(x.as_mut_ptr().cast(), bytes) };
         }
-        if let Some(rest) = px.get_mut(whole..).filter(|r| !r.is_empty()) {
+        let mut done = whole;
+        if let Some(x) = px.get_mut(whole..).and_then(<[i8]>::first_chunk_mut::<8>) {
+            let v = _mm256_add_epi32(_mm256_mullo_epi32(load8(x), f), base);
+            let r = _mm256_add_epi32(k.apply(v), out_zp);
+            store8(x, pack8_low(pack16(r, r)));
+            done += 8;
+        }
+        if let Some(rest) = px.get_mut(done..).filter(|r| !r.is_empty()) {
             scale_by_one(rest, a, zp, rq);
         }
     }
+}
+
+/// The low eight bytes of `v`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pack8_low(v: __m128i) -> [i8; 8] {
+    _mm_cvtsi128_si64(v).to_le_bytes().map(|b| b as i8)
 }
 
 /// The largest of the sixteen bytes of `v`.
