@@ -74,9 +74,12 @@ pub(crate) fn conv2d<I: Isa>(
         let w = out_shape.w.max(1);
         let weights = (p.weights, per_out);
         if g.is_pointwise() {
-            let fill = |window: &mut [i16], px: usize| {
-                let x = input.get(px * per_out..).unwrap_or_default();
-                isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
+            let fill = |windows: &mut [i16], first: usize, count: usize| {
+                let stride = per_out.next_multiple_of(2);
+                for (i, window) in windows.chunks_exact_mut(stride).take(count).enumerate() {
+                    let x = input.get((first + i) * per_out..).unwrap_or_default();
+                    isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
+                }
             };
             gemm::conv(
                 isa,
@@ -87,8 +90,8 @@ pub(crate) fn conv2d<I: Isa>(
                 (Some((input, offset)), fill),
             );
         } else {
-            let fill = |window: &mut [i16], px: usize| {
-                windows.gather_spilling(isa, window, per_out, px / w, px % w);
+            let fill = |buffer: &mut [i16], first: usize, count: usize| {
+                windows.gather_run(isa, buffer, per_out, (first, count), w);
             };
             gemm::conv(isa, weights, &p.quant, output, out_c, (None, fill));
         }
@@ -185,35 +188,55 @@ impl Windows<'_> {
         }
     }
 
-    /// [`Windows::gather`], which may also write anything into `window` past `per_out`:
-    /// a window inside the input (without horizontal dilation) is its kernel rows' runs
-    /// of bytes, widened a vector at a time by [`Isa::widen_runs`].
-    #[inline]
-    fn gather_spilling<I: Isa>(
+    /// The windows of the `count` output pixels from `first` (row-major over `out_w`
+    /// columns) into `buffer`, pixel `i`'s at `i * stride` (`per_out` rounded up to even),
+    /// writing anything past each window's taps: the runs of pixels of one output row
+    /// whose windows lie inside the input (without horizontal dilation) are their kernel
+    /// rows' runs of bytes, widened a vector at a time by one [`Isa::widen_runs`]; the
+    /// others are gathered one at a time.
+    fn gather_run<I: Isa>(
         &self,
         isa: I,
-        window: &mut [i16],
+        buffer: &mut [i16],
         per_out: usize,
-        oy: usize,
-        ox: usize,
+        (first, count): (usize, usize),
+        out_w: usize,
     ) {
         const MAX_ROWS: usize = 16;
         let (g, s) = (self.g, self.in_shape);
-        let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
-        let ky = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h);
-        let kx = valid_taps(x0, g.kw, g.dil_w, g.pad_left, s.w);
-        if ky != (0, g.kh) || kx != (0, g.kw) || g.dil_w != 1 || g.kh > MAX_ROWS {
-            self.gather(isa, window, per_out, oy, ox);
-            return;
+        let stride = per_out.next_multiple_of(2);
+        let out_w = out_w.max(1);
+        let (lo, hi) = inside_columns(g, s.w, out_w);
+        let mut i = 0;
+        while i < count {
+            let px = first + i;
+            let (oy, ox) = (px / out_w, px % out_w);
+            let y0 = oy * g.stride_h;
+            let whole_rows = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h) == (0, g.kh);
+            let window = buffer.get_mut(i * stride..).unwrap_or_default();
+            if !whole_rows || ox < lo || ox >= hi || g.dil_w != 1 || g.kh > MAX_ROWS {
+                self.gather(isa, window, per_out, oy, ox);
+                i += 1;
+                continue;
+            }
+            let n = (hi - ox).min(count - i);
+            let mut starts = [0usize; MAX_ROWS];
+            let ix = ox * g.stride_w - g.pad_left;
+            for (ky, start) in starts.iter_mut().enumerate().take(g.kh) {
+                let iy = y0 + ky * g.dil_h - g.pad_top;
+                *start = (iy * s.w + ix) * s.c;
+            }
+            let starts = starts.get(..g.kh).unwrap_or_default();
+            let pixels = (n, g.stride_w * s.c, stride);
+            isa.widen_runs(
+                window,
+                self.input,
+                (starts, g.kw * s.c),
+                pixels,
+                self.offset,
+            );
+            i += n;
         }
-        let mut starts = [0usize; MAX_ROWS];
-        let ix = x0 - g.pad_left;
-        for (ky, start) in starts.iter_mut().enumerate().take(g.kh) {
-            let iy = y0 + ky * g.dil_h - g.pad_top;
-            *start = (iy * s.w + ix) * s.c;
-        }
-        let starts = starts.get(..g.kh).unwrap_or_default();
-        isa.widen_runs(window, self.input, (starts, g.kw * s.c), self.offset);
     }
 
     /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`
@@ -258,6 +281,16 @@ impl Windows<'_> {
             }
         }
     }
+}
+
+/// The output columns whose windows lie wholly inside the input's columns, as a
+/// half-open range (contiguous, since a window moves right with its column).
+fn inside_columns(g: &ConvGeometry, in_w: usize, out_w: usize) -> (usize, usize) {
+    let whole =
+        |ox: usize| valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_w) == (0, g.kw);
+    let lo = (0..out_w).find(|&ox| whole(ox)).unwrap_or(out_w);
+    let hi = (lo..out_w).find(|&ox| !whole(ox)).unwrap_or(out_w);
+    (lo, hi)
 }
 
 /// `i16` elements of the padded map [`two_channels_to_one`] builds on the stack.

@@ -58,9 +58,10 @@ pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i
 }
 
 /// Every output pixel of a convolution whose windows are `per_out <= MAX_TAPS` taps long:
-/// `fill(window, pixel)` writes output pixel `pixel`'s window (`x + offset`, zero in the
-/// padding) into `window[..per_out]`, where `window` runs to the end of the buffer: it may
-/// write anything past `per_out` (the windows of later pixels are filled after it).
+/// `fill(windows, first, count)` writes the windows of the `count` output pixels from
+/// `first` (`x + offset`, zero in the padding), pixel `i`'s into
+/// `windows[i * stride..][..per_out]` (`stride` is `per_out` rounded up to even); it may
+/// write anything past a window's taps (the buffer is not cut to the windows).
 /// With `contiguous`, the windows of consecutive pixels are consecutive runs of `per_out`
 /// input bytes from `contiguous.0` (a 1x1 convolution), and an even-length run of them
 /// is widened with one call.
@@ -71,7 +72,7 @@ pub(crate) fn conv<I: Isa>(
     quant: &crate::kernels::ChannelQuant,
     output: &mut [i8],
     out_c: usize,
-    fill: (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize)),
+    fill: (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize, usize)),
 ) {
     let pairs = per_out.div_ceil(2);
     let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * pairs;
@@ -100,7 +101,7 @@ fn conv_in<I: Isa, const PW: usize, const RL: usize>(
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     (output, out_c): (&mut [i8], usize),
-    (contiguous, mut fill): (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize)),
+    (contiguous, mut fill): (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize, usize)),
 ) {
     let pairs = per_out.div_ceil(2);
     let stride = 2 * pairs;
@@ -140,12 +141,11 @@ fn conv_in<I: Isa, const PW: usize, const RL: usize>(
                     );
                 }
                 _ => {
-                    for i in 0..count {
-                        fill(rows.get_mut(i * stride..).unwrap_or_default(), px + i);
-                        if let Some(last) = rows.get_mut(i * stride + stride - 1) {
-                            // The odd tap's partner, when the window has an odd length
-                            // (the fill may have written past the window's taps).
-                            if stride > per_out {
+                    fill(&mut rows, px, count);
+                    if stride > per_out {
+                        // The odd tap's partner (the fill may have written past the taps).
+                        for window in rows.chunks_exact_mut(stride).take(count) {
+                            if let Some(last) = window.last_mut() {
                                 *last = 0;
                             }
                         }

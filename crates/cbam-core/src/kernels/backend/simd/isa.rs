@@ -199,10 +199,19 @@ pub(crate) trait Isa: Copy {
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
 
-    /// [`Isa::widen`] of several runs of `run` bytes, `runs = (starts, run)`:
-    /// `dst[k * run..][..run]` from `src[starts[k]..][..run]`. The elements of `dst` past the last run may be
-    /// overwritten too (with anything), so that short runs can take whole vectors.
-    fn widen_runs(self, dst: &mut [i16], src: &[i8], runs: (&[usize], usize), offset: i16);
+    /// [`Isa::widen`] of several runs of `run` bytes for each of `count` pixels, `runs =
+    /// (starts, run)` and `pixels = (count, src_step, dst_step)`: `dst[p * dst_step + k *
+    /// run..][..run]` from `src[starts[k] + p * src_step..][..run]`. The elements of `dst`
+    /// past each pixel's last run may be overwritten too (with anything; the next pixel's
+    /// are written after), so that short runs can take whole vectors.
+    fn widen_runs(
+        self,
+        dst: &mut [i16],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+        offset: i16,
+    );
 
     /// One output pixel: for every channel `o < out.len()` of the block,
     /// `out[o] = clamp(requant(bias[o] + sum_k window[k] * w_o[k]) + zp)`, where `w_o` is
@@ -369,9 +378,16 @@ macro_rules! forward_isa {
             }
 
             #[inline]
-            fn widen_runs(self, dst: &mut [i16], src: &[i8], runs: (&[usize], usize), offset: i16) {
+            fn widen_runs(
+                self,
+                dst: &mut [i16],
+                src: &[i8],
+                runs: (&[usize], usize),
+                pixels: (usize, usize, usize),
+                offset: i16,
+            ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
-                unsafe { conv::widen_runs(dst, src, runs, offset) }
+                unsafe { conv::widen_runs(dst, src, runs, pixels, offset) }
             }
 
             #[inline]

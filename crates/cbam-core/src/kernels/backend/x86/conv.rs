@@ -41,39 +41,38 @@ pub(super) fn widen(dst: &mut [i16], src: &[i8], offset: i16) {
     }
 }
 
-/// [`widen`] of each run in turn, sixteen bytes at a time where both slices hold a whole
-/// vector there (the last vector of a run may spill into the next run, which is written
-/// after it, or past the last run, which the caller allows).
+/// [`widen`] of each run of each pixel in turn, sixteen bytes at a time where both slices
+/// hold a whole vector there (the last vector of a run may spill into the next run or
+/// pixel, which is written after it, or past the last one, which the caller allows).
 #[target_feature(enable = "avx2")]
 pub(super) fn widen_runs(
     dst: &mut [i16],
     src: &[i8],
     (starts, run): (&[usize], usize),
+    (count, src_step, dst_step): (usize, usize, usize),
     offset: i16,
 ) {
     let off = _mm256_set1_epi16(offset);
-    for (k, &start) in starts.iter().enumerate() {
-        let d0 = k * run;
-        let mut at = 0;
-        while at < run {
-            let d = dst
-                .get_mut(d0 + at..)
-                .and_then(<[i16]>::first_chunk_mut::<16>);
-            let s = src.get(start + at..).and_then(<[i8]>::first_chunk::<16>);
-            let (Some(d), Some(s)) = (d, s) else {
-                // Near an end: the rest of the run exactly.
-                let d = dst.get_mut(d0 + at..d0 + run).unwrap_or_default();
-                widen(
-                    d,
-                    src.get(start + at..start + run).unwrap_or_default(),
-                    offset,
-                );
-                break;
-            };
-            let v = _mm256_add_epi16(_mm256_cvtepi8_epi16(load16(s)), off);
-            // SAFETY: writes exactly the 32 bytes of the destination array.
-            unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), v) };
-            at += 16;
+    for p in 0..count {
+        for (k, &start) in starts.iter().enumerate() {
+            let (d0, s0) = (p * dst_step + k * run, start + p * src_step);
+            let mut at = 0;
+            while at < run {
+                let d = dst
+                    .get_mut(d0 + at..)
+                    .and_then(<[i16]>::first_chunk_mut::<16>);
+                let s = src.get(s0 + at..).and_then(<[i8]>::first_chunk::<16>);
+                let (Some(d), Some(s)) = (d, s) else {
+                    // Near an end: the rest of the run exactly.
+                    let d = dst.get_mut(d0 + at..d0 + run).unwrap_or_default();
+                    widen(d, src.get(s0 + at..s0 + run).unwrap_or_default(), offset);
+                    break;
+                };
+                let v = _mm256_add_epi16(_mm256_cvtepi8_epi16(load16(s)), off);
+                // SAFETY: writes exactly the 32 bytes of the destination array.
+                unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), v) };
+                at += 16;
+            }
         }
     }
 }
