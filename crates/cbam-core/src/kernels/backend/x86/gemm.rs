@@ -147,7 +147,8 @@ fn tile<const P: usize>(
     if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
         return P.max(1);
     }
-    let mut acc = [[_mm256_setzero_si256(); 2]; P];
+    // From the bias: one add fewer per output than adding it at the end.
+    let mut acc = [stage.bias; P];
     let (x, w) = (windows.as_ptr(), panel.as_ptr());
     for j in 0..pairs {
         // SAFETY: `j < pairs`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
@@ -165,7 +166,7 @@ fn tile<const P: usize>(
         }
     }
     for (p, acc) in acc.iter().enumerate() {
-        let bytes = stage.finish(acc);
+        let bytes = stage.finish_sums(acc);
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
         match dst.first_chunk_mut::<PANEL>() {
             // SAFETY: writes exactly the 16 bytes of the chunk.
@@ -198,7 +199,7 @@ fn tile8<const P: usize>(
     if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
         return P.max(1);
     }
-    let mut acc = [_mm256_setzero_si256(); P];
+    let mut acc = [stage.bias[0]; P];
     let (x, w) = (windows.as_ptr(), panel.as_ptr());
     for j in 0..pairs {
         // SAFETY: as in `tile`: words `j * PANEL..j * PANEL + 8` lie inside `panel` and
@@ -213,7 +214,7 @@ fn tile8<const P: usize>(
         }
     }
     for (p, acc) in acc.iter().enumerate() {
-        let bytes = stage.finish8(*acc);
+        let bytes = stage.finish8_sums(*acc);
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
         match dst.first_chunk_mut::<8>() {
             // SAFETY: writes exactly the 8 bytes of the chunk.

@@ -255,10 +255,16 @@ impl Stage16 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(super) fn finish(&self, acc: &[__m256i; 2]) -> __m128i {
-        let sums = [
+        self.finish_sums(&[
             _mm256_add_epi32(acc[0], self.bias[0]),
             _mm256_add_epi32(acc[1], self.bias[1]),
-        ];
+        ])
+    }
+
+    /// [`Stage16::finish`] of accumulators that started from the bias.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn finish_sums(&self, sums: &[__m256i; 2]) -> __m128i {
         if !self.narrow {
             return pack16(
                 requant_lanes(sums[0], &self.lanes[0]),
@@ -268,11 +274,10 @@ impl Stage16 {
         self.narrow_bytes([self.scale(0, sums[0]), self.scale(1, sums[1])])
     }
 
-    /// [`Stage16::finish`] of the first eight channels alone: the low eight bytes.
+    /// [`Stage16::finish_sums`] of the first eight channels alone: the low eight bytes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub(super) fn finish8(&self, acc: __m256i) -> __m128i {
-        let sum = _mm256_add_epi32(acc, self.bias[0]);
+    pub(super) fn finish8_sums(&self, sum: __m256i) -> __m128i {
         if !self.narrow {
             let v = requant_lanes(sum, &self.lanes[0]);
             return pack16(v, v);
