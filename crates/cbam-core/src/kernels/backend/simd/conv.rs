@@ -9,6 +9,7 @@
 //! per-pixel path here, a plain `i16 x i8` dot product over the contiguous, zero-padded
 //! buffer shared by every output channel of the pixel.
 
+use super::depthwise::interior_columns;
 use super::gemm;
 use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
 use crate::kernels::backend::PACKED_OFFSET;
@@ -206,7 +207,7 @@ impl Windows<'_> {
         let (g, s) = (self.g, self.in_shape);
         let stride = per_out.next_multiple_of(2);
         let out_w = out_w.max(1);
-        let (lo, hi) = inside_columns(g, s.w, out_w);
+        let (lo, hi) = interior_columns(g, s.w, out_w);
         let mut i = 0;
         while i < count {
             let px = first + i;
@@ -281,16 +282,6 @@ impl Windows<'_> {
             }
         }
     }
-}
-
-/// The output columns whose windows lie wholly inside the input's columns, as a
-/// half-open range (contiguous, since a window moves right with its column).
-fn inside_columns(g: &ConvGeometry, in_w: usize, out_w: usize) -> (usize, usize) {
-    let whole =
-        |ox: usize| valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_w) == (0, g.kw);
-    let lo = (0..out_w).find(|&ox| whole(ox)).unwrap_or(out_w);
-    let hi = (lo..out_w).find(|&ox| !whole(ox)).unwrap_or(out_w);
-    (lo, hi)
 }
 
 /// `i16` elements of the padded map [`two_channels_to_one`] builds on the stack.

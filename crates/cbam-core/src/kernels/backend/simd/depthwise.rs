@@ -152,7 +152,7 @@ fn tap_offsets(g: &ConvGeometry, in_shape: Shape) -> [usize; 2 * MAX_PAIRS] {
 
 /// The output columns whose windows lie wholly inside the input's columns, as a
 /// half-open range (contiguous, since a window moves right with its column).
-fn interior_columns(g: &ConvGeometry, in_w: usize, out_w: usize) -> (usize, usize) {
+pub(crate) fn interior_columns(g: &ConvGeometry, in_w: usize, out_w: usize) -> (usize, usize) {
     let whole =
         |ox: usize| valid_taps(ox * g.stride_w, g.kw, g.dil_w, g.pad_left, in_w) == (0, g.kw);
     let lo = (0..out_w).find(|&ox| whole(ox)).unwrap_or(out_w);
@@ -368,6 +368,12 @@ impl<I: Isa> Groups<'_, I> {
         let pixel_step = g.stride_w * LANES;
         let band_rows = (ny, g.stride_h * span_w * LANES, row_step);
         let Some(band) = band.get_mut(..span_h * span_w * LANES) else {
+            // Too large a grid for the copy (the callers cut grids to fit): pixel by pixel.
+            for (y, x) in (0..ny).flat_map(|y| (0..nx).map(move |x| (y, x))) {
+                let from = y * row_step + x * step;
+                let px = out.get_mut(from..from + c).unwrap_or_default();
+                self.pixel(oy + y, ox + x, px, 0..usize::MAX);
+            }
             return;
         };
         // The input row and column of the band's first row and column, and the band's
