@@ -59,8 +59,6 @@ pub(crate) fn depthwise<I: Isa>(
     let c = out_shape.c;
     let pairs = taps.div_ceil(2);
     let padding = [pad; LANES];
-    // Made once per layer: the bands overwrite what they read.
-    let mut band = [0i8; BAND];
     let mut first = 0;
     while first < c {
         let n = (c - first).min(BLOCK);
@@ -88,7 +86,7 @@ pub(crate) fn depthwise<I: Isa>(
         let taps = taps.get(..2 * pairs).unwrap_or_default();
         let interior = interior_columns(g, in_shape.w, out_shape.w);
         if I::DEPTHWISE_BAND {
-            groups.banded(&mut band, taps, interior, (out_shape, output));
+            groups.banded(taps, interior, (out_shape, output));
             first += n;
             continue;
         }
@@ -232,11 +230,13 @@ impl<I: Isa> Groups<'_, I> {
     /// and the border rows and columns by [`Groups::band_run`].
     fn banded(
         &self,
-        band: &mut [i8; BAND],
         taps: &[usize],
         (lo, hi): (usize, usize),
         (out_shape, output): (Shape, &mut [i8]),
     ) {
+        // Made once per block of channels: each band overwrites what it reads.
+        let mut band = [0i8; BAND];
+        let band = &mut band;
         let (g, s) = (self.g, self.in_shape);
         let (c, out_w) = (s.c, out_shape.w);
         let full = (g.pad_top + s.h + g.pad_bottom) * (g.pad_left + s.w + g.pad_right);
