@@ -21,6 +21,9 @@ const MAX_TAPS: usize = 49;
 /// holds 85 input columns of one group of [`LANES`] channels.
 const BAND: usize = 4096;
 
+/// Tap pairs of a 3x3 window, the common one, whose weights take a smaller buffer.
+const SHORT_PAIRS: usize = 5;
+
 /// Tap pairs of the longest window.
 const MAX_PAIRS: usize = MAX_TAPS.div_ceil(2);
 
@@ -58,13 +61,51 @@ pub(crate) fn depthwise<I: Isa>(
     }
     let c = out_shape.c;
     let pairs = taps.div_ceil(2);
+    // The interleaved weights of a block of channels, `cap` tap pairs per group: a 3x3
+    // window's buffer is a fifth of a 7x7 one's, and it is zeroed per block.
+    let mut blocks = |weights: &mut [PairWeights], cap: usize| {
+        let mut first = 0;
+        while first < c {
+            let n = (c - first).min(BLOCK);
+            weights.fill([0; 2 * LANES]);
+            let shapes = (in_shape, input, out_shape, &mut *output);
+            layer_block(isa, p, shapes, (pad, offset), (first, n), (weights, cap));
+            first += n;
+        }
+    };
+    if pairs <= SHORT_PAIRS {
+        blocks(
+            &mut [[0i16; 2 * LANES]; SHORT_PAIRS * (BLOCK / LANES)],
+            SHORT_PAIRS,
+        );
+    } else {
+        blocks(
+            &mut [[0i16; 2 * LANES]; MAX_PAIRS * (BLOCK / LANES)],
+            MAX_PAIRS,
+        );
+    }
+    true
+}
+
+/// The channels `first..first + n` of [`depthwise`] (checked there; `pad` is the input
+/// zero point and `offset` minus it), with `weights` zero and `cap >= pairs` tap pairs
+/// per group of [`LANES`] channels.
+fn layer_block<I: Isa>(
+    isa: I,
+    p: &DepthwiseParams,
+    (in_shape, input, out_shape, output): (Shape, &[i8], Shape, &mut [i8]),
+    (pad, offset): (i8, i16),
+    (first, n): (usize, usize),
+    (weights, cap): (&mut [PairWeights], usize),
+) {
+    let g = &p.geometry;
+    let taps = g.kh * g.kw;
+    let c = out_shape.c;
+    let pairs = taps.div_ceil(2);
     let padding = [pad; LANES];
-    let mut first = 0;
-    while first < c {
-        let n = (c - first).min(BLOCK);
+    {
         let block = ChannelBlock::new(&p.quant, first, n);
-        let mut weights = [[0i16; 2 * LANES]; MAX_PAIRS * (BLOCK / LANES)];
-        for (group, w) in weights.chunks_exact_mut(MAX_PAIRS).enumerate() {
+        for (group, w) in weights.chunks_exact_mut(cap).enumerate() {
             let ch = first + group * LANES;
             if ch < first + n {
                 interleave(p.weights, c, taps, ch, (first + n - ch).min(LANES), w);
@@ -77,7 +118,8 @@ pub(crate) fn depthwise<I: Isa>(
             input,
             offset,
             padding: &padding,
-            weights: &weights,
+            weights,
+            cap,
             block: &block,
             first,
             n,
@@ -87,8 +129,7 @@ pub(crate) fn depthwise<I: Isa>(
         let interior = interior_columns(g, in_shape.w, out_shape.w);
         if I::DEPTHWISE_BAND {
             groups.banded(taps, interior, (out_shape, output));
-            first += n;
-            continue;
+            return;
         }
         let out_w = out_shape.w;
         for oy in 0..out_shape.h {
@@ -110,9 +151,7 @@ pub(crate) fn depthwise<I: Isa>(
             }
             groups.pixels(oy, hi, right);
         }
-        first += n;
     }
-    true
 }
 
 /// Channels `ch..ch + n` of the `[tap][c]` weights, as [`PairWeights`] per tap pair (zero
@@ -177,6 +216,8 @@ struct Groups<'a, I> {
     offset: i16,
     padding: &'a [i8; LANES],
     weights: &'a [PairWeights],
+    /// Tap pairs per group in `weights`.
+    cap: usize,
     block: &'a ChannelBlock,
     first: usize,
     n: usize,
@@ -198,7 +239,7 @@ impl<I: Isa> Groups<'_, I> {
         let c = self.in_shape.c;
         let pairs = taps.len() / 2;
         let (first, n) = (self.first, self.n);
-        for (k, w) in self.weights.chunks_exact(MAX_PAIRS).enumerate() {
+        for (k, w) in self.weights.chunks_exact(self.cap).enumerate() {
             let ch = first + k * LANES;
             if ch >= first + n {
                 break;
@@ -385,7 +426,7 @@ impl<I: Isa> Groups<'_, I> {
         let c_hi = c_hi.max(c_lo);
         let pad = self.padding[0];
         let (first, n_ch) = (self.first, self.n);
-        for (k, w) in self.weights.chunks_exact(MAX_PAIRS).enumerate() {
+        for (k, w) in self.weights.chunks_exact(self.cap).enumerate() {
             let ch = first + k * LANES;
             if ch >= first + n_ch {
                 break;
@@ -461,7 +502,7 @@ impl<I: Isa> Groups<'_, I> {
         let at = at.get(..2 * pairs).unwrap_or_default();
         let mut rows = [&self.padding[..]; 2 * MAX_PAIRS];
         let (first, n) = (self.first, self.n);
-        let chunks = self.weights.chunks_exact(MAX_PAIRS).enumerate();
+        let chunks = self.weights.chunks_exact(self.cap).enumerate();
         for (k, w) in chunks.skip(groups.start).take(groups.len()) {
             let ch = first + k * LANES;
             if ch >= first + n {

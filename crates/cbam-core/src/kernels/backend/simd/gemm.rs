@@ -78,9 +78,17 @@ pub(crate) fn conv<I: Isa>(
     let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * pairs;
     let rows = MAX_RUN * 2 * pairs;
     // The buffers are zeroed on every call (the language wants them initialised): a
-    // layer that needs a quarter of them gets buffers of that size, the same blocks and
-    // runs for a fraction of the zeroing.
-    if packed <= PACKED_WORDS / 4 && rows <= ROWS_LEN / 2 {
+    // layer that needs a quarter or a sixteenth of them gets buffers of that size, the
+    // same blocks and runs for a fraction of the zeroing.
+    if packed <= PACKED_WORDS / 16 && rows <= ROWS_LEN / 4 {
+        conv_in::<I, { PACKED_WORDS / 16 }, { ROWS_LEN / 4 }>(
+            isa,
+            (weights, per_out),
+            quant,
+            (output, out_c),
+            fill,
+        );
+    } else if packed <= PACKED_WORDS / 4 && rows <= ROWS_LEN / 2 {
         conv_in::<I, { PACKED_WORDS / 4 }, { ROWS_LEN / 2 }>(
             isa,
             (weights, per_out),
