@@ -53,11 +53,15 @@ impl ChannelBlock {
             .iter_mut()
             .zip(block.mult.iter_mut())
             .zip(block.left.iter_mut().zip(block.right.iter_mut()));
-        for (((bias, mult), (left, right)), (b, rq)) in lanes.zip(q.channels().skip(first).take(n))
-        {
-            let shift = rq.shift.clamp(-31, 30);
-            *bias = b;
-            *mult = rq.mult;
+        // The words as slices (not `q.channels()`, whose skip decodes every channel before
+        // `first` and whose adapters the compiler left uninlined: 2% of a model's time).
+        let [bias, mult, shift] =
+            [q.bias, q.mult, q.shift].map(|w| w.words().get(first..).unwrap_or_default());
+        let channels = bias.iter().zip(mult.iter().zip(shift)).take(n);
+        for (((bias, mult), (left, right)), (b, (m, s))) in lanes.zip(channels) {
+            let shift = i32::from_le_bytes(*s).clamp(-31, 30);
+            *bias = i32::from_le_bytes(*b);
+            *mult = i32::from_le_bytes(*m);
             *left = shift.max(0);
             *right = (-shift).max(0);
         }
