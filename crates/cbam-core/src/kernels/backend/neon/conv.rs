@@ -29,6 +29,25 @@ pub(super) fn widen(dst: &mut [i16], src: &[i8], offset: i16) {
     }
 }
 
+/// [`widen`] of each run of each pixel in turn (nothing past the last run is written).
+#[target_feature(enable = "neon")]
+pub(super) fn widen_runs(
+    dst: &mut [i16],
+    src: &[i8],
+    (starts, run): (&[usize], usize),
+    (count, src_step, dst_step): (usize, usize, usize),
+    offset: i16,
+) {
+    for p in 0..count {
+        for (k, &start) in starts.iter().enumerate() {
+            let d = dst.get_mut(p * dst_step + k * run..).unwrap_or_default();
+            let d = d.get_mut(..run.min(d.len())).unwrap_or_default();
+            let s = src.get(start + p * src_step..).unwrap_or_default();
+            widen(d, s.get(..run.min(s.len())).unwrap_or_default(), offset);
+        }
+    }
+}
+
 #[target_feature(enable = "neon")]
 pub(super) fn pixel(
     window: &[i16],

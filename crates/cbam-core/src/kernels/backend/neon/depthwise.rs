@@ -84,11 +84,13 @@ pub(super) fn depthwise_pixel(
     }
 }
 
-/// A row of output pixels whose windows lie inside the input, each by [`depthwise_pixel`].
+/// Rows of output pixels whose windows lie inside the input, each by [`depthwise_pixel`].
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 pub(super) fn depthwise_row(
     input: &[i8],
     (start, step, count): (usize, usize, usize),
+    (n, row_in, row_out): (usize, usize, usize),
     taps: &[usize],
     weights: &[PairWeights],
     offset: i16,
@@ -100,12 +102,14 @@ pub(super) fn depthwise_row(
         return false;
     }
     let mut rows = [&input[..0]; MAX];
-    for i in 0..count {
-        let base = start + i * step;
+    for (y, i) in (0..n).flat_map(|y| (0..count).map(move |i| (y, i))) {
+        let base = start + y * row_in + i * step;
         for (r, &t) in rows.iter_mut().zip(taps) {
             *r = input.get(base + t..).unwrap_or_default();
         }
-        let o = out.get_mut(i * out_step..).unwrap_or_default();
+        let o = out
+            .get_mut(y * row_out + i * out_step..)
+            .unwrap_or_default();
         let o = o.get_mut(..len.min(o.len())).unwrap_or_default();
         depthwise_pixel(
             rows.get(..taps.len()).unwrap_or_default(),

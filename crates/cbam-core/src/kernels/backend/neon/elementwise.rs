@@ -178,3 +178,33 @@ pub(super) fn channel_sums(data: &[i8], sums: &mut [i32], maxs: &mut [i8]) {
         }
     }
 }
+
+/// [`scale_by_lanes`] of each pixel of `data` in turn (`att.len()` channels each), handing
+/// each pixel's sum and maximum to `pooled`.
+#[target_feature(enable = "neon")]
+pub(super) fn scale_pixels_by_lanes(
+    data: &mut [i8],
+    att: &[i8],
+    zp: i8,
+    rq: &TensorRequant,
+    pooled: &mut dyn FnMut(i32, i8),
+) {
+    for px in data.chunks_exact_mut(att.len().max(1)) {
+        let (sum, top) = scale_by_lanes(px, att, zp, rq);
+        pooled(sum, top);
+    }
+}
+
+/// [`scale_by_one`] of each pixel `i` of `data` (`c` channels each) by `att[i]`.
+#[target_feature(enable = "neon")]
+pub(super) fn scale_pixels_by_one(
+    data: &mut [i8],
+    c: usize,
+    att: &[i8],
+    zp: i8,
+    rq: &TensorRequant,
+) {
+    for (px, &a) in data.chunks_exact_mut(c.max(1)).zip(att) {
+        scale_by_one(px, a, zp, rq);
+    }
+}

@@ -22,6 +22,7 @@ pub(crate) struct Neon;
 super::simd::isa::forward_isa!(
     Neon,
     detect: Some(Neon),
+    band: false,
     "NEON is enabled for every aarch64 target this module is compiled for"
 );
 

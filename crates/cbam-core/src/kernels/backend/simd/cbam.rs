@@ -66,10 +66,12 @@ pub(crate) fn scale_channels_and_pool<I: Isa>(
     {
         return false;
     }
-    for (px, pair) in data.chunks_exact_mut(c).zip(maps.chunks_exact_mut(2)) {
-        let (sum, top) = isa.scale_by_lanes(px, att, zp_in, &rq);
-        store_pooled(p, sum, top, pair);
-    }
+    let mut pairs = maps.chunks_exact_mut(2);
+    isa.scale_pixels_by_lanes(data, att, zp_in, &rq, &mut |sum, top| {
+        if let Some(pair) = pairs.next() {
+            store_pooled(p, sum, top, pair);
+        }
+    });
     true
 }
 
@@ -83,8 +85,6 @@ pub(crate) fn scale_pixels<I: Isa>(isa: I, p: &CbamParams, data: &mut [i8], att:
     if c == 0 || data.len() != att.len() * c {
         return false;
     }
-    for (px, &a) in data.chunks_exact_mut(c).zip(att) {
-        isa.scale_by_one(px, a, zp_f1, &rq);
-    }
+    isa.scale_pixels_by_one(data, c, att, zp_f1, &rq);
     true
 }

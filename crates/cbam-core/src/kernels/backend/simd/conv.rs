@@ -9,6 +9,7 @@
 //! per-pixel path here, a plain `i16 x i8` dot product over the contiguous, zero-padded
 //! buffer shared by every output channel of the pixel.
 
+use super::depthwise::interior_columns;
 use super::gemm;
 use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
 use crate::kernels::backend::PACKED_OFFSET;
@@ -74,14 +75,26 @@ pub(crate) fn conv2d<I: Isa>(
         let w = out_shape.w.max(1);
         let weights = (p.weights, per_out);
         if g.is_pointwise() {
-            gemm::conv(isa, weights, &p.quant, output, out_c, |window, px| {
-                let x = input.get(px * per_out..).unwrap_or_default();
-                isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
-            });
+            let fill = |windows: &mut [i16], first: usize, count: usize| {
+                let stride = per_out.next_multiple_of(2);
+                for (i, window) in windows.chunks_exact_mut(stride).take(count).enumerate() {
+                    let x = input.get((first + i) * per_out..).unwrap_or_default();
+                    isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
+                }
+            };
+            gemm::conv(
+                isa,
+                weights,
+                &p.quant,
+                output,
+                out_c,
+                (Some((input, offset)), fill),
+            );
         } else {
-            gemm::conv(isa, weights, &p.quant, output, out_c, |window, px| {
-                windows.gather(isa, window, per_out, px / w, px % w);
-            });
+            let fill = |buffer: &mut [i16], first: usize, count: usize| {
+                windows.gather_run(isa, buffer, per_out, (first, count), w);
+            };
+            gemm::conv(isa, weights, &p.quant, output, out_c, (None, fill));
         }
         return true;
     }
@@ -176,6 +189,57 @@ impl Windows<'_> {
         }
     }
 
+    /// The windows of the `count` output pixels from `first` (row-major over `out_w`
+    /// columns) into `buffer`, pixel `i`'s at `i * stride` (`per_out` rounded up to even),
+    /// writing anything past each window's taps: the runs of pixels of one output row
+    /// whose windows lie inside the input (without horizontal dilation) are their kernel
+    /// rows' runs of bytes, widened a vector at a time by one [`Isa::widen_runs`]; the
+    /// others are gathered one at a time.
+    fn gather_run<I: Isa>(
+        &self,
+        isa: I,
+        buffer: &mut [i16],
+        per_out: usize,
+        (first, count): (usize, usize),
+        out_w: usize,
+    ) {
+        const MAX_ROWS: usize = 16;
+        let (g, s) = (self.g, self.in_shape);
+        let stride = per_out.next_multiple_of(2);
+        let out_w = out_w.max(1);
+        let (lo, hi) = interior_columns(g, s.w, out_w);
+        let mut i = 0;
+        while i < count {
+            let px = first + i;
+            let (oy, ox) = (px / out_w, px % out_w);
+            let y0 = oy * g.stride_h;
+            let whole_rows = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h) == (0, g.kh);
+            let window = buffer.get_mut(i * stride..).unwrap_or_default();
+            if !whole_rows || ox < lo || ox >= hi || g.dil_w != 1 || g.kh > MAX_ROWS {
+                self.gather(isa, window, per_out, oy, ox);
+                i += 1;
+                continue;
+            }
+            let n = (hi - ox).min(count - i);
+            let mut starts = [0usize; MAX_ROWS];
+            let ix = ox * g.stride_w - g.pad_left;
+            for (ky, start) in starts.iter_mut().enumerate().take(g.kh) {
+                let iy = y0 + ky * g.dil_h - g.pad_top;
+                *start = (iy * s.w + ix) * s.c;
+            }
+            let starts = starts.get(..g.kh).unwrap_or_default();
+            let pixels = (n, g.stride_w * s.c, stride);
+            isa.widen_runs(
+                window,
+                self.input,
+                (starts, g.kw * s.c),
+                pixels,
+                self.offset,
+            );
+            i += n;
+        }
+    }
+
     /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`
     /// order and 0 for taps in the padding, into `window[..per_out]`.
     #[inline]
@@ -207,8 +271,8 @@ impl Windows<'_> {
                     dst.get_mut(..run).unwrap_or_default(),
                     src.get(..run).unwrap_or_default(),
                 );
-                if run < 8 {
-                    // A few bytes (a first layer's grey pixels): cheaper here than a call.
+                if run < 16 {
+                    // A few bytes (a first layer's pixels): cheaper here than a call.
                     for (d, &x) in dst.iter_mut().zip(src) {
                         *d = i16::from(x).wrapping_add(self.offset);
                     }

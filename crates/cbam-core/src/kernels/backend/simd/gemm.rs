@@ -58,18 +58,58 @@ pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i
 }
 
 /// Every output pixel of a convolution whose windows are `per_out <= MAX_TAPS` taps long:
-/// `fill(window, pixel)` writes output pixel `pixel`'s window (`x + offset`, zero in the
-/// padding) into `window[..per_out]`; the elements up to the next even length are zero.
+/// `fill(windows, first, count)` writes the windows of the `count` output pixels from
+/// `first` (`x + offset`, zero in the padding), pixel `i`'s into
+/// `windows[i * stride..][..per_out]` (`stride` is `per_out` rounded up to even); it may
+/// write anything past a window's taps (the buffer is not cut to the windows).
+/// With `contiguous`, the windows of consecutive pixels are consecutive runs of `per_out`
+/// input bytes from `contiguous.0` (a 1x1 convolution), and an even-length run of them
+/// is widened with one call.
 /// `output` holds whole pixels of `out_c` channels.
-// Out of line so that its 80 KiB of buffers are not part of its caller's frame.
-#[inline(never)]
 pub(crate) fn conv<I: Isa>(
     isa: I,
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     output: &mut [i8],
     out_c: usize,
-    mut fill: impl FnMut(&mut [i16], usize),
+    fill: (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize, usize)),
+) {
+    let pairs = per_out.div_ceil(2);
+    let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * pairs;
+    let rows = MAX_RUN * 2 * pairs;
+    // The buffers are zeroed on every call (the language wants them initialised): a
+    // layer that needs a quarter or a sixteenth of them gets buffers of that size, the
+    // same blocks and runs for a fraction of the zeroing.
+    if packed <= PACKED_WORDS / 16 && rows <= ROWS_LEN / 4 {
+        conv_in::<I, { PACKED_WORDS / 16 }, { ROWS_LEN / 4 }>(
+            isa,
+            (weights, per_out),
+            quant,
+            (output, out_c),
+            fill,
+        );
+    } else if packed <= PACKED_WORDS / 4 && rows <= ROWS_LEN / 2 {
+        conv_in::<I, { PACKED_WORDS / 4 }, { ROWS_LEN / 2 }>(
+            isa,
+            (weights, per_out),
+            quant,
+            (output, out_c),
+            fill,
+        );
+    } else {
+        conv_in::<I, PACKED_WORDS, ROWS_LEN>(isa, (weights, per_out), quant, (output, out_c), fill);
+    }
+}
+
+/// [`conv`] with `PW` words of packed weights and `RL` elements of windows on the stack.
+// Out of line so that its buffers are not part of its caller's frame.
+#[inline(never)]
+fn conv_in<I: Isa, const PW: usize, const RL: usize>(
+    isa: I,
+    (weights, per_out): (&[i8], usize),
+    quant: &crate::kernels::ChannelQuant,
+    (output, out_c): (&mut [i8], usize),
+    (contiguous, mut fill): (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize, usize)),
 ) {
     let pairs = per_out.div_ceil(2);
     let stride = 2 * pairs;
@@ -78,10 +118,13 @@ pub(crate) fn conv<I: Isa>(
     }
     let pixels = output.len() / out_c;
     // Channels per block: as many panels as the buffer holds, at most one ChannelBlock.
-    let block_c = (PACKED_WORDS / (pairs * PANEL) * PANEL).min(BLOCK);
-    let run = (ROWS_LEN / stride).min(MAX_RUN);
-    let mut packed = [0i32; PACKED_WORDS];
-    let mut rows = [0i16; ROWS_LEN];
+    let block_c = (PW / (pairs * PANEL) * PANEL).min(BLOCK);
+    let run = (RL / stride).min(MAX_RUN);
+    if block_c == 0 || run == 0 {
+        return;
+    }
+    let mut packed = [0i32; PW];
+    let mut rows = [0i16; RL];
     let mut first = 0;
     while first < out_c {
         let n = (out_c - first).min(block_c);
@@ -95,12 +138,27 @@ pub(crate) fn conv<I: Isa>(
         let mut px = 0;
         while px < pixels {
             let count = (pixels - px).min(run);
-            for (i, window) in rows.chunks_exact_mut(stride).take(count).enumerate() {
-                if let Some(last) = window.last_mut() {
-                    // The odd tap's partner, when the window has an odd length.
-                    *last = 0;
+            match contiguous {
+                Some((input, offset)) if per_out == stride => {
+                    let src = input.get(px * per_out..).unwrap_or_default();
+                    let src = src.get(..count * per_out).unwrap_or_default();
+                    isa.widen(
+                        rows.get_mut(..count * stride).unwrap_or_default(),
+                        src,
+                        offset,
+                    );
                 }
-                fill(window, px + i);
+                _ => {
+                    fill(&mut rows, px, count);
+                    if stride > per_out {
+                        // The odd tap's partner (the fill may have written past the taps).
+                        for window in rows.chunks_exact_mut(stride).take(count) {
+                            if let Some(last) = window.last_mut() {
+                                *last = 0;
+                            }
+                        }
+                    }
+                }
             }
             for (s, panel) in packed.chunks_exact(pairs * PANEL).enumerate() {
                 let at = s * PANEL;

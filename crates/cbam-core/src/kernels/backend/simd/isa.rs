@@ -25,6 +25,13 @@ pub(crate) struct ChannelBlock {
     pub zp: i32,
     pub min: i32,
     pub max: i32,
+    /// The input zero point: with the window length, it bounds the accumulators (for
+    /// the output stages that need a bound; NEON's does not).
+    #[cfg_attr(cbam_backend = "neon", allow(dead_code))]
+    pub in_zp: i32,
+    /// Channels in the block: the lanes from `n` on are zero.
+    #[cfg_attr(cbam_backend = "neon", allow(dead_code))]
+    pub n: usize,
 }
 
 impl ChannelBlock {
@@ -38,21 +45,35 @@ impl ChannelBlock {
             zp: q.out_zp,
             min: i32::from(q.act.min),
             max: i32::from(q.act.max),
+            in_zp: q.in_zp,
+            n: n.min(BLOCK),
         };
         let lanes = block
             .bias
             .iter_mut()
             .zip(block.mult.iter_mut())
             .zip(block.left.iter_mut().zip(block.right.iter_mut()));
-        for (((bias, mult), (left, right)), (b, rq)) in lanes.zip(q.channels().skip(first).take(n))
-        {
-            let shift = rq.shift.clamp(-31, 30);
-            *bias = b;
-            *mult = rq.mult;
+        // The words as slices (not `q.channels()`, whose skip decodes every channel before
+        // `first` and whose adapters the compiler left uninlined: 2% of a model's time).
+        let [bias, mult, shift] =
+            [q.bias, q.mult, q.shift].map(|w| w.words().get(first..).unwrap_or_default());
+        let channels = bias.iter().zip(mult.iter().zip(shift)).take(n);
+        for (((bias, mult), (left, right)), (b, (m, s))) in lanes.zip(channels) {
+            let shift = i32::from_le_bytes(*s).clamp(-31, 30);
+            *bias = i32::from_le_bytes(*b);
+            *mult = i32::from_le_bytes(*m);
             *left = shift.max(0);
             *right = (-shift).max(0);
         }
         block
+    }
+
+    /// An upper bound of `|sum_t (x_t - in_zp) * w_t|` over `taps` int8 inputs and
+    /// weights: what the accumulators of the block's channels hold before the bias.
+    #[cfg_attr(cbam_backend = "neon", allow(dead_code))]
+    pub(crate) fn product_bound(&self, taps: usize) -> u64 {
+        let x = u64::from(self.in_zp.unsigned_abs()) + 128;
+        (taps as u64).saturating_mul(x * 128)
     }
 }
 
@@ -174,8 +195,27 @@ pub(crate) trait Isa: Copy {
     /// The instruction set, when this CPU has it.
     fn detect() -> Option<Self>;
 
+    /// Whether the depthwise border pixels run [`Isa::depthwise_row`] over a padded copy
+    /// of their input: only where the row kernel beats one pixel at a time by more than
+    /// the copy costs.
+    const DEPTHWISE_BAND: bool;
+
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
+
+    /// [`Isa::widen`] of several runs of `run` bytes for each of `count` pixels, `runs =
+    /// (starts, run)` and `pixels = (count, src_step, dst_step)`: `dst[p * dst_step + k *
+    /// run..][..run]` from `src[starts[k] + p * src_step..][..run]`. The elements of `dst`
+    /// past each pixel's last run may be overwritten too (with anything; the next pixel's
+    /// are written after), so that short runs can take whole vectors.
+    fn widen_runs(
+        self,
+        dst: &mut [i16],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+        offset: i16,
+    );
 
     /// One output pixel: for every channel `o < out.len()` of the block,
     /// `out[o] = clamp(requant(bias[o] + sum_k window[k] * w_o[k]) + zp)`, where `w_o` is
@@ -249,16 +289,18 @@ pub(crate) trait Isa: Copy {
         out: &mut [i8],
     );
 
-    /// [`Isa::depthwise_pixel`] for `count` output pixels of a row whose windows lie
-    /// inside the input: pixel `i`'s tap `t` row is `input[start + i * step + taps[t]..]`
-    /// and its outputs are `out[i * out_step..][..len]` (`len <= LANES`). `false`,
-    /// writing nothing, when some tap's sixteen bytes are not all inside `input` or
+    /// [`Isa::depthwise_pixel`] for `count` output pixels of each of `n` rows whose
+    /// windows lie inside the input: pixel `i` of row `r` has the tap `t` row
+    /// `input[start + r * row_in + i * step + taps[t]..]` and its outputs are
+    /// `out[r * row_out + i * out_step..][..len]` (`len <= LANES`). `false`, writing
+    /// nothing, when some tap's sixteen bytes are not all inside `input` or
     /// `taps.len() != 2 * weights.len()`.
     #[allow(clippy::too_many_arguments)]
     fn depthwise_row(
         self,
         input: &[i8],
         pixels: (usize, usize, usize),
+        rows: (usize, usize, usize),
         taps: &[usize],
         weights: &[PairWeights],
         offset: i16,
@@ -286,10 +328,28 @@ pub(crate) trait Isa: Copy {
     /// `v[i] = requant((v[i] - zp) * (att[i] + 128))` over the shorter of the two slices,
     /// into the whole int8 range; returns the sum and the maximum of the new values
     /// (`(0, i8::MIN)` for none).
+    #[cfg(test)]
     fn scale_by_lanes(self, v: &mut [i8], att: &[i8], zp: i8, rq: &TensorRequant) -> (i32, i8);
 
     /// `v[i] = requant((v[i] - zp) * (att + 128))`, into the whole int8 range.
+    #[cfg(test)]
     fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant);
+
+    /// `v[i] = requant((v[i] - zp) * (att[i] + 128))` into the whole int8 range over each
+    /// pixel `v` of `data` in turn (`att.len()` channels each), handing each pixel's
+    /// wrapping sum and maximum of the new values to `pooled`.
+    fn scale_pixels_by_lanes(
+        self,
+        data: &mut [i8],
+        att: &[i8],
+        zp: i8,
+        rq: &TensorRequant,
+        pooled: &mut dyn FnMut(i32, i8),
+    );
+
+    /// `v[j] = requant((v[j] - zp) * (att[i] + 128))` into the whole int8 range over each
+    /// pixel `i` (`v`, `c` channels) of `data`.
+    fn scale_pixels_by_one(self, data: &mut [i8], c: usize, att: &[i8], zp: i8, rq: &TensorRequant);
 
     /// Over the pixels of an NHWC map with `sums.len()` channels (`data.len()` a multiple
     /// of it): `sums[c]` = the wrapping sum, `maxs[c]` = the maximum of channel `c`.
@@ -299,14 +359,17 @@ pub(crate) trait Isa: Copy {
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
 }
 
-/// `impl Isa for $arch`: `detect` is `$detect`, every other method forwards to the
+/// `impl Isa for $arch`: `detect` is `$detect`, `DEPTHWISE_BAND` is `$band`, every other
+/// method forwards to the
 /// same-named function of the invoking module's `conv`, `gemm`, `depthwise` and `elementwise`
 /// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
 /// proves the target features those `unsafe` functions enable are present.
 macro_rules! forward_isa {
-    ($arch:ty, detect: $detect:expr, $why:literal) => {
+    ($arch:ty, detect: $detect:expr, band: $band:expr, $why:literal) => {
         #[doc = concat!("Sound because ", $why, ".")]
         impl Isa for $arch {
+            const DEPTHWISE_BAND: bool = $band;
+
             #[inline]
             fn detect() -> Option<Self> {
                 $detect
@@ -316,6 +379,19 @@ macro_rules! forward_isa {
             fn widen(self, dst: &mut [i16], src: &[i8], offset: i16) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { conv::widen(dst, src, offset) }
+            }
+
+            #[inline]
+            fn widen_runs(
+                self,
+                dst: &mut [i16],
+                src: &[i8],
+                runs: (&[usize], usize),
+                pixels: (usize, usize, usize),
+                offset: i16,
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { conv::widen_runs(dst, src, runs, pixels, offset) }
             }
 
             #[inline]
@@ -395,6 +471,7 @@ macro_rules! forward_isa {
                 self,
                 input: &[i8],
                 pixels: (usize, usize, usize),
+                rows: (usize, usize, usize),
                 taps: &[usize],
                 weights: &[$crate::kernels::backend::simd::depthwise::PairWeights],
                 offset: i16,
@@ -403,7 +480,7 @@ macro_rules! forward_isa {
             ) -> bool {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe {
-                    depthwise::depthwise_row(input, pixels, taps, weights, offset, block, out)
+                    depthwise::depthwise_row(input, pixels, rows, taps, weights, offset, block, out)
                 }
             }
 
@@ -425,6 +502,7 @@ macro_rules! forward_isa {
                 unsafe { conv::requant_all(acc, block, out) }
             }
 
+            #[cfg(test)]
             #[inline]
             fn scale_by_lanes(
                 self,
@@ -437,6 +515,33 @@ macro_rules! forward_isa {
                 unsafe { elementwise::scale_by_lanes(v, att, zp, rq) }
             }
 
+            #[inline]
+            fn scale_pixels_by_lanes(
+                self,
+                data: &mut [i8],
+                att: &[i8],
+                zp: i8,
+                rq: &TensorRequant,
+                pooled: &mut dyn FnMut(i32, i8),
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_pixels_by_lanes(data, att, zp, rq, pooled) }
+            }
+
+            #[inline]
+            fn scale_pixels_by_one(
+                self,
+                data: &mut [i8],
+                c: usize,
+                att: &[i8],
+                zp: i8,
+                rq: &TensorRequant,
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::scale_pixels_by_one(data, c, att, zp, rq) }
+            }
+
+            #[cfg(test)]
             #[inline]
             fn scale_by_one(self, v: &mut [i8], att: i8, zp: i8, rq: &TensorRequant) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).

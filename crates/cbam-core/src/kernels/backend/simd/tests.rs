@@ -7,8 +7,10 @@ use super::isa::{ChannelBlock, Isa, TensorRequant};
 use super::{conv, depthwise, gemm};
 use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
-use crate::kernels::test_support::{depthwise_reference, random_conv_shapes, QuantData, Rng};
-use crate::kernels::{Conv2dParams, ConvGeometry, DepthwiseParams, Shape};
+use crate::kernels::test_support::{
+    add_reference, depthwise_reference, random_conv_shapes, QuantData, Rng,
+};
+use crate::kernels::{AddParams, Conv2dParams, ConvGeometry, DepthwiseParams, Shape};
 use crate::math::{ActRange, Requant};
 use std::vec::Vec;
 
@@ -32,6 +34,10 @@ macro_rules! isa_tests {
             cbam_scalings_match_requantize_to_i8,
             channel_sums_match_scalar_loops,
             two_channel_maps_to_one_channel_match_portable,
+            output_stages_match_portable_at_the_short_form_bounds,
+            depthwise_borders_match_reference_on_wide_and_dilated_maps,
+            add_matches_reference_around_tflite_constants,
+            cbam_map_scalings_match_requantize_to_i8,
         );
     };
     (@each $isa:ident; $($test:ident),+ $(,)?) => {$(
@@ -364,6 +370,56 @@ pub(crate) fn cbam_scalings_match_requantize_to_i8(b: impl Isa) {
     assert!(TensorRequant::new(Requant::new(1 << 30, -3), (1 << 16) + 1).is_none());
 }
 
+/// The whole-map scalings (both CBAM steps over every pixel) with multipliers and shifts
+/// of either sign (left shifts up to the short form's bound and past it), channel counts
+/// on and off the 16-byte chunks, against the scalar formula pixel by pixel.
+pub(crate) fn cbam_map_scalings_match_requantize_to_i8(b: impl Isa) {
+    let mut rng = Rng::new(0xCB4D);
+    for case in 0..600 {
+        let c = rng.pick(&[1, 7, 15, 16, 17, 24, 32, 33, 64]);
+        let pixels = rng.range(0, 6);
+        let (mut rq, out_zp) = tensor_requant(&mut rng);
+        if case % 3 == 0 {
+            // Left shifts around the short form's bound (|product| < 2^16 shifted by
+            // up to 13 stays under 2^30).
+            rq = Requant::new(rng.int(0, i32::MAX), rng.int(0, 16));
+        }
+        let Some(t) = TensorRequant::new(rq, out_zp) else {
+            continue;
+        };
+        let (v, att, zp) = (rng.i8s(c * pixels), rng.i8s(c), rng.i8());
+        let mut got = v.clone();
+        let mut pooled = Vec::new();
+        b.scale_pixels_by_lanes(&mut got, &att, zp, &t, &mut |s, m| pooled.push((s, m)));
+        let mut want_pooled = Vec::new();
+        for (px, want) in v.chunks_exact(c).zip(got.chunks_exact(c)) {
+            let expected: Vec<i8> = px
+                .iter()
+                .zip(&att)
+                .map(|(&x, &a)| scaled(x, zp, a, rq, out_zp))
+                .collect();
+            assert_eq!(want, &expected[..], "{rq:?} out_zp={out_zp} zp={zp} c={c}");
+            let sum = expected
+                .iter()
+                .fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
+            want_pooled.push((sum, expected.iter().copied().max().unwrap_or(i8::MIN)));
+        }
+        assert_eq!(pooled, want_pooled, "{rq:?} c={c}");
+
+        let per_pixel = rng.i8s(pixels);
+        let mut one = v.clone();
+        b.scale_pixels_by_one(&mut one, c, &per_pixel, zp, &t);
+        for ((px, got), &a) in v.chunks_exact(c).zip(one.chunks_exact(c)).zip(&per_pixel) {
+            let expected: Vec<i8> = px.iter().map(|&x| scaled(x, zp, a, rq, out_zp)).collect();
+            assert_eq!(
+                got,
+                &expected[..],
+                "{rq:?} out_zp={out_zp} zp={zp} a={a} c={c}"
+            );
+        }
+    }
+}
+
 pub(crate) fn channel_sums_match_scalar_loops(b: impl Isa) {
     let mut rng = Rng::new(0x5C);
     for _ in 0..500 {
@@ -416,6 +472,182 @@ pub(crate) fn two_channel_maps_to_one_channel_match_portable(b: impl Isa) {
         let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
         if conv::conv2d(b, &p, ins, &input, outs, &mut fast) {
             assert_eq!(fast, portable(&p, ins, &input, outs), "{g:?} {ins:?}");
+        }
+    }
+}
+
+/// Constants at the edges of the backends' short output stage (no left shift, right
+/// shifts of 1 and 31, multipliers 0 and `2^31 - 1`, biases just inside and just past the
+/// `2^30` bound on the accumulators, input zero points at both ends of int8 and far past
+/// it) on 1x1 convolutions of few input channels (the matrix product) and 3x3 ones.
+pub(crate) fn output_stages_match_portable_at_the_short_form_bounds(b: impl Isa) {
+    let mut rng = Rng::new(0x5407);
+    for case in 0..120 {
+        let in_c = rng.pick(&[1, 3, 8, 16, 17, 24, 40]);
+        let out_c = rng.pick(&[1, 6, 8, 15, 16, 24, 33, 64]);
+        let k = if case % 3 == 2 { 3 } else { 1 };
+        let g = ConvGeometry::square(k, k / 2);
+        let ins = Shape::new(rng.range(1, 9), rng.range(1, 11), in_c);
+        let (oh, ow) = g.output_size(ins.h, ins.w).unwrap_or((0, 0));
+        let outs = Shape::new(oh, ow, out_c);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(out_c * k * k * in_c);
+        let mut qt = QuantData::random(&mut rng, out_c);
+        let (zp, out_zp) = (rng.int(-128, 127), rng.int(-200, 200));
+        qt.in_zp = rng.pick(&[-128, 127, 0, zp, 5000, -32_639]);
+        qt.out_zp = rng.pick(&[-128, 127, out_zp, 32_640, -32_641]);
+        let products = i64::from(qt.in_zp.unsigned_abs() + 128) * 128 * (k * k * in_c) as i64;
+        let edge = ((1i64 << 30) - products).max(0);
+        // The short form is all or nothing per panel of channels: every channel inside it,
+        // all but one, or each channel anywhere.
+        let mode = rng.range(0, 3);
+        let odd_one = rng.range(0, out_c);
+        for o in 0..out_c {
+            // Powers of two put many outputs inside int8, where the rounding decides them.
+            let (mult, shift, pow) = (rng.mult(), rng.int(-20, -1), 1 << rng.range(8, 31));
+            let inside = mode == 0 || (mode == 1 && o != odd_one);
+            qt.mult[o] = rng.pick(&[0, 1, 1 << 30, i32::MAX, mult, pow, pow]);
+            qt.shift[o] = if inside {
+                rng.pick(&[-1, -1, -31, shift, shift])
+            } else {
+                rng.pick(&[-1, -31, -30, 0, 1, shift, shift])
+            };
+            let bias = match rng.range(0, 4) {
+                0 => edge - 1 - i64::from(rng.int(0, 3)),
+                1 if !inside => edge + i64::from(rng.int(0, 3)),
+                _ => i64::from(rng.int(-20_000, 20_000)),
+            };
+            let sign = if rng.bool() { 1 } else { -1 };
+            qt.bias[o] = (sign * bias).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        }
+        // Outputs far past int8 on both sides too: the clamp decides them.
+        qt.act = ActRange::from_words(-128, 127);
+        let bytes = qt.bytes();
+        let p = Conv2dParams {
+            geometry: g,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+        if conv::conv2d(b, &p, ins, &input, outs, &mut fast) {
+            let want = portable(&p, ins, &input, outs);
+            assert_eq!(fast, want, "{ins:?} {outs:?} k={k} in_zp={}", qt.in_zp);
+        }
+        // The same constants on a depthwise layer (its row kernel folds the offset into the
+        // bias).
+        let c = out_c;
+        let dins = Shape::new(rng.range(1, 9), rng.range(1, 11), c);
+        let dg = ConvGeometry::square(3, 1);
+        let (dh, dw) = dg.output_size(dins.h, dins.w).unwrap_or((0, 0));
+        let douts = Shape::new(dh, dw, c);
+        let dinput = rng.i8s(dins.len().unwrap_or(0));
+        let dweights = rng.i8s(9 * c);
+        qt.in_zp = qt.in_zp.clamp(-128, 127);
+        let bytes = qt.bytes();
+        let p = DepthwiseParams {
+            geometry: dg,
+            depth_multiplier: 1,
+            weights: &dweights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut got = std::vec![0i8; douts.len().unwrap_or(0)];
+        let mut want = got.clone();
+        if depthwise::depthwise(b, &p, dins, &dinput, douts, &mut got) {
+            depthwise_reference(&dg, &qt, (dins, &dinput), &dweights, (douts, &mut want));
+            assert_eq!(got, want, "depthwise {dins:?} in_zp={}", qt.in_zp);
+        }
+    }
+}
+
+/// Depthwise layers whose border pixels run in several bands (rows wider and columns
+/// taller than one band holds), with strides, dilations, uneven padding, windows up to 7x7, channel counts off
+/// the 16-channel groups and input zero points at the ends of int8.
+pub(crate) fn depthwise_borders_match_reference_on_wide_and_dilated_maps(b: impl Isa) {
+    let mut rng = Rng::new(0xB0DE);
+    for case in 0..60 {
+        let k = rng.pick(&[1, 2, 3, 3, 5, 7]);
+        let g = ConvGeometry {
+            kh: k,
+            kw: rng.pick(&[k, 3]),
+            stride_h: rng.range(1, 3),
+            stride_w: rng.range(1, 4),
+            dil_h: rng.range(1, 3),
+            dil_w: rng.range(1, 3),
+            pad_top: rng.range(0, k + 1),
+            pad_left: rng.range(0, k + 1),
+            pad_bottom: rng.range(0, k + 1),
+            pad_right: rng.range(0, k + 1),
+        };
+        // Rows and columns longer than one band holds.
+        let w = if case % 4 == 0 {
+            rng.range(90, 200)
+        } else {
+            rng.range(1, 30)
+        };
+        let h = if case % 4 == 1 {
+            rng.range(90, 200)
+        } else {
+            rng.range(1, 12)
+        };
+        let c = rng.pick(&[1, 5, 16, 17, 31, 48]);
+        let ins = Shape::new(h, w, c);
+        let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
+            continue;
+        };
+        let outs = Shape::new(oh, ow, c);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(g.kh * g.kw * c);
+        let mut qt = QuantData::extreme(&mut rng, c);
+        qt.in_zp = [-128, 127, qt.in_zp.clamp(-128, 127)][rng.range(0, 3)];
+        let bytes = qt.bytes();
+        let p = DepthwiseParams {
+            geometry: g,
+            depth_multiplier: 1,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut got = std::vec![0i8; outs.len().unwrap_or(0)];
+        let mut want = got.clone();
+        if depthwise::depthwise(b, &p, ins, &input, outs, &mut got) {
+            depthwise_reference(&g, &qt, (ins, &input), &weights, (outs, &mut want));
+            assert_eq!(got, want, "{g:?} {ins:?} in_zp={}", qt.in_zp);
+        }
+    }
+}
+
+/// Dense ADD with TFLite's constants (a left shift of 20, multipliers below one) and
+/// around them: shifts of 20 to 22 with zero points at the ends of int8 (the short
+/// form's bound), right shifts of 0, 1 and 31, multipliers of 0 and `2^31 - 1`, output
+/// zero points past int8, lengths off the 32-element chunks.
+pub(crate) fn add_matches_reference_around_tflite_constants(b: impl Isa) {
+    let mut rng = Rng::new(0xADD5);
+    for _ in 0..600 {
+        let rq = |rng: &mut Rng| {
+            let (mult, shift) = (rng.mult(), rng.int(-25, -1));
+            let mult = rng.pick(&[0, 1, i32::MAX, 1 << 30, mult, mult]);
+            Requant::new(mult, rng.pick(&[0, -1, -31, 1, shift, shift]))
+        };
+        let zps = [rng.int(-128, 127), rng.int(-128, 127), rng.int(-128, 127)];
+        let p = AddParams {
+            left_shift: rng.pick(&[20, 20, 21, 22, 23]),
+            in1_zp: rng.pick(&[-128, 127, zps[0]]),
+            in1: rq(&mut rng),
+            in2_zp: rng.pick(&[-128, 127, zps[1]]),
+            in2: rq(&mut rng),
+            out: rq(&mut rng),
+            out_zp: rng.pick(&[-128, 127, zps[2], 40_000, -(1 << 16)]),
+            act: ActRange::from_words(rng.int(-128, 0), rng.int(0, 127)),
+        };
+        let n = rng.range(0, 150);
+        let (x, y) = (rng.i8s(n), rng.i8s(n));
+        let mut got = std::vec![0i8; n];
+        if super::add::add_dense(b, &p, &x, &y, &mut got) {
+            let want: Vec<i8> = x
+                .iter()
+                .zip(&y)
+                .map(|(&a, &c)| add_reference(&p, a, Some(c)))
+                .collect();
+            assert_eq!(got, want, "{p:?} n={n}");
         }
     }
 }

@@ -41,6 +41,54 @@ pub(super) fn widen(dst: &mut [i16], src: &[i8], offset: i16) {
     }
 }
 
+/// [`widen`] of each run of each pixel in turn, sixteen bytes at a time where both slices
+/// hold all of a pixel's whole vectors (the last vector of a run may spill into the next
+/// run or pixel, which is written after it, or past the last one, which the caller
+/// allows); exactly, one run at a time, elsewhere.
+#[target_feature(enable = "avx2")]
+pub(super) fn widen_runs(
+    dst: &mut [i16],
+    src: &[i8],
+    (starts, run): (&[usize], usize),
+    (count, src_step, dst_step): (usize, usize, usize),
+    offset: i16,
+) {
+    let off = _mm256_set1_epi16(offset);
+    let span = run.div_ceil(16) * 16;
+    // The furthest any run reads past its start, and any pixel writes past its first tap.
+    let reach = starts.iter().max().map_or(0, |&s| s + span);
+    let written = starts.len().saturating_sub(1) * run + span;
+    for p in 0..count {
+        let (d0, s0) = (p * dst_step, p * src_step);
+        if s0 + reach > src.len() || d0 + written > dst.len() {
+            // Near an end: each run exactly.
+            for (k, &start) in starts.iter().enumerate() {
+                let d = dst
+                    .get_mut(d0 + k * run..d0 + (k + 1) * run)
+                    .unwrap_or_default();
+                widen(
+                    d,
+                    src.get(s0 + start..s0 + start + run).unwrap_or_default(),
+                    offset,
+                );
+            }
+            continue;
+        }
+        for (k, &start) in starts.iter().enumerate() {
+            let (from, to) = (s0 + start, d0 + k * run);
+            for at in (0..run).step_by(16) {
+                // SAFETY: `from + at + 16 <= s0 + reach <= src.len()` and
+                // `to + at + 16 <= d0 + written <= dst.len()` (checked above).
+                unsafe {
+                    let x = _mm_loadu_si128(src.as_ptr().add(from + at).cast());
+                    let v = _mm256_add_epi16(_mm256_cvtepi8_epi16(x), off);
+                    _mm256_storeu_si256(dst.as_mut_ptr().add(to + at).cast(), v);
+                }
+            }
+        }
+    }
+}
+
 /// `[sum a0, sum a1, sum a2, sum a3]` of four 8-lane accumulators (wrapping).
 #[inline]
 #[target_feature(enable = "avx2")]

@@ -77,13 +77,15 @@ pub(super) fn depthwise_pixel(
     }
 }
 
-/// A row of output pixels whose windows lie inside the input: the output stage decoded
+/// Rows of output pixels whose windows lie inside the input: the output stage decoded
 /// once, and `offset * sum(w)` folded into its bias so that the taps need no offset add
 /// (`sum (x + offset) * w = sum x * w + offset * sum w`, all wrapping).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(super) fn depthwise_row(
     input: &[i8],
     (start, step, count): (usize, usize, usize),
+    (n, row_in, row_out): (usize, usize, usize),
     taps: &[usize],
     weights: &[PairWeights],
     offset: i16,
@@ -92,14 +94,20 @@ pub(super) fn depthwise_row(
 ) -> bool {
     let pairs = weights.len();
     let reach = taps.iter().max().copied().unwrap_or(0);
+    let last_row = n.checked_sub(1).and_then(|r| r.checked_mul(row_in));
     let last = count
         .checked_sub(1)
         .and_then(|c| c.checked_mul(step))
-        .and_then(|s| s.checked_add(start)?.checked_add(reach)?.checked_add(LANES));
+        .and_then(|s| {
+            s.checked_add(last_row?)?
+                .checked_add(start)?
+                .checked_add(reach)?
+                .checked_add(LANES)
+        });
     if taps.len() != 2 * pairs || len > LANES || last.is_none_or(|l| l > input.len()) {
         return false;
     }
-    let mut stage = Stage16::new(block, at);
+    let mut stage = Stage16::new(block, at, taps.len());
     let ones = _mm256_set1_epi16(1);
     let (mut sum_lo, mut sum_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     for w in weights {
@@ -117,38 +125,44 @@ pub(super) fn depthwise_row(
     stage.bias[0] = _mm256_add_epi32(stage.bias[0], _mm256_mullo_epi32(sum_lo, off));
     stage.bias[1] = _mm256_add_epi32(stage.bias[1], _mm256_mullo_epi32(sum_hi, off));
     let (x, w) = (input.as_ptr(), weights.as_ptr());
-    for i in 0..count {
-        let base = start + i * step;
-        let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-        for (j, pair) in taps.chunks_exact(2).enumerate() {
-            let [ta, tb] = pair else { continue };
-            // SAFETY: `base + tap + 16 <= input.len()` for every pixel and tap (checked
-            // above), and `j < pairs` weight entries of 64 bytes.
-            let (a, b, wl, wh) = unsafe {
-                let wj = w.add(j).cast::<i16>();
-                (
-                    _mm_loadu_si128(x.add(base + ta).cast()),
-                    _mm_loadu_si128(x.add(base + tb).cast()),
-                    _mm256_loadu_si256(wj.cast()),
-                    _mm256_loadu_si256(wj.add(LANES).cast()),
-                )
-            };
-            let xl = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b));
-            let xh = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b));
-            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(xl, wl));
-            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(xh, wh));
-        }
-        let bytes = stage.finish(&[lo, hi]);
-        let dst = out.get_mut(i * out_step..).unwrap_or_default();
-        match dst.first_chunk_mut::<LANES>() {
-            // SAFETY: writes exactly the 16 bytes of the chunk.
-            Some(d) if len == LANES => unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), bytes) },
-            _ => {
-                let mut b = [0i8; LANES];
-                // SAFETY: writes exactly the 16 bytes of the local array.
-                unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
-                for (d, &v) in dst.iter_mut().zip(b.iter().take(len)) {
-                    *d = v;
+    for y in 0..n {
+        for i in 0..count {
+            let base = start + y * row_in + i * step;
+            let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for (j, pair) in taps.chunks_exact(2).enumerate() {
+                let [ta, tb] = pair else { continue };
+                // SAFETY: `base + tap + 16 <= input.len()` for every pixel and tap (checked
+                // above), and `j < pairs` weight entries of 64 bytes.
+                let (a, b, wl, wh) = unsafe {
+                    let wj = w.add(j).cast::<i16>();
+                    (
+                        _mm_loadu_si128(x.add(base + ta).cast()),
+                        _mm_loadu_si128(x.add(base + tb).cast()),
+                        _mm256_loadu_si256(wj.cast()),
+                        _mm256_loadu_si256(wj.add(LANES).cast()),
+                    )
+                };
+                let xl = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b));
+                let xh = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b));
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(xl, wl));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(xh, wh));
+            }
+            let bytes = stage.finish(&[lo, hi]);
+            let dst = out
+                .get_mut(y * row_out + i * out_step..)
+                .unwrap_or_default();
+            match dst.first_chunk_mut::<LANES>() {
+                // SAFETY: writes exactly the 16 bytes of the chunk.
+                Some(d) if len == LANES => unsafe {
+                    _mm_storeu_si128(d.as_mut_ptr().cast(), bytes)
+                },
+                _ => {
+                    let mut b = [0i8; LANES];
+                    // SAFETY: writes exactly the 16 bytes of the local array.
+                    unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+                    for (d, &v) in dst.iter_mut().zip(b.iter().take(len)) {
+                        *d = v;
+                    }
                 }
             }
         }

@@ -102,8 +102,24 @@ pub(super) fn gemm_run(
     (block, at): (&ChannelBlock, usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let stage = Stage16::new(block, at);
+    let stage = Stage16::new(block, at, stride);
     let mut done = 0;
+    if len <= PANEL / 2 {
+        // A narrow layer (or the last few channels): the panel's first half only.
+        while done < pixels {
+            let x = windows.get(done * stride..).unwrap_or_default();
+            let o = out.get_mut(done * out_c..).unwrap_or_default();
+            let (x, o) = ((x, stride), (o, out_c, len));
+            done += match pixels - done {
+                1 => tile8::<1>(x, panel, &stage, o),
+                2 => tile8::<2>(x, panel, &stage, o),
+                3 => tile8::<3>(x, panel, &stage, o),
+                4..=7 => tile8::<4>(x, panel, &stage, o),
+                _ => tile8::<8>(x, panel, &stage, o),
+            };
+        }
+        return;
+    }
     while done < pixels {
         let x = windows.get(done * stride..).unwrap_or_default();
         let o = out.get_mut(done * out_c..).unwrap_or_default();
@@ -131,7 +147,8 @@ fn tile<const P: usize>(
     if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
         return P.max(1);
     }
-    let mut acc = [[_mm256_setzero_si256(); 2]; P];
+    // From the bias: one add fewer per output than adding it at the end.
+    let mut acc = [stage.bias; P];
     let (x, w) = (windows.as_ptr(), panel.as_ptr());
     for j in 0..pairs {
         // SAFETY: `j < pairs`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
@@ -149,11 +166,59 @@ fn tile<const P: usize>(
         }
     }
     for (p, acc) in acc.iter().enumerate() {
-        let bytes = stage.finish(acc);
+        let bytes = stage.finish_sums(acc);
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
         match dst.first_chunk_mut::<PANEL>() {
             // SAFETY: writes exactly the 16 bytes of the chunk.
             Some(d) if len == PANEL => unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), bytes) },
+            _ => {
+                let mut b = [0i8; PANEL];
+                // SAFETY: writes exactly the 16 bytes of the local array.
+                unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+                for (d, &v) in dst.iter_mut().zip(b.iter().take(len)) {
+                    *d = v;
+                }
+            }
+        }
+    }
+    P
+}
+
+/// [`tile`] for the first eight channels of the panel alone (`len <= 8`): `P`
+/// accumulators, one weight vector and a broadcast tap pair stay in registers. Returns
+/// `P`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tile8<const P: usize>(
+    (windows, stride): (&[i16], usize),
+    panel: &[i32],
+    stage: &Stage16,
+    (out, out_c, len): (&mut [i8], usize, usize),
+) -> usize {
+    let pairs = stride / 2;
+    if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
+        return P.max(1);
+    }
+    let mut acc = [stage.bias[0]; P];
+    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    for j in 0..pairs {
+        // SAFETY: as in `tile`: words `j * PANEL..j * PANEL + 8` lie inside `panel` and
+        // taps `2j, 2j + 1` of every pixel `p < P` inside `windows` (both checked above).
+        unsafe {
+            let w0 = _mm256_loadu_si256(w.add(j * PANEL).cast());
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let pair = x.add(p * stride + 2 * j).cast::<i32>().read_unaligned();
+                let xv = _mm256_set1_epi32(pair);
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(xv, w0));
+            }
+        }
+    }
+    for (p, acc) in acc.iter().enumerate() {
+        let bytes = stage.finish8_sums(*acc);
+        let dst = out.get_mut(p * out_c..).unwrap_or_default();
+        match dst.first_chunk_mut::<8>() {
+            // SAFETY: writes exactly the 8 bytes of the chunk.
+            Some(d) if len == 8 => unsafe { _mm_storel_epi64(d.as_mut_ptr().cast(), bytes) },
             _ => {
                 let mut b = [0i8; PANEL];
                 // SAFETY: writes exactly the 16 bytes of the local array.

@@ -78,6 +78,7 @@ unsafe fn read_xcr0() -> u64 {
 super::simd::isa::forward_isa!(
     Avx2,
     detect: Avx2::detect(),
+    band: true,
     "a value of Avx2 exists only on a CPU whose CPUID reported AVX2"
 );
 

@@ -152,13 +152,30 @@ pub(super) struct Stage16 {
     max8: __m128i,
     /// The general stage, for a zero point that is not narrow.
     lanes: [Lanes; 2],
+    /// Whether [`Stage16::finish`] may take the short form (see [`Stage16::new`]).
+    short: bool,
+    /// The multipliers of the odd channels, in the low half of each 64-bit lane.
+    mult_odd: [__m256i; 2],
+    /// The short form's rounding constants of the even and the odd channels as 64-bit
+    /// lanes (see [`scale_short`]).
+    round: [[__m256i; 2]; 2],
 }
 
 impl Stage16 {
+    /// Channels `at..at + 16` of `block`, whose accumulators (before the bias) are sums of
+    /// `taps` products of inputs and weights.
+    ///
+    /// The short form of the output stage holds where no channel shifts left, every
+    /// multiplier is non-negative, every right shift is at least 1 and the accumulators
+    /// plus bias stay inside `+-2^30` (so that nothing saturates and the rounding needs no
+    /// overflow guard): then the doubling high multiply and the rounding divide fold into
+    /// one 64-bit add and shift, `h + 2^(r-1) = (x * mult + 2^30 + 2^(r+30)) >> 31`,
+    /// followed by `(h + 2^(r-1) - [x < 0]) >> r`, which is the round half away from
+    /// zero of `h / 2^r`. (With a non-negative multiplier `h < 0` only where `x < 0`, and
+    /// where `x < 0` but `h = 0` both give 0.)
     #[inline]
     #[target_feature(enable = "avx2")]
-    /// Channels `at..at + 16` of `block`.
-    pub(super) fn new(block: &ChannelBlock, at: usize) -> Self {
+    pub(super) fn new(block: &ChannelBlock, at: usize, taps: usize) -> Self {
         let (zp, min, max) = (
             _mm256_set1_epi32(block.zp),
             _mm256_set1_epi32(block.min),
@@ -222,6 +239,15 @@ impl Stage16 {
             min8: _mm_set1_epi8(block.min as i8),
             max8: _mm_set1_epi8(block.max as i8),
             lanes,
+            short: short_form(block, at, taps),
+            mult_odd: [
+                _mm256_srli_epi64::<32>(mult[0]),
+                _mm256_srli_epi64::<32>(mult[1]),
+            ],
+            round: [
+                [round64(block, at), round64(block, at + 1)],
+                [round64(block, at + 8), round64(block, at + 9)],
+            ],
         }
     }
 
@@ -229,26 +255,65 @@ impl Stage16 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(super) fn finish(&self, acc: &[__m256i; 2]) -> __m128i {
-        let sums = [
+        self.finish_sums(&[
             _mm256_add_epi32(acc[0], self.bias[0]),
             _mm256_add_epi32(acc[1], self.bias[1]),
-        ];
+        ])
+    }
+
+    /// [`Stage16::finish`] of accumulators that started from the bias.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn finish_sums(&self, sums: &[__m256i; 2]) -> __m128i {
         if !self.narrow {
             return pack16(
                 requant_lanes(sums[0], &self.lanes[0]),
                 requant_lanes(sums[1], &self.lanes[1]),
             );
         }
-        let mut scaled = [_mm256_setzero_si256(); 2];
-        for (h, s) in scaled.iter_mut().enumerate() {
-            let x = if self.shifts_left {
-                saturating_shl(sums[h], self.left[h])
-            } else {
-                sums[h]
-            };
-            let high = doubling_high(x, self.mult[h]);
-            *s = rounding_shr(high, self.right[h], self.mask[h], self.half[h]);
+        self.narrow_bytes([self.scale(0, sums[0]), self.scale(1, sums[1])])
+    }
+
+    /// [`Stage16::finish_sums`] of the first eight channels alone: the low eight bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn finish8_sums(&self, sum: __m256i) -> __m128i {
+        if !self.narrow {
+            let v = requant_lanes(sum, &self.lanes[0]);
+            return pack16(v, v);
         }
+        let scaled = self.scale(0, sum);
+        self.narrow_bytes([scaled, scaled])
+    }
+
+    /// The requantized `sum` (bias added) of half `h` of the channels, before the zero
+    /// point.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn scale(&self, h: usize, sum: __m256i) -> __m256i {
+        let h = h.min(1);
+        if self.short {
+            return scale_short(
+                sum,
+                self.mult[h],
+                self.mult_odd[h],
+                self.round[h],
+                self.right[h],
+            );
+        }
+        let x = if self.shifts_left {
+            saturating_shl(sum, self.left[h])
+        } else {
+            sum
+        };
+        let high = doubling_high(x, self.mult[h]);
+        rounding_shr(high, self.right[h], self.mask[h], self.half[h])
+    }
+
+    /// The scaled values of the sixteen channels plus the narrow zero point, as bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn narrow_bytes(&self, scaled: [__m256i; 2]) -> __m128i {
         // Saturated to i16 and back in channel order, plus the zero point (see NARROW_ZP),
         // saturated to i8 and clamped to the activation range.
         let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(scaled[0], scaled[1]));
@@ -261,10 +326,87 @@ impl Stage16 {
     }
 }
 
+/// Whether channels `at..at + 16` of `block` (those it has) take [`Stage16`]'s short form
+/// with accumulators of `taps` products.
+fn short_form(block: &ChannelBlock, at: usize, taps: usize) -> bool {
+    let end = block.n.min(at + 16);
+    let products = block.product_bound(taps);
+    (at..end).all(|ch| {
+        let (Some(&bias), Some(&mult), Some(&left), Some(&right)) = (
+            block.bias.get(ch),
+            block.mult.get(ch),
+            block.left.get(ch),
+            block.right.get(ch),
+        ) else {
+            return false;
+        };
+        let acc = products.saturating_add(u64::from(bias.unsigned_abs()));
+        left == 0 && mult >= 0 && (1..=31).contains(&right) && acc < 1 << 30
+    })
+}
+
+/// [`scale_lanes`] without a left shift, for lanes where `|x| < 2^30`, `mult >= 0` and
+/// `1 <= right <= 31` (see [`Stage16::new`] for why it is exact): `mult_odd` holds the odd
+/// lanes' multipliers in the low halves of the 64-bit lanes, `round` the even and the odd
+/// lanes' [`rounding_constant`]s as 64-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scale_short(
+    x: __m256i,
+    mult: __m256i,
+    mult_odd: __m256i,
+    round: [__m256i; 2],
+    right: __m256i,
+) -> __m256i {
+    let even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), round[0]);
+    let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), mult_odd);
+    let odd = _mm256_add_epi64(odd, round[1]);
+    // Bits 31..62 of each sum: `h + 2^(right - 1)`, which fits `i32`.
+    let rounded = _mm256_blend_epi32::<0b1010_1010>(
+        _mm256_srli_epi64::<31>(even),
+        _mm256_slli_epi64::<1>(odd),
+    );
+    let rounded = _mm256_add_epi32(rounded, _mm256_srai_epi32::<31>(x));
+    _mm256_srav_epi32(rounded, right)
+}
+
+/// [`doubling_high`] for lanes where `|x| < 2^30` (nothing saturates): [`scale_short`]
+/// without a right shift.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn doubling_high_short(x: __m256i, mult: __m256i, mult_odd: __m256i) -> __m256i {
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+    let odd = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), mult_odd),
+        nudge,
+    );
+    _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<31>(even), _mm256_slli_epi64::<1>(odd))
+}
+
+/// [`scale_short`]'s rounding constant of a right shift: `2^30 + 2^(right + 30)` (`2^30`
+/// for none).
+pub(super) const fn rounding_constant(right: i32) -> i64 {
+    if right <= 0 {
+        return 1 << 30;
+    }
+    let right = if right > 31 { 31 } else { right };
+    (1i64 << 30) + (1i64 << (right + 30))
+}
+
+/// The short form's rounding constants `2^30 + 2^(right + 30)` of channels `at`, `at + 2`,
+/// `at + 4` and `at + 6` of `block` as 64-bit lanes (`2^30` past its channels).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn round64(block: &ChannelBlock, at: usize) -> __m256i {
+    let k = |ch: usize| rounding_constant(block.right.get(ch).copied().unwrap_or(0));
+    _mm256_set_epi64x(k(at + 6), k(at + 4), k(at + 2), k(at))
+}
+
 /// The sixteen int8-range lanes of `a` then `b` as bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn pack16(a: __m256i, b: __m256i) -> __m128i {
+pub(super) fn pack16(a: __m256i, b: __m256i) -> __m128i {
     // `packs` works within 128-bit halves: [a0-3, b0-3 | a4-7, b4-7], put back in order.
     let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(a, b));
     _mm_packs_epi16(
