@@ -208,6 +208,20 @@ pub fn plan_with(model: &QModel, ops_in_place: bool, stages: &[Stage]) -> Result
     for stage in stages.iter().filter(|s| s.lookahead) {
         let cbam =
             (stage.first..stage.end).find(|&i| matches!(model.ops[i].kind, QOpKind::Cbam(_)));
+        if let Some((i, QOpKind::Cbam(p))) = cbam.map(|i| (i, &model.ops[i].kind)) {
+            let [h, w, c] = model.tensors[model.ops[i].output].shape;
+            let rows = match band_rows[model.ops[i].output] {
+                0 => stage.band_rows,
+                rows => rows as usize,
+            };
+            if !cbam_core::format::lookahead_maps_hold_sums(c, h, w, p.kernel, rows) {
+                return Err(PlanError::BadStage {
+                    first: stage.first,
+                    end: stage.end,
+                    reason: "the CBAM op's window of map rows cannot hold its channel sums",
+                });
+            }
+        }
         if cbam.is_some_and(|i| i + 1 < stage.end && !in_place.contains(&i)) {
             return Err(PlanError::BadStage {
                 first: stage.first,

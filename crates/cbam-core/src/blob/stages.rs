@@ -139,6 +139,16 @@ impl StageOps {
                             "a look-ahead CBAM op must be in place or write the whole output",
                         ));
                     }
+                    let shape = op.output.shape;
+                    let rows = match op.output.band_rows {
+                        0 => stage.band_rows,
+                        rows => rows,
+                    };
+                    if !crate::format::lookahead_maps_hold_sums(p.c, shape.h, shape.w, p.k, rows) {
+                        return Err(bad(
+                            "a look-ahead CBAM op's map window cannot hold its channel sums",
+                        ));
+                    }
                     ops.lookahead = Some(p.k / 2);
                 }
             }

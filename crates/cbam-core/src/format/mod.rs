@@ -35,7 +35,7 @@ pub use params::{
 pub use records::{
     seal_crc, Field, HeaderFields, OpFields, StageFields, TensorFields, STAGE_FLAG_LOOKAHEAD,
 };
-pub use scratch::cbam_scratch_size;
+pub use scratch::{cbam_lookahead_scratch_size, cbam_scratch_size, lookahead_maps_hold_sums};
 pub use words::{ActWords, PerChannelWords, RequantWords, WordBuf, Words, MAX_WORDS};
 #[cfg(any(test, feature = "alloc"))]
 pub use writer::{BlobWriter, ConstArrays, TooLarge, Unplaced};

@@ -28,6 +28,14 @@ pub fn cbam_lookahead_scratch_size(
         .checked_add(h.checked_mul(w)?)
 }
 
+/// Whether a look-ahead CBAM op's window of spatial-map rows (`2w` bytes each, see
+/// [`cbam_lookahead_scratch_size`]) has room for the statistics pass's `4C` bytes of
+/// channel sums.
+pub fn lookahead_maps_hold_sums(c: usize, h: usize, w: usize, k: usize, rows: usize) -> bool {
+    let window = rows.saturating_add(2 * (k / 2)).min(h);
+    c.saturating_mul(4) <= window.saturating_mul(w).saturating_mul(2)
+}
+
 impl OpParams {
     /// Scratch bytes the core needs to run this op on an input of `(h, w, c)`; `None` if
     /// the words cannot describe a runnable op (a negative count) or the size overflows.
