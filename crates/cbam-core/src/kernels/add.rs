@@ -18,6 +18,14 @@ impl AddParams {
         rq.apply(shifted)
     }
 
+    /// The sum of one dense pair.
+    #[inline]
+    fn pair(&self, a: i8, b: i8) -> i8 {
+        let sa = Self::scaled(a, self.in1_zp, self.left_shift, self.in1);
+        let sb = Self::scaled(b, self.in2_zp, self.left_shift, self.in2);
+        self.combine(sa, sb)
+    }
+
     #[inline]
     fn combine(&self, scaled1: i32, scaled2: i32) -> i8 {
         requantize_to_i8(
@@ -52,9 +60,7 @@ pub fn add(
                 return Ok(());
             }
             for ((o, &a), &b) in out.iter_mut().zip(in1).zip(in2) {
-                let sa = AddParams::scaled(a, p.in1_zp, p.left_shift, p.in1);
-                let sb = AddParams::scaled(b, p.in2_zp, p.left_shift, p.in2);
-                *o = p.combine(sa, sb);
+                *o = p.pair(a, b);
             }
         }
         In2Channels::Scatter(kept) => {
@@ -90,8 +96,9 @@ pub enum AddInPlace {
 }
 
 /// A dense ADD whose output is one of its inputs: `data` holds that input and receives the
-/// sums, `other` is the other input. Runs [`add`] on chunks copied to the stack, so the
-/// bytes are [`add`]'s.
+/// sums, `other` is the other input; the bytes are [`add`]'s. A SIMD backend reads its
+/// inputs apart from its output, so it gets each chunk through a copy on the stack; the
+/// portable loop reads each value before it writes the same place, so it runs in place.
 pub fn add_in_place(
     p: &AddParams,
     data: &mut [i8],
@@ -101,14 +108,25 @@ pub fn add_in_place(
     const CHUNK: usize = 256;
     check_len(other.len(), Some(data.len()), "add input 2")?;
     let mut copy = [0i8; CHUNK];
+    let mut simd = true;
     for (out, other) in data.chunks_mut(CHUNK).zip(other.chunks(CHUNK)) {
-        let n = out.len();
-        let own = copy.get_mut(..n).unwrap_or_default();
-        own.copy_from_slice(out);
-        let shape = Shape::new(1, 1, n);
-        match which {
-            AddInPlace::First => add(p, shape, own, other, In2Channels::Dense, out)?,
-            AddInPlace::Second => add(p, shape, other, own, In2Channels::Dense, out)?,
+        if simd {
+            let own = copy.get_mut(..out.len()).unwrap_or_default();
+            own.copy_from_slice(out);
+            let (a, b): (&[i8], &[i8]) = match which {
+                AddInPlace::First => (own, other),
+                AddInPlace::Second => (other, own),
+            };
+            simd = Active::add_dense(p, a, b, out);
+            if simd {
+                continue;
+            }
+        }
+        for (o, &x) in out.iter_mut().zip(other) {
+            *o = match which {
+                AddInPlace::First => p.pair(*o, x),
+                AddInPlace::Second => p.pair(x, *o),
+            };
         }
     }
     Ok(())
