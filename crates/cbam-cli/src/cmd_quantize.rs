@@ -175,7 +175,8 @@ pub struct QuantizeArgs {
     pub calibrated_cbam_scales: bool,
     /// The most arena bytes the target can give (e.g. 98304, 96KB, 0.1MB; KB = 1024 bytes):
     /// the cheapest schedule that fits is written (whole tensors if they fit, else stages
-    /// that run band by band, recomputing their halo rows); an error says by how much the
+    /// that run band by band, the ops before a CBAM block in one running once or twice more
+    /// for its attention); an error says by how much the
     /// smallest misses
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, conflicts_with = "schedule")]
     pub ram_budget: Option<usize>,

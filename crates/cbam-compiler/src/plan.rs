@@ -362,7 +362,7 @@ fn may_alias(model: &QModel, i: usize, slot: usize) -> bool {
 }
 
 /// Multiply-accumulates of op `i` as the core counts them for convolutions (the ops whose
-/// rows a stage recomputes at a cost worth reporting).
+/// rows a stage computes more than once at a cost worth reporting).
 pub fn op_macs(model: &QModel, i: usize) -> u64 {
     let op = &model.ops[i];
     let out = model.tensors[op.output].len() as u64;
