@@ -123,6 +123,15 @@ pub fn scratch_len(model: &QModel, index: usize) -> Result<usize, PlanError> {
         })
 }
 
+/// The most rows of its output a stage op holds per band: its band buffer's, or the
+/// stage's band when it writes the stage's whole output (`band_rows == 0`).
+fn rows_per_band(stage: &Stage, band_rows: u32) -> usize {
+    match band_rows {
+        0 => stage.band_rows,
+        rows => rows as usize,
+    }
+}
+
 /// [`scratch_len`] for op `index` in a look-ahead stage whose bands hold at most `rows`
 /// rows of its output.
 fn lookahead_scratch_len(model: &QModel, index: usize, rows: usize) -> Result<usize, PlanError> {
@@ -210,10 +219,7 @@ pub fn plan_with(model: &QModel, ops_in_place: bool, stages: &[Stage]) -> Result
             (stage.first..stage.end).find(|&i| matches!(model.ops[i].kind, QOpKind::Cbam(_)));
         if let Some((i, QOpKind::Cbam(p))) = cbam.map(|i| (i, &model.ops[i].kind)) {
             let [h, w, c] = model.tensors[model.ops[i].output].shape;
-            let rows = match band_rows[model.ops[i].output] {
-                0 => stage.band_rows,
-                rows => rows as usize,
-            };
+            let rows = rows_per_band(stage, band_rows[model.ops[i].output]);
             if !cbam_core::format::lookahead_maps_hold_sums(c, h, w, p.kernel, rows) {
                 return Err(PlanError::BadStage {
                     first: stage.first,
@@ -255,10 +261,7 @@ pub fn plan_with(model: &QModel, ops_in_place: bool, stages: &[Stage]) -> Result
                 .find(|s| s.lookahead && (s.first..s.end).contains(&i))
             {
                 Some(stage) => {
-                    let rows = match band_rows[model.ops[i].output] {
-                        0 => stage.band_rows,
-                        rows => rows as usize,
-                    };
+                    let rows = rows_per_band(stage, band_rows[model.ops[i].output]);
                     lookahead_scratch_len(model, i, rows)
                 }
                 None => scratch_len(model, i),

@@ -140,10 +140,7 @@ impl StageOps {
                         ));
                     }
                     let shape = op.output.shape;
-                    let rows = match op.output.band_rows {
-                        0 => stage.band_rows,
-                        rows => rows,
-                    };
+                    let rows = op.rows_per_band(stage.band_rows);
                     if !crate::format::lookahead_maps_hold_sums(p.c, shape.h, shape.w, p.k, rows) {
                         return Err(bad(
                             "a look-ahead CBAM op's map window cannot hold its channel sums",

@@ -98,18 +98,23 @@ impl<'a> Op<'a> {
             .ok_or(Error::ShapeOverflow { what: "op scratch" })
     }
 
+    /// The most rows of its output this stage op holds per band: its band buffer's, or
+    /// `stage_rows` when it writes the stage's whole output.
+    pub fn rows_per_band(&self, stage_rows: usize) -> usize {
+        match self.output.band_rows {
+            0 => stage_rows,
+            rows => rows,
+        }
+    }
+
     /// The scratch bytes the core needs for this op in a look-ahead stage whose last op
     /// yields `stage_rows` rows per band (the op's own rows per band: its band buffer's, or
     /// those when it writes the stage's whole output).
     pub fn required_lookahead_scratch(&self, stage_rows: usize) -> Result<usize, Error> {
         let s = self.input(0)?.shape;
-        let rows = match self.output.band_rows {
-            0 => stage_rows,
-            rows => rows,
-        };
         self.record
             .params
-            .lookahead_scratch_size((s.h, s.w, s.c), rows)
+            .lookahead_scratch_size((s.h, s.w, s.c), self.rows_per_band(stage_rows))
             .ok_or(Error::ShapeOverflow { what: "op scratch" })
     }
 
