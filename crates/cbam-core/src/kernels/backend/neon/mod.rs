@@ -13,7 +13,7 @@ mod depthwise;
 mod elementwise;
 mod gemm;
 mod requant;
-use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
+use super::simd::isa::{AddLanes, ChannelBlock, Isa, NoDot, SmallWeights, TensorRequant};
 use core::arch::aarch64::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +22,7 @@ pub(crate) struct Neon;
 super::simd::isa::forward_isa!(
     Neon,
     detect: Some(Neon),
+    dot: (NoDot, None),
     band: false,
     "NEON is enabled for every aarch64 target this module is compiled for"
 );

@@ -4,13 +4,14 @@
 //!
 //! Each output pixel's window is widened once into an `i16` buffer with the input offset
 //! already added (padding taps are 0, exactly what `(zp - zp) * w` contributes). Most
-//! layers then run as a matrix product of those windows with the weights ([`gemm`]);
+//! layers then run as a matrix product of those windows with the weights ([`gemm`]; on a
+//! CPU with four-byte dot products, of byte windows instead);
 //! layers with few output pixels per weight, or windows past [`gemm::MAX_TAPS`], take the
 //! per-pixel path here, a plain `i16 x i8` dot product over the contiguous, zero-padded
 //! buffer shared by every output channel of the pixel.
 
 use super::depthwise::interior_columns;
-use super::gemm;
+use super::gemm::{self, Pairs, Product, Quads};
 use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
 use crate::kernels::backend::PACKED_OFFSET;
 use crate::kernels::conv2d::valid_taps;
@@ -60,41 +61,24 @@ pub(crate) fn conv2d<I: Isa>(
     if let Some(done) = two_channels_to_one(isa, p, in_shape, input, out_shape, output, offset) {
         return done;
     }
-    let windows = Windows {
-        g,
-        in_shape,
-        input,
-        offset,
-    };
+    let windows = Windows { g, in_shape, input };
+    let pairs = Pairs { isa, offset };
     let out_c = out_shape.c;
     // Packing the weights costs about as much as a few pixels' products: with few output
     // pixels per weight (late layers of a network) the per-pixel dot products, which
     // read the weights as they are, win (measured on the example models).
     let pixels = output.len() / out_c.max(1);
     if per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out {
-        let w = out_shape.w.max(1);
         let weights = (p.weights, per_out);
-        if g.is_pointwise() {
-            let fill = |windows: &mut [i16], first: usize, count: usize| {
-                let stride = per_out.next_multiple_of(2);
-                for (i, window) in windows.chunks_exact_mut(stride).take(count).enumerate() {
-                    let x = input.get((first + i) * per_out..).unwrap_or_default();
-                    isa.widen(window, x.get(..per_out).unwrap_or_default(), offset);
-                }
-            };
-            gemm::conv(
-                isa,
-                weights,
-                &p.quant,
-                output,
-                out_c,
-                (Some((input, offset)), fill),
-            );
-        } else {
-            let fill = |buffer: &mut [i16], first: usize, count: usize| {
-                windows.gather_run(isa, buffer, per_out, (first, count), w);
-            };
-            gemm::conv(isa, weights, &p.quant, output, out_c, (None, fill));
+        match isa.dot() {
+            Some(dot) if i8::try_from(p.quant.in_zp).is_ok() => {
+                let quads = Quads {
+                    dot,
+                    zp: p.quant.in_zp,
+                };
+                windows.product(quads, weights, &p.quant, (output, out_shape));
+            }
+            _ => windows.product(pairs, weights, &p.quant, (output, out_shape)),
         }
         return true;
     }
@@ -117,7 +101,7 @@ pub(crate) fn conv2d<I: Isa>(
         let small = (per_out <= 2 * SMALL_PAIRS).then(|| SmallWeights::new(weights, per_out, n));
         let w = out_shape.w.max(1);
         if let Some(t) = &small {
-            windows.small_rows(isa, (per_out, w), t, &block, (output, out_c, first, n));
+            windows.small_rows(pairs, (per_out, w), t, &block, (output, out_c, first, n));
             first += n;
             continue;
         }
@@ -127,13 +111,13 @@ pub(crate) fn conv2d<I: Isa>(
             let Some(out) = px.get_mut(first..first + n) else {
                 return true;
             };
-            windows.gather(isa, window, per_out, at / w, at % w);
+            windows.gather(pairs, window, per_out, at / w, at % w);
             match pixels.next() {
                 Some(next) => {
                     let Some(out2) = next.get_mut(first..first + n) else {
                         return true;
                     };
-                    windows.gather(isa, window2, per_out, (at + 1) / w, (at + 1) % w);
+                    windows.gather(pairs, window2, per_out, (at + 1) / w, (at + 1) % w);
                     let windows = [&window[..], &window2[..]];
                     isa.pixel2(windows, weights, per_out, &block, [out, out2]);
                 }
@@ -154,16 +138,43 @@ struct Windows<'a> {
     g: &'a ConvGeometry,
     in_shape: Shape,
     input: &'a [i8],
-    offset: i16,
 }
 
 impl Windows<'_> {
+    /// Every output pixel by [`gemm::conv`] in the product `k`.
+    fn product<K: Product>(
+        &self,
+        k: K,
+        weights: (&[i8], usize),
+        quant: &crate::kernels::ChannelQuant,
+        (output, out_shape): (&mut [i8], Shape),
+    ) {
+        let per_out = weights.1;
+        let (out_c, w) = (out_shape.c, out_shape.w.max(1));
+        if self.g.is_pointwise() {
+            let input = self.input;
+            let fill = |windows: &mut [K::Tap], first: usize, count: usize| {
+                let stride = per_out.next_multiple_of(K::TAPS);
+                for (i, window) in windows.chunks_exact_mut(stride).take(count).enumerate() {
+                    let x = input.get((first + i) * per_out..).unwrap_or_default();
+                    k.taps(window, x.get(..per_out).unwrap_or_default());
+                }
+            };
+            gemm::conv(k, weights, quant, output, out_c, (Some(input), fill));
+        } else {
+            let fill = |buffer: &mut [K::Tap], first: usize, count: usize| {
+                self.gather_run(k, buffer, per_out, (first, count), w);
+            };
+            gemm::conv(k, weights, quant, output, out_c, (None, fill));
+        }
+    }
+
     /// Every output pixel of the `n` channels from `first` by [`Isa::row_small`]: the
     /// windows of [`SMALL_RUN`] pixels at a time are gathered first, so that each group of
     /// channels keeps its constants in registers over them.
     fn small_rows<I: Isa>(
         &self,
-        isa: I,
+        pairs: Pairs<I>,
         (per_out, w): (usize, usize),
         weights: &SmallWeights,
         block: &ChannelBlock,
@@ -180,32 +191,34 @@ impl Windows<'_> {
                 .take(count)
                 .enumerate()
             {
-                self.gather(isa, window, per_out, (px + i) / w, (px + i) % w);
+                self.gather(pairs, window, per_out, (px + i) / w, (px + i) % w);
             }
             let windows = buffer.get(..count * stride).unwrap_or_default();
             let out = output.get_mut(px * out_c + first..).unwrap_or_default();
-            isa.row_small((windows, stride), weights, block, (out, out_c, n));
+            pairs
+                .isa
+                .row_small((windows, stride), weights, block, (out, out_c, n));
             px += count;
         }
     }
 
     /// The windows of the `count` output pixels from `first` (row-major over `out_w`
-    /// columns) into `buffer`, pixel `i`'s at `i * stride` (`per_out` rounded up to even),
-    /// writing anything past each window's taps: the runs of pixels of one output row
-    /// whose windows lie inside the input (without horizontal dilation) are their kernel
-    /// rows' runs of bytes, widened a vector at a time by one [`Isa::widen_runs`]; the
+    /// columns) into `buffer`, pixel `i`'s at `i * stride` (`per_out` rounded up to a
+    /// multiple of `K::TAPS`), writing anything past each window's taps: the runs of pixels
+    /// of one output row whose windows lie inside the input (without horizontal dilation)
+    /// are their kernel rows' runs of bytes, converted by one [`Product::taps_runs`]; the
     /// others are gathered one at a time.
-    fn gather_run<I: Isa>(
+    fn gather_run<K: Product>(
         &self,
-        isa: I,
-        buffer: &mut [i16],
+        k: K,
+        buffer: &mut [K::Tap],
         per_out: usize,
         (first, count): (usize, usize),
         out_w: usize,
     ) {
         const MAX_ROWS: usize = 16;
         let (g, s) = (self.g, self.in_shape);
-        let stride = per_out.next_multiple_of(2);
+        let stride = per_out.next_multiple_of(K::TAPS);
         let out_w = out_w.max(1);
         let (lo, hi) = interior_columns(g, s.w, out_w);
         let mut i = 0;
@@ -216,7 +229,7 @@ impl Windows<'_> {
             let whole_rows = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h) == (0, g.kh);
             let window = buffer.get_mut(i * stride..).unwrap_or_default();
             if !whole_rows || ox < lo || ox >= hi || g.dil_w != 1 || g.kh > MAX_ROWS {
-                self.gather(isa, window, per_out, oy, ox);
+                self.gather(k, window, per_out, oy, ox);
                 i += 1;
                 continue;
             }
@@ -229,28 +242,29 @@ impl Windows<'_> {
             }
             let starts = starts.get(..g.kh).unwrap_or_default();
             let pixels = (n, g.stride_w * s.c, stride);
-            isa.widen_runs(
-                window,
-                self.input,
-                (starts, g.kw * s.c),
-                pixels,
-                self.offset,
-            );
+            k.taps_runs(window, self.input, (starts, g.kw * s.c), pixels);
             i += n;
         }
     }
 
-    /// Writes the window of output pixel `(oy, ox)`, `(x + offset)` per tap in `[ky][kx][c]`
-    /// order and 0 for taps in the padding, into `window[..per_out]`.
+    /// Writes the window of output pixel `(oy, ox)`, `k`'s tap of each input byte in
+    /// `[ky][kx][c]` order and its padding tap in the padding, into `window[..per_out]`.
     #[inline]
-    fn gather<I: Isa>(&self, isa: I, window: &mut [i16], per_out: usize, oy: usize, ox: usize) {
+    fn gather<K: Product>(
+        &self,
+        k: K,
+        window: &mut [K::Tap],
+        per_out: usize,
+        oy: usize,
+        ox: usize,
+    ) {
         let (g, s) = (self.g, self.in_shape);
         let (y0, x0) = (oy * g.stride_h, ox * g.stride_w);
         let ky = valid_taps(y0, g.kh, g.dil_h, g.pad_top, s.h);
         let kx = valid_taps(x0, g.kw, g.dil_w, g.pad_left, s.w);
         if ky != (0, g.kh) || kx != (0, g.kw) {
             if let Some(taps) = window.get_mut(..per_out) {
-                taps.fill(0);
+                taps.fill(k.pad());
             }
         }
         // Without horizontal dilation a kernel row's valid taps are one run of bytes in both
@@ -274,10 +288,10 @@ impl Windows<'_> {
                 if run < 16 {
                     // A few bytes (a first layer's pixels): cheaper here than a call.
                     for (d, &x) in dst.iter_mut().zip(src) {
-                        *d = i16::from(x).wrapping_add(self.offset);
+                        *d = k.tap(x);
                     }
                 } else {
-                    isa.widen(dst, src, self.offset);
+                    k.taps(dst, src);
                 }
             }
         }

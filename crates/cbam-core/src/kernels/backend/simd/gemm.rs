@@ -6,12 +6,16 @@
 //! [`PANEL`] channels, so that its accumulators are whole output vectors: no horizontal
 //! sums, and one requantization per [`PANEL`] outputs.
 //!
+//! Where the CPU has four-byte dot products ([`DotIsa`]), the same loops run over byte
+//! windows and panels of tap quads ([`Quads`]) instead of `i16` windows and tap pairs
+//! ([`Pairs`]): twice the multiply-adds per instruction and half the window bytes.
+//!
 //! The order of the loops keeps both operands in the L1 cache: channel blocks (one
 //! [`ChannelBlock`] of constants and the panels of its weights) outside, then runs of
 //! pixels whose windows are gathered once into a stack buffer, then each panel over the
 //! run, a few pixels at a time.
 
-use super::isa::{ChannelBlock, Isa, BLOCK};
+use super::isa::{ChannelBlock, DotIsa, Isa, BLOCK};
 
 /// Output channels per panel, the micro-kernel's width.
 pub(crate) const PANEL: usize = 16;
@@ -26,7 +30,7 @@ pub(crate) const MAX_TAPS: usize = 2 * PACKED_WORDS / PANEL;
 /// window on (measured on the example models' layers, AVX2).
 pub(crate) const TAPS_PER_PIXEL: usize = 12;
 
-/// `i16` elements of gathered windows on the stack (16 KiB).
+/// Taps of gathered windows on the stack (16 KiB of `i16`, 8 KiB of bytes).
 const ROWS_LEN: usize = 8192;
 
 /// Most pixels gathered at a time: the run stays in the L1 cache beside a panel.
@@ -57,74 +61,323 @@ pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i
     }
 }
 
-/// Every output pixel of a convolution whose windows are `per_out <= MAX_TAPS` taps long:
-/// `fill(windows, first, count)` writes the windows of the `count` output pixels from
-/// `first` (`x + offset`, zero in the padding), pixel `i`'s into
-/// `windows[i * stride..][..per_out]` (`stride` is `per_out` rounded up to even); it may
-/// write anything past a window's taps (the buffer is not cut to the windows).
+/// The two forms of the matrix product: the window element, how many taps a packed word
+/// holds, and the packing and micro-kernel of each.
+pub(crate) trait Product: Copy {
+    /// A window tap as the micro-kernel reads it.
+    type Tap: Copy + Default;
+
+    /// Taps per packed weight word (and the multiple a window's stride is rounded to).
+    const TAPS: usize;
+
+    /// The weights of a block's `n` channels (`per_out` each) as panels of [`PANEL`]
+    /// channels, `words` words per channel each (see [`pack`] and [`pack_quads`]), and
+    /// what their accumulators start from into `start` (where the micro-kernel reads it).
+    fn pack(
+        self,
+        block: &ChannelBlock,
+        weights: (&[i8], usize),
+        words: usize,
+        packed: &mut [i32],
+        start: &mut [i32; BLOCK],
+    );
+
+    /// The tap of the input byte `x`.
+    fn tap(self, x: i8) -> Self::Tap;
+
+    /// The tap of a padding position (an input byte equal to the zero point).
+    fn pad(self) -> Self::Tap;
+
+    /// `src`'s bytes as taps, into the start of `dst`.
+    fn taps(self, dst: &mut [Self::Tap], src: &[i8]);
+
+    /// [`Product::taps`] of several runs of `run` bytes for each of `count` pixels, as
+    /// [`Isa::widen_runs`] widens them.
+    fn taps_runs(
+        self,
+        dst: &mut [Self::Tap],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+    );
+
+    /// The micro-kernel over a run of pixels (see [`Isa::gemm_run`], [`DotIsa::gemm_quads`]).
+    fn run(
+        self,
+        windows: (&[Self::Tap], usize),
+        pixels: usize,
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    );
+}
+
+/// `i16` windows (`x + offset`, 0 in the padding) by tap pairs: every [`Isa`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pairs<I> {
+    pub isa: I,
+    pub offset: i16,
+}
+
+impl<I: Isa> Product for Pairs<I> {
+    type Tap = i16;
+    const TAPS: usize = 2;
+
+    /// The pair micro-kernels start from the block's bias: `start` is not theirs.
+    #[inline]
+    fn pack(
+        self,
+        _: &ChannelBlock,
+        (weights, per_out): (&[i8], usize),
+        words: usize,
+        packed: &mut [i32],
+        _: &mut [i32; BLOCK],
+    ) {
+        self.isa.pack_panels(weights, per_out, words, packed);
+    }
+
+    #[inline(always)]
+    fn tap(self, x: i8) -> i16 {
+        i16::from(x).wrapping_add(self.offset)
+    }
+
+    #[inline(always)]
+    fn pad(self) -> i16 {
+        0
+    }
+
+    #[inline]
+    fn taps(self, dst: &mut [i16], src: &[i8]) {
+        self.isa.widen(dst, src, self.offset);
+    }
+
+    #[inline]
+    fn taps_runs(
+        self,
+        dst: &mut [i16],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+    ) {
+        self.isa.widen_runs(dst, src, runs, pixels, self.offset);
+    }
+
+    #[inline]
+    fn run(
+        self,
+        windows: (&[i16], usize),
+        pixels: usize,
+        panel: &[i32],
+        (block, _, at): (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        self.isa.gemm_run(windows, pixels, panel, (block, at), out);
+    }
+}
+
+/// Byte windows (`x ^ KEY`, the zero point's byte in the padding) by tap quads: a
+/// [`DotIsa`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quads<D> {
+    pub dot: D,
+    /// The input zero point (an int8 value).
+    pub zp: i32,
+}
+
+impl<D: DotIsa> Quads<D> {
+    /// The window byte of the input byte `x`.
+    #[inline(always)]
+    pub(crate) fn byte(x: i8) -> u8 {
+        x as u8 ^ D::KEY
+    }
+
+    /// [`Quads::byte`] of sixteen bytes, as one 128-bit XOR (the compiler leaves a
+    /// byte loop a byte loop here).
+    #[inline(always)]
+    fn bytes16(to: &mut [u8; 16], from: &[i8; 16]) {
+        let key = u128::from_ne_bytes([D::KEY; 16]);
+        *to = (u128::from_ne_bytes(from.map(|x| x as u8)) ^ key).to_ne_bytes();
+    }
+
+    /// What the window byte adds to the input byte, times each weight: the accumulators
+    /// start `(in_zp + k) * sum(w)` lower to cancel it and the zero point.
+    const KEY_VALUE: i32 = if D::KEY == 0x80 { 128 } else { 0 };
+}
+
+impl<D: DotIsa> Product for Quads<D> {
+    type Tap = u8;
+    const TAPS: usize = 4;
+
+    fn pack(
+        self,
+        block: &ChannelBlock,
+        (weights, per_out): (&[i8], usize),
+        words: usize,
+        packed: &mut [i32],
+        start: &mut [i32; BLOCK],
+    ) {
+        let mut sums = [0i32; BLOCK];
+        self.dot.pack(weights, per_out, words, packed, &mut sums);
+        let k = self.zp.wrapping_add(Self::KEY_VALUE);
+        for ((s, &bias), &sum) in start.iter_mut().zip(&block.bias).zip(&sums) {
+            *s = bias.wrapping_sub(k.wrapping_mul(sum));
+        }
+    }
+
+    #[inline(always)]
+    fn tap(self, x: i8) -> u8 {
+        Self::byte(x)
+    }
+
+    #[inline(always)]
+    fn pad(self) -> u8 {
+        Self::byte(self.zp as i8)
+    }
+
+    #[inline]
+    fn taps(self, dst: &mut [u8], src: &[i8]) {
+        let n = dst.len().min(src.len());
+        let (dst, src) = (
+            dst.get_mut(..n).unwrap_or_default(),
+            src.get(..n).unwrap_or_default(),
+        );
+        let (to, to_rest) = dst.as_chunks_mut::<16>();
+        let (from, from_rest) = src.as_chunks::<16>();
+        for (to, from) in to.iter_mut().zip(from) {
+            Self::bytes16(to, from);
+        }
+        for (d, &x) in to_rest.iter_mut().zip(from_rest) {
+            *d = Self::byte(x);
+        }
+    }
+
+    #[inline]
+    fn taps_runs(
+        self,
+        dst: &mut [u8],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+    ) {
+        self.dot.taps_runs(dst, src, runs, pixels);
+    }
+
+    #[inline]
+    fn run(
+        self,
+        windows: (&[u8], usize),
+        pixels: usize,
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        self.dot.gemm_quads(windows, pixels, panel, block, out);
+    }
+}
+
+/// The weights of a block's channels as panels of [`PANEL`] channels by tap quads: panel
+/// `s`'s word `j * PANEL + o` holds taps `4j..4j + 4` of channel `s * PANEL + o` as
+/// little-endian bytes; taps past the window and channels past the block are zero. Each
+/// channel's sum of weights goes into `sums`.
+#[cfg(test)]
+pub(crate) fn pack_quads(
+    weights: &[i8],
+    per_out: usize,
+    quads: usize,
+    packed: &mut [i32],
+    sums: &mut [i32; BLOCK],
+) {
+    let panel_len = quads * PANEL;
+    for (panel, rows) in packed
+        .chunks_exact_mut(panel_len.max(1))
+        .zip(weights.chunks(PANEL * per_out.max(1)))
+    {
+        panel.fill(0);
+        for (o, row) in rows.chunks_exact(per_out.max(1)).enumerate() {
+            let words = panel.iter_mut().skip(o).step_by(PANEL);
+            for (word, quad) in words.zip(row.chunks(4)) {
+                let mut b = [0u8; 4];
+                for (b, &w) in b.iter_mut().zip(quad) {
+                    *b = w as u8;
+                }
+                *word = i32::from_le_bytes(b);
+            }
+        }
+    }
+    for (sum, row) in sums.iter_mut().zip(weights.chunks_exact(per_out.max(1))) {
+        *sum = row.iter().map(|&w| i32::from(w)).sum();
+    }
+}
+
+/// Every output pixel of a convolution whose windows are `per_out <= MAX_TAPS` taps long,
+/// in the product `k`: `fill(windows, first, count)` writes the windows of the `count`
+/// output pixels from `first`, pixel `i`'s into `windows[i * stride..][..per_out]`
+/// (`stride` is `per_out` rounded up to a multiple of `K::TAPS`); it may write anything
+/// past a window's taps (the buffer is not cut to the windows).
 /// With `contiguous`, the windows of consecutive pixels are consecutive runs of `per_out`
-/// input bytes from `contiguous.0` (a 1x1 convolution), and an even-length run of them
-/// is widened with one call.
+/// input bytes (a 1x1 convolution), and a run of them whose length is a multiple of
+/// `K::TAPS` is converted with one call.
 /// `output` holds whole pixels of `out_c` channels.
-pub(crate) fn conv<I: Isa>(
-    isa: I,
+pub(crate) fn conv<K: Product>(
+    k: K,
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     output: &mut [i8],
     out_c: usize,
-    fill: (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize, usize)),
+    fill: (Option<&[i8]>, impl FnMut(&mut [K::Tap], usize, usize)),
 ) {
-    let pairs = per_out.div_ceil(2);
-    let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * pairs;
-    let rows = MAX_RUN * 2 * pairs;
+    let words = per_out.div_ceil(K::TAPS);
+    let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * words;
+    let rows = MAX_RUN * K::TAPS * words;
     // The buffers are zeroed on every call (the language wants them initialised): a
     // layer that needs a quarter or a sixteenth of them gets buffers of that size, the
     // same blocks and runs for a fraction of the zeroing.
     if packed <= PACKED_WORDS / 16 && rows <= ROWS_LEN / 4 {
-        conv_in::<I, { PACKED_WORDS / 16 }, { ROWS_LEN / 4 }>(
-            isa,
+        conv_in::<K, { PACKED_WORDS / 16 }, { ROWS_LEN / 4 }>(
+            k,
             (weights, per_out),
             quant,
             (output, out_c),
             fill,
         );
     } else if packed <= PACKED_WORDS / 4 && rows <= ROWS_LEN / 2 {
-        conv_in::<I, { PACKED_WORDS / 4 }, { ROWS_LEN / 2 }>(
-            isa,
+        conv_in::<K, { PACKED_WORDS / 4 }, { ROWS_LEN / 2 }>(
+            k,
             (weights, per_out),
             quant,
             (output, out_c),
             fill,
         );
     } else {
-        conv_in::<I, PACKED_WORDS, ROWS_LEN>(isa, (weights, per_out), quant, (output, out_c), fill);
+        conv_in::<K, PACKED_WORDS, ROWS_LEN>(k, (weights, per_out), quant, (output, out_c), fill);
     }
 }
 
-/// [`conv`] with `PW` words of packed weights and `RL` elements of windows on the stack.
+/// [`conv`] with `PW` words of packed weights and `RL` taps of windows on the stack.
 // Out of line so that its buffers are not part of its caller's frame.
 #[inline(never)]
-fn conv_in<I: Isa, const PW: usize, const RL: usize>(
-    isa: I,
+fn conv_in<K: Product, const PW: usize, const RL: usize>(
+    k: K,
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     (output, out_c): (&mut [i8], usize),
-    (contiguous, mut fill): (Option<(&[i8], i16)>, impl FnMut(&mut [i16], usize, usize)),
+    (contiguous, mut fill): (Option<&[i8]>, impl FnMut(&mut [K::Tap], usize, usize)),
 ) {
-    let pairs = per_out.div_ceil(2);
-    let stride = 2 * pairs;
+    let words = per_out.div_ceil(K::TAPS);
+    let stride = K::TAPS * words;
     if per_out == 0 || per_out > MAX_TAPS || out_c == 0 {
         return;
     }
     let pixels = output.len() / out_c;
     // Channels per block: as many panels as the buffer holds, at most one ChannelBlock.
-    let block_c = (PW / (pairs * PANEL) * PANEL).min(BLOCK);
+    let block_c = (PW / (words * PANEL) * PANEL).min(BLOCK);
     let run = (RL / stride).min(MAX_RUN);
     if block_c == 0 || run == 0 {
         return;
     }
     let mut packed = [0i32; PW];
-    let mut rows = [0i16; RL];
+    let mut rows = [K::Tap::default(); RL];
+    let mut start = [0i32; BLOCK];
     let mut first = 0;
     while first < out_c {
         let n = (out_c - first).min(block_c);
@@ -133,45 +386,42 @@ fn conv_in<I: Isa, const PW: usize, const RL: usize>(
         let block_weights = weights
             .get(first * per_out..(first + n) * per_out)
             .unwrap_or_default();
-        let packed = packed.get_mut(..panels * pairs * PANEL).unwrap_or_default();
-        isa.pack_panels(block_weights, per_out, pairs, packed);
+        let packed = packed.get_mut(..panels * words * PANEL).unwrap_or_default();
+        k.pack(&block, (block_weights, per_out), words, packed, &mut start);
         let mut px = 0;
         while px < pixels {
             let count = (pixels - px).min(run);
             match contiguous {
-                Some((input, offset)) if per_out == stride => {
+                Some(input) if per_out == stride => {
                     let src = input.get(px * per_out..).unwrap_or_default();
                     let src = src.get(..count * per_out).unwrap_or_default();
-                    isa.widen(
-                        rows.get_mut(..count * stride).unwrap_or_default(),
-                        src,
-                        offset,
-                    );
+                    k.taps(rows.get_mut(..count * stride).unwrap_or_default(), src);
                 }
                 _ => {
                     fill(&mut rows, px, count);
                     if stride > per_out {
-                        // The odd tap's partner (the fill may have written past the taps).
+                        // The fill may leave anything past a window's taps: zeroed,
+                        // nothing but the window reaches an accumulator.
                         for window in rows.chunks_exact_mut(stride).take(count) {
-                            if let Some(last) = window.last_mut() {
-                                *last = 0;
+                            if let Some(tail) = window.get_mut(per_out..) {
+                                tail.fill(K::Tap::default());
                             }
                         }
                     }
                 }
             }
-            for (s, panel) in packed.chunks_exact(pairs * PANEL).enumerate() {
+            for (s, panel) in packed.chunks_exact(words * PANEL).enumerate() {
                 let at = s * PANEL;
                 let len = (n - at).min(PANEL);
                 let windows = rows.get(..count * stride).unwrap_or_default();
                 let out = output
                     .get_mut(px * out_c + first + at..)
                     .unwrap_or_default();
-                isa.gemm_run(
+                k.run(
                     (windows, stride),
                     count,
                     panel,
-                    (&block, at),
+                    (&block, &start, at),
                     (out, out_c, len),
                 );
             }

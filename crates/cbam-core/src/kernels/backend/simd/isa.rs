@@ -189,11 +189,96 @@ impl AddLanes {
     }
 }
 
+/// Four-byte dot-product instructions (x86 VNNI `vpdpbusd`, Arm `sdot`): four int8
+/// products summed into each `i32` lane per instruction, twice the multiply-adds of the
+/// `i16` pair products. A value of the type proves that the CPU has them.
+///
+/// Their matrix product (see [`super::gemm`]) takes the windows as bytes, each input byte
+/// XORed with [`DotIsa::KEY`] (VNNI multiplies unsigned by signed bytes, so its key 0x80
+/// turns `x` into `x + 128`; `sdot` is signed by signed, key 0) and the padding taps
+/// holding the input zero point's byte; the accumulators start from
+/// `bias - (in_zp + k) * sum(w)` (`k` is 128 for key 0x80, else 0), which cancels the key
+/// and the zero point exactly in wrapping `i32` arithmetic.
+pub(crate) trait DotIsa: Copy {
+    /// The byte XORed into every input byte of a window.
+    const KEY: u8;
+
+    /// Several runs of `run` input bytes XORed with [`DotIsa::KEY`] for each of `count`
+    /// pixels, laid out as [`Isa::widen_runs`] lays out its widened runs (and, like it,
+    /// free to overwrite the bytes past each pixel's last run).
+    fn taps_runs(
+        self,
+        dst: &mut [u8],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+    );
+
+    /// [`super::gemm::pack_quads`], the same words and sums.
+    fn pack(
+        self,
+        weights: &[i8],
+        per_out: usize,
+        quads: usize,
+        packed: &mut [i32],
+        sums: &mut [i32; BLOCK],
+    );
+
+    /// The micro-kernel over a run of pixels, a few at a time: for each pixel
+    /// `p < pixels`, whose window is `windows[p * stride..][..stride]` (`stride` a multiple
+    /// of 4), and each channel `o < len <= PANEL`, `out[p * out_c + o] =
+    /// clamp(requant(start[at + o] + sum_t window[t] * w_o[t]) + zp)` with the block's
+    /// channel `at + o`'s constants, where `w_o`'s taps `4j..4j + 4` are the bytes of
+    /// `panel[j * PANEL + o]` (little-endian) and `panel` holds `stride / 4 * PANEL` words.
+    fn gemm_quads(
+        self,
+        windows: (&[u8], usize),
+        pixels: usize,
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    );
+}
+
+/// The [`DotIsa`] of an instruction set without dot-product instructions: no value exists.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(cbam_backend = "x86_64", allow(dead_code))]
+pub(crate) enum NoDot {}
+
+impl DotIsa for NoDot {
+    const KEY: u8 = 0;
+
+    fn taps_runs(self, _: &mut [u8], _: &[i8], _: (&[usize], usize), _: (usize, usize, usize)) {
+        match self {}
+    }
+
+    fn pack(self, _: &[i8], _: usize, _: usize, _: &mut [i32], _: &mut [i32; BLOCK]) {
+        match self {}
+    }
+
+    fn gemm_quads(
+        self,
+        _: (&[u8], usize),
+        _: usize,
+        _: &[i32],
+        _: (&ChannelBlock, &[i32; BLOCK], usize),
+        _: (&mut [i8], usize, usize),
+    ) {
+        match self {}
+    }
+}
+
 /// The vector arithmetic of one instruction set (AVX2, NEON). A value of the type proves
 /// that the CPU has the instructions.
 pub(crate) trait Isa: Copy {
+    /// The dot-product extension of the instruction set ([`NoDot`] where it has none).
+    type Dot: DotIsa;
+
     /// The instruction set, when this CPU has it.
     fn detect() -> Option<Self>;
+
+    /// The dot-product extension, when this CPU has it.
+    fn dot(self) -> Option<Self::Dot>;
 
     /// Whether the depthwise border pixels run [`Isa::depthwise_row`] over a padded copy
     /// of their input: only where the row kernel beats one pixel at a time by more than
@@ -359,20 +444,34 @@ pub(crate) trait Isa: Copy {
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
 }
 
-/// `impl Isa for $arch`: `detect` is `$detect`, `DEPTHWISE_BAND` is `$band`, every other
+/// `impl Isa for $arch`: `detect` is `$detect`, `Dot` and `dot` are `$dot_ty` and `$dot`,
+/// `DEPTHWISE_BAND` is `$band`, every other
 /// method forwards to the
 /// same-named function of the invoking module's `conv`, `gemm`, `depthwise` and `elementwise`
 /// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
 /// proves the target features those `unsafe` functions enable are present.
 macro_rules! forward_isa {
-    ($arch:ty, detect: $detect:expr, band: $band:expr, $why:literal) => {
+    (
+        $arch:ty,
+        detect: $detect:expr,
+        dot: ($dot_ty:ty, $dot:expr),
+        band: $band:expr,
+        $why:literal
+    ) => {
         #[doc = concat!("Sound because ", $why, ".")]
         impl Isa for $arch {
+            type Dot = $dot_ty;
+
             const DEPTHWISE_BAND: bool = $band;
 
             #[inline]
             fn detect() -> Option<Self> {
                 $detect
+            }
+
+            #[inline]
+            fn dot(self) -> Option<$dot_ty> {
+                $dot
             }
 
             #[inline]

@@ -3,7 +3,7 @@
 //! kernels built on them. Run on x86_64 natively and on aarch64 under qemu-user
 //! (`cargo test -p cbam-core --target aarch64-unknown-linux-gnu`).
 
-use super::isa::{ChannelBlock, Isa, TensorRequant};
+use super::isa::{ChannelBlock, DotIsa, Isa, TensorRequant, BLOCK};
 use super::{conv, depthwise, gemm};
 use crate::kernels::conv2d::{general, pointwise};
 use crate::kernels::requant::OutputRequant;
@@ -209,6 +209,25 @@ pub(crate) fn pack_panels_matches_portable(b: impl Isa) {
         b.pack_panels(&weights, per_out, pairs, &mut got);
         gemm::pack(&weights, per_out, pairs, &mut want);
         assert_eq!(got, want, "per_out={per_out} n={n}");
+    }
+}
+
+/// A [`DotIsa`]'s packing against [`gemm::pack_quads`]: the panels and the weight sums.
+pub(crate) fn dot_pack_matches_portable(d: impl DotIsa) {
+    let mut rng = Rng::new(0x9AC5);
+    for _ in 0..300 {
+        let per_out = rng.range(1, 80);
+        let n = rng.range(1, 50);
+        let quads = per_out.div_ceil(4);
+        let panels = n.div_ceil(gemm::PANEL);
+        let weights = rng.i8s(n * per_out);
+        let len = panels * quads * gemm::PANEL;
+        let (mut got, mut want) = (std::vec![7i32; len], std::vec![-7i32; len]);
+        let (mut got_sums, mut want_sums) = ([3i32; BLOCK], [-3i32; BLOCK]);
+        d.pack(&weights, per_out, quads, &mut got, &mut got_sums);
+        gemm::pack_quads(&weights, per_out, quads, &mut want, &mut want_sums);
+        assert_eq!(got, want, "per_out={per_out} n={n}");
+        assert_eq!(got_sums[..n], want_sums[..n], "per_out={per_out} n={n}");
     }
 }
 

@@ -17,12 +17,14 @@
 
 mod conv;
 mod depthwise;
+mod dot;
 mod elementwise;
 mod gemm;
 mod requant;
 use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
 use core::arch::x86_64::*;
 use core::sync::atomic::{AtomicU8, Ordering};
+use dot::Vnni;
 
 /// Proof that the CPU has AVX2 (and so SSE4.1): only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
@@ -36,19 +38,24 @@ const PRESENT: u8 = 2;
 
 static AVX2: AtomicU8 = AtomicU8::new(UNKNOWN);
 
+/// `probe()`, asked once and remembered in `state`.
+#[inline]
+fn cached(state: &AtomicU8, probe: fn() -> bool) -> bool {
+    match state.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let present = probe();
+            state.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
+            present
+        }
+        known => known == PRESENT,
+    }
+}
+
 impl Avx2 {
     /// `Some` on a CPU (and OS) with AVX2; probed on the first call only.
     #[inline]
     pub(crate) fn detect() -> Option<Self> {
-        let state = match AVX2.load(Ordering::Relaxed) {
-            UNKNOWN => {
-                let state = if probe() { PRESENT } else { ABSENT };
-                AVX2.store(state, Ordering::Relaxed);
-                state
-            }
-            known => known,
-        };
-        (state == PRESENT).then_some(Self(()))
+        cached(&AVX2, probe).then_some(Self(()))
     }
 }
 
@@ -78,6 +85,7 @@ unsafe fn read_xcr0() -> u64 {
 super::simd::isa::forward_isa!(
     Avx2,
     detect: Avx2::detect(),
+    dot: (Vnni, Vnni::detect()),
     band: true,
     "a value of Avx2 exists only on a CPU whose CPUID reported AVX2"
 );
@@ -154,11 +162,45 @@ fn store8(dst: &mut [i8; 8], v: [i8; 8]) {
     *dst = v;
 }
 
+/// AVX2 with its dot-product extension left out, so that the pair products are tested
+/// on a CPU that has VNNI too.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2Pairs(());
+
+#[cfg(test)]
+super::simd::isa::forward_isa!(
+    Avx2Pairs,
+    detect: Avx2::detect().map(|_| Avx2Pairs(())),
+    dot: (super::simd::isa::NoDot, None),
+    band: true,
+    "a value of Avx2Pairs exists only on a CPU whose CPUID reported AVX2"
+);
+
 #[cfg(test)]
 mod tests {
     use super::super::simd::Simd;
-    use super::Avx2;
+    use super::{Avx2, Vnni};
 
     crate::kernels::backend::suite::backend_suite!(Simd<Avx2>, Avx2::detect().is_some());
     crate::kernels::backend::simd::tests::isa_tests!(Avx2);
+
+    /// The suite above tests the VNNI matrix product only where the CPU has it.
+    #[test]
+    fn vnni_packs_like_portable() {
+        match Vnni::detect() {
+            Some(vnni) => crate::kernels::backend::simd::tests::dot_pack_matches_portable(vnni),
+            None => std::eprintln!("AVX-512 VNNI absent: its kernels are not tested here"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::super::simd::Simd;
+    use super::Avx2Pairs;
+    use crate::kernels::backend::simd::Isa;
+
+    crate::kernels::backend::suite::backend_suite!(Simd<Avx2Pairs>, Avx2Pairs::detect().is_some());
+    crate::kernels::backend::simd::tests::isa_tests!(Avx2Pairs);
 }

@@ -1,0 +1,313 @@
+//! AVX-512 VNNI on 256-bit vectors (`vpdpbusd ymm`, EVEX-encoded): the matrix product's
+//! micro-kernel over byte windows (see [`crate::kernels::backend::simd::gemm::Quads`]).
+//! One instruction multiplies four unsigned window bytes, broadcast, by the same four
+//! taps of eight channels and adds the four products into each channel's accumulator:
+//! 32 multiply-adds where AVX2's `vpmaddwd` + `vpaddd` do 16 in two.
+//!
+//! Bit-exactness: each product of an unsigned and a signed byte is exact, and the sums
+//! wrap in `i32` like the portable `wrapping_add` (the instruction does not saturate), so
+//! the accumulators end equal to the portable ones.
+//!
+//! The 256-bit form keeps the CPU out of the lower clock some chips run wide vectors at;
+//! the EVEX encoding gives it 32 vector registers, so a tile holds eight pixels by sixteen
+//! channels. CPUs with only the VEX-encoded AVX-VNNI (no AVX-512) run the AVX2 pairs.
+
+use super::requant::Stage16;
+use super::{cached, read_xcr0, UNKNOWN};
+use crate::kernels::backend::simd::gemm::PANEL;
+use crate::kernels::backend::simd::isa::{ChannelBlock, DotIsa, BLOCK};
+use core::arch::x86_64::*;
+use core::sync::atomic::AtomicU8;
+
+/// Proof that the CPU has AVX2, AVX-512 VL and AVX-512 VNNI: only [`Vnni::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vnni(());
+
+static VNNI: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+impl Vnni {
+    /// `Some` on a CPU (and OS) with the instructions; probed on the first call only.
+    #[inline]
+    pub(crate) fn detect() -> Option<Self> {
+        cached(&VNNI, probe).then_some(Self(()))
+    }
+}
+
+/// AVX2 (see [`super::probe`]), CPUID's AVX-512 F, VL and VNNI, and the OS saving the
+/// opmask and upper vector registers (XCR0 bits 5-7) besides the YMM ones.
+fn probe() -> bool {
+    const AVX512F: u32 = 1 << 16;
+    const AVX512VL: u32 = 1 << 31;
+    const AVX512_VNNI: u32 = 1 << 11;
+    const STATE: u64 = 0b1110_0110;
+    if !super::probe() {
+        return false;
+    }
+    let leaf7 = __cpuid_count(7, 0);
+    // SAFETY: `super::probe` found OSXSAVE set, so XGETBV is available.
+    let xcr0 = unsafe { read_xcr0() };
+    leaf7.ebx & (AVX512F | AVX512VL) == AVX512F | AVX512VL
+        && leaf7.ecx & AVX512_VNNI != 0
+        && xcr0 & STATE == STATE
+}
+
+/// Sound because a value of [`Vnni`] exists only on a CPU whose CPUID reported the
+/// target features `gemm_quads` enables.
+impl DotIsa for Vnni {
+    const KEY: u8 = 0x80;
+
+    #[inline]
+    fn taps_runs(
+        self,
+        dst: &mut [u8],
+        src: &[i8],
+        runs: (&[usize], usize),
+        pixels: (usize, usize, usize),
+    ) {
+        // SAFETY: a value of the type proves the target features.
+        unsafe { taps_runs(dst, src, runs, pixels) }
+    }
+
+    #[inline]
+    fn pack(
+        self,
+        weights: &[i8],
+        per_out: usize,
+        quads: usize,
+        packed: &mut [i32],
+        sums: &mut [i32; BLOCK],
+    ) {
+        // SAFETY: a value of the type proves the target features.
+        unsafe { pack(weights, per_out, quads, packed, sums) }
+    }
+
+    #[inline]
+    fn gemm_quads(
+        self,
+        windows: (&[u8], usize),
+        pixels: usize,
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        // SAFETY: a value of the type proves the target features.
+        unsafe { gemm_quads(windows, pixels, panel, block, out) }
+    }
+}
+
+/// [`DotIsa::taps_runs`] sixteen bytes at a time, with the bounds checked once per pixel.
+#[target_feature(enable = "avx2")]
+fn taps_runs(
+    dst: &mut [u8],
+    src: &[i8],
+    (starts, run): (&[usize], usize),
+    (count, src_step, dst_step): (usize, usize, usize),
+) {
+    let key = _mm_set1_epi8(Vnni::KEY as i8);
+    let span = run.div_ceil(16) * 16;
+    // The furthest any run reads past its start, and any pixel writes past its first tap.
+    let reach = starts.iter().max().map_or(0, |&s| s + span);
+    let written = starts.len().saturating_sub(1) * run + span;
+    for p in 0..count {
+        let (d0, s0) = (p * dst_step, p * src_step);
+        if s0 + reach > src.len() || d0 + written > dst.len() {
+            // Near an end: each run exactly.
+            for (k, &start) in starts.iter().enumerate() {
+                let to = dst.get_mut(d0 + k * run..).unwrap_or_default();
+                let from = src.get(s0 + start..).unwrap_or_default();
+                for (d, &x) in to.iter_mut().zip(from).take(run) {
+                    *d = x as u8 ^ Vnni::KEY;
+                }
+            }
+            continue;
+        }
+        for (k, &start) in starts.iter().enumerate() {
+            let (from, to) = (s0 + start, d0 + k * run);
+            for at in (0..run).step_by(16) {
+                // SAFETY: `from + at + 16 <= s0 + reach <= src.len()` and
+                // `to + at + 16 <= d0 + written <= dst.len()` (checked above).
+                unsafe {
+                    let x = _mm_loadu_si128(src.as_ptr().add(from + at).cast());
+                    let v = _mm_xor_si128(x, key);
+                    _mm_storeu_si128(dst.as_mut_ptr().add(to + at).cast(), v);
+                }
+            }
+        }
+    }
+}
+
+/// [`crate::kernels::backend::simd::gemm::pack_quads`] by 8x8 transposes of words: eight
+/// words of a weight row are eight tap quads of one channel, eight such rows transposed
+/// are eight panel rows of eight channels; `vpdpbusd` of ones sums each channel's taps
+/// on the way.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+fn pack(weights: &[i8], per_out: usize, quads: usize, packed: &mut [i32], sums: &mut [i32; BLOCK]) {
+    let panel_len = quads * PANEL;
+    if per_out == 0 || panel_len == 0 {
+        return;
+    }
+    let ones = _mm256_set1_epi8(1);
+    for (s, (panel, rows)) in packed
+        .chunks_exact_mut(panel_len)
+        .zip(weights.chunks(PANEL * per_out))
+        .enumerate()
+    {
+        for half in 0..PANEL / 8 {
+            let mut sum = _mm256_setzero_si256();
+            let mut j0 = 0;
+            while j0 < quads {
+                let mut r = [_mm256_setzero_si256(); 8];
+                for (o, r) in r.iter_mut().enumerate() {
+                    let row = rows.get((half * 8 + o) * per_out..).unwrap_or_default();
+                    let row = row.get(..per_out).unwrap_or_default();
+                    *r = load32(row.get(4 * j0..).unwrap_or_default());
+                }
+                let t = super::gemm::transpose8(r);
+                for (j, t) in t.iter().enumerate() {
+                    sum = _mm256_dpbusd_epi32(sum, ones, *t);
+                    let at = (j0 + j) * PANEL + half * 8;
+                    if let Some(dst) = panel.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<8>) {
+                        // SAFETY: writes exactly the 32 bytes of the chunk.
+                        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), *t) };
+                    }
+                }
+                j0 += 8;
+            }
+            let at = s * PANEL + half * 8;
+            if let Some(dst) = sums.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<8>) {
+                // SAFETY: writes exactly the 32 bytes of the chunk.
+                unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), sum) };
+            }
+        }
+    }
+}
+
+/// The first 32 bytes of `bytes`, zero past its end.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load32(bytes: &[i8]) -> __m256i {
+    match bytes.first_chunk::<32>() {
+        // SAFETY: reads exactly the 32 bytes of the chunk.
+        Some(c) => unsafe { _mm256_loadu_si256(c.as_ptr().cast()) },
+        None => {
+            let mut c = [0i8; 32];
+            for (d, &s) in c.iter_mut().zip(bytes) {
+                *d = s;
+            }
+            // SAFETY: reads exactly the 32 bytes of the local array.
+            unsafe { _mm256_loadu_si256(c.as_ptr().cast()) }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+fn gemm_quads(
+    (windows, stride): (&[u8], usize),
+    pixels: usize,
+    panel: &[i32],
+    (block, start, at): (&ChannelBlock, &[i32; BLOCK], usize),
+    (out, out_c, len): (&mut [i8], usize, usize),
+) {
+    let mut stage = Stage16::new(block, at, stride);
+    stage.bias = [load8(start, at), load8(start, at + 8)];
+    let mut done = 0;
+    while done < pixels {
+        let x = windows.get(done * stride..).unwrap_or_default();
+        let o = out.get_mut(done * out_c..).unwrap_or_default();
+        let (x, o) = ((x, stride), (o, out_c, len));
+        done += match (len <= PANEL / 2, pixels - done) {
+            (true, 1) => tile::<1, 1>(x, panel, &stage, o),
+            (true, 2) => tile::<2, 1>(x, panel, &stage, o),
+            (true, 3) => tile::<3, 1>(x, panel, &stage, o),
+            (true, 4..=7) => tile::<4, 1>(x, panel, &stage, o),
+            (true, _) => tile::<8, 1>(x, panel, &stage, o),
+            (false, 1) => tile::<1, 2>(x, panel, &stage, o),
+            (false, 2) => tile::<2, 2>(x, panel, &stage, o),
+            (false, 3) => tile::<3, 2>(x, panel, &stage, o),
+            (false, 4..=7) => tile::<4, 2>(x, panel, &stage, o),
+            (false, _) => tile::<8, 2>(x, panel, &stage, o),
+        };
+    }
+}
+
+/// Eight words of `words` from `at`, zero past its end.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load8(words: &[i32; BLOCK], at: usize) -> __m256i {
+    super::load_lanes8(words, at)
+}
+
+/// `P` pixels by `8 * H` channels (`H` of 1 or 2 halves of the panel): `P * H`
+/// accumulators, `H` weight vectors and a broadcast quad stay in registers. Returns `P`.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+fn tile<const P: usize, const H: usize>(
+    (windows, stride): (&[u8], usize),
+    panel: &[i32],
+    stage: &Stage16,
+    (out, out_c, len): (&mut [i8], usize, usize),
+) -> usize {
+    let quads = stride / 4;
+    if P == 0
+        || H == 0
+        || H > 2
+        || stride % 4 != 0
+        || windows.len() < P * stride
+        || panel.len() < quads * PANEL
+    {
+        return P.max(1);
+    }
+    let mut acc = [[_mm256_setzero_si256(); H]; P];
+    for a in &mut acc {
+        for (h, a) in a.iter_mut().enumerate() {
+            *a = stage.bias[h];
+        }
+    }
+    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    for j in 0..quads {
+        // SAFETY: `j < quads`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
+        // bytes `4j..4j + 4` of every pixel `p < P` inside `windows` (both checked above);
+        // the loads are unaligned ones.
+        unsafe {
+            let mut wv = [_mm256_setzero_si256(); H];
+            for (h, wv) in wv.iter_mut().enumerate() {
+                *wv = _mm256_loadu_si256(w.add(j * PANEL + 8 * h).cast());
+            }
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let quad = x.add(p * stride + 4 * j).cast::<i32>().read_unaligned();
+                let xv = _mm256_set1_epi32(quad);
+                for (a, &wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm256_dpbusd_epi32(*a, xv, wv);
+                }
+            }
+        }
+    }
+    for (p, acc) in acc.iter().enumerate() {
+        let bytes = if H == 2 {
+            stage.finish_sums(&[acc[0], acc[H - 1]])
+        } else {
+            stage.finish8_sums(acc[0])
+        };
+        let dst = out.get_mut(p * out_c..).unwrap_or_default();
+        let width = 8 * H;
+        match dst.first_chunk_mut::<PANEL>() {
+            // SAFETY: writes exactly the 16 bytes of the chunk.
+            Some(d) if len == PANEL => unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), bytes) },
+            _ => match dst.first_chunk_mut::<8>() {
+                // SAFETY: writes exactly the 8 bytes of the chunk.
+                Some(d) if len == 8 && width == 8 => unsafe {
+                    _mm_storel_epi64(d.as_mut_ptr().cast(), bytes)
+                },
+                _ => {
+                    let mut b = [0i8; PANEL];
+                    // SAFETY: writes exactly the 16 bytes of the local array.
+                    unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+                    for (d, &v) in dst.iter_mut().zip(b.iter().take(len.min(width))) {
+                        *d = v;
+                    }
+                }
+            },
+        }
+    }
+    P
+}
