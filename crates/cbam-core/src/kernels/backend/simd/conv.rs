@@ -12,7 +12,7 @@
 
 use super::depthwise::interior_columns;
 use super::gemm::{self, Pairs, Product, Quads};
-use super::isa::{ChannelBlock, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
+use super::isa::{ChannelBlock, DotIsa, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
 use crate::kernels::backend::PACKED_OFFSET;
 use crate::kernels::conv2d::valid_taps;
 use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
@@ -63,6 +63,14 @@ pub(crate) fn conv2d<I: Isa>(
     }
     let windows = Windows { g, in_shape, input };
     let pairs = Pairs { isa, offset };
+    // The byte windows hold the zero point's byte in the padding.
+    let quads = isa
+        .dot()
+        .filter(|_| i8::try_from(p.quant.in_zp).is_ok())
+        .map(|dot| Quads {
+            dot,
+            zp: p.quant.in_zp,
+        });
     let out_c = out_shape.c;
     // Packing the weights costs about as much as a few pixels' products: with few output
     // pixels per weight (late layers of a network) the per-pixel dot products, which
@@ -70,16 +78,14 @@ pub(crate) fn conv2d<I: Isa>(
     let pixels = output.len() / out_c.max(1);
     if per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out {
         let weights = (p.weights, per_out);
-        match isa.dot() {
-            Some(dot) if i8::try_from(p.quant.in_zp).is_ok() => {
-                let quads = Quads {
-                    dot,
-                    zp: p.quant.in_zp,
-                };
-                windows.product(quads, weights, &p.quant, (output, out_shape));
-            }
-            _ => windows.product(pairs, weights, &p.quant, (output, out_shape)),
+        match quads {
+            Some(quads) => windows.product(quads, weights, &p.quant, (output, out_shape)),
+            None => windows.product(pairs, weights, &p.quant, (output, out_shape)),
         }
+        return true;
+    }
+    if let Some(quads) = quads.filter(|_| per_out > 2 * SMALL_PAIRS) {
+        windows.pixels_by_dot(quads, (p.weights, per_out), &p.quant, (output, out_shape));
         return true;
     }
     let (mut buffer, mut second) = ([0i16; MAX_WINDOW], [0i16; MAX_WINDOW]);
@@ -166,6 +172,53 @@ impl Windows<'_> {
                 self.gather_run(k, buffer, per_out, (first, count), w);
             };
             gemm::conv(k, weights, quant, output, out_c, (None, fill));
+        }
+    }
+
+    /// Every output pixel, two at a time, by [`DotIsa::pixel2`] over byte windows.
+    fn pixels_by_dot<D: DotIsa>(
+        &self,
+        quads: Quads<D>,
+        (weights, per_out): (&[i8], usize),
+        quant: &crate::kernels::ChannelQuant,
+        (output, out_shape): (&mut [i8], Shape),
+    ) {
+        let mut buffers = [[0u8; MAX_WINDOW]; 2];
+        let [a, b] = &mut buffers;
+        let padded = per_out.next_multiple_of(32);
+        let (Some(a), Some(b)) = (a.get_mut(..padded), b.get_mut(..padded)) else {
+            return;
+        };
+        let (out_c, w) = (out_shape.c.max(1), out_shape.w.max(1));
+        let mut spare = [0i8; BLOCK];
+        let mut first = 0;
+        while first < out_c {
+            let n = (out_c - first).min(BLOCK);
+            let block = ChannelBlock::new(quant, first, n);
+            let rows = weights.get(first * per_out..(first + n) * per_out);
+            let rows = (rows.unwrap_or_default(), per_out);
+            let mut at = 0;
+            let mut pixels = output.chunks_exact_mut(out_c);
+            while let Some(px) = pixels.next() {
+                let Some(out) = px.get_mut(first..first + n) else {
+                    return;
+                };
+                self.gather(quads, a, per_out, at / w, at % w);
+                // An odd last pixel goes twice, the second time into `spare`.
+                let (next, second) = match pixels.next() {
+                    Some(next) => (next.get_mut(first..first + n), at + 1),
+                    None => (spare.get_mut(..n), at),
+                };
+                let Some(next) = next else {
+                    return;
+                };
+                self.gather(quads, b, per_out, second / w, second % w);
+                quads
+                    .dot
+                    .pixel2([a, b], rows, (&block, quads.k()), [out, next]);
+                at += 2;
+            }
+            first += n;
         }
     }
 

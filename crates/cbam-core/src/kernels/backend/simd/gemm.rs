@@ -199,9 +199,15 @@ impl<D: DotIsa> Quads<D> {
         *to = (u128::from_ne_bytes(from.map(|x| x as u8)) ^ key).to_ne_bytes();
     }
 
-    /// What the window byte adds to the input byte, times each weight: the accumulators
-    /// start `(in_zp + k) * sum(w)` lower to cancel it and the zero point.
+    /// What the window byte adds to the input byte.
     const KEY_VALUE: i32 = if D::KEY == 0x80 { 128 } else { 0 };
+
+    /// The accumulators start this many times each channel's sum of weights lower, which
+    /// cancels the key and the zero point.
+    #[inline(always)]
+    pub(crate) fn k(self) -> i32 {
+        self.zp.wrapping_add(Self::KEY_VALUE)
+    }
 }
 
 impl<D: DotIsa> Product for Quads<D> {
@@ -218,7 +224,7 @@ impl<D: DotIsa> Product for Quads<D> {
     ) {
         let mut sums = [0i32; BLOCK];
         self.dot.pack(weights, per_out, words, packed, &mut sums);
-        let k = self.zp.wrapping_add(Self::KEY_VALUE);
+        let k = self.k();
         for ((s, &bias), &sum) in start.iter_mut().zip(&block.bias).zip(&sums) {
             *s = bias.wrapping_sub(k.wrapping_mul(sum));
         }

@@ -214,6 +214,22 @@ pub(crate) trait DotIsa: Copy {
         pixels: (usize, usize, usize),
     );
 
+    /// Two output pixels by dot products of their byte windows with the weight rows as
+    /// they are (the layers with few pixels per weight, where packing would cost more
+    /// than it saves): for every channel `o < len` of the block (`len` the shorter of
+    /// the two outputs), `outs[i][o] = clamp(requant(bias[o] + sum_t windows[i][t] *
+    /// w_o[t] - k * sum_t w_o[t]) + zp)`, where `w_o` is `weights[o * per_out..][..per_out]`
+    /// and `k` is the input zero point plus what the key adds (see [`DotIsa`]). Each window
+    /// is a multiple of 32 bytes long, at least `per_out`, and zero past `per_out`;
+    /// `weights` holds `len` rows.
+    fn pixel2(
+        self,
+        windows: [&[u8]; 2],
+        weights: (&[i8], usize),
+        block: (&ChannelBlock, i32),
+        outs: [&mut [i8]; 2],
+    );
+
     /// [`super::gemm::pack_quads`], the same words and sums.
     fn pack(
         self,
@@ -249,6 +265,10 @@ impl DotIsa for NoDot {
     const KEY: u8 = 0;
 
     fn taps_runs(self, _: &mut [u8], _: &[i8], _: (&[usize], usize), _: (usize, usize, usize)) {
+        match self {}
+    }
+
+    fn pixel2(self, _: [&[u8]; 2], _: (&[i8], usize), _: (&ChannelBlock, i32), _: [&mut [i8]; 2]) {
         match self {}
     }
 

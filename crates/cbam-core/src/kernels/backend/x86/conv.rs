@@ -150,7 +150,7 @@ pub(super) fn dot4(window: &[[i16; 16]], rows: [&[i8]; 4]) -> __m128i {
 /// (wrapping): one reduction for both halves.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn reduce4x2(a: [__m256i; 4], b: [__m256i; 4]) -> __m256i {
+pub(super) fn reduce4x2(a: [__m256i; 4], b: [__m256i; 4]) -> __m256i {
     let sa = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
     let sb = _mm256_hadd_epi32(_mm256_hadd_epi32(b[0], b[1]), _mm256_hadd_epi32(b[2], b[3]));
     _mm256_add_epi32(
@@ -219,7 +219,7 @@ pub(super) fn dot4x2(windows: [&[[i16; 16]]; 2], rows: [&[i8]; 4]) -> __m256i {
 /// Four lanes of `words` from `at` (zero past its end), in both halves.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load_lanes_twice(words: &[i32], at: usize) -> __m256i {
+pub(super) fn load_lanes_twice(words: &[i32], at: usize) -> __m256i {
     let v = load_lanes(words, at);
     _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(v), v)
 }

@@ -12,8 +12,10 @@
 //! the EVEX encoding gives it 32 vector registers, so a tile holds eight pixels by sixteen
 //! channels. CPUs with only the VEX-encoded AVX-VNNI (no AVX-512) run the AVX2 pairs.
 
-use super::requant::Stage16;
-use super::{cached, read_xcr0, UNKNOWN};
+use super::conv::{load_lanes_twice, reduce4x2};
+use super::requant::{requant_lanes, Lanes, Stage16};
+use super::{cached, pack8, read_xcr0, UNKNOWN};
+use crate::kernels::backend::simd::conv::row_from;
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::{ChannelBlock, DotIsa, BLOCK};
 use core::arch::x86_64::*;
@@ -79,6 +81,18 @@ impl DotIsa for Vnni {
     ) {
         // SAFETY: a value of the type proves the target features.
         unsafe { pack(weights, per_out, quads, packed, sums) }
+    }
+
+    #[inline]
+    fn pixel2(
+        self,
+        windows: [&[u8]; 2],
+        weights: (&[i8], usize),
+        block: (&ChannelBlock, i32),
+        outs: [&mut [i8]; 2],
+    ) {
+        // SAFETY: a value of the type proves the target features.
+        unsafe { pixel2(windows, weights, block, outs) }
     }
 
     #[inline]
@@ -310,4 +324,100 @@ fn tile<const P: usize, const H: usize>(
         }
     }
     P
+}
+
+/// [`DotIsa::pixel2`] four channels at a time: each 32-byte chunk of a weight row is
+/// loaded once for both windows and for a window of ones, which sums the row's weights
+/// on the way; the twelve accumulators are summed across their lanes at the end.
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+fn pixel2(
+    windows: [&[u8]; 2],
+    (weights, per_out): (&[i8], usize),
+    (block, k): (&ChannelBlock, i32),
+    outs: [&mut [i8]; 2],
+) {
+    let [oa, ob] = outs;
+    let n = oa.len().min(ob.len()).min(BLOCK);
+    let (xa, xb) = (
+        windows[0].as_chunks::<32>().0,
+        windows[1].as_chunks::<32>().0,
+    );
+    let chunks = per_out.div_ceil(32).min(xa.len()).min(xb.len());
+    let ones = _mm256_set1_epi8(1);
+    let k = _mm256_set1_epi32(k);
+    let mut ch = 0;
+    while ch < n {
+        // A last short group repeats its last row.
+        let rows = [0, 1, 2, 3].map(|i| {
+            let row = row_from(weights, per_out, (ch + i).min(n - 1));
+            row.get(..per_out).unwrap_or_default()
+        });
+        let mut a = [_mm256_setzero_si256(); 4];
+        let mut b = [_mm256_setzero_si256(); 4];
+        let mut w_sum = [_mm256_setzero_si256(); 4];
+        let whole = (per_out / 32).min(chunks);
+        if rows.iter().all(|r| r.len() == per_out) {
+            let (pa, pb) = (xa.as_ptr(), xb.as_ptr());
+            let pw = rows.map(<[i8]>::as_ptr);
+            for c in 0..whole {
+                // SAFETY: `c < whole <= per_out / 32`, so bytes `32c..32c + 32` lie inside
+                // every row (each `per_out` long, checked above) and inside both windows
+                // (`chunks` chunks each).
+                unsafe {
+                    let xa = _mm256_loadu_si256(pa.add(c).cast());
+                    let xb = _mm256_loadu_si256(pb.add(c).cast());
+                    for (((aa, ab), s), pw) in a.iter_mut().zip(&mut b).zip(&mut w_sum).zip(pw) {
+                        let w = _mm256_loadu_si256(pw.add(32 * c).cast());
+                        *aa = _mm256_dpbusd_epi32(*aa, xa, w);
+                        *ab = _mm256_dpbusd_epi32(*ab, xb, w);
+                        *s = _mm256_dpbusd_epi32(*s, ones, w);
+                    }
+                }
+            }
+        }
+        // The last part-chunk of the rows, zero-padded (and every chunk of rows shorter
+        // than the window, which a caller should not pass).
+        let from = if rows.iter().all(|r| r.len() == per_out) {
+            whole
+        } else {
+            0
+        };
+        for (c, (xa, xb)) in xa.iter().zip(xb).enumerate().take(chunks).skip(from) {
+            // SAFETY: each reads exactly the 32 bytes of a window chunk.
+            let (xa, xb) = unsafe {
+                (
+                    _mm256_loadu_si256(xa.as_ptr().cast()),
+                    _mm256_loadu_si256(xb.as_ptr().cast()),
+                )
+            };
+            for (((aa, ab), s), row) in a.iter_mut().zip(&mut b).zip(&mut w_sum).zip(rows) {
+                let w = load32(row.get(c * 32..).unwrap_or_default());
+                *aa = _mm256_dpbusd_epi32(*aa, xa, w);
+                *ab = _mm256_dpbusd_epi32(*ab, xb, w);
+                *s = _mm256_dpbusd_epi32(*s, ones, w);
+            }
+        }
+        let sums = _mm256_add_epi32(reduce4x2(a, b), load_lanes_twice(&block.bias, ch));
+        let w_sum = reduce4x2(w_sum, w_sum);
+        let sums = _mm256_sub_epi32(sums, _mm256_mullo_epi32(k, w_sum));
+        let lanes = Lanes {
+            mult: load_lanes_twice(&block.mult, ch),
+            left: load_lanes_twice(&block.left, ch),
+            right: load_lanes_twice(&block.right, ch),
+            zp: _mm256_set1_epi32(block.zp),
+            min: _mm256_set1_epi32(block.min),
+            max: _mm256_set1_epi32(block.max),
+        };
+        let bytes = pack8(requant_lanes(sums, &lanes));
+        let (ba, bb) = bytes.split_at(4);
+        if let (Some(da), Some(db)) = (oa.get_mut(ch..n), ob.get_mut(ch..n)) {
+            for (o, &v) in da.iter_mut().zip(ba) {
+                *o = v;
+            }
+            for (o, &v) in db.iter_mut().zip(bb) {
+                *o = v;
+            }
+        }
+        ch += 4;
+    }
 }
