@@ -1,7 +1,8 @@
 //! aarch64: NEON (part of the architecture's baseline, so no detection). Written for the
 //! Pi 4's Cortex-A72, which has no dot-product instructions: the products are `smlal` of
 //! `x + offset` (`i16`) by sign-extended weights into `i32` lanes, wrapping like the
-//! portable `wrapping_add`.
+//! portable `wrapping_add`. Where the CPU has `sdot` (the Pi 5's Cortex-A76, detected at
+//! run time), the convolutions take it instead ([`dot`]).
 //!
 //! The requantization maps onto NEON's own fixed-point instructions
 //! (see [`requant::requant_lanes`]).
@@ -10,11 +11,13 @@
 
 mod conv;
 mod depthwise;
+mod dot;
 mod elementwise;
 mod gemm;
 mod requant;
-use super::simd::isa::{AddLanes, ChannelBlock, Isa, NoDot, SmallWeights, TensorRequant};
+use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
 use core::arch::aarch64::*;
+use dot::Sdot;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Neon;
@@ -22,7 +25,7 @@ pub(crate) struct Neon;
 super::simd::isa::forward_isa!(
     Neon,
     detect: Some(Neon),
-    dot: (NoDot, None),
+    dot: (Sdot, Sdot::detect()),
     band: false,
     "NEON is enabled for every aarch64 target this module is compiled for"
 );
@@ -66,11 +69,44 @@ fn load8(bytes: &[i8; 8]) -> (int32x4_t, int32x4_t) {
     (vmovl_s16(vget_low_s16(wide)), vmovl_high_s16(wide))
 }
 
+/// NEON with its dot-product extension left out, so that the Pi 4's kernels are tested on
+/// a CPU (or QEMU's default one) that has `sdot` too.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NeonPairs;
+
+#[cfg(test)]
+super::simd::isa::forward_isa!(
+    NeonPairs,
+    detect: Some(NeonPairs),
+    dot: (super::simd::isa::NoDot, None),
+    band: false,
+    "NEON is enabled for every aarch64 target this module is compiled for"
+);
+
 #[cfg(test)]
 mod tests {
     use super::super::simd::Simd;
-    use super::Neon;
+    use super::{Neon, Sdot};
 
     crate::kernels::backend::suite::backend_suite!(Simd<Neon>, true);
     crate::kernels::backend::simd::tests::isa_tests!(Neon);
+
+    /// The suite above tests the `sdot` kernels only where the CPU has them.
+    #[test]
+    fn sdot_packs_like_portable() {
+        match Sdot::detect() {
+            Some(sdot) => crate::kernels::backend::simd::tests::dot_pack_matches_portable(sdot),
+            None => std::eprintln!("sdot absent: its kernels are not tested here"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::super::simd::Simd;
+    use super::NeonPairs;
+
+    crate::kernels::backend::suite::backend_suite!(Simd<NeonPairs>, true);
+    crate::kernels::backend::simd::tests::isa_tests!(NeonPairs);
 }

@@ -285,7 +285,7 @@ impl<D: DotIsa> Product for Quads<D> {
 /// `s`'s word `j * PANEL + o` holds taps `4j..4j + 4` of channel `s * PANEL + o` as
 /// little-endian bytes; taps past the window and channels past the block are zero. Each
 /// channel's sum of weights goes into `sums`.
-#[cfg(test)]
+#[cfg(any(test, cbam_backend = "neon"))]
 pub(crate) fn pack_quads(
     weights: &[i8],
     per_out: usize,

@@ -256,11 +256,13 @@ pub(crate) trait DotIsa: Copy {
     );
 }
 
-/// The [`DotIsa`] of an instruction set without dot-product instructions: no value exists.
+/// The [`DotIsa`] of an instruction set with its dot-product instructions left out (the
+/// tests of the pair products): no value exists.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug)]
-#[cfg_attr(cbam_backend = "x86_64", allow(dead_code))]
 pub(crate) enum NoDot {}
 
+#[cfg(test)]
 impl DotIsa for NoDot {
     const KEY: u8 = 0;
 
@@ -291,7 +293,7 @@ impl DotIsa for NoDot {
 /// The vector arithmetic of one instruction set (AVX2, NEON). A value of the type proves
 /// that the CPU has the instructions.
 pub(crate) trait Isa: Copy {
-    /// The dot-product extension of the instruction set ([`NoDot`] where it has none).
+    /// The dot-product extension of the instruction set.
     type Dot: DotIsa;
 
     /// The instruction set, when this CPU has it.
