@@ -13,6 +13,7 @@
 use super::depthwise::interior_columns;
 use super::gemm::{self, Pairs, Product, Quads};
 use super::isa::{ChannelBlock, DotIsa, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
+use super::scratch::with_prefix;
 use crate::kernels::backend::PACKED_OFFSET;
 use crate::kernels::conv2d::valid_taps;
 use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
@@ -85,54 +86,21 @@ pub(crate) fn conv2d<I: Isa>(
         return true;
     }
     if let Some(quads) = quads.filter(|_| per_out > 2 * SMALL_PAIRS) {
-        windows.pixels_by_dot(quads, (p.weights, per_out), &p.quant, (output, out_shape));
+        let padded = per_out.next_multiple_of(32);
+        with_prefix::<u8, MAX_WINDOW, _>(padded, |a| {
+            with_prefix::<u8, MAX_WINDOW, _>(padded, |b| {
+                let weights = (p.weights, per_out);
+                windows.pixels_by_dot(quads, weights, &p.quant, (output, out_shape), [a, b]);
+            });
+        });
         return true;
     }
-    let (mut buffer, mut second) = ([0i16; MAX_WINDOW], [0i16; MAX_WINDOW]);
     let padded = per_out.next_multiple_of(16);
-    let (Some(window), Some(window2)) = (buffer.get_mut(..padded), second.get_mut(..padded)) else {
-        return false;
-    };
-    let mut first = 0;
-    while first < out_c {
-        let n = (out_c - first).min(BLOCK);
-        let block = ChannelBlock::new(&p.quant, first, n);
-        let weights = p
-            .weights
-            .get(first * per_out..(first + n) * per_out)
-            .unwrap_or_default();
-        // Small windows (a first layer on a grey image): the dot products would be one or
-        // two vectors long, all reduction and no work, so the weights are transposed once
-        // and each pixel's taps broadcast against eight channels at a time instead.
-        let small = (per_out <= 2 * SMALL_PAIRS).then(|| SmallWeights::new(weights, per_out, n));
-        let w = out_shape.w.max(1);
-        if let Some(t) = &small {
-            windows.small_rows(pairs, (per_out, w), t, &block, (output, out_c, first, n));
-            first += n;
-            continue;
-        }
-        let mut at = 0;
-        let mut pixels = output.chunks_exact_mut(out_c);
-        while let Some(px) = pixels.next() {
-            let Some(out) = px.get_mut(first..first + n) else {
-                return true;
-            };
-            windows.gather(pairs, window, per_out, at / w, at % w);
-            match pixels.next() {
-                Some(next) => {
-                    let Some(out2) = next.get_mut(first..first + n) else {
-                        return true;
-                    };
-                    windows.gather(pairs, window2, per_out, (at + 1) / w, (at + 1) % w);
-                    let windows = [&window[..], &window2[..]];
-                    isa.pixel2(windows, weights, per_out, &block, [out, out2]);
-                }
-                None => isa.pixel(window, weights, per_out, &block, out),
-            }
-            at += 2;
-        }
-        first += n;
-    }
+    with_prefix::<i16, MAX_WINDOW, _>(padded, |a| {
+        with_prefix::<i16, MAX_WINDOW, _>(padded, |b| {
+            windows.pixels_by_pairs(pairs, p, (output, out_shape), [a, b]);
+        });
+    });
     true
 }
 
@@ -175,20 +143,16 @@ impl Windows<'_> {
         }
     }
 
-    /// Every output pixel, two at a time, by [`DotIsa::pixel2`] over byte windows.
+    /// Every output pixel, two at a time, by [`DotIsa::pixel2`] over the byte windows `a`
+    /// and `b` (each `per_out` rounded up to 32 long, zero past `per_out`).
     fn pixels_by_dot<D: DotIsa>(
         &self,
         quads: Quads<D>,
         (weights, per_out): (&[i8], usize),
         quant: &crate::kernels::ChannelQuant,
         (output, out_shape): (&mut [i8], Shape),
+        [a, b]: [&mut [u8]; 2],
     ) {
-        let mut buffers = [[0u8; MAX_WINDOW]; 2];
-        let [a, b] = &mut buffers;
-        let padded = per_out.next_multiple_of(32);
-        let (Some(a), Some(b)) = (a.get_mut(..padded), b.get_mut(..padded)) else {
-            return;
-        };
         let (out_c, w) = (out_shape.c.max(1), out_shape.w.max(1));
         let mut spare = [0i8; BLOCK];
         let mut first = 0;
@@ -222,6 +186,64 @@ impl Windows<'_> {
         }
     }
 
+    /// Every output pixel, two at a time, by [`Isa::pixel2`] over the `i16` windows `a` and
+    /// `b` (each `per_out` rounded up to 16 long, zero past `per_out`), or by
+    /// [`Windows::small_rows`] for windows of a few taps.
+    fn pixels_by_pairs<I: Isa>(
+        &self,
+        pairs: Pairs<I>,
+        p: &Conv2dParams,
+        (output, out_shape): (&mut [i8], Shape),
+        [window, window2]: [&mut [i16]; 2],
+    ) {
+        let g = &p.geometry;
+        let per_out = g.kh.saturating_mul(g.kw).saturating_mul(self.in_shape.c);
+        let out_c = out_shape.c.max(1);
+        let mut first = 0;
+        while first < out_c {
+            let n = (out_c - first).min(BLOCK);
+            let block = ChannelBlock::new(&p.quant, first, n);
+            let weights = p
+                .weights
+                .get(first * per_out..(first + n) * per_out)
+                .unwrap_or_default();
+            // Small windows (a first layer on a grey image): the dot products would be one or
+            // two vectors long, all reduction and no work, so the weights are transposed once
+            // and each pixel's taps broadcast against eight channels at a time instead.
+            let small =
+                (per_out <= 2 * SMALL_PAIRS).then(|| SmallWeights::new(weights, per_out, n));
+            let w = out_shape.w.max(1);
+            if let Some(t) = &small {
+                self.small_rows(pairs, (per_out, w), t, &block, (output, out_c, first, n));
+                first += n;
+                continue;
+            }
+            let mut at = 0;
+            let mut pixels = output.chunks_exact_mut(out_c);
+            while let Some(px) = pixels.next() {
+                let Some(out) = px.get_mut(first..first + n) else {
+                    return;
+                };
+                self.gather(pairs, window, per_out, at / w, at % w);
+                match pixels.next() {
+                    Some(next) => {
+                        let Some(out2) = next.get_mut(first..first + n) else {
+                            return;
+                        };
+                        self.gather(pairs, window2, per_out, (at + 1) / w, (at + 1) % w);
+                        let windows = [&window[..], &window2[..]];
+                        pairs
+                            .isa
+                            .pixel2(windows, weights, per_out, &block, [out, out2]);
+                    }
+                    None => pairs.isa.pixel(window, weights, per_out, &block, out),
+                }
+                at += 2;
+            }
+            first += n;
+        }
+    }
+
     /// Every output pixel of the `n` channels from `first` by [`Isa::row_small`]: the
     /// windows of [`SMALL_RUN`] pixels at a time are gathered first, so that each group of
     /// channels keeps its constants in registers over them.
@@ -234,7 +256,23 @@ impl Windows<'_> {
         (output, out_c, first, n): (&mut [i8], usize, usize, usize),
     ) {
         let stride = 2 * weights.pairs;
-        let mut buffer = [0i16; SMALL_RUN * 2 * SMALL_PAIRS];
+        with_prefix::<i16, { SMALL_RUN * 2 * SMALL_PAIRS }, _>(SMALL_RUN * stride, |buffer| {
+            let out = (output, out_c, first, n);
+            self.small_runs(pairs, (per_out, w), weights, block, buffer, out);
+        });
+    }
+
+    /// [`Windows::small_rows`] in the window buffer `buffer`.
+    fn small_runs<I: Isa>(
+        &self,
+        pairs: Pairs<I>,
+        (per_out, w): (usize, usize),
+        weights: &SmallWeights,
+        block: &ChannelBlock,
+        buffer: &mut [i16],
+        (output, out_c, first, n): (&mut [i8], usize, usize, usize),
+    ) {
+        let stride = 2 * weights.pairs;
         let pixels = output.len() / out_c.max(1);
         let mut px = 0;
         while px < pixels {
@@ -386,8 +424,28 @@ fn two_channels_to_one<I: Isa>(
     if len > PLANE_MAX {
         return None;
     }
-    let mut buffer = [0i16; PLANE_MAX];
-    let plane = buffer.get_mut(..len)?;
+    with_prefix::<i16, PLANE_MAX, _>(len, |plane| {
+        pair_rows(
+            isa,
+            p,
+            (in_shape, input),
+            (out_shape, output),
+            (plane, wp),
+            offset,
+        )
+    })
+}
+
+/// [`two_channels_to_one`] in the zeroed plane `plane` of `wp` pixels per row.
+fn pair_rows<I: Isa>(
+    isa: I,
+    p: &Conv2dParams,
+    (in_shape, input): (Shape, &[i8]),
+    (out_shape, output): (Shape, &mut [i8]),
+    (plane, wp): (&mut [i16], usize),
+    offset: i16,
+) -> Option<bool> {
+    let g = &p.geometry;
     let row = 2 * in_shape.w;
     for (y, src) in input.chunks_exact(row.max(1)).enumerate() {
         let at = 2 * ((y + g.pad_top) * wp + g.pad_left);

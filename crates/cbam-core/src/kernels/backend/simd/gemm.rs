@@ -16,6 +16,7 @@
 //! run, a few pixels at a time.
 
 use super::isa::{ChannelBlock, DotIsa, Isa, BLOCK};
+use super::scratch::with_prefix;
 
 /// Output channels per panel, the micro-kernel's width.
 pub(crate) const PANEL: usize = 16;
@@ -324,49 +325,14 @@ pub(crate) fn pack_quads(
 /// input bytes (a 1x1 convolution), and a run of them whose length is a multiple of
 /// `K::TAPS` is converted with one call.
 /// `output` holds whole pixels of `out_c` channels.
+// Out of line so that its buffers are not part of its caller's frame.
+#[inline(never)]
 pub(crate) fn conv<K: Product>(
     k: K,
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     output: &mut [i8],
     out_c: usize,
-    fill: (Option<&[i8]>, impl FnMut(&mut [K::Tap], usize, usize)),
-) {
-    let words = per_out.div_ceil(K::TAPS);
-    let packed = out_c.min(BLOCK).next_multiple_of(PANEL) * words;
-    let rows = MAX_RUN * K::TAPS * words;
-    // The buffers are zeroed on every call (the language wants them initialised): a
-    // layer that needs a quarter or a sixteenth of them gets buffers of that size, the
-    // same blocks and runs for a fraction of the zeroing.
-    if packed <= PACKED_WORDS / 16 && rows <= ROWS_LEN / 4 {
-        conv_in::<K, { PACKED_WORDS / 16 }, { ROWS_LEN / 4 }>(
-            k,
-            (weights, per_out),
-            quant,
-            (output, out_c),
-            fill,
-        );
-    } else if packed <= PACKED_WORDS / 4 && rows <= ROWS_LEN / 2 {
-        conv_in::<K, { PACKED_WORDS / 4 }, { ROWS_LEN / 2 }>(
-            k,
-            (weights, per_out),
-            quant,
-            (output, out_c),
-            fill,
-        );
-    } else {
-        conv_in::<K, PACKED_WORDS, ROWS_LEN>(k, (weights, per_out), quant, (output, out_c), fill);
-    }
-}
-
-/// [`conv`] with `PW` words of packed weights and `RL` taps of windows on the stack.
-// Out of line so that its buffers are not part of its caller's frame.
-#[inline(never)]
-fn conv_in<K: Product, const PW: usize, const RL: usize>(
-    k: K,
-    (weights, per_out): (&[i8], usize),
-    quant: &crate::kernels::ChannelQuant,
-    (output, out_c): (&mut [i8], usize),
     (contiguous, mut fill): (Option<&[i8]>, impl FnMut(&mut [K::Tap], usize, usize)),
 ) {
     let words = per_out.div_ceil(K::TAPS);
@@ -376,13 +342,44 @@ fn conv_in<K: Product, const PW: usize, const RL: usize>(
     }
     let pixels = output.len() / out_c;
     // Channels per block: as many panels as the buffer holds, at most one ChannelBlock.
-    let block_c = (PW / (words * PANEL) * PANEL).min(BLOCK);
-    let run = (RL / stride).min(MAX_RUN);
+    let block_c = (PACKED_WORDS / (words * PANEL) * PANEL).min(BLOCK);
+    let run = (ROWS_LEN / stride).min(MAX_RUN).min(pixels);
     if block_c == 0 || run == 0 {
         return;
     }
-    let mut packed = [0i32; PW];
-    let mut rows = [K::Tap::default(); RL];
+    let packed_len = out_c.min(block_c).next_multiple_of(PANEL) * words;
+    with_prefix::<i32, PACKED_WORDS, _>(packed_len, |packed| {
+        with_prefix::<K::Tap, ROWS_LEN, _>(run * stride, |rows| {
+            let sizes = (stride, block_c, run);
+            let fill = (contiguous, &mut fill);
+            blocks(
+                k,
+                (weights, per_out),
+                quant,
+                (output, out_c),
+                sizes,
+                (packed, rows),
+                fill,
+            );
+        });
+    });
+}
+
+/// The loops of [`conv`] over channel blocks, runs of pixels and panels, in the buffers
+/// `packed` (a block's panels) and `rows` (a run's windows).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn blocks<K: Product>(
+    k: K,
+    (weights, per_out): (&[i8], usize),
+    quant: &crate::kernels::ChannelQuant,
+    (output, out_c): (&mut [i8], usize),
+    (stride, block_c, run): (usize, usize, usize),
+    (packed, rows): (&mut [i32], &mut [K::Tap]),
+    (contiguous, fill): (Option<&[i8]>, &mut impl FnMut(&mut [K::Tap], usize, usize)),
+) {
+    let words = stride / K::TAPS;
+    let pixels = output.len() / out_c.max(1);
     let mut start = [0i32; BLOCK];
     let mut first = 0;
     while first < out_c {
@@ -404,7 +401,7 @@ fn conv_in<K: Product, const PW: usize, const RL: usize>(
                     k.taps(rows.get_mut(..count * stride).unwrap_or_default(), src);
                 }
                 _ => {
-                    fill(&mut rows, px, count);
+                    fill(rows, px, count);
                     if stride > per_out {
                         // The fill may leave anything past a window's taps: zeroed,
                         // nothing but the window reaches an accumulator.

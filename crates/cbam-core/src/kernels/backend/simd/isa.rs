@@ -3,7 +3,7 @@
 //! per tensor).
 
 use super::depthwise::PairWeights;
-use crate::kernels::{AddParams, ChannelQuant};
+use crate::kernels::{AddParams, ChannelQuant, PoolParams, Shape};
 use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8, Requant};
 
 /// Output channels whose constants are decoded at a time.
@@ -464,6 +464,16 @@ pub(crate) trait Isa: Copy {
 
     /// Dense ADD: `out[i] = requant(in1(a[i]) + in2(b[i]))` over the shortest slice.
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
+
+    /// [`super::pool::max_pool`] compiled for the instruction set.
+    fn max_pool(
+        self,
+        p: &PoolParams,
+        in_shape: Shape,
+        input: &[i8],
+        out_shape: Shape,
+        output: &mut [i8],
+    ) -> bool;
 }
 
 /// `impl Isa for $arch`: `detect` is `$detect`, `Dot` and `dot` are `$dot_ty` and `$dot`,
@@ -679,6 +689,19 @@ macro_rules! forward_isa {
             fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { elementwise::add(a, b, out, k) }
+            }
+
+            #[inline]
+            fn max_pool(
+                self,
+                p: &$crate::kernels::PoolParams,
+                in_shape: $crate::kernels::Shape,
+                input: &[i8],
+                out_shape: $crate::kernels::Shape,
+                output: &mut [i8],
+            ) -> bool {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { elementwise::max_pool(p, in_shape, input, out_shape, output) }
             }
         }
     };

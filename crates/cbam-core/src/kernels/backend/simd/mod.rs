@@ -18,7 +18,8 @@ pub(super) mod conv;
 pub(super) mod depthwise;
 pub(super) mod gemm;
 pub(super) mod isa;
-mod pool;
+pub(super) mod pool;
+mod scratch;
 #[cfg(test)]
 pub(super) mod tests;
 
@@ -76,7 +77,10 @@ impl<I: Isa> Backend for Simd<I> {
         out_shape: Shape,
         output: &mut [i8],
     ) -> bool {
-        pool::max_pool(p, in_shape, input, out_shape, output)
+        match I::detect() {
+            Some(isa) => isa.max_pool(p, in_shape, input, out_shape, output),
+            None => pool::max_pool(p, in_shape, input, out_shape, output),
+        }
     }
 
     /// All channels or none.

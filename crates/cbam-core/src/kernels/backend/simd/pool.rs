@@ -1,12 +1,14 @@
 //! MAX_POOL2D with the channels innermost: every window tap is a whole input pixel, taken
 //! into the output pixel by a lane-wise maximum that LLVM vectorises (SSE2 compare and
 //! select on baseline x86_64, NEON `smax` on aarch64), instead of one strided walk over
-//! the window per channel. Plain Rust: no intrinsics are needed.
+//! the window per channel. Plain Rust: no intrinsics are needed, but each instruction set
+//! compiles it with its own features ([`super::Isa::max_pool`]), inlined.
 
 use crate::kernels::pool::window;
 use crate::kernels::{PoolParams, Shape};
 
 /// MAX_POOL2D over slices already checked against the shapes (dilation 1).
+#[inline(always)]
 pub(crate) fn max_pool(
     p: &PoolParams,
     in_shape: Shape,

@@ -296,11 +296,13 @@ fn tile<const P: usize, const H: usize>(
             }
         }
     }
+    let short = stage.short_narrow();
     for (p, acc) in acc.iter().enumerate() {
-        let bytes = if H == 2 {
-            stage.finish_sums(&[acc[0], acc[H - 1]])
-        } else {
-            stage.finish8_sums(acc[0])
+        let bytes = match (H == 2, short) {
+            (true, true) => stage.finish_short(&[acc[0], acc[H - 1]]),
+            (true, false) => stage.finish_sums(&[acc[0], acc[H - 1]]),
+            (false, true) => stage.finish8_short(acc[0]),
+            (false, false) => stage.finish8_sums(acc[0]),
         };
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
         let width = 8 * H;

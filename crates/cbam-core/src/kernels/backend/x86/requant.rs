@@ -274,6 +274,44 @@ impl Stage16 {
         self.narrow_bytes([self.scale(0, sums[0]), self.scale(1, sums[1])])
     }
 
+    /// Whether [`Stage16::finish_short`] applies: the short form and a narrow zero point
+    /// (the common case).
+    #[inline]
+    pub(super) fn short_narrow(&self) -> bool {
+        self.short && self.narrow
+    }
+
+    /// [`Stage16::finish_sums`] where [`Stage16::short_narrow`] holds: one form only, small
+    /// enough for the compiler to inline into a micro-kernel, where the general one stays
+    /// a call.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn finish_short(&self, sums: &[__m256i; 2]) -> __m128i {
+        self.narrow_bytes([self.scale_short(0, sums[0]), self.scale_short(1, sums[1])])
+    }
+
+    /// [`Stage16::finish_short`] of the first eight channels alone: the low eight bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn finish8_short(&self, sum: __m256i) -> __m128i {
+        let scaled = self.scale_short(0, sum);
+        self.narrow_bytes([scaled, scaled])
+    }
+
+    /// The short form of [`Stage16::scale`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn scale_short(&self, h: usize, sum: __m256i) -> __m256i {
+        let h = h.min(1);
+        scale_short(
+            sum,
+            self.mult[h],
+            self.mult_odd[h],
+            self.round[h],
+            self.right[h],
+        )
+    }
+
     /// [`Stage16::finish_sums`] of the first eight channels alone: the low eight bytes.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -293,13 +331,7 @@ impl Stage16 {
     fn scale(&self, h: usize, sum: __m256i) -> __m256i {
         let h = h.min(1);
         if self.short {
-            return scale_short(
-                sum,
-                self.mult[h],
-                self.mult_odd[h],
-                self.round[h],
-                self.right[h],
-            );
+            return self.scale_short(h, sum);
         }
         let x = if self.shifts_left {
             saturating_shl(sum, self.left[h])
