@@ -218,6 +218,7 @@ a64 A72 / a64 max: aarch64 build (NEON backend) under qemu-aarch64 -cpu cortex-a
 x86_64 max: host build under qemu-x86_64 -cpu max, backend as detected (AVX2 if any ymm
 instructions ran). vec / ymm: share of the instructions on vector registers (NEON v/q;
 ymm only on x86). /MAC: instructions per multiply-accumulate. rep iter: x86 rep-string
-iterations beyond the first (memset/memcpy in glibc), not in the x86 count.
+iterations beyond the first (memset/memcpy in glibc), not in the x86 count; callgrind's Ir
+counts every iteration, so x86 + rep iter is what callgrind shows on an AVX2 host.
 EOF
 step "done"
