@@ -13,6 +13,7 @@
 //! `ID_AA64ISAR0_EL1` register, which Linux lets user code read (it traps the read and
 //! answers with the features every core has).
 
+use super::gemm::transpose4;
 use super::requant::{requant_lanes, Lanes};
 use super::{load_lanes, pack8};
 use crate::kernels::backend::simd::conv::row_from;
@@ -141,7 +142,8 @@ impl DotIsa for Sdot {
         packed: &mut [i32],
         sums: &mut [i32; BLOCK],
     ) {
-        crate::kernels::backend::simd::gemm::pack_quads(weights, per_out, quads, packed, sums);
+        // SAFETY: a value of the type proves the target features.
+        unsafe { pack(weights, per_out, quads, packed, sums) }
     }
 
     #[inline]
@@ -155,6 +157,67 @@ impl DotIsa for Sdot {
     ) {
         // SAFETY: a value of the type proves the target features.
         unsafe { gemm_quads(windows, pixels, panel, block, out) }
+    }
+}
+
+/// [`crate::kernels::backend::simd::gemm::pack_quads`] by 4x4 transposes of words: sixteen
+/// bytes of a weight row are four tap quads of one channel, four such rows transposed are
+/// four panel rows of four channels; `sdot` by ones sums each channel's taps on the way.
+#[target_feature(enable = "neon,dotprod")]
+fn pack(weights: &[i8], per_out: usize, quads: usize, packed: &mut [i32], sums: &mut [i32; BLOCK]) {
+    let panel_len = quads * PANEL;
+    if per_out == 0 || panel_len == 0 {
+        return;
+    }
+    let ones = vdupq_n_s8(1);
+    for (s, (panel, rows)) in packed
+        .chunks_exact_mut(panel_len)
+        .zip(weights.chunks(PANEL * per_out))
+        .enumerate()
+    {
+        for group in 0..PANEL / 4 {
+            let mut sum = vdupq_n_s32(0);
+            let mut j0 = 0;
+            while j0 < quads {
+                let r = [0, 1, 2, 3].map(|o| {
+                    let row = rows.get((group * 4 + o) * per_out..).unwrap_or_default();
+                    let row = row.get(..per_out).unwrap_or_default();
+                    load16(row.get(4 * j0..).unwrap_or_default())
+                });
+                for (k, &t) in transpose4(r).iter().enumerate() {
+                    sum = sdot(sum, vreinterpretq_s8_s32(t), ones);
+                    let at = (j0 + k) * PANEL + group * 4;
+                    if let Some(dst) = panel.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<4>) {
+                        // SAFETY: writes exactly the 16 bytes of the chunk.
+                        unsafe { vst1q_s32(dst.as_mut_ptr(), t) };
+                    }
+                }
+                j0 += 4;
+            }
+            let at = s * PANEL + group * 4;
+            if let Some(dst) = sums.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<4>) {
+                // SAFETY: writes exactly the 16 bytes of the chunk.
+                unsafe { vst1q_s32(dst.as_mut_ptr(), sum) };
+            }
+        }
+    }
+}
+
+/// The first sixteen bytes of `bytes` as four words, zero past its end.
+#[inline]
+#[target_feature(enable = "neon")]
+fn load16(bytes: &[i8]) -> int32x4_t {
+    match bytes.first_chunk::<16>() {
+        // SAFETY: reads exactly the 16 bytes of the chunk.
+        Some(c) => vreinterpretq_s32_s8(unsafe { vld1q_s8(c.as_ptr()) }),
+        None => {
+            let mut c = [0i8; 16];
+            for (d, &s) in c.iter_mut().zip(bytes) {
+                *d = s;
+            }
+            // SAFETY: reads exactly the 16 bytes of the local array.
+            vreinterpretq_s32_s8(unsafe { vld1q_s8(c.as_ptr()) })
+        }
     }
 }
 

@@ -9,10 +9,76 @@ use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::aarch64::*;
 
-/// The portable packing (this loop is a small part of a layer's time on the Pi's cores).
+/// [`crate::kernels::backend::simd::gemm::pack`] by 4x4 transposes of words: eight bytes of
+/// a weight row, sign-extended, are four tap-pair words of one channel; four such rows
+/// transposed are four panel rows of four channels.
 #[target_feature(enable = "neon")]
 pub(super) fn pack_panels(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
-    crate::kernels::backend::simd::gemm::pack(weights, per_out, pairs, packed);
+    let panel_len = pairs * PANEL;
+    if per_out == 0 || panel_len == 0 {
+        return;
+    }
+    for (panel, rows) in packed
+        .chunks_exact_mut(panel_len)
+        .zip(weights.chunks(PANEL * per_out))
+    {
+        for group in 0..PANEL / 4 {
+            let mut j0 = 0;
+            while j0 < pairs {
+                let r = [0, 1, 2, 3].map(|o| {
+                    let row = rows.get((group * 4 + o) * per_out..).unwrap_or_default();
+                    let row = row.get(..per_out).unwrap_or_default();
+                    widen8(row.get(2 * j0..).unwrap_or_default())
+                });
+                for (k, t) in transpose4(r).iter().enumerate() {
+                    let at = (j0 + k) * PANEL + group * 4;
+                    if let Some(dst) = panel.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<4>) {
+                        // SAFETY: writes exactly the 16 bytes of the chunk.
+                        unsafe { vst1q_s32(dst.as_mut_ptr(), *t) };
+                    }
+                }
+                j0 += 4;
+            }
+        }
+    }
+}
+
+/// The first eight bytes of `bytes` (zero past its end) sign-extended to `i16`, as four
+/// words.
+#[inline]
+#[target_feature(enable = "neon")]
+fn widen8(bytes: &[i8]) -> int32x4_t {
+    let mut c = [0i8; 8];
+    match bytes.first_chunk::<8>() {
+        Some(chunk) => c = *chunk,
+        None => {
+            for (d, &s) in c.iter_mut().zip(bytes) {
+                *d = s;
+            }
+        }
+    }
+    // SAFETY: reads exactly the 8 bytes of the local array.
+    vreinterpretq_s32_s16(vmovl_s8(unsafe { vld1_s8(c.as_ptr()) }))
+}
+
+/// The 4x4 transpose of words: lane `i` of result `k` is lane `k` of `r[i]`.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn transpose4(r: [int32x4_t; 4]) -> [int32x4_t; 4] {
+    let (a, b) = (vtrn1q_s32(r[0], r[1]), vtrn2q_s32(r[0], r[1]));
+    let (c, d) = (vtrn1q_s32(r[2], r[3]), vtrn2q_s32(r[2], r[3]));
+    let (a, b, c, d) = (
+        vreinterpretq_s64_s32(a),
+        vreinterpretq_s64_s32(b),
+        vreinterpretq_s64_s32(c),
+        vreinterpretq_s64_s32(d),
+    );
+    [
+        vreinterpretq_s32_s64(vtrn1q_s64(a, c)),
+        vreinterpretq_s32_s64(vtrn1q_s64(b, d)),
+        vreinterpretq_s32_s64(vtrn2q_s64(a, c)),
+        vreinterpretq_s32_s64(vtrn2q_s64(b, d)),
+    ]
 }
 
 #[target_feature(enable = "neon")]

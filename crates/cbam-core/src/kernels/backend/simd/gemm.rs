@@ -41,7 +41,7 @@ const MAX_RUN: usize = 64;
 /// channels (`packed` holds whole panels): panel `s`'s word `j * PANEL + o` holds taps `2j` (low half) and `2j + 1`
 /// (high half) of channel `first + s * PANEL + o` as `i16`; taps past the window and
 /// channels past `n` are zero.
-#[cfg(any(test, cbam_backend = "neon"))]
+#[cfg(test)]
 pub(crate) fn pack(weights: &[i8], per_out: usize, pairs: usize, packed: &mut [i32]) {
     let panel_len = pairs * PANEL;
     for (panel, rows) in packed
@@ -286,7 +286,7 @@ impl<D: DotIsa> Product for Quads<D> {
 /// `s`'s word `j * PANEL + o` holds taps `4j..4j + 4` of channel `s * PANEL + o` as
 /// little-endian bytes; taps past the window and channels past the block are zero. Each
 /// channel's sum of weights goes into `sums`.
-#[cfg(any(test, cbam_backend = "neon"))]
+#[cfg(test)]
 pub(crate) fn pack_quads(
     weights: &[i8],
     per_out: usize,
