@@ -84,7 +84,10 @@ pub(super) fn depthwise_pixel(
     }
 }
 
-/// Rows of output pixels whose windows lie inside the input, each by [`depthwise_pixel`].
+/// Rows of output pixels whose windows lie inside the input: the output stage decoded
+/// once, and `offset * sum(w)` folded into its bias so that the taps need no offset add
+/// (`sum (x + offset) * w = sum x * w + offset * sum w`, all wrapping), then per pixel
+/// sixteen channels of every tap loaded straight from the input.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 pub(super) fn depthwise_row(
@@ -94,30 +97,96 @@ pub(super) fn depthwise_row(
     taps: &[usize],
     weights: &[PairWeights],
     offset: i16,
-    block: (&ChannelBlock, usize),
+    (block, at): (&ChannelBlock, usize),
     (out, out_step, len): (&mut [i8], usize, usize),
 ) -> bool {
-    const MAX: usize = 64;
-    if taps.len() != 2 * weights.len() || taps.len() > MAX {
+    let pairs = weights.len();
+    let reach = taps.iter().max().copied().unwrap_or(0);
+    let last_row = n.checked_sub(1).and_then(|r| r.checked_mul(row_in));
+    let last = count
+        .checked_sub(1)
+        .and_then(|c| c.checked_mul(step))
+        .and_then(|s| {
+            s.checked_add(last_row?)?
+                .checked_add(start)?
+                .checked_add(reach)?
+                .checked_add(LANES)
+        });
+    if taps.len() != 2 * pairs || len > LANES || last.is_none_or(|l| l > input.len()) {
         return false;
     }
-    let mut rows = [&input[..0]; MAX];
-    for (y, i) in (0..n).flat_map(|y| (0..count).map(move |i| (y, i))) {
-        let base = start + y * row_in + i * step;
-        for (r, &t) in rows.iter_mut().zip(taps) {
-            *r = input.get(base + t..).unwrap_or_default();
+    let (zp, min, max) = (
+        vdupq_n_s32(block.zp),
+        vdupq_n_s32(block.min),
+        vdupq_n_s32(block.max),
+    );
+    let lanes = [0, 1, 2, 3].map(|q| Lanes {
+        mult: load_lanes(&block.mult, at + 4 * q),
+        left: load_lanes(&block.left, at + 4 * q),
+        right: load_lanes(&block.right, at + 4 * q),
+        zp,
+        min,
+        max,
+    });
+    let mut sums = [vdupq_n_s32(0); 4];
+    for w in weights {
+        // SAFETY: each reads 32 of the 64 bytes of `w`, split into its two taps.
+        let (w0, w1) = unsafe { (vld2q_s16(w.as_ptr()), vld2q_s16(w.as_ptr().add(LANES))) };
+        sums[0] = vaddq_s32(sums[0], vaddl_s16(vget_low_s16(w0.0), vget_low_s16(w0.1)));
+        sums[1] = vaddq_s32(sums[1], vaddl_high_s16(w0.0, w0.1));
+        sums[2] = vaddq_s32(sums[2], vaddl_s16(vget_low_s16(w1.0), vget_low_s16(w1.1)));
+        sums[3] = vaddq_s32(sums[3], vaddl_high_s16(w1.0, w1.1));
+    }
+    let off = i32::from(offset);
+    let bias = [0, 1, 2, 3].map(|q| {
+        let b = load_lanes(&block.bias, at + 4 * q);
+        vmlaq_n_s32(b, sums[q], off)
+    });
+    let (x, w) = (input.as_ptr(), weights.as_ptr());
+    for y in 0..n {
+        for i in 0..count {
+            let base = start + y * row_in + i * step;
+            let mut acc = bias;
+            for (j, pair) in taps.chunks_exact(2).enumerate() {
+                let [ta, tb] = pair else { continue };
+                // SAFETY: `base + tap + 16 <= input.len()` for every pixel and tap (checked
+                // above), and `j < pairs` weight entries of 64 bytes.
+                let (a, b, w0, w1) = unsafe {
+                    let wj = w.add(j).cast::<i16>();
+                    (
+                        vld1q_s8(x.add(base + ta)),
+                        vld1q_s8(x.add(base + tb)),
+                        vld2q_s16(wj),
+                        vld2q_s16(wj.add(LANES)),
+                    )
+                };
+                let xa = [vmovl_s8(vget_low_s8(a)), vmovl_high_s8(a)];
+                let xb = [vmovl_s8(vget_low_s8(b)), vmovl_high_s8(b)];
+                mac16(&mut acc, xa, [w0.0, w1.0]);
+                mac16(&mut acc, xb, [w0.1, w1.1]);
+            }
+            let v = [0, 1, 2, 3].map(|q| requant_lanes(acc[q], &lanes[q]));
+            let halves = [
+                vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])),
+                vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])),
+            ];
+            let bytes = vcombine_s8(vqmovn_s16(halves[0]), vqmovn_s16(halves[1]));
+            let dst = out
+                .get_mut(y * row_out + i * out_step..)
+                .unwrap_or_default();
+            match dst.first_chunk_mut::<LANES>() {
+                // SAFETY: writes exactly the 16 bytes of the chunk.
+                Some(d) if len == LANES => unsafe { vst1q_s8(d.as_mut_ptr(), bytes) },
+                _ => {
+                    let mut b = [0i8; LANES];
+                    // SAFETY: writes exactly the 16 bytes of the local array.
+                    unsafe { vst1q_s8(b.as_mut_ptr(), bytes) };
+                    for (d, &v) in dst.iter_mut().zip(b.iter().take(len)) {
+                        *d = v;
+                    }
+                }
+            }
         }
-        let o = out
-            .get_mut(y * row_out + i * out_step..)
-            .unwrap_or_default();
-        let o = o.get_mut(..len.min(o.len())).unwrap_or_default();
-        depthwise_pixel(
-            rows.get(..taps.len()).unwrap_or_default(),
-            weights,
-            offset,
-            block,
-            o,
-        );
     }
     true
 }

@@ -26,7 +26,6 @@ super::simd::isa::forward_isa!(
     Neon,
     detect: Some(Neon),
     dot: (Sdot, Sdot::detect()),
-    band: false,
     "NEON is enabled for every aarch64 target this module is compiled for"
 );
 
@@ -80,7 +79,6 @@ super::simd::isa::forward_isa!(
     NeonPairs,
     detect: Some(NeonPairs),
     dot: (super::simd::isa::NoDot, None),
-    band: false,
     "NEON is enabled for every aarch64 target this module is compiled for"
 );
 

@@ -127,30 +127,7 @@ fn layer_block<I: Isa>(
         let taps = tap_offsets(g, in_shape);
         let taps = taps.get(..2 * pairs).unwrap_or_default();
         let interior = interior_columns(g, in_shape.w, out_shape.w);
-        if I::DEPTHWISE_BAND {
-            groups.banded(taps, interior, (out_shape, output));
-            return;
-        }
-        let out_w = out_shape.w;
-        for oy in 0..out_shape.h {
-            let ky = valid_taps(oy * g.stride_h, g.kh, g.dil_h, g.pad_top, in_shape.h);
-            let (lo, hi) = if ky == (0, g.kh) { interior } else { (0, 0) };
-            let row = output
-                .get_mut(oy * out_w * c..(oy + 1) * out_w * c)
-                .unwrap_or_default();
-            let (left, rest) = row.split_at_mut((lo * c).min(row.len()));
-            let (mid, right) = rest.split_at_mut(((hi - lo) * c).min(rest.len()));
-            groups.pixels(oy, 0, left);
-            if hi > lo {
-                // Whole windows: one call per group for the run of pixels.
-                let iy = oy * g.stride_h - g.pad_top;
-                let ix = lo * g.stride_w - g.pad_left;
-                let start = (iy * in_shape.w + ix) * c;
-                let line = (start, g.stride_w * c, hi - lo);
-                groups.direct(taps, line, (1, 0, 0), mid, (oy, lo));
-            }
-            groups.pixels(oy, hi, right);
-        }
+        groups.banded(taps, interior, (out_shape, output));
     }
 }
 
@@ -316,13 +293,6 @@ impl<I: Isa> Groups<'_, I> {
                 };
                 self.band_run(band, (rows.0, ox), (1, 0), (out, out_w * c));
             }
-        }
-    }
-
-    /// The output pixels `seg` (whole pixels) of row `oy` from column `ox`, one at a time.
-    fn pixels(&self, oy: usize, ox: usize, seg: &mut [i8]) {
-        for (i, px) in seg.chunks_exact_mut(self.in_shape.c.max(1)).enumerate() {
-            self.pixel(oy, ox + i, px, 0..usize::MAX);
         }
     }
 

@@ -302,11 +302,6 @@ pub(crate) trait Isa: Copy {
     /// The dot-product extension, when this CPU has it.
     fn dot(self) -> Option<Self::Dot>;
 
-    /// Whether the depthwise border pixels run [`Isa::depthwise_row`] over a padded copy
-    /// of their input: only where the row kernel beats one pixel at a time by more than
-    /// the copy costs.
-    const DEPTHWISE_BAND: bool;
-
     /// `dst[i] = src[i] + offset` over the shorter of the two (the sum fits `i16`).
     fn widen(self, dst: &mut [i16], src: &[i8], offset: i16);
 
@@ -477,7 +472,7 @@ pub(crate) trait Isa: Copy {
 }
 
 /// `impl Isa for $arch`: `detect` is `$detect`, `Dot` and `dot` are `$dot_ty` and `$dot`,
-/// `DEPTHWISE_BAND` is `$band`, every other
+/// every other
 /// method forwards to the
 /// same-named function of the invoking module's `conv`, `gemm`, `depthwise` and `elementwise`
 /// submodules (`requant` goes to `conv::requant_all`). `$why` says why a value of `$arch`
@@ -487,14 +482,11 @@ macro_rules! forward_isa {
         $arch:ty,
         detect: $detect:expr,
         dot: ($dot_ty:ty, $dot:expr),
-        band: $band:expr,
         $why:literal
     ) => {
         #[doc = concat!("Sound because ", $why, ".")]
         impl Isa for $arch {
             type Dot = $dot_ty;
-
-            const DEPTHWISE_BAND: bool = $band;
 
             #[inline]
             fn detect() -> Option<Self> {

@@ -86,7 +86,6 @@ super::simd::isa::forward_isa!(
     Avx2,
     detect: Avx2::detect(),
     dot: (Vnni, Vnni::detect()),
-    band: true,
     "a value of Avx2 exists only on a CPU whose CPUID reported AVX2"
 );
 
@@ -173,7 +172,6 @@ super::simd::isa::forward_isa!(
     Avx2Pairs,
     detect: Avx2::detect().map(|_| Avx2Pairs(())),
     dot: (super::simd::isa::NoDot, None),
-    band: true,
     "a value of Avx2Pairs exists only on a CPU whose CPUID reported AVX2"
 );
 
