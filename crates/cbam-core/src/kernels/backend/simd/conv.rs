@@ -104,6 +104,10 @@ pub(crate) fn conv2d<I: Isa>(
     true
 }
 
+/// Bytes of the padded input copy [`Windows::product_padded`] makes on the stack: a 96x96
+/// RGB image with a one-pixel border.
+const PADDED_MAX: usize = 32 * 1024;
+
 /// Output pixels whose windows [`Windows::small_rows`] gathers at a time.
 const SMALL_RUN: usize = 128;
 
@@ -135,12 +139,64 @@ impl Windows<'_> {
                 }
             };
             gemm::conv(k, weights, quant, output, out_c, (Some(input), fill));
-        } else {
+        } else if !self.product_padded(k, weights, quant, (&mut *output, out_shape)) {
             let fill = |buffer: &mut [K::Tap], first: usize, count: usize| {
                 self.gather_run(k, buffer, per_out, (first, count), w);
             };
             gemm::conv(k, weights, quant, output, out_c, (None, fill));
         }
+    }
+
+    /// [`Windows::product`] of a padded convolution over a copy of the input with its
+    /// padding written out as the zero point's byte: every window is then whole runs of
+    /// input bytes, where the pixels whose windows reach into the padding would each be
+    /// gathered on their own (on a 14x14 map, one pixel in four). `false`, doing nothing,
+    /// for a convolution without padding, a copy past [`PADDED_MAX`] bytes or a zero
+    /// point that is not a byte.
+    fn product_padded<K: Product>(
+        &self,
+        k: K,
+        weights: (&[i8], usize),
+        quant: &crate::kernels::ChannelQuant,
+        out: (&mut [i8], Shape),
+    ) -> bool {
+        let (g, s) = (self.g, self.in_shape);
+        let pads = [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right];
+        let Ok(zp) = i8::try_from(quant.in_zp) else {
+            return false;
+        };
+        let (h, w) = (
+            g.pad_top + s.h + g.pad_bottom,
+            g.pad_left + s.w + g.pad_right,
+        );
+        let len = h.checked_mul(w).and_then(|n| n.checked_mul(s.c));
+        let Some(len) = len.filter(|&n| n <= PADDED_MAX && pads != [0; 4]) else {
+            return false;
+        };
+        with_prefix::<i8, PADDED_MAX, _>(len, |copy| {
+            copy.fill(zp);
+            let row = s.w * s.c;
+            for (y, src) in self.input.chunks_exact(row.max(1)).take(s.h).enumerate() {
+                let at = ((y + g.pad_top) * w + g.pad_left) * s.c;
+                if let Some(dst) = copy.get_mut(at..at + row) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            let unpadded = ConvGeometry {
+                pad_top: 0,
+                pad_left: 0,
+                pad_bottom: 0,
+                pad_right: 0,
+                ..*g
+            };
+            let inner = Windows {
+                g: &unpadded,
+                in_shape: Shape::new(h, w, s.c),
+                input: copy,
+            };
+            inner.product(k, weights, quant, out);
+        });
+        true
     }
 
     /// Every output pixel, two at a time, by [`DotIsa::pixel2`] over the byte windows `a`
