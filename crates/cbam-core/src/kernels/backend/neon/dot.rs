@@ -14,7 +14,7 @@
 //! answers with the features every core has).
 
 use super::gemm::transpose4;
-use super::requant::{requant_lanes, Lanes};
+use super::requant::{requant_lanes, store16, Lanes, Stage16};
 use super::{load_lanes, pack8};
 use crate::kernels::backend::simd::conv::row_from;
 use crate::kernels::backend::simd::gemm::PANEL;
@@ -269,7 +269,8 @@ fn gemm_quads(
     (block, start, at): (&ChannelBlock, &[i32; BLOCK], usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let stage = Stage::new(block, start, at);
+    let mut stage = Stage16::new(block, at);
+    stage.start = [0, 1, 2, 3].map(|q| load_lanes(start, at + 4 * q));
     let mut done = 0;
     while done < pixels {
         let x = windows.get(done * stride..).unwrap_or_default();
@@ -284,34 +285,6 @@ fn gemm_quads(
     }
 }
 
-/// The output stage of a panel's sixteen channels, decoded once per run.
-struct Stage {
-    lanes: [Lanes; 4],
-    start: [int32x4_t; 4],
-}
-
-impl Stage {
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn new(block: &ChannelBlock, start: &[i32; BLOCK], at: usize) -> Self {
-        let (zp, min, max) = (
-            vdupq_n_s32(block.zp),
-            vdupq_n_s32(block.min),
-            vdupq_n_s32(block.max),
-        );
-        let lanes = [0, 1, 2, 3].map(|q| Lanes {
-            mult: load_lanes(&block.mult, at + 4 * q),
-            left: load_lanes(&block.left, at + 4 * q),
-            right: load_lanes(&block.right, at + 4 * q),
-            zp,
-            min,
-            max,
-        });
-        let start = [0, 1, 2, 3].map(|q| load_lanes(start, at + 4 * q));
-        Self { lanes, start }
-    }
-}
-
 /// `P` pixels by the panel's sixteen channels: `4 * P` accumulators, four weight vectors
 /// and the pixels' sixteen window bytes stay in registers. Returns `P`.
 #[inline]
@@ -319,7 +292,7 @@ impl Stage {
 fn tile<const P: usize>(
     (windows, stride): (&[u8], usize),
     panel: &[i32],
-    stage: &Stage,
+    stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
     let quads = stride / 4;
@@ -359,12 +332,8 @@ fn tile<const P: usize>(
         j += 1;
     }
     for (p, acc) in acc.iter().enumerate() {
-        let v: [int32x4_t; 4] = [0, 1, 2, 3].map(|q| requant_lanes(acc[q], &stage.lanes[q]));
-        let (a, b) = (pack8(v[0], v[1]), pack8(v[2], v[3]));
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
-        for (d, s) in dst.iter_mut().take(len).zip(a.into_iter().chain(b)) {
-            *d = s;
-        }
+        store16(dst, stage.finish(acc), len);
     }
     P
 }

@@ -3,8 +3,7 @@
 //! even and the odd taps, and `smlal` by each pixel's two tap values adds the products
 //! into that pixel's sixteen `i32` lanes.
 
-use super::requant::{requant_lanes, Lanes};
-use super::{load_lanes, pack8};
+use super::requant::{store16, Stage16};
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::aarch64::*;
@@ -89,7 +88,7 @@ pub(super) fn gemm_run(
     (block, at): (&ChannelBlock, usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let stage = PanelStage::new(block, at);
+    let stage = Stage16::new(block, at);
     let mut done = 0;
     while done < pixels {
         let x = windows.get(done * stride..).unwrap_or_default();
@@ -104,41 +103,6 @@ pub(super) fn gemm_run(
     }
 }
 
-/// The output stage of a panel's sixteen channels, decoded once per run.
-struct PanelStage {
-    lanes: [Lanes; 4],
-    bias: [int32x4_t; 4],
-}
-
-impl PanelStage {
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn new(block: &ChannelBlock, at: usize) -> Self {
-        let (zp, min, max) = (
-            vdupq_n_s32(block.zp),
-            vdupq_n_s32(block.min),
-            vdupq_n_s32(block.max),
-        );
-        let mut lanes = [Lanes {
-            mult: zp,
-            left: zp,
-            right: zp,
-            zp,
-            min,
-            max,
-        }; 4];
-        let mut bias = [zp; 4];
-        for (q, (l, b)) in lanes.iter_mut().zip(bias.iter_mut()).enumerate() {
-            let ch = at + 4 * q;
-            l.mult = load_lanes(&block.mult, ch);
-            l.left = load_lanes(&block.left, ch);
-            l.right = load_lanes(&block.right, ch);
-            *b = load_lanes(&block.bias, ch);
-        }
-        Self { lanes, bias }
-    }
-}
-
 /// `P` pixels of [`gemm_run`]: `4 * P` accumulators and four weight vectors stay in
 /// registers. Returns `P`.
 #[inline]
@@ -146,14 +110,14 @@ impl PanelStage {
 fn tile<const P: usize>(
     (windows, stride): (&[i16], usize),
     panel: &[i32],
-    stage: &PanelStage,
+    stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
     let pairs = stride / 2;
     if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
         return P.max(1);
     }
-    let mut acc = [[vdupq_n_s32(0); 4]; P];
+    let mut acc = [stage.start; P];
     let (x, w) = (windows.as_ptr(), panel.as_ptr());
     for j in 0..pairs {
         // SAFETY: `j < pairs`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
@@ -175,19 +139,9 @@ fn tile<const P: usize>(
             }
         }
     }
-    let (lanes, bias) = (&stage.lanes, &stage.bias);
     for (p, acc) in acc.iter().enumerate() {
-        let v: [int32x4_t; 4] = [
-            requant_lanes(vaddq_s32(acc[0], bias[0]), &lanes[0]),
-            requant_lanes(vaddq_s32(acc[1], bias[1]), &lanes[1]),
-            requant_lanes(vaddq_s32(acc[2], bias[2]), &lanes[2]),
-            requant_lanes(vaddq_s32(acc[3], bias[3]), &lanes[3]),
-        ];
-        let (a, b) = (pack8(v[0], v[1]), pack8(v[2], v[3]));
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
-        for (d, s) in dst.iter_mut().take(len).zip(a.into_iter().chain(b)) {
-            *d = s;
-        }
+        store16(dst, stage.finish(acc), len);
     }
     P
 }
