@@ -1,7 +1,7 @@
 //! DEPTHWISE_CONV2D: one output pixel of sixteen channels, `smlal` per tap.
 
 use super::load_lanes;
-use super::requant::{requant_lanes, Lanes};
+use super::requant::{requant_lanes, store16, Lanes, Stage16};
 use crate::kernels::backend::simd::depthwise::{PairWeights, LANES};
 use crate::kernels::backend::simd::isa::ChannelBlock;
 use core::arch::aarch64::*;
@@ -115,19 +115,7 @@ pub(super) fn depthwise_row(
     if taps.len() != 2 * pairs || len > LANES || last.is_none_or(|l| l > input.len()) {
         return false;
     }
-    let (zp, min, max) = (
-        vdupq_n_s32(block.zp),
-        vdupq_n_s32(block.min),
-        vdupq_n_s32(block.max),
-    );
-    let lanes = [0, 1, 2, 3].map(|q| Lanes {
-        mult: load_lanes(&block.mult, at + 4 * q),
-        left: load_lanes(&block.left, at + 4 * q),
-        right: load_lanes(&block.right, at + 4 * q),
-        zp,
-        min,
-        max,
-    });
+    let mut stage = Stage16::new(block, at);
     let mut sums = [vdupq_n_s32(0); 4];
     for w in weights {
         // SAFETY: each reads 32 of the 64 bytes of `w`, split into its two taps.
@@ -138,15 +126,14 @@ pub(super) fn depthwise_row(
         sums[3] = vaddq_s32(sums[3], vaddl_high_s16(w1.0, w1.1));
     }
     let off = i32::from(offset);
-    let bias = [0, 1, 2, 3].map(|q| {
-        let b = load_lanes(&block.bias, at + 4 * q);
-        vmlaq_n_s32(b, sums[q], off)
-    });
+    for (start, sum) in stage.start.iter_mut().zip(sums) {
+        *start = vmlaq_n_s32(*start, sum, off);
+    }
     let (x, w) = (input.as_ptr(), weights.as_ptr());
     for y in 0..n {
         for i in 0..count {
             let base = start + y * row_in + i * step;
-            let mut acc = bias;
+            let mut acc = stage.start;
             for (j, pair) in taps.chunks_exact(2).enumerate() {
                 let [ta, tb] = pair else { continue };
                 // SAFETY: `base + tap + 16 <= input.len()` for every pixel and tap (checked
@@ -165,27 +152,10 @@ pub(super) fn depthwise_row(
                 mac16(&mut acc, xa, [w0.0, w1.0]);
                 mac16(&mut acc, xb, [w0.1, w1.1]);
             }
-            let v = [0, 1, 2, 3].map(|q| requant_lanes(acc[q], &lanes[q]));
-            let halves = [
-                vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1])),
-                vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3])),
-            ];
-            let bytes = vcombine_s8(vqmovn_s16(halves[0]), vqmovn_s16(halves[1]));
             let dst = out
                 .get_mut(y * row_out + i * out_step..)
                 .unwrap_or_default();
-            match dst.first_chunk_mut::<LANES>() {
-                // SAFETY: writes exactly the 16 bytes of the chunk.
-                Some(d) if len == LANES => unsafe { vst1q_s8(d.as_mut_ptr(), bytes) },
-                _ => {
-                    let mut b = [0i8; LANES];
-                    // SAFETY: writes exactly the 16 bytes of the local array.
-                    unsafe { vst1q_s8(b.as_mut_ptr(), bytes) };
-                    for (d, &v) in dst.iter_mut().zip(b.iter().take(len)) {
-                        *d = v;
-                    }
-                }
-            }
+            store16(dst, stage.finish(&acc), len);
         }
     }
     true
