@@ -1,7 +1,7 @@
 //! The matrix product's micro-kernel (see [`crate::kernels::backend::simd::gemm`]): each
 //! panel row (a pair of taps of sixteen channels) is de-interleaved by `vld2q` into the
-//! even and the odd taps, and `smlal` by each pixel's two tap values adds the products
-//! into that pixel's sixteen `i32` lanes.
+//! even and the odd taps, and `smlal` by each pixel's two tap values (lanes of a vector
+//! holding eight of its taps) adds the products into that pixel's sixteen `i32` lanes.
 
 use super::requant::{store16, Stage16};
 use crate::kernels::backend::simd::gemm::PANEL;
@@ -103,6 +103,38 @@ pub(super) fn gemm_run(
     }
 }
 
+/// One panel row (a tap pair of sixteen channels, at `w`) against the taps in lanes `A`
+/// (even) and `B` (odd) of each pixel's window vector `xv`.
+///
+/// # Safety
+/// `w` points at sixteen readable words.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn pair_step<const A: i32, const B: i32, const P: usize>(
+    acc: &mut [[int32x4_t; 4]; P],
+    w: *const i32,
+    xv: &[int16x8_t; P],
+) {
+    // Channels 0-7 and 8-15, each split into (even taps, odd taps).
+    // SAFETY: the caller's promise.
+    let (lo, hi) = unsafe {
+        (
+            vld2q_s16(w.cast::<i16>()),
+            vld2q_s16(w.add(8).cast::<i16>()),
+        )
+    };
+    for (acc, &x) in acc.iter_mut().zip(xv) {
+        acc[0] = vmlal_laneq_s16::<A>(acc[0], vget_low_s16(lo.0), x);
+        acc[1] = vmlal_high_laneq_s16::<A>(acc[1], lo.0, x);
+        acc[2] = vmlal_laneq_s16::<A>(acc[2], vget_low_s16(hi.0), x);
+        acc[3] = vmlal_high_laneq_s16::<A>(acc[3], hi.0, x);
+        acc[0] = vmlal_laneq_s16::<B>(acc[0], vget_low_s16(lo.1), x);
+        acc[1] = vmlal_high_laneq_s16::<B>(acc[1], lo.1, x);
+        acc[2] = vmlal_laneq_s16::<B>(acc[2], vget_low_s16(hi.1), x);
+        acc[3] = vmlal_high_laneq_s16::<B>(acc[3], hi.1, x);
+    }
+}
+
 /// `P` pixels of [`gemm_run`]: `4 * P` accumulators and four weight vectors stay in
 /// registers. Returns `P`.
 #[inline]
@@ -119,25 +151,36 @@ fn tile<const P: usize>(
     }
     let mut acc = [stage.start; P];
     let (x, w) = (windows.as_ptr(), panel.as_ptr());
-    for j in 0..pairs {
-        // SAFETY: `j < pairs`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
-        // taps `2j, 2j + 1` of every pixel `p < P` inside `windows` (both checked above).
+    let mut j = 0;
+    // Four tap pairs (eight window taps) of each pixel per load, each tap taken by lane.
+    while j + 4 <= pairs {
+        // SAFETY: `j + 4 <= pairs`, so words `j * PANEL..(j + 4) * PANEL` lie inside
+        // `panel` and taps `2j..2j + 8` of every pixel `p < P` inside `windows` (both
+        // checked above).
         unsafe {
-            // Channels 0-7 and 8-15, each split into (even taps, odd taps).
-            let lo = vld2q_s16(w.add(j * PANEL).cast::<i16>());
-            let hi = vld2q_s16(w.add(j * PANEL + 8).cast::<i16>());
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let (x0, x1) = (*x.add(p * stride + 2 * j), *x.add(p * stride + 2 * j + 1));
-                acc[0] = vmlal_n_s16(acc[0], vget_low_s16(lo.0), x0);
-                acc[1] = vmlal_high_n_s16(acc[1], lo.0, x0);
-                acc[2] = vmlal_n_s16(acc[2], vget_low_s16(hi.0), x0);
-                acc[3] = vmlal_high_n_s16(acc[3], hi.0, x0);
-                acc[0] = vmlal_n_s16(acc[0], vget_low_s16(lo.1), x1);
-                acc[1] = vmlal_high_n_s16(acc[1], lo.1, x1);
-                acc[2] = vmlal_n_s16(acc[2], vget_low_s16(hi.1), x1);
-                acc[3] = vmlal_high_n_s16(acc[3], hi.1, x1);
+            let mut xv = [vdupq_n_s16(0); P];
+            for (p, xv) in xv.iter_mut().enumerate() {
+                *xv = vld1q_s16(x.add(p * stride + 2 * j));
             }
+            pair_step::<0, 1, P>(&mut acc, w.add(j * PANEL), &xv);
+            pair_step::<2, 3, P>(&mut acc, w.add((j + 1) * PANEL), &xv);
+            pair_step::<4, 5, P>(&mut acc, w.add((j + 2) * PANEL), &xv);
+            pair_step::<6, 7, P>(&mut acc, w.add((j + 3) * PANEL), &xv);
         }
+        j += 4;
+    }
+    while j < pairs {
+        // SAFETY: `j < pairs`: as above for one pair, whose two taps are read into the
+        // first two lanes.
+        unsafe {
+            let mut xv = [vdupq_n_s16(0); P];
+            for (p, xv) in xv.iter_mut().enumerate() {
+                let pair = x.add(p * stride + 2 * j).cast::<i32>().read_unaligned();
+                *xv = vreinterpretq_s16_s32(vdupq_n_s32(pair));
+            }
+            pair_step::<0, 1, P>(&mut acc, w.add(j * PANEL), &xv);
+        }
+        j += 1;
     }
     for (p, acc) in acc.iter().enumerate() {
         let dst = out.get_mut(p * out_c..).unwrap_or_default();
