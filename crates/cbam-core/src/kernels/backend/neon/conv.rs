@@ -29,7 +29,8 @@ pub(super) fn widen(dst: &mut [i16], src: &[i8], offset: i16) {
     }
 }
 
-/// [`widen`] of each run of each pixel in turn (nothing past the last run is written).
+/// [`widen`] of each run of each pixel in turn, sixteen taps at a time with the bounds
+/// checked once per pixel (a run's last vector may write past it, as the contract allows).
 #[target_feature(enable = "neon")]
 pub(super) fn widen_runs(
     dst: &mut [i16],
@@ -38,12 +39,35 @@ pub(super) fn widen_runs(
     (count, src_step, dst_step): (usize, usize, usize),
     offset: i16,
 ) {
+    let off = vdupq_n_s16(offset);
+    let span = run.div_ceil(16) * 16;
+    // The furthest any run reads past its start, and any pixel writes past its first tap.
+    let reach = starts.iter().max().map_or(0, |&s| s + span);
+    let written = starts.len().saturating_sub(1) * run + span;
     for p in 0..count {
+        let (d0, s0) = (p * dst_step, p * src_step);
+        if s0 + reach > src.len() || d0 + written > dst.len() {
+            // Near an end: each run exactly.
+            for (k, &start) in starts.iter().enumerate() {
+                let d = dst.get_mut(d0 + k * run..).unwrap_or_default();
+                let d = d.get_mut(..run.min(d.len())).unwrap_or_default();
+                let s = src.get(s0 + start..).unwrap_or_default();
+                widen(d, s.get(..run.min(s.len())).unwrap_or_default(), offset);
+            }
+            continue;
+        }
         for (k, &start) in starts.iter().enumerate() {
-            let d = dst.get_mut(p * dst_step + k * run..).unwrap_or_default();
-            let d = d.get_mut(..run.min(d.len())).unwrap_or_default();
-            let s = src.get(start + p * src_step..).unwrap_or_default();
-            widen(d, s.get(..run.min(s.len())).unwrap_or_default(), offset);
+            let (from, to) = (s0 + start, d0 + k * run);
+            for at in (0..run).step_by(16) {
+                // SAFETY: `from + at + 16 <= s0 + reach <= src.len()` and
+                // `to + at + 16 <= d0 + written <= dst.len()` (checked above).
+                unsafe {
+                    let x = vld1q_s8(src.as_ptr().add(from + at));
+                    let d = dst.as_mut_ptr().add(to + at);
+                    vst1q_s16(d, vaddq_s16(vmovl_s8(vget_low_s8(x)), off));
+                    vst1q_s16(d.add(8), vaddq_s16(vmovl_high_s8(x), off));
+                }
+            }
         }
     }
 }
