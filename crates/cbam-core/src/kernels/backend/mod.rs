@@ -8,7 +8,9 @@
 //! - `arm_dsp`: Cortex-M4/M7 (Armv7E-M), the DSP extension's packed multiply-accumulates
 //!   under the inner products, the output stages and the CBAM steps;
 //! - `simd` over `x86` (AVX2, detected at run time) or `neon` (aarch64): whole CONV2D,
-//!   DEPTHWISE_CONV2D, ADD, MAX_POOL2D and the CBAM element-wise steps on vector lanes.
+//!   DEPTHWISE_CONV2D, ADD, MAX_POOL2D and the CBAM element-wise steps on vector lanes;
+//!   the convolutions take the CPU's four-byte dot products where it has them (AVX-512
+//!   VNNI, Armv8.2 `sdot`), also detected at run time.
 //!
 //! `suite` is the shared test suite each backend instantiates. `build.rs` sets
 //! `cbam_backend` from the target (Arm target features are unstable in `cfg` on stable
