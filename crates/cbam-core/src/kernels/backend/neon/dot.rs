@@ -179,11 +179,13 @@ fn pack(weights: &[i8], per_out: usize, quads: usize, packed: &mut [i32], sums: 
             let mut sum = vdupq_n_s32(0);
             let mut j0 = 0;
             while j0 < quads {
-                let r = [0, 1, 2, 3].map(|o| {
+                // A loop, not an array `map`: its closure would stay out of line.
+                let mut r = [vdupq_n_s32(0); 4];
+                for (o, r) in r.iter_mut().enumerate() {
                     let row = rows.get((group * 4 + o) * per_out..).unwrap_or_default();
                     let row = row.get(..per_out).unwrap_or_default();
-                    load16(row.get(4 * j0..).unwrap_or_default())
-                });
+                    *r = load16(row.get(4 * j0..).unwrap_or_default());
+                }
                 for (k, &t) in transpose4(r).iter().enumerate() {
                     sum = sdot(sum, vreinterpretq_s8_s32(t), ones);
                     let at = (j0 + k) * PANEL + group * 4;
@@ -351,7 +353,14 @@ unsafe fn quad_step<const L: i32, const P: usize>(
     xv: &[int8x16_t; P],
 ) {
     // SAFETY: the caller's promise.
-    let wv = unsafe { [0, 1, 2, 3].map(|q| vld1q_s8(w.add(4 * q).cast())) };
+    let wv = unsafe {
+        [
+            vld1q_s8(w.cast()),
+            vld1q_s8(w.add(4).cast()),
+            vld1q_s8(w.add(8).cast()),
+            vld1q_s8(w.add(12).cast()),
+        ]
+    };
     for (acc, &x) in acc.iter_mut().zip(xv) {
         for (a, &w) in acc.iter_mut().zip(&wv) {
             *a = sdot_lane::<L>(*a, w, x);
@@ -381,10 +390,11 @@ fn pixel2(
     let mut ch = 0;
     while ch < n {
         // A last short group repeats its last row.
-        let rows = [0, 1, 2, 3].map(|i| {
-            let row = row_from(weights, per_out, (ch + i).min(n - 1));
-            row.get(..per_out).unwrap_or_default()
-        });
+        let mut rows: [&[i8]; 4] = [&[]; 4];
+        for (i, row) in rows.iter_mut().enumerate() {
+            let from = row_from(weights, per_out, (ch + i).min(n - 1));
+            *row = from.get(..per_out).unwrap_or_default();
+        }
         let zero = vdupq_n_s32(0);
         let (mut a, mut b, mut w_sum) = ([zero; 4], [zero; 4], [zero; 4]);
         let full = rows.iter().all(|r| r.len() == per_out);

@@ -24,11 +24,13 @@ pub(super) fn pack_panels(weights: &[i8], per_out: usize, pairs: usize, packed: 
         for group in 0..PANEL / 4 {
             let mut j0 = 0;
             while j0 < pairs {
-                let r = [0, 1, 2, 3].map(|o| {
+                // A loop, not an array `map`: its closure would stay out of line.
+                let mut r = [vdupq_n_s32(0); 4];
+                for (o, r) in r.iter_mut().enumerate() {
                     let row = rows.get((group * 4 + o) * per_out..).unwrap_or_default();
                     let row = row.get(..per_out).unwrap_or_default();
-                    widen8(row.get(2 * j0..).unwrap_or_default())
-                });
+                    *r = widen8(row.get(2 * j0..).unwrap_or_default());
+                }
                 for (k, t) in transpose4(r).iter().enumerate() {
                     let at = (j0 + k) * PANEL + group * 4;
                     if let Some(dst) = panel.get_mut(at..).and_then(<[i32]>::first_chunk_mut::<4>) {
