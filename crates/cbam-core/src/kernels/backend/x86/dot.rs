@@ -350,10 +350,12 @@ fn pixel2(
     let mut ch = 0;
     while ch < n {
         // A last short group repeats its last row.
-        let rows = [0, 1, 2, 3].map(|i| {
-            let row = row_from(weights, per_out, (ch + i).min(n - 1));
-            row.get(..per_out).unwrap_or_default()
-        });
+        // A loop, not an array `map`: its closure would not get this function's features.
+        let mut rows: [&[i8]; 4] = [&[]; 4];
+        for (i, row) in rows.iter_mut().enumerate() {
+            let from = row_from(weights, per_out, (ch + i).min(n - 1));
+            *row = from.get(..per_out).unwrap_or_default();
+        }
         let mut a = [_mm256_setzero_si256(); 4];
         let mut b = [_mm256_setzero_si256(); 4];
         let mut w_sum = [_mm256_setzero_si256(); 4];
