@@ -129,6 +129,11 @@ pub(super) fn depthwise_row(
     for (start, sum) in stage.start.iter_mut().zip(sums) {
         *start = vmlaq_n_s32(*start, sum, off);
     }
+    if let Some(bytes) = byte_weights(weights) {
+        let rows = (start, step, count, n, row_in, row_out);
+        byte_products(input, rows, taps, &bytes, &stage, (out, out_step, len));
+        return true;
+    }
     let (x, w) = (input.as_ptr(), weights.as_ptr());
     for y in 0..n {
         for i in 0..count {
@@ -159,4 +164,75 @@ pub(super) fn depthwise_row(
         }
     }
     true
+}
+
+/// Tap pairs [`byte_products`] takes: a 7x7 window.
+const MAX_PAIRS: usize = 25;
+
+/// Each tap pair's weights of the sixteen channels as bytes (tap `a`, tap `b`), where no
+/// weight is -128 and the window has at most [`MAX_PAIRS`] pairs.
+#[inline]
+#[target_feature(enable = "neon")]
+fn byte_weights(weights: &[PairWeights]) -> Option<[[int8x16_t; 2]; MAX_PAIRS]> {
+    if weights.len() > MAX_PAIRS {
+        return None;
+    }
+    let mut bytes = [[vdupq_n_s8(0); 2]; MAX_PAIRS];
+    let mut any_min = vdupq_n_u8(0);
+    for (b, w) in bytes.iter_mut().zip(weights) {
+        // SAFETY: each reads 32 of the 64 bytes of `w`, split into its two taps.
+        let (lo, hi) = unsafe { (vld2q_s16(w.as_ptr()), vld2q_s16(w.as_ptr().add(LANES))) };
+        // The weights are int8 values, so the narrowing is exact.
+        *b = [
+            vcombine_s8(vmovn_s16(lo.0), vmovn_s16(hi.0)),
+            vcombine_s8(vmovn_s16(lo.1), vmovn_s16(hi.1)),
+        ];
+        let min = vdupq_n_s8(i8::MIN);
+        any_min = vorrq_u8(any_min, vorrq_u8(vceqq_s8(b[0], min), vceqq_s8(b[1], min)));
+    }
+    (vmaxvq_u8(any_min) == 0).then_some(bytes)
+}
+
+/// [`depthwise_row`]'s pixels with the products in 16 bits: `x * w` with `w` above -128 is
+/// at most `128 * 127` in size, so two of them (`smull` then `smlal` of a tap pair) fit
+/// `i16` exactly, and `saddw` widens the pair sums into the `i32` accumulators. The taps
+/// are the input bytes as they are; `stage.start` holds `offset * sum(w)`.
+#[allow(clippy::type_complexity)]
+#[inline]
+#[target_feature(enable = "neon")]
+fn byte_products(
+    input: &[i8],
+    (start, step, count, n, row_in, row_out): (usize, usize, usize, usize, usize, usize),
+    taps: &[usize],
+    weights: &[[int8x16_t; 2]; MAX_PAIRS],
+    stage: &Stage16,
+    (out, out_step, len): (&mut [i8], usize, usize),
+) {
+    let x = input.as_ptr();
+    for y in 0..n {
+        for i in 0..count {
+            let base = start + y * row_in + i * step;
+            let mut acc = stage.start;
+            for (pair, w) in taps.chunks_exact(2).zip(weights) {
+                let [ta, tb] = pair else { continue };
+                // SAFETY: `base + tap + 16 <= input.len()` for every pixel and tap (checked
+                // by `depthwise_row` before it calls this).
+                let (a, b) = unsafe { (vld1q_s8(x.add(base + ta)), vld1q_s8(x.add(base + tb))) };
+                let lo = vmlal_s8(
+                    vmull_s8(vget_low_s8(a), vget_low_s8(w[0])),
+                    vget_low_s8(b),
+                    vget_low_s8(w[1]),
+                );
+                let hi = vmlal_high_s8(vmull_high_s8(a, w[0]), b, w[1]);
+                acc[0] = vaddw_s16(acc[0], vget_low_s16(lo));
+                acc[1] = vaddw_high_s16(acc[1], lo);
+                acc[2] = vaddw_s16(acc[2], vget_low_s16(hi));
+                acc[3] = vaddw_high_s16(acc[3], hi);
+            }
+            let dst = out
+                .get_mut(y * row_out + i * out_step..)
+                .unwrap_or_default();
+            store16(dst, stage.finish(&acc), len);
+        }
+    }
 }

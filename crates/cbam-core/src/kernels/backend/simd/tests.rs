@@ -29,6 +29,7 @@ macro_rules! isa_tests {
             gemm_matches_portable_on_long_windows,
             pack_panels_matches_portable,
             depthwise_takes_model_layers,
+            depthwise_takes_extreme_bytes,
             requant_matches_output_requant_at_the_extremes,
             widen_adds_the_offset_over_any_length,
             cbam_scalings_match_requantize_to_i8,
@@ -138,6 +139,52 @@ pub(crate) fn depthwise_takes_model_layers(b: impl Isa) {
         );
         depthwise_reference(&g, &qt, (ins, &input), &weights, (outs, &mut want));
         assert_eq!(got, want, "c={c} stride={stride}");
+    }
+}
+
+/// Depthwise weights and inputs at -128, where the two products of a tap pair no longer
+/// fit 16 bits (a backend that multiplies bytes must see them and take another path), and
+/// at +-127 beside them: half the channels have the extreme weight on their first two
+/// taps and zero on the others, and the extreme input everywhere, with an output stage
+/// (x / 2048, no clamp) under which a wrapped pair sum shows.
+pub(crate) fn depthwise_takes_extreme_bytes(b: impl Isa) {
+    let mut rng = Rng::new(0xD3EA);
+    for (w_fill, x_fill) in [(-128, -128), (-127, -128), (127, -128), (-128, 127)] {
+        let c = 32;
+        let g = ConvGeometry::square(3, 1);
+        let ins = Shape::new(9, 9, c);
+        let outs = Shape::new(9, 9, c);
+        let mut input = rng.i8s(ins.len().unwrap());
+        let mut weights = rng.i8s(9 * c);
+        for (i, x) in input.iter_mut().enumerate() {
+            if i % c < c / 2 {
+                *x = x_fill;
+            }
+        }
+        for (i, w) in weights.iter_mut().enumerate() {
+            if i % c < c / 2 {
+                *w = if i / c < 2 { w_fill } else { 0 };
+            }
+        }
+        let mut qt = QuantData::random(&mut rng, c);
+        qt.act = ActRange::FULL;
+        qt.in_zp = 0;
+        qt.out_zp = 0;
+        qt.bias[..c].fill(0);
+        qt.mult[..c].fill(1 << 30);
+        qt.shift[..c].fill(-10);
+        let bytes = qt.bytes();
+        let p = DepthwiseParams {
+            geometry: g,
+            depth_multiplier: 1,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut got = std::vec![0i8; outs.len().unwrap()];
+        let mut want = got.clone();
+        assert!(depthwise::depthwise(b, &p, ins, &input, outs, &mut got));
+        depthwise_reference(&g, &qt, (ins, &input), &weights, (outs, &mut want));
+        assert_eq!(got, want, "weights {w_fill}, inputs {x_fill}");
     }
 }
 
