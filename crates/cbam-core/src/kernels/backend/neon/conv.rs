@@ -2,7 +2,7 @@
 
 use super::requant::{requant4, requant_lanes, Lanes};
 use super::{load_lanes, load_window, pack8};
-use crate::kernels::backend::simd::conv::row_from;
+use crate::kernels::backend::simd::conv::{row_from, run_bounds};
 use crate::kernels::backend::simd::isa::{ChannelBlock, SmallWeights};
 use core::arch::aarch64::*;
 
@@ -40,10 +40,7 @@ pub(super) fn widen_runs(
     offset: i16,
 ) {
     let off = vdupq_n_s16(offset);
-    let span = run.div_ceil(16) * 16;
-    // The furthest any run reads past its start, and any pixel writes past its first tap.
-    let reach = starts.iter().max().map_or(0, |&s| s + span);
-    let written = starts.len().saturating_sub(1) * run + span;
+    let (reach, written) = run_bounds(starts, run);
     for p in 0..count {
         let (d0, s0) = (p * dst_step, p * src_step);
         if s0 + reach > src.len() || d0 + written > dst.len() {

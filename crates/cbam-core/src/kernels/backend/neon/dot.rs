@@ -16,38 +16,24 @@
 use super::gemm::transpose4;
 use super::requant::{requant_lanes, store16, Lanes, Stage16};
 use super::{load_lanes, pack8};
-use crate::kernels::backend::simd::conv::row_from;
+use crate::kernels::backend::simd::conv::{row_from, run_bounds};
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::{ChannelBlock, DotIsa, BLOCK};
+use crate::kernels::backend::simd::Probed;
 use core::arch::aarch64::*;
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Proof that the CPU has the dot-product instructions: only [`Sdot::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sdot(());
 
-const UNKNOWN: u8 = 0;
-
-const ABSENT: u8 = 1;
-
-const PRESENT: u8 = 2;
-
-static SDOT: AtomicU8 = AtomicU8::new(UNKNOWN);
+static SDOT: Probed = Probed::new();
 
 impl Sdot {
     /// `Some` on a CPU with `sdot`; probed on the first call only.
     #[inline]
     pub(crate) fn detect() -> Option<Self> {
-        let state = match SDOT.load(Ordering::Relaxed) {
-            UNKNOWN => {
-                let state = if probe() { PRESENT } else { ABSENT };
-                SDOT.store(state, Ordering::Relaxed);
-                state
-            }
-            known => known,
-        };
-        (state == PRESENT).then_some(Self(()))
+        SDOT.get(probe).then_some(Self(()))
     }
 }
 
@@ -232,10 +218,7 @@ fn taps_runs(
     (starts, run): (&[usize], usize),
     (count, src_step, dst_step): (usize, usize, usize),
 ) {
-    let span = run.div_ceil(16) * 16;
-    // The furthest any run reads past its start, and any pixel writes past its first tap.
-    let reach = starts.iter().max().map_or(0, |&s| s + span);
-    let written = starts.len().saturating_sub(1) * run + span;
+    let (reach, written) = run_bounds(starts, run);
     for p in 0..count {
         let (d0, s0) = (p * dst_step, p * src_step);
         if s0 + reach > src.len() || d0 + written > dst.len() {

@@ -29,6 +29,16 @@ pub(crate) fn row_from(weights: &[i8], per_out: usize, row: usize) -> &[i8] {
     weights.get(row * per_out..).unwrap_or_default()
 }
 
+/// For copying runs of `run` bytes from `starts` sixteen at a time (the backends'
+/// `widen_runs` and `taps_runs`): how far past a pixel's first source byte the reads go,
+/// and how far past its first window tap the writes go, so that the bounds are checked
+/// once per pixel.
+pub(crate) fn run_bounds(starts: &[usize], run: usize) -> (usize, usize) {
+    let span = run.div_ceil(16) * 16;
+    let reach = starts.iter().max().map_or(0, |&s| s + span);
+    (reach, starts.len().saturating_sub(1) * run + span)
+}
+
 /// CONV2D with the instruction set `isa`, for slices already checked against the shapes. Returns
 /// `false`, writing nothing, when the parameters are outside what the SIMD path is exact
 /// for or its buffer holds; the caller then runs the portable kernel.

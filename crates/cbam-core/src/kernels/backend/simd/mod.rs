@@ -29,6 +29,34 @@ use crate::math::ActRange;
 use core::marker::PhantomData;
 pub(super) use isa::Isa;
 
+/// A CPU feature probed on first use and remembered: the instruction sets' `detect`.
+pub(super) struct Probed(core::sync::atomic::AtomicU8);
+
+impl Probed {
+    const UNKNOWN: u8 = 0;
+    const ABSENT: u8 = 1;
+    const PRESENT: u8 = 2;
+
+    pub(super) const fn new() -> Self {
+        Self(core::sync::atomic::AtomicU8::new(Self::UNKNOWN))
+    }
+
+    /// `probe()`, asked on the first call only.
+    #[inline]
+    pub(super) fn get(&self, probe: fn() -> bool) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        match self.0.load(Relaxed) {
+            Self::UNKNOWN => {
+                let present = probe();
+                let state = if present { Self::PRESENT } else { Self::ABSENT };
+                self.0.store(state, Relaxed);
+                present
+            }
+            known => known == Self::PRESENT,
+        }
+    }
+}
+
 /// The host backend over the instruction set `I`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Simd<I>(PhantomData<I>);

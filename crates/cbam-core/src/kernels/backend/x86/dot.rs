@@ -14,24 +14,25 @@
 
 use super::conv::{load_lanes_twice, reduce4x2};
 use super::requant::{requant_lanes, Lanes, Stage16};
-use super::{cached, pack8, read_xcr0, UNKNOWN};
+use super::{pack8, read_xcr0};
 use crate::kernels::backend::simd::conv::row_from;
+use crate::kernels::backend::simd::conv::run_bounds;
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::{ChannelBlock, DotIsa, BLOCK};
+use crate::kernels::backend::simd::Probed;
 use core::arch::x86_64::*;
-use core::sync::atomic::AtomicU8;
 
 /// Proof that the CPU has AVX2, AVX-512 VL and AVX-512 VNNI: only [`Vnni::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Vnni(());
 
-static VNNI: AtomicU8 = AtomicU8::new(UNKNOWN);
+static VNNI: Probed = Probed::new();
 
 impl Vnni {
     /// `Some` on a CPU (and OS) with the instructions; probed on the first call only.
     #[inline]
     pub(crate) fn detect() -> Option<Self> {
-        cached(&VNNI, probe).then_some(Self(()))
+        VNNI.get(probe).then_some(Self(()))
     }
 }
 
@@ -118,10 +119,7 @@ fn taps_runs(
     (count, src_step, dst_step): (usize, usize, usize),
 ) {
     let key = _mm_set1_epi8(Vnni::KEY as i8);
-    let span = run.div_ceil(16) * 16;
-    // The furthest any run reads past its start, and any pixel writes past its first tap.
-    let reach = starts.iter().max().map_or(0, |&s| s + span);
-    let written = starts.len().saturating_sub(1) * run + span;
+    let (reach, written) = run_bounds(starts, run);
     for p in 0..count {
         let (d0, s0) = (p * dst_step, p * src_step);
         if s0 + reach > src.len() || d0 + written > dst.len() {

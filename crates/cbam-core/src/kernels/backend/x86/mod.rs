@@ -22,40 +22,21 @@ mod elementwise;
 mod gemm;
 mod requant;
 use super::simd::isa::{AddLanes, ChannelBlock, Isa, SmallWeights, TensorRequant};
+use super::simd::Probed;
 use core::arch::x86_64::*;
-use core::sync::atomic::{AtomicU8, Ordering};
 use dot::Vnni;
 
 /// Proof that the CPU has AVX2 (and so SSE4.1): only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2(());
 
-const UNKNOWN: u8 = 0;
-
-const ABSENT: u8 = 1;
-
-const PRESENT: u8 = 2;
-
-static AVX2: AtomicU8 = AtomicU8::new(UNKNOWN);
-
-/// `probe()`, asked once and remembered in `state`.
-#[inline]
-fn cached(state: &AtomicU8, probe: fn() -> bool) -> bool {
-    match state.load(Ordering::Relaxed) {
-        UNKNOWN => {
-            let present = probe();
-            state.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
-            present
-        }
-        known => known == PRESENT,
-    }
-}
+static AVX2: Probed = Probed::new();
 
 impl Avx2 {
     /// `Some` on a CPU (and OS) with AVX2; probed on the first call only.
     #[inline]
     pub(crate) fn detect() -> Option<Self> {
-        cached(&AVX2, probe).then_some(Self(()))
+        AVX2.get(probe).then_some(Self(()))
     }
 }
 
