@@ -82,6 +82,9 @@ pub enum Error {
     /// [`crate::Model::invoke_ops`] was given ops `start..end` that leave the op table or
     /// begin or end inside a band-by-band stage.
     BadOpRange { start: usize, end: usize },
+    /// A [`crate::Model::run_split`] executor returned before running every row share of op
+    /// `op`.
+    ShareNotRun { op: u16 },
 }
 
 impl fmt::Display for Error {
@@ -156,6 +159,10 @@ impl fmt::Display for Error {
                 "output buffer has {found} values, the model output tensor has {expected}"
             ),
             SliceLength { what } => write!(f, "kernel called with inconsistent slice lengths: {what}"),
+            ShareNotRun { op } => write!(
+                f,
+                "op {op}: the executor returned without running every row share; call RowShare::run on each share it is given"
+            ),
             BadOpRange { start, end } => write!(
                 f,
                 "ops {start}..{end} leave the op table or split a band-by-band stage; resume only at op boundaries outside stages"

@@ -362,7 +362,7 @@ pub fn sigmoid_lut() -> [i8; 256] {
 }
 
 /// A random requantizer with the given shift.
-fn rq(rng: &mut Rng, shift: i32) -> RequantWords {
+pub fn rq(rng: &mut Rng, shift: i32) -> RequantWords {
     RequantWords {
         mult: rng.int(1 << 30, i32::MAX),
         shift,

@@ -90,16 +90,22 @@ impl Model<'_> {
         observer: &mut impl Observer,
     ) -> Result<(), Error> {
         let arena = self.fit_arena(arena)?;
-        let out_span = span_of(self.output().len(), self.output_offset()?);
-        if output.len() != out_span.len {
-            return Err(Error::OutputLength {
-                expected: out_span.len,
-                found: output.len(),
-            });
-        }
+        let out_span = self.output_span(output.len())?;
         self.invoke_ops_observed(arena, 0..usize::from(self.header.n_ops), observer)?;
         output.copy_from_slice(as_i8(slice_mut(arena, out_span)?));
         Ok(())
+    }
+
+    /// The arena span of the output tensor, if the caller's output buffer has its length.
+    fn output_span(&self, found: usize) -> Result<Span, Error> {
+        let out_span = span_of(self.output().len(), self.output_offset()?);
+        if found != out_span.len {
+            return Err(Error::OutputLength {
+                expected: out_span.len,
+                found,
+            });
+        }
+        Ok(out_span)
     }
 
     /// Runs only ops `ops` (table indices) on the arena as it stands, copying nothing in or
@@ -139,9 +145,26 @@ impl Model<'_> {
             return Err(bad);
         }
         let arena = self.fit_arena(arena)?;
+        self.walk_ops(arena, ops, observer, |model, index, op, arena, observer| {
+            model.execute(index, op, arena, observer)
+        })
+    }
+
+    /// Runs ops `ops` (a checked range on a fitted arena): stages band by band, every other
+    /// op through `single`, with the observer's hooks around each.
+    fn walk_ops<O: Observer>(
+        &self,
+        arena: &mut [u8],
+        ops: Range<usize>,
+        observer: &mut O,
+        mut single: impl FnMut(&Self, usize, &Op, &mut [u8], &mut O) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let mut index = ops.start;
         while index < ops.end {
-            let at = u16::try_from(index).map_err(|_| bad)?;
+            let at = u16::try_from(index).map_err(|_| Error::BadOpRange {
+                start: ops.start,
+                end: ops.end,
+            })?;
             if let Some(stage) = stage_of(self.blob, &self.header, at)? {
                 self.run_stage(&stage, arena, observer)?;
                 index = usize::from(stage.end);
@@ -149,7 +172,7 @@ impl Model<'_> {
             }
             let op = decode_op(self.blob, &self.header, at)?;
             observer.op_start(index, op.record.code);
-            self.execute(index, &op, arena, observer)?;
+            single(self, index, &op, arena, observer)?;
             observer.op_end(
                 index,
                 op.record.code,
@@ -347,6 +370,10 @@ fn split(arena: &mut [u8], out: Span, scratch: Span) -> Option<OpArena<'_>> {
     Some(OpArena { out, scratch, gaps })
 }
 
+mod row_local;
+mod split;
 mod stage;
+
+pub use split::{RowShare, Split, MAX_SHARES};
 #[cfg(test)]
 mod tests;

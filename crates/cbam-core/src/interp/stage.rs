@@ -2,19 +2,14 @@
 //! the band needs, through the same kernels as a whole-tensor run, with the padding of a
 //! band's window moved to where the band meets the map's edge.
 
+use super::row_local::{rows_span, run_rows, RowJob};
 use super::{split, Observer};
 use crate::blob::stages::{Stage, StageOps};
 use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::banded;
 use crate::error::Error;
-use crate::kernels::add::{add, add_in_place, AddInPlace};
-use crate::kernels::conv2d::conv2d;
-use crate::kernels::depthwise::depthwise_conv2d;
-use crate::kernels::pool::pool2d;
-use crate::kernels::sigmoid::sigmoid;
-use crate::kernels::{Conv2dParams, ConvGeometry, DepthwiseParams, PoolParams, Shape};
 use crate::le::{as_i8, as_i8_mut};
-use crate::schedule::{walk, Band, Pass, RowWindow, Rows, StageGraph};
+use crate::schedule::{walk, Band, Pass, Rows, StageGraph};
 
 impl Model<'_> {
     /// Runs every op of `stage`; reports the stage as its last op (the only whole output)
@@ -77,7 +72,6 @@ impl Model<'_> {
             }
         };
         let out_t = &op.output;
-        let out_shape = Shape::new(rows.len(), out_t.shape.w, out_t.shape.c);
         let out_span = rows_span(
             out_t.span,
             out_t.shape,
@@ -94,7 +88,6 @@ impl Model<'_> {
             *span = rows_span(t.span, t.shape, from, in_rows)?;
         }
         let in0 = op.input(0)?.shape;
-        let in_shape = Shape::new(in_rows.len(), in0.w, in0.c);
         let scratch = Span {
             start: self.header.scratch_off,
             len: op.record.scratch_len,
@@ -136,79 +129,48 @@ impl Model<'_> {
         let read = |slot: usize| -> Result<&[i8], Error> {
             view.gaps.read(in_spans[slot]).map(as_i8).ok_or(overlap)
         };
-        let geometry = |g: &ConvGeometry| band_geometry(g, window, in_rows, rows);
-        match &op.kernel {
-            Kernel::Conv2d(p) => {
-                let p = Conv2dParams {
-                    geometry: geometry(&p.geometry),
-                    ..*p
-                };
-                conv2d(&p, in_shape, read(0)?, out_shape, out)
+        if let Kernel::Cbam(p) = &op.kernel {
+            if in_spans[0] != out_span {
+                out.copy_from_slice(read(0)?);
             }
-            Kernel::Depthwise(p) => {
-                let p = DepthwiseParams {
-                    geometry: geometry(&p.geometry),
-                    ..*p
-                };
-                depthwise_conv2d(&p, in_shape, read(0)?, out_shape, out)
-            }
-            Kernel::Pool(kind, p) => {
-                let p = PoolParams {
-                    geometry: geometry(&p.geometry),
-                    ..*p
-                };
-                pool2d(*kind, &p, in_shape, read(0)?, out_shape, out)
-            }
-            Kernel::Add(p, channels) => match op.in_place_slot() {
-                Some(slot) if in_spans[slot] != out_span => Err(overlap),
-                Some(0) => add_in_place(p, out, read(1)?, AddInPlace::First),
-                Some(_) => add_in_place(p, out, read(0)?, AddInPlace::Second),
-                None => add(p, out_shape, read(0)?, read(1)?, *channels, out),
-            },
-            Kernel::Lut(lut) => sigmoid(lut, read(0)?, out),
-            Kernel::Cbam(p) => {
-                if in_spans[0] != out_span {
-                    out.copy_from_slice(read(0)?);
-                }
-                let shape = out_t.shape;
-                let scratch = as_i8_mut(view.scratch);
-                let first_px = rows.start * shape.w;
-                let first_band = rows.start == 0;
-                let last_band = rows.end == shape.h;
-                match band.pass {
-                    Pass::ChannelStats => {
-                        if first_band {
-                            banded::stats_begin(p, shape, scratch)?;
-                        }
-                        banded::stats_rows(p, shape, scratch, out)?;
-                        if last_band {
-                            banded::stats_end(p, shape, scratch)?;
-                        }
+            let shape = out_t.shape;
+            let scratch = as_i8_mut(view.scratch);
+            let first_px = rows.start * shape.w;
+            let first_band = rows.start == 0;
+            let last_band = rows.end == shape.h;
+            match band.pass {
+                Pass::ChannelStats => {
+                    if first_band {
+                        banded::stats_begin(p, shape, scratch)?;
                     }
-                    Pass::SpatialMaps => {
-                        banded::maps_rows(p, shape, scratch, out, first_px)?;
-                        if last_band {
-                            banded::maps_end(p, shape, scratch)?;
-                            let att = banded::attention(p, shape, scratch)?;
-                            let index = usize::from(op.record.index);
-                            observer.cbam_attention(
-                                index,
-                                att.channel,
-                                att.spatial,
-                                shape.h,
-                                shape.w,
-                            );
-                        }
+                    banded::stats_rows(p, shape, scratch, out)?;
+                    if last_band {
+                        banded::stats_end(p, shape, scratch)?;
                     }
-                    Pass::Final => banded::apply_rows(p, shape, scratch, out, first_px)?,
                 }
-                Ok(())
+                Pass::SpatialMaps => {
+                    banded::maps_rows(p, shape, scratch, out, first_px)?;
+                    if last_band {
+                        banded::maps_end(p, shape, scratch)?;
+                        let att = banded::attention(p, shape, scratch)?;
+                        let index = usize::from(op.record.index);
+                        observer.cbam_attention(index, att.channel, att.spatial, shape.h, shape.w);
+                    }
+                }
+                Pass::Final => banded::apply_rows(p, shape, scratch, out, first_px)?,
             }
-            _ => Err(Error::BadSchedule {
-                stage: u16::MAX,
-                reason: "an op that cannot run on bands",
-            }),
+            return Ok(());
         }
+        let in_place = op.in_place_slot();
+        if in_place.is_some_and(|slot| in_spans[slot] != out_span) {
+            return Err(overlap);
+        }
+        let job = RowJob {
+            window,
+            in_rows,
+            rows,
+        };
+        run_rows(&op.kernel, in_place, in0, out_t.shape, job, read, out)
     }
 }
 
@@ -230,45 +192,4 @@ fn keep_rows(op: &Op, band: &Band, i: usize, arena: &mut [u8]) -> Result<(), Err
         })?
         .copy_within(from.start - to.start.., 0);
     Ok(())
-}
-
-/// The bytes of `rows` of a tensor of `shape` whose buffer `span` starts at row `origin`.
-fn rows_span(span: Span, shape: Shape, origin: usize, rows: Rows) -> Result<Span, Error> {
-    let bad = Error::SliceLength {
-        what: "stage band outside its buffer",
-    };
-    let row_bytes = shape.w.checked_mul(shape.c).ok_or(bad)?;
-    let skip = rows.start.checked_sub(origin).ok_or(bad)?;
-    let start = span
-        .start
-        .checked_add(skip.checked_mul(row_bytes).ok_or(bad)?)
-        .ok_or(bad)?;
-    let len = rows.len().checked_mul(row_bytes).ok_or(bad)?;
-    if start.saturating_add(len) > span.end() {
-        return Err(bad);
-    }
-    Ok(Span { start, len })
-}
-
-/// The geometry that computes output rows `out` from input rows `input` alone: the top and
-/// bottom padding become what lies outside the band (real padding only at the map's edge).
-fn band_geometry(g: &ConvGeometry, window: RowWindow, input: Rows, out: Rows) -> ConvGeometry {
-    let RowWindow::Window {
-        kh,
-        stride,
-        dil,
-        pad_top,
-    } = window
-    else {
-        return *g;
-    };
-    let top = (input.start + pad_top).saturating_sub(out.start * stride);
-    let span = dil * kh.saturating_sub(1) + 1;
-    let reach = out.len().saturating_sub(1) * stride + span;
-    let bottom = reach.saturating_sub(input.len() + top);
-    ConvGeometry {
-        pad_top: top,
-        pad_bottom: bottom,
-        ..*g
-    }
 }
