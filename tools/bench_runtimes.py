@@ -12,10 +12,12 @@ cannot run.
 Every engine sees the same images, normalised as the model expects (models/README.md): the
 core and tract get them as a float32 NCHW .npy through `cbam-bench-engine`, onnxruntime as
 the same array, LiteRT transposed to NHWC and quantized with its input's scale. Only
-inference is timed. The core runs one frame on one thread; "all threads" for it (and for
-tract) means frames in parallel, each worker with its own arena; for onnxruntime and LiteRT,
-latency on all threads uses their intra-op threads and throughput one single-threaded
-session/interpreter per thread, frames in parallel, whichever is their best stream.
+inference is timed. On all threads the core's latency splits each layer's rows over the
+threads (`cbam run --split-layers`) and its throughput runs frames in parallel, each worker
+with its own arena; tract runs one frame on one thread, so only its throughput uses them; for
+onnxruntime and LiteRT, latency on all threads uses their intra-op threads and throughput one
+single-threaded session/interpreter per thread, frames in parallel, whichever is their best
+stream.
 Dependencies: tools/requirements-bench.txt.
 """
 
@@ -139,8 +141,9 @@ class Engine:
 class RustEngine(Engine):
     """The core or tract, timed inside `cbam-bench-engine`."""
 
-    def __init__(self, name: str, binary: Path, model: Path, inputs: Path, count: int) -> None:
-        self.name, self.count = name, count
+    def __init__(self, name: str, binary: Path, model: Path, inputs: Path, count: int,
+                 split_layers: bool = False) -> None:
+        self.name, self.count, self.split_layers = name, count, split_layers
         self.proc = subprocess.Popen([str(binary), str(model), "--inputs", str(inputs)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         ready = self._read()
@@ -161,7 +164,7 @@ class RustEngine(Engine):
         return self._read()
 
     def latency(self, threads: int) -> tuple[list[float], list[int]]:
-        answer = self._ask("latency")
+        answer = self._ask(f"latency {threads}" if self.split_layers else "latency")
         return answer["ms"], answer["top1"]
 
     def stream(self, threads: int, frames: int) -> float:
@@ -400,7 +403,7 @@ def bench_case(case: ModelCase, args, bins: Path, work: Path, threads_all: int) 
     blob = make_blob(bins / "cbam", case, onnx_path, args.calib, work)
     qdq = make_ort_int8(onnx_path, calib_x, work, case.name)
     engines: list[Engine] = [
-        RustEngine("int8 core", bins / "cbam-bench-engine", blob, inputs, len(x)),
+        RustEngine("int8 core", bins / "cbam-bench-engine", blob, inputs, len(x), split_layers=True),
         OrtEngine("ORT float", onnx_path, x),
         OrtEngine("ORT int8 QDQ", qdq, x),
     ]
@@ -467,7 +470,10 @@ def render(report: dict, all_t: int) -> str:
         head += [f"{t}T ms median", f"{t}T ms p90", f"{t}T frames/s"]
     if all_t > 1:
         head += [f"scaling {all_t}T/1T"]
-    head += ["core speed-up 1T latency", f"core speed-up {all_t}T frames/s"]
+    head += ["core speed-up 1T latency"]
+    if all_t > 1:
+        head += [f"core speed-up {all_t}T latency"]
+    head += [f"core speed-up {all_t}T frames/s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     core = next(e for e in report["engines"] if e["engine"] == "int8 core")
     for e in report["engines"]:
@@ -476,8 +482,10 @@ def render(report: dict, all_t: int) -> str:
             row += [f"{e[f'latency_ms_median_{t}t']:.3f}", f"{e[f'latency_ms_p90_{t}t']:.3f}", f"{e[f'fps_{t}t']:.0f}"]
         if all_t > 1:
             row += [f"{e[f'fps_{all_t}t'] / e['fps_1t']:.2f}x"]
-        row += [f"{e['latency_ms_median_1t'] / core['latency_ms_median_1t']:.2f}x",
-                f"{core[f'fps_{all_t}t'] / e[f'fps_{all_t}t']:.2f}x"]
+        row += [f"{e['latency_ms_median_1t'] / core['latency_ms_median_1t']:.2f}x"]
+        if all_t > 1:
+            row += [f"{e[f'latency_ms_median_{all_t}t'] / core[f'latency_ms_median_{all_t}t']:.2f}x"]
+        row += [f"{core[f'fps_{all_t}t'] / e[f'fps_{all_t}t']:.2f}x"]
         lines.append("| " + " | ".join(row) + " |")
     if report["litert_note"]:
         lines += ["", f"LiteRT: {report['litert_note']}"]

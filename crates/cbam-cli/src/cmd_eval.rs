@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use self::metrics::Metrics;
 
+use crate::layer_threads::LayerThreads;
 use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
@@ -88,6 +89,11 @@ pub struct EvalArgs {
     /// on it; ms_per_sample is wall time over the samples, so it falls as threads are added
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Run one sample at a time with each layer's rows split over the --threads threads
+    /// (int8 core; tract runs one sample at a time on one thread): ms_per_sample is then
+    /// the latency of one sample
+    #[arg(long)]
+    pub split_layers: bool,
     #[command(flatten)]
     pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
@@ -215,7 +221,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         notes,
     } = prepare(args, &subject, reference.as_ref())?;
 
-    let threads = parallel::resolve_threads(args.threads);
+    let threads = Threads::new(parallel::resolve_threads(args.threads), args.split_layers);
     let (predictions, ms) = predict(&subject, &engine, &dataset, threads)?;
     let accuracy = accuracy(&predictions.classes, &dataset);
     let truth: Option<Vec<usize>> = dataset.samples.iter().map(|s| s.label).collect();
@@ -415,18 +421,44 @@ fn top1<T: PartialOrd>(scores: &[T]) -> Option<(usize, bool)> {
     Some((cbam_core::argmax(scores)?, cbam_core::top1_tied(scores)))
 }
 
-/// Top-1 class of every sample over `threads` workers, and the milliseconds of wall time
-/// per sample.
+/// How a run uses its threads: samples in parallel, or one sample's layers split.
+#[derive(Clone, Copy, Debug)]
+struct Threads {
+    /// Workers, each running whole samples.
+    samples: usize,
+    /// Threads each core sample's layers are split over.
+    layers: usize,
+}
+
+impl Threads {
+    fn new(threads: usize, split_layers: bool) -> Self {
+        if split_layers {
+            Self {
+                samples: 1,
+                layers: threads,
+            }
+        } else {
+            Self {
+                samples: threads,
+                layers: 1,
+            }
+        }
+    }
+}
+
+/// Top-1 class of every sample, and the milliseconds of wall time per sample.
 fn predict(
     subject: &Subject,
     engine: &Engine,
     dataset: &Dataset,
-    threads: usize,
+    threads: Threads,
 ) -> Result<(Predictions, f64)> {
     let bar = progress::bar(dataset.len(), subject.backend());
     let start = Instant::now();
     let predictions = match engine {
-        Engine::Tract(model) => predict_tract(&subject.path, model, dataset, &bar, threads)?,
+        Engine::Tract(model) => {
+            predict_tract(&subject.path, model, dataset, &bar, threads.samples)?
+        }
         Engine::Core(model) => predict_core(&subject.path, model, dataset, &bar, threads)?,
     };
     bar.finish_and_clear();
@@ -475,13 +507,14 @@ fn predict_core(
     model: &cbam_core::Model,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
-    threads: usize,
+    threads: Threads,
 ) -> Result<Predictions> {
     let info = model.input();
     let raw = model.input_is_raw_pixels();
+    let layers = LayerThreads::new(threads.layers)?;
     let classes = parallel::map_ordered(
         dataset.len(),
-        threads,
+        threads.samples,
         || {
             Ok(CoreWorker {
                 arena: vec![0u8; model.arena_size()],
@@ -500,8 +533,8 @@ fn predict_core(
                     path.display()
                 )
             })?;
-            model
-                .run(&mut w.arena, &w.input, &mut w.output)
+            layers
+                .run(model, &mut w.arena, &w.input, &mut w.output)
                 .map_err(|e| {
                     anyhow::anyhow!("{}: the core failed on sample {i}: {e}", path.display())
                 })?;

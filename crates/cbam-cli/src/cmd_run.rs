@@ -98,9 +98,14 @@ pub struct RunArgs {
     pub top_k: usize,
     /// Worker threads, each running whole frames with buffers of its own (0: every core).
     /// Frames are still reported in input order; more threads raise frames/s, not the
-    /// latency of one frame
+    /// latency of one frame (see --split-layers)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
+    /// Run one frame at a time with each layer's rows split over the --threads threads:
+    /// lower latency per frame, fewer frames/s than frames in parallel. Int8 core only;
+    /// the results are the same bits
+    #[arg(long)]
+    pub split_layers: bool,
     #[command(flatten)]
     pub norm: NormArgs,
     #[command(flatten, next_help_heading = "Limits")]
@@ -191,7 +196,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut notes = Vec::new();
     let limits = args.limits.limits();
     let with_attention = args.overlay.is_some() || args.serve.is_some();
-    let runner = Runner::new(&file, with_attention, &mut notes, &limits, &args.norm)?;
+    let mut runner = Runner::new(&file, with_attention, &mut notes, &limits, &args.norm)?;
+    let threads = parallel::resolve_threads(args.threads);
+    let frame_workers = if args.split_layers {
+        if !runner.split_layers(threads)? {
+            notes.push(format!(
+                "{}: tract runs each frame on one thread; --split-layers runs frames one at a time",
+                file.path.display()
+            ));
+        }
+        1
+    } else {
+        threads
+    };
     // Before the input opens: a camera or pipe may take a while, a bad address does not.
     let mut live = match &args.serve {
         Some(addr) => {
@@ -209,9 +226,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let stop = stop_flag(matches!(source, Source::Camera(_) | Source::Pipe(_)) || live.is_some());
     let mut run = RunState::default();
     let started = Instant::now();
-    let workers = (0..parallel::resolve_threads(args.threads))
-        .map(|_| runner.worker())
-        .collect();
+    let workers = (0..frame_workers).map(|_| runner.worker()).collect();
     // Frames are read here and inferred by the workers; reports come back in input order.
     let read_error = std::thread::scope(|scope| -> Result<Option<anyhow::Error>> {
         let mut stream = OrderedStream::start(

@@ -16,6 +16,7 @@ mod firmware_build;
 mod flash;
 mod frames;
 mod interrupt;
+mod layer_threads;
 mod limits;
 mod model_file;
 mod norm;
@@ -24,6 +25,7 @@ mod overlay;
 mod parallel;
 mod plots;
 mod progress;
+mod spin_pool;
 
 use std::process::ExitCode;
 

@@ -123,6 +123,24 @@ fn the_core_classifies_a_directory_and_reports_speed() {
 }
 
 #[test]
+fn split_layers_and_parallel_frames_give_the_one_thread_bits() {
+    let (_, blob, _) = quantized();
+    let images = images();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", s(blob), "--input", s(&images), "--json"];
+        args.extend_from_slice(extra);
+        let report = run_json(&args);
+        let frames = report["frames"].as_array().expect("frames").clone();
+        let q: Vec<_> = frames.iter().map(|f| f["output_q"].clone()).collect();
+        assert_eq!(q.len(), 8, "{extra:?}");
+        q
+    };
+    let one = run(&[]);
+    assert_eq!(run(&["--threads", "3", "--split-layers"]), one);
+    assert_eq!(run(&["--threads", "2"]), one);
+}
+
+#[test]
 fn tract_float_and_qdq_agree_with_the_core() {
     let (_, blob, _) = quantized();
     let core = top1s(&run_json(&[

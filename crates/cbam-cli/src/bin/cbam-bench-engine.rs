@@ -5,7 +5,8 @@
 //!
 //! Requests, one per line on stdin; one JSON line answers each on stdout:
 //! - `latency`: every input once, batch 1, one after the other on one thread:
-//!   `{"ms": [per-input milliseconds], "top1": [class per input]}`;
+//!   `{"ms": [per-input milliseconds], "top1": [class per input]}`; `latency T` splits
+//!   each input's layers over T threads (the core only, as `cbam run --split-layers`);
 //! - `stream T`: every input once over T worker threads (frames in parallel, each worker
 //!   with its own arena), results in input order: `{"seconds": wall time, "frames": N}`;
 //! - `quit` (or end of input) ends the process.
@@ -17,6 +18,13 @@
 #[path = "../parallel.rs"]
 #[allow(dead_code)]
 mod parallel;
+// The CLI's layer splitting, as `cbam run --split-layers` uses it.
+#[path = "../layer_threads.rs"]
+mod layer_threads;
+#[path = "../spin_pool.rs"]
+mod spin_pool;
+
+use layer_threads::LayerThreads;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -49,7 +57,8 @@ struct Args {
 /// One engine over the prepared inputs: `run(worker_state, i)` gives input `i`'s top-1 class.
 trait Engine: Sync {
     type Worker;
-    fn worker(&self) -> Result<Self::Worker>;
+    /// State for one worker whose inferences each run on `layer_threads` threads.
+    fn worker(&self, layer_threads: usize) -> Result<Self::Worker>;
     fn run(&self, worker: &mut Self::Worker, i: usize) -> Result<usize>;
     fn len(&self) -> usize;
 }
@@ -60,20 +69,21 @@ struct Core<'b> {
 }
 
 impl Engine for Core<'_> {
-    /// The arena and output of one worker.
-    type Worker = (Vec<u8>, Vec<i8>);
+    /// The arena, output and layer threads of one worker.
+    type Worker = (Vec<u8>, Vec<i8>, LayerThreads);
 
-    fn worker(&self) -> Result<Self::Worker> {
+    fn worker(&self, layer_threads: usize) -> Result<Self::Worker> {
         Ok((
             vec![0u8; self.model.arena_size()],
             vec![0i8; self.model.output().len()],
+            LayerThreads::new(layer_threads)?,
         ))
     }
 
-    fn run(&self, (arena, out): &mut Self::Worker, i: usize) -> Result<usize> {
+    fn run(&self, (arena, out, layers): &mut Self::Worker, i: usize) -> Result<usize> {
         let input = self.inputs.get(i).context("input index out of range")?;
-        self.model
-            .run(arena, input, out)
+        layers
+            .run(&self.model, arena, input, out)
             .map_err(|e| anyhow::anyhow!("the core failed on input {i}: {e}"))?;
         cbam_core::argmax(out).context("empty output")
     }
@@ -91,7 +101,11 @@ struct Tract {
 impl Engine for Tract {
     type Worker = ();
 
-    fn worker(&self) -> Result<()> {
+    fn worker(&self, layer_threads: usize) -> Result<()> {
+        ensure!(
+            layer_threads <= 1,
+            "tract runs each input on one thread; ask `latency` without a thread count"
+        );
         Ok(())
     }
 
@@ -166,7 +180,13 @@ fn serve<E: Engine>(engine: &E, name: &str) -> Result<()> {
         let line = line?;
         let words: Vec<&str> = line.split_whitespace().collect();
         let answer = match words.as_slice() {
-            ["latency"] => latency(engine)?,
+            ["latency"] => latency(engine, 1)?,
+            ["latency", threads] => {
+                let threads: usize = threads
+                    .parse()
+                    .with_context(|| format!("`latency {threads}`: not a thread count"))?;
+                latency(engine, parallel::resolve_threads(threads))?
+            }
             ["stream", threads] => {
                 let threads: usize = threads
                     .parse()
@@ -174,7 +194,7 @@ fn serve<E: Engine>(engine: &E, name: &str) -> Result<()> {
                 stream(engine, parallel::resolve_threads(threads))?
             }
             ["quit"] | [] => break,
-            _ => bail!("unknown request `{line}`; expected `latency`, `stream T` or `quit`"),
+            _ => bail!("unknown request `{line}`; expected `latency [T]`, `stream T` or `quit`"),
         };
         writeln!(out, "{answer}")?;
         out.flush()?;
@@ -182,8 +202,8 @@ fn serve<E: Engine>(engine: &E, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn latency<E: Engine>(engine: &E) -> Result<serde_json::Value> {
-    let mut worker = engine.worker()?;
+fn latency<E: Engine>(engine: &E, layer_threads: usize) -> Result<serde_json::Value> {
+    let mut worker = engine.worker(layer_threads)?;
     let mut ms = Vec::with_capacity(engine.len());
     let mut top1 = Vec::with_capacity(engine.len());
     for i in 0..engine.len() {
@@ -199,7 +219,7 @@ fn stream<E: Engine>(engine: &E, threads: usize) -> Result<serde_json::Value> {
     let classes = parallel::map_ordered(
         engine.len(),
         threads,
-        || engine.worker(),
+        || engine.worker(1),
         |w, i| engine.run(w, i),
     )?;
     let seconds = start.elapsed().as_secs_f64();

@@ -24,7 +24,7 @@ use clap::Args;
 use probe_rs::probe::list::Lister;
 use probe_rs::probe::DebugProbeInfo;
 
-use super::{accuracy, agreement, predict, prepare, Engine, EvalArgs, Prepared, Subject};
+use super::{accuracy, agreement, predict, prepare, Engine, EvalArgs, Prepared, Subject, Threads};
 use crate::firmware_build::{self, Purpose};
 use crate::flash::boards::{self, Board, ModelPlacement};
 use crate::model_file::ModelKind;
@@ -193,7 +193,10 @@ pub fn run(
             r,
             engine,
             &dataset,
-            crate::parallel::resolve_threads(args.threads),
+            Threads::new(
+                crate::parallel::resolve_threads(args.threads),
+                args.split_layers,
+            ),
         )?;
         report.agreement = Some(agreement(
             &predictions.classes,

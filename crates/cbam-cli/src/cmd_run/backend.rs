@@ -12,6 +12,7 @@ use cbam_compiler::ir::Op;
 use cbam_compiler::limits::Limits;
 use cbam_compiler::{import, passes};
 
+use crate::layer_threads::LayerThreads;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
 
@@ -122,6 +123,9 @@ pub struct CoreRunner<'b> {
     /// From the blob's metadata and the flags; the normalisation is only used when the
     /// blob's input is not raw pixels.
     spec: InputSpec,
+    /// The threads each frame's layers are split over (shared by the workers; one thread
+    /// unless `--split-layers`).
+    layers: Arc<LayerThreads>,
 }
 
 impl<'b> Runner<'b> {
@@ -185,7 +189,20 @@ impl<'b> Runner<'b> {
                 output: vec![0i8; c.output.len()],
                 labels: c.labels.clone(),
                 spec: c.spec.clone(),
+                layers: Arc::clone(&c.layers),
             })),
+        }
+    }
+
+    /// Splits each frame's layers over `threads` threads (the int8 core only); `false` for
+    /// a runner that runs every frame on one thread (tract).
+    pub fn split_layers(&mut self, threads: usize) -> Result<bool> {
+        match self {
+            Runner::Tract(_) => Ok(false),
+            Runner::Core(c) => {
+                c.layers = Arc::new(LayerThreads::new(threads)?);
+                Ok(true)
+            }
         }
     }
 
@@ -394,6 +411,7 @@ impl<'b> CoreRunner<'b> {
             output: vec![0i8; model.output().len()],
             labels: model.labels().map(str::to_string).collect(),
             model,
+            layers: Arc::new(LayerThreads::new(1)?),
         })
     }
 
@@ -408,8 +426,14 @@ impl<'b> CoreRunner<'b> {
             maps: Vec::new(),
             channels: Vec::new(),
         };
-        self.model
-            .run_observed(&mut self.arena, &self.input, &mut self.output, &mut maps)
+        self.layers
+            .run_observed(
+                &self.model,
+                &mut self.arena,
+                &self.input,
+                &mut self.output,
+                &mut maps,
+            )
             .map_err(|e| anyhow::anyhow!("the int8 core failed on the frame: {e}"))?;
         let out = self.model.output();
         Ok(Inference {
