@@ -10,9 +10,13 @@ use cbam_core::{Model, Observer, RowShare, Split, MAX_SHARES};
 
 use crate::spin_pool::SpinPool;
 
-/// The least work, in multiply-accumulates, worth handing to another thread: about a
-/// microsecond of kernel time, the order of a join between spinning threads.
-const MIN_SHARE_WORK: u64 = 8 * 1024;
+/// The least work, in multiply-accumulates, worth handing to another thread: a few
+/// microseconds of kernel time, well above a join between spinning threads.
+const MIN_SHARE_WORK: u64 = 16 * 1024;
+
+/// The fewest output pixels per share: each share of a convolution rearranges all of its
+/// weights, which costs about as much as 1/pixels of its multiply-accumulates.
+const MIN_SHARE_PIXELS: usize = 32;
 
 /// Threads that run each op of one inference together (one thread: plain runs).
 pub struct LayerThreads {
@@ -55,6 +59,7 @@ impl LayerThreads {
         let split = Split {
             shares: self.threads,
             min_share_work: MIN_SHARE_WORK,
+            min_share_pixels: MIN_SHARE_PIXELS,
         };
         let mut exec = |shares: &mut [RowShare<'_>]| {
             // A lock per share hands each one to the thread that claims it; the core

@@ -26,6 +26,10 @@ pub struct Split {
     /// without any): handing a worker less costs more than it saves, so such ops are cut
     /// into fewer shares or run whole.
     pub min_share_work: u64,
+    /// The fewest output pixels one share gets: a convolution's setup (its weights
+    /// rearranged for the kernel) is paid once per share, so a share of a few pixels
+    /// costs nearly as much as the whole op.
+    pub min_share_pixels: usize,
 }
 
 /// Some output rows of one op, ready to run on any thread.
@@ -211,11 +215,14 @@ fn shares_for(op: &Op, split: Split) -> usize {
     let work = op.macs().max(out_bytes);
     let by_work = work / split.min_share_work.max(1);
     let by_work = usize::try_from(by_work).unwrap_or(usize::MAX);
+    let shape = op.output.shape;
+    let by_pixels = shape.h.saturating_mul(shape.w) / split.min_share_pixels.max(1);
     split
         .shares
         .min(MAX_SHARES)
-        .min(op.output.shape.h)
+        .min(shape.h)
         .min(by_work)
+        .min(by_pixels)
 }
 
 #[cfg(test)]

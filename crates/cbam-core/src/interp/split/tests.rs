@@ -31,6 +31,7 @@ fn split_run(
     let split = Split {
         shares,
         min_share_work: 1,
+        min_share_pixels: 1,
     };
     model.run_split(&mut arena, input, &mut out, split, exec)?;
     Ok(out)
@@ -173,22 +174,34 @@ fn small_ops_run_whole() {
     let blob = row_local_blob(5, 16, 8);
     let model = Model::parse(&blob).unwrap();
     let input = vec![3i8; model.input().len()];
-    let mut arena = vec![0u8; model.arena_size()];
-    let mut out = vec![0i8; model.output().len()];
-    let mut calls = 0;
-    let split = Split {
-        shares: 4,
-        min_share_work: u64::MAX,
-    };
-    let mut exec = |shares: &mut [RowShare<'_>]| {
-        calls += 1;
-        shares.iter_mut().for_each(RowShare::run);
-    };
-    model
-        .run_split(&mut arena, &input, &mut out, split, &mut exec)
-        .unwrap();
-    assert_eq!(calls, 0);
-    assert_eq!(out, whole(&model, &input));
+    let expected = whole(&model, &input);
+    // (least work, fewest pixels per share) -> the shares of each op that is cut.
+    let cases: [((u64, usize), &[usize]); 4] = [
+        ((u64::MAX, 1), &[]),
+        ((1, usize::MAX), &[]),
+        // The first conv has 16x8 pixels, the rest 8x4 or 4x2.
+        ((1, 40), &[3]),
+        ((1, 16), &[4, 2, 2, 2, 2]),
+    ];
+    for ((min_share_work, min_share_pixels), want) in cases {
+        let mut arena = vec![0u8; model.arena_size()];
+        let mut out = vec![0i8; model.output().len()];
+        let mut cuts = Vec::new();
+        let split = Split {
+            shares: 4,
+            min_share_work,
+            min_share_pixels,
+        };
+        let mut exec = |shares: &mut [RowShare<'_>]| {
+            cuts.push(shares.len());
+            shares.iter_mut().for_each(RowShare::run);
+        };
+        model
+            .run_split(&mut arena, &input, &mut out, split, &mut exec)
+            .unwrap();
+        assert_eq!(cuts, want, "{min_share_work} {min_share_pixels}");
+        assert_eq!(out, expected);
+    }
 }
 
 #[test]
@@ -213,6 +226,7 @@ fn wrong_buffers_are_errors() {
     let split = Split {
         shares: 2,
         min_share_work: 1,
+        min_share_pixels: 1,
     };
     let mut arena = vec![0u8; model.arena_size()];
     let mut out = vec![0i8; model.output().len() + 1];
@@ -266,6 +280,7 @@ fn an_observer_sees_what_it_sees_in_a_whole_run() {
     let cut = Split {
         shares: 3,
         min_share_work: 1,
+        min_share_pixels: 1,
     };
     model
         .run_split_observed(&mut arena, &input, &mut out, cut, &mut threaded, &mut split)
