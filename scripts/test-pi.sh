@@ -5,7 +5,8 @@
 # x86 host binary: bit for bit for the int8 core (its int8 outputs and classes), within a
 # float tolerance for tract (float and QDQ). Also draws an attention overlay on aarch64.
 # The int8 core runs on two emulated CPUs: QEMU's default (which has the Pi 5's `sdot`
-# dot products) and a Cortex-A72 (the Pi 4, without them), so both kernel sets are checked.
+# dot products) and a Cortex-A72 (the Pi 4, without them), so both kernel sets are checked,
+# and once more with each frame's layers split over four threads (`--split-layers`).
 # The RGB example models (scripts/rgb-blobs.sh) run their int8 blobs on the first images of
 # their own test folders, compared bit for bit in the same way.
 #
@@ -75,6 +76,9 @@ for m in fmnist_cbam fmnist_cbam_res; do
   done
   "${QEMU_PI4[@]}" "$PI_BIN" run "$OUT/$m.cbam" --input "$IMAGES" --json --top-k 3 >"$OUT/$m.core.pi4.json"
   compare core "$OUT/$m.core.host.json" "$OUT/$m.core.pi4.json"
+  "${QEMU[@]}" "$PI_BIN" run "$OUT/$m.cbam" --input "$IMAGES" --json --top-k 3 \
+    --threads 4 --split-layers >"$OUT/$m.core.pi-split4.json"
+  compare core "$OUT/$m.core.host.json" "$OUT/$m.core.pi-split4.json"
   "${QEMU[@]}" "$PI_BIN" attention "$OUT/$m.cbam" "$IMAGES/test_000.png" \
     --compare "models/$m.onnx" -o "$OUT/$m.attention.pi.png" >/dev/null
   "$HOST_BIN" attention "$OUT/$m.cbam" "$IMAGES/test_000.png" -o "$OUT/$m.attention.core.host.png" >/dev/null
@@ -104,6 +108,10 @@ while IFS=$'\t' read -r m blob test_dir <&3; do
   compare core "$OUT/$m.core.host.json" "$OUT/$m.core.pi.json"
   "${QEMU_PI4[@]}" "$PI_BIN" run "$blob" --input "$images" --json --top-k 3 >"$OUT/$m.core.pi4.json"
   compare core "$OUT/$m.core.host.json" "$OUT/$m.core.pi4.json"
+  # One frame's layers over the Pi's four cores.
+  "${QEMU_PI4[@]}" "$PI_BIN" run "$blob" --input "$images" --json --top-k 3 \
+    --threads 4 --split-layers >"$OUT/$m.core.pi4-split4.json"
+  compare core "$OUT/$m.core.host.json" "$OUT/$m.core.pi4-split4.json"
 done 3<<<"$RGB_BLOBS"
 
 echo

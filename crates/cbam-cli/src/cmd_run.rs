@@ -44,6 +44,8 @@ Examples:
     | cbam run model.cbam --input - --raw yuv420:640x480 --serve 0.0.0.0:8080
   # any video ffmpeg reads, as a Y4M stream
   ffmpeg -i clip.mp4 -pix_fmt yuv420p -f yuv4mpegpipe - | cbam run model.cbam --input -
+  # lowest latency per frame on a 4-core Pi: each layer split over the four cores
+  cbam run model.cbam --camera /dev/video0 --threads 4 --split-layers
 
 MODEL: a float or QDQ .onnx (tract) or a .cbam blob (int8 core); --backend, when given,
 must match it. Frames are centre-cropped to the model's aspect ratio (or as --resize says,

@@ -102,6 +102,36 @@ pub fn cbam<'s>(
     data: &mut [i8],
     scratch: &'s mut [i8],
 ) -> Result<CbamAttention<'s>, Error> {
+    let s = channel_phase(p, shape, data, scratch)?;
+    scale_channels_and_pool(p, data, s.att_c, s.maps, s.table);
+    spatial_attention(p, shape, s.maps, s.att_s)?;
+    scale_pixels(p, data, s.att_s);
+    Ok(CbamAttention {
+        channel: s.att_c,
+        spatial: s.att_s,
+    })
+}
+
+/// The scratch parts the steps after the channel attention work in.
+pub(crate) struct Phases<'s> {
+    /// Working memory of the channel scaling (see [`scale_channels_and_pool`]).
+    pub table: &'s mut [i8],
+    pub att_c: &'s mut [i8],
+    /// The pooled spatial maps, `(h, w, 2)`.
+    pub maps: &'s mut [i8],
+    pub att_s: &'s mut [i8],
+}
+
+/// Steps 1 to 3 of [`cbam`] (pooling, MLP, sigmoid): the channel attention of `data`, into
+/// `scratch`, which is returned cut into the parts the later steps use. The later steps
+/// work pixel by pixel (the scaling and the pooled maps, the final scaling) and row by row
+/// (the spatial convolution), so a caller may run them on parts of the map.
+pub(crate) fn channel_phase<'s>(
+    p: &CbamParams,
+    shape: Shape,
+    data: &[i8],
+    scratch: &'s mut [i8],
+) -> Result<Phases<'s>, Error> {
     let hw = check(p, shape, data)?;
     let needed = cbam_scratch_size(p.c, p.cr, shape.h, shape.w).ok_or(Error::SliceLength {
         what: "cbam scratch",
@@ -118,12 +148,11 @@ pub fn cbam<'s>(
     mlp_hidden(p, pa, s.hid_a);
     mlp_hidden(p, pm, s.hid_m);
     channel_attention(p, s.hid_a, s.hid_m, s.att_c);
-    scale_channels_and_pool(p, data, s.att_c, s.maps, s.pooled);
-    spatial_attention(p, shape, s.maps, s.att_s)?;
-    scale_pixels(p, data, s.att_s);
-    Ok(CbamAttention {
-        channel: s.att_c,
-        spatial: s.att_s,
+    Ok(Phases {
+        table: s.pooled,
+        att_c: s.att_c,
+        maps: s.maps,
+        att_s: s.att_s,
     })
 }
 
