@@ -43,6 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ort_baseline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# Seconds between timed passes: longer than XNNPACK's pthreadpool spins before it sleeps
+# (a million pause iterations, tens of milliseconds).
+QUIET_S = 0.1
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
@@ -438,8 +441,13 @@ def bench_case(case: ModelCase, args, bins: Path, work: Path, threads_all: int) 
         for e in order:
             r = results[e.name]
             for t in thread_counts:
+                # Thread pools spin a while after their last job (onnxruntime's, XNNPACK's,
+                # the core's): let the previous pass's threads park first, so that each
+                # pass has the cores to itself.
+                time.sleep(QUIET_S)
                 ms, _ = e.latency(t)
                 r.lat.setdefault(t, []).extend(ms)
+                time.sleep(QUIET_S)
                 r.rounds.setdefault(t, []).append(stream_frames / e.stream(t, stream_frames))
     for e in engines:
         e.close()

@@ -169,6 +169,10 @@ fn load(args: &Args, chw: [usize; 3]) -> Result<data::Dataset> {
 }
 
 fn serve<E: Engine>(engine: &E, name: &str) -> Result<()> {
+    // One worker per layer-thread count for the whole run, as the Python side keeps one
+    // onnxruntime session or LiteRT interpreter per thread count: a pool's threads are
+    // started once, not per request.
+    let mut workers: std::collections::HashMap<usize, E::Worker> = Default::default();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -180,12 +184,12 @@ fn serve<E: Engine>(engine: &E, name: &str) -> Result<()> {
         let line = line?;
         let words: Vec<&str> = line.split_whitespace().collect();
         let answer = match words.as_slice() {
-            ["latency"] => latency(engine, 1)?,
+            ["latency"] => latency(engine, &mut workers, 1)?,
             ["latency", threads] => {
                 let threads: usize = threads
                     .parse()
                     .with_context(|| format!("`latency {threads}`: not a thread count"))?;
-                latency(engine, parallel::resolve_threads(threads))?
+                latency(engine, &mut workers, parallel::resolve_threads(threads))?
             }
             ["stream", threads] => {
                 let threads: usize = threads
@@ -202,13 +206,20 @@ fn serve<E: Engine>(engine: &E, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn latency<E: Engine>(engine: &E, layer_threads: usize) -> Result<serde_json::Value> {
-    let mut worker = engine.worker(layer_threads)?;
+fn latency<E: Engine>(
+    engine: &E,
+    workers: &mut std::collections::HashMap<usize, E::Worker>,
+    layer_threads: usize,
+) -> Result<serde_json::Value> {
+    let worker = match workers.entry(layer_threads) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(engine.worker(layer_threads)?),
+    };
     let mut ms = Vec::with_capacity(engine.len());
     let mut top1 = Vec::with_capacity(engine.len());
     for i in 0..engine.len() {
         let start = Instant::now();
-        top1.push(engine.run(&mut worker, i)?);
+        top1.push(engine.run(worker, i)?);
         ms.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(serde_json::json!({"ms": ms, "top1": top1}))
