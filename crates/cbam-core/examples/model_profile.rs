@@ -7,6 +7,7 @@
 //! Build with `--release`: the numbers of a debug build say nothing.
 
 use cbam_core::{Model, Observer, OpCode};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -67,21 +68,39 @@ fn profile(path: &str, runs: usize, warmup: usize) -> Result<(), String> {
         whole.push(start.elapsed());
     }
     let total = median(&mut whole);
-    println!(
+    // A reader that stops early (`| head`) is not an error.
+    match report(&model, path, runs, total, &mut timer) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.map_err(|e| format!("writing the table: {e}")),
+    }
+}
+
+fn report(
+    model: &Model,
+    path: &str,
+    runs: usize,
+    total: Duration,
+    timer: &mut OpTimer,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{path}: median {:.1} us per inference over {runs} runs",
         micros(total)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:>3} {:<16} {:>14} {:>10} {:>9} {:>6} {:>10}",
         "op", "code", "output hwc", "MACs", "us", "share", "GMAC/s"
-    );
+    )?;
     for (index, runs) in timer.times.iter_mut().enumerate() {
         let Some(info) = model.op(index) else {
             continue;
         };
         let t = median(runs);
         let (h, w, c) = info.output;
-        println!(
+        writeln!(
+            out,
             "{:>3} {:<16} {:>14} {:>10} {:>9.1} {:>5.1}% {:>10.2}",
             index,
             format!("{:?}", info.code),
@@ -90,7 +109,7 @@ fn profile(path: &str, runs: usize, warmup: usize) -> Result<(), String> {
             micros(t),
             100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12),
             info.macs as f64 / t.as_secs_f64().max(1e-12) / 1e9,
-        );
+        )?;
     }
     Ok(())
 }
