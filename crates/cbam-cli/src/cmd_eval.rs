@@ -87,11 +87,11 @@ pub struct EvalArgs {
     pub plots: Option<PathBuf>,
     /// Worker threads, each running whole samples (0: every core). Results do not depend
     /// on it; ms_per_sample is wall time over the samples, so it falls as threads are added
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parallel::threads_arg)]
     pub threads: usize,
     /// Run one sample at a time with each layer's rows split over the --threads threads
-    /// (int8 core; tract runs one sample at a time on one thread): ms_per_sample is then
-    /// the latency of one sample
+    /// (int8 core, up to 16 threads; tract runs one sample at a time on one thread):
+    /// ms_per_sample is then the latency of one sample
     #[arg(long)]
     pub split_layers: bool,
     #[command(flatten)]

@@ -101,11 +101,11 @@ pub struct RunArgs {
     /// Worker threads, each running whole frames with buffers of its own (0: every core).
     /// Frames are still reported in input order; more threads raise frames/s, not the
     /// latency of one frame (see --split-layers)
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parallel::threads_arg)]
     pub threads: usize,
     /// Run one frame at a time with each layer's rows split over the --threads threads:
     /// lower latency per frame, fewer frames/s than frames in parallel. Int8 core only;
-    /// the results are the same bits
+    /// the results are the same bits. More than 16 threads split no further
     #[arg(long)]
     pub split_layers: bool,
     #[command(flatten)]

@@ -25,9 +25,9 @@ pub struct LayerThreads {
 }
 
 impl LayerThreads {
-    /// `threads` threads in all, the caller's included.
+    /// `threads` threads in all, the caller's included; no more than an op has shares.
     pub fn new(threads: usize) -> Result<Self> {
-        let threads = threads.max(1);
+        let threads = threads.clamp(1, MAX_SHARES);
         let pool = SpinPool::new(threads).context("starting the threads that split each layer")?;
         Ok(Self { pool, threads })
     }

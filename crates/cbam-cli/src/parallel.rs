@@ -11,13 +11,32 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 
+/// The most threads `--threads` takes: each worker holds an arena and a stack, and no
+/// board this tool targets has more cores.
+pub const MAX_THREADS: usize = 256;
+
+/// Parses a `--threads` value: 0 (every core) to [`MAX_THREADS`].
+pub fn threads_arg(value: &str) -> Result<usize, String> {
+    let n: usize = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a thread count (0: every core)"))?;
+    if n > MAX_THREADS {
+        return Err(format!(
+            "{n} threads is more than the {MAX_THREADS} this tool runs"
+        ));
+    }
+    Ok(n)
+}
+
 /// The thread count a `--threads` value asks for: `0` means every core the OS gives this
-/// process (at least 1).
+/// process (at least 1, at most [`MAX_THREADS`]).
 pub fn resolve_threads(requested: usize) -> usize {
     if requested > 0 {
-        return requested;
+        return requested.min(MAX_THREADS);
     }
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+    std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(MAX_THREADS)
 }
 
 /// `f(state, i)` for every `i` in `0..n` over up to `threads` workers, each with its own

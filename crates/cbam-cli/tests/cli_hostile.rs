@@ -231,6 +231,27 @@ fn a_closed_stdout_ends_inspect_and_run_quietly() {
 
 // 2. Unbounded memory.
 
+#[test]
+fn absurd_thread_counts_are_refused_before_any_thread_starts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let blob = root.join("models/fmnist_cbam.cbam");
+    let images = root.join("models/data/images");
+    for threads in ["100000", "18446744073709551615", "-1", "many"] {
+        let flag = format!("--threads={threads}");
+        for split in [false, true] {
+            let mut args = vec!["run", s(&blob), "--input", s(&images), &flag];
+            if split {
+                args.push("--split-layers");
+            }
+            let out = within(10, || cbam(&args));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}:\n{stderr}");
+            assert!(stderr.contains("--threads"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+}
+
 /// `blob` with the header field at `offset` set to `value` and the CRC recomputed.
 fn patched(blob: &[u8], offset: usize, value: &[u8]) -> Vec<u8> {
     let mut b = blob.to_vec();
