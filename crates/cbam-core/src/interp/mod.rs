@@ -57,6 +57,12 @@ impl Model<'_> {
         output: &mut [i8],
         observer: &mut impl Observer,
     ) -> Result<(), Error> {
+        self.load_input(arena, input)?;
+        self.invoke_observed(arena, output, observer)
+    }
+
+    /// Copies `input` into the arena's input tensor, if it has that tensor's length.
+    fn load_input(&self, arena: &mut [u8], input: &[i8]) -> Result<(), Error> {
         let slot = self.input_mut(arena)?;
         if input.len() != slot.len() {
             return Err(Error::InputLength {
@@ -65,7 +71,7 @@ impl Model<'_> {
             });
         }
         slot.copy_from_slice(input);
-        self.invoke_observed(arena, output, observer)
+        Ok(())
     }
 
     /// The arena's input tensor, for a caller that writes the input in place (a firmware

@@ -181,14 +181,7 @@ impl Model<'_> {
         exec: &mut impl FnMut(&mut [RowShare<'_>]),
         observer: &mut impl Observer,
     ) -> Result<(), Error> {
-        let slot = self.input_mut(arena)?;
-        if input.len() != slot.len() {
-            return Err(Error::InputLength {
-                expected: slot.len(),
-                found: input.len(),
-            });
-        }
-        slot.copy_from_slice(input);
+        self.load_input(arena, input)?;
         let out_span = self.output_span(output.len())?;
         let n_ops = usize::from(self.header.n_ops);
         let arena = self.fit_arena(arena)?;
