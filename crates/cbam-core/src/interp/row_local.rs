@@ -39,6 +39,7 @@ impl RowJob {
 
 /// Runs `kernel` on `job.rows` of its output. `read(slot)` gives input `slot`'s rows
 /// `job.in_rows`; `in_place` is the slot whose rows `out` holds on entry (an in-place ADD).
+#[inline(always)]
 pub(super) fn run_rows<'a>(
     kernel: &Kernel,
     in_place: Option<usize>,

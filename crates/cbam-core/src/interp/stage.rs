@@ -161,7 +161,11 @@ impl Model<'_> {
             }
             return Ok(());
         }
-        let in_place = op.in_place_slot();
+        // Only an ADD runs in place here (CBAM returned above).
+        let in_place = match op.kernel {
+            Kernel::Add(..) => op.in_place_slot(),
+            _ => None,
+        };
         if in_place.is_some_and(|slot| in_spans[slot] != out_span) {
             return Err(overlap);
         }
