@@ -22,7 +22,8 @@ use crate::layer_threads::LayerThreads;
 use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
-use crate::{parallel, progress};
+use crate::parallel::{self, ThreadPlan};
+use crate::progress;
 
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -221,7 +222,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         notes,
     } = prepare(args, &subject, reference.as_ref())?;
 
-    let threads = Threads::new(parallel::resolve_threads(args.threads), args.split_layers);
+    let threads = ThreadPlan::new(args.threads, args.split_layers);
     let (predictions, ms) = predict(&subject, &engine, &dataset, threads)?;
     let accuracy = accuracy(&predictions.classes, &dataset);
     let truth: Option<Vec<usize>> = dataset.samples.iter().map(|s| s.label).collect();
@@ -421,44 +422,17 @@ fn top1<T: PartialOrd>(scores: &[T]) -> Option<(usize, bool)> {
     Some((cbam_core::argmax(scores)?, cbam_core::top1_tied(scores)))
 }
 
-/// How a run uses its threads: samples in parallel, or one sample's layers split.
-#[derive(Clone, Copy, Debug)]
-struct Threads {
-    /// Workers, each running whole samples.
-    samples: usize,
-    /// Threads each core sample's layers are split over.
-    layers: usize,
-}
-
-impl Threads {
-    fn new(threads: usize, split_layers: bool) -> Self {
-        if split_layers {
-            Self {
-                samples: 1,
-                layers: threads,
-            }
-        } else {
-            Self {
-                samples: threads,
-                layers: 1,
-            }
-        }
-    }
-}
-
 /// Top-1 class of every sample, and the milliseconds of wall time per sample.
 fn predict(
     subject: &Subject,
     engine: &Engine,
     dataset: &Dataset,
-    threads: Threads,
+    threads: ThreadPlan,
 ) -> Result<(Predictions, f64)> {
     let bar = progress::bar(dataset.len(), subject.backend());
     let start = Instant::now();
     let predictions = match engine {
-        Engine::Tract(model) => {
-            predict_tract(&subject.path, model, dataset, &bar, threads.samples)?
-        }
+        Engine::Tract(model) => predict_tract(&subject.path, model, dataset, &bar, threads.frames)?,
         Engine::Core(model) => predict_core(&subject.path, model, dataset, &bar, threads)?,
     };
     bar.finish_and_clear();
@@ -507,14 +481,14 @@ fn predict_core(
     model: &cbam_core::Model,
     dataset: &Dataset,
     bar: &indicatif::ProgressBar,
-    threads: Threads,
+    threads: ThreadPlan,
 ) -> Result<Predictions> {
     let info = model.input();
     let raw = model.input_is_raw_pixels();
     let layers = LayerThreads::new(threads.layers)?;
     let classes = parallel::map_ordered(
         dataset.len(),
-        threads.samples,
+        threads.frames,
         || {
             Ok(CoreWorker {
                 arena: vec![0u8; model.arena_size()],

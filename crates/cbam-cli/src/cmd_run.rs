@@ -199,18 +199,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let limits = args.limits.limits();
     let with_attention = args.overlay.is_some() || args.serve.is_some();
     let mut runner = Runner::new(&file, with_attention, &mut notes, &limits, &args.norm)?;
-    let threads = parallel::resolve_threads(args.threads);
-    let frame_workers = if args.split_layers {
-        if !runner.split_layers(threads)? {
-            notes.push(format!(
-                "{}: tract runs each frame on one thread; --split-layers runs frames one at a time",
-                file.path.display()
-            ));
-        }
-        1
-    } else {
-        threads
-    };
+    let threads = parallel::ThreadPlan::new(args.threads, args.split_layers);
+    if threads.layers > 1 && !runner.split_layers(threads.layers)? {
+        notes.push(format!(
+            "{}: tract runs each frame on one thread; --split-layers runs frames one at a time",
+            file.path.display()
+        ));
+    }
     // Before the input opens: a camera or pipe may take a while, a bad address does not.
     let mut live = match &args.serve {
         Some(addr) => {
@@ -228,7 +223,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let stop = stop_flag(matches!(source, Source::Camera(_) | Source::Pipe(_)) || live.is_some());
     let mut run = RunState::default();
     let started = Instant::now();
-    let workers = (0..frame_workers).map(|_| runner.worker()).collect();
+    let workers = (0..threads.frames).map(|_| runner.worker()).collect();
     // Frames are read here and inferred by the workers; reports come back in input order.
     let read_error = std::thread::scope(|scope| -> Result<Option<anyhow::Error>> {
         let mut stream = OrderedStream::start(

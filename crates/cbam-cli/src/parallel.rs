@@ -39,6 +39,34 @@ pub fn resolve_threads(requested: usize) -> usize {
         .min(MAX_THREADS)
 }
 
+/// How `cbam run` and `cbam eval` use their `--threads`: frames in parallel, or with
+/// `--split-layers` one frame at a time with its layers split over them.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadPlan {
+    /// Workers, each running whole frames.
+    pub frames: usize,
+    /// Threads each frame's layers are split over (the int8 core only).
+    pub layers: usize,
+}
+
+impl ThreadPlan {
+    /// From a `--threads` value (0: every core) and `--split-layers`.
+    pub fn new(requested: usize, split_layers: bool) -> Self {
+        let threads = resolve_threads(requested);
+        if split_layers {
+            Self {
+                frames: 1,
+                layers: threads,
+            }
+        } else {
+            Self {
+                frames: threads,
+                layers: 1,
+            }
+        }
+    }
+}
+
 /// `f(state, i)` for every `i` in `0..n` over up to `threads` workers, each with its own
 /// state from `init`; the results in index order. Workers take the next index as they free
 /// up, so a slow frame does not hold back the rest. On the first error the workers stop

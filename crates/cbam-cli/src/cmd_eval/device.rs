@@ -24,7 +24,7 @@ use clap::Args;
 use probe_rs::probe::list::Lister;
 use probe_rs::probe::DebugProbeInfo;
 
-use super::{accuracy, agreement, predict, prepare, Engine, EvalArgs, Prepared, Subject, Threads};
+use super::{accuracy, agreement, predict, prepare, Engine, EvalArgs, Prepared, Subject};
 use crate::firmware_build::{self, Purpose};
 use crate::flash::boards::{self, Board, ModelPlacement};
 use crate::model_file::ModelKind;
@@ -193,10 +193,7 @@ pub fn run(
             r,
             engine,
             &dataset,
-            Threads::new(
-                crate::parallel::resolve_threads(args.threads),
-                args.split_layers,
-            ),
+            crate::parallel::ThreadPlan::new(args.threads, args.split_layers),
         )?;
         report.agreement = Some(agreement(
             &predictions.classes,
