@@ -144,6 +144,21 @@ impl DotIsa for Sdot {
         // SAFETY: a value of the type proves the target features.
         unsafe { gemm_quads(windows, pixels, panel, block, out) }
     }
+
+    const IN_PLACE: bool = true;
+
+    #[inline]
+    fn gemm_in_place(
+        self,
+        src: &[u8],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        // SAFETY: a value of the type proves the target features.
+        unsafe { gemm_in_place(src, windows, panel, block, out) }
+    }
 }
 
 /// [`crate::kernels::backend::simd::gemm::pack_quads`] by 4x4 transposes of words: sixteen
@@ -268,6 +283,73 @@ fn gemm_quads(
             _ => tile::<4>(x, panel, &stage, o),
         };
     }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+fn gemm_in_place(
+    src: &[u8],
+    (bases, offs): (&[usize], &[usize]),
+    panel: &[i32],
+    (block, start, at): (&ChannelBlock, &[i32; BLOCK], usize),
+    (out, out_c, len): (&mut [i8], usize, usize),
+) {
+    let reach = offs.iter().max().map_or(0, |&o| o + 4);
+    if panel.len() < offs.len() * PANEL
+        || bases
+            .iter()
+            .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
+    {
+        return;
+    }
+    let mut stage = Stage16::new(block, at);
+    stage.start = [0, 1, 2, 3].map(|q| load_lanes(start, at + 4 * q));
+    let mut done = 0;
+    while done < bases.len() {
+        let b = bases.get(done..).unwrap_or_default();
+        let o = out.get_mut(done * out_c..).unwrap_or_default();
+        let (x, o) = ((src, b, offs), (o, out_c, len));
+        done += match bases.len() - done {
+            1 => tile_in_place::<1>(x, panel, &stage, o),
+            2 => tile_in_place::<2>(x, panel, &stage, o),
+            3 => tile_in_place::<3>(x, panel, &stage, o),
+            _ => tile_in_place::<4>(x, panel, &stage, o),
+        };
+    }
+}
+
+/// [`tile`] over windows read where they lie, one quad at a time (the quads of a window
+/// are not one run). [`gemm_in_place`] checked every base against the farthest offset
+/// and the panel's length. Returns `P`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn tile_in_place<const P: usize>(
+    (src, bases, offs): (&[u8], &[usize], &[usize]),
+    panel: &[i32],
+    stage: &Stage16,
+    (out, out_c, len): (&mut [i8], usize, usize),
+) -> usize {
+    let Some(bases) = bases.first_chunk::<P>() else {
+        return P.max(1);
+    };
+    let mut acc = [stage.start; P];
+    let (x, w) = (src.as_ptr(), panel.as_ptr());
+    for (j, &off) in offs.iter().enumerate() {
+        // SAFETY: every base plus every offset plus 4 is at most `src.len()`, and
+        // `panel` holds `offs.len() * PANEL` words (both checked by the caller).
+        unsafe {
+            let mut xv = [vdupq_n_s8(0); P];
+            for (xv, &b) in xv.iter_mut().zip(bases) {
+                let quad = x.add(b + off).cast::<i32>().read_unaligned();
+                *xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
+            }
+            quad_step::<0, P>(&mut acc, w.add(j * PANEL), &xv);
+        }
+    }
+    for (p, acc) in acc.iter().enumerate() {
+        let dst = out.get_mut(p * out_c..).unwrap_or_default();
+        store16(dst, stage.finish(acc), len);
+    }
+    P
 }
 
 /// `P` pixels by the panel's sixteen channels: `4 * P` accumulators, four weight vectors

@@ -90,7 +90,12 @@ pub(crate) fn conv2d<I: Isa>(
     if per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out {
         let weights = (p.weights, per_out);
         match quads {
-            Some(quads) => windows.product(quads, weights, &p.quant, (output, out_shape)),
+            Some(quads) => {
+                let out = (&mut *output, out_shape);
+                if !windows.product_in_place(quads, weights, &p.quant, out) {
+                    windows.product(quads, weights, &p.quant, (output, out_shape));
+                }
+            }
             None => windows.product(pairs, weights, &p.quant, (output, out_shape)),
         }
         return true;
@@ -205,6 +210,69 @@ impl Windows<'_> {
                 input: copy,
             };
             inner.product(k, weights, quant, out);
+        });
+        true
+    }
+
+    /// Every output pixel by [`gemm::conv_in_place`] over a keyed copy of the input with
+    /// its padding written out, for the windows of few input channels, whose gathering
+    /// would cost as much as their products (a network's first layers). `false`, doing
+    /// nothing, for a 1x1 convolution (its windows need no gathering), dilated columns,
+    /// windows past [`gemm::MAX_IN_PLACE_TAPS`], a copy past [`PADDED_MAX`] bytes or a
+    /// dot-product extension without the kernel.
+    fn product_in_place<D: DotIsa>(
+        &self,
+        k: Quads<D>,
+        weights: (&[i8], usize),
+        quant: &crate::kernels::ChannelQuant,
+        (output, out_shape): (&mut [i8], Shape),
+    ) -> bool {
+        const MAX_OFFS: usize = gemm::MAX_IN_PLACE_TAPS / 4;
+        let (g, s) = (self.g, self.in_shape);
+        let run = g.kw * s.c;
+        let run_quads = run.div_ceil(4);
+        let words = g.kh * run_quads;
+        if !D::IN_PLACE || g.is_pointwise() || g.dil_w != 1 || words == 0 || words > MAX_OFFS {
+            return false;
+        }
+        let (h, w) = (
+            g.pad_top + s.h + g.pad_bottom,
+            g.pad_left + s.w + g.pad_right,
+        );
+        let row = w * s.c;
+        // The last window's last quad may read 3 bytes past the copy's last pixel.
+        let len = h.checked_mul(row).and_then(|n| n.checked_add(4));
+        let Some(len) = len.filter(|&n| n <= PADDED_MAX) else {
+            return false;
+        };
+        let mut offs = [0usize; MAX_OFFS];
+        for (j, off) in offs.iter_mut().take(words).enumerate() {
+            *off = (j / run_quads) * g.dil_h * row + 4 * (j % run_quads);
+        }
+        let out_w = out_shape.w.max(1);
+        let (step_y, step_x) = (g.stride_h * row, g.stride_w * s.c);
+        with_prefix::<u8, PADDED_MAX, _>(len, |copy| {
+            copy.fill(k.pad());
+            let src_row = s.w * s.c;
+            for (y, src) in self
+                .input
+                .chunks_exact(src_row.max(1))
+                .take(s.h)
+                .enumerate()
+            {
+                let at = ((y + g.pad_top) * w + g.pad_left) * s.c;
+                if let Some(dst) = copy.get_mut(at..at + src_row) {
+                    k.taps(dst, src);
+                }
+            }
+            let windows = gemm::InPlace {
+                src: copy,
+                offs: offs.get(..words).unwrap_or_default(),
+                run,
+            };
+            let base = |px: usize| (px / out_w) * step_y + (px % out_w) * step_x;
+            let out = (output, out_shape.c);
+            gemm::conv_in_place(k, weights, quant, out, &windows, base);
         });
         true
     }

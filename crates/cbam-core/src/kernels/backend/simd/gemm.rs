@@ -433,3 +433,107 @@ fn blocks<K: Product>(
         first += n;
     }
 }
+
+/// Longest window, in taps with each row run rounded up to whole quads, that
+/// [`conv_in_place`] takes: the layers with few input channels, where gathering the
+/// windows costs as much as multiplying them.
+pub(crate) const MAX_IN_PLACE_TAPS: usize = 256;
+
+/// Output pixels whose bases [`conv_in_place`] computes at a time.
+const IN_PLACE_RUN: usize = 64;
+
+/// A convolution's windows as they lie in a keyed copy of its input: each window is
+/// rows of `run` bytes, and each row is read as `run.div_ceil(4)` quads.
+pub(crate) struct InPlace<'a> {
+    /// The input, keyed ([`Quads::byte`]), with at least 3 bytes after its last window.
+    pub src: &'a [u8],
+    /// Quad `j` of every window lies at its pixel's base plus `offs[j]`: the quads of
+    /// the first row, then those of the second, and so on.
+    pub offs: &'a [usize],
+    /// Bytes in each row of a window.
+    pub run: usize,
+}
+
+/// Every output pixel of a convolution by [`DotIsa::gemm_in_place`], each window read in
+/// `windows.src` from `base(pixel)`: each row rounded up to whole quads, the taps past a
+/// row multiplied by zero weights (so whatever bytes follow it, the sums are the
+/// window's). `per_out` is the window's rows times `run`; a window whose rows do not
+/// match `offs` does nothing.
+#[inline(never)]
+pub(crate) fn conv_in_place<D: DotIsa>(
+    k: Quads<D>,
+    (weights, per_out): (&[i8], usize),
+    quant: &crate::kernels::ChannelQuant,
+    (output, out_c): (&mut [i8], usize),
+    windows: &InPlace,
+    base: impl Fn(usize) -> usize,
+) {
+    let run_quads = windows.run.div_ceil(4);
+    let words = windows.offs.len();
+    let taps = 4 * words;
+    if out_c == 0
+        || run_quads == 0
+        || taps > MAX_IN_PLACE_TAPS
+        || !words.is_multiple_of(run_quads)
+        || per_out != words / run_quads * windows.run
+    {
+        return;
+    }
+    let pixels = output.len() / out_c;
+    let block_c = (PACKED_WORDS / (words * PANEL) * PANEL).min(BLOCK);
+    let packed_len = out_c.min(block_c).next_multiple_of(PANEL) * words;
+    with_prefix::<i32, PACKED_WORDS, _>(packed_len, |packed| {
+        with_prefix::<i8, { BLOCK * MAX_IN_PLACE_TAPS }, _>(block_c * taps, |rows| {
+            let mut start = [0i32; BLOCK];
+            let mut bases = [0usize; IN_PLACE_RUN];
+            let mut first = 0;
+            while first < out_c {
+                let n = (out_c - first).min(block_c);
+                let block = ChannelBlock::new(quant, first, n);
+                let block_weights = weights.get(first * per_out..(first + n) * per_out);
+                // Each row run padded with zero weights to whole quads.
+                for (dst, src) in rows
+                    .chunks_exact_mut(taps)
+                    .zip(block_weights.unwrap_or_default().chunks_exact(per_out))
+                {
+                    for (d, s) in dst
+                        .chunks_exact_mut(4 * run_quads)
+                        .zip(src.chunks_exact(windows.run))
+                    {
+                        let (head, tail) = d.split_at_mut(windows.run);
+                        head.copy_from_slice(s);
+                        tail.fill(0);
+                    }
+                }
+                let panels = n.div_ceil(PANEL);
+                let packed = packed.get_mut(..panels * words * PANEL).unwrap_or_default();
+                let rows = (rows.get(..n * taps).unwrap_or_default(), taps);
+                k.pack(&block, rows, words, packed, &mut start);
+                let mut px = 0;
+                while px < pixels {
+                    let count = (pixels - px).min(IN_PLACE_RUN);
+                    for (i, b) in bases.iter_mut().take(count).enumerate() {
+                        *b = base(px + i);
+                    }
+                    let bases = bases.get(..count).unwrap_or_default();
+                    for (s, panel) in packed.chunks_exact(words * PANEL).enumerate() {
+                        let at = s * PANEL;
+                        let len = (n - at).min(PANEL);
+                        let out = output
+                            .get_mut(px * out_c + first + at..)
+                            .unwrap_or_default();
+                        k.dot.gemm_in_place(
+                            windows.src,
+                            (bases, windows.offs),
+                            panel,
+                            (&block, &start, at),
+                            (out, out_c, len),
+                        );
+                    }
+                    px += count;
+                }
+                first += n;
+            }
+        });
+    });
+}

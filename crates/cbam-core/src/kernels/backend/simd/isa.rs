@@ -254,6 +254,23 @@ pub(crate) trait DotIsa: Copy {
         block: (&ChannelBlock, &[i32; BLOCK], usize),
         out: (&mut [i8], usize, usize),
     );
+
+    /// Whether [`DotIsa::gemm_in_place`] is worth taking over gathered windows.
+    const IN_PLACE: bool;
+
+    /// [`DotIsa::gemm_quads`] reading each window where it lies instead of from a
+    /// gathered copy: pixel `p`'s quad `j` is the four bytes of `src` from
+    /// `bases[p] + offs[j]` (already keyed), for `p < bases.len()` and
+    /// `j < offs.len()`; `panel` holds `offs.len() * PANEL` words. A call whose reads
+    /// would leave `src` writes nothing.
+    fn gemm_in_place(
+        self,
+        src: &[u8],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    );
 }
 
 /// The [`DotIsa`] of an instruction set with its dot-product instructions left out (the
@@ -282,6 +299,19 @@ impl DotIsa for NoDot {
         self,
         _: (&[u8], usize),
         _: usize,
+        _: &[i32],
+        _: (&ChannelBlock, &[i32; BLOCK], usize),
+        _: (&mut [i8], usize, usize),
+    ) {
+        match self {}
+    }
+
+    const IN_PLACE: bool = false;
+
+    fn gemm_in_place(
+        self,
+        _: &[u8],
+        _: (&[usize], &[usize]),
         _: &[i32],
         _: (&ChannelBlock, &[i32; BLOCK], usize),
         _: (&mut [i8], usize, usize),

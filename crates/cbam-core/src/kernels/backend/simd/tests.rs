@@ -27,6 +27,7 @@ macro_rules! isa_tests {
             conv2d_takes_the_cases_it_is_exact_for,
             conv2d_declines_windows_past_its_buffer,
             gemm_matches_portable_on_long_windows,
+            first_layers_match_portable,
             pack_panels_matches_portable,
             depthwise_takes_model_layers,
             depthwise_takes_extreme_bytes,
@@ -237,6 +238,63 @@ pub(crate) fn gemm_matches_portable_on_long_windows(b: impl Isa) {
             fast,
             portable(&p, ins, &input, outs),
             "{ins:?} {outs:?} k={k} out_zp={out_zp}"
+        );
+    }
+}
+
+/// The layers of few input channels (a network's first ones), whose windows the dot
+/// products read where they lie: stems of 1, 3 and 6 channels, strides, a 7x7 window,
+/// dilated rows, row runs of every length modulo 4, two channel blocks, one pixel, the
+/// longest window and the largest input the in-place product takes and the ones just
+/// past them (which gather), against the portable kernel.
+pub(crate) fn first_layers_match_portable(b: impl Isa) {
+    let mut rng = Rng::new(0x57E3);
+    // (h, w, in_c, out_c, k, stride, pad, dil_h)
+    let cases = [
+        (33, 31, 3, 16, 3, 2, 1, 1),
+        (32, 32, 3, 6, 3, 1, 1, 1),
+        (16, 16, 6, 8, 3, 1, 1, 1),
+        (28, 28, 1, 24, 3, 1, 1, 1),
+        (12, 9, 3, 160, 3, 1, 1, 1),
+        (20, 21, 3, 24, 7, 2, 3, 1),
+        (15, 13, 5, 19, 3, 1, 0, 2),
+        (9, 11, 7, 17, 5, 1, 2, 1),
+        (10, 7, 2, 5, 1, 2, 0, 1),
+        (1, 1, 3, 4, 3, 1, 1, 1),
+        (8, 8, 28, 20, 3, 1, 1, 1),
+        (8, 8, 29, 20, 3, 1, 1, 1),
+        (96, 108, 3, 8, 3, 2, 1, 1),
+        (96, 110, 3, 8, 3, 2, 1, 1),
+    ];
+    for (h, w, in_c, out_c, k, stride, pad, dil_h) in cases {
+        let g = ConvGeometry {
+            stride_h: stride,
+            stride_w: stride,
+            dil_h,
+            ..ConvGeometry::square(k, pad)
+        };
+        let ins = Shape::new(h, w, in_c);
+        let (oh, ow) = g.output_size(h, w).expect("a valid case");
+        let outs = Shape::new(oh, ow, out_c);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(out_c * k * k * in_c);
+        let mut qt = QuantData::random(&mut rng, out_c);
+        qt.in_zp = rng.int(-128, 127);
+        let bytes = qt.bytes();
+        let p = Conv2dParams {
+            geometry: g,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let mut fast = std::vec![0i8; outs.len().unwrap_or(0)];
+        assert!(
+            conv::conv2d(b, &p, ins, &input, outs, &mut fast),
+            "{ins:?} {outs:?} k={k}"
+        );
+        assert_eq!(
+            fast,
+            portable(&p, ins, &input, outs),
+            "{ins:?} {outs:?} k={k}"
         );
     }
 }

@@ -108,6 +108,21 @@ impl DotIsa for Vnni {
         // SAFETY: a value of the type proves the target features.
         unsafe { gemm_quads(windows, pixels, panel, block, out) }
     }
+
+    const IN_PLACE: bool = true;
+
+    #[inline]
+    fn gemm_in_place(
+        self,
+        src: &[u8],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        // SAFETY: a value of the type proves the target features.
+        unsafe { gemm_in_place(src, windows, panel, block, out) }
+    }
 }
 
 /// [`DotIsa::taps_runs`] sixteen bytes at a time, with the bounds checked once per pixel.
@@ -224,21 +239,143 @@ fn gemm_quads(
     stage.bias = [load8(start, at), load8(start, at + 8)];
     let mut done = 0;
     while done < pixels {
-        let x = windows.get(done * stride..).unwrap_or_default();
-        let o = out.get_mut(done * out_c..).unwrap_or_default();
-        let (x, o) = ((x, stride), (o, out_c, len));
-        done += match (len <= PANEL / 2, pixels - done) {
-            (true, 1) => tile::<1, 1>(x, panel, &stage, o),
-            (true, 2) => tile::<2, 1>(x, panel, &stage, o),
-            (true, 3) => tile::<3, 1>(x, panel, &stage, o),
-            (true, 4..=7) => tile::<4, 1>(x, panel, &stage, o),
-            (true, _) => tile::<8, 1>(x, panel, &stage, o),
-            (false, 1) => tile::<1, 2>(x, panel, &stage, o),
-            (false, 2) => tile::<2, 2>(x, panel, &stage, o),
-            (false, 3) => tile::<3, 2>(x, panel, &stage, o),
-            (false, 4..=7) => tile::<4, 2>(x, panel, &stage, o),
-            (false, _) => tile::<8, 2>(x, panel, &stage, o),
+        let x = Gathered {
+            bytes: windows.get(done * stride..).unwrap_or_default(),
+            stride,
         };
+        let o = out.get_mut(done * out_c..).unwrap_or_default();
+        done += tiles(x, pixels - done, panel, &stage, (o, out_c, len));
+    }
+}
+
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+fn gemm_in_place(
+    src: &[u8],
+    (bases, offs): (&[usize], &[usize]),
+    panel: &[i32],
+    (block, start, at): (&ChannelBlock, &[i32; BLOCK], usize),
+    (out, out_c, len): (&mut [i8], usize, usize),
+) {
+    let reach = offs.iter().max().map_or(0, |&o| o + 4);
+    if bases
+        .iter()
+        .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
+    {
+        return;
+    }
+    let mut stage = Stage16::new(block, at, 4 * offs.len());
+    stage.bias = [load8(start, at), load8(start, at + 8)];
+    let mut done = 0;
+    while done < bases.len() {
+        let x = InPlace {
+            bytes: src,
+            bases: bases.get(done..).unwrap_or_default(),
+            offs,
+        };
+        let o = out.get_mut(done * out_c..).unwrap_or_default();
+        done += tiles(x, bases.len() - done, panel, &stage, (o, out_c, len));
+    }
+}
+
+/// The largest tile for `left` pixels of `x`; returns the pixels done.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+fn tiles<S: QuadSource>(
+    x: S,
+    left: usize,
+    panel: &[i32],
+    stage: &Stage16,
+    o: (&mut [i8], usize, usize),
+) -> usize {
+    match (o.2 <= PANEL / 2, left) {
+        (true, 1) => tile::<1, 1, S>(x, panel, stage, o),
+        (true, 2) => tile::<2, 1, S>(x, panel, stage, o),
+        (true, 3) => tile::<3, 1, S>(x, panel, stage, o),
+        (true, 4..=7) => tile::<4, 1, S>(x, panel, stage, o),
+        (true, _) => tile::<8, 1, S>(x, panel, stage, o),
+        (false, 1) => tile::<1, 2, S>(x, panel, stage, o),
+        (false, 2) => tile::<2, 2, S>(x, panel, stage, o),
+        (false, 3) => tile::<3, 2, S>(x, panel, stage, o),
+        (false, 4..=7) => tile::<4, 2, S>(x, panel, stage, o),
+        (false, _) => tile::<8, 2, S>(x, panel, stage, o),
+    }
+}
+
+/// Where a tile's pixels' window quads lie.
+trait QuadSource: Copy {
+    /// Quads per window.
+    fn quads(&self) -> usize;
+
+    /// Whether pixels `0..pixels` have all their quads inside the bytes.
+    fn covers(&self, pixels: usize) -> bool;
+
+    /// Quad `j` of pixel `p`.
+    ///
+    /// # Safety
+    /// [`QuadSource::covers`] holds for more than `p` pixels, and `j < quads()`.
+    unsafe fn quad(&self, p: usize, j: usize) -> i32;
+}
+
+/// Gathered windows, `stride` bytes apart.
+#[derive(Clone, Copy)]
+struct Gathered<'a> {
+    bytes: &'a [u8],
+    stride: usize,
+}
+
+impl QuadSource for Gathered<'_> {
+    #[inline(always)]
+    fn quads(&self) -> usize {
+        self.stride / 4
+    }
+
+    #[inline(always)]
+    fn covers(&self, pixels: usize) -> bool {
+        self.stride.is_multiple_of(4) && self.bytes.len() >= pixels * self.stride
+    }
+
+    #[inline(always)]
+    unsafe fn quad(&self, p: usize, j: usize) -> i32 {
+        // SAFETY: `4j + 4 <= stride` and `(p + 1) * stride <= bytes.len()` (the caller's
+        // promise); an unaligned read.
+        unsafe {
+            self.bytes
+                .as_ptr()
+                .add(p * self.stride + 4 * j)
+                .cast::<i32>()
+                .read_unaligned()
+        }
+    }
+}
+
+/// Windows read where they lie: quad `j` of pixel `p` at `bases[p] + offs[j]`.
+#[derive(Clone, Copy)]
+struct InPlace<'a> {
+    bytes: &'a [u8],
+    bases: &'a [usize],
+    offs: &'a [usize],
+}
+
+impl QuadSource for InPlace<'_> {
+    #[inline(always)]
+    fn quads(&self) -> usize {
+        self.offs.len()
+    }
+
+    /// [`gemm_in_place`] checked every base against the farthest offset.
+    #[inline(always)]
+    fn covers(&self, pixels: usize) -> bool {
+        self.bases.len() >= pixels
+    }
+
+    #[inline(always)]
+    unsafe fn quad(&self, p: usize, j: usize) -> i32 {
+        // SAFETY: `p < bases.len()`, `j < offs.len()`, and every base plus every offset
+        // plus 4 is at most `bytes.len()` (checked in `gemm_in_place`); an unaligned read.
+        unsafe {
+            let at = *self.bases.get_unchecked(p) + *self.offs.get_unchecked(j);
+            self.bytes.as_ptr().add(at).cast::<i32>().read_unaligned()
+        }
     }
 }
 
@@ -253,20 +390,14 @@ fn load8(words: &[i32; BLOCK], at: usize) -> __m256i {
 /// accumulators, `H` weight vectors and a broadcast quad stay in registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-fn tile<const P: usize, const H: usize>(
-    (windows, stride): (&[u8], usize),
+fn tile<const P: usize, const H: usize, S: QuadSource>(
+    x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let quads = stride / 4;
-    if P == 0
-        || H == 0
-        || H > 2
-        || stride % 4 != 0
-        || windows.len() < P * stride
-        || panel.len() < quads * PANEL
-    {
+    let quads = x.quads();
+    if P == 0 || H == 0 || H > 2 || !x.covers(P) || panel.len() < quads * PANEL {
         return P.max(1);
     }
     let mut acc = [[_mm256_setzero_si256(); H]; P];
@@ -275,19 +406,18 @@ fn tile<const P: usize, const H: usize>(
             *a = stage.bias[h];
         }
     }
-    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    let w = panel.as_ptr();
     for j in 0..quads {
-        // SAFETY: `j < quads`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
-        // bytes `4j..4j + 4` of every pixel `p < P` inside `windows` (both checked above);
-        // the loads are unaligned ones.
+        // SAFETY: `j < quads`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel`
+        // and quad `j` of every pixel `p < P` inside the source (both checked above); the
+        // loads are unaligned ones.
         unsafe {
             let mut wv = [_mm256_setzero_si256(); H];
             for (h, wv) in wv.iter_mut().enumerate() {
                 *wv = _mm256_loadu_si256(w.add(j * PANEL + 8 * h).cast());
             }
             for (p, acc) in acc.iter_mut().enumerate() {
-                let quad = x.add(p * stride + 4 * j).cast::<i32>().read_unaligned();
-                let xv = _mm256_set1_epi32(quad);
+                let xv = _mm256_set1_epi32(x.quad(p, j));
                 for (a, &wv) in acc.iter_mut().zip(&wv) {
                     *a = _mm256_dpbusd_epi32(*a, xv, wv);
                 }
