@@ -1,20 +1,23 @@
 //! Runs one kernel N times on fixed data, for instruction counting under callgrind
 //! (`bench.sh` runs it with N and N + 10 and takes the difference, so set-up cancels out).
 //!
-//! Usage: `kernel_bench conv|depthwise|cbam|chanpool ITERATIONS`
+//! Usage: `kernel_bench conv|depthwise|cbam|chanpool|maxpool ITERATIONS`
 //! - conv: CONV2D 3x3, stride 1, pad 1, 16 -> 32 channels on a 14x14 map (903,168 MACs);
 //! - depthwise: DEPTHWISE_CONV2D 3x3, stride 1, pad 1, 96 channels on a 24x24 map (a
 //!   MobileNetV2 block of a 96x96 input; 497,664 MACs);
 //! - cbam: the fused CBAM op on a 14x14x32 map, Cr = 4, k = 7 (6,272 elements);
-//! - chanpool: CHANNEL_POOL `[mean; max]` of a 14x14x32 map (6,272 elements).
+//! - chanpool: CHANNEL_POOL `[mean; max]` of a 14x14x32 map (6,272 elements);
+//! - maxpool: MAX_POOL2D 2x2, stride 2 of a 28x28x24 map, then 3x3, stride 2, pad 1 of a
+//!   32x32x16 map (the example models' pools).
 
 use cbam_core::cbam::{cbam, cbam_scratch_size};
 use cbam_core::kernels::channel_pool::channel_pool;
 use cbam_core::kernels::conv2d::conv2d;
 use cbam_core::kernels::depthwise::depthwise_conv2d;
+use cbam_core::kernels::pool::pool2d;
 use cbam_core::kernels::{
     CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, Conv2dParams, ConvGeometry,
-    DepthwiseParams, PoolOrder, Shape,
+    DepthwiseParams, PoolKind, PoolOrder, PoolParams, Shape,
 };
 use cbam_core::le::I32Le;
 use cbam_core::math::{ActRange, Requant};
@@ -168,6 +171,42 @@ fn bench_channel_pool(iterations: usize) -> Result<(), cbam_core::Error> {
     Ok(())
 }
 
+fn bench_max_pool(iterations: usize) -> Result<(), cbam_core::Error> {
+    let cases = [
+        (
+            Shape::new(28, 28, 24),
+            ConvGeometry {
+                stride_h: 2,
+                stride_w: 2,
+                ..ConvGeometry::square(2, 0)
+            },
+        ),
+        (
+            Shape::new(32, 32, 16),
+            ConvGeometry {
+                stride_h: 2,
+                stride_w: 2,
+                ..ConvGeometry::square(3, 1)
+            },
+        ),
+    ];
+    for (ins, geometry) in cases {
+        let input = bytes(ins.len().unwrap_or(0), 5);
+        let p = PoolParams {
+            geometry,
+            act: ActRange::FULL,
+        };
+        let (oh, ow) = geometry.output_size(ins.h, ins.w).unwrap_or((0, 0));
+        let outs = Shape::new(oh, ow, ins.c);
+        let mut out = vec![0i8; outs.len().unwrap_or(0)];
+        for _ in 0..iterations {
+            pool2d(PoolKind::Max, &p, ins, black_box(&input), outs, &mut out)?;
+            black_box(&out);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let iterations = args.get(2).and_then(|n| n.parse().ok());
@@ -176,8 +215,9 @@ fn main() -> ExitCode {
         (Some("depthwise"), Some(n)) => bench_depthwise(n),
         (Some("cbam"), Some(n)) => bench_cbam(n),
         (Some("chanpool"), Some(n)) => bench_channel_pool(n),
+        (Some("maxpool"), Some(n)) => bench_max_pool(n),
         _ => {
-            eprintln!("usage: kernel_bench conv|depthwise|cbam|chanpool ITERATIONS");
+            eprintln!("usage: kernel_bench conv|depthwise|cbam|chanpool|maxpool ITERATIONS");
             return ExitCode::FAILURE;
         }
     };

@@ -440,7 +440,7 @@ fn blocks<K: Product>(
 pub(crate) const MAX_IN_PLACE_TAPS: usize = 256;
 
 /// Output pixels whose bases [`conv_in_place`] computes at a time.
-const IN_PLACE_RUN: usize = 64;
+const IN_PLACE_RUN: usize = 256;
 
 /// A convolution's windows as they lie in a keyed copy of its input: each window is
 /// rows of `run` bytes, and each row is read as `run.div_ceil(4)` quads.
