@@ -35,7 +35,7 @@ pub(crate) const TAPS_PER_PIXEL: usize = 12;
 const ROWS_LEN: usize = 8192;
 
 /// Most pixels gathered at a time: the run stays in the L1 cache beside a panel.
-const MAX_RUN: usize = 64;
+const MAX_RUN: usize = 256;
 
 /// The weights of the channels `first..first + n` of a block, as panels of [`PANEL`]
 /// channels (`packed` holds whole panels): panel `s`'s word `j * PANEL + o` holds taps `2j` (low half) and `2j + 1`

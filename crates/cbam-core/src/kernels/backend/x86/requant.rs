@@ -216,11 +216,12 @@ impl Stage16 {
                 max,
             },
         ];
+        let bias = [
+            load_lanes8(&block.bias, at),
+            load_lanes8(&block.bias, at + 8),
+        ];
         Self {
-            bias: [
-                load_lanes8(&block.bias, at),
-                load_lanes8(&block.bias, at + 8),
-            ],
+            bias,
             mult,
             left,
             right,
@@ -239,15 +240,12 @@ impl Stage16 {
             min8: _mm_set1_epi8(block.min as i8),
             max8: _mm_set1_epi8(block.max as i8),
             lanes,
-            short: short_form(block, at, taps),
+            short: short_form(block, (at, taps), [&left, &mult, &right, &bias]),
             mult_odd: [
                 _mm256_srli_epi64::<32>(mult[0]),
                 _mm256_srli_epi64::<32>(mult[1]),
             ],
-            round: [
-                [round64(block, at), round64(block, at + 1)],
-                [round64(block, at + 8), round64(block, at + 9)],
-            ],
+            round: [round64(right[0]), round64(right[1])],
         }
     }
 
@@ -359,22 +357,50 @@ impl Stage16 {
 }
 
 /// Whether channels `at..at + 16` of `block` (those it has) take [`Stage16`]'s short form
-/// with accumulators of `taps` products.
-fn short_form(block: &ChannelBlock, at: usize, taps: usize) -> bool {
-    let end = block.n.min(at + 16);
+/// with accumulators of `taps` products; `left`, `mult`, `right` and `bias` are those
+/// channels' lanes. Lane by lane, since a stage is made for every run of pixels.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn short_form(
+    block: &ChannelBlock,
+    (at, taps): (usize, usize),
+    [left, mult, right, bias]: [&[__m256i; 2]; 4],
+) -> bool {
+    if block.n <= at {
+        return true;
+    }
     let products = block.product_bound(taps);
-    (at..end).all(|ch| {
-        let (Some(&bias), Some(&mult), Some(&left), Some(&right)) = (
-            block.bias.get(ch),
-            block.mult.get(ch),
-            block.left.get(ch),
-            block.right.get(ch),
-        ) else {
-            return false;
-        };
-        let acc = products.saturating_add(u64::from(bias.unsigned_abs()));
-        left == 0 && mult >= 0 && (1..=31).contains(&right) && acc < 1 << 30
-    })
+    let Some(room) = (1u64 << 30)
+        .checked_sub(products)
+        .and_then(|r| i32::try_from(r).ok())
+    else {
+        return false;
+    };
+    let (zero, none) = (_mm256_setzero_si256(), _mm256_set1_epi32(-1));
+    let room = _mm256_set1_epi32(room);
+    let channels = _mm256_set1_epi32(i32::try_from(block.n.saturating_sub(at)).unwrap_or(0));
+    let mut all = none;
+    for h in 0..2 {
+        let index = _mm256_add_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(8 * h as i32),
+        );
+        let absent = _mm256_xor_si256(_mm256_cmpgt_epi32(channels, index), none);
+        // |bias| as the instruction gives it: negative only for i32::MIN, which fails.
+        let abs = _mm256_abs_epi32(bias[h]);
+        let ok = [
+            _mm256_cmpeq_epi32(left[h], zero),
+            _mm256_cmpgt_epi32(mult[h], none),
+            _mm256_cmpgt_epi32(right[h], zero),
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(32), right[h]),
+            _mm256_cmpgt_epi32(abs, none),
+            _mm256_cmpgt_epi32(room, abs),
+        ]
+        .into_iter()
+        .fold(none, |a, b| _mm256_and_si256(a, b));
+        all = _mm256_and_si256(all, _mm256_or_si256(ok, absent));
+    }
+    _mm256_movemask_epi8(all) == -1
 }
 
 /// [`scale_lanes`] without a left shift, for lanes where `|x| < 2^30`, `mult >= 0` and
@@ -426,13 +452,28 @@ pub(super) const fn rounding_constant(right: i32) -> i64 {
     (1i64 << 30) + (1i64 << (right + 30))
 }
 
-/// The short form's rounding constants `2^30 + 2^(right + 30)` of channels `at`, `at + 2`,
-/// `at + 4` and `at + 6` of `block` as 64-bit lanes (`2^30` past its channels).
+/// The short form's rounding constants [`rounding_constant`] of the even and the odd
+/// lanes of `right` (eight channels' right shifts) as 64-bit lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn round64(block: &ChannelBlock, at: usize) -> __m256i {
-    let k = |ch: usize| rounding_constant(block.right.get(ch).copied().unwrap_or(0));
-    _mm256_set_epi64x(k(at + 6), k(at + 4), k(at + 2), k(at))
+fn round64(right: __m256i) -> [__m256i; 2] {
+    let r = _mm256_min_epi32(
+        _mm256_max_epi32(right, _mm256_setzero_si256()),
+        _mm256_set1_epi32(31),
+    );
+    let base = _mm256_set1_epi64x(1 << 30);
+    [
+        _mm256_and_si256(r, _mm256_set1_epi64x(0xFFFF_FFFF)),
+        _mm256_srli_epi64::<32>(r),
+    ]
+    .map(|r| {
+        let power = _mm256_sllv_epi64(
+            _mm256_set1_epi64x(1),
+            _mm256_add_epi64(r, _mm256_set1_epi64x(30)),
+        );
+        let shifted = _mm256_cmpgt_epi64(r, _mm256_setzero_si256());
+        _mm256_add_epi64(base, _mm256_and_si256(power, shifted))
+    })
 }
 
 /// The sixteen int8-range lanes of `a` then `b` as bytes.
@@ -445,4 +486,110 @@ pub(super) fn pack16(a: __m256i, b: __m256i) -> __m128i {
         _mm256_castsi256_si128(words),
         _mm256_extracti128_si256::<1>(words),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rounding_constant, Stage16};
+    use crate::kernels::backend::simd::isa::{ChannelBlock, BLOCK};
+    use crate::kernels::test_support::Rng;
+    use core::arch::x86_64::*;
+
+    /// The channel-by-channel definition of the short form's condition.
+    fn short_reference(block: &ChannelBlock, at: usize, taps: usize) -> bool {
+        let products = block.product_bound(taps);
+        (at..block.n.min(at + 16)).all(|ch| {
+            let acc = products.saturating_add(u64::from(block.bias[ch].unsigned_abs()));
+            block.left[ch] == 0
+                && block.mult[ch] >= 0
+                && (1..=31).contains(&block.right[ch])
+                && acc < 1 << 30
+        })
+    }
+
+    fn lanes64(v: __m256i) -> [i64; 4] {
+        let mut out = [0i64; 4];
+        // SAFETY: writes exactly the 32 bytes of the array.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+        out
+    }
+
+    /// [`Stage16::new`] decides the short form and makes its rounding constants lane by
+    /// lane: the same answers as the definitions, channel by channel, at the edges of
+    /// every condition (biases around `2^30` less the products, `i32::MIN`, shifts from
+    /// -31 to 30, negative multipliers, blocks ending inside and before the stage).
+    #[test]
+    fn stage_constants_match_their_definitions() {
+        super::super::Avx2::detect().expect("this machine lacks AVX2");
+        let mut rng = Rng::new(0x57A6);
+        for _ in 0..3000 {
+            let any = rng.range(1, BLOCK + 1);
+            let n = rng.pick(&[1, 5, 16, 17, 31, 33, BLOCK, any]);
+            let in_zp = rng.pick(&[-128, 0, 127, 5000, -32_639]);
+            let taps = rng.pick(&[1, 9, 27, 288, 4608, 70_000]);
+            let mut block = ChannelBlock {
+                bias: [0; BLOCK],
+                mult: [0; BLOCK],
+                left: [0; BLOCK],
+                right: [0; BLOCK],
+                zp: 0,
+                min: -128,
+                max: 127,
+                in_zp,
+                n,
+            };
+            let edge = (1i64 << 30) - block.product_bound(taps).min(1 << 31) as i64;
+            // Every channel inside the short form but one, whose bias is at an edge.
+            let all_short = rng.range(0, 2) == 0;
+            let odd_one = rng.range(0, n);
+            for ch in 0..n {
+                let shift = if all_short {
+                    rng.pick(&[-1, -31, -7])
+                } else {
+                    {
+                        let any = rng.int(-31, 30);
+                        rng.pick(&[-31, -30, -1, 0, 1, 30, any])
+                    }
+                };
+                block.left[ch] = shift.max(0);
+                block.right[ch] = (-shift).max(0);
+                block.mult[ch] = if all_short {
+                    {
+                        let any = rng.mult();
+                        rng.pick(&[0, 1, i32::MAX, any])
+                    }
+                } else {
+                    {
+                        let any = rng.mult();
+                        rng.pick(&[0, 1, -1, i32::MAX, i32::MIN, any])
+                    }
+                };
+                let small = rng.int(-99, 99).into();
+                let bias = rng.pick(&[edge - 1, edge, edge - 2, 0, small]);
+                let sign = rng.pick(&[1, -1]);
+                let near = (sign * bias).clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+                block.bias[ch] = if !all_short || ch == odd_one {
+                    rng.pick(&[near, near, near, i32::MIN, i32::MAX])
+                } else {
+                    rng.int(-99, 99)
+                };
+            }
+            for at in (0..BLOCK).step_by(16) {
+                // SAFETY: the machine has AVX2 (checked above).
+                let stage = unsafe { Stage16::new(&block, at, taps) };
+                assert_eq!(
+                    stage.short,
+                    short_reference(&block, at, taps),
+                    "n={n} at={at} taps={taps} in_zp={in_zp}"
+                );
+                for (h, [even, odd]) in stage.round.iter().enumerate() {
+                    let want = |first: usize| {
+                        [0, 2, 4, 6].map(|i| rounding_constant(block.right[at + 8 * h + first + i]))
+                    };
+                    assert_eq!(lanes64(*even), want(0), "at={at}");
+                    assert_eq!(lanes64(*odd), want(1), "at={at}");
+                }
+            }
+        }
+    }
 }
