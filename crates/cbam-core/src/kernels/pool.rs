@@ -38,7 +38,7 @@ pub fn pool2d(
     if c == 0 {
         return Ok(());
     }
-    if kind == PoolKind::Max && Active::max_pool(p, in_shape, input, out_shape, output) {
+    if Active::pool2d(kind, p, in_shape, input, out_shape, output) {
         return Ok(());
     }
     let mut out_pixels = output.chunks_exact_mut(c);

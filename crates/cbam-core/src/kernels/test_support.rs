@@ -7,8 +7,8 @@
 //! Cortex-M4).
 
 use crate::kernels::{
-    AddParams, CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, ConvGeometry, PoolOrder,
-    PoolParams, Shape,
+    AddParams, CbamMlp, CbamParams, ChannelPoolParams, ChannelQuant, ConvGeometry, PoolKind,
+    PoolOrder, PoolParams, Shape,
 };
 use crate::le::I32Le;
 use crate::math::{ActRange, Requant};
@@ -416,9 +416,11 @@ pub fn add_reference(p: &AddParams, a: i8, b: Option<i8>) -> i8 {
     )
 }
 
-/// MAX_POOL2D: per output pixel and channel the largest value of the window inside the
-/// input (`-128` for none), clamped to the activation range.
-pub fn max_pool_reference(
+/// MAX_POOL2D and AVG_POOL2D: per output pixel and channel the largest value of the
+/// window inside the input (`-128` for none), or the mean of those values rounded half
+/// away from zero (0 for none), clamped to the activation range.
+pub fn pool_reference(
+    kind: PoolKind,
     p: &PoolParams,
     (ins, input): (Shape, &[i8]),
     (outs, out): (Shape, &mut [i8]),
@@ -427,17 +429,25 @@ pub fn max_pool_reference(
     for (px, out_px) in out.chunks_exact_mut(outs.c.max(1)).enumerate() {
         let (oy, ox) = (px / outs.w, px % outs.w);
         for (ch, o) in out_px.iter_mut().enumerate() {
-            let mut top = i32::from(i8::MIN);
+            let mut values = Vec::new();
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
                     let iy = tap(oy, g.stride_h, ky, 1, g.pad_top, ins.h);
                     let ix = tap(ox, g.stride_w, kx, 1, g.pad_left, ins.w);
                     if let (Some(iy), Some(ix)) = (iy, ix) {
-                        top = top.max(i32::from(input[(iy * ins.w + ix) * ins.c + ch]));
+                        values.push(i64::from(input[(iy * ins.w + ix) * ins.c + ch]));
                     }
                 }
             }
-            *o = top.max(i32::from(p.act.min)).min(i32::from(p.act.max)) as i8;
+            let reduced = match kind {
+                PoolKind::Max => values.iter().copied().max().unwrap_or(-128),
+                PoolKind::Average if values.is_empty() => 0,
+                PoolKind::Average => {
+                    let (sum, n) = (values.iter().sum::<i64>(), values.len() as i64);
+                    (2 * sum.abs() + n) / (2 * n) * sum.signum()
+                }
+            };
+            *o = reduced.max(i64::from(p.act.min)).min(i64::from(p.act.max)) as i8;
         }
     }
 }

@@ -54,7 +54,7 @@ use super::dot;
 use super::requant::{self, BoundedStage, SignedProductRequant};
 use super::{
     AddParams, CbamParams, ChannelPoolParams, Conv2dParams, ConvGeometry, DepthwiseParams,
-    PoolParams, Shape,
+    PoolKind, PoolParams, Shape,
 };
 use crate::cbam::spatial_conv;
 use crate::math::ActRange;
@@ -262,16 +262,18 @@ pub(crate) trait Backend: Sized {
         false
     }
 
-    /// MAX_POOL2D over slices already checked against the shapes.
+    /// MAX_POOL2D or AVG_POOL2D over slices already checked against the shapes
+    /// (dilation 1).
     #[inline(always)]
-    fn max_pool(
+    fn pool2d(
+        kind: PoolKind,
         p: &PoolParams,
         in_shape: Shape,
         input: &[i8],
         out_shape: Shape,
         output: &mut [i8],
     ) -> bool {
-        let _ = (p, in_shape, input, out_shape, output);
+        let _ = (kind, p, in_shape, input, out_shape, output);
         false
     }
 

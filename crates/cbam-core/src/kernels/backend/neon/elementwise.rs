@@ -209,14 +209,15 @@ pub(super) fn scale_pixels_by_one(
     }
 }
 
-/// MAX_POOL2D's plain-Rust loop compiled with the instruction set (NEON is baseline here: the same code as elsewhere).
+/// The pools' plain-Rust loops compiled with the instruction set (NEON is baseline here: the same code as elsewhere).
 #[target_feature(enable = "neon")]
-pub(super) fn max_pool(
+pub(super) fn pool2d(
+    kind: crate::kernels::PoolKind,
     p: &crate::kernels::PoolParams,
     in_shape: crate::kernels::Shape,
     input: &[i8],
     out_shape: crate::kernels::Shape,
     output: &mut [i8],
 ) -> bool {
-    crate::kernels::backend::simd::pool::max_pool(p, in_shape, input, out_shape, output)
+    crate::kernels::backend::simd::pool::pool2d(kind, p, in_shape, input, out_shape, output)
 }

@@ -3,7 +3,7 @@
 //! per tensor).
 
 use super::depthwise::PairWeights;
-use crate::kernels::{AddParams, ChannelQuant, PoolParams, Shape};
+use crate::kernels::{AddParams, ChannelQuant, PoolKind, PoolParams, Shape};
 use crate::math::{multiply_by_quantized_multiplier, requantize_to_i8, Requant};
 
 /// Output channels whose constants are decoded at a time.
@@ -490,9 +490,10 @@ pub(crate) trait Isa: Copy {
     /// Dense ADD: `out[i] = requant(in1(a[i]) + in2(b[i]))` over the shortest slice.
     fn add(self, a: &[i8], b: &[i8], out: &mut [i8], k: &AddLanes);
 
-    /// [`super::pool::max_pool`] compiled for the instruction set.
-    fn max_pool(
+    /// [`super::pool::pool2d`] compiled for the instruction set.
+    fn pool2d(
         self,
+        kind: PoolKind,
         p: &PoolParams,
         in_shape: Shape,
         input: &[i8],
@@ -714,8 +715,9 @@ macro_rules! forward_isa {
             }
 
             #[inline]
-            fn max_pool(
+            fn pool2d(
                 self,
+                kind: $crate::kernels::PoolKind,
                 p: &$crate::kernels::PoolParams,
                 in_shape: $crate::kernels::Shape,
                 input: &[i8],
@@ -723,7 +725,7 @@ macro_rules! forward_isa {
                 output: &mut [i8],
             ) -> bool {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
-                unsafe { elementwise::max_pool(p, in_shape, input, out_shape, output) }
+                unsafe { elementwise::pool2d(kind, p, in_shape, input, out_shape, output) }
             }
         }
     };

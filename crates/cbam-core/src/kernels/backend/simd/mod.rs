@@ -24,7 +24,9 @@ mod scratch;
 pub(super) mod tests;
 
 use super::{Backend, NoBounds};
-use crate::kernels::{AddParams, CbamParams, Conv2dParams, DepthwiseParams, PoolParams, Shape};
+use crate::kernels::{
+    AddParams, CbamParams, Conv2dParams, DepthwiseParams, PoolKind, PoolParams, Shape,
+};
 use crate::math::ActRange;
 use core::marker::PhantomData;
 pub(super) use isa::Isa;
@@ -98,7 +100,8 @@ impl<I: Isa> Backend for Simd<I> {
     }
 
     #[inline]
-    fn max_pool(
+    fn pool2d(
+        kind: PoolKind,
         p: &PoolParams,
         in_shape: Shape,
         input: &[i8],
@@ -106,8 +109,8 @@ impl<I: Isa> Backend for Simd<I> {
         output: &mut [i8],
     ) -> bool {
         match I::detect() {
-            Some(isa) => isa.max_pool(p, in_shape, input, out_shape, output),
-            None => pool::max_pool(p, in_shape, input, out_shape, output),
+            Some(isa) => isa.pool2d(kind, p, in_shape, input, out_shape, output),
+            None => pool::pool2d(kind, p, in_shape, input, out_shape, output),
         }
     }
 

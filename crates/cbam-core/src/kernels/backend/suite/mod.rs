@@ -48,7 +48,7 @@ pub(crate) fn run<B: Backend>(
         ops::depthwise,
         ops::fully_connected,
         ops::add,
-        ops::max_pool,
+        ops::pools,
         ops::channel_pool,
         cbam::pool_channels,
         cbam::scalings,

@@ -7,8 +7,8 @@ use crate::kernels::depthwise::depthwise_conv2d;
 use crate::kernels::pool::pool2d;
 use crate::kernels::test_support::{
     add_reference, channel_pool_reference, conv2d_reference, depthwise_reference,
-    fully_connected_reference, max_pool_reference, random_conv_shapes, random_geometry, QuantData,
-    Rng, MAX_CHANNELS,
+    fully_connected_reference, pool_reference, random_conv_shapes, random_geometry, QuantData, Rng,
+    MAX_CHANNELS,
 };
 use crate::kernels::{add, conv2d, fully_connected};
 use crate::kernels::{
@@ -252,9 +252,11 @@ pub(super) fn add<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
     checked
 }
 
-/// MAX_POOL2D: any window, stride and padding, any activation range; the kernel, and the
-/// backend's where it takes the case, against the reference.
-pub(super) fn max_pool<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
+/// MAX_POOL2D and AVG_POOL2D: any window (up to 7x7, and past the backends' longest
+/// average), stride and padding (windows wholly in the padding among them), any
+/// activation range; the kernel, and the backend's where it takes the case, against the
+/// reference.
+pub(super) fn pools<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
     let mut buf = Buffers::new(&mut mem);
     let mut checked = 0;
     for _ in 0..400 {
@@ -263,7 +265,16 @@ pub(super) fn max_pool<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
             dil_w: 1,
             ..random_geometry(rng, 7)
         };
-        let ins = Shape::new(rng.range(1, 9), rng.range(1, 9), rng.range(1, 40));
+        let (g, ins) = match rng.range(0, 40) {
+            // The whole of a 64x64 map, and a 65x65 window (taps past the backends'
+            // longest average) over a 61x61 one.
+            0 => (ConvGeometry::square(64, 0), Shape::new(64, 64, 1)),
+            1 => (ConvGeometry::square(65, 2), Shape::new(61, 61, 1)),
+            _ => (
+                g,
+                Shape::new(rng.range(1, 9), rng.range(1, 9), rng.range(1, 40)),
+            ),
+        };
         let Some((oh, ow)) = g.output_size(ins.h, ins.w) else {
             continue;
         };
@@ -274,12 +285,13 @@ pub(super) fn max_pool<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
         let Some((input, _, [got, _, reference])) = buf.case(rng, sizes, 0) else {
             continue;
         };
-        let (max, case) = (PoolKind::Max, (g, ins, act));
-        pool2d(max, &p, ins, input, outs, got).expect("consistent shapes");
-        max_pool_reference(&p, (ins, input), (outs, reference));
-        checked += same("max_pool", got, reference, case);
-        if B::max_pool(&p, ins, input, outs, got) {
-            checked += same("the backend's max_pool", got, reference, case);
+        let kind = rng.pick(&[PoolKind::Max, PoolKind::Average]);
+        let case = (kind, g, ins, act);
+        pool2d(kind, &p, ins, input, outs, got).expect("consistent shapes");
+        pool_reference(kind, &p, (ins, input), (outs, reference));
+        checked += same("pool2d", got, reference, case);
+        if B::pool2d(kind, &p, ins, input, outs, got) {
+            checked += same("the backend's pool2d", got, reference, case);
         }
     }
     checked

@@ -504,14 +504,16 @@ pub(super) fn channel_sums(data: &[i8], sums: &mut [i32], maxs: &mut [i8]) {
     }
 }
 
-/// MAX_POOL2D's plain-Rust loop compiled with the instruction set (`vpmaxsb`: baseline x86_64 has no signed byte maximum, and emulates it with compares and selects).
+/// The pools' plain-Rust loops compiled with the instruction set (`vpmaxsb`: baseline
+/// x86_64 has no signed byte maximum, and emulates it with compares and selects).
 #[target_feature(enable = "avx2")]
-pub(super) fn max_pool(
+pub(super) fn pool2d(
+    kind: crate::kernels::PoolKind,
     p: &crate::kernels::PoolParams,
     in_shape: crate::kernels::Shape,
     input: &[i8],
     out_shape: crate::kernels::Shape,
     output: &mut [i8],
 ) -> bool {
-    crate::kernels::backend::simd::pool::max_pool(p, in_shape, input, out_shape, output)
+    crate::kernels::backend::simd::pool::pool2d(kind, p, in_shape, input, out_shape, output)
 }
