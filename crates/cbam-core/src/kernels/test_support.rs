@@ -429,23 +429,21 @@ pub fn pool_reference(
     for (px, out_px) in out.chunks_exact_mut(outs.c.max(1)).enumerate() {
         let (oy, ox) = (px / outs.w, px % outs.w);
         for (ch, o) in out_px.iter_mut().enumerate() {
-            let mut values = Vec::new();
+            let (mut top, mut sum, mut n) = (-128i64, 0i64, 0i64);
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
                     let iy = tap(oy, g.stride_h, ky, 1, g.pad_top, ins.h);
                     let ix = tap(ox, g.stride_w, kx, 1, g.pad_left, ins.w);
                     if let (Some(iy), Some(ix)) = (iy, ix) {
-                        values.push(i64::from(input[(iy * ins.w + ix) * ins.c + ch]));
+                        let v = i64::from(input[(iy * ins.w + ix) * ins.c + ch]);
+                        (top, sum, n) = (top.max(v), sum + v, n + 1);
                     }
                 }
             }
             let reduced = match kind {
-                PoolKind::Max => values.iter().copied().max().unwrap_or(-128),
-                PoolKind::Average if values.is_empty() => 0,
-                PoolKind::Average => {
-                    let (sum, n) = (values.iter().sum::<i64>(), values.len() as i64);
-                    (2 * sum.abs() + n) / (2 * n) * sum.signum()
-                }
+                PoolKind::Max => top,
+                PoolKind::Average if n == 0 => 0,
+                PoolKind::Average => (2 * sum.abs() + n) / (2 * n) * sum.signum(),
             };
             *o = reduced.max(i64::from(p.act.min)).min(i64::from(p.act.max)) as i8;
         }
