@@ -293,8 +293,30 @@ pub(super) fn pair_row(
         min: _mm256_set1_epi32(block.min),
         max: _mm256_set1_epi32(block.max),
     };
-    for (g, out) in out.chunks_mut(8).enumerate() {
-        let mut acc = _mm256_set1_epi32(block.bias[0]);
+    let kh = taps.len() / kw.max(1);
+    // The plane's `i16` index just past what group `g`'s taps read.
+    let reach = |g: usize| 2 * ((kh.max(1) - 1) * wp + g * 8 + kw.max(1) - 1) + 16;
+    let bias = _mm256_set1_epi32(block.bias[0]);
+    let mut groups = out.chunks_mut(8).enumerate().peekable();
+    while let Some((g, out)) = groups.next() {
+        if kh * kw.max(1) == taps.len() && reach(g) <= plane.len() {
+            // SAFETY: `16 * g < reach(g) <= plane.len()`.
+            let from = unsafe { plane.as_ptr().add(16 * g) };
+            // SAFETY (both calls): the taps of the groups computed read no further into
+            // `plane` than `reach` of the last of them, checked here and in `next_if`.
+            match groups.next_if(|&(g2, _)| reach(g2) <= plane.len()) {
+                Some((_, next)) => {
+                    let acc = unsafe { pixel_groups::<2>(from, wp, taps, kw, bias) };
+                    store_groups(&lanes, [out, next], acc);
+                }
+                None => {
+                    let acc = unsafe { pixel_groups::<1>(from, wp, taps, kw, bias) };
+                    store_groups(&lanes, [out], acc);
+                }
+            }
+            continue;
+        }
+        let mut acc = bias;
         for (ky, row) in taps.chunks(kw.max(1)).enumerate() {
             let mut at = 2 * (ky * wp + g * 8);
             for &pair in row {
@@ -307,7 +329,50 @@ pub(super) fn pair_row(
                 at += 2;
             }
         }
-        let bytes = pack8(requant_lanes(acc, &lanes));
+        store_groups(&lanes, [out], [acc]);
+    }
+}
+
+/// `N` groups of eight output pixels of [`pair_row`] from `from`: each tap's pair
+/// broadcast once for all of them, no bounds checks in the loop.
+///
+/// # Safety
+/// For every tap `(ky, kx)`, the `16 * N` `i16`s at `from + 2 * (ky * wp + kx)` are
+/// readable, as the caller checks with its `reach`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn pixel_groups<const N: usize>(
+    from: *const i16,
+    wp: usize,
+    taps: &[i32],
+    kw: usize,
+    bias: __m256i,
+) -> [__m256i; N] {
+    let mut acc = [bias; N];
+    for (ky, row) in taps.chunks(kw.max(1)).enumerate() {
+        // SAFETY: the caller's promise, for each tap of the row.
+        unsafe {
+            let line = from.add(2 * ky * wp);
+            for (kx, &pair) in row.iter().enumerate() {
+                let w = _mm256_set1_epi32(pair);
+                let x = line.add(2 * kx);
+                for (n, a) in acc.iter_mut().enumerate() {
+                    let v = _mm256_loadu_si256(x.add(16 * n).cast());
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(v, w));
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// The requantized bytes of `N` groups' accumulators into their outputs (a group may be
+/// shorter than eight at the end of a row).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_groups<const N: usize>(lanes: &Lanes, outs: [&mut [i8]; N], acc: [__m256i; N]) {
+    for (out, acc) in outs.into_iter().zip(acc) {
+        let bytes = pack8(requant_lanes(acc, lanes));
         for (o, b) in out.iter_mut().zip(bytes) {
             *o = b;
         }
