@@ -305,21 +305,37 @@ pub(super) fn pair_row(
         min: vdupq_n_s32(block.min),
         max: vdupq_n_s32(block.max),
     };
+    let kh = taps.len() / kw.max(1);
+    // The plane's `i16` index just past what group `g`'s taps read.
+    let reach = |g: usize| 2 * ((kh.max(1) - 1) * wp + g * 8 + kw.max(1) - 1) + 16;
+    let whole_rows = kh * kw.max(1) == taps.len();
     for (g, out) in out.chunks_mut(8).enumerate() {
         let (mut lo, mut hi) = (vdupq_n_s32(block.bias[0]), vdupq_n_s32(block.bias[0]));
+        // The reach checked once for the group rather than at every tap.
+        let checked = whole_rows && reach(g) <= plane.len();
         for (ky, row) in taps.chunks(kw.max(1)).enumerate() {
             let mut at = 2 * (ky * wp + g * 8);
             for &pair in row {
-                if let Some(x) = plane.get(at..).and_then(<[i16]>::first_chunk::<16>) {
-                    // SAFETY: reads exactly the 32 bytes of the chunk: eight output pixels'
-                    // (channel 0, channel 1) pairs, de-interleaved by channel.
-                    let x = unsafe { vld2q_s16(x.as_ptr()) };
-                    let (w0, w1) = (pair as i16, (pair >> 16) as i16);
-                    lo = vmlal_n_s16(lo, vget_low_s16(x.0), w0);
-                    hi = vmlal_high_n_s16(hi, x.0, w0);
-                    lo = vmlal_n_s16(lo, vget_low_s16(x.1), w1);
-                    hi = vmlal_high_n_s16(hi, x.1, w1);
-                }
+                let x = if checked {
+                    // SAFETY: `at + 16 <= reach(g) <= plane.len()`; reads the 32 bytes
+                    // there: eight output pixels' (channel 0, channel 1) pairs,
+                    // de-interleaved by channel.
+                    unsafe { vld2q_s16(plane.as_ptr().add(at)) }
+                } else {
+                    match plane.get(at..).and_then(<[i16]>::first_chunk::<16>) {
+                        // SAFETY: reads exactly the 32 bytes of the chunk.
+                        Some(x) => unsafe { vld2q_s16(x.as_ptr()) },
+                        None => {
+                            at += 2;
+                            continue;
+                        }
+                    }
+                };
+                let (w0, w1) = (pair as i16, (pair >> 16) as i16);
+                lo = vmlal_n_s16(lo, vget_low_s16(x.0), w0);
+                hi = vmlal_high_n_s16(hi, x.0, w0);
+                lo = vmlal_n_s16(lo, vget_low_s16(x.1), w1);
+                hi = vmlal_high_n_s16(hi, x.1, w1);
                 at += 2;
             }
         }
