@@ -17,7 +17,8 @@ const LANES: usize = 16;
 const MAX_AVG_TAPS: usize = 4096;
 
 /// MAX_POOL2D or AVG_POOL2D over slices already checked against the shapes (dilation
-/// 1); `false`, writing nothing, for a case the portable kernel must take.
+/// 1); `false`, writing nothing, for a case the portable kernel must take (an average
+/// over windows past [`MAX_AVG_TAPS`]).
 #[inline(always)]
 pub(crate) fn pool2d(
     kind: PoolKind,
@@ -27,109 +28,104 @@ pub(crate) fn pool2d(
     out_shape: Shape,
     output: &mut [i8],
 ) -> bool {
+    let (lo, hi) = (p.act.min, p.act.max);
+    let io = (in_shape, input, out_shape, output);
     match kind {
-        PoolKind::Max => max_pool(p, in_shape, input, out_shape, output),
-        PoolKind::Average => avg_pool(p, in_shape, input, out_shape, output),
+        PoolKind::Max => windows(Max { lo, hi }, p, io),
+        PoolKind::Average if p.geometry.kh.saturating_mul(p.geometry.kw) <= MAX_AVG_TAPS => {
+            windows(Mean { lo, hi }, p, io)
+        }
+        PoolKind::Average => false,
     }
 }
 
-/// MAX_POOL2D over slices already checked against the shapes (dilation 1).
+/// What a pool does with the values of a window, lane by lane.
+trait Reduction: Copy {
+    type Acc: Copy;
+    /// The reduction of no values.
+    const START: Self::Acc;
+    fn add(acc: Self::Acc, v: i8) -> Self::Acc;
+    /// The output byte of the reduction of `count` values, as the vector lanes compute it.
+    fn lane(self, acc: Self::Acc, count: usize) -> i8;
+    /// The output byte of the reduction of `count` values, as the portable kernel
+    /// computes it.
+    fn one(self, acc: Self::Acc, count: usize) -> i8;
+}
+
+/// MAX_POOL2D, clamped to the activation range.
+#[derive(Clone, Copy)]
+struct Max {
+    lo: i8,
+    hi: i8,
+}
+
+impl Reduction for Max {
+    type Acc = i8;
+    // An empty window reduces to i8::MIN, as the portable kernel's does.
+    const START: i8 = i8::MIN;
+
+    #[inline(always)]
+    fn add(acc: i8, v: i8) -> i8 {
+        acc.max(v)
+    }
+
+    /// max-then-min like `ActRange::apply`, which never panics on an inverted range.
+    #[inline(always)]
+    fn lane(self, acc: i8, _: usize) -> i8 {
+        acc.max(self.lo).min(self.hi)
+    }
+
+    #[inline(always)]
+    fn one(self, acc: i8, count: usize) -> i8 {
+        self.lane(acc, count)
+    }
+}
+
+/// AVG_POOL2D: the portable kernel's sum, its rounded quotient by [`round_mean`] in the
+/// lanes (where the portable kernel divides channel by channel), clamped.
+#[derive(Clone, Copy)]
+struct Mean {
+    lo: i8,
+    hi: i8,
+}
+
+impl Reduction for Mean {
+    type Acc = i32;
+    const START: i32 = 0;
+
+    #[inline(always)]
+    fn add(acc: i32, v: i8) -> i32 {
+        acc + i32::from(v)
+    }
+
+    #[inline(always)]
+    fn lane(self, acc: i32, count: usize) -> i8 {
+        let q = round_mean(acc, count as f32);
+        q.max(self.lo.into()).min(self.hi.into()) as i8
+    }
+
+    #[inline(always)]
+    fn one(self, acc: i32, count: usize) -> i8 {
+        let q = div_round_half_away(acc, i32::try_from(count).unwrap_or(i32::MAX));
+        q.max(self.lo.into()).min(self.hi.into()) as i8
+    }
+}
+
+/// Every output pixel of a pool by `r`. Where the window's last pixel has LANES bytes
+/// from a group of channels, the group goes through the whole window at once with its
+/// reduction in a register (a reduction stored after every tap would make each tap wait
+/// for the previous one's store); a last group of fewer channels reads on into the next
+/// pixel and keeps its own lanes. Elsewhere channel by channel.
 #[inline(always)]
-fn max_pool(
+fn windows<R: Reduction>(
+    r: R,
     p: &PoolParams,
-    in_shape: Shape,
-    input: &[i8],
-    out_shape: Shape,
-    output: &mut [i8],
+    (in_shape, input, out_shape, output): (Shape, &[i8], Shape, &mut [i8]),
 ) -> bool {
-    let (g, c) = (&p.geometry, in_shape.c);
+    let (g, c, w) = (&p.geometry, in_shape.c, in_shape.w);
     if c == 0 || in_shape.c != out_shape.c {
         return false;
     }
-    let (lo, hi) = (p.act.min, p.act.max);
-    let w = in_shape.w;
-    let mut out_pixels = output.chunks_exact_mut(c);
-    for oy in 0..out_shape.h {
-        let (y0, y1) = window(oy * g.stride_h, g.kh, g.pad_top, in_shape.h);
-        for ox in 0..out_shape.w {
-            let (x0, x1) = window(ox * g.stride_w, g.kw, g.pad_left, in_shape.w);
-            let Some(out) = out_pixels.next() else {
-                return true;
-            };
-            // Where the window's last pixel has LANES bytes from each group of channels,
-            // sixteen channels at a time over the whole window with the maximum in a
-            // register (a maximum stored after every tap would make each tap wait for the
-            // previous one's store); a last group of fewer channels reads on into the
-            // next pixel and keeps only its own lanes.
-            let last = (y1.max(1) - 1) * w + x1.max(1) - 1;
-            let whole = y1 > y0 && x1 > x0;
-            for (k, out) in out.chunks_mut(LANES).enumerate() {
-                let first = k * LANES;
-                if whole && last * c + first + LANES <= input.len() {
-                    let mut acc = [i8::MIN; LANES];
-                    for y in y0..y1 {
-                        let mut at = (y * w + x0) * c + first;
-                        for _ in x0..x1 {
-                            let px = input.get(at..).and_then(<[i8]>::first_chunk::<LANES>);
-                            if let Some(v) = px {
-                                for (a, &v) in acc.iter_mut().zip(v) {
-                                    *a = (*a).max(v);
-                                }
-                            }
-                            at += c;
-                        }
-                    }
-                    // max-then-min like `ActRange::apply`, which never panics on an
-                    // inverted range.
-                    for a in &mut acc {
-                        *a = (*a).max(lo).min(hi);
-                    }
-                    match out.first_chunk_mut::<LANES>() {
-                        Some(out) => *out = acc,
-                        None => {
-                            for (o, &v) in out.iter_mut().zip(&acc) {
-                                *o = v;
-                            }
-                        }
-                    }
-                } else {
-                    // An empty window reduces to i8::MIN, as the portable kernel's does.
-                    out.fill(i8::MIN);
-                    for y in y0..y1 {
-                        for x in x0..x1 {
-                            let px = input.get((y * w + x) * c + first..).unwrap_or_default();
-                            for (o, &v) in out.iter_mut().zip(px) {
-                                *o = (*o).max(v);
-                            }
-                        }
-                    }
-                    for o in out.iter_mut() {
-                        *o = (*o).max(lo).min(hi);
-                    }
-                }
-            }
-        }
-    }
-    true
-}
-
-/// AVG_POOL2D over slices already checked against the shapes (dilation 1): the portable
-/// kernel's sums over the window inside the input, sixteen channels at a time in
-/// registers, and its rounded quotients by [`round_mean`] lane by lane, where the portable
-/// kernel divides channel by channel. `false` for windows past [`MAX_AVG_TAPS`].
-#[inline(always)]
-fn avg_pool(
-    p: &PoolParams,
-    in_shape: Shape,
-    input: &[i8],
-    out_shape: Shape,
-    output: &mut [i8],
-) -> bool {
-    let (g, c, w) = (&p.geometry, in_shape.c, in_shape.w);
-    if c == 0 || in_shape.c != out_shape.c || g.kh.saturating_mul(g.kw) > MAX_AVG_TAPS {
-        return false;
-    }
-    let (lo, hi) = (i32::from(p.act.min), i32::from(p.act.max));
     let mut out_pixels = output.chunks_exact_mut(c);
     for oy in 0..out_shape.h {
         let (y0, y1) = window(oy * g.stride_h, g.kh, g.pad_top, in_shape.h);
@@ -140,28 +136,25 @@ fn avg_pool(
             };
             let count = (y1 - y0) * (x1 - x0);
             let last = (y1.max(1) - 1) * w + x1.max(1) - 1;
-            let count_f = count as f32;
             for (k, out) in out.chunks_mut(LANES).enumerate() {
                 let first = k * LANES;
-                // As in the max pool: a last group of fewer channels reads on into the
-                // next pixel and keeps its own lanes.
                 if count > 0 && last * c + first + LANES <= input.len() {
-                    let mut acc = [0i32; LANES];
+                    let mut acc = [R::START; LANES];
                     for y in y0..y1 {
                         let mut at = (y * w + x0) * c + first;
                         for _ in x0..x1 {
                             let px = input.get(at..).and_then(<[i8]>::first_chunk::<LANES>);
                             if let Some(v) = px {
                                 for (a, &v) in acc.iter_mut().zip(v) {
-                                    *a += i32::from(v);
+                                    *a = R::add(*a, v);
                                 }
                             }
                             at += c;
                         }
                     }
                     let mut bytes = [0i8; LANES];
-                    for (b, &sum) in bytes.iter_mut().zip(&acc) {
-                        *b = round_mean(sum, count_f).max(lo).min(hi) as i8;
+                    for (b, &a) in bytes.iter_mut().zip(&acc) {
+                        *b = r.lane(a, count);
                     }
                     match out.first_chunk_mut::<LANES>() {
                         Some(out) => *out = bytes,
@@ -172,16 +165,16 @@ fn avg_pool(
                         }
                     }
                 } else {
-                    let count = i32::try_from(count).unwrap_or(i32::MAX);
                     for (ch, o) in out.iter_mut().enumerate() {
-                        let mut sum = 0i32;
+                        let mut acc = R::START;
                         for y in y0..y1 {
                             for x in x0..x1 {
-                                let at = (y * w + x) * c + first + ch;
-                                sum += input.get(at).copied().map_or(0, i32::from);
+                                if let Some(&v) = input.get((y * w + x) * c + first + ch) {
+                                    acc = R::add(acc, v);
+                                }
                             }
                         }
-                        *o = div_round_half_away(sum, count).max(lo).min(hi) as i8;
+                        *o = r.one(acc, count);
                     }
                 }
             }
