@@ -145,8 +145,6 @@ impl DotIsa for Sdot {
         unsafe { gemm_quads(windows, pixels, panel, block, out) }
     }
 
-    const IN_PLACE: bool = true;
-
     #[inline]
     fn gemm_in_place(
         self,

@@ -189,14 +189,7 @@ impl Windows<'_> {
             return false;
         };
         with_prefix::<i8, PADDED_MAX, _>(len, |copy| {
-            copy.fill(zp);
-            let row = s.w * s.c;
-            for (y, src) in self.input.chunks_exact(row.max(1)).take(s.h).enumerate() {
-                let at = ((y + g.pad_top) * w + g.pad_left) * s.c;
-                if let Some(dst) = copy.get_mut(at..at + row) {
-                    dst.copy_from_slice(src);
-                }
-            }
+            self.copy_padded(copy, zp, w, <[i8]>::copy_from_slice);
             let unpadded = ConvGeometry {
                 pad_top: 0,
                 pad_left: 0,
@@ -214,12 +207,31 @@ impl Windows<'_> {
         true
     }
 
+    /// The input into `copy`, `w` pixels a row, with the padding's rows and columns set
+    /// to `pad` and each input row written by `row(dst, src)`.
+    fn copy_padded<T: Copy>(
+        &self,
+        copy: &mut [T],
+        pad: T,
+        w: usize,
+        mut row: impl FnMut(&mut [T], &[i8]),
+    ) {
+        let (g, s) = (self.g, self.in_shape);
+        copy.fill(pad);
+        let len = s.w * s.c;
+        for (y, src) in self.input.chunks_exact(len.max(1)).take(s.h).enumerate() {
+            let at = ((y + g.pad_top) * w + g.pad_left) * s.c;
+            if let Some(dst) = copy.get_mut(at..at + len) {
+                row(dst, src);
+            }
+        }
+    }
+
     /// Every output pixel by [`gemm::conv_in_place`] over a keyed copy of the input with
     /// its padding written out, for the windows of few input channels, whose gathering
     /// would cost as much as their products (a network's first layers). `false`, doing
     /// nothing, for a 1x1 convolution (its windows need no gathering), dilated columns,
-    /// windows past [`gemm::MAX_IN_PLACE_TAPS`], a copy past [`PADDED_MAX`] bytes or a
-    /// dot-product extension without the kernel.
+    /// windows past [`gemm::MAX_IN_PLACE_TAPS`] or a copy past [`PADDED_MAX`] bytes.
     fn product_in_place<D: DotIsa>(
         &self,
         k: Quads<D>,
@@ -232,7 +244,7 @@ impl Windows<'_> {
         let run = g.kw * s.c;
         let run_quads = run.div_ceil(4);
         let words = g.kh * run_quads;
-        if !D::IN_PLACE || g.is_pointwise() || g.dil_w != 1 || words == 0 || words > MAX_OFFS {
+        if g.is_pointwise() || g.dil_w != 1 || words == 0 || words > MAX_OFFS {
             return false;
         }
         let (h, w) = (
@@ -252,19 +264,7 @@ impl Windows<'_> {
         let out_w = out_shape.w.max(1);
         let (step_y, step_x) = (g.stride_h * row, g.stride_w * s.c);
         with_prefix::<u8, PADDED_MAX, _>(len, |copy| {
-            copy.fill(k.pad());
-            let src_row = s.w * s.c;
-            for (y, src) in self
-                .input
-                .chunks_exact(src_row.max(1))
-                .take(s.h)
-                .enumerate()
-            {
-                let at = ((y + g.pad_top) * w + g.pad_left) * s.c;
-                if let Some(dst) = copy.get_mut(at..at + src_row) {
-                    k.taps(dst, src);
-                }
-            }
+            self.copy_padded(copy, k.pad(), w, |dst, src| k.taps(dst, src));
             let windows = gemm::InPlace {
                 src: copy,
                 offs: offs.get(..words).unwrap_or_default(),

@@ -255,9 +255,6 @@ pub(crate) trait DotIsa: Copy {
         out: (&mut [i8], usize, usize),
     );
 
-    /// Whether [`DotIsa::gemm_in_place`] is worth taking over gathered windows.
-    const IN_PLACE: bool;
-
     /// [`DotIsa::gemm_quads`] reading each window where it lies instead of from a
     /// gathered copy: pixel `p`'s quad `j` is the four bytes of `src` from
     /// `bases[p] + offs[j]` (already keyed), for `p < bases.len()` and
@@ -305,8 +302,6 @@ impl DotIsa for NoDot {
     ) {
         match self {}
     }
-
-    const IN_PLACE: bool = false;
 
     fn gemm_in_place(
         self,

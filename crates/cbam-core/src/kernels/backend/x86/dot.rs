@@ -109,8 +109,6 @@ impl DotIsa for Vnni {
         unsafe { gemm_quads(windows, pixels, panel, block, out) }
     }
 
-    const IN_PLACE: bool = true;
-
     #[inline]
     fn gemm_in_place(
         self,
