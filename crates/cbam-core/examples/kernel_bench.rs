@@ -49,6 +49,7 @@ fn bench_conv(iterations: usize) -> Result<(), cbam_core::Error> {
     let mult = words((0..co).map(|_| 1_518_500_250));
     let shift = words((0..co).map(|_| -9));
     let p = Conv2dParams {
+        packed: &[],
         geometry: ConvGeometry::square(3, 1),
         weights: &weights,
         quant: ChannelQuant {

@@ -39,6 +39,12 @@ fn median(values: &mut [Duration]) -> Duration {
 fn profile(path: &str, runs: usize, warmup: usize) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let model = Model::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    // Packed once, as the CLI does: the profile is of the steady state.
+    let mut packing = vec![0i32; model.packed_weights_len().map_err(|e| e.to_string())?];
+    let packed = model.pack_weights(&mut packing).map_err(|e| e.to_string())?;
+    let model = model
+        .with_packed_weights(packed)
+        .map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; model.arena_size()];
     let mut out = vec![0i8; model.output().len()];
     let mut seed = 0x9E37_79B9u32;

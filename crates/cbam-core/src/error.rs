@@ -85,6 +85,11 @@ pub enum Error {
     /// A [`crate::Model::run_split`] executor returned before running every row share of op
     /// `op`.
     ShareNotRun { op: u16 },
+    /// [`crate::Model::pack_weights`] was given a buffer of `found` words; the model's
+    /// packed weights take `needed`.
+    PackBufferTooSmall { needed: usize, found: usize },
+    /// [`crate::Model::with_packed_weights`] was given weights packed for another model.
+    PackedForOtherModel,
 }
 
 impl fmt::Display for Error {
@@ -159,6 +164,13 @@ impl fmt::Display for Error {
                 "output buffer has {found} values, the model output tensor has {expected}"
             ),
             SliceLength { what } => write!(f, "kernel called with inconsistent slice lengths: {what}"),
+            PackBufferTooSmall { needed, found } => write!(
+                f,
+                "packed-weights buffer has {found} words, the model needs {needed}; size it from Model::packed_weights_len()"
+            ),
+            PackedForOtherModel => f.write_str(
+                "these packed weights were made from another model blob; pack this model's with Model::pack_weights"
+            ),
             ShareNotRun { op } => write!(
                 f,
                 "op {op}: the executor returned without running every row share; call RowShare::run on each share it is given"

@@ -167,6 +167,7 @@ fn bench_conv<C: Counter>(
     let input = carve.take(h * w * in_c)?;
     let output = carve.take(h * w * out_c)?;
     let p = Conv2dParams {
+        packed: &[],
         geometry: ConvGeometry::square(k, k / 2),
         weights,
         quant: quant.channel_quant(out_c),

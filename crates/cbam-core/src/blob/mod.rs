@@ -72,6 +72,9 @@ pub struct Model<'a> {
     pub(crate) header: Header,
     input: TensorInfo,
     output: TensorInfo,
+    /// Convolution weights packed for this CPU's kernels (see `Model::pack_weights`), or
+    /// empty.
+    pub(crate) packed: &'a [i32],
 }
 
 impl<'a> Model<'a> {
@@ -88,6 +91,7 @@ impl<'a> Model<'a> {
             header,
             input,
             output,
+            packed: &[],
         })
     }
 

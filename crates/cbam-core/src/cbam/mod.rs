@@ -368,6 +368,7 @@ pub(crate) fn spatial_attention_rows(
             ..ConvGeometry::square(p.k, pad)
         },
         weights: p.ws,
+        packed: &[],
         quant: ChannelQuant {
             in_zp: p.zp_f1,
             out_zp: p.zp_s,

@@ -203,6 +203,7 @@ fn composed(o: &Owned, s: Shape, f: &[i8]) -> (Vec<i8>, Vec<i8>, Vec<i8>) {
         i32_bytes(&[o.rs.shift]),
     );
     let conv = Conv2dParams {
+        packed: &[],
         geometry: ConvGeometry::square(o.k, o.k / 2),
         weights: &o.ws,
         quant: ChannelQuant {

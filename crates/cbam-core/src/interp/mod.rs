@@ -3,7 +3,7 @@
 use core::ops::Range;
 
 use crate::blob::stages::stage_of;
-use crate::blob::{decode_op, Kernel, Model, Op, Span};
+use crate::blob::{Kernel, Model, Op, Span};
 use crate::cbam::cbam;
 use crate::error::Error;
 use crate::format::OpCode;
@@ -176,7 +176,7 @@ impl Model<'_> {
                 index = usize::from(stage.end);
                 continue;
             }
-            let op = decode_op(self.blob, &self.header, at)?;
+            let op = self.op_to_run(at)?;
             observer.op_start(index, op.record.code);
             single(self, index, &op, arena, observer)?;
             observer.op_end(
@@ -376,10 +376,12 @@ fn split(arena: &mut [u8], out: Span, scratch: Span) -> Option<OpArena<'_>> {
     Some(OpArena { out, scratch, gaps })
 }
 
+mod packed_weights;
 mod row_local;
 mod split;
 mod stage;
 
+pub use packed_weights::PackedWeights;
 pub use split::{RowShare, Split, MAX_SHARES};
 #[cfg(test)]
 mod tests;

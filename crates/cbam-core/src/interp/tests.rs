@@ -216,6 +216,7 @@ fn conv_cbam_residual_scatter_gap_fc_matches_kernels() {
     let full = Shape::new(h, w, c);
     let mut x1 = vec![0i8; h * w * c];
     let cp = Conv2dParams {
+        packed: &[],
         geometry: g3,
         weights: &conv1.weights,
         quant: conv1.quant(-128, zps[1], ActRange::from_words(zps[1], 127)),
@@ -226,6 +227,7 @@ fn conv_cbam_residual_scatter_gap_fc_matches_kernels() {
     let (att_c, att_s) = (a.channel.to_vec(), a.spatial.to_vec());
     let mut x3 = vec![0i8; h * w * kept.len()];
     let pp = Conv2dParams {
+        packed: &[],
         geometry: ConvGeometry::square(1, 0),
         weights: &pw.weights,
         quant: pw.quant(zps[2], zps[3], ActRange::FULL),

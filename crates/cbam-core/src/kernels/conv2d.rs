@@ -27,15 +27,19 @@ fn check(
     }
     check_len(input.len(), in_shape.len(), "conv2d input")?;
     check_len(output.len(), out_shape.len(), "conv2d output")?;
-    let per_out =
-        g.kh.checked_mul(g.kw)
-            .and_then(|k| k.checked_mul(in_shape.c));
     check_len(
         p.weights.len(),
-        per_out.and_then(|n| n.checked_mul(out_shape.c)),
+        weights_len(g, in_shape, out_shape),
         "conv2d weights",
     )?;
     p.quant.check(out_shape.c)
+}
+
+/// `[out.c][kh][kw][in.c]`.
+fn weights_len(g: &ConvGeometry, in_shape: Shape, out_shape: Shape) -> Option<usize> {
+    g.kh.checked_mul(g.kw)?
+        .checked_mul(in_shape.c)?
+        .checked_mul(out_shape.c)
 }
 
 /// Runs CONV2D, choosing the fastest bit-exact path for the geometry.
@@ -59,6 +63,21 @@ pub fn conv2d(
         general(p, in_shape, input, out_shape, output);
     }
     Ok(())
+}
+
+/// Packs CONV2D's weights once, ahead of its calls, the way this CPU's kernel would pack
+/// them on every call. Returns the words that takes, 0 for a layer whose kernel packs
+/// nothing (it then needs no buffer), and writes them into `out` only when it holds them
+/// all. Calls with the same parameters and shapes read them from
+/// [`Conv2dParams::packed`]; a call whose path differs (fewer output rows, another CPU)
+/// finds no layout of its own there and packs as before.
+pub fn conv2d_packing(p: &Conv2dParams, in_shape: Shape, out_shape: Shape, out: &mut [i32]) -> usize {
+    if weights_len(&p.geometry, in_shape, out_shape) != Some(p.weights.len())
+        || p.quant.check(out_shape.c).is_err()
+    {
+        return 0;
+    }
+    Active::conv2d_packing(p, (in_shape, out_shape), out)
 }
 
 /// 1x1, stride 1, unpadded: every output pixel is a matrix-vector product of one input pixel.
@@ -469,6 +488,7 @@ mod tests {
         let qt = QuantData::random(rng, outs.c);
         let bytes = qt.bytes();
         let p = Conv2dParams {
+            packed: &[],
             geometry: g,
             weights: &weights,
             quant: qt.channel_quant(&bytes),
@@ -502,6 +522,7 @@ mod tests {
         let bytes = qt.bytes();
         let w = [0i8; 2 * 9];
         let p = Conv2dParams {
+            packed: &[],
             geometry: ConvGeometry::square(3, 1),
             weights: &w,
             quant: qt.channel_quant(&bytes),

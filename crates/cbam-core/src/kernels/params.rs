@@ -140,6 +140,10 @@ pub struct Conv2dParams<'a> {
     /// `[out.c][kh][kw][in.c]`.
     pub weights: &'a [i8],
     pub quant: ChannelQuant<'a>,
+    /// The weights as [`crate::kernels::conv2d::conv2d_packing`] laid them out for this CPU's
+    /// kernel, or empty: a kernel that finds no layout of its own here packs the weights
+    /// itself on every call.
+    pub packed: &'a [i32],
 }
 
 /// Parameters of a DEPTHWISE_CONV2D op.

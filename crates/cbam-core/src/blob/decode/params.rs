@@ -136,6 +136,7 @@ fn conv<'a>(w: &Checks<'a>, p: &Conv2dWords, io: &Io<'_, 'a>) -> Result<Kernel<'
     };
     let (geometry, weights, quant) = conv_common(w, p, io, len, "conv weights")?;
     Ok(Kernel::Conv2d(Conv2dParams {
+        packed: &[],
         geometry,
         weights,
         quant,

@@ -210,6 +210,15 @@ pub(crate) trait Backend: Sized {
         false
     }
 
+    /// CONV2D's weights packed once, ahead of its calls (see
+    /// [`crate::kernels::conv2d::conv2d_packing`]): the words that takes, 0 for a backend
+    /// whose kernel reads the weights as they are.
+    #[inline(always)]
+    fn conv2d_packing(p: &Conv2dParams, shapes: (Shape, Shape), out: &mut [i32]) -> usize {
+        let _ = (p, shapes, out);
+        0
+    }
+
     /// DEPTHWISE_CONV2D over slices already checked against the shapes.
     #[inline(always)]
     fn depthwise(

@@ -51,52 +51,27 @@ pub(crate) fn conv2d<I: Isa>(
     output: &mut [i8],
 ) -> bool {
     let g = &p.geometry;
-    let offset = p.quant.in_zp.wrapping_neg();
-    let Some(per_out) =
-        g.kh.checked_mul(g.kw)
-            .and_then(|k| k.checked_mul(in_shape.c))
-    else {
+    let Some((per_out, offset)) = taken(p, in_shape, out_shape) else {
         return false;
     };
-    let offset = match i16::try_from(offset) {
-        Ok(o) if PACKED_OFFSET.contains(&offset) => o,
-        _ => return false,
-    };
-    if per_out == 0
-        || per_out > MAX_WINDOW
-        || out_shape.c == 0
-        || !(-MAX_OUT_ZP..=MAX_OUT_ZP).contains(&p.quant.out_zp)
-    {
-        return false;
-    }
     if let Some(done) = two_channels_to_one(isa, p, in_shape, input, out_shape, output, offset) {
         return done;
     }
     let windows = Windows { g, in_shape, input };
     let pairs = Pairs { isa, offset };
-    // The byte windows hold the zero point's byte in the padding.
-    let quads = isa
-        .dot()
-        .filter(|_| i8::try_from(p.quant.in_zp).is_ok())
-        .map(|dot| Quads {
-            dot,
-            zp: p.quant.in_zp,
-        });
-    let out_c = out_shape.c;
-    // Packing the weights costs about as much as a few pixels' products: with few output
-    // pixels per weight (late layers of a network) the per-pixel dot products, which
-    // read the weights as they are, win (measured on the example models).
-    let pixels = output.len() / out_c.max(1);
-    if per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out {
+    let quads = quads(isa, p);
+    let pixels = output.len() / out_shape.c.max(1);
+    if by_matrix_product(per_out, pixels) {
         let weights = (p.weights, per_out);
+        let quant = (&p.quant, p.packed);
         match quads {
             Some(quads) => {
                 let out = (&mut *output, out_shape);
-                if !windows.product_in_place(quads, weights, &p.quant, out) {
-                    windows.product(quads, weights, &p.quant, (output, out_shape));
+                if !windows.product_in_place(quads, weights, quant, out) {
+                    windows.product(quads, weights, quant, (output, out_shape));
                 }
             }
-            None => windows.product(pairs, weights, &p.quant, (output, out_shape)),
+            None => windows.product(pairs, weights, quant, (output, out_shape)),
         }
         return true;
     }
@@ -119,6 +94,92 @@ pub(crate) fn conv2d<I: Isa>(
     true
 }
 
+/// The window length and input offset of a layer the SIMD path takes, or `None`.
+fn taken(p: &Conv2dParams, in_shape: Shape, out_shape: Shape) -> Option<(usize, i16)> {
+    let g = &p.geometry;
+    let per_out = g.kh.checked_mul(g.kw)?.checked_mul(in_shape.c)?;
+    let offset = p.quant.in_zp.wrapping_neg();
+    let offset = i16::try_from(offset)
+        .ok()
+        .filter(|_| PACKED_OFFSET.contains(&offset))?;
+    let taken = per_out != 0
+        && per_out <= MAX_WINDOW
+        && out_shape.c != 0
+        && (-MAX_OUT_ZP..=MAX_OUT_ZP).contains(&p.quant.out_zp);
+    taken.then_some((per_out, offset))
+}
+
+/// The byte-window product, on a CPU with four-byte dot products and an input zero
+/// point that is a byte (the byte windows hold it in the padding).
+fn quads<I: Isa>(isa: I, p: &Conv2dParams) -> Option<Quads<I::Dot>> {
+    isa.dot()
+        .filter(|_| i8::try_from(p.quant.in_zp).is_ok())
+        .map(|dot| Quads {
+            dot,
+            zp: p.quant.in_zp,
+        })
+}
+
+/// Whether `pixels` output pixels of `per_out`-tap windows run as a matrix product.
+/// Packing the weights costs about as much as a few pixels' products: with few output
+/// pixels per weight (late layers of a network) the per-pixel dot products, which read
+/// the weights as they are, win (measured on the example models).
+fn by_matrix_product(per_out: usize, pixels: usize) -> bool {
+    per_out <= gemm::MAX_TAPS && pixels.saturating_mul(gemm::TAPS_PER_PIXEL) >= per_out
+}
+
+/// For a convolution whose windows [`Windows::product_in_place`] reads in place: the
+/// bytes of a window row and of the keyed, padded input copy.
+fn in_place_copy(g: &ConvGeometry, s: Shape) -> Option<(usize, usize)> {
+    let run = g.kw * s.c;
+    if g.is_pointwise() || g.dil_w != 1 || run == 0 || g.kh == 0 {
+        return None;
+    }
+    let h = g.pad_top + s.h + g.pad_bottom;
+    let w = g.pad_left + s.w + g.pad_right;
+    // The last window's last quad may read 3 bytes past the copy's last pixel.
+    let len = h.checked_mul(w)?.checked_mul(s.c)?.checked_add(4)?;
+    (len <= PADDED_MAX).then_some((run, len))
+}
+
+/// Packs the weights of a layer as [`conv2d`] would on every call, into `out`: how many
+/// words that takes (0 for a layer whose calls pack nothing), written only when `out`
+/// holds them. A call then reads them through [`Conv2dParams::packed`].
+pub(crate) fn prepack<I: Isa>(
+    isa: I,
+    p: &Conv2dParams,
+    (in_shape, out_shape): (Shape, Shape),
+    out: &mut [i32],
+) -> usize {
+    let Some((per_out, offset)) = taken(p, in_shape, out_shape) else {
+        return 0;
+    };
+    let pixels = out_shape.h.saturating_mul(out_shape.w);
+    if !by_matrix_product(per_out, pixels) {
+        return 0;
+    }
+    let (weights, out_c) = ((p.weights, per_out), out_shape.c);
+    let Some(quads) = quads(isa, p) else {
+        let pairs = Pairs { isa, offset };
+        let len = gemm::layout::<Pairs<I>>(per_out, out_c).len();
+        gemm::prepack(pairs, weights, &p.quant, out_c, out);
+        return len;
+    };
+    let window = (p.geometry.kh, p.geometry.kw * in_shape.c);
+    let in_place = in_place_copy(&p.geometry, in_shape)
+        .and_then(|_| gemm::in_place_layout(per_out, window, out_c));
+    match in_place {
+        Some(layout) => {
+            gemm::prepack_in_place(quads, weights, &p.quant, (out_c, window), out);
+            layout.len()
+        }
+        None => {
+            gemm::prepack(quads, weights, &p.quant, out_c, out);
+            gemm::layout::<Quads<I::Dot>>(per_out, out_c).len()
+        }
+    }
+}
+
 /// Bytes of the padded input copy [`Windows::product_padded`] makes on the stack: a 96x96
 /// RGB image with a one-pixel border.
 const PADDED_MAX: usize = 32 * 1024;
@@ -139,7 +200,7 @@ impl Windows<'_> {
         &self,
         k: K,
         weights: (&[i8], usize),
-        quant: &crate::kernels::ChannelQuant,
+        quant: (&crate::kernels::ChannelQuant, &[i32]),
         (output, out_shape): (&mut [i8], Shape),
     ) {
         let per_out = weights.1;
@@ -172,12 +233,12 @@ impl Windows<'_> {
         &self,
         k: K,
         weights: (&[i8], usize),
-        quant: &crate::kernels::ChannelQuant,
+        quant: (&crate::kernels::ChannelQuant, &[i32]),
         out: (&mut [i8], Shape),
     ) -> bool {
         let (g, s) = (self.g, self.in_shape);
         let pads = [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right];
-        let Ok(zp) = i8::try_from(quant.in_zp) else {
+        let Ok(zp) = i8::try_from(quant.0.in_zp) else {
             return false;
         };
         let (h, w) = (
@@ -236,27 +297,21 @@ impl Windows<'_> {
         &self,
         k: Quads<D>,
         weights: (&[i8], usize),
-        quant: &crate::kernels::ChannelQuant,
+        quant: (&crate::kernels::ChannelQuant, &[i32]),
         (output, out_shape): (&mut [i8], Shape),
     ) -> bool {
         const MAX_OFFS: usize = gemm::MAX_IN_PLACE_TAPS / 4;
         let (g, s) = (self.g, self.in_shape);
-        let run = g.kw * s.c;
-        let run_quads = run.div_ceil(4);
-        let words = g.kh * run_quads;
-        if g.is_pointwise() || g.dil_w != 1 || words == 0 || words > MAX_OFFS {
-            return false;
-        }
-        let (h, w) = (
-            g.pad_top + s.h + g.pad_bottom,
-            g.pad_left + s.w + g.pad_right,
-        );
-        let row = w * s.c;
-        // The last window's last quad may read 3 bytes past the copy's last pixel.
-        let len = h.checked_mul(row).and_then(|n| n.checked_add(4));
-        let Some(len) = len.filter(|&n| n <= PADDED_MAX) else {
+        let Some((run, len)) = in_place_copy(g, s) else {
             return false;
         };
+        let run_quads = run.div_ceil(4);
+        let words = g.kh * run_quads;
+        if words > MAX_OFFS {
+            return false;
+        }
+        let w = g.pad_left + s.w + g.pad_right;
+        let row = w * s.c;
         let mut offs = [0usize; MAX_OFFS];
         for (j, off) in offs.iter_mut().take(words).enumerate() {
             *off = (j / run_quads) * g.dil_h * row + 4 * (j % run_quads);

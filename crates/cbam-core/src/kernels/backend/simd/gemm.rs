@@ -16,6 +16,7 @@
 //! run, a few pixels at a time.
 
 use super::isa::{ChannelBlock, DotIsa, Isa, BLOCK};
+use super::prepacked::{Format, Layout};
 use super::scratch::with_prefix;
 
 /// Output channels per panel, the micro-kernel's width.
@@ -71,6 +72,9 @@ pub(crate) trait Product: Copy {
     /// Taps per packed weight word (and the multiple a window's stride is rounded to).
     const TAPS: usize;
 
+    /// How its packed weights are laid out.
+    const FORMAT: Format;
+
     /// The weights of a block's `n` channels (`per_out` each) as panels of [`PANEL`]
     /// channels, `words` words per channel each (see [`pack`] and [`pack_quads`]), and
     /// what their accumulators start from into `start` (where the micro-kernel reads it).
@@ -123,6 +127,7 @@ pub(crate) struct Pairs<I> {
 impl<I: Isa> Product for Pairs<I> {
     type Tap = i16;
     const TAPS: usize = 2;
+    const FORMAT: Format = Format::Pairs;
 
     /// The pair micro-kernels start from the block's bias: `start` is not theirs.
     #[inline]
@@ -214,6 +219,7 @@ impl<D: DotIsa> Quads<D> {
 impl<D: DotIsa> Product for Quads<D> {
     type Tap = u8;
     const TAPS: usize = 4;
+    const FORMAT: Format = Format::Quads;
 
     fn pack(
         self,
@@ -324,40 +330,42 @@ pub(crate) fn pack_quads(
 /// With `contiguous`, the windows of consecutive pixels are consecutive runs of `per_out`
 /// input bytes (a 1x1 convolution), and a run of them whose length is a multiple of
 /// `K::TAPS` is converted with one call.
-/// `output` holds whole pixels of `out_c` channels.
+/// `pre` is the layer packed by [`prepack`], or anything else (then the weights are
+/// packed here, block by block). `output` holds whole pixels of `out_c` channels.
 // Out of line so that its buffers are not part of its caller's frame.
 #[inline(never)]
 pub(crate) fn conv<K: Product>(
     k: K,
     (weights, per_out): (&[i8], usize),
-    quant: &crate::kernels::ChannelQuant,
+    (quant, pre): (&crate::kernels::ChannelQuant, &[i32]),
     output: &mut [i8],
     out_c: usize,
     (contiguous, mut fill): (Option<&[i8]>, impl FnMut(&mut [K::Tap], usize, usize)),
 ) {
-    let words = per_out.div_ceil(K::TAPS);
-    let stride = K::TAPS * words;
+    let layout = layout::<K>(per_out, out_c);
+    let stride = K::TAPS * layout.words;
     if per_out == 0 || per_out > MAX_TAPS || out_c == 0 {
         return;
     }
     let pixels = output.len() / out_c;
-    // Channels per block: as many panels as the buffer holds, at most one ChannelBlock.
-    let block_c = (PACKED_WORDS / (words * PANEL) * PANEL).min(BLOCK);
     let run = (ROWS_LEN / stride).min(MAX_RUN).min(pixels);
-    if block_c == 0 || run == 0 {
+    if layout.block_c == 0 || run == 0 {
         return;
     }
-    let packed_len = out_c.min(block_c).next_multiple_of(PANEL) * words;
+    let pre = Some(pre).filter(|p| layout.holds(p));
+    let packed_len = match pre {
+        Some(_) => 0,
+        None => out_c.min(layout.block_c).next_multiple_of(PANEL) * layout.words,
+    };
     with_prefix::<i32, PACKED_WORDS, _>(packed_len, |packed| {
         with_prefix::<K::Tap, ROWS_LEN, _>(run * stride, |rows| {
-            let sizes = (stride, block_c, run);
             let fill = (contiguous, &mut fill);
             blocks(
                 k,
                 (weights, per_out),
                 quant,
                 (output, out_c),
-                sizes,
+                (layout, pre, run),
                 (packed, rows),
                 fill,
             );
@@ -365,8 +373,53 @@ pub(crate) fn conv<K: Product>(
     });
 }
 
+/// Channels per block for windows of `words` packed words: as many panels as the stack
+/// buffer holds, at most one [`ChannelBlock`].
+fn block_c(words: usize) -> usize {
+    (PACKED_WORDS / (words * PANEL).max(1) * PANEL).min(BLOCK)
+}
+
+/// How [`conv`] packs the weights of `out_c` channels of `per_out` taps in the product `K`.
+pub(crate) fn layout<K: Product>(per_out: usize, out_c: usize) -> Layout {
+    let words = per_out.div_ceil(K::TAPS);
+    Layout {
+        format: K::FORMAT,
+        words,
+        block_c: block_c(words),
+        out_c,
+    }
+}
+
+/// The rows of the block of channels `first..first + n`.
+fn block_rows(weights: &[i8], per_out: usize, first: usize, n: usize) -> &[i8] {
+    weights
+        .get(first * per_out..(first + n) * per_out)
+        .unwrap_or_default()
+}
+
+/// [`conv`]'s packing of every block of the layer, done once ahead of its calls, into
+/// `out` (at least [`layout`]'s length). `false`, writing nothing, for a layer [`conv`]
+/// does not take or a buffer too short.
+pub(crate) fn prepack<K: Product>(
+    k: K,
+    (weights, per_out): (&[i8], usize),
+    quant: &crate::kernels::ChannelQuant,
+    out_c: usize,
+    out: &mut [i32],
+) -> bool {
+    let layout = layout::<K>(per_out, out_c);
+    if per_out == 0 || per_out > MAX_TAPS {
+        return false;
+    }
+    layout.pack(out, |first, n, panels, start| {
+        let block = ChannelBlock::new(quant, first, n);
+        let rows = (block_rows(weights, per_out, first, n), per_out);
+        k.pack(&block, rows, layout.words, panels, start);
+    })
+}
+
 /// The loops of [`conv`] over channel blocks, runs of pixels and panels, in the buffers
-/// `packed` (a block's panels) and `rows` (a run's windows).
+/// `packed` (a block's panels, unless `pre` holds them all) and `rows` (a run's windows).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn blocks<K: Product>(
@@ -374,23 +427,31 @@ fn blocks<K: Product>(
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     (output, out_c): (&mut [i8], usize),
-    (stride, block_c, run): (usize, usize, usize),
+    (layout, pre, run): (Layout, Option<&[i32]>, usize),
     (packed, rows): (&mut [i32], &mut [K::Tap]),
     (contiguous, fill): (Option<&[i8]>, &mut impl FnMut(&mut [K::Tap], usize, usize)),
 ) {
-    let words = stride / K::TAPS;
+    let words = layout.words;
+    let stride = words * K::TAPS;
     let pixels = output.len() / out_c.max(1);
     let mut start = [0i32; BLOCK];
     let mut first = 0;
     while first < out_c {
-        let n = (out_c - first).min(block_c);
+        let n = (out_c - first).min(layout.block_c);
         let block = ChannelBlock::new(quant, first, n);
-        let panels = n.div_ceil(PANEL);
-        let block_weights = weights
-            .get(first * per_out..(first + n) * per_out)
-            .unwrap_or_default();
-        let packed = packed.get_mut(..panels * words * PANEL).unwrap_or_default();
-        k.pack(&block, (block_weights, per_out), words, packed, &mut start);
+        let panels: &[i32] = match pre.and_then(|pre| layout.block(pre, first, n)) {
+            Some((starts, panels)) => {
+                start.iter_mut().zip(starts).for_each(|(s, &x)| *s = x);
+                panels
+            }
+            None => {
+                let len = n.div_ceil(PANEL) * words * PANEL;
+                let packed = packed.get_mut(..len).unwrap_or_default();
+                let rows = (block_rows(weights, per_out, first, n), per_out);
+                k.pack(&block, rows, words, packed, &mut start);
+                packed
+            }
+        };
         let mut px = 0;
         while px < pixels {
             let count = (pixels - px).min(run);
@@ -413,7 +474,7 @@ fn blocks<K: Product>(
                     }
                 }
             }
-            for (s, panel) in packed.chunks_exact(words * PANEL).enumerate() {
+            for (s, panel) in panels.chunks_exact(words * PANEL).enumerate() {
                 let at = s * PANEL;
                 let len = (n - at).min(PANEL);
                 let windows = rows.get(..count * stride).unwrap_or_default();
@@ -454,61 +515,122 @@ pub(crate) struct InPlace<'a> {
     pub run: usize,
 }
 
+/// How [`conv_in_place`] packs `out_c` channels of windows of `rows` rows of `run`
+/// bytes (`per_out` in all), or `None` for windows it does not take.
+pub(crate) fn in_place_layout(
+    per_out: usize,
+    (rows, run): (usize, usize),
+    out_c: usize,
+) -> Option<Layout> {
+    let words = rows.checked_mul(run.div_ceil(4))?;
+    let fits = run > 0 && 4 * words <= MAX_IN_PLACE_TAPS && rows.checked_mul(run) == Some(per_out);
+    fits.then(|| Layout {
+        format: Format::InPlaceQuads,
+        words,
+        block_c: block_c(words),
+        out_c,
+    })
+}
+
+/// The rows of a block's weights (`per_out` each, in runs of `run`) with each run padded
+/// with zeros to whole quads, `taps` a row, into `padded`.
+fn pad_runs(padded: &mut [i8], weights: &[i8], (per_out, run): (usize, usize), taps: usize) {
+    let run_quads = run.div_ceil(4);
+    for (dst, src) in padded
+        .chunks_exact_mut(taps)
+        .zip(weights.chunks_exact(per_out.max(1)))
+    {
+        for (d, s) in dst
+            .chunks_exact_mut(4 * run_quads)
+            .zip(src.chunks_exact(run.max(1)))
+        {
+            let (head, tail) = d.split_at_mut(run);
+            head.copy_from_slice(s);
+            tail.fill(0);
+        }
+    }
+}
+
+/// [`conv_in_place`]'s packing of every block of the layer (windows of `rows` rows of
+/// `run` bytes), done once ahead of its calls, into `out`. `false`, writing nothing, for
+/// windows [`conv_in_place`] does not take or a buffer too short.
+pub(crate) fn prepack_in_place<D: DotIsa>(
+    k: Quads<D>,
+    (weights, per_out): (&[i8], usize),
+    quant: &crate::kernels::ChannelQuant,
+    (out_c, window): (usize, (usize, usize)),
+    out: &mut [i32],
+) -> bool {
+    let Some(layout) = in_place_layout(per_out, window, out_c) else {
+        return false;
+    };
+    let taps = 4 * layout.words;
+    with_prefix::<i8, { BLOCK * MAX_IN_PLACE_TAPS }, _>(layout.block_c * taps, |padded| {
+        layout.pack(out, |first, n, panels, start| {
+            let block = ChannelBlock::new(quant, first, n);
+            let rows = block_rows(weights, per_out, first, n);
+            pad_runs(padded, rows, (per_out, window.1), taps);
+            let rows = (padded.get(..n * taps).unwrap_or_default(), taps);
+            k.pack(&block, rows, layout.words, panels, start);
+        })
+    })
+}
+
 /// Every output pixel of a convolution by [`DotIsa::gemm_in_place`], each window read in
 /// `windows.src` from `base(pixel)`: each row rounded up to whole quads, the taps past a
 /// row multiplied by zero weights (so whatever bytes follow it, the sums are the
 /// window's). `per_out` is the window's rows times `run`; a window whose rows do not
-/// match `offs` does nothing.
+/// match `offs` does nothing. `pre` is the layer packed by [`prepack_in_place`], or
+/// anything else (then the weights are packed here).
 #[inline(never)]
 pub(crate) fn conv_in_place<D: DotIsa>(
     k: Quads<D>,
     (weights, per_out): (&[i8], usize),
-    quant: &crate::kernels::ChannelQuant,
+    (quant, pre): (&crate::kernels::ChannelQuant, &[i32]),
     (output, out_c): (&mut [i8], usize),
     windows: &InPlace,
     base: impl Fn(usize) -> usize,
 ) {
     let run_quads = windows.run.div_ceil(4);
     let words = windows.offs.len();
-    let taps = 4 * words;
-    if out_c == 0
-        || run_quads == 0
-        || taps > MAX_IN_PLACE_TAPS
-        || !words.is_multiple_of(run_quads)
-        || per_out != words / run_quads * windows.run
-    {
+    let shape = (words / run_quads.max(1), windows.run);
+    let layout = in_place_layout(per_out, shape, out_c);
+    let Some(layout) = layout.filter(|l| out_c > 0 && l.words == words && l.block_c > 0) else {
         return;
-    }
+    };
+    let taps = 4 * words;
     let pixels = output.len() / out_c;
-    let block_c = (PACKED_WORDS / (words * PANEL) * PANEL).min(BLOCK);
-    let packed_len = out_c.min(block_c).next_multiple_of(PANEL) * words;
+    let pre = Some(pre).filter(|p| layout.holds(p));
+    let (packed_len, rows_len) = match pre {
+        Some(_) => (0, 0),
+        None => (
+            out_c.min(layout.block_c).next_multiple_of(PANEL) * words,
+            layout.block_c * taps,
+        ),
+    };
     with_prefix::<i32, PACKED_WORDS, _>(packed_len, |packed| {
-        with_prefix::<i8, { BLOCK * MAX_IN_PLACE_TAPS }, _>(block_c * taps, |rows| {
+        with_prefix::<i8, { BLOCK * MAX_IN_PLACE_TAPS }, _>(rows_len, |rows| {
             let mut start = [0i32; BLOCK];
             let mut bases = [0usize; IN_PLACE_RUN];
             let mut first = 0;
             while first < out_c {
-                let n = (out_c - first).min(block_c);
+                let n = (out_c - first).min(layout.block_c);
                 let block = ChannelBlock::new(quant, first, n);
-                let block_weights = weights.get(first * per_out..(first + n) * per_out);
-                // Each row run padded with zero weights to whole quads.
-                for (dst, src) in rows
-                    .chunks_exact_mut(taps)
-                    .zip(block_weights.unwrap_or_default().chunks_exact(per_out))
-                {
-                    for (d, s) in dst
-                        .chunks_exact_mut(4 * run_quads)
-                        .zip(src.chunks_exact(windows.run))
-                    {
-                        let (head, tail) = d.split_at_mut(windows.run);
-                        head.copy_from_slice(s);
-                        tail.fill(0);
+                let panels: &[i32] = match pre.and_then(|pre| layout.block(pre, first, n)) {
+                    Some((starts, panels)) => {
+                        start.iter_mut().zip(starts).for_each(|(s, &x)| *s = x);
+                        panels
                     }
-                }
-                let panels = n.div_ceil(PANEL);
-                let packed = packed.get_mut(..panels * words * PANEL).unwrap_or_default();
-                let rows = (rows.get(..n * taps).unwrap_or_default(), taps);
-                k.pack(&block, rows, words, packed, &mut start);
+                    None => {
+                        let block_weights = block_rows(weights, per_out, first, n);
+                        pad_runs(rows, block_weights, (per_out, windows.run), taps);
+                        let len = n.div_ceil(PANEL) * words * PANEL;
+                        let packed = packed.get_mut(..len).unwrap_or_default();
+                        let rows = (rows.get(..n * taps).unwrap_or_default(), taps);
+                        k.pack(&block, rows, words, packed, &mut start);
+                        packed
+                    }
+                };
                 let mut px = 0;
                 while px < pixels {
                     let count = (pixels - px).min(IN_PLACE_RUN);
@@ -516,7 +638,7 @@ pub(crate) fn conv_in_place<D: DotIsa>(
                         *b = base(px + i);
                     }
                     let bases = bases.get(..count).unwrap_or_default();
-                    for (s, panel) in packed.chunks_exact(words * PANEL).enumerate() {
+                    for (s, panel) in panels.chunks_exact(words * PANEL).enumerate() {
                         let at = s * PANEL;
                         let len = (n - at).min(PANEL);
                         let out = output

@@ -19,6 +19,7 @@ pub(super) mod depthwise;
 pub(super) mod gemm;
 pub(super) mod isa;
 pub(super) mod pool;
+mod prepacked;
 mod scratch;
 #[cfg(test)]
 pub(super) mod tests;
@@ -80,6 +81,11 @@ impl<I: Isa> Backend for Simd<I> {
         output: &mut [i8],
     ) -> bool {
         I::detect().is_some_and(|isa| conv::conv2d(isa, p, in_shape, input, out_shape, output))
+    }
+
+    #[inline]
+    fn conv2d_packing(p: &Conv2dParams, shapes: (Shape, Shape), out: &mut [i32]) -> usize {
+        I::detect().map_or(0, |isa| conv::prepack(isa, p, shapes, out))
     }
 
     #[inline]

@@ -28,6 +28,7 @@ macro_rules! isa_tests {
             conv2d_declines_windows_past_its_buffer,
             gemm_matches_portable_on_long_windows,
             first_layers_match_portable,
+            prepacked_weights_give_the_same_bits,
             pack_panels_matches_portable,
             depthwise_takes_model_layers,
             depthwise_takes_extreme_bytes,
@@ -72,6 +73,7 @@ fn conv_case(rng: &mut Rng, b: impl Isa) {
     let qt = QuantData::extreme(rng, out_c);
     let bytes = qt.bytes();
     let p = Conv2dParams {
+        packed: &[],
         geometry: g,
         weights: &weights,
         quant: qt.channel_quant(&bytes),
@@ -88,6 +90,78 @@ fn conv_case(rng: &mut Rng, b: impl Isa) {
             qt.in_zp,
             qt.out_zp
         );
+        let packed = prepacked(b, &p, (ins, outs));
+        let p = Conv2dParams {
+            packed: &packed,
+            ..p
+        };
+        let mut again = std::vec![0i8; fast.len()];
+        assert!(conv::conv2d(b, &p, ins, &input, outs, &mut again));
+        assert_eq!(again, fast, "prepacked: {g:?} {ins:?} {outs:?}");
+    }
+}
+
+/// The layer's weights packed ahead of time, as the kernel would on each call.
+fn prepacked(b: impl Isa, p: &Conv2dParams, shapes: (Shape, Shape)) -> Vec<i32> {
+    let mut packed = std::vec![0i32; conv::prepack(b, p, shapes, &mut [])];
+    let len = packed.len();
+    assert_eq!(conv::prepack(b, p, shapes, &mut packed), len);
+    packed
+}
+
+/// Weights packed ahead of time give the bits of weights packed per call, on the paths
+/// that pack (in place, padded copy, gathered, 1x1, several channel blocks); the kernel
+/// reads them (spoiled ones change the output) and ignores a packing made for another
+/// layer.
+pub(crate) fn prepacked_weights_give_the_same_bits(b: impl Isa) {
+    let mut rng = Rng::new(0x9ACC);
+    // (h, w, in_c, out_c, k, stride, pad)
+    let cases = [
+        (28, 28, 1, 24, 3, 1, 1),
+        (32, 32, 3, 16, 3, 2, 1),
+        (14, 14, 24, 32, 3, 1, 1),
+        (14, 14, 32, 150, 3, 1, 0),
+        (12, 12, 40, 72, 1, 1, 0),
+        (16, 16, 16, 20, 5, 2, 2),
+    ];
+    let mut other = Vec::new();
+    for (h, w, in_c, out_c, k, stride, pad) in cases {
+        let g = ConvGeometry {
+            stride_h: stride,
+            stride_w: stride,
+            ..ConvGeometry::square(k, pad)
+        };
+        let ins = Shape::new(h, w, in_c);
+        let (oh, ow) = g.output_size(h, w).expect("a valid case");
+        let outs = Shape::new(oh, ow, out_c);
+        let input = rng.i8s(ins.len().unwrap_or(0));
+        let weights = rng.i8s(out_c * k * k * in_c);
+        let mut qt = QuantData::random(&mut rng, out_c);
+        qt.in_zp = rng.int(-128, 127);
+        let bytes = qt.bytes();
+        let p = Conv2dParams {
+            packed: &[],
+            geometry: g,
+            weights: &weights,
+            quant: qt.channel_quant(&bytes),
+        };
+        let run = |packed: &[i32]| {
+            let p = Conv2dParams { packed, ..p };
+            let mut out = std::vec![0i8; outs.len().unwrap_or(0)];
+            assert!(conv::conv2d(b, &p, ins, &input, outs, &mut out));
+            out
+        };
+        let per_call = run(&[]);
+        assert_eq!(per_call, portable(&p, ins, &input, outs), "{ins:?} {outs:?}");
+        let mut packed = prepacked(b, &p, (ins, outs));
+        assert!(!packed.is_empty(), "{ins:?} {outs:?} packs nothing");
+        assert_eq!(run(&packed), per_call, "{ins:?} {outs:?}");
+        assert_eq!(run(&other), per_call, "{ins:?} {outs:?}, another layer's packing");
+        for w in packed.iter_mut().skip(4) {
+            *w = w.wrapping_add(0x0101_0101);
+        }
+        assert_ne!(run(&packed), per_call, "{ins:?} {outs:?}: packing not read");
+        other = packed;
     }
 }
 
@@ -225,6 +299,7 @@ pub(crate) fn gemm_matches_portable_on_long_windows(b: impl Isa) {
         }
         let bytes = qt.bytes();
         let p = Conv2dParams {
+            packed: &[],
             geometry: g,
             weights: &weights,
             quant: qt.channel_quant(&bytes),
@@ -282,6 +357,7 @@ pub(crate) fn first_layers_match_portable(b: impl Isa) {
         qt.in_zp = rng.int(-128, 127);
         let bytes = qt.bytes();
         let p = Conv2dParams {
+            packed: &[],
             geometry: g,
             weights: &weights,
             quant: qt.channel_quant(&bytes),
@@ -343,6 +419,7 @@ pub(crate) fn conv2d_declines_windows_past_its_buffer(b: impl Isa) {
     let bytes = qt.bytes();
     let weights = std::vec![1i8; 9 * ins.c];
     let p = Conv2dParams {
+        packed: &[],
         geometry: g,
         weights: &weights,
         quant: qt.channel_quant(&bytes),
@@ -589,6 +666,7 @@ pub(crate) fn two_channel_maps_to_one_channel_match_portable(b: impl Isa) {
         let qt = QuantData::extreme(&mut rng, 1);
         let bytes = qt.bytes();
         let p = Conv2dParams {
+            packed: &[],
             geometry: g,
             weights: &weights,
             quant: qt.channel_quant(&bytes),
@@ -648,6 +726,7 @@ pub(crate) fn output_stages_match_portable_at_the_short_form_bounds(b: impl Isa)
         qt.act = ActRange::from_words(-128, 127);
         let bytes = qt.bytes();
         let p = Conv2dParams {
+            packed: &[],
             geometry: g,
             weights: &weights,
             quant: qt.channel_quant(&bytes),

@@ -86,6 +86,7 @@ pub(super) fn conv2d<B: Backend>(rng: &mut Rng, mut mem: Memory) -> u32 {
             continue;
         };
         let p = Conv2dParams {
+            packed: &[],
             geometry: g,
             weights,
             quant: q.channel_quant(&bytes),
