@@ -7,6 +7,7 @@ pub mod metrics;
 mod report;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -22,6 +23,7 @@ use crate::layer_threads::LayerThreads;
 use crate::limits::LimitArgs;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
+use crate::packed_weights;
 use crate::parallel::{self, ThreadPlan};
 use crate::progress;
 
@@ -108,6 +110,8 @@ struct Subject {
     path: PathBuf,
     bytes: Vec<u8>,
     kind: ModelKind,
+    /// A blob's convolution weights packed for this CPU, once.
+    packing: OnceLock<Vec<i32>>,
 }
 
 /// What runs a [`Subject`].
@@ -124,6 +128,7 @@ impl Subject {
             path: path.to_path_buf(),
             bytes,
             kind,
+            packing: OnceLock::new(),
         })
     }
 
@@ -146,6 +151,7 @@ impl Subject {
             }
             ModelKind::Blob => {
                 let model = model_file::parse_blob(path, &self.bytes, limits)?;
+                let model = packed_weights::with_packed_weights(path, model, &self.packing)?;
                 let classes = model_file::blob_classes(path, &model)?;
                 let labels = model.labels().map(str::to_string).collect();
                 Ok((Engine::Core(model), classes, labels))

@@ -22,6 +22,7 @@ mod model_file;
 mod norm;
 mod outputs;
 mod overlay;
+mod packed_weights;
 mod parallel;
 mod plots;
 mod progress;

@@ -41,9 +41,11 @@ fn profile(path: &str, runs: usize, warmup: usize) -> Result<(), String> {
     let model = Model::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
     // Packed once, as the CLI does: the profile is of the steady state.
     let mut packing = vec![0i32; model.packed_weights_len().map_err(|e| e.to_string())?];
-    let packed = model.pack_weights(&mut packing).map_err(|e| e.to_string())?;
+    model
+        .pack_weights(&mut packing)
+        .map_err(|e| e.to_string())?;
     let model = model
-        .with_packed_weights(packed)
+        .with_packed_weights(&packing)
         .map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; model.arena_size()];
     let mut out = vec![0i8; model.output().len()];

@@ -88,7 +88,8 @@ pub enum Error {
     /// [`crate::Model::pack_weights`] was given a buffer of `found` words; the model's
     /// packed weights take `needed`.
     PackBufferTooSmall { needed: usize, found: usize },
-    /// [`crate::Model::with_packed_weights`] was given weights packed for another model.
+    /// [`crate::Model::with_packed_weights`] was given words that
+    /// [`crate::Model::pack_weights`] did not write for this blob on this architecture.
     PackedForOtherModel,
 }
 
@@ -169,7 +170,7 @@ impl fmt::Display for Error {
                 "packed-weights buffer has {found} words, the model needs {needed}; size it from Model::packed_weights_len()"
             ),
             PackedForOtherModel => f.write_str(
-                "these packed weights were made from another model blob; pack this model's with Model::pack_weights"
+                "these packed weights were not written for this model blob on this architecture; pack them with Model::pack_weights"
             ),
             ShareNotRun { op } => write!(
                 f,

@@ -52,4 +52,4 @@ pub use blob::{Model, OpInfo, TensorInfo};
 pub use crc::crc32;
 pub use error::Error;
 pub use format::{OpCode, HEADER_LEN, MAGIC, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION};
-pub use interp::{NoObserver, Observer, PackedWeights, RowShare, Split, MAX_SHARES};
+pub use interp::{NoObserver, Observer, RowShare, Split, MAX_SHARES};

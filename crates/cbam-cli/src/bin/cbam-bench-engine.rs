@@ -14,6 +14,8 @@
 //! Only inference is timed: inputs are quantized (core) or copied into tensors (tract)
 //! before the clock starts, as in `cbam-bench`.
 
+#[path = "../packed_weights.rs"]
+mod packed_weights;
 // The CLI's own worker pool; this binary uses only `map_ordered` of it.
 #[path = "../parallel.rs"]
 #[allow(dead_code)]
@@ -28,6 +30,7 @@ use layer_threads::LayerThreads;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -127,6 +130,8 @@ fn main() -> Result<()> {
     if bytes.starts_with(&cbam_core::MAGIC) {
         let model = cbam_core::Model::parse(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
+        let packing = OnceLock::new();
+        let model = packed_weights::with_packed_weights(&args.model, model, &packing)?;
         let info = model.input();
         let dataset = load(&args, [info.c, info.h, info.w])?;
         let inputs = dataset

@@ -9,7 +9,11 @@
 //! quantized before the clock starts, as a camera pipeline would prepare the next frame
 //! while the current one runs.
 
+#[path = "../packed_weights.rs"]
+mod packed_weights;
+
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -74,6 +78,8 @@ fn main() -> Result<()> {
         .with_context(|| format!("cannot read {}", args.blob.display()))?;
     let blob = cbam_core::Model::parse(&blob_bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.blob.display()))?;
+    let packing = OnceLock::new();
+    let blob = packed_weights::with_packed_weights(&args.blob, blob, &packing)?;
     let (mut arena, mut out) = (vec![0u8; blob.arena_size()], vec![0i8; blob.output().len()]);
     let (info, raw) = (blob.input(), blob.input_is_raw_pixels());
     let quantized = dataset

@@ -3,7 +3,7 @@
 //! spatial attention map of every CBAM block.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use cbam_compiler::data::{self, InputSpec};
@@ -15,6 +15,7 @@ use cbam_compiler::{import, passes};
 use crate::layer_threads::LayerThreads;
 use crate::model_file::{self, ModelKind};
 use crate::norm::NormArgs;
+use crate::packed_weights;
 
 /// Which engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -54,6 +55,8 @@ pub struct ModelFile {
     pub path: PathBuf,
     pub bytes: Vec<u8>,
     pub backend: BackendKind,
+    /// A blob's convolution weights packed for this CPU, once.
+    packing: OnceLock<Vec<i32>>,
 }
 
 impl ModelFile {
@@ -83,6 +86,7 @@ impl ModelFile {
             path: path.to_path_buf(),
             bytes,
             backend: actual,
+            packing: OnceLock::new(),
         })
     }
 }
@@ -386,6 +390,7 @@ impl<'b> CoreRunner<'b> {
         norm: &NormArgs,
     ) -> Result<Self> {
         let model = model_file::parse_blob(&file.path, &file.bytes, limits)?;
+        let model = packed_weights::with_packed_weights(&file.path, model, &file.packing)?;
         model_file::blob_classes(&file.path, &model)?;
         let (mean, std) = model_file::blob_normalisation(&file.path, &model)?;
         let info = model.input();

@@ -381,7 +381,6 @@ mod row_local;
 mod split;
 mod stage;
 
-pub use packed_weights::PackedWeights;
 pub use split::{RowShare, Split, MAX_SHARES};
 #[cfg(test)]
 mod tests;

@@ -2,36 +2,27 @@
 //! owns. The host kernels rearrange a layer's weights into panels before multiplying; done
 //! on every call, that is a few percent of an inference, and it is paid again by every
 //! thread's share of a split one. A host that runs many frames packs them once here.
-//! Microcontroller kernels read the weights as they are: there the buffer is empty.
+//! Microcontroller kernels read the weights as they are: there no layer is packed.
 //!
-//! Layout (`i32` words): the blob's CRC, its op count, one word per op (where the op's
-//! packing starts, 0 for none), then the packings (see `kernels::conv2d::conv2d_packing`).
+//! Layout (`i32` words): the blob's CRC, its op count and the architecture, one word per
+//! op (where the op's packing starts, 0 for none), then the packings (see
+//! `kernels::conv2d::conv2d_packing`).
 
 use crate::blob::{decode_op, Kernel, Model, Op};
 use crate::error::Error;
 use crate::kernels::conv2d::conv2d_packing;
 
 /// Words before the per-op table.
-const HEADER: usize = 2;
+const HEADER: usize = 3;
 
-/// A model's weights packed by [`Model::pack_weights`], for
-/// [`Model::with_packed_weights`].
-#[derive(Clone, Copy, Debug)]
-pub struct PackedWeights<'a> {
-    words: &'a [i32],
-}
-
-impl PackedWeights<'_> {
-    /// Words in use (the header and every packed layer).
-    pub fn len(&self) -> usize {
-        self.words.len()
-    }
-
-    /// Whether no layer of the model is packed on this CPU (nothing to gain).
-    pub fn is_empty(&self) -> bool {
-        self.words.get(HEADER..).is_none_or(|t| t.iter().all(|&w| w == 0))
-    }
-}
+/// Which kernels the packing is for: their layouts differ between architectures.
+const ARCH: i32 = if cfg!(target_arch = "x86_64") {
+    0x7838_3634
+} else if cfg!(target_arch = "aarch64") {
+    0x6136_3420
+} else {
+    0
+};
 
 impl<'a> Model<'a> {
     /// Words of buffer [`Model::pack_weights`] needs on this CPU.
@@ -40,31 +31,33 @@ impl<'a> Model<'a> {
     }
 
     /// Packs every convolution's weights as this CPU's kernels want them, into `buf` (at
-    /// least [`Model::packed_weights_len`] words).
-    pub fn pack_weights<'p>(&self, buf: &'p mut [i32]) -> Result<PackedWeights<'p>, Error> {
+    /// least [`Model::packed_weights_len`] words); returns the words written.
+    pub fn pack_weights(&self, buf: &mut [i32]) -> Result<usize, Error> {
         let needed = self.pack(None)?;
         let found = buf.len();
         let words = buf
             .get_mut(..needed)
             .ok_or(Error::PackBufferTooSmall { needed, found })?;
-        self.pack(Some(words))?;
-        Ok(PackedWeights { words })
+        self.pack(Some(words))
     }
 
-    /// This model, its convolutions reading their weights from `packed` (made by
-    /// [`Model::pack_weights`] from the same blob) instead of packing them on every call.
-    /// The outputs are the same bits either way.
-    pub fn with_packed_weights(self, packed: PackedWeights<'a>) -> Result<Self, Error> {
-        if packed.words.get(..HEADER) != Some(&self.identity()[..]) {
+    /// This model, its convolutions reading their weights from `packed` (written by
+    /// [`Model::pack_weights`] from the same blob on this machine) instead of packing them
+    /// on every call. Words from another blob or architecture are refused; a layer whose
+    /// packing does not match the path a call takes packs its own, so the outputs are the
+    /// same bits either way.
+    pub fn with_packed_weights(self, packed: &'a [i32]) -> Result<Self, Error> {
+        let table = HEADER + usize::from(self.header.n_ops);
+        if packed.get(..HEADER) != Some(&self.identity()[..]) || packed.len() < table {
             return Err(Error::PackedForOtherModel);
         }
         let mut model = self;
-        model.packed = packed.words;
+        model.packed = packed;
         Ok(model)
     }
 
     fn identity(&self) -> [i32; HEADER] {
-        [self.header.crc32 as i32, i32::from(self.header.n_ops)]
+        [self.header.crc32 as i32, i32::from(self.header.n_ops), ARCH]
     }
 
     /// The words the packing takes; with `out`, writes them there.
@@ -138,7 +131,6 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    use super::PackedWeights;
     use crate::error::Error;
     use crate::kernels::test_support::Rng;
     use crate::testblob::{all_ops_blob, tiny_cbam_blob};
@@ -178,7 +170,7 @@ mod tests {
 
     fn packed(model: &Model) -> Vec<i32> {
         let mut buf = vec![0i32; model.packed_weights_len().unwrap()];
-        assert_eq!(model.pack_weights(&mut buf).unwrap().len(), buf.len());
+        assert_eq!(model.pack_weights(&mut buf).unwrap(), buf.len());
         buf
     }
 
@@ -192,27 +184,23 @@ mod tests {
             let mut input = vec![0i8; model.input().len()];
             rng.fill(&mut input);
             let words = packed(&model);
-            let with = model
-                .with_packed_weights(PackedWeights { words: &words })
-                .unwrap();
+            let with = model.with_packed_weights(&words).unwrap();
             for shares in [1, 2, 3] {
                 assert_eq!(run(&with, &input, shares), run(&model, &input, shares));
             }
             let on_host_simd = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-            let packs = !PackedWeights { words: &words }.is_empty();
+            let table = super::HEADER..super::HEADER + model.n_ops();
+            let packs = words[table.clone()].iter().any(|&s| s != 0);
             assert!(packs || !on_host_simd, "no layer packed on this host");
             if packs {
                 // Every layer's words past its own header, which its kernel checks.
                 let mut spoiled = words.clone();
-                let table = super::HEADER..super::HEADER + model.n_ops();
                 for start in words[table].iter().filter(|&&s| s != 0) {
                     let start = *start as usize + 4;
                     spoiled[start] = spoiled[start].wrapping_add(0x0101_0101);
                     spoiled[start + 40] = spoiled[start + 40].wrapping_add(0x0101_0101);
                 }
-                let bad = model
-                    .with_packed_weights(PackedWeights { words: &spoiled })
-                    .unwrap();
+                let bad = model.with_packed_weights(&spoiled).unwrap();
                 assert_ne!(trace(&bad, &input), trace(&model, &input));
             }
         }
@@ -232,7 +220,16 @@ mod tests {
             }
         );
         let words = packed(&b);
-        let err = a.with_packed_weights(PackedWeights { words: &words });
+        let err = a.with_packed_weights(&words);
         assert_eq!(err.unwrap_err(), Error::PackedForOtherModel);
+        let mut words = packed(&a);
+        assert!(a.with_packed_weights(&words[..super::HEADER]).is_err());
+        words[2] ^= 1;
+        let err = a.with_packed_weights(&words);
+        assert_eq!(
+            err.unwrap_err(),
+            Error::PackedForOtherModel,
+            "another architecture"
+        );
     }
 }

@@ -71,7 +71,12 @@ pub fn conv2d(
 /// all. Calls with the same parameters and shapes read them from
 /// [`Conv2dParams::packed`]; a call whose path differs (fewer output rows, another CPU)
 /// finds no layout of its own there and packs as before.
-pub fn conv2d_packing(p: &Conv2dParams, in_shape: Shape, out_shape: Shape, out: &mut [i32]) -> usize {
+pub fn conv2d_packing(
+    p: &Conv2dParams,
+    in_shape: Shape,
+    out_shape: Shape,
+    out: &mut [i32],
+) -> usize {
     if weights_len(&p.geometry, in_shape, out_shape) != Some(p.weights.len())
         || p.quant.check(out_shape.c).is_err()
     {

@@ -59,7 +59,9 @@ impl Layout {
     pub(crate) fn holds(self, pre: &[i32]) -> bool {
         self.block_c != 0
             && pre.len() == self.len()
-            && self.header().is_some_and(|h| pre.get(..HEADER) == Some(&h[..]))
+            && self
+                .header()
+                .is_some_and(|h| pre.get(..HEADER) == Some(&h[..]))
     }
 
     /// The starts and panels of the block of channels `first..first + n` in `pre`, which

@@ -152,11 +152,19 @@ pub(crate) fn prepacked_weights_give_the_same_bits(b: impl Isa) {
             out
         };
         let per_call = run(&[]);
-        assert_eq!(per_call, portable(&p, ins, &input, outs), "{ins:?} {outs:?}");
+        assert_eq!(
+            per_call,
+            portable(&p, ins, &input, outs),
+            "{ins:?} {outs:?}"
+        );
         let mut packed = prepacked(b, &p, (ins, outs));
         assert!(!packed.is_empty(), "{ins:?} {outs:?} packs nothing");
         assert_eq!(run(&packed), per_call, "{ins:?} {outs:?}");
-        assert_eq!(run(&other), per_call, "{ins:?} {outs:?}, another layer's packing");
+        assert_eq!(
+            run(&other),
+            per_call,
+            "{ins:?} {outs:?}, another layer's packing"
+        );
         for w in packed.iter_mut().skip(4) {
             *w = w.wrapping_add(0x0101_0101);
         }
