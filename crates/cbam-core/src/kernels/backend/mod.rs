@@ -286,6 +286,15 @@ pub(crate) trait Backend: Sized {
         false
     }
 
+    /// Each channel's wrapping sum and maximum over the pixels of an NHWC map of `c`
+    /// channels (GLOBAL_AVG_POOL, GLOBAL_MAX_POOL), as `each(channel, sum, max)`; `false`,
+    /// visiting none, where the portable kernel runs.
+    #[inline(always)]
+    fn channel_totals(input: &[i8], c: usize, each: impl FnMut(usize, i32, i8)) -> bool {
+        let _ = (input, c, each);
+        false
+    }
+
     /// CHANNEL_POOL over slices already checked against the shapes and parameters.
     #[inline(always)]
     fn channel_pool(

@@ -26,25 +26,37 @@ pub(crate) fn pool_channels<I: Isa>(
     pm: &mut [i8],
 ) -> bool {
     let c = p.c;
-    if c == 0 || c > MAX_CHANNELS || pa.len() != c || pm.len() != c {
+    if pa.len() != c || pm.len() != c {
         return false;
     }
-    let Some(hw) = data.len().checked_div(c).filter(|&n| n * c == data.len()) else {
+    let count = i32::try_from(data.len() / c.max(1)).unwrap_or(i32::MAX);
+    channel_totals(isa, data, c, |ch, sum, max| {
+        if let (Some(a), Some(m)) = (pa.get_mut(ch), pm.get_mut(ch)) {
+            *a = mean_level(sum, count, p.zp_in);
+            *m = max;
+        }
+    })
+}
+
+/// Each channel's wrapping sum and maximum over the pixels of an NHWC map of `c`
+/// channels, as `each(channel, sum, max)`; `false`, visiting none, for a map that is not
+/// whole pixels or has more than [`MAX_CHANNELS`] channels.
+pub(crate) fn channel_totals<I: Isa>(
+    isa: I,
+    data: &[i8],
+    c: usize,
+    mut each: impl FnMut(usize, i32, i8),
+) -> bool {
+    if c == 0 || c > MAX_CHANNELS || !data.len().is_multiple_of(c) {
         return false;
-    };
+    }
     let (mut sums, mut maxs) = ([0i32; MAX_CHANNELS], [i8::MIN; MAX_CHANNELS]);
     let (Some(sums), Some(maxs)) = (sums.get_mut(..c), maxs.get_mut(..c)) else {
         return false;
     };
     isa.channel_sums(data, sums, maxs);
-    let count = i32::try_from(hw).unwrap_or(i32::MAX);
-    for ((a, m), (&sum, &max)) in pa
-        .iter_mut()
-        .zip(pm.iter_mut())
-        .zip(sums.iter().zip(&*maxs))
-    {
-        *a = mean_level(sum, count, p.zp_in);
-        *m = max;
+    for (ch, (&sum, &max)) in sums.iter().zip(&*maxs).enumerate() {
+        each(ch, sum, max);
     }
     true
 }

@@ -13,7 +13,7 @@
 use super::depthwise::interior_columns;
 use super::gemm::{self, Pairs, Product, Quads};
 use super::isa::{ChannelBlock, DotIsa, Isa, SmallWeights, BLOCK, MAX_OUT_ZP, SMALL_PAIRS};
-use super::scratch::with_prefix;
+use super::scratch::{with_filled, with_prefix};
 use crate::kernels::backend::PACKED_OFFSET;
 use crate::kernels::conv2d::valid_taps;
 use crate::kernels::{Conv2dParams, ConvGeometry, Shape};
@@ -249,8 +249,8 @@ impl Windows<'_> {
         let Some(len) = len.filter(|&n| n <= PADDED_MAX && pads != [0; 4]) else {
             return false;
         };
-        with_prefix::<i8, PADDED_MAX, _>(len, |copy| {
-            self.copy_padded(copy, zp, w, <[i8]>::copy_from_slice);
+        with_filled::<i8, PADDED_MAX, _>(len, zp, |copy| {
+            self.copy_rows(copy, w, <[i8]>::copy_from_slice);
             let unpadded = ConvGeometry {
                 pad_top: 0,
                 pad_left: 0,
@@ -268,17 +268,10 @@ impl Windows<'_> {
         true
     }
 
-    /// The input into `copy`, `w` pixels a row, with the padding's rows and columns set
-    /// to `pad` and each input row written by `row(dst, src)`.
-    fn copy_padded<T: Copy>(
-        &self,
-        copy: &mut [T],
-        pad: T,
-        w: usize,
-        mut row: impl FnMut(&mut [T], &[i8]),
-    ) {
+    /// The input into `copy` (`w` pixels a row, already holding the padding's value
+    /// everywhere), each input row written by `row(dst, src)` inside the padding.
+    fn copy_rows<T: Copy>(&self, copy: &mut [T], w: usize, mut row: impl FnMut(&mut [T], &[i8])) {
         let (g, s) = (self.g, self.in_shape);
-        copy.fill(pad);
         let len = s.w * s.c;
         for (y, src) in self.input.chunks_exact(len.max(1)).take(s.h).enumerate() {
             let at = ((y + g.pad_top) * w + g.pad_left) * s.c;
@@ -318,8 +311,8 @@ impl Windows<'_> {
         }
         let out_w = out_shape.w.max(1);
         let (step_y, step_x) = (g.stride_h * row, g.stride_w * s.c);
-        with_prefix::<u8, PADDED_MAX, _>(len, |copy| {
-            self.copy_padded(copy, k.pad(), w, |dst, src| k.taps(dst, src));
+        with_filled::<u8, PADDED_MAX, _>(len, k.pad(), |copy| {
+            self.copy_rows(copy, w, |dst, src| k.taps(dst, src));
             let windows = gemm::InPlace {
                 src: copy,
                 offs: offs.get(..words).unwrap_or_default(),

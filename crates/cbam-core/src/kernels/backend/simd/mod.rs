@@ -120,6 +120,11 @@ impl<I: Isa> Backend for Simd<I> {
         }
     }
 
+    #[inline]
+    fn channel_totals(input: &[i8], c: usize, each: impl FnMut(usize, i32, i8)) -> bool {
+        I::detect().is_some_and(|isa| cbam::channel_totals(isa, input, c, each))
+    }
+
     /// All channels or none.
     #[inline]
     fn cbam_pool_channels(

@@ -13,10 +13,20 @@ pub(crate) fn with_prefix<T: Copy + Default, const N: usize, R>(
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
+    with_filled::<T, N, R>(len, T::default(), f)
+}
+
+/// [`with_prefix`] with each element set to `value`.
+#[inline(always)]
+pub(crate) fn with_filled<T: Copy, const N: usize, R>(
+    len: usize,
+    value: T,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
     let mut buffer = [const { MaybeUninit::<T>::uninit() }; N];
     let prefix = buffer.get_mut(..len.min(N)).unwrap_or_default();
     for slot in prefix.iter_mut() {
-        slot.write(T::default());
+        slot.write(value);
     }
     // SAFETY: every element of `prefix` was just initialised, and `MaybeUninit<T>` has the
     // size and alignment of `T`.
@@ -27,7 +37,7 @@ pub(crate) fn with_prefix<T: Copy + Default, const N: usize, R>(
 
 #[cfg(test)]
 mod tests {
-    use super::with_prefix;
+    use super::{with_filled, with_prefix};
 
     #[test]
     fn hands_out_the_prefix_zeroed() {
@@ -38,5 +48,6 @@ mod tests {
         });
         assert_eq!(got, (10, true));
         assert_eq!(with_prefix::<u8, 8, _>(100, |b| b.len()), 8);
+        assert!(with_filled::<i8, 16, _>(5, -3, |b| b == [-3; 5]));
     }
 }
