@@ -87,21 +87,158 @@ pub(super) fn gemm_run(
     (windows, stride): (&[i16], usize),
     pixels: usize,
     panel: &[i32],
+    block: (&ChannelBlock, usize),
+    out: (&mut [i8], usize, usize),
+) {
+    tiles(Gathered { windows, stride }, pixels, panel, block, out);
+}
+
+/// [`crate::kernels::backend::simd::Isa::gemm_in_place`]: [`gemm_run`] with each
+/// pixel's pairs read at `bases[p] + offs[j]`, eight taps at a time where four pairs lie
+/// one after another.
+#[target_feature(enable = "neon")]
+pub(super) fn gemm_in_place(
+    src: &[i16],
+    (bases, offs): (&[usize], &[usize]),
+    panel: &[i32],
+    block: (&ChannelBlock, usize),
+    out: (&mut [i8], usize, usize),
+) {
+    let reach = offs.iter().max().map_or(0, |&o| o + 2);
+    if bases
+        .iter()
+        .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
+    {
+        return;
+    }
+    tiles(InPlace { src, bases, offs }, bases.len(), panel, block, out);
+}
+
+/// The micro-kernel over `pixels` pixels of `x`, the largest tile at a time.
+#[inline]
+#[target_feature(enable = "neon")]
+fn tiles<S: PairSource>(
+    x: S,
+    pixels: usize,
+    panel: &[i32],
     (block, at): (&ChannelBlock, usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
     let stage = Stage16::new(block, at);
     let mut done = 0;
     while done < pixels {
-        let x = windows.get(done * stride..).unwrap_or_default();
+        let x = x.from(done);
         let o = out.get_mut(done * out_c..).unwrap_or_default();
-        let (x, o) = ((x, stride), (o, out_c, len));
+        let o = (o, out_c, len);
         done += match pixels - done {
-            1 => tile::<1>(x, panel, &stage, o),
-            2 => tile::<2>(x, panel, &stage, o),
-            3 => tile::<3>(x, panel, &stage, o),
-            _ => tile::<4>(x, panel, &stage, o),
+            1 => tile::<1, S>(x, panel, &stage, o),
+            2 => tile::<2, S>(x, panel, &stage, o),
+            3 => tile::<3, S>(x, panel, &stage, o),
+            _ => tile::<4, S>(x, panel, &stage, o),
         };
+    }
+}
+
+/// Where a tile's pixels' window tap pairs lie.
+trait PairSource: Copy {
+    /// Tap pairs per window.
+    fn pairs(&self) -> usize;
+
+    /// The source from pixel `p` on.
+    fn from(self, p: usize) -> Self;
+
+    /// Whether pixels `0..pixels` have all their pairs inside the taps.
+    fn covers(&self, pixels: usize) -> bool;
+
+    /// Whether pairs `j..j + 4` lie one after another (`j + 4 <= pairs()`).
+    fn runs4(&self, j: usize) -> bool;
+
+    /// Where pair `j` of pixel `p` starts.
+    ///
+    /// # Safety
+    /// [`PairSource::covers`] holds for more than `p` pixels, and `j < pairs()`.
+    unsafe fn at(&self, p: usize, j: usize) -> *const i16;
+}
+
+/// Gathered windows, `stride` taps apart.
+#[derive(Clone, Copy)]
+struct Gathered<'a> {
+    windows: &'a [i16],
+    stride: usize,
+}
+
+impl PairSource for Gathered<'_> {
+    #[inline(always)]
+    fn pairs(&self) -> usize {
+        self.stride / 2
+    }
+
+    #[inline(always)]
+    fn from(self, p: usize) -> Self {
+        let windows = self.windows.get(p * self.stride..).unwrap_or_default();
+        Self { windows, ..self }
+    }
+
+    #[inline(always)]
+    fn covers(&self, pixels: usize) -> bool {
+        self.stride.is_multiple_of(2) && self.windows.len() >= pixels * self.stride
+    }
+
+    #[inline(always)]
+    fn runs4(&self, _: usize) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, p: usize, j: usize) -> *const i16 {
+        // SAFETY: `2j + 2 <= stride` and `(p + 1) * stride <= windows.len()` (the
+        // caller's promise).
+        unsafe { self.windows.as_ptr().add(p * self.stride + 2 * j) }
+    }
+}
+
+/// Windows read where they lie: pair `j` of pixel `p` at `bases[p] + offs[j]`.
+#[derive(Clone, Copy)]
+struct InPlace<'a> {
+    src: &'a [i16],
+    bases: &'a [usize],
+    offs: &'a [usize],
+}
+
+impl PairSource for InPlace<'_> {
+    #[inline(always)]
+    fn pairs(&self) -> usize {
+        self.offs.len()
+    }
+
+    #[inline(always)]
+    fn from(self, p: usize) -> Self {
+        let bases = self.bases.get(p..).unwrap_or_default();
+        Self { bases, ..self }
+    }
+
+    /// [`gemm_in_place`] checked every base against the farthest offset.
+    #[inline(always)]
+    fn covers(&self, pixels: usize) -> bool {
+        self.bases.len() >= pixels
+    }
+
+    #[inline(always)]
+    fn runs4(&self, j: usize) -> bool {
+        match (self.offs.get(j), self.offs.get(j + 3)) {
+            (Some(&a), Some(&b)) => b == a + 6,
+            _ => false,
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, p: usize, j: usize) -> *const i16 {
+        // SAFETY: `p < bases.len()`, `j < offs.len()`, and every base plus every offset
+        // plus 2 is at most `src.len()` (checked in `gemm_in_place`).
+        unsafe {
+            let at = *self.bases.get_unchecked(p) + *self.offs.get_unchecked(j);
+            self.src.as_ptr().add(at)
+        }
     }
 }
 
@@ -141,43 +278,47 @@ unsafe fn pair_step<const A: i32, const B: i32, const P: usize>(
 /// registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn tile<const P: usize>(
-    (windows, stride): (&[i16], usize),
+fn tile<const P: usize, S: PairSource>(
+    x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let pairs = stride / 2;
-    if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
+    let pairs = x.pairs();
+    if P == 0 || !x.covers(P) || panel.len() < pairs * PANEL {
         return P.max(1);
     }
     let mut acc = [stage.start; P];
-    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    let w = panel.as_ptr();
     let mut j = 0;
-    // Four tap pairs (eight window taps) of each pixel per load, each tap taken by lane.
-    while j + 4 <= pairs {
-        // SAFETY: `j + 4 <= pairs`, so words `j * PANEL..(j + 4) * PANEL` lie inside
-        // `panel` and taps `2j..2j + 8` of every pixel `p < P` inside `windows` (both
-        // checked above).
-        unsafe {
-            let mut xv = [vdupq_n_s16(0); P];
-            for (p, xv) in xv.iter_mut().enumerate() {
-                *xv = vld1q_s16(x.add(p * stride + 2 * j));
-            }
-            pair_step::<0, 1, P>(&mut acc, w.add(j * PANEL), &xv);
-            pair_step::<2, 3, P>(&mut acc, w.add((j + 1) * PANEL), &xv);
-            pair_step::<4, 5, P>(&mut acc, w.add((j + 2) * PANEL), &xv);
-            pair_step::<6, 7, P>(&mut acc, w.add((j + 3) * PANEL), &xv);
-        }
-        j += 4;
-    }
     while j < pairs {
+        // Four tap pairs (eight window taps) of each pixel per load while they lie one
+        // after another, each tap taken by lane.
+        while j + 4 <= pairs && x.runs4(j) {
+            // SAFETY: `j + 4 <= pairs`, so words `j * PANEL..(j + 4) * PANEL` lie inside
+            // `panel`, and pairs `j..j + 4` of every pixel `p < P` are the eight taps from
+            // pair `j`'s start, inside the source (both checked above).
+            unsafe {
+                let mut xv = [vdupq_n_s16(0); P];
+                for (p, xv) in xv.iter_mut().enumerate() {
+                    *xv = vld1q_s16(x.at(p, j));
+                }
+                pair_step::<0, 1, P>(&mut acc, w.add(j * PANEL), &xv);
+                pair_step::<2, 3, P>(&mut acc, w.add((j + 1) * PANEL), &xv);
+                pair_step::<4, 5, P>(&mut acc, w.add((j + 2) * PANEL), &xv);
+                pair_step::<6, 7, P>(&mut acc, w.add((j + 3) * PANEL), &xv);
+            }
+            j += 4;
+        }
+        if j >= pairs {
+            break;
+        }
         // SAFETY: `j < pairs`: as above for one pair, whose two taps are read into the
         // first two lanes.
         unsafe {
             let mut xv = [vdupq_n_s16(0); P];
             for (p, xv) in xv.iter_mut().enumerate() {
-                let pair = x.add(p * stride + 2 * j).cast::<i32>().read_unaligned();
+                let pair = x.at(p, j).cast::<i32>().read_unaligned();
                 *xv = vreinterpretq_s16_s32(vdupq_n_s32(pair));
             }
             pair_step::<0, 1, P>(&mut acc, w.add(j * PANEL), &xv);

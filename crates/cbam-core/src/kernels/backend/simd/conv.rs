@@ -64,14 +64,10 @@ pub(crate) fn conv2d<I: Isa>(
     if by_matrix_product(per_out, pixels) {
         let weights = (p.weights, per_out);
         let quant = (&p.quant, p.packed);
+        let out = (output, out_shape);
         match quads {
-            Some(quads) => {
-                let out = (&mut *output, out_shape);
-                if !windows.product_in_place(quads, weights, quant, out) {
-                    windows.product(quads, weights, quant, (output, out_shape));
-                }
-            }
-            None => windows.product(pairs, weights, quant, (output, out_shape)),
+            Some(quads) => windows.product_either(quads, weights, quant, out),
+            None => windows.product_either(pairs, weights, quant, out),
         }
         return true;
     }
@@ -137,7 +133,7 @@ fn in_place_copy(g: &ConvGeometry, s: Shape) -> Option<(usize, usize)> {
     }
     let h = g.pad_top + s.h + g.pad_bottom;
     let w = g.pad_left + s.w + g.pad_right;
-    // The last window's last quad may read 3 bytes past the copy's last pixel.
+    // The last window's last word may read 3 taps past the copy's last pixel.
     let len = h.checked_mul(w)?.checked_mul(s.c)?.checked_add(4)?;
     (len <= PADDED_MAX).then_some((run, len))
 }
@@ -158,30 +154,42 @@ pub(crate) fn prepack<I: Isa>(
     if !by_matrix_product(per_out, pixels) {
         return 0;
     }
-    let (weights, out_c) = ((p.weights, per_out), out_shape.c);
-    let Some(quads) = quads(isa, p) else {
-        let pairs = Pairs { isa, offset };
-        let len = gemm::layout::<Pairs<I>>(per_out, out_c).len();
-        gemm::prepack(pairs, weights, &p.quant, out_c, out);
-        return len;
-    };
-    let window = (p.geometry.kh, p.geometry.kw * in_shape.c);
-    let in_place = in_place_copy(&p.geometry, in_shape)
-        .and_then(|_| gemm::in_place_layout(per_out, window, out_c));
+    let shapes = (in_shape, out_shape);
+    match quads(isa, p) {
+        Some(quads) => prepack_either(quads, p, shapes, out),
+        None => prepack_either(Pairs { isa, offset }, p, shapes, out),
+    }
+}
+
+/// [`prepack`] in the product `k`, in place where [`Windows::product_either`] reads the
+/// windows in place.
+fn prepack_either<K: Product>(
+    k: K,
+    p: &Conv2dParams,
+    (in_shape, out_shape): (Shape, Shape),
+    out: &mut [i32],
+) -> usize {
+    let g = &p.geometry;
+    let (per_out, out_c) = (g.kh * g.kw * in_shape.c, out_shape.c);
+    let weights = (p.weights, per_out);
+    let window = (g.kh, g.kw * in_shape.c);
+    let in_place =
+        in_place_copy(g, in_shape).and_then(|_| gemm::in_place_layout::<K>(per_out, window, out_c));
     match in_place {
         Some(layout) => {
-            gemm::prepack_in_place(quads, weights, &p.quant, (out_c, window), out);
+            gemm::prepack_in_place(k, weights, &p.quant, (out_c, window), out);
             layout.len()
         }
         None => {
-            gemm::prepack(quads, weights, &p.quant, out_c, out);
-            gemm::layout::<Quads<I::Dot>>(per_out, out_c).len()
+            gemm::prepack(k, weights, &p.quant, out_c, out);
+            gemm::layout::<K>(per_out, out_c).len()
         }
     }
 }
 
-/// Bytes of the padded input copy [`Windows::product_padded`] makes on the stack: a 96x96
-/// RGB image with a one-pixel border.
+/// Taps of the padded input copies [`Windows::product_padded`] and
+/// [`Windows::product_in_place`] make on the stack: a 96x96 RGB image with a one-pixel
+/// border.
 const PADDED_MAX: usize = 32 * 1024;
 
 /// Output pixels whose windows [`Windows::small_rows`] gathers at a time.
@@ -281,37 +289,51 @@ impl Windows<'_> {
         }
     }
 
-    /// Every output pixel by [`gemm::conv_in_place`] over a keyed copy of the input with
+    /// Every output pixel in the product `k`, its windows read in place where they can be.
+    fn product_either<K: Product>(
+        &self,
+        k: K,
+        weights: (&[i8], usize),
+        quant: (&crate::kernels::ChannelQuant, &[i32]),
+        (output, out_shape): (&mut [i8], Shape),
+    ) {
+        if !self.product_in_place(k, weights, quant, (&mut *output, out_shape)) {
+            self.product(k, weights, quant, (output, out_shape));
+        }
+    }
+
+    /// Every output pixel by [`gemm::conv_in_place`] over a copy of the input as taps with
     /// its padding written out, for the windows of few input channels, whose gathering
     /// would cost as much as their products (a network's first layers). `false`, doing
     /// nothing, for a 1x1 convolution (its windows need no gathering), dilated columns,
-    /// windows past [`gemm::MAX_IN_PLACE_TAPS`] or a copy past [`PADDED_MAX`] bytes.
-    fn product_in_place<D: DotIsa>(
+    /// windows past [`gemm::MAX_IN_PLACE_TAPS`] or a copy past [`PADDED_MAX`] taps.
+    fn product_in_place<K: Product>(
         &self,
-        k: Quads<D>,
+        k: K,
         weights: (&[i8], usize),
         quant: (&crate::kernels::ChannelQuant, &[i32]),
         (output, out_shape): (&mut [i8], Shape),
     ) -> bool {
-        const MAX_OFFS: usize = gemm::MAX_IN_PLACE_TAPS / 4;
+        const MAX_OFFS: usize = gemm::MAX_IN_PLACE_TAPS / 2;
         let (g, s) = (self.g, self.in_shape);
         let Some((run, len)) = in_place_copy(g, s) else {
             return false;
         };
-        let run_quads = run.div_ceil(4);
-        let words = g.kh * run_quads;
-        if words > MAX_OFFS {
+        let run_words = run.div_ceil(K::TAPS);
+        let words = g.kh * run_words;
+        let layout = gemm::in_place_layout::<K>(weights.1, (g.kh, run), out_shape.c);
+        if words > MAX_OFFS || layout.is_none() {
             return false;
         }
         let w = g.pad_left + s.w + g.pad_right;
         let row = w * s.c;
         let mut offs = [0usize; MAX_OFFS];
         for (j, off) in offs.iter_mut().take(words).enumerate() {
-            *off = (j / run_quads) * g.dil_h * row + 4 * (j % run_quads);
+            *off = (j / run_words) * g.dil_h * row + K::TAPS * (j % run_words);
         }
         let out_w = out_shape.w.max(1);
         let (step_y, step_x) = (g.stride_h * row, g.stride_w * s.c);
-        with_filled::<u8, PADDED_MAX, _>(len, k.pad(), |copy| {
+        with_filled::<K::Tap, PADDED_MAX, _>(len, k.pad(), |copy| {
             self.copy_rows(copy, w, |dst, src| k.taps(dst, src));
             let windows = gemm::InPlace {
                 src: copy,

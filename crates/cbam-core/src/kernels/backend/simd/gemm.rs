@@ -72,8 +72,10 @@ pub(crate) trait Product: Copy {
     /// Taps per packed weight word (and the multiple a window's stride is rounded to).
     const TAPS: usize;
 
-    /// How its packed weights are laid out.
+    /// How its packed weights are laid out, for gathered windows and for windows read in
+    /// place (rows padded to whole words).
     const FORMAT: Format;
+    const IN_PLACE_FORMAT: Format;
 
     /// The weights of a block's `n` channels (`per_out` each) as panels of [`PANEL`]
     /// channels, `words` words per channel each (see [`pack`] and [`pack_quads`]), and
@@ -115,6 +117,17 @@ pub(crate) trait Product: Copy {
         block: (&ChannelBlock, &[i32; BLOCK], usize),
         out: (&mut [i8], usize, usize),
     );
+
+    /// The micro-kernel over windows read in place (see [`Isa::gemm_in_place`],
+    /// [`DotIsa::gemm_in_place`]).
+    fn run_in_place(
+        self,
+        src: &[Self::Tap],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    );
 }
 
 /// `i16` windows (`x + offset`, 0 in the padding) by tap pairs: every [`Isa`].
@@ -128,6 +141,7 @@ impl<I: Isa> Product for Pairs<I> {
     type Tap = i16;
     const TAPS: usize = 2;
     const FORMAT: Format = Format::Pairs;
+    const IN_PLACE_FORMAT: Format = Format::InPlacePairs;
 
     /// The pair micro-kernels start from the block's bias: `start` is not theirs.
     #[inline]
@@ -179,6 +193,19 @@ impl<I: Isa> Product for Pairs<I> {
     ) {
         self.isa.gemm_run(windows, pixels, panel, (block, at), out);
     }
+
+    #[inline]
+    fn run_in_place(
+        self,
+        src: &[i16],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        (block, _, at): (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        self.isa
+            .gemm_in_place(src, windows, panel, (block, at), out);
+    }
 }
 
 /// Byte windows (`x ^ KEY`, the zero point's byte in the padding) by tap quads: a
@@ -220,6 +247,7 @@ impl<D: DotIsa> Product for Quads<D> {
     type Tap = u8;
     const TAPS: usize = 4;
     const FORMAT: Format = Format::Quads;
+    const IN_PLACE_FORMAT: Format = Format::InPlaceQuads;
 
     fn pack(
         self,
@@ -285,6 +313,18 @@ impl<D: DotIsa> Product for Quads<D> {
         out: (&mut [i8], usize, usize),
     ) {
         self.dot.gemm_quads(windows, pixels, panel, block, out);
+    }
+
+    #[inline]
+    fn run_in_place(
+        self,
+        src: &[u8],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        block: (&ChannelBlock, &[i32; BLOCK], usize),
+        out: (&mut [i8], usize, usize),
+    ) {
+        self.dot.gemm_in_place(src, windows, panel, block, out);
     }
 }
 
@@ -495,7 +535,7 @@ fn blocks<K: Product>(
     }
 }
 
-/// Longest window, in taps with each row run rounded up to whole quads, that
+/// Longest window, in taps with each row run rounded up to whole words, that
 /// [`conv_in_place`] takes: the layers with few input channels, where gathering the
 /// windows costs as much as multiplying them.
 pub(crate) const MAX_IN_PLACE_TAPS: usize = 256;
@@ -503,29 +543,31 @@ pub(crate) const MAX_IN_PLACE_TAPS: usize = 256;
 /// Output pixels whose bases [`conv_in_place`] computes at a time.
 const IN_PLACE_RUN: usize = 256;
 
-/// A convolution's windows as they lie in a keyed copy of its input: each window is
-/// rows of `run` bytes, and each row is read as `run.div_ceil(4)` quads.
-pub(crate) struct InPlace<'a> {
-    /// The input, keyed ([`Quads::byte`]), with at least 3 bytes after its last window.
-    pub src: &'a [u8],
-    /// Quad `j` of every window lies at its pixel's base plus `offs[j]`: the quads of
-    /// the first row, then those of the second, and so on.
+/// A convolution's windows as they lie in a copy of its input made of taps (keyed bytes
+/// or widened `i16`): each window is rows of `run` taps, and each row is read as
+/// `run.div_ceil(K::TAPS)` words of taps.
+pub(crate) struct InPlace<'a, T> {
+    /// The input as taps, with at least `K::TAPS - 1` taps after its last window.
+    pub src: &'a [T],
+    /// Word `j` of every window lies at its pixel's base plus `offs[j]` (in taps): the
+    /// words of the first row, then those of the second, and so on.
     pub offs: &'a [usize],
-    /// Bytes in each row of a window.
+    /// Taps in each row of a window.
     pub run: usize,
 }
 
 /// How [`conv_in_place`] packs `out_c` channels of windows of `rows` rows of `run`
-/// bytes (`per_out` in all), or `None` for windows it does not take.
-pub(crate) fn in_place_layout(
+/// taps (`per_out` in all) in the product `K`, or `None` for windows it does not take.
+pub(crate) fn in_place_layout<K: Product>(
     per_out: usize,
     (rows, run): (usize, usize),
     out_c: usize,
 ) -> Option<Layout> {
-    let words = rows.checked_mul(run.div_ceil(4))?;
-    let fits = run > 0 && 4 * words <= MAX_IN_PLACE_TAPS && rows.checked_mul(run) == Some(per_out);
+    let words = rows.checked_mul(run.div_ceil(K::TAPS))?;
+    let fits =
+        run > 0 && K::TAPS * words <= MAX_IN_PLACE_TAPS && rows.checked_mul(run) == Some(per_out);
     fits.then(|| Layout {
-        format: Format::InPlaceQuads,
+        format: K::IN_PLACE_FORMAT,
         words,
         block_c: block_c(words),
         out_c,
@@ -533,15 +575,20 @@ pub(crate) fn in_place_layout(
 }
 
 /// The rows of a block's weights (`per_out` each, in runs of `run`) with each run padded
-/// with zeros to whole quads, `taps` a row, into `padded`.
-fn pad_runs(padded: &mut [i8], weights: &[i8], (per_out, run): (usize, usize), taps: usize) {
-    let run_quads = run.div_ceil(4);
+/// with zeros to whole words of `word` taps, `taps` a row, into `padded`.
+fn pad_runs(
+    padded: &mut [i8],
+    weights: &[i8],
+    (per_out, run, word): (usize, usize, usize),
+    taps: usize,
+) {
+    let run_words = run.div_ceil(word.max(1));
     for (dst, src) in padded
         .chunks_exact_mut(taps)
         .zip(weights.chunks_exact(per_out.max(1)))
     {
         for (d, s) in dst
-            .chunks_exact_mut(4 * run_quads)
+            .chunks_exact_mut(word * run_words)
             .zip(src.chunks_exact(run.max(1)))
         {
             let (head, tail) = d.split_at_mut(run);
@@ -552,53 +599,53 @@ fn pad_runs(padded: &mut [i8], weights: &[i8], (per_out, run): (usize, usize), t
 }
 
 /// [`conv_in_place`]'s packing of every block of the layer (windows of `rows` rows of
-/// `run` bytes), done once ahead of its calls, into `out`. `false`, writing nothing, for
+/// `run` taps), done once ahead of its calls, into `out`. `false`, writing nothing, for
 /// windows [`conv_in_place`] does not take or a buffer too short.
-pub(crate) fn prepack_in_place<D: DotIsa>(
-    k: Quads<D>,
+pub(crate) fn prepack_in_place<K: Product>(
+    k: K,
     (weights, per_out): (&[i8], usize),
     quant: &crate::kernels::ChannelQuant,
     (out_c, window): (usize, (usize, usize)),
     out: &mut [i32],
 ) -> bool {
-    let Some(layout) = in_place_layout(per_out, window, out_c) else {
+    let Some(layout) = in_place_layout::<K>(per_out, window, out_c) else {
         return false;
     };
-    let taps = 4 * layout.words;
+    let taps = K::TAPS * layout.words;
     with_prefix::<i8, { BLOCK * MAX_IN_PLACE_TAPS }, _>(layout.block_c * taps, |padded| {
         layout.pack(out, |first, n, panels, start| {
             let block = ChannelBlock::new(quant, first, n);
             let rows = block_rows(weights, per_out, first, n);
-            pad_runs(padded, rows, (per_out, window.1), taps);
+            pad_runs(padded, rows, (per_out, window.1, K::TAPS), taps);
             let rows = (padded.get(..n * taps).unwrap_or_default(), taps);
             k.pack(&block, rows, layout.words, panels, start);
         })
     })
 }
 
-/// Every output pixel of a convolution by [`DotIsa::gemm_in_place`], each window read in
-/// `windows.src` from `base(pixel)`: each row rounded up to whole quads, the taps past a
-/// row multiplied by zero weights (so whatever bytes follow it, the sums are the
+/// Every output pixel of a convolution by [`Product::run_in_place`], each window read
+/// in `windows.src` from `base(pixel)`: each row rounded up to whole words, the taps past
+/// a row multiplied by zero weights (so whatever taps follow it, the sums are the
 /// window's). `per_out` is the window's rows times `run`; a window whose rows do not
 /// match `offs` does nothing. `pre` is the layer packed by [`prepack_in_place`], or
 /// anything else (then the weights are packed here).
 #[inline(never)]
-pub(crate) fn conv_in_place<D: DotIsa>(
-    k: Quads<D>,
+pub(crate) fn conv_in_place<K: Product>(
+    k: K,
     (weights, per_out): (&[i8], usize),
     (quant, pre): (&crate::kernels::ChannelQuant, &[i32]),
     (output, out_c): (&mut [i8], usize),
-    windows: &InPlace,
+    windows: &InPlace<K::Tap>,
     base: impl Fn(usize) -> usize,
 ) {
-    let run_quads = windows.run.div_ceil(4);
+    let run_words = windows.run.div_ceil(K::TAPS);
     let words = windows.offs.len();
-    let shape = (words / run_quads.max(1), windows.run);
-    let layout = in_place_layout(per_out, shape, out_c);
+    let shape = (words / run_words.max(1), windows.run);
+    let layout = in_place_layout::<K>(per_out, shape, out_c);
     let Some(layout) = layout.filter(|l| out_c > 0 && l.words == words && l.block_c > 0) else {
         return;
     };
-    let taps = 4 * words;
+    let taps = K::TAPS * words;
     let pixels = output.len() / out_c;
     let pre = Some(pre).filter(|p| layout.holds(p));
     let (packed_len, rows_len) = match pre {
@@ -623,7 +670,8 @@ pub(crate) fn conv_in_place<D: DotIsa>(
                     }
                     None => {
                         let block_weights = block_rows(weights, per_out, first, n);
-                        pad_runs(rows, block_weights, (per_out, windows.run), taps);
+                        let shape = (per_out, windows.run, K::TAPS);
+                        pad_runs(rows, block_weights, shape, taps);
                         let len = n.div_ceil(PANEL) * words * PANEL;
                         let packed = packed.get_mut(..len).unwrap_or_default();
                         let rows = (rows.get(..n * taps).unwrap_or_default(), taps);
@@ -644,7 +692,7 @@ pub(crate) fn conv_in_place<D: DotIsa>(
                         let out = output
                             .get_mut(px * out_c + first + at..)
                             .unwrap_or_default();
-                        k.dot.gemm_in_place(
+                        k.run_in_place(
                             windows.src,
                             (bases, windows.offs),
                             panel,

@@ -386,6 +386,20 @@ pub(crate) trait Isa: Copy {
         out: (&mut [i8], usize, usize),
     );
 
+    /// [`Isa::gemm_run`] over windows read where they lie in a widened copy of the
+    /// input rather than from a gathered one: pixel `p`'s tap pair `j` is the two `i16`
+    /// of `src` from `bases[p] + offs[j]`, for `p < bases.len()` and `j < offs.len()`;
+    /// `panel` holds `offs.len() * PANEL` words. A call whose reads would leave `src`
+    /// writes nothing.
+    fn gemm_in_place(
+        self,
+        src: &[i16],
+        windows: (&[usize], &[usize]),
+        panel: &[i32],
+        block: (&ChannelBlock, usize),
+        out: (&mut [i8], usize, usize),
+    );
+
     /// One output row of a two-channel-to-one convolution (stride 1): `out[x]` is
     /// `clamp(requant(bias + sum_t pair(plane[2 * (ky * wp + x + kx)..]) . taps[t]) + zp)`
     /// with channel 0's constants, over taps `t = ky * kw + kx`, where `pair(..)` is the
@@ -586,6 +600,19 @@ macro_rules! forward_isa {
             ) {
                 // SAFETY: a value of the type proves the target features (the impl's doc says why).
                 unsafe { gemm::gemm_run(windows, pixels, panel, block, out) }
+            }
+
+            #[inline]
+            fn gemm_in_place(
+                self,
+                src: &[i16],
+                windows: (&[usize], &[usize]),
+                panel: &[i32],
+                block: (&ChannelBlock, usize),
+                out: (&mut [i8], usize, usize),
+            ) {
+                // SAFETY: a value of the type proves the target features (the impl's doc says why).
+                unsafe { gemm::gemm_in_place(src, windows, panel, block, out) }
             }
 
             #[inline]

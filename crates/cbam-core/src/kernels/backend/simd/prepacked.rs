@@ -23,13 +23,14 @@ pub(crate) struct Layout {
     pub out_c: usize,
 }
 
-/// The packings that differ in their words: tap pairs, tap quads, and tap quads of window
-/// rows padded to whole quads (read in place).
+/// The packings that differ in their words: tap pairs and tap quads, each of whole
+/// windows or of window rows padded to whole words (read in place).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
     Pairs = 1,
     Quads = 2,
-    InPlaceQuads = 3,
+    InPlacePairs = 3,
+    InPlaceQuads = 4,
 }
 
 impl Layout {

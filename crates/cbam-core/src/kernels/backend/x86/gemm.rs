@@ -99,37 +99,154 @@ pub(super) fn gemm_run(
     (windows, stride): (&[i16], usize),
     pixels: usize,
     panel: &[i32],
+    block: (&ChannelBlock, usize),
+    out: (&mut [i8], usize, usize),
+) {
+    let x = Gathered { windows, stride };
+    tiles(x, pixels, panel, block, out);
+}
+
+/// [`crate::kernels::backend::simd::Isa::gemm_in_place`]: [`gemm_run`] with each
+/// pixel's pairs read at `bases[p] + offs[j]`.
+#[target_feature(enable = "avx2")]
+pub(super) fn gemm_in_place(
+    src: &[i16],
+    (bases, offs): (&[usize], &[usize]),
+    panel: &[i32],
+    block: (&ChannelBlock, usize),
+    out: (&mut [i8], usize, usize),
+) {
+    let reach = offs.iter().max().map_or(0, |&o| o + 2);
+    if bases
+        .iter()
+        .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
+    {
+        return;
+    }
+    let x = InPlace { src, bases, offs };
+    tiles(x, bases.len(), panel, block, out);
+}
+
+/// The micro-kernel over `pixels` pixels of `x`, the largest tile at a time.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tiles<S: PairSource>(
+    x: S,
+    pixels: usize,
+    panel: &[i32],
     (block, at): (&ChannelBlock, usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let stage = Stage16::new(block, at, stride);
+    let stage = Stage16::new(block, at, 2 * x.pairs());
     let mut done = 0;
-    if len <= PANEL / 2 {
-        // A narrow layer (or the last few channels): the panel's first half only.
-        while done < pixels {
-            let x = windows.get(done * stride..).unwrap_or_default();
-            let o = out.get_mut(done * out_c..).unwrap_or_default();
-            let (x, o) = ((x, stride), (o, out_c, len));
-            done += match pixels - done {
-                1 => tile8::<1>(x, panel, &stage, o),
-                2 => tile8::<2>(x, panel, &stage, o),
-                3 => tile8::<3>(x, panel, &stage, o),
-                4..=7 => tile8::<4>(x, panel, &stage, o),
-                _ => tile8::<8>(x, panel, &stage, o),
-            };
-        }
-        return;
-    }
     while done < pixels {
-        let x = windows.get(done * stride..).unwrap_or_default();
+        let x = x.from(done);
         let o = out.get_mut(done * out_c..).unwrap_or_default();
-        let (x, o) = ((x, stride), (o, out_c, len));
-        done += match pixels - done {
-            1 => tile::<1>(x, panel, &stage, o),
-            2 => tile::<2>(x, panel, &stage, o),
-            3 => tile::<3>(x, panel, &stage, o),
-            _ => tile::<4>(x, panel, &stage, o),
+        let o = (o, out_c, len);
+        done += match (len <= PANEL / 2, pixels - done) {
+            (true, 1) => tile8::<1, S>(x, panel, &stage, o),
+            (true, 2) => tile8::<2, S>(x, panel, &stage, o),
+            (true, 3) => tile8::<3, S>(x, panel, &stage, o),
+            (true, 4..=7) => tile8::<4, S>(x, panel, &stage, o),
+            (true, _) => tile8::<8, S>(x, panel, &stage, o),
+            (false, 1) => tile::<1, S>(x, panel, &stage, o),
+            (false, 2) => tile::<2, S>(x, panel, &stage, o),
+            (false, 3) => tile::<3, S>(x, panel, &stage, o),
+            (false, _) => tile::<4, S>(x, panel, &stage, o),
         };
+    }
+}
+
+/// Where a tile's pixels' window tap pairs lie.
+trait PairSource: Copy {
+    /// Tap pairs per window.
+    fn pairs(&self) -> usize;
+
+    /// The source from pixel `p` on.
+    fn from(self, p: usize) -> Self;
+
+    /// Whether pixels `0..pixels` have all their pairs inside the taps.
+    fn covers(&self, pixels: usize) -> bool;
+
+    /// Pair `j` of pixel `p`, as one word.
+    ///
+    /// # Safety
+    /// [`PairSource::covers`] holds for more than `p` pixels, and `j < pairs()`.
+    unsafe fn pair(&self, p: usize, j: usize) -> i32;
+}
+
+/// Gathered windows, `stride` taps apart.
+#[derive(Clone, Copy)]
+struct Gathered<'a> {
+    windows: &'a [i16],
+    stride: usize,
+}
+
+impl PairSource for Gathered<'_> {
+    #[inline(always)]
+    fn pairs(&self) -> usize {
+        self.stride / 2
+    }
+
+    #[inline(always)]
+    fn from(self, p: usize) -> Self {
+        let windows = self.windows.get(p * self.stride..).unwrap_or_default();
+        Self { windows, ..self }
+    }
+
+    #[inline(always)]
+    fn covers(&self, pixels: usize) -> bool {
+        self.stride.is_multiple_of(2) && self.windows.len() >= pixels * self.stride
+    }
+
+    #[inline(always)]
+    unsafe fn pair(&self, p: usize, j: usize) -> i32 {
+        // SAFETY: `2j + 2 <= stride` and `(p + 1) * stride <= windows.len()` (the
+        // caller's promise); an unaligned read.
+        unsafe {
+            self.windows
+                .as_ptr()
+                .add(p * self.stride + 2 * j)
+                .cast::<i32>()
+                .read_unaligned()
+        }
+    }
+}
+
+/// Windows read where they lie: pair `j` of pixel `p` at `bases[p] + offs[j]`.
+#[derive(Clone, Copy)]
+struct InPlace<'a> {
+    src: &'a [i16],
+    bases: &'a [usize],
+    offs: &'a [usize],
+}
+
+impl PairSource for InPlace<'_> {
+    #[inline(always)]
+    fn pairs(&self) -> usize {
+        self.offs.len()
+    }
+
+    #[inline(always)]
+    fn from(self, p: usize) -> Self {
+        let bases = self.bases.get(p..).unwrap_or_default();
+        Self { bases, ..self }
+    }
+
+    /// [`gemm_in_place`] checked every base against the farthest offset.
+    #[inline(always)]
+    fn covers(&self, pixels: usize) -> bool {
+        self.bases.len() >= pixels
+    }
+
+    #[inline(always)]
+    unsafe fn pair(&self, p: usize, j: usize) -> i32 {
+        // SAFETY: `p < bases.len()`, `j < offs.len()`, and every base plus every offset
+        // plus 2 is at most `src.len()` (checked in `gemm_in_place`); an unaligned read.
+        unsafe {
+            let at = *self.bases.get_unchecked(p) + *self.offs.get_unchecked(j);
+            self.src.as_ptr().add(at).cast::<i32>().read_unaligned()
+        }
     }
 }
 
@@ -137,29 +254,28 @@ pub(super) fn gemm_run(
 /// tap pair stay in registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tile<const P: usize>(
-    (windows, stride): (&[i16], usize),
+fn tile<const P: usize, S: PairSource>(
+    x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let pairs = stride / 2;
-    if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
+    let pairs = x.pairs();
+    if P == 0 || !x.covers(P) || panel.len() < pairs * PANEL {
         return P.max(1);
     }
     // From the bias: one add fewer per output than adding it at the end.
     let mut acc = [stage.bias; P];
-    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    let w = panel.as_ptr();
     for j in 0..pairs {
         // SAFETY: `j < pairs`, so words `j * PANEL..(j + 1) * PANEL` lie inside `panel` and
-        // taps `2j, 2j + 1` of every pixel `p < P` inside `windows` (both checked above);
-        // the loads are unaligned ones.
+        // pair `j` of every pixel `p < P` inside the source (both checked above); the
+        // loads are unaligned ones.
         unsafe {
             let w0 = _mm256_loadu_si256(w.add(j * PANEL).cast());
             let w1 = _mm256_loadu_si256(w.add(j * PANEL + 8).cast());
             for (p, acc) in acc.iter_mut().enumerate() {
-                let pair = x.add(p * stride + 2 * j).cast::<i32>().read_unaligned();
-                let xv = _mm256_set1_epi32(pair);
+                let xv = _mm256_set1_epi32(x.pair(p, j));
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(xv, w0));
                 acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(xv, w1));
             }
@@ -189,26 +305,24 @@ fn tile<const P: usize>(
 /// `P`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tile8<const P: usize>(
-    (windows, stride): (&[i16], usize),
+fn tile8<const P: usize, S: PairSource>(
+    x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let pairs = stride / 2;
-    if P == 0 || stride % 2 != 0 || windows.len() < P * stride || panel.len() < pairs * PANEL {
+    let pairs = x.pairs();
+    if P == 0 || !x.covers(P) || panel.len() < pairs * PANEL {
         return P.max(1);
     }
     let mut acc = [stage.bias[0]; P];
-    let (x, w) = (windows.as_ptr(), panel.as_ptr());
+    let w = panel.as_ptr();
     for j in 0..pairs {
-        // SAFETY: as in `tile`: words `j * PANEL..j * PANEL + 8` lie inside `panel` and
-        // taps `2j, 2j + 1` of every pixel `p < P` inside `windows` (both checked above).
+        // SAFETY: as in `tile`, for the panel's first eight channels.
         unsafe {
             let w0 = _mm256_loadu_si256(w.add(j * PANEL).cast());
             for (p, acc) in acc.iter_mut().enumerate() {
-                let pair = x.add(p * stride + 2 * j).cast::<i32>().read_unaligned();
-                let xv = _mm256_set1_epi32(pair);
+                let xv = _mm256_set1_epi32(x.pair(p, j));
                 *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(xv, w0));
             }
         }
