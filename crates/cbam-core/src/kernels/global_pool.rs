@@ -26,7 +26,7 @@ pub fn global_avg_pool(
     // The sum of `v - in_zp` over `n` pixels wraps to `sum(v) - n * in_zp`.
     let zp_sum = p
         .in_zp
-        .wrapping_mul(input.len().checked_div(in_shape.c).unwrap_or(0) as i32);
+        .wrapping_mul(in_shape.h.wrapping_mul(in_shape.w) as i32);
     let fast = Active::channel_totals(input, in_shape.c, |ch, sum, _| {
         if let Some(out) = output.get_mut(ch) {
             let sum = sum.wrapping_sub(zp_sum);
