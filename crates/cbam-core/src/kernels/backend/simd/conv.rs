@@ -125,7 +125,7 @@ fn by_matrix_product(per_out: usize, pixels: usize) -> bool {
 }
 
 /// For a convolution whose windows [`Windows::product_in_place`] reads in place: the
-/// bytes of a window row and of the keyed, padded input copy.
+/// taps of a window row and of the padded input copy.
 fn in_place_copy(g: &ConvGeometry, s: Shape) -> Option<(usize, usize)> {
     let run = g.kw * s.c;
     if g.is_pointwise() || g.dil_w != 1 || run == 0 || g.kh == 0 {
