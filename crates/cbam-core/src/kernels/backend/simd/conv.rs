@@ -303,10 +303,11 @@ impl Windows<'_> {
     }
 
     /// Every output pixel by [`gemm::conv_in_place`] over a copy of the input as taps with
-    /// its padding written out, for the windows of few input channels, whose gathering
-    /// would cost as much as their products (a network's first layers). `false`, doing
-    /// nothing, for a 1x1 convolution (its windows need no gathering), dilated columns,
-    /// windows past [`gemm::MAX_IN_PLACE_TAPS`] or a copy past [`PADDED_MAX`] taps.
+    /// its padding written out, instead of gathering each pixel's window (for the windows
+    /// of few input channels, a network's first layers, that costs as much as their
+    /// products). `false`, doing nothing, for a 1x1 convolution (its windows need no
+    /// gathering), dilated columns, windows past [`gemm::MAX_IN_PLACE_TAPS`] or a copy
+    /// past [`PADDED_MAX`] taps.
     fn product_in_place<K: Product>(
         &self,
         k: K,

@@ -77,6 +77,9 @@ pub(crate) trait Product: Copy {
     const FORMAT: Format;
     const IN_PLACE_FORMAT: Format;
 
+    /// Longest window (taps, rows rounded up to whole words) read in place.
+    const IN_PLACE_TAPS: usize;
+
     /// The weights of a block's `n` channels (`per_out` each) as panels of [`PANEL`]
     /// channels, `words` words per channel each (see [`pack`] and [`pack_quads`]), and
     /// what their accumulators start from into `start` (where the micro-kernel reads it).
@@ -142,6 +145,10 @@ impl<I: Isa> Product for Pairs<I> {
     const TAPS: usize = 2;
     const FORMAT: Format = Format::Pairs;
     const IN_PLACE_FORMAT: Format = Format::InPlacePairs;
+    // The AVX2 pair tile broadcasts one pair per load either way, but the NEON one loads
+    // eight taps of a gathered window at once: its in-place rows past a first layer's few
+    // channels cost more instructions than gathering saves.
+    const IN_PLACE_TAPS: usize = 256;
 
     /// The pair micro-kernels start from the block's bias: `start` is not theirs.
     #[inline]
@@ -248,6 +255,7 @@ impl<D: DotIsa> Product for Quads<D> {
     const TAPS: usize = 4;
     const FORMAT: Format = Format::Quads;
     const IN_PLACE_FORMAT: Format = Format::InPlaceQuads;
+    const IN_PLACE_TAPS: usize = D::IN_PLACE_TAPS;
 
     fn pack(
         self,
@@ -536,9 +544,12 @@ fn blocks<K: Product>(
 }
 
 /// Longest window, in taps with each row run rounded up to whole words, that
-/// [`conv_in_place`] takes: the layers with few input channels, where gathering the
-/// windows costs as much as multiplying them.
-pub(crate) const MAX_IN_PLACE_TAPS: usize = 256;
+/// [`conv_in_place`] takes from any product (each has its own [`Product::IN_PLACE_TAPS`]):
+/// a 3x3 window over 128 channels. Gathering costs most where a network's first layers
+/// have few input channels (as much as multiplying), but on x86 it was still 6% of a
+/// network of 3x3 layers of 32 and 64 channels; past this, a window's offsets and a
+/// block's padded rows would crowd the stack.
+pub(crate) const MAX_IN_PLACE_TAPS: usize = 1152;
 
 /// Output pixels whose bases [`conv_in_place`] computes at a time.
 const IN_PLACE_RUN: usize = 256;
@@ -564,8 +575,8 @@ pub(crate) fn in_place_layout<K: Product>(
     out_c: usize,
 ) -> Option<Layout> {
     let words = rows.checked_mul(run.div_ceil(K::TAPS))?;
-    let fits =
-        run > 0 && K::TAPS * words <= MAX_IN_PLACE_TAPS && rows.checked_mul(run) == Some(per_out);
+    let most = K::IN_PLACE_TAPS.min(MAX_IN_PLACE_TAPS);
+    let fits = run > 0 && K::TAPS * words <= most && rows.checked_mul(run) == Some(per_out);
     fits.then(|| Layout {
         format: K::IN_PLACE_FORMAT,
         words,

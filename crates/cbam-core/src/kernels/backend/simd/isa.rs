@@ -203,6 +203,11 @@ pub(crate) trait DotIsa: Copy {
     /// The byte XORed into every input byte of a window.
     const KEY: u8;
 
+    /// Longest window (taps, rows rounded up to whole quads, at most
+    /// [`super::gemm::MAX_IN_PLACE_TAPS`]) whose quads [`DotIsa::gemm_in_place`] reads
+    /// faster than gathered ones.
+    const IN_PLACE_TAPS: usize;
+
     /// Several runs of `run` input bytes XORed with [`DotIsa::KEY`] for each of `count`
     /// pixels, laid out as [`Isa::widen_runs`] lays out its widened runs (and, like it,
     /// free to overwrite the bytes past each pixel's last run).
@@ -279,6 +284,7 @@ pub(crate) enum NoDot {}
 #[cfg(test)]
 impl DotIsa for NoDot {
     const KEY: u8 = 0;
+    const IN_PLACE_TAPS: usize = 0;
 
     fn taps_runs(self, _: &mut [u8], _: &[i8], _: (&[usize], usize), _: (usize, usize, usize)) {
         match self {}

@@ -58,6 +58,9 @@ fn probe() -> bool {
 /// target features `gemm_quads` enables.
 impl DotIsa for Vnni {
     const KEY: u8 = 0x80;
+    // Both kinds of window broadcast one quad per load; in place saves the gathering
+    // (`fmnist_cbam_res` 8-10% faster at 1,152 taps than at 256, on Zen 4).
+    const IN_PLACE_TAPS: usize = super::super::simd::gemm::MAX_IN_PLACE_TAPS;
 
     #[inline]
     fn taps_runs(
