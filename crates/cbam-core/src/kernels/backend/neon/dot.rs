@@ -19,6 +19,7 @@ use super::{load_lanes, pack8};
 use crate::kernels::backend::simd::conv::{row_from, run_bounds};
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::{ChannelBlock, DotIsa, BLOCK};
+use crate::kernels::backend::simd::words::{InPlace, Words};
 use crate::kernels::backend::simd::Probed;
 use core::arch::aarch64::*;
 use core::arch::asm;
@@ -295,54 +296,49 @@ fn gemm_in_place(
     (block, start, at): (&ChannelBlock, &[i32; BLOCK], usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let reach = offs.iter().max().map_or(0, |&o| o + 4);
-    if panel.len() < offs.len() * PANEL
-        || bases
-            .iter()
-            .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
-    {
+    let Some(x) = InPlace::new(src, bases, offs) else {
+        return;
+    };
+    if panel.len() < offs.len() * PANEL {
         return;
     }
     let mut stage = Stage16::new(block, at);
     stage.start = [0, 1, 2, 3].map(|q| load_lanes(start, at + 4 * q));
     let mut done = 0;
-    while done < bases.len() {
-        let b = bases.get(done..).unwrap_or_default();
+    while done < x.pixels() {
         let o = out.get_mut(done * out_c..).unwrap_or_default();
-        let (x, o) = ((src, b, offs), (o, out_c, len));
-        done += match bases.len() - done {
-            1 => tile_in_place::<1>(x, panel, &stage, o),
-            2 => tile_in_place::<2>(x, panel, &stage, o),
-            3 => tile_in_place::<3>(x, panel, &stage, o),
-            _ => tile_in_place::<4>(x, panel, &stage, o),
+        let (y, o) = (x.from(done), (o, out_c, len));
+        done += match x.pixels() - done {
+            1 => tile_in_place::<1>(y, panel, &stage, o),
+            2 => tile_in_place::<2>(y, panel, &stage, o),
+            3 => tile_in_place::<3>(y, panel, &stage, o),
+            _ => tile_in_place::<4>(y, panel, &stage, o),
         };
     }
 }
 
 /// [`tile`] over windows read where they lie, one quad at a time (the quads of a window
-/// are not one run). [`gemm_in_place`] checked every base against the farthest offset
-/// and the panel's length. Returns `P`.
+/// are not one run). [`gemm_in_place`] checked the panel's length. Returns `P`.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn tile_in_place<const P: usize>(
-    (src, bases, offs): (&[u8], &[usize], &[usize]),
+    x: InPlace<u8>,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let Some(bases) = bases.first_chunk::<P>() else {
+    if P == 0 || !x.covers(P) {
         return P.max(1);
-    };
+    }
     let mut acc = [stage.start; P];
-    let (x, w) = (src.as_ptr(), panel.as_ptr());
-    for (j, &off) in offs.iter().enumerate() {
-        // SAFETY: every base plus every offset plus 4 is at most `src.len()`, and
-        // `panel` holds `offs.len() * PANEL` words (both checked by the caller).
+    let w = panel.as_ptr();
+    for j in 0..x.words() {
+        // SAFETY: `j < words`, pixels `p < P` are covered (checked above), and `panel`
+        // holds `words * PANEL` words (checked by the caller).
         unsafe {
             let mut xv = [vdupq_n_s8(0); P];
-            for (xv, &b) in xv.iter_mut().zip(bases) {
-                let quad = x.add(b + off).cast::<i32>().read_unaligned();
-                *xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
+            for (p, xv) in xv.iter_mut().enumerate() {
+                *xv = vreinterpretq_s8_s32(vdupq_n_s32(x.word(p, j)));
             }
             quad_step::<0, P>(&mut acc, w.add(j * PANEL), &xv);
         }

@@ -6,6 +6,7 @@
 use super::requant::{store16, Stage16};
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
+use crate::kernels::backend::simd::words::{Gathered, InPlace, Words};
 use core::arch::aarch64::*;
 
 /// [`crate::kernels::backend::simd::gemm::pack`] by 4x4 transposes of words: eight bytes of
@@ -104,20 +105,15 @@ pub(super) fn gemm_in_place(
     block: (&ChannelBlock, usize),
     out: (&mut [i8], usize, usize),
 ) {
-    let reach = offs.iter().max().map_or(0, |&o| o + 2);
-    if bases
-        .iter()
-        .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
-    {
-        return;
+    if let Some(x) = InPlace::new(src, bases, offs) {
+        tiles(x, x.pixels(), panel, block, out);
     }
-    tiles(InPlace { src, bases, offs }, bases.len(), panel, block, out);
 }
 
 /// The micro-kernel over `pixels` pixels of `x`, the largest tile at a time.
 #[inline]
 #[target_feature(enable = "neon")]
-fn tiles<S: PairSource>(
+fn tiles<S: Words<i16>>(
     x: S,
     pixels: usize,
     panel: &[i32],
@@ -136,109 +132,6 @@ fn tiles<S: PairSource>(
             3 => tile::<3, S>(x, panel, &stage, o),
             _ => tile::<4, S>(x, panel, &stage, o),
         };
-    }
-}
-
-/// Where a tile's pixels' window tap pairs lie.
-trait PairSource: Copy {
-    /// Tap pairs per window.
-    fn pairs(&self) -> usize;
-
-    /// The source from pixel `p` on.
-    fn from(self, p: usize) -> Self;
-
-    /// Whether pixels `0..pixels` have all their pairs inside the taps.
-    fn covers(&self, pixels: usize) -> bool;
-
-    /// Whether pairs `j..j + 4` lie one after another (`j + 4 <= pairs()`).
-    fn runs4(&self, j: usize) -> bool;
-
-    /// Where pair `j` of pixel `p` starts.
-    ///
-    /// # Safety
-    /// [`PairSource::covers`] holds for more than `p` pixels, and `j < pairs()`.
-    unsafe fn at(&self, p: usize, j: usize) -> *const i16;
-}
-
-/// Gathered windows, `stride` taps apart.
-#[derive(Clone, Copy)]
-struct Gathered<'a> {
-    windows: &'a [i16],
-    stride: usize,
-}
-
-impl PairSource for Gathered<'_> {
-    #[inline(always)]
-    fn pairs(&self) -> usize {
-        self.stride / 2
-    }
-
-    #[inline(always)]
-    fn from(self, p: usize) -> Self {
-        let windows = self.windows.get(p * self.stride..).unwrap_or_default();
-        Self { windows, ..self }
-    }
-
-    #[inline(always)]
-    fn covers(&self, pixels: usize) -> bool {
-        self.stride.is_multiple_of(2) && self.windows.len() >= pixels * self.stride
-    }
-
-    #[inline(always)]
-    fn runs4(&self, _: usize) -> bool {
-        true
-    }
-
-    #[inline(always)]
-    unsafe fn at(&self, p: usize, j: usize) -> *const i16 {
-        // SAFETY: `2j + 2 <= stride` and `(p + 1) * stride <= windows.len()` (the
-        // caller's promise).
-        unsafe { self.windows.as_ptr().add(p * self.stride + 2 * j) }
-    }
-}
-
-/// Windows read where they lie: pair `j` of pixel `p` at `bases[p] + offs[j]`.
-#[derive(Clone, Copy)]
-struct InPlace<'a> {
-    src: &'a [i16],
-    bases: &'a [usize],
-    offs: &'a [usize],
-}
-
-impl PairSource for InPlace<'_> {
-    #[inline(always)]
-    fn pairs(&self) -> usize {
-        self.offs.len()
-    }
-
-    #[inline(always)]
-    fn from(self, p: usize) -> Self {
-        let bases = self.bases.get(p..).unwrap_or_default();
-        Self { bases, ..self }
-    }
-
-    /// [`gemm_in_place`] checked every base against the farthest offset.
-    #[inline(always)]
-    fn covers(&self, pixels: usize) -> bool {
-        self.bases.len() >= pixels
-    }
-
-    #[inline(always)]
-    fn runs4(&self, j: usize) -> bool {
-        match (self.offs.get(j), self.offs.get(j + 3)) {
-            (Some(&a), Some(&b)) => b == a + 6,
-            _ => false,
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn at(&self, p: usize, j: usize) -> *const i16 {
-        // SAFETY: `p < bases.len()`, `j < offs.len()`, and every base plus every offset
-        // plus 2 is at most `src.len()` (checked in `gemm_in_place`).
-        unsafe {
-            let at = *self.bases.get_unchecked(p) + *self.offs.get_unchecked(j);
-            self.src.as_ptr().add(at)
-        }
     }
 }
 
@@ -278,13 +171,13 @@ unsafe fn pair_step<const A: i32, const B: i32, const P: usize>(
 /// registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn tile<const P: usize, S: PairSource>(
+fn tile<const P: usize, S: Words<i16>>(
     x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let pairs = x.pairs();
+    let pairs = x.words();
     if P == 0 || !x.covers(P) || panel.len() < pairs * PANEL {
         return P.max(1);
     }
@@ -294,7 +187,7 @@ fn tile<const P: usize, S: PairSource>(
     while j < pairs {
         // Four tap pairs (eight window taps) of each pixel per load while they lie one
         // after another, each tap taken by lane.
-        while j + 4 <= pairs && x.runs4(j) {
+        while j + 4 <= pairs && x.contiguous(j, 4) {
             // SAFETY: `j + 4 <= pairs`, so words `j * PANEL..(j + 4) * PANEL` lie inside
             // `panel`, and pairs `j..j + 4` of every pixel `p < P` are the eight taps from
             // pair `j`'s start, inside the source (both checked above).

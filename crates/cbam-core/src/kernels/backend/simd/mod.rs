@@ -23,6 +23,7 @@ mod prepacked;
 mod scratch;
 #[cfg(test)]
 pub(super) mod tests;
+pub(super) mod words;
 
 use super::{Backend, NoBounds};
 use crate::kernels::{

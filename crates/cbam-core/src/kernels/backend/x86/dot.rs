@@ -19,6 +19,7 @@ use crate::kernels::backend::simd::conv::row_from;
 use crate::kernels::backend::simd::conv::run_bounds;
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::{ChannelBlock, DotIsa, BLOCK};
+use crate::kernels::backend::simd::words::{Gathered, InPlace, Words};
 use crate::kernels::backend::simd::Probed;
 use core::arch::x86_64::*;
 
@@ -238,14 +239,11 @@ fn gemm_quads(
 ) {
     let mut stage = Stage16::new(block, at, stride);
     stage.bias = [load8(start, at), load8(start, at + 8)];
+    let x = Gathered { windows, stride };
     let mut done = 0;
     while done < pixels {
-        let x = Gathered {
-            bytes: windows.get(done * stride..).unwrap_or_default(),
-            stride,
-        };
         let o = out.get_mut(done * out_c..).unwrap_or_default();
-        done += tiles(x, pixels - done, panel, &stage, (o, out_c, len));
+        done += tiles(x.from(done), pixels - done, panel, &stage, (o, out_c, len));
     }
 }
 
@@ -257,31 +255,28 @@ fn gemm_in_place(
     (block, start, at): (&ChannelBlock, &[i32; BLOCK], usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let reach = offs.iter().max().map_or(0, |&o| o + 4);
-    if bases
-        .iter()
-        .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
-    {
+    let Some(x) = InPlace::new(src, bases, offs) else {
         return;
-    }
+    };
     let mut stage = Stage16::new(block, at, 4 * offs.len());
     stage.bias = [load8(start, at), load8(start, at + 8)];
     let mut done = 0;
-    while done < bases.len() {
-        let x = InPlace {
-            bytes: src,
-            bases: bases.get(done..).unwrap_or_default(),
-            offs,
-        };
+    while done < x.pixels() {
         let o = out.get_mut(done * out_c..).unwrap_or_default();
-        done += tiles(x, bases.len() - done, panel, &stage, (o, out_c, len));
+        done += tiles(
+            x.from(done),
+            x.pixels() - done,
+            panel,
+            &stage,
+            (o, out_c, len),
+        );
     }
 }
 
 /// The largest tile for `left` pixels of `x`; returns the pixels done.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-fn tiles<S: QuadSource>(
+fn tiles<S: Words<u8>>(
     x: S,
     left: usize,
     panel: &[i32],
@@ -302,84 +297,6 @@ fn tiles<S: QuadSource>(
     }
 }
 
-/// Where a tile's pixels' window quads lie.
-trait QuadSource: Copy {
-    /// Quads per window.
-    fn quads(&self) -> usize;
-
-    /// Whether pixels `0..pixels` have all their quads inside the bytes.
-    fn covers(&self, pixels: usize) -> bool;
-
-    /// Quad `j` of pixel `p`.
-    ///
-    /// # Safety
-    /// [`QuadSource::covers`] holds for more than `p` pixels, and `j < quads()`.
-    unsafe fn quad(&self, p: usize, j: usize) -> i32;
-}
-
-/// Gathered windows, `stride` bytes apart.
-#[derive(Clone, Copy)]
-struct Gathered<'a> {
-    bytes: &'a [u8],
-    stride: usize,
-}
-
-impl QuadSource for Gathered<'_> {
-    #[inline(always)]
-    fn quads(&self) -> usize {
-        self.stride / 4
-    }
-
-    #[inline(always)]
-    fn covers(&self, pixels: usize) -> bool {
-        self.stride.is_multiple_of(4) && self.bytes.len() >= pixels * self.stride
-    }
-
-    #[inline(always)]
-    unsafe fn quad(&self, p: usize, j: usize) -> i32 {
-        // SAFETY: `4j + 4 <= stride` and `(p + 1) * stride <= bytes.len()` (the caller's
-        // promise); an unaligned read.
-        unsafe {
-            self.bytes
-                .as_ptr()
-                .add(p * self.stride + 4 * j)
-                .cast::<i32>()
-                .read_unaligned()
-        }
-    }
-}
-
-/// Windows read where they lie: quad `j` of pixel `p` at `bases[p] + offs[j]`.
-#[derive(Clone, Copy)]
-struct InPlace<'a> {
-    bytes: &'a [u8],
-    bases: &'a [usize],
-    offs: &'a [usize],
-}
-
-impl QuadSource for InPlace<'_> {
-    #[inline(always)]
-    fn quads(&self) -> usize {
-        self.offs.len()
-    }
-
-    /// [`gemm_in_place`] checked every base against the farthest offset.
-    #[inline(always)]
-    fn covers(&self, pixels: usize) -> bool {
-        self.bases.len() >= pixels
-    }
-
-    #[inline(always)]
-    unsafe fn quad(&self, p: usize, j: usize) -> i32 {
-        // SAFETY: `p < bases.len()`, `j < offs.len()`, and every base plus every offset
-        // plus 4 is at most `bytes.len()` (checked in `gemm_in_place`); an unaligned read.
-        unsafe {
-            let at = *self.bases.get_unchecked(p) + *self.offs.get_unchecked(j);
-            self.bytes.as_ptr().add(at).cast::<i32>().read_unaligned()
-        }
-    }
-}
-
 /// Eight words of `words` from `at`, zero past its end.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -391,13 +308,13 @@ fn load8(words: &[i32; BLOCK], at: usize) -> __m256i {
 /// accumulators, `H` weight vectors and a broadcast quad stay in registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-fn tile<const P: usize, const H: usize, S: QuadSource>(
+fn tile<const P: usize, const H: usize, S: Words<u8>>(
     x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let quads = x.quads();
+    let quads = x.words();
     if P == 0 || H == 0 || H > 2 || !x.covers(P) || panel.len() < quads * PANEL {
         return P.max(1);
     }
@@ -418,7 +335,7 @@ fn tile<const P: usize, const H: usize, S: QuadSource>(
                 *wv = _mm256_loadu_si256(w.add(j * PANEL + 8 * h).cast());
             }
             for (p, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_epi32(x.quad(p, j));
+                let xv = _mm256_set1_epi32(x.word(p, j));
                 for (a, &wv) in acc.iter_mut().zip(&wv) {
                     *a = _mm256_dpbusd_epi32(*a, xv, wv);
                 }

@@ -5,6 +5,7 @@
 use super::requant::Stage16;
 use crate::kernels::backend::simd::gemm::PANEL;
 use crate::kernels::backend::simd::isa::ChannelBlock;
+use crate::kernels::backend::simd::words::{Gathered, InPlace, Words};
 use core::arch::x86_64::*;
 
 /// [`crate::kernels::backend::simd::gemm::pack`] by 8x8 transposes: sixteen bytes of a
@@ -116,28 +117,22 @@ pub(super) fn gemm_in_place(
     block: (&ChannelBlock, usize),
     out: (&mut [i8], usize, usize),
 ) {
-    let reach = offs.iter().max().map_or(0, |&o| o + 2);
-    if bases
-        .iter()
-        .any(|&b| b.checked_add(reach).is_none_or(|r| r > src.len()))
-    {
-        return;
+    if let Some(x) = InPlace::new(src, bases, offs) {
+        tiles(x, x.pixels(), panel, block, out);
     }
-    let x = InPlace { src, bases, offs };
-    tiles(x, bases.len(), panel, block, out);
 }
 
 /// The micro-kernel over `pixels` pixels of `x`, the largest tile at a time.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tiles<S: PairSource>(
+fn tiles<S: Words<i16>>(
     x: S,
     pixels: usize,
     panel: &[i32],
     (block, at): (&ChannelBlock, usize),
     (out, out_c, len): (&mut [i8], usize, usize),
 ) {
-    let stage = Stage16::new(block, at, 2 * x.pairs());
+    let stage = Stage16::new(block, at, 2 * x.words());
     let mut done = 0;
     while done < pixels {
         let x = x.from(done);
@@ -157,110 +152,17 @@ fn tiles<S: PairSource>(
     }
 }
 
-/// Where a tile's pixels' window tap pairs lie.
-trait PairSource: Copy {
-    /// Tap pairs per window.
-    fn pairs(&self) -> usize;
-
-    /// The source from pixel `p` on.
-    fn from(self, p: usize) -> Self;
-
-    /// Whether pixels `0..pixels` have all their pairs inside the taps.
-    fn covers(&self, pixels: usize) -> bool;
-
-    /// Pair `j` of pixel `p`, as one word.
-    ///
-    /// # Safety
-    /// [`PairSource::covers`] holds for more than `p` pixels, and `j < pairs()`.
-    unsafe fn pair(&self, p: usize, j: usize) -> i32;
-}
-
-/// Gathered windows, `stride` taps apart.
-#[derive(Clone, Copy)]
-struct Gathered<'a> {
-    windows: &'a [i16],
-    stride: usize,
-}
-
-impl PairSource for Gathered<'_> {
-    #[inline(always)]
-    fn pairs(&self) -> usize {
-        self.stride / 2
-    }
-
-    #[inline(always)]
-    fn from(self, p: usize) -> Self {
-        let windows = self.windows.get(p * self.stride..).unwrap_or_default();
-        Self { windows, ..self }
-    }
-
-    #[inline(always)]
-    fn covers(&self, pixels: usize) -> bool {
-        self.stride.is_multiple_of(2) && self.windows.len() >= pixels * self.stride
-    }
-
-    #[inline(always)]
-    unsafe fn pair(&self, p: usize, j: usize) -> i32 {
-        // SAFETY: `2j + 2 <= stride` and `(p + 1) * stride <= windows.len()` (the
-        // caller's promise); an unaligned read.
-        unsafe {
-            self.windows
-                .as_ptr()
-                .add(p * self.stride + 2 * j)
-                .cast::<i32>()
-                .read_unaligned()
-        }
-    }
-}
-
-/// Windows read where they lie: pair `j` of pixel `p` at `bases[p] + offs[j]`.
-#[derive(Clone, Copy)]
-struct InPlace<'a> {
-    src: &'a [i16],
-    bases: &'a [usize],
-    offs: &'a [usize],
-}
-
-impl PairSource for InPlace<'_> {
-    #[inline(always)]
-    fn pairs(&self) -> usize {
-        self.offs.len()
-    }
-
-    #[inline(always)]
-    fn from(self, p: usize) -> Self {
-        let bases = self.bases.get(p..).unwrap_or_default();
-        Self { bases, ..self }
-    }
-
-    /// [`gemm_in_place`] checked every base against the farthest offset.
-    #[inline(always)]
-    fn covers(&self, pixels: usize) -> bool {
-        self.bases.len() >= pixels
-    }
-
-    #[inline(always)]
-    unsafe fn pair(&self, p: usize, j: usize) -> i32 {
-        // SAFETY: `p < bases.len()`, `j < offs.len()`, and every base plus every offset
-        // plus 2 is at most `src.len()` (checked in `gemm_in_place`); an unaligned read.
-        unsafe {
-            let at = *self.bases.get_unchecked(p) + *self.offs.get_unchecked(j);
-            self.src.as_ptr().add(at).cast::<i32>().read_unaligned()
-        }
-    }
-}
-
 /// `P` pixels of [`gemm_run`]: `2 * P` accumulators, two weight vectors and a broadcast
 /// tap pair stay in registers. Returns `P`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tile<const P: usize, S: PairSource>(
+fn tile<const P: usize, S: Words<i16>>(
     x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let pairs = x.pairs();
+    let pairs = x.words();
     if P == 0 || !x.covers(P) || panel.len() < pairs * PANEL {
         return P.max(1);
     }
@@ -275,7 +177,7 @@ fn tile<const P: usize, S: PairSource>(
             let w0 = _mm256_loadu_si256(w.add(j * PANEL).cast());
             let w1 = _mm256_loadu_si256(w.add(j * PANEL + 8).cast());
             for (p, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_epi32(x.pair(p, j));
+                let xv = _mm256_set1_epi32(x.word(p, j));
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(xv, w0));
                 acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(xv, w1));
             }
@@ -305,13 +207,13 @@ fn tile<const P: usize, S: PairSource>(
 /// `P`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tile8<const P: usize, S: PairSource>(
+fn tile8<const P: usize, S: Words<i16>>(
     x: S,
     panel: &[i32],
     stage: &Stage16,
     (out, out_c, len): (&mut [i8], usize, usize),
 ) -> usize {
-    let pairs = x.pairs();
+    let pairs = x.words();
     if P == 0 || !x.covers(P) || panel.len() < pairs * PANEL {
         return P.max(1);
     }
@@ -322,7 +224,7 @@ fn tile8<const P: usize, S: PairSource>(
         unsafe {
             let w0 = _mm256_loadu_si256(w.add(j * PANEL).cast());
             for (p, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_epi32(x.pair(p, j));
+                let xv = _mm256_set1_epi32(x.word(p, j));
                 *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(xv, w0));
             }
         }
