@@ -3,7 +3,7 @@
 use core::ops::Range;
 
 use crate::blob::stages::stage_of;
-use crate::blob::{Kernel, Model, Op, Span};
+use crate::blob::{decode_op, Kernel, Model, Op, Span};
 use crate::cbam::cbam;
 use crate::error::Error;
 use crate::format::OpCode;
@@ -176,7 +176,8 @@ impl Model<'_> {
                 index = usize::from(stage.end);
                 continue;
             }
-            let op = self.op_to_run(at)?;
+            let mut op = decode_op(self.blob, &self.header, at)?;
+            self.attach_packing(at, &mut op);
             observer.op_start(index, op.record.code);
             single(self, index, &op, arena, observer)?;
             observer.op_end(

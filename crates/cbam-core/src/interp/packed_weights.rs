@@ -98,13 +98,17 @@ impl<'a> Model<'a> {
         Ok(at)
     }
 
-    /// Op `index` decoded to run: a convolution with its packed weights, if any.
-    pub(crate) fn op_to_run(&self, index: u16) -> Result<Op<'a>, Error> {
-        let mut op = decode_op(self.blob, &self.header, index)?;
+    /// Gives op `index`, decoded to run, its packed weights if it is a convolution that
+    /// has some. In place: an `Op` returned by value is copied whole, which cost a
+    /// Cortex-M4 0.1% of an inference.
+    #[inline]
+    pub(crate) fn attach_packing(&self, index: u16, op: &mut Op<'a>) {
+        if self.packed.is_empty() {
+            return;
+        }
         if let Kernel::Conv2d(p) = &mut op.kernel {
             p.packed = self.packed_of(index);
         }
-        Ok(op)
     }
 
     /// Op `index`'s packing: from its start to the next packed op's (or the end).
