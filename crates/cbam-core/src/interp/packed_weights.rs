@@ -75,8 +75,11 @@ impl<'a> Model<'a> {
             let Kernel::Conv2d(p) = &op.kernel else {
                 continue;
             };
-            let shapes = (op.input(0)?.shape, op.output.shape);
-            let len = conv2d_packing(p, shapes.0, shapes.1, &mut []);
+            let (in_shape, out_shape) = (op.input(0)?.shape, op.output.shape);
+            // Writes the layer when `out` holds it (sized by a first pass), else only
+            // measures it.
+            let dst = out.as_deref_mut().and_then(|o| o.get_mut(at..));
+            let len = conv2d_packing(p, in_shape, out_shape, dst.unwrap_or_default());
             if len == 0 {
                 continue;
             }
@@ -84,14 +87,11 @@ impl<'a> Model<'a> {
                 what: "packed weights",
             };
             let start = i32::try_from(at).map_err(|_| too_big)?;
-            if let Some(out) = out.as_deref_mut() {
-                let slot = HEADER + usize::from(index);
-                if let Some(dst) = out.get_mut(at..at + len) {
-                    conv2d_packing(p, shapes.0, shapes.1, dst);
-                }
-                if let Some(w) = out.get_mut(slot) {
-                    *w = start;
-                }
+            if let Some(w) = out
+                .as_deref_mut()
+                .and_then(|o| o.get_mut(HEADER + usize::from(index)))
+            {
+                *w = start;
             }
             at = at.checked_add(len).ok_or(too_big)?;
         }

@@ -175,16 +175,17 @@ fn prepack_either<K: Product>(
     let window = (g.kh, g.kw * in_shape.c);
     let in_place =
         in_place_copy(g, in_shape).and_then(|_| gemm::in_place_layout::<K>(per_out, window, out_c));
-    match in_place {
-        Some(layout) => {
-            gemm::prepack_in_place(k, weights, &p.quant, (out_c, window), out);
-            layout.len()
-        }
-        None => {
-            gemm::prepack(k, weights, &p.quant, out_c, out);
-            gemm::layout::<K>(per_out, out_c).len()
-        }
+    let len = in_place
+        .unwrap_or_else(|| gemm::layout::<K>(per_out, out_c))
+        .len();
+    // A buffer too short (a caller asking for the length) costs no packing work.
+    if out.len() >= len {
+        match in_place {
+            Some(_) => gemm::prepack_in_place(k, weights, &p.quant, (out_c, window), out),
+            None => gemm::prepack(k, weights, &p.quant, out_c, out),
+        };
     }
+    len
 }
 
 /// Taps of the padded input copies [`Windows::product_padded`] and
